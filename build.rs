@@ -1,0 +1,35 @@
+//! Compiles `proto/tactful/v1/*.proto` with protox (pure Rust, so a fresh machine needs no
+//! system `protoc`), generates the tonic services and prost messages, and writes the encoded
+//! descriptor set that server reflection serves.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTO_ROOT: &str = "proto";
+const PROTOS: &[&str] = &[
+    "proto/tactful/v1/common.proto",
+    "proto/tactful/v1/ranker.proto",
+    "proto/tactful/v1/events.proto",
+    "proto/tactful/v1/profile.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+
+    let descriptors = protox::compile(PROTOS, [PROTO_ROOT])?;
+    fs::write(
+        out_dir.join("tactful_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .emit_rerun_if_changed(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! The pipeline: a request runs through ordered [`Stage`]s that share one [`Slate`] and one
+//! [`Deadline`].
+//!
+//! Scoring stages work on whole columns (one value per candidate) so that each is a single
+//! vectorised pass; the selection stage then picks the final order; the explain stage writes
+//! reasons. Every stage records what it did (a score component, a drop rule, a pick), and that
+//! record becomes the response's breakdown, dropped list and reasons. This module must not
+//! know any particular rule: rules live in `stages/`.
+
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, ArrayView1, Axis, Zip};
+
+use super::types::{
+    Component, DropRule, Dropped, RankInput, RankedItem, Ranking, Reason, ReasonCode,
+};
+use super::user::{LifecycleThresholds, UserView};
+
+/// One step of a ranking.
+///
+/// Contract:
+/// - `apply` reads the input and the user view, and writes only to the slate: a stage that
+///   scores adds a component with [`Slate::add_component`]; a stage that filters calls
+///   [`Slate::drop_candidate`]; a selecting stage fills [`Slate::picks`]; the explaining stage
+///   fills [`Slate::reasons`].
+/// - It never panics on valid input (the edge validates before the core runs).
+/// - A stage whose work grows faster than linearly calls [`Deadline::check`] inside its loop, so
+///   an expired deadline interrupts it promptly; the pipeline checks between stages.
+pub trait Stage: Send + Sync {
+    /// Stable name used in logs, traces and metrics.
+    fn name(&self) -> &'static str;
+
+    fn apply(&self, slate: &mut Slate<'_>, deadline: &Deadline) -> Result<(), Interrupted>;
+}
+
+/// Which limit a deadline stands for, so a fail-open answer can say why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The caller's `grpc-timeout`.
+    Caller,
+    /// The server's own per-request budget.
+    Budget,
+}
+
+/// The moment by which a ranking must be done.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Option<Instant>,
+    limit: Limit,
+}
+
+impl Deadline {
+    /// No deadline: offline replay, benches, tests.
+    pub fn none() -> Self {
+        Self {
+            at: None,
+            limit: Limit::Budget,
+        }
+    }
+
+    pub fn at(at: Instant, limit: Limit) -> Self {
+        Self {
+            at: Some(at),
+            limit,
+        }
+    }
+
+    pub fn instant(&self) -> Option<Instant> {
+        self.at
+    }
+
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    pub fn expired(&self) -> bool {
+        self.at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// `Err` once the deadline has passed, naming the stage that noticed.
+    pub fn check(&self, stage: &'static str) -> Result<(), Interrupted> {
+        if self.expired() {
+            Err(Interrupted {
+                limit: self.limit,
+                stage,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A ranking stopped because its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline ({limit:?}) passed during stage {stage}")]
+pub struct Interrupted {
+    pub limit: Limit,
+    pub stage: &'static str,
+}
+
+/// Decides when a batch of vector work is split across the rayon pool's threads.
+///
+/// Splitting costs a few microseconds of coordination; it pays only when a pass does enough
+/// multiply-adds. Below `min_work` the pass runs on the calling thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    pub min_work: usize,
+}
+
+impl Parallelism {
+    /// Never split: benches of the sequential path and small deployments.
+    pub const SEQUENTIAL: Parallelism = Parallelism {
+        min_work: usize::MAX,
+    };
+
+    pub fn splits(self, work: usize) -> bool {
+        work >= self.min_work
+    }
+
+    /// `out[i] = rows[i] · v` for every row.
+    pub fn rows_dot(self, rows: &Array2<f32>, v: ArrayView1<'_, f32>, out: &mut Array1<f32>) {
+        let zip = Zip::from(out).and(rows.rows());
+        if self.splits(rows.len()) {
+            zip.par_for_each(|o, row| *o = row.dot(&v));
+        } else {
+            zip.for_each(|o, row| *o = row.dot(&v));
+        }
+    }
+
+    /// Scales every row to unit length (rows of zeros stay zero).
+    pub fn normalize_rows(self, rows: &mut Array2<f32>) {
+        let unit = |mut row: ndarray::ArrayViewMut1<'_, f32>| {
+            let norm = row.dot(&row).sqrt();
+            if norm > 0.0 {
+                row /= norm;
+            }
+        };
+        if self.splits(rows.len()) {
+            Zip::from(rows.axis_iter_mut(Axis(0))).par_for_each(unit);
+        } else {
+            rows.axis_iter_mut(Axis(0)).for_each(unit);
+        }
+    }
+}
+
+/// A candidate placed in the answer by the selection stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    /// Position in the request's candidates.
+    pub index: usize,
+    /// The value the selector ordered by.
+    pub score: f32,
+    /// The selector's own contribution (e.g. MMR's similarity penalty), already in `score`.
+    pub diversity: f32,
+    /// True when a candidate with a higher pre-selection score was passed over for this one.
+    pub promoted: bool,
+}
+
+/// The working state of one ranking, shared by its stages.
+pub struct Slate<'a> {
+    pub input: &'a RankInput,
+    pub user: &'a UserView,
+    /// Per candidate: the hard rule that removed it, if any.
+    pub dropped: Vec<Option<DropRule>>,
+    /// Per candidate: the sum of the components added so far.
+    pub score: Array1<f32>,
+    /// Each component's column, kept only when the input asks to explain.
+    pub components: Vec<(Component, Array1<f32>)>,
+    /// The answer's order, filled by the selection stage.
+    pub picks: Vec<Pick>,
+    /// One reason per pick, filled by the explain stage.
+    pub reasons: Vec<Reason>,
+    pub parallelism: Parallelism,
+}
+
+impl<'a> Slate<'a> {
+    pub fn new(input: &'a RankInput, user: &'a UserView, parallelism: Parallelism) -> Self {
+        let n = input.candidates.len();
+        Self {
+            input,
+            user,
+            dropped: vec![None; n],
+            score: Array1::zeros(n),
+            components: Vec::new(),
+            picks: Vec::new(),
+            reasons: Vec::new(),
+            parallelism,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.input.candidates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input.candidates.is_empty()
+    }
+
+    /// Adds a column to every candidate's score. An all-zero column is not recorded.
+    pub fn add_component(&mut self, component: Component, values: Array1<f32>) {
+        debug_assert_eq!(values.len(), self.len());
+        if values.iter().all(|v| *v == 0.0) {
+            return;
+        }
+        self.score += &values;
+        if self.input.explain {
+            self.components.push((component, values));
+        }
+    }
+
+    /// Removes a candidate by a hard rule; the first rule to remove it is the one reported.
+    pub fn drop_candidate(&mut self, index: usize, rule: DropRule) {
+        self.dropped[index].get_or_insert(rule);
+    }
+
+    pub fn is_dropped(&self, index: usize) -> bool {
+        self.dropped[index].is_some()
+    }
+
+    /// Indices of the candidates no hard rule removed, in upstream order.
+    pub fn survivors(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).filter(|&i| self.dropped[i].is_none())
+    }
+}
+
+/// A policy turned into an ordered list of stages, ready to run many requests.
+pub struct Pipeline {
+    /// e.g. "default@1": reported in every response.
+    version: String,
+    stages: Vec<Box<dyn Stage>>,
+    /// Whether explicit feedback and consent remove candidates; a fail-open answer applies
+    /// them too, because they are the user's own words.
+    hard_rules: bool,
+    lifecycle: LifecycleThresholds,
+    parallelism: Parallelism,
+}
+
+impl Pipeline {
+    pub fn new(
+        version: String,
+        stages: Vec<Box<dyn Stage>>,
+        hard_rules: bool,
+        lifecycle: LifecycleThresholds,
+        parallelism: Parallelism,
+    ) -> Self {
+        Self {
+            version,
+            stages,
+            hard_rules,
+            lifecycle,
+            parallelism,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(|s| s.name()).collect()
+    }
+
+    pub fn run(
+        &self,
+        input: &RankInput,
+        user: &UserView,
+        deadline: &Deadline,
+    ) -> Result<Ranking, Interrupted> {
+        let mut slate = Slate::new(input, user, self.parallelism);
+        for stage in &self.stages {
+            deadline.check(stage.name())?;
+            stage.apply(&mut slate, deadline)?;
+        }
+        Ok(self.finish(slate))
+    }
+
+    /// The answer when the ranking cannot run in time: the upstream order, minus what the
+    /// user's explicit feedback and consent remove. Linear in the candidates and never
+    /// interrupted, so it is safe to compute after a deadline has passed.
+    pub fn fail_open(&self, input: &RankInput, user: &UserView) -> Ranking {
+        let mut slate = Slate::new(input, user, Parallelism::SEQUENTIAL);
+        if self.hard_rules {
+            for (i, c) in input.candidates.iter().enumerate() {
+                if let Some(rule) = super::stages::hard_rule(c, user) {
+                    slate.drop_candidate(i, rule);
+                }
+            }
+        }
+        // Upstream selection has no deadline checks, so it cannot be interrupted.
+        let _ = super::stages::order::Upstream.apply(&mut slate, &Deadline::none());
+        self.finish(slate)
+    }
+
+    fn finish(&self, slate: Slate<'_>) -> Ranking {
+        let input = slate.input;
+        let items = slate
+            .picks
+            .iter()
+            .enumerate()
+            .map(|(n, pick)| {
+                let candidate = &input.candidates[pick.index];
+                let reason = slate.reasons.get(n).cloned().unwrap_or(Reason {
+                    code: ReasonCode::Relevant,
+                    text: String::new(),
+                    dimensions: Default::default(),
+                });
+                let breakdown = if input.explain {
+                    slate
+                        .components
+                        .iter()
+                        .map(|(c, col)| (*c, col[pick.index]))
+                        .chain(
+                            (pick.diversity != 0.0)
+                                .then_some((Component::Diversity, pick.diversity)),
+                        )
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                RankedItem {
+                    index: pick.index,
+                    item_id: candidate.item_id,
+                    score: pick.score,
+                    reason,
+                    breakdown,
+                }
+            })
+            .collect::<Vec<_>>();
+        let dropped = if input.explain {
+            slate
+                .dropped
+                .iter()
+                .enumerate()
+                .filter_map(|(i, rule)| {
+                    rule.map(|rule| {
+                        let c = &input.candidates[i];
+                        Dropped {
+                            item_id: c.item_id,
+                            rule,
+                            detail: super::stages::drop_detail(rule, c, slate.user),
+                        }
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ranking {
+            suggested_k: items.len(),
+            items,
+            dropped,
+            lifecycle: slate.user.lifecycle(input.now_ms, &self.lifecycle),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ndarray::array;
+
+    use super::*;
+    use crate::rank::types::{Candidate, Consent};
+
+    struct Stall;
+    impl Stage for Stall {
+        fn name(&self) -> &'static str {
+            "stall"
+        }
+        fn apply(&self, _: &mut Slate<'_>, deadline: &Deadline) -> Result<(), Interrupted> {
+            while !deadline.expired() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        }
+    }
+
+    struct Never;
+    impl Stage for Never {
+        fn name(&self) -> &'static str {
+            "never"
+        }
+        fn apply(&self, _: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
+            panic!("a stage after an expired deadline must not run")
+        }
+    }
+
+    #[test]
+    fn an_expired_deadline_stops_before_the_next_stage() {
+        let p = Pipeline::new(
+            "t@1".into(),
+            vec![Box::new(Stall), Box::new(Never)],
+            true,
+            LifecycleThresholds::default(),
+            Parallelism::SEQUENTIAL,
+        );
+        let input = RankInput {
+            candidates: vec![Candidate::default()],
+            ..Default::default()
+        };
+        let user = UserView::unknown(Consent::privacy_default());
+        let deadline = Deadline::at(Instant::now() + Duration::from_millis(5), Limit::Caller);
+        let err = p.run(&input, &user, &deadline).unwrap_err();
+        assert_eq!(
+            err,
+            Interrupted {
+                limit: Limit::Caller,
+                stage: "never"
+            }
+        );
+    }
+
+    #[test]
+    fn zero_components_are_not_recorded() {
+        let input = RankInput {
+            candidates: vec![Candidate::default(); 2],
+            explain: true,
+            ..Default::default()
+        };
+        let user = UserView::unknown(Consent::privacy_default());
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        slate.add_component(Component::Fatigue, array![0.0, 0.0]);
+        slate.add_component(Component::Relevance, array![1.0, 0.5]);
+        assert_eq!(slate.components.len(), 1);
+        assert_eq!(slate.score, array![1.0, 0.5]);
+    }
+
+    #[test]
+    fn parallel_and_sequential_vector_passes_agree() {
+        let rows = Array2::from_shape_fn((64, 8), |(i, j)| (i * 8 + j) as f32 * 0.01 - 1.0);
+        let v = Array1::from_shape_fn(8, |j| j as f32 - 3.0);
+        let (mut a, mut b) = (Array1::zeros(64), Array1::zeros(64));
+        Parallelism::SEQUENTIAL.rows_dot(&rows, v.view(), &mut a);
+        Parallelism { min_work: 1 }.rows_dot(&rows, v.view(), &mut b);
+        assert_eq!(a, b);
+        let (mut x, mut y) = (rows.clone(), rows);
+        Parallelism::SEQUENTIAL.normalize_rows(&mut x);
+        Parallelism { min_work: 1 }.normalize_rows(&mut y);
+        assert_eq!(x, y);
+        for row in x.rows() {
+            assert!((row.dot(&row) - 1.0).abs() < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The vocabulary of the core: data dimensions and consent, candidates, and what a ranking
+//! returns. Plain data only; no stage logic lives here.
+
+use std::fmt;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+/// A kind of user data that evidence for a recommendation can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum DataDimension {
+    Search = 1,
+    Browsing = 2,
+    Favorites = 3,
+    Cart = 4,
+    Purchases = 5,
+    Location = 6,
+    Social = 7,
+    CrossPlatform = 8,
+    Trending = 9,
+    Editorial = 10,
+}
+
+impl DataDimension {
+    /// Every dimension, in wire order.
+    pub const ALL: [DataDimension; 10] = [
+        Self::Search,
+        Self::Browsing,
+        Self::Favorites,
+        Self::Cart,
+        Self::Purchases,
+        Self::Location,
+        Self::Social,
+        Self::CrossPlatform,
+        Self::Trending,
+        Self::Editorial,
+    ];
+
+    /// The dimensions made of the user's own data: the ones consent applies to.
+    pub const PERSONAL: [DataDimension; 8] = [
+        Self::Search,
+        Self::Browsing,
+        Self::Favorites,
+        Self::Cart,
+        Self::Purchases,
+        Self::Location,
+        Self::Social,
+        Self::CrossPlatform,
+    ];
+
+    /// Trending and editorial evidence uses nobody's personal data, so no consent gates it.
+    pub fn is_personal(self) -> bool {
+        !matches!(self, Self::Trending | Self::Editorial)
+    }
+
+    /// The wire number (the proto enum value).
+    pub fn number(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_number(n: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.number() == n)
+    }
+
+    /// The snake_case name used in files, flags and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Search => "search",
+            Self::Browsing => "browsing",
+            Self::Favorites => "favorites",
+            Self::Cart => "cart",
+            Self::Purchases => "purchases",
+            Self::Location => "location",
+            Self::Social => "social",
+            Self::CrossPlatform => "cross_platform",
+            Self::Trending => "trending",
+            Self::Editorial => "editorial",
+        }
+    }
+
+    /// Accepts the snake_case name, with `-` for `_`, case-insensitively.
+    pub fn from_name(s: &str) -> Option<Self> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Self::ALL.into_iter().find(|d| d.name() == wanted)
+    }
+}
+
+impl fmt::Display for DataDimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of data dimensions as a bit set: candidates carry one, so it must be small and `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DimensionSet(u16);
+
+impl DimensionSet {
+    pub const EMPTY: DimensionSet = DimensionSet(0);
+
+    pub fn of(dims: impl IntoIterator<Item = DataDimension>) -> Self {
+        let mut set = Self::EMPTY;
+        for d in dims {
+            set.insert(d);
+        }
+        set
+    }
+
+    pub fn insert(&mut self, d: DataDimension) {
+        self.0 |= 1 << (d as u8);
+    }
+
+    pub fn remove(&mut self, d: DataDimension) {
+        self.0 &= !(1 << (d as u8));
+    }
+
+    pub fn contains(self, d: DataDimension) -> bool {
+        self.0 & (1 << (d as u8)) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub fn difference(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = DataDimension> {
+        DataDimension::ALL
+            .into_iter()
+            .filter(move |d| self.contains(*d))
+    }
+
+    /// True when any member is a personal dimension.
+    pub fn has_personal(self) -> bool {
+        self.iter().any(DataDimension::is_personal)
+    }
+}
+
+impl FromIterator<DataDimension> for DimensionSet {
+    fn from_iter<I: IntoIterator<Item = DataDimension>>(iter: I) -> Self {
+        Self::of(iter)
+    }
+}
+
+/// The consent in force for one ranking: the user's choices on top of the platform default,
+/// restricted by the request's override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consent {
+    /// Personal dimensions that may be used. Non-personal ones are always usable.
+    pub granted: DimensionSet,
+    /// The master switch: off means no personal dimension may be used at all.
+    pub personalization: bool,
+}
+
+impl Consent {
+    /// Privacy by default: on-platform signals allowed; location, social and cross-platform
+    /// signals need the user's opt-in. Personalisation on.
+    pub fn privacy_default() -> Self {
+        Self {
+            granted: DimensionSet::of([
+                DataDimension::Search,
+                DataDimension::Browsing,
+                DataDimension::Favorites,
+                DataDimension::Cart,
+                DataDimension::Purchases,
+            ]),
+            personalization: true,
+        }
+    }
+
+    /// Whether evidence from `d` may be used now.
+    pub fn allows(self, d: DataDimension) -> bool {
+        !d.is_personal() || (self.personalization && self.granted.contains(d))
+    }
+
+    /// The members of `dims` this consent allows.
+    pub fn allowed(self, dims: DimensionSet) -> DimensionSet {
+        dims.iter().filter(|d| self.allows(*d)).collect()
+    }
+
+    /// Applies a per-request override; it can only make consent stricter.
+    pub fn restrict(self, denied: DimensionSet, personalization_off: bool) -> Self {
+        Self {
+            granted: self.granted.difference(denied),
+            personalization: self.personalization && !personalization_off,
+        }
+    }
+}
+
+/// Where a user is in their relationship with the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleStage {
+    New,
+    Active,
+    Silent,
+    Churned,
+}
+
+/// One upstream candidate, as the core sees it. Its embedding lives in
+/// [`RankInput::embeddings`] so that all vectors of a request sit in one contiguous matrix.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidate {
+    pub item_id: u64,
+    /// Upstream relevance, finite; higher is better.
+    pub score: f32,
+    pub category_id: u64,
+    pub brand_id: u64,
+    pub shop_id: u64,
+    pub price: f32,
+    pub popularity: f32,
+    /// Which kinds of user data produced this candidate.
+    pub evidence: DimensionSet,
+    pub sponsored: bool,
+    pub title: String,
+    /// The user's item that led here ("because you favourited X"); 0 = none.
+    pub anchor_item_id: u64,
+    pub anchor_title: String,
+}
+
+/// Reason texts come in these languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Locale {
+    #[default]
+    En,
+    ZhCn,
+}
+
+impl Locale {
+    /// Maps a BCP 47 tag to a supported locale; anything unknown falls back to English.
+    pub fn from_tag(tag: &str) -> Self {
+        let lower = tag.trim().to_ascii_lowercase();
+        if lower == "zh" || lower.starts_with("zh-cn") || lower.starts_with("zh-hans") {
+            Self::ZhCn
+        } else {
+            Self::En
+        }
+    }
+}
+
+/// Everything one ranking needs from the request, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct RankInput {
+    /// In the upstream recommender's order.
+    pub candidates: Vec<Candidate>,
+    /// One row per candidate (same order), or `None` when the request carried no embeddings.
+    pub embeddings: Option<Array2<f32>>,
+    /// How many items to return; 0 = every survivor.
+    pub k: usize,
+    /// Record each item's score breakdown and list dropped items.
+    pub explain: bool,
+    pub locale: Locale,
+    /// The request's clock, unix milliseconds.
+    pub now_ms: i64,
+}
+
+impl RankInput {
+    /// The number of items the response may hold.
+    pub fn limit(&self) -> usize {
+        if self.k == 0 {
+            self.candidates.len()
+        } else {
+            self.k.min(self.candidates.len())
+        }
+    }
+}
+
+/// The hard rule that removed a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropRule {
+    NotInterested,
+    BlockedBrand,
+    BlockedShop,
+    Consent,
+}
+
+impl DropRule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotInterested => "not_interested",
+            Self::BlockedBrand => "blocked_brand",
+            Self::BlockedShop => "blocked_shop",
+            Self::Consent => "consent",
+        }
+    }
+}
+
+/// A named part of an item's final score. Values are signed: penalties are negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// Upstream score, min-max normalised to [0, 1] within the request.
+    Relevance,
+    /// Ignored exposure of this item.
+    Fatigue,
+    /// The user asked for fewer items of this category or brand.
+    FewerLikeThis,
+    /// Similarity to items already placed above (MMR).
+    Diversity,
+}
+
+impl Component {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Relevance => "relevance",
+            Self::Fatigue => "fatigue",
+            Self::FewerLikeThis => "fewer_like_this",
+            Self::Diversity => "diversity",
+        }
+    }
+}
+
+/// The machine code of a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    Relevant,
+    BecauseYouViewed,
+    BecauseYouFavorited,
+    BecauseYouCarted,
+    BecauseYouBought,
+    BecauseYouSearched,
+    BasedOnActivity,
+    Trending,
+    Editorial,
+    Diversity,
+    Upstream,
+    Nearby,
+    Social,
+}
+
+/// Why an item is shown, in plain words, with the data it relied on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub text: String,
+    /// Never holds a dimension the user has not consented to.
+    pub dimensions: DimensionSet,
+}
+
+/// One item of the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedItem {
+    /// Position in [`RankInput::candidates`].
+    pub index: usize,
+    pub item_id: u64,
+    /// The value that ordered the list; non-increasing down the list.
+    pub score: f32,
+    pub reason: Reason,
+    /// Empty unless the input asked to explain.
+    pub breakdown: Vec<(Component, f32)>,
+}
+
+/// A candidate removed by a hard rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub item_id: u64,
+    pub rule: DropRule,
+    pub detail: String,
+}
+
+/// What the pipeline returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    pub items: Vec<RankedItem>,
+    /// Empty unless the input asked to explain.
+    pub dropped: Vec<Dropped>,
+    /// How many items this user should be shown now.
+    pub suggested_k: usize,
+    pub lifecycle: LifecycleStage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimension_names_and_numbers_round_trip() {
+        for d in DataDimension::ALL {
+            assert_eq!(DataDimension::from_name(d.name()), Some(d));
+            assert_eq!(DataDimension::from_number(d.number()), Some(d));
+        }
+        assert_eq!(
+            DataDimension::from_name("Cross-Platform"),
+            Some(DataDimension::CrossPlatform)
+        );
+        assert_eq!(DataDimension::from_number(0), None);
+    }
+
+    #[test]
+    fn privacy_default_denies_off_platform_signals() {
+        let c = Consent::privacy_default();
+        assert!(c.allows(DataDimension::Browsing));
+        assert!(!c.allows(DataDimension::CrossPlatform));
+        assert!(!c.allows(DataDimension::Location));
+        assert!(c.allows(DataDimension::Trending));
+    }
+
+    #[test]
+    fn override_only_makes_consent_stricter() {
+        let c = Consent::privacy_default();
+        let r = c.restrict(DimensionSet::of([DataDimension::Browsing]), false);
+        assert!(!r.allows(DataDimension::Browsing));
+        assert!(r.allows(DataDimension::Search));
+        let off = c.restrict(DimensionSet::EMPTY, true);
+        assert!(!off.allows(DataDimension::Search));
+        assert!(off.allows(DataDimension::Editorial));
+    }
+
+    #[test]
+    fn locale_tags_fall_back_to_english() {
+        assert_eq!(Locale::from_tag("zh-CN"), Locale::ZhCn);
+        assert_eq!(Locale::from_tag("zh-Hans-CN"), Locale::ZhCn);
+        assert_eq!(Locale::from_tag("fr-FR"), Locale::En);
+        assert_eq!(Locale::from_tag(""), Locale::En);
+    }
+}
