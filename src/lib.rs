@@ -1,5 +1,37 @@
-//! tactful: a low-latency gRPC re-ranking sidecar.
-pub mod pb {
-    tonic::include_proto!("tactful.v1");
-}
+//! tactful: a low-latency gRPC re-ranking sidecar that takes an upstream recommender's
+//! candidates and returns them re-ranked with penalties for the risk that the user avoids what
+//! is shown (fatigue, ignored feedback, privacy intrusion) and boosts for diversity, each item
+//! with a reason. It fails open to the upstream order rather than ever hurting the host.
+//!
+//! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`):
+//! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
+//! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots.
+//! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
+//! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
+//! - [`config`]: one `Config` from defaults, file, environment and flags.
+//! - [`cli`]: the command line: `serve` and the client subcommands.
+//! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
+//!
+//! How a Rank request flows: `grpc::ranker` validates and converts the request
+//! (`grpc::convert`), reads the caller's `grpc-timeout`, and calls `engine::Engine::rank`. The
+//! engine takes an in-flight permit (or fails open as overloaded), sends the job to the rayon
+//! pool, where the user's `state` is snapshotted and the policy's `rank::Pipeline` runs its
+//! stages; the tokio side awaits the oneshot answer until the deadline, and otherwise returns
+//! the upstream order marked degraded.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod grpc;
 pub mod rank;
+pub mod state;
+
+/// Generated protobuf types, clients and servers of `tactful.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tactful.v1");
+
+    /// The encoded descriptor set, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/tactful_descriptor.bin"));
+}

@@ -1,1 +1,11 @@
-fn main() {}
+//! The `tactful` binary: the allocator, then the command line. Everything else is in the
+//! library.
+
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    tactful::cli::main()
+}

@@ -12,7 +12,8 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, ArrayView1, Axis, Zip};
 
 use super::types::{
-    Component, DropRule, Dropped, RankInput, RankedItem, Ranking, Reason, ReasonCode,
+    Component, DropRule, Dropped, LifecycleStage, RankInput, RankedItem, Ranking, Reason,
+    ReasonCode,
 };
 use super::user::{LifecycleThresholds, UserView};
 
@@ -256,6 +257,11 @@ impl Pipeline {
         &self.version
     }
 
+    /// The user's lifecycle stage under this policy's thresholds.
+    pub fn lifecycle_of(&self, user: &UserView, now_ms: i64) -> LifecycleStage {
+        user.lifecycle(now_ms, &self.lifecycle)
+    }
+
     pub fn stage_names(&self) -> Vec<&'static str> {
         self.stages.iter().map(|s| s.name()).collect()
     }
@@ -349,7 +355,7 @@ impl Pipeline {
             suggested_k: items.len(),
             items,
             dropped,
-            lifecycle: slate.user.lifecycle(input.now_ms, &self.lifecycle),
+            lifecycle: self.lifecycle_of(slate.user, input.now_ms),
         }
     }
 }

@@ -212,6 +212,19 @@ impl Policies {
         Ok(Self { pipelines })
     }
 
+    /// Registers a pipeline under `name`, e.g. one with custom stages when tactful is embedded
+    /// as a library. The identity baseline cannot be replaced.
+    pub fn insert(&mut self, name: &str, pipeline: Pipeline) -> Result<(), PolicyError> {
+        if name == IDENTITY_POLICY {
+            return Err(PolicyError {
+                field: format!("policies.{name}"),
+                message: "the identity baseline is built in and cannot be redefined".into(),
+            });
+        }
+        self.pipelines.insert(name.to_owned(), Arc::new(pipeline));
+        Ok(())
+    }
+
     /// Looks a policy up; the empty name means `default`.
     pub fn get(&self, name: &str) -> Option<&Arc<Pipeline>> {
         let name = if name.is_empty() {

@@ -1,0 +1,273 @@
+//! Client subcommands: read a candidates file, call the server, print readable tables.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{
+    Command, EXIT_UNAVAILABLE, EXIT_USAGE, EventArgs, ProfileCommand, RankArgs, Target, table,
+};
+use crate::grpc::convert::event_type;
+use crate::pb;
+use crate::rank::DataDimension;
+
+/// One candidate in a candidates file: the `Candidate` message with readable evidence names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidateJson {
+    item_id: u64,
+    score: f32,
+    #[serde(default)]
+    category_id: u64,
+    #[serde(default)]
+    brand_id: u64,
+    #[serde(default)]
+    shop_id: u64,
+    #[serde(default)]
+    price: f32,
+    #[serde(default)]
+    popularity: f32,
+    #[serde(default)]
+    embedding: Vec<f32>,
+    #[serde(default)]
+    evidence: Vec<DataDimension>,
+    #[serde(default)]
+    sponsored: bool,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    anchor_item_id: u64,
+    #[serde(default)]
+    anchor_title: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidatesFile {
+    #[serde(default)]
+    surface: String,
+    #[serde(default)]
+    locale: String,
+    candidates: Vec<CandidateJson>,
+}
+
+fn read_candidates(path: &Path) -> Result<CandidatesFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let parsed = if value.is_array() {
+        serde_json::from_value(value).map(|candidates| CandidatesFile {
+            surface: String::new(),
+            locale: String::new(),
+            candidates,
+        })
+    } else {
+        serde_json::from_value(value)
+    };
+    parsed.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn to_proto(c: CandidateJson) -> pb::Candidate {
+    pb::Candidate {
+        item_id: c.item_id,
+        score: c.score,
+        category_id: c.category_id,
+        brand_id: c.brand_id,
+        shop_id: c.shop_id,
+        price: c.price,
+        popularity: c.popularity,
+        embedding: c.embedding,
+        evidence: c.evidence.iter().map(|d| d.number()).collect(),
+        sponsored: c.sponsored,
+        title: c.title,
+        anchor_item_id: c.anchor_item_id,
+        anchor_title: c.anchor_title,
+    }
+}
+
+/// A failed client command: what to print and the exit code.
+struct Failure(String, u8);
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        Failure(format!("{:?}: {}", s.code(), s.message()), 1)
+    }
+}
+
+async fn connect(target: &Target) -> Result<Channel, Failure> {
+    let endpoint = Endpoint::from_shared(target.addr.clone())
+        .map_err(|e| Failure(format!("bad --addr {:?}: {e}", target.addr), EXIT_USAGE))?
+        .connect_timeout(Duration::from_secs(5));
+    endpoint.connect().await.map_err(|e| {
+        Failure(
+            format!(
+                "cannot reach tactful at {}: {e} (is `tactful serve` running?)",
+                target.addr
+            ),
+            EXIT_UNAVAILABLE,
+        )
+    })
+}
+
+fn with_timeout<T>(msg: T, target: &Target) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(Duration::from_millis(target.timeout_ms));
+    req
+}
+
+async fn rank(args: RankArgs) -> Result<(), Failure> {
+    let file = read_candidates(&args.candidates).map_err(|e| Failure(e, EXIT_USAGE))?;
+    let request = pb::RankRequest {
+        user_id: args.user,
+        request_id: String::new(),
+        surface: file.surface,
+        context: Some(pb::Context {
+            locale: args.locale.unwrap_or(file.locale),
+            ..Default::default()
+        }),
+        candidates: file.candidates.into_iter().map(to_proto).collect(),
+        k: args.k,
+        policy: args.policy,
+        explain: args.explain,
+        strict: args.strict,
+        consent: Some(pb::ConsentOverride {
+            denied: args.deny.iter().map(|d| d.number()).collect(),
+            personalization_off: false,
+        }),
+    };
+    let mut client = pb::ranker_client::RankerClient::new(connect(&args.target).await?);
+    let response = client.rank(with_timeout(request, &args.target)).await?;
+    print!("{}", table::ranking(&response.into_inner(), args.explain));
+    Ok(())
+}
+
+async fn event(args: EventArgs) -> Result<(), Failure> {
+    let e = pb::Event {
+        user_id: args.user,
+        at_ms: 0,
+        r#type: event_type(args.kind).into(),
+        item_id: args.item,
+        category_id: args.category,
+        brand_id: args.brand,
+        shop_id: args.shop,
+        price: args.price,
+        surface: String::new(),
+        source: args.source.map_or(0, |d| d.number()),
+        expires_at_ms: 0,
+    };
+    let events = vec![e; args.repeat.max(1) as usize];
+    let mut client = pb::events_client::EventsClient::new(connect(&args.target).await?);
+    let r = client
+        .record(with_timeout(pb::RecordRequest { events }, &args.target))
+        .await?
+        .into_inner();
+    if r.rejected_total > 0 {
+        let reasons: Vec<String> = r.rejected.iter().map(|x| x.reason.clone()).collect();
+        return Err(Failure(
+            format!("{} rejected: {}", r.rejected_total, reasons.join("; ")),
+            1,
+        ));
+    }
+    println!("recorded {} {} event(s)", r.applied, args.kind.name());
+    Ok(())
+}
+
+async fn profile(cmd: ProfileCommand) -> Result<(), Failure> {
+    let profile = match cmd {
+        ProfileCommand::Get { target, user } => {
+            let mut client = pb::profile_client::ProfileClient::new(connect(&target).await?);
+            let req = pb::GetProfileRequest { user_id: user };
+            client.get(with_timeout(req, &target)).await?.into_inner()
+        }
+        ProfileCommand::Consent {
+            target,
+            user,
+            grant,
+            deny,
+            personalization,
+        } => {
+            let dimensions = grant
+                .iter()
+                .map(|d| (d, true))
+                .chain(deny.iter().map(|d| (d, false)))
+                .map(|(d, granted)| pb::DimensionConsent {
+                    dimension: d.number(),
+                    granted,
+                })
+                .collect();
+            let req = pb::SetConsentRequest {
+                user_id: user,
+                dimensions,
+                personalization,
+            };
+            let mut client = pb::profile_client::ProfileClient::new(connect(&target).await?);
+            client
+                .set_consent(with_timeout(req, &target))
+                .await?
+                .into_inner()
+        }
+    };
+    print!("{}", table::profile(&profile));
+    Ok(())
+}
+
+pub fn run(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tactful: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Rank(args) => rank(args).await,
+            Command::Event(args) => event(args).await,
+            Command::Profile(cmd) => profile(cmd).await,
+            Command::Serve(_) => unreachable!("serve is dispatched before the client"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message, code)) => {
+            eprintln!("tactful: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_file_parses_and_typos_are_refused() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/candidates.json");
+        let file = read_candidates(&sample).unwrap();
+        assert!(file.candidates.len() >= 10);
+        let dir = std::env::temp_dir().join(format!("tactful-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let typo = dir.join("typo.json");
+        std::fs::write(&typo, r#"[{"item_id": 1, "score": 1, "brand": 3}]"#).unwrap();
+        let err = read_candidates(&typo).unwrap_err();
+        assert!(err.contains("unknown field `brand`"), "{err}");
+        let bare = dir.join("bare.json");
+        std::fs::write(
+            &bare,
+            r#"[{"item_id": 1, "score": 1, "evidence": ["cross_platform"]}]"#,
+        )
+        .unwrap();
+        let file = read_candidates(&bare).unwrap();
+        assert_eq!(
+            file.candidates[0].evidence,
+            vec![DataDimension::CrossPlatform]
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! `tactful serve`: configuration, telemetry, the runtime, and the signal that starts a drain.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+use super::{EXIT_USAGE, ServeArgs};
+use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
+use crate::engine::Engine;
+
+/// Log filter, e.g. `info` or `tactful=debug` [default: info].
+pub const ENV_LOG: &str = "TACTFUL_LOG";
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let overrides = Overrides {
+        config_file: args.config,
+        listen: args.listen,
+    };
+    let config = match Config::load(&ProcessEnv, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tactful: configuration error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_tracing(config.log_format);
+    let engine = match Engine::new(&config) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!("tactful: configuration error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tactful-io")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tactful: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tactful: cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map_or(config.listen, |a| a);
+        tracing::info!(%addr, policies = ?engine.policies().names().collect::<Vec<_>>(), "tactful listening on {addr}");
+        match crate::grpc::serve(listener, &config, engine, shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

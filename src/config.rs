@@ -1,0 +1,442 @@
+//! One [`Config`]: built-in defaults (each with its reason), overlaid by an optional TOML file,
+//! then by `TACTFUL_*` environment variables, then by command-line flags. Validation names the
+//! setting at fault. The environment is read through the [`Env`] trait so tests pass a map
+//! instead of mutating the process environment.
+//!
+//! Must not: read anything at request time. The server takes a validated `Config` once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rank::{DataDimension, DimensionSet, Parallelism, Policies, Policy};
+use crate::state::StateConfig;
+
+/// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
+/// beyond its pod unless asked.
+pub const ENV_LISTEN: &str = "TACTFUL_LISTEN";
+/// Path of a TOML configuration file. Default: none (built-in defaults only).
+pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
+/// The server's own time budget per Rank, in milliseconds. Default 50.
+pub const ENV_BUDGET_MS: &str = "TACTFUL_BUDGET_MS";
+/// Rank requests allowed in flight before new ones fail open as overloaded. Default 1024.
+pub const ENV_MAX_INFLIGHT: &str = "TACTFUL_MAX_INFLIGHT";
+/// Threads of the ranking pool. Default 0 = one per core.
+pub const ENV_RANK_THREADS: &str = "TACTFUL_RANK_THREADS";
+/// Largest candidate list accepted. Default 5000.
+pub const ENV_MAX_CANDIDATES: &str = "TACTFUL_MAX_CANDIDATES";
+/// Largest `k` accepted. Default 1000.
+pub const ENV_MAX_K: &str = "TACTFUL_MAX_K";
+/// Seconds in-flight calls get to finish after SIGTERM/SIGINT. Default 10.
+pub const ENV_DRAIN_GRACE_S: &str = "TACTFUL_DRAIN_GRACE_S";
+/// `human` (default) or `json` logs.
+pub const ENV_LOG_FORMAT: &str = "TACTFUL_LOG_FORMAT";
+
+/// Where configuration values come from besides the file.
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Request size limits: what a single call may ask of the server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Candidates per Rank. 5000 is well above any feed page and bounds a request's CPU cost.
+    pub max_candidates: usize,
+    /// `k` per Rank: nobody shows a user more than 1000 items at once.
+    pub max_k: usize,
+    /// Embedding length. 1024 covers common text and image encoders.
+    pub max_embedding_dim: usize,
+    /// Events per Record call; larger volumes belong on Events.Stream.
+    pub max_events_per_batch: usize,
+    /// Bytes of one user id: ids are opaque keys, not documents.
+    pub max_user_id_bytes: usize,
+    /// Bytes of one gRPC message. 16 MiB fits 5000 candidates with 256-dim embeddings.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_candidates: 5000,
+            max_k: 1000,
+            max_embedding_dim: 1024,
+            max_events_per_batch: 10_000,
+            max_user_id_bytes: 256,
+            max_message_bytes: 16 << 20,
+        }
+    }
+}
+
+/// How rankings are run.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankSettings {
+    /// The server's own budget per Rank, even when the caller sets no deadline. 50 ms is far
+    /// above the normal cost (well under 1 ms for 200 candidates) and far below what hurts a
+    /// page load: past it, the upstream order is the better answer.
+    pub budget_ms: u64,
+    /// Rankings in flight (queued or running) before new ones fail open as overloaded. 1024
+    /// absorbs bursts while keeping queueing delay within the budget on two cores.
+    pub max_inflight: usize,
+    /// Threads of the ranking pool; 0 = one per core.
+    pub threads: usize,
+    /// Multiply-adds in one vector pass above which it is split across the pool's threads.
+    /// 65536 (e.g. 1024 candidates × 64 dims) is where splitting stops costing more than it
+    /// saves on this class of machine.
+    pub parallel_min_work: usize,
+}
+
+impl Default for RankSettings {
+    fn default() -> Self {
+        Self {
+            budget_ms: 50,
+            max_inflight: 1024,
+            threads: 0,
+            parallel_min_work: 65_536,
+        }
+    }
+}
+
+/// User state settings; see [`StateConfig`] for the reasons behind each default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSettings {
+    pub exposure_half_life_hours: f64,
+    pub fewer_like_this_half_life_days: f64,
+    pub not_interested_days: f64,
+    pub max_items_per_user: usize,
+    pub max_explicit_per_kind: usize,
+    /// Dimensions denied to users who have not chosen, on top of the privacy default (a
+    /// platform may start stricter, never looser).
+    pub consent_denied_by_default: Vec<DataDimension>,
+    /// Start users with personalisation off until they turn it on.
+    pub personalization_off_by_default: bool,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        let d = StateConfig::default();
+        Self {
+            exposure_half_life_hours: d.exposure_half_life_ms as f64 / 3_600_000.0,
+            fewer_like_this_half_life_days: d.fewer_like_this_half_life_ms as f64 / 86_400_000.0,
+            not_interested_days: d.not_interested_ms as f64 / 86_400_000.0,
+            max_items_per_user: d.max_items_per_user,
+            max_explicit_per_kind: d.max_explicit_per_kind,
+            consent_denied_by_default: Vec::new(),
+            personalization_off_by_default: false,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT. 10 s covers any Rank many
+    /// times over and stays below Kubernetes' default 30 s termination grace.
+    pub drain_grace_s: u64,
+    pub limits: Limits,
+    pub rank: RankSettings,
+    pub state: StateSettings,
+    /// Named policies; `default` may be tuned here, `identity` is fixed.
+    pub policies: BTreeMap<String, Policy>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            log_format: LogFormat::Human,
+            drain_grace_s: 10,
+            limits: Limits::default(),
+            rank: RankSettings::default(),
+            state: StateSettings::default(),
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+/// A setting that cannot be used, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// The file path, environment variable or dotted setting at fault.
+    pub setting: String,
+    pub message: String,
+}
+
+fn error(setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        message: message.into(),
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Defaults ← file (flag, else `TACTFUL_CONFIG`) ← environment ← flags, then validation.
+    pub fn load(env: &dyn Env, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = overrides
+            .config_file
+            .clone()
+            .or_else(|| env.get(ENV_CONFIG).map(PathBuf::from));
+        let mut config = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(path.display().to_string(), format!("cannot read: {e}")))?;
+        toml::from_str(&text).map_err(|e| error(path.display().to_string(), e.to_string()))
+    }
+
+    fn apply_env(&mut self, env: &dyn Env) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(env: &dyn Env, key: &str) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            env.get(key)
+                .map(|v| {
+                    v.trim()
+                        .parse::<T>()
+                        .map_err(|e| error(key, format!("cannot parse {v:?}: {e}")))
+                })
+                .transpose()
+        }
+        if let Some(v) = parse(env, ENV_LISTEN)? {
+            self.listen = v;
+        }
+        if let Some(v) = parse(env, ENV_BUDGET_MS)? {
+            self.rank.budget_ms = v;
+        }
+        if let Some(v) = parse(env, ENV_MAX_INFLIGHT)? {
+            self.rank.max_inflight = v;
+        }
+        if let Some(v) = parse(env, ENV_RANK_THREADS)? {
+            self.rank.threads = v;
+        }
+        if let Some(v) = parse(env, ENV_MAX_CANDIDATES)? {
+            self.limits.max_candidates = v;
+        }
+        if let Some(v) = parse(env, ENV_MAX_K)? {
+            self.limits.max_k = v;
+        }
+        if let Some(v) = parse(env, ENV_DRAIN_GRACE_S)? {
+            self.drain_grace_s = v;
+        }
+        if let Some(v) = env.get(ENV_LOG_FORMAT) {
+            self.log_format = match v.trim() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(error(
+                        ENV_LOG_FORMAT,
+                        format!("{other:?} is not human or json"),
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("limits.max_candidates", self.limits.max_candidates),
+            ("limits.max_k", self.limits.max_k),
+            ("limits.max_embedding_dim", self.limits.max_embedding_dim),
+            (
+                "limits.max_events_per_batch",
+                self.limits.max_events_per_batch,
+            ),
+            ("limits.max_user_id_bytes", self.limits.max_user_id_bytes),
+            ("limits.max_message_bytes", self.limits.max_message_bytes),
+            ("rank.max_inflight", self.rank.max_inflight),
+            ("rank.budget_ms", self.rank.budget_ms as usize),
+            ("state.max_items_per_user", self.state.max_items_per_user),
+            (
+                "state.max_explicit_per_kind",
+                self.state.max_explicit_per_kind,
+            ),
+        ];
+        for (setting, v) in positive {
+            if v == 0 {
+                return Err(error(setting, "must be above 0"));
+            }
+        }
+        for (setting, v) in [
+            (
+                "state.exposure_half_life_hours",
+                self.state.exposure_half_life_hours,
+            ),
+            (
+                "state.fewer_like_this_half_life_days",
+                self.state.fewer_like_this_half_life_days,
+            ),
+            ("state.not_interested_days", self.state.not_interested_days),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v < 100_000.0) {
+                return Err(error(
+                    setting,
+                    "must be a number above 0 (and below 100000)",
+                ));
+            }
+        }
+        Policies::build(&self.policies, self.parallelism())
+            .map_err(|e| error(e.field, e.message))?;
+        Ok(())
+    }
+
+    pub fn parallelism(&self) -> Parallelism {
+        Parallelism {
+            min_work: self.rank.parallel_min_work.max(1),
+        }
+    }
+
+    pub fn state_config(&self) -> StateConfig {
+        let s = &self.state;
+        let ms = |units: f64, unit_ms: f64| (units * unit_ms).round() as i64;
+        let mut consent = crate::rank::Consent::privacy_default();
+        consent = consent.restrict(
+            DimensionSet::of(s.consent_denied_by_default.iter().copied()),
+            s.personalization_off_by_default,
+        );
+        StateConfig {
+            consent_default: consent,
+            exposure_half_life_ms: ms(s.exposure_half_life_hours, 3_600_000.0),
+            fewer_like_this_half_life_ms: ms(s.fewer_like_this_half_life_days, 86_400_000.0),
+            not_interested_ms: ms(s.not_interested_days, 86_400_000.0),
+            max_items_per_user: s.max_items_per_user,
+            max_explicit_per_kind: s.max_explicit_per_kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file_and_validate() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.state_config(), StateConfig::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "listen = \"127.0.0.1:7000\"\n[rank]\nbudget_ms = 20\nmax_inflight = 8"
+        )
+        .unwrap();
+        let e = env(&[(ENV_BUDGET_MS, "30"), (ENV_LISTEN, "127.0.0.1:7001")]);
+        let o = Overrides {
+            config_file: Some(file.0.clone()),
+            listen: None,
+        };
+        let c = Config::load(&e, &o).unwrap();
+        assert_eq!((c.rank.budget_ms, c.rank.max_inflight), (30, 8));
+        assert_eq!(c.listen.port(), 7001);
+        let o = Overrides {
+            listen: Some("127.0.0.1:7002".parse().unwrap()),
+            ..o
+        };
+        assert_eq!(Config::load(&e, &o).unwrap().listen.port(), 7002);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let bad = Config::load(&env(&[(ENV_BUDGET_MS, "soon")]), &Overrides::default());
+        assert_eq!(bad.unwrap_err().setting, ENV_BUDGET_MS);
+        let zero = Config::load(&env(&[(ENV_MAX_K, "0")]), &Overrides::default());
+        assert_eq!(zero.unwrap_err().setting, "limits.max_k");
+        let mut file = tempfile();
+        writeln!(file.1, "[rank]\nbudget = 20").unwrap();
+        let err = Config::from_file(&file.0).unwrap_err();
+        assert!(err.message.contains("unknown field"), "{err}");
+        let mut file = tempfile();
+        writeln!(file.1, "[policies.soft.diversity]\nsame_brand = 2.0").unwrap();
+        let c = Config::from_file(&file.0).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "policies.soft.diversity.same_brand"
+        );
+    }
+
+    #[test]
+    fn a_platform_may_start_stricter() {
+        let c = Config {
+            state: StateSettings {
+                consent_denied_by_default: vec![DataDimension::Search],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let consent = c.state_config().consent_default;
+        assert!(!consent.allows(DataDimension::Search));
+        assert!(consent.allows(DataDimension::Browsing));
+    }
+
+    fn tempfile() -> (PathBuf, std::fs::File) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "tactful-config-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

@@ -1,0 +1,266 @@
+//! The engine runs rankings: it picks the policy's pipeline, fixes the deadline (the caller's or
+//! the server's budget, whichever is sooner), admits the call against the in-flight limit, and
+//! hands the CPU work to the rayon pool through a oneshot channel so that no tokio worker ever
+//! scores. When the answer cannot come in time, or the pool is saturated, or a stage fails, it
+//! fails open: the upstream order, minus what the user's explicit feedback and consent remove,
+//! marked degraded. Strict callers get an error instead.
+//!
+//! Knows tokio and rayon; must not know tonic or prost (the edge converts).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::{Config, ConfigError};
+use crate::rank::policy::DEFAULT_POLICY;
+use crate::rank::{
+    Deadline, DimensionSet, Interrupted, LifecycleStage, Limit, Pipeline, Policies, RankInput,
+    Ranking, UserView,
+};
+use crate::state::UserStore;
+
+/// The server's clock, unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One ranking to run.
+#[derive(Debug, Clone)]
+pub struct RankCall {
+    pub user_id: String,
+    /// Empty = default.
+    pub policy: String,
+    pub input: RankInput,
+    /// The request's consent override.
+    pub denied: DimensionSet,
+    pub personalization_off: bool,
+    /// Time left on the caller's deadline (`grpc-timeout`), if it set one.
+    pub caller_timeout: Option<Duration>,
+    /// Errors instead of fail-open answers.
+    pub strict: bool,
+}
+
+/// Why an answer is the upstream order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Degraded {
+    Deadline,
+    Budget,
+    Overload,
+    Internal,
+}
+
+impl Degraded {
+    fn from_limit(limit: Limit) -> Self {
+        match limit {
+            Limit::Caller => Degraded::Deadline,
+            Limit::Budget => Degraded::Budget,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deadline => "deadline",
+            Self::Budget => "budget",
+            Self::Overload => "overload",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ranking: Ranking,
+    /// `name@version` of the policy.
+    pub policy_version: String,
+    pub degraded: Option<Degraded>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RankError {
+    #[error("unknown policy {name:?}; known: {known}")]
+    UnknownPolicy { name: String, known: String },
+    /// Only for strict calls: the deadline or budget passed.
+    #[error("ranking did not finish within the {0:?} limit")]
+    DeadlineExceeded(Degraded),
+    /// Only for strict calls: too many rankings in flight.
+    #[error("too many rankings in flight")]
+    Overloaded,
+    /// Only for strict calls: a stage failed.
+    #[error("ranking failed: {0}")]
+    Internal(String),
+}
+
+pub struct Engine {
+    policies: Policies,
+    store: Arc<UserStore>,
+    pool: Arc<rayon::ThreadPool>,
+    inflight: Arc<Semaphore>,
+    budget: Duration,
+}
+
+/// What the pool sends back.
+type JobResult = Result<Result<Ranking, Interrupted>, String>;
+
+impl Engine {
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let policies =
+            Policies::build(&config.policies, config.parallelism()).map_err(|e| ConfigError {
+                setting: e.field,
+                message: e.message,
+            })?;
+        let store = Arc::new(UserStore::new(config.state_config()));
+        Self::with_parts(config, policies, store)
+    }
+
+    /// For embedding: run with your own policies (e.g. pipelines with custom stages) or store.
+    pub fn with_parts(
+        config: &Config,
+        policies: Policies,
+        store: Arc<UserStore>,
+    ) -> Result<Self, ConfigError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.rank.threads)
+            .thread_name(|i| format!("tactful-rank-{i}"))
+            .build()
+            .map_err(|e| ConfigError {
+                setting: "rank.threads".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            policies,
+            store,
+            pool: Arc::new(pool),
+            inflight: Arc::new(Semaphore::new(config.rank.max_inflight)),
+            budget: Duration::from_millis(config.rank.budget_ms),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<UserStore> {
+        &self.store
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The user's lifecycle stage under the default policy's thresholds (for the profile).
+    pub fn lifecycle(&self, user: &UserView, now_ms: i64) -> LifecycleStage {
+        self.policies
+            .get(DEFAULT_POLICY)
+            .map_or(LifecycleStage::New, |p| p.lifecycle_of(user, now_ms))
+    }
+
+    /// The deadline of a call starting at `start`: the sooner of the caller's (less a small
+    /// reserve to send the answer) and the server's budget.
+    fn deadline(&self, start: Instant, caller: Option<Duration>) -> Deadline {
+        match caller {
+            Some(t) if t < self.budget => {
+                let reserve = (t / 4).min(Duration::from_millis(1));
+                Deadline::at(start + (t - reserve), Limit::Caller)
+            }
+            _ => Deadline::at(start + self.budget, Limit::Budget),
+        }
+    }
+
+    pub async fn rank(&self, call: RankCall) -> Result<Outcome, RankError> {
+        let pipeline = self
+            .policies
+            .get(&call.policy)
+            .ok_or_else(|| RankError::UnknownPolicy {
+                name: call.policy.clone(),
+                known: self.policies.names().collect::<Vec<_>>().join(", "),
+            })?
+            .clone();
+        let deadline = self.deadline(Instant::now(), call.caller_timeout);
+        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+            return self.fail_open(&pipeline, &call, Degraded::Overload);
+        };
+
+        let call = Arc::new(call);
+        let (tx, rx) = oneshot::channel::<JobResult>();
+        let (job_call, job_pipeline, store) = (call.clone(), pipeline.clone(), self.store.clone());
+        self.pool.spawn(move || {
+            let _permit = permit;
+            let c = &*job_call;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                deadline.check("queue")?;
+                let user = store.view(&c.user_id, c.input.now_ms, c.denied, c.personalization_off);
+                job_pipeline.run(&c.input, &user, &deadline)
+            }))
+            .map_err(|panic| panic_message(&panic));
+            // The receiver is gone when the caller gave up; nothing to do then.
+            let _ = tx.send(result);
+        });
+
+        let outcome = match deadline.instant() {
+            Some(at) => tokio::time::timeout_at(at.into(), rx).await.ok(),
+            None => Some(rx.await),
+        };
+        match outcome {
+            Some(Ok(Ok(Ok(ranking)))) => Ok(Outcome {
+                ranking,
+                policy_version: pipeline.version().to_owned(),
+                degraded: None,
+            }),
+            Some(Ok(Ok(Err(interrupted)))) => {
+                self.fail_open(&pipeline, &call, Degraded::from_limit(interrupted.limit))
+            }
+            None => self.fail_open(&pipeline, &call, Degraded::from_limit(deadline.limit())),
+            Some(Ok(Err(panic))) => {
+                tracing::error!(policy = pipeline.version(), %panic, "ranking stage panicked");
+                if call.strict {
+                    return Err(RankError::Internal(panic));
+                }
+                self.fail_open(&pipeline, &call, Degraded::Internal)
+            }
+            Some(Err(_)) => {
+                tracing::error!("ranking job was dropped without an answer");
+                self.fail_open(&pipeline, &call, Degraded::Internal)
+            }
+        }
+    }
+
+    /// The upstream order with the hard rules applied, or the strict caller's error.
+    fn fail_open(
+        &self,
+        pipeline: &Pipeline,
+        call: &RankCall,
+        why: Degraded,
+    ) -> Result<Outcome, RankError> {
+        if call.strict {
+            return Err(match why {
+                Degraded::Overload => RankError::Overloaded,
+                Degraded::Internal => RankError::Internal("ranking failed".into()),
+                other => RankError::DeadlineExceeded(other),
+            });
+        }
+        tracing::warn!(
+            reason = why.name(),
+            policy = pipeline.version(),
+            "failing open"
+        );
+        let user = self.store.view(
+            &call.user_id,
+            call.input.now_ms,
+            call.denied,
+            call.personalization_off,
+        );
+        Ok(Outcome {
+            ranking: pipeline.fail_open(&call.input, &user),
+            policy_version: pipeline.version().to_owned(),
+            degraded: Some(why),
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -1,0 +1,80 @@
+//! The ONE place where failures become gRPC statuses. Handlers return [`ApiError`]; nothing
+//! else builds a `tonic::Status`.
+
+use tonic::Status;
+
+use crate::engine::{Degraded, RankError};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input: the message starts with the field at fault.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error(transparent)]
+    Rank(#[from] RankError),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+            ApiError::Rank(r) => match r {
+                RankError::UnknownPolicy { .. } => Status::invalid_argument(format!("policy: {r}")),
+                RankError::DeadlineExceeded(Degraded::Budget) => Status::deadline_exceeded(
+                    "ranking did not finish within the server's budget (strict request)",
+                ),
+                RankError::DeadlineExceeded(_) => Status::deadline_exceeded(
+                    "ranking did not finish before the caller's deadline (strict request)",
+                ),
+                RankError::Overloaded => Status::resource_exhausted(
+                    "too many rankings in flight (strict request); retry with backoff",
+                ),
+                RankError::Internal(_) => Status::internal(r.to_string()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_code() {
+        let cases = [
+            (ApiError::invalid("k", "too big"), Code::InvalidArgument),
+            (
+                RankError::UnknownPolicy {
+                    name: "x".into(),
+                    known: "default".into(),
+                }
+                .into(),
+                Code::InvalidArgument,
+            ),
+            (
+                RankError::DeadlineExceeded(Degraded::Deadline).into(),
+                Code::DeadlineExceeded,
+            ),
+            (RankError::Overloaded.into(), Code::ResourceExhausted),
+            (RankError::Internal("boom".into()).into(), Code::Internal),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Status::from(e).code(), code);
+        }
+        assert_eq!(
+            Status::from(ApiError::invalid("k", "too big")).message(),
+            "k: too big"
+        );
+    }
+}

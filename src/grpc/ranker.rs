@@ -1,0 +1,34 @@
+//! `tactful.v1.Ranker`: validate → convert → rank (engine) → convert.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, timeout};
+use crate::config::Limits;
+use crate::engine::{Engine, now_ms};
+use crate::pb;
+
+pub struct RankerService {
+    pub engine: Arc<Engine>,
+    pub limits: Limits,
+}
+
+#[tonic::async_trait]
+impl pb::ranker_server::Ranker for RankerService {
+    async fn rank(
+        &self,
+        request: Request<pb::RankRequest>,
+    ) -> Result<Response<pb::RankResponse>, Status> {
+        let caller_timeout = timeout::caller_timeout(request.metadata());
+        let mut req = request.into_inner();
+        let request_id = std::mem::take(&mut req.request_id);
+        let call = convert::rank_call(req, &self.limits, now_ms(), caller_timeout)?;
+        let outcome = self
+            .engine
+            .rank(call)
+            .await
+            .map_err(super::ApiError::from)?;
+        Ok(Response::new(convert::rank_response(outcome, request_id)))
+    }
+}

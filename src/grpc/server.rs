@@ -1,0 +1,106 @@
+//! Server wiring: the tactful services with their message-size limits, `grpc.health.v1`,
+//! server reflection, HTTP/2 keepalive, and a graceful drain: on shutdown every service turns
+//! NOT_SERVING, new connections are refused, and in-flight calls get the configured grace
+//! period to finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use super::{events::EventsService, profile::ProfileService, ranker::RankerService};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::pb;
+
+/// Names under which health is reported: the whole server ("") and each service.
+const SERVICES: [&str; 4] = [
+    "",
+    "tactful.v1.Ranker",
+    "tactful.v1.Events",
+    "tactful.v1.Profile",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains. Takes the shutdown future as
+/// an argument so tests drive it.
+pub async fn serve(
+    listener: TcpListener,
+    config: &Config,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICES {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let limits = config.limits.clone();
+    let max = limits.max_message_bytes;
+    let ranker = pb::ranker_server::RankerServer::new(RankerService {
+        engine: engine.clone(),
+        limits: limits.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let events = pb::events_server::EventsServer::new(EventsService {
+        engine: engine.clone(),
+        limits: limits.clone(),
+    })
+    .max_decoding_message_size(max);
+    let profile = pb::profile_server::ProfileServer::new(ProfileService { engine, limits })
+        .max_decoding_message_size(max);
+
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight calls");
+        for name in SERVICES {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = draining_tx.send(());
+    };
+    let server = Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ranker)
+        .add_service(events)
+        .add_service(profile)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    let grace = Duration::from_secs(config.drain_grace_s);
+    let grace_over = async move {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = grace_over => tracing::warn!(?grace, "drain grace period over; closing with calls in flight"),
+    }
+    Ok(())
+}
