@@ -1,0 +1,260 @@
+//! The server as an operator meets it. Properties checked:
+//! 1. `grpc.health.v1` reports SERVING for the server and each tactful service.
+//! 2. Server reflection lists the tactful services (so grpcurl and ghz work without protos).
+//! 3. Graceful shutdown: a call in flight when the drain starts completes normally; new
+//!    connections are refused afterwards.
+//! 4. The real binary: `tactful serve` starts with no configuration, the CLI client gets a
+//!    re-ranked list with reasons from the sample file, SIGTERM stops it with exit code 0.
+//! 5. A bad configuration exits with code 64 and names the setting.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tactful::config::Config;
+use tactful::pb;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+#[tokio::test]
+async fn health_reports_every_service_serving() {
+    let server = TestServer::start(Config::default()).await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in [
+        "",
+        "tactful.v1.Ranker",
+        "tactful.v1.Events",
+        "tactful.v1.Profile",
+    ] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.v1.Nothing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_tactful_services() {
+    let server = TestServer::start(Config::default()).await;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for wanted in [
+        "tactful.v1.Ranker",
+        "tactful.v1.Events",
+        "tactful.v1.Profile",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} missing from {names:?}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_in_flight_finishes_during_a_graceful_shutdown() {
+    let mut config = Config::default();
+    config.rank.budget_ms = 10_000;
+    let mut server = TestServer::with_pipelines(
+        config,
+        vec![(
+            "slow",
+            pipeline_with("slow", Slow(Duration::from_millis(300))),
+        )],
+    )
+    .await;
+    let mut ranker = server.ranker().await;
+    let mut req = request("qi", catalogue());
+    req.policy = "slow".into();
+    let in_flight = tokio::spawn(async move { ranker.rank(req).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = server.addr;
+    server.begin_shutdown();
+    let r = in_flight.await.unwrap().unwrap().into_inner();
+    assert!(!r.degraded);
+    assert_eq!(r.items.len(), 10);
+    server.stopped().await.unwrap();
+    let refused = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    assert!(refused.is_err(), "the listener is closed after the drain");
+}
+
+fn tactful() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tactful"))
+}
+
+#[test]
+fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
+    let mut child = tactful()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TACTFUL_LOG", "info")
+        .env_remove("TACTFUL_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the server's log so it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/candidates.json");
+    let url = format!("http://{addr}");
+    let out = tactful()
+        .args([
+            "rank",
+            "--addr",
+            &url,
+            "--user",
+            "zoe",
+            "--candidates",
+            sample,
+            "--k",
+            "5",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("policy default@1"), "{stdout}");
+    assert!(
+        stdout.contains("Because you viewed Nova X phone"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dropped:"), "{stdout}");
+
+    let out = tactful()
+        .args([
+            "event",
+            "--addr",
+            &url,
+            "--user",
+            "zoe",
+            "block-brand",
+            "--brand",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = tactful()
+        .args([
+            "rank",
+            "--addr",
+            &url,
+            "--user",
+            "zoe",
+            "--candidates",
+            sample,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("Nova X phone 128"),
+        "brand 7 is blocked: {stdout}"
+    );
+
+    let out = tactful()
+        .args(["event", "--addr", &url, "--user", "zoe", "block-brand"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("brand_id"));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    drain.join().unwrap().unwrap();
+
+    let out = tactful()
+        .args([
+            "rank",
+            "--addr",
+            &url,
+            "--user",
+            "zoe",
+            "--candidates",
+            sample,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69), "unreachable server");
+}
+
+#[test]
+fn a_bad_configuration_exits_64_naming_the_setting() {
+    let out = tactful()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TACTFUL_BUDGET_MS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TACTFUL_BUDGET_MS"));
+}
+
+#[test]
+fn pb_types_are_usable_by_clients() {
+    // The generated enum names are the public API (API.md): keep them.
+    assert_eq!(
+        pb::DataDimension::CrossPlatform.as_str_name(),
+        "DATA_DIMENSION_CROSS_PLATFORM"
+    );
+    assert_eq!(
+        pb::EventType::BlockBrand.as_str_name(),
+        "EVENT_TYPE_BLOCK_BRAND"
+    );
+}
