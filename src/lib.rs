@@ -10,6 +10,7 @@
 //! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
+//! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
 //!
 //! How a Rank request flows: `grpc::ranker` validates and converts the request
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod grpc;
 pub mod rank;
 pub mod state;
+pub mod workload;
 
 /// Generated protobuf types, clients and servers of `tactful.v1`.
 pub mod pb {

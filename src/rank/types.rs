@@ -185,9 +185,15 @@ impl Consent {
         !d.is_personal() || (self.personalization && self.granted.contains(d))
     }
 
-    /// The members of `dims` this consent allows.
+    /// The members of `dims` this consent allows (bit operations: this runs per candidate).
     pub fn allowed(self, dims: DimensionSet) -> DimensionSet {
-        dims.iter().filter(|d| self.allows(*d)).collect()
+        let non_personal = DimensionSet::of([DataDimension::Trending, DataDimension::Editorial]);
+        let usable = if self.personalization {
+            self.granted.union(non_personal)
+        } else {
+            non_personal
+        };
+        dims.intersection(usable)
     }
 
     /// Applies a per-request override; it can only make consent stricter.
@@ -415,6 +421,21 @@ mod tests {
         let off = c.restrict(DimensionSet::EMPTY, true);
         assert!(!off.allows(DataDimension::Search));
         assert!(off.allows(DataDimension::Editorial));
+    }
+
+    #[test]
+    fn allowed_agrees_with_allows_for_every_dimension() {
+        for consent in [
+            Consent::privacy_default(),
+            Consent::privacy_default().restrict(DimensionSet::EMPTY, true),
+        ] {
+            let all = DimensionSet::of(DataDimension::ALL);
+            let expected: DimensionSet = DataDimension::ALL
+                .into_iter()
+                .filter(|d| consent.allows(*d))
+                .collect();
+            assert_eq!(consent.allowed(all), expected);
+        }
     }
 
     #[test]

@@ -12,7 +12,6 @@
 //! objective against that head, which keeps scores non-increasing down the list and bounds the
 //! cost of "return everything" (k = 0) on large lists.
 
-use ndarray::{Array1, Array2};
 use serde::Deserialize;
 
 use crate::rank::pipeline::{Deadline, Interrupted, Parallelism, Pick, Slate, Stage};
@@ -48,18 +47,25 @@ impl Default for DiversityParams {
     }
 }
 
+/// What attribute similarity compares: (category, brand, shop).
+pub type Attributes = (u64, u64, u64);
+
+pub fn attributes(c: &Candidate) -> Attributes {
+    (c.category_id, c.brand_id, c.shop_id)
+}
+
 impl DiversityParams {
-    /// Similarity of two candidates from their attributes, in [0, 1]. Unknown (0) ids never match.
-    pub fn attribute_similarity(&self, a: &Candidate, b: &Candidate) -> f32 {
+    /// Similarity of two items from their attributes, in [0, 1]. Unknown (0) ids never match.
+    pub fn attribute_similarity(&self, a: Attributes, b: Attributes) -> f32 {
         let same = |x: u64, y: u64| x != 0 && x == y;
         let mut s = 0.0;
-        if same(a.category_id, b.category_id) {
+        if same(a.0, b.0) {
             s += self.same_category;
         }
-        if same(a.brand_id, b.brand_id) {
+        if same(a.1, b.1) {
             s += self.same_brand;
         }
-        if same(a.shop_id, b.shop_id) {
+        if same(a.2, b.2) {
             s += self.same_shop;
         }
         s.min(1.0)
@@ -68,56 +74,100 @@ impl DiversityParams {
 
 pub struct Mmr(pub DiversityParams);
 
-/// How similarity is measured for one request.
+/// How similarity is measured for one request, kept dense over the candidates still to place:
+/// position `p` here is position `p` of the pool, and both shrink together by `swap_remove`,
+/// so each pass touches only what remains.
 enum Similarity<'a> {
-    /// Unit-length rows: a dot product is a cosine.
+    /// Unit-length rows, one per remaining candidate: a dot product is a cosine.
     Embeddings {
-        unit: Array2<f32>,
-        scratch: Array1<f32>,
+        rows: Vec<f32>,
+        dim: usize,
+        picked: Vec<f32>,
+        scratch: Vec<f32>,
         parallelism: Parallelism,
     },
+    /// Attributes per remaining candidate.
     Attributes {
-        candidates: &'a [Candidate],
+        attrs: Vec<Attributes>,
+        picked: Attributes,
         params: &'a DiversityParams,
     },
 }
 
 impl<'a> Similarity<'a> {
-    fn new(input: &'a RankInput, params: &'a DiversityParams, parallelism: Parallelism) -> Self {
+    fn new(
+        input: &RankInput,
+        pool: &[usize],
+        params: &'a DiversityParams,
+        parallelism: Parallelism,
+    ) -> Self {
         match &input.embeddings {
             Some(e) if e.ncols() > 0 => {
-                let mut unit = e.clone();
-                parallelism.normalize_rows(&mut unit);
+                let dim = e.ncols();
+                let mut rows = Vec::with_capacity(pool.len() * dim);
+                for &i in pool {
+                    rows.extend(e.row(i).iter());
+                }
+                parallelism.normalize_rows(&mut rows, dim);
                 Similarity::Embeddings {
-                    scratch: Array1::zeros(unit.nrows()),
-                    unit,
+                    rows,
+                    dim,
+                    picked: vec![0.0; dim],
+                    scratch: vec![0.0; pool.len()],
                     parallelism,
                 }
             }
             _ => Similarity::Attributes {
-                candidates: &input.candidates,
+                attrs: pool
+                    .iter()
+                    .map(|&i| attributes(&input.candidates[i]))
+                    .collect(),
+                picked: (0, 0, 0),
                 params,
             },
         }
     }
 
-    /// Raises `max_sim[r]` to the similarity between `r` and the new pick, for every `r` left.
-    fn absorb(&mut self, picked: usize, remaining: &[usize], max_sim: &mut [f32]) {
+    /// Takes pool position `pos` out (the last one moves into its place) and remembers it as
+    /// the new pick.
+    fn swap_remove(&mut self, pos: usize) {
         match self {
             Similarity::Embeddings {
-                unit,
+                rows, dim, picked, ..
+            } => {
+                let d = *dim;
+                let last = rows.len() / d - 1;
+                picked.copy_from_slice(&rows[pos * d..(pos + 1) * d]);
+                rows.copy_within(last * d..(last + 1) * d, pos * d);
+                rows.truncate(last * d);
+            }
+            Similarity::Attributes { attrs, picked, .. } => *picked = attrs.swap_remove(pos),
+        }
+    }
+
+    /// Raises each remaining candidate's `max_sim` to its similarity with the last pick.
+    fn absorb(&mut self, max_sim: &mut [f32]) {
+        match self {
+            Similarity::Embeddings {
+                rows,
+                dim,
+                picked,
                 scratch,
                 parallelism,
             } => {
-                parallelism.rows_dot(unit, unit.row(picked), scratch);
-                for &r in remaining {
-                    max_sim[r] = max_sim[r].max(scratch[r]);
+                let out = &mut scratch[..max_sim.len()];
+                parallelism.rows_dot(rows, *dim, picked, out);
+                for (m, s) in max_sim.iter_mut().zip(out.iter()) {
+                    *m = m.max(*s);
                 }
             }
-            Similarity::Attributes { candidates, params } => {
-                let p = &candidates[picked];
-                for &r in remaining {
-                    max_sim[r] = max_sim[r].max(params.attribute_similarity(&candidates[r], p));
+            Similarity::Attributes {
+                attrs,
+                picked,
+                params,
+            } => {
+                for (m, a) in max_sim.iter_mut().zip(attrs.iter()) {
+                    *m = m.max(params.attribute_similarity(*a, *picked));
                 }
             }
         }
@@ -132,13 +182,13 @@ impl Stage for Mmr {
     fn apply(&self, slate: &mut Slate<'_>, deadline: &Deadline) -> Result<(), Interrupted> {
         let input = slate.input;
         let weight = self.0.weight;
-        let mut remaining: Vec<usize> = slate.survivors().collect();
-        let take = input.limit().min(remaining.len());
+        // The pool of candidates still to place, as parallel dense vectors.
+        let mut index: Vec<usize> = slate.survivors().collect();
+        let mut score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
+        let mut max_sim = vec![0.0_f32; index.len()];
+        let mut similarity = Similarity::new(input, &index, &self.0, slate.parallelism);
+        let take = input.limit().min(index.len());
         let greedy = take.min(self.0.depth);
-        let mut max_sim = vec![0.0_f32; slate.len()];
-        let mut similarity = Similarity::new(input, &self.0, slate.parallelism);
-        let score = &slate.score;
-        let objective = |i: usize, max_sim: &[f32]| score[i] - weight * max_sim[i];
 
         let mut picks = Vec::with_capacity(take);
         for _ in 0..greedy {
@@ -147,35 +197,37 @@ impl Stage for Mmr {
             // whether diversity passed over a more relevant candidate.
             let (mut best, mut best_objective) = (0, f32::NEG_INFINITY);
             let mut top_score = f32::NEG_INFINITY;
-            for (pos, &i) in remaining.iter().enumerate() {
-                let o = objective(i, &max_sim);
-                if o > best_objective || (o == best_objective && i < remaining[best]) {
+            for (pos, (&s, &m)) in score.iter().zip(&max_sim).enumerate() {
+                let o = s - weight * m;
+                if o > best_objective || (o == best_objective && index[pos] < index[best]) {
                     (best, best_objective) = (pos, o);
                 }
-                top_score = top_score.max(score[i]);
+                top_score = top_score.max(s);
             }
-            let i = remaining.swap_remove(best);
             picks.push(Pick {
-                index: i,
+                index: index[best],
                 score: best_objective,
-                diversity: -weight * max_sim[i],
-                promoted: score[i] < top_score,
+                diversity: -weight * max_sim[best],
+                promoted: score[best] < top_score,
             });
-            similarity.absorb(i, &remaining, &mut max_sim);
+            index.swap_remove(best);
+            score.swap_remove(best);
+            max_sim.swap_remove(best);
+            similarity.swap_remove(best);
+            similarity.absorb(&mut max_sim);
         }
 
-        let mut tail: Vec<(f32, usize)> = remaining
-            .iter()
-            .map(|&i| (objective(i, &max_sim), i))
+        let mut tail: Vec<(f32, usize, f32)> = (0..index.len())
+            .map(|p| (score[p] - weight * max_sim[p], index[p], max_sim[p]))
             .collect();
         tail.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         picks.extend(
             tail.into_iter()
                 .take(take - picks.len())
-                .map(|(o, i)| Pick {
+                .map(|(o, i, m)| Pick {
                     index: i,
                     score: o,
-                    diversity: -weight * max_sim[i],
+                    diversity: -weight * m,
                     promoted: false,
                 }),
         );
@@ -186,7 +238,7 @@ impl Stage for Mmr {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::array;
+    use ndarray::{Array1, Array2, array};
 
     use super::*;
     use crate::rank::types::Consent;
@@ -220,7 +272,10 @@ mod tests {
                 let c = x.dot(&y) / (x.dot(&x).sqrt() * y.dot(&y).sqrt());
                 c.max(0.0)
             }
-            None => p.attribute_similarity(&input.candidates[a], &input.candidates[b]),
+            None => p.attribute_similarity(
+                attributes(&input.candidates[a]),
+                attributes(&input.candidates[b]),
+            ),
         };
         let mut chosen: Vec<usize> = Vec::new();
         let mut left: Vec<usize> = (0..score.len()).collect();
