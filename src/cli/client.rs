@@ -90,7 +90,7 @@ fn to_proto(c: CandidateJson) -> pb::Candidate {
 }
 
 /// A failed client command: what to print and the exit code.
-struct Failure(String, u8);
+pub struct Failure(pub String, pub u8);
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Self {
@@ -231,6 +231,7 @@ pub fn run(command: Command) -> ExitCode {
             Command::Rank(args) => rank(args).await,
             Command::Event(args) => event(args).await,
             Command::Profile(cmd) => profile(cmd).await,
+            Command::Bench(args) => super::load::run(args).await,
             Command::Serve(_) => unreachable!("serve is dispatched before the client"),
         }
     });

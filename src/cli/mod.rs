@@ -3,6 +3,7 @@
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
 mod client;
+mod load;
 mod serve;
 mod table;
 
@@ -39,6 +40,8 @@ pub enum Command {
     /// Show or change a user's preference centre.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Load-test Rank with synthetic requests (closed loop, bounded, loopback by default).
+    Bench(load::BenchArgs),
 }
 
 #[derive(Debug, Args)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use super::{events::EventsService, profile::ProfileService, ranker::RankerService};
@@ -79,8 +79,9 @@ pub async fn serve(
         }
         let _ = draining_tx.send(());
     };
+    // Nagle's algorithm would hold small responses back for the peer's delayed ACK (~40 ms).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
@@ -88,7 +89,7 @@ pub async fn serve(
         .add_service(ranker)
         .add_service(events)
         .add_service(profile)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
 
     let grace = Duration::from_secs(config.drain_grace_s);
     let grace_over = async move {
