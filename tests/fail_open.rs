@@ -83,13 +83,7 @@ async fn past_the_servers_budget_the_reason_is_budget() {
     let mut req = request("ma", shuffled());
     req.policy = "stall".into();
     req.k = 4;
-    let r = server
-        .ranker()
-        .await
-        .rank(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let r = server.rank(req.clone()).await;
     assert!(r.degraded);
     assert_eq!(r.degraded_reason, pb::DegradedReason::Budget as i32);
     assert_eq!(ids(&r), upstream(&req.candidates[..4]));
@@ -176,13 +170,7 @@ async fn a_fail_open_answer_still_honours_explicit_feedback_and_consent() {
     candidates[0].evidence = vec![pb::DataDimension::CrossPlatform as i32];
     let mut req = request("pa", candidates.clone());
     req.policy = "stall".into();
-    let r = server
-        .ranker()
-        .await
-        .rank(with_timeout(req, 100))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = server.rank(with_timeout(req, 100)).await;
     assert!(r.degraded);
     let expected: Vec<u64> = candidates
         .iter()

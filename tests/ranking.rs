@@ -20,7 +20,7 @@ async fn default_policy_returns_k_items_with_reasons_and_falling_scores() {
     let mut req = request("ana", catalogue());
     req.k = 5;
     req.request_id = "req-1".into();
-    let r = server.ranker().await.rank(req).await.unwrap().into_inner();
+    let r = server.rank(req).await;
     assert_eq!(r.items.len(), 5);
     assert_eq!(r.policy_version, "default@1");
     assert_eq!(r.request_id, "req-1");
@@ -43,7 +43,7 @@ async fn identity_returns_the_upstream_order() {
     candidates.reverse();
     let mut req = request("ana", candidates.clone());
     req.policy = "identity".into();
-    let r = server.ranker().await.rank(req).await.unwrap().into_inner();
+    let r = server.rank(req).await;
     let upstream: Vec<u64> = candidates.iter().map(|c| c.item_id).collect();
     assert_eq!(ids(&r), upstream);
     assert_eq!(r.items[0].score, candidates[0].score);
@@ -107,7 +107,7 @@ async fn explain_adds_breakdowns_and_dropped_items() {
 
     let mut req = request("ana", catalogue());
     req.explain = true;
-    let r = server.ranker().await.rank(req).await.unwrap().into_inner();
+    let r = server.rank(req).await;
     for item in &r.items {
         let sum: f32 = item.breakdown.iter().map(|c| c.value).sum();
         assert!((sum - item.score).abs() < 1e-5, "{item:?}");
@@ -123,13 +123,7 @@ async fn explain_adds_breakdowns_and_dropped_items() {
     );
     assert!(r.dropped[0].detail.contains("102"));
 
-    let plain = server
-        .ranker()
-        .await
-        .rank(request("ana", catalogue()))
-        .await
-        .unwrap()
-        .into_inner();
+    let plain = server.rank(request("ana", catalogue())).await;
     assert!(plain.dropped.is_empty() && plain.items.iter().all(|i| i.breakdown.is_empty()));
     server.stop().await;
 }
@@ -142,13 +136,7 @@ async fn reasons_follow_the_locale() {
     c.anchor_item_id = 99;
     c.anchor_title = "robot vacuum".into();
     let mut req = request("ana", vec![c]);
-    let en = server
-        .ranker()
-        .await
-        .rank(req.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let en = server.rank(req.clone()).await;
     let reason = en.items[0].reason.clone().unwrap();
     assert_eq!(reason.text, "Because you favourited robot vacuum");
     assert_eq!(reason.code, pb::ReasonCode::BecauseYouFavorited as i32);
@@ -157,7 +145,7 @@ async fn reasons_follow_the_locale() {
         locale: "zh-CN".into(),
         ..Default::default()
     });
-    let zh = server.ranker().await.rank(req).await.unwrap().into_inner();
+    let zh = server.rank(req).await;
     assert_eq!(
         zh.items[0].reason.as_ref().unwrap().text,
         "因为你收藏了robot vacuum"

@@ -17,7 +17,7 @@ use tactful::config::Config;
 use tactful::pb;
 
 async fn rank_ids(server: &TestServer, req: pb::RankRequest) -> Vec<u64> {
-    ids(&server.ranker().await.rank(req).await.unwrap().into_inner())
+    ids(&server.rank(req).await)
 }
 
 async fn record(server: &TestServer, events: Vec<pb::Event>) -> pb::RecordResponse {
@@ -253,13 +253,7 @@ async fn consent_gates_candidates_by_their_evidence() {
     assert_eq!(rank_ids(&server, req).await, vec![4, 5]);
 
     // Reasons cite only consented dimensions.
-    let r = server
-        .ranker()
-        .await
-        .rank(request("gu", candidates.clone()))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = server.rank(request("gu", candidates.clone())).await;
     let five = r.items.iter().find(|i| i.item_id == 5).unwrap();
     let dims = &five.reason.as_ref().unwrap().dimensions;
     assert!(!dims.contains(&(D::Browsing as i32)));

@@ -13,8 +13,8 @@ use ndarray::Array1;
 use rayon::prelude::*;
 
 use super::types::{
-    Component, DropRule, Dropped, LifecycleStage, RankInput, RankedItem, Ranking, Reason,
-    ReasonCode,
+    Candidate, Component, DropRule, Dropped, LifecycleStage, RankInput, RankedItem, Ranking,
+    Reason, ReasonCode,
 };
 use super::user::{LifecycleThresholds, UserView};
 
@@ -311,6 +311,16 @@ impl<'a> Slate<'a> {
         self.dropped[index].get_or_insert(rule);
     }
 
+    /// Drops every candidate for which `rule` names a hard rule.
+    pub fn drop_by(&mut self, rule: impl Fn(&Candidate, &UserView) -> Option<DropRule>) {
+        let (input, user) = (self.input, self.user);
+        for (i, c) in input.candidates.iter().enumerate() {
+            if let Some(r) = rule(c, user) {
+                self.drop_candidate(i, r);
+            }
+        }
+    }
+
     pub fn is_dropped(&self, index: usize) -> bool {
         self.dropped[index].is_some()
     }
@@ -383,11 +393,7 @@ impl Pipeline {
     pub fn fail_open(&self, input: &RankInput, user: &UserView) -> Ranking {
         let mut slate = Slate::new(input, user, Parallelism::SEQUENTIAL);
         if self.hard_rules {
-            for (i, c) in input.candidates.iter().enumerate() {
-                if let Some(rule) = super::stages::hard_rule(c, user) {
-                    slate.drop_candidate(i, rule);
-                }
-            }
+            slate.drop_by(super::stages::hard_rule);
         }
         // Upstream selection has no deadline checks, so it cannot be interrupted.
         let _ = super::stages::order::Upstream.apply(&mut slate, &Deadline::none());
@@ -464,7 +470,7 @@ mod tests {
     use ndarray::array;
 
     use super::*;
-    use crate::rank::types::{Candidate, Consent};
+    use crate::rank::types::Consent;
 
     struct Stall;
     impl Stage for Stall {

@@ -70,6 +70,11 @@ impl TestServer {
         pb::ranker_client::RankerClient::new(self.channel().await)
     }
 
+    /// One successful Rank call.
+    pub async fn rank(&self, req: impl tonic::IntoRequest<pb::RankRequest>) -> pb::RankResponse {
+        self.ranker().await.rank(req).await.unwrap().into_inner()
+    }
+
     pub async fn events(&self) -> pb::events_client::EventsClient<Channel> {
         pb::events_client::EventsClient::new(self.channel().await)
     }

@@ -31,12 +31,7 @@ impl Stage for ExplicitFeedback {
     }
 
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
-        let (input, user) = (slate.input, slate.user);
-        for (i, c) in input.candidates.iter().enumerate() {
-            if let Some(rule) = rule_for(c, user) {
-                slate.drop_candidate(i, rule);
-            }
-        }
+        slate.drop_by(rule_for);
         Ok(())
     }
 }
