@@ -216,9 +216,6 @@ impl Engine {
             None => self.fail_open(&pipeline, &call, Degraded::from_limit(deadline.limit())),
             Some(Ok(Err(panic))) => {
                 tracing::error!(policy = pipeline.version(), %panic, "ranking stage panicked");
-                if call.strict {
-                    return Err(RankError::Internal(panic));
-                }
                 self.fail_open(&pipeline, &call, Degraded::Internal)
             }
             Some(Err(_)) => {
@@ -242,11 +239,20 @@ impl Engine {
                 other => RankError::DeadlineExceeded(other),
             });
         }
-        tracing::warn!(
-            reason = why.name(),
-            policy = pipeline.version(),
-            "failing open"
-        );
+        // Overload is expected under bursts and would flood the log; the rest is unusual.
+        if why == Degraded::Overload {
+            tracing::debug!(
+                reason = why.name(),
+                policy = pipeline.version(),
+                "failing open"
+            );
+        } else {
+            tracing::warn!(
+                reason = why.name(),
+                policy = pipeline.version(),
+                "failing open"
+            );
+        }
         let user = self.store.view(
             &call.user_id,
             call.input.now_ms,
