@@ -118,6 +118,16 @@ fn tactful() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tactful"))
 }
 
+/// Runs the CLI client against `url` with `args` after the subcommand's name.
+fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
+    tactful()
+        .arg(subcommand)
+        .args(["--addr", url])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     let mut child = tactful()
@@ -144,11 +154,10 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
 
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/candidates.json");
     let url = format!("http://{addr}");
-    let out = tactful()
-        .args([
-            "rank",
-            "--addr",
-            &url,
+    let out = client(
+        "rank",
+        &url,
+        &[
             "--user",
             "zoe",
             "--candidates",
@@ -156,9 +165,8 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
             "--k",
             "5",
             "--explain",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -172,42 +180,20 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     );
     assert!(stdout.contains("dropped:"), "{stdout}");
 
-    let out = tactful()
-        .args([
-            "event",
-            "--addr",
-            &url,
-            "--user",
-            "zoe",
-            "block-brand",
-            "--brand",
-            "7",
-        ])
-        .output()
-        .unwrap();
+    let out = client(
+        "event",
+        &url,
+        &["--user", "zoe", "block-brand", "--brand", "7"],
+    );
     assert!(out.status.success());
-    let out = tactful()
-        .args([
-            "rank",
-            "--addr",
-            &url,
-            "--user",
-            "zoe",
-            "--candidates",
-            sample,
-        ])
-        .output()
-        .unwrap();
+    let out = client("rank", &url, &["--user", "zoe", "--candidates", sample]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !stdout.contains("Nova X phone 128"),
         "brand 7 is blocked: {stdout}"
     );
 
-    let out = tactful()
-        .args(["event", "--addr", &url, "--user", "zoe", "block-brand"])
-        .output()
-        .unwrap();
+    let out = client("event", &url, &["--user", "zoe", "block-brand"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("brand_id"));
 
@@ -220,18 +206,7 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     assert_eq!(exit.code(), Some(0));
     drain.join().unwrap().unwrap();
 
-    let out = tactful()
-        .args([
-            "rank",
-            "--addr",
-            &url,
-            "--user",
-            "zoe",
-            "--candidates",
-            sample,
-        ])
-        .output()
-        .unwrap();
+    let out = client("rank", &url, &["--user", "zoe", "--candidates", sample]);
     assert_eq!(out.status.code(), Some(69), "unreachable server");
 }
 
