@@ -61,27 +61,6 @@ impl EventKind {
         let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
         Self::ALL.into_iter().find(|k| k.name() == wanted)
     }
-
-    /// The user's explicit words: what must be honoured on the next request and never lost.
-    pub fn is_explicit(self) -> bool {
-        matches!(
-            self,
-            Self::NotInterested
-                | Self::FewerLikeThis
-                | Self::BlockBrand
-                | Self::UnblockBrand
-                | Self::BlockShop
-                | Self::UnblockShop
-        )
-    }
-
-    /// The user engaged with an item: ends its fatigue.
-    pub fn is_engagement(self) -> bool {
-        matches!(
-            self,
-            Self::Click | Self::Cart | Self::Favorite | Self::Purchase
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -117,6 +117,7 @@ impl UserState {
         use EventKind as K;
         match e.kind {
             K::Impression => self.impression(e, cfg),
+            // Engagement with the item ends its fatigue.
             K::Click | K::Cart | K::Favorite | K::Purchase => {
                 if let Ok(i) = self.items.binary_search_by_key(&e.item_id, |s| s.item_id) {
                     let s = &mut self.items[i];
