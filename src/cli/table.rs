@@ -17,14 +17,18 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-pub fn ranking(r: &pb::RankResponse, explain: bool) -> String {
-    let mut out = String::new();
-    let lifecycle = enum_name(
-        pb::LifecycleStage::try_from(r.lifecycle_stage)
+fn lifecycle_name(stage: i32) -> String {
+    enum_name(
+        pb::LifecycleStage::try_from(stage)
             .ok()
             .map(|s| s.as_str_name()),
         "LIFECYCLE_STAGE_",
-    );
+    )
+}
+
+pub fn ranking(r: &pb::RankResponse, explain: bool) -> String {
+    let mut out = String::new();
+    let lifecycle = lifecycle_name(r.lifecycle_stage);
     let _ = write!(
         out,
         "policy {}  ·  {} items  ·  suggested k {}  ·  lifecycle {}",
@@ -98,12 +102,7 @@ pub fn profile(p: &pb::UserProfile) -> String {
             v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
         }
     };
-    let lifecycle = enum_name(
-        pb::LifecycleStage::try_from(p.lifecycle_stage)
-            .ok()
-            .map(|s| s.as_str_name()),
-        "LIFECYCLE_STAGE_",
-    );
+    let lifecycle = lifecycle_name(p.lifecycle_stage);
     let _ = writeln!(
         out,
         "user {}{}  ·  lifecycle {lifecycle}",
