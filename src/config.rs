@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::rank::{DataDimension, DimensionSet, Parallelism, Policies, Policy};
-use crate::state::StateConfig;
+use crate::state::{StateBackend, StateConfig};
 
 /// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
 /// beyond its pod unless asked.
@@ -33,6 +33,12 @@ pub const ENV_MAX_K: &str = "TACTFUL_MAX_K";
 pub const ENV_DRAIN_GRACE_S: &str = "TACTFUL_DRAIN_GRACE_S";
 /// `human` (default) or `json` logs.
 pub const ENV_LOG_FORMAT: &str = "TACTFUL_LOG_FORMAT";
+/// Where user state is kept: `disk` (default), `memory`, or a `redis://` URL.
+pub const ENV_STATE: &str = "TACTFUL_STATE";
+/// Data directory of the `disk` state. Default `tactful-data` (relative to the working dir).
+pub const ENV_DATA_DIR: &str = "TACTFUL_DATA_DIR";
+/// Memory for user state, in MiB. Default 1024.
+pub const ENV_MEMORY_CAP_MIB: &str = "TACTFUL_MEMORY_CAP_MIB";
 
 /// Where configuration values come from besides the file.
 pub trait Env {
@@ -136,6 +142,16 @@ pub struct StateSettings {
     pub consent_denied_by_default: Vec<DataDimension>,
     /// Start users with personalisation off until they turn it on.
     pub personalization_off_by_default: bool,
+    /// `disk` (write-ahead log and snapshots in `data_dir`: nothing else to run), `memory`
+    /// (nothing survives a restart: tests and benchmarks only), or `redis://host:port/db`.
+    pub backend: String,
+    pub data_dir: PathBuf,
+    pub memory_cap_mib: u64,
+    pub counter_retention_days: f64,
+    pub snapshot_interval_s: u64,
+    pub snapshot_log_mib: u64,
+    pub counter_sync_ms: u64,
+    pub log_counters: bool,
 }
 
 impl Default for StateSettings {
@@ -149,6 +165,14 @@ impl Default for StateSettings {
             max_explicit_per_kind: d.max_explicit_per_kind,
             consent_denied_by_default: Vec::new(),
             personalization_off_by_default: false,
+            backend: "disk".into(),
+            data_dir: PathBuf::from("tactful-data"),
+            memory_cap_mib: (d.memory_cap_bytes >> 20) as u64,
+            counter_retention_days: d.counter_retention_ms as f64 / 86_400_000.0,
+            snapshot_interval_s: (d.snapshot_interval_ms / 1000) as u64,
+            snapshot_log_mib: d.snapshot_log_bytes >> 20,
+            counter_sync_ms: d.counter_sync_ms,
+            log_counters: d.log_counters,
         }
     }
 }
@@ -204,6 +228,8 @@ fn error(setting: impl Into<String>, message: impl Into<String>) -> ConfigError 
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub state: Option<String>,
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -220,6 +246,12 @@ impl Config {
         config.apply_env(env)?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
+        }
+        if let Some(state) = &overrides.state {
+            config.state.backend = state.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.state.data_dir = dir.clone();
         }
         config.validate()?;
         Ok(config)
@@ -262,6 +294,15 @@ impl Config {
         if let Some(v) = parse(env, ENV_MAX_K)? {
             self.limits.max_k = v;
         }
+        if let Some(v) = env.get(ENV_STATE) {
+            self.state.backend = v.trim().to_owned();
+        }
+        if let Some(v) = env.get(ENV_DATA_DIR) {
+            self.state.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = parse(env, ENV_MEMORY_CAP_MIB)? {
+            self.state.memory_cap_mib = v;
+        }
         if let Some(v) = parse(env, ENV_DRAIN_GRACE_S)? {
             self.drain_grace_s = v;
         }
@@ -298,6 +339,16 @@ impl Config {
                 "state.max_explicit_per_kind",
                 self.state.max_explicit_per_kind,
             ),
+            ("state.memory_cap_mib", self.state.memory_cap_mib as usize),
+            (
+                "state.snapshot_interval_s",
+                self.state.snapshot_interval_s as usize,
+            ),
+            (
+                "state.snapshot_log_mib",
+                self.state.snapshot_log_mib as usize,
+            ),
+            ("state.counter_sync_ms", self.state.counter_sync_ms as usize),
         ];
         for (setting, v) in positive {
             if v == 0 {
@@ -314,6 +365,10 @@ impl Config {
                 self.state.fewer_like_this_half_life_days,
             ),
             ("state.not_interested_days", self.state.not_interested_days),
+            (
+                "state.counter_retention_days",
+                self.state.counter_retention_days,
+            ),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 100_000.0) {
                 return Err(error(
@@ -322,9 +377,30 @@ impl Config {
                 ));
             }
         }
+        self.state_backend()?;
         Policies::build(&self.policies, self.parallelism())
             .map_err(|e| error(e.field, e.message))?;
         Ok(())
+    }
+
+    /// Where user state is kept, from `state.backend` and `state.data_dir`.
+    pub fn state_backend(&self) -> Result<StateBackend, ConfigError> {
+        match self.state.backend.as_str() {
+            "disk" => {
+                if self.state.data_dir.as_os_str().is_empty() {
+                    return Err(error("state.data_dir", "must not be empty"));
+                }
+                Ok(StateBackend::Disk(self.state.data_dir.clone()))
+            }
+            "memory" => Ok(StateBackend::Memory),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Ok(StateBackend::Redis(url.to_owned()))
+            }
+            other => Err(error(
+                "state.backend",
+                format!("{other:?} is not disk, memory or a redis:// URL"),
+            )),
+        }
     }
 
     pub fn parallelism(&self) -> Parallelism {
@@ -348,6 +424,12 @@ impl Config {
             not_interested_ms: ms(s.not_interested_days, 86_400_000.0),
             max_items_per_user: s.max_items_per_user,
             max_explicit_per_kind: s.max_explicit_per_kind,
+            counter_retention_ms: ms(s.counter_retention_days, 86_400_000.0),
+            memory_cap_bytes: usize::try_from(s.memory_cap_mib << 20).unwrap_or(usize::MAX),
+            snapshot_interval_ms: (s.snapshot_interval_s as i64).saturating_mul(1000),
+            snapshot_log_bytes: s.snapshot_log_mib << 20,
+            counter_sync_ms: s.counter_sync_ms,
+            log_counters: s.log_counters,
         }
     }
 }
@@ -383,7 +465,7 @@ mod tests {
         let e = env(&[(ENV_BUDGET_MS, "30"), (ENV_LISTEN, "127.0.0.1:7001")]);
         let o = Overrides {
             config_file: Some(file.0.clone()),
-            listen: None,
+            ..Overrides::default()
         };
         let c = Config::load(&e, &o).unwrap();
         assert_eq!((c.rank.budget_ms, c.rank.max_inflight), (30, 8));
@@ -393,6 +475,30 @@ mod tests {
             ..o
         };
         assert_eq!(Config::load(&e, &o).unwrap().listen.port(), 7002);
+    }
+
+    #[test]
+    fn state_backend_comes_from_env_or_flag_and_is_checked() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.state_backend().unwrap(),
+            StateBackend::Disk(PathBuf::from("tactful-data"))
+        );
+        let e = env(&[(ENV_STATE, "memory"), (ENV_MEMORY_CAP_MIB, "64")]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        assert_eq!(c.state_backend().unwrap(), StateBackend::Memory);
+        assert_eq!(c.state_config().memory_cap_bytes, 64 << 20);
+        let o = Overrides {
+            state: Some("redis://127.0.0.1:6379/0".into()),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::load(&e, &o).unwrap().state_backend().unwrap(),
+            StateBackend::Redis(_)
+        ));
+        let err =
+            Config::load(&env(&[(ENV_STATE, "postgres://x")]), &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "state.backend");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::rank::{
     Deadline, DimensionSet, Interrupted, LifecycleStage, Limit, Pipeline, Policies, RankInput,
     Ranking, UserView,
 };
-use crate::state::UserStore;
+use crate::state::{StateError, UserStore};
 
 /// The server's clock, unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -51,6 +51,9 @@ pub enum Degraded {
     Budget,
     Overload,
     Internal,
+    /// The user's state could not be read (its backend is down): no personal rule can be
+    /// trusted, so the answer is the upstream order.
+    State,
 }
 
 impl Degraded {
@@ -67,6 +70,7 @@ impl Degraded {
             Self::Budget => "budget",
             Self::Overload => "overload",
             Self::Internal => "internal",
+            Self::State => "state",
         }
     }
 }
@@ -92,6 +96,9 @@ pub enum RankError {
     /// Only for strict calls: a stage failed.
     #[error("ranking failed: {0}")]
     Internal(String),
+    /// Only for strict calls: the user's state could not be read.
+    #[error("{0}")]
+    State(String),
 }
 
 pub struct Engine {
@@ -106,13 +113,13 @@ pub struct Engine {
 type JobResult = Result<Result<Ranking, Interrupted>, String>;
 
 impl Engine {
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+    /// An engine with the configured policies over `store`.
+    pub fn new(config: &Config, store: Arc<UserStore>) -> Result<Self, ConfigError> {
         let policies =
             Policies::build(&config.policies, config.parallelism()).map_err(|e| ConfigError {
                 setting: e.field,
                 message: e.message,
             })?;
-        let store = Arc::new(UserStore::new(config.state_config()));
         Self::with_parts(config, policies, store)
     }
 
@@ -183,6 +190,18 @@ impl Engine {
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             return self.fail_open(&pipeline, &call, Degraded::Overload);
         };
+        let key = self.store.key(&call.user_id);
+        let warm = self.store.warm(key);
+        let warmed = match deadline.instant() {
+            Some(at) => tokio::time::timeout_at(at.into(), warm)
+                .await
+                .unwrap_or_else(|_| Err(StateError::Unavailable("reading state timed out".into()))),
+            None => warm.await,
+        };
+        if let Err(e) = warmed {
+            tracing::warn!(error = %e, "user state unavailable; failing open");
+            return self.fail_open(&pipeline, &call, Degraded::State);
+        }
 
         let call = Arc::new(call);
         let (tx, rx) = oneshot::channel::<JobResult>();
@@ -192,7 +211,7 @@ impl Engine {
             let c = &*job_call;
             let result = catch_unwind(AssertUnwindSafe(|| {
                 deadline.check("queue")?;
-                let user = store.view(&c.user_id, c.input.now_ms, c.denied, c.personalization_off);
+                let user = store.view(key, c.input.now_ms, c.denied, c.personalization_off);
                 job_pipeline.run(&c.input, &user, &deadline)
             }))
             .map_err(|panic| panic_message(&panic));
@@ -236,6 +255,7 @@ impl Engine {
             return Err(match why {
                 Degraded::Overload => RankError::Overloaded,
                 Degraded::Internal => RankError::Internal("ranking failed".into()),
+                Degraded::State => RankError::State("user state is unavailable".into()),
                 other => RankError::DeadlineExceeded(other),
             });
         }
@@ -253,12 +273,18 @@ impl Engine {
                 "failing open"
             );
         }
-        let user = self.store.view(
-            &call.user_id,
-            call.input.now_ms,
-            call.denied,
-            call.personalization_off,
-        );
+        // Without state, nothing personal can be applied: the unknown user's view.
+        let key = self.store.key(&call.user_id);
+        let user = if why == Degraded::State {
+            UserView::unknown(self.store.config().consent_default)
+        } else {
+            self.store.view(
+                key,
+                call.input.now_ms,
+                call.denied,
+                call.personalization_off,
+            )
+        };
         Ok(Outcome {
             ranking: pipeline.fail_open(&call.input, &user),
             policy_version: pipeline.version().to_owned(),

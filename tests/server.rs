@@ -130,8 +130,10 @@ fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
+    let data = tempfile::tempdir().unwrap();
     let mut child = tactful()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
         .env("TACTFUL_LOG", "info")
         .env_remove("TACTFUL_CONFIG")
         .stderr(Stdio::piped())

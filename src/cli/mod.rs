@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// TOML configuration file [env: TACTFUL_CONFIG].
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where user state is kept: disk, memory or redis://host:port/db [env: TACTFUL_STATE]
+    /// [default: disk].
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Data directory of the disk state [env: TACTFUL_DATA_DIR] [default: tactful-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

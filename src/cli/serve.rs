@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
 
-use super::{EXIT_USAGE, ServeArgs};
+use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
 use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
 use crate::engine::Engine;
+use crate::state::UserStore;
 
 /// Log filter, e.g. `info` or `tactful=debug` [default: info].
 pub const ENV_LOG: &str = "TACTFUL_LOG";
@@ -49,6 +50,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let overrides = Overrides {
         config_file: args.config,
         listen: args.listen,
+        state: args.state,
+        data_dir: args.data_dir,
     };
     let config = match Config::load(&ProcessEnv, &overrides) {
         Ok(c) => c,
@@ -58,13 +61,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     init_tracing(config.log_format);
-    let engine = match Engine::new(&config) {
-        Ok(e) => Arc::new(e),
-        Err(e) => {
-            eprintln!("tactful: configuration error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tactful-io")
@@ -77,6 +73,28 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let backend = match config.state_backend() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("tactful: configuration error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        // Recovery runs before the port opens: nothing is served from half-loaded state.
+        let store = match UserStore::open_async(config.state_config(), &backend).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("tactful: cannot open user state: {e}");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+        };
+        let engine = match Engine::new(&config, store.clone()) {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                eprintln!("tactful: configuration error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -86,7 +104,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         };
         let addr = listener.local_addr().map_or(config.listen, |a| a);
         tracing::info!(%addr, policies = ?engine.policies().names().collect::<Vec<_>>(), "tactful listening on {addr}");
-        match crate::grpc::serve(listener, &config, engine, shutdown_signal()).await {
+        let served = crate::grpc::serve(listener, &config, engine, shutdown_signal()).await;
+        // A last snapshot, so that the next start has little log to replay.
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        match served {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS

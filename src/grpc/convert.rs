@@ -243,6 +243,7 @@ fn degraded_reason(d: Degraded) -> pb::DegradedReason {
         Degraded::Budget => pb::DegradedReason::Budget,
         Degraded::Overload => pb::DegradedReason::Overload,
         Degraded::Internal => pb::DegradedReason::Internal,
+        Degraded::State => pb::DegradedReason::State,
     }
 }
 

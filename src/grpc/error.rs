@@ -4,6 +4,7 @@
 use tonic::Status;
 
 use crate::engine::{Degraded, RankError};
+use crate::state::StateError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -12,6 +13,9 @@ pub enum ApiError {
     InvalidArgument { field: String, message: String },
     #[error(transparent)]
     Rank(#[from] RankError),
+    /// The state store cannot take or serve this now (its disk or Redis failed): retry.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 impl ApiError {
@@ -39,7 +43,9 @@ impl From<ApiError> for Status {
                     "too many rankings in flight (strict request); retry with backoff",
                 ),
                 RankError::Internal(_) => Status::internal(r.to_string()),
+                RankError::State(_) => Status::unavailable(format!("{r} (strict request)")),
             },
+            ApiError::State(s) => Status::unavailable(format!("{s}; nothing was lost, retry")),
         }
     }
 }

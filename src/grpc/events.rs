@@ -1,5 +1,8 @@
 //! `tactful.v1.Events`: applies each event on its own; bad events are listed with the field at
-//! fault and the rest are applied, so one bad record never costs the good ones.
+//! fault and the rest are applied, so one bad record never costs the good ones. The response
+//! is sent only once every explicit event in it is durable; if the state store cannot make
+//! them durable the call fails with UNAVAILABLE (retrying it is safe: explicit feedback is
+//! idempotent).
 
 use std::sync::Arc;
 
@@ -10,6 +13,7 @@ use super::{ApiError, convert};
 use crate::config::Limits;
 use crate::engine::{Engine, now_ms};
 use crate::pb;
+use crate::state::{RecordError, Ticket};
 
 /// Rejections reported per response; the total is always reported.
 const MAX_REJECTIONS_LISTED: usize = 1000;
@@ -23,17 +27,32 @@ pub struct EventsService {
 #[derive(Default)]
 struct Tally {
     response: pb::RecordResponse,
+    /// What the acknowledgement waits for.
+    ticket: Ticket,
 }
 
 impl Tally {
-    fn apply(&mut self, index: usize, e: &pb::Event, engine: &Engine, limits: &Limits) {
+    async fn apply(
+        &mut self,
+        index: usize,
+        e: &pb::Event,
+        engine: &Engine,
+        limits: &Limits,
+    ) -> Result<(), ApiError> {
         let now = now_ms();
-        let result = convert::event(e, now, limits)
-            .and_then(|event| engine.store().record(&e.user_id, &event, now));
+        let store = engine.store();
+        let result = match convert::event(e, now, limits) {
+            Ok(event) => store.record(store.key(&e.user_id), &event, now).await,
+            Err(invalid) => Err(RecordError::Invalid(invalid)),
+        };
         let r = &mut self.response;
         match result {
-            Ok(()) => r.applied += 1,
-            Err(err) => {
+            Ok(ticket) => {
+                r.applied += 1;
+                self.ticket = self.ticket.max(ticket);
+            }
+            Err(RecordError::Unavailable(e)) => return Err(e.into()),
+            Err(RecordError::Invalid(err)) => {
                 r.rejected_total += 1;
                 if r.rejected.len() < MAX_REJECTIONS_LISTED {
                     r.rejected.push(pb::RejectedEvent {
@@ -43,6 +62,13 @@ impl Tally {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Waits until the applied events are durable, then gives the response.
+    async fn finish(self, engine: &Engine) -> Result<pb::RecordResponse, ApiError> {
+        engine.store().durable(self.ticket).await?;
+        Ok(self.response)
     }
 }
 
@@ -66,9 +92,9 @@ impl pb::events_server::Events for EventsService {
         }
         let mut tally = Tally::default();
         for (i, e) in events.iter().enumerate() {
-            tally.apply(i, e, &self.engine, &self.limits);
+            tally.apply(i, e, &self.engine, &self.limits).await?;
         }
-        Ok(Response::new(tally.response))
+        Ok(Response::new(tally.finish(&self.engine).await?))
     }
 
     async fn stream(
@@ -79,9 +105,9 @@ impl pb::events_server::Events for EventsService {
         let mut tally = Tally::default();
         let mut index = 0;
         while let Some(e) = stream.next().await {
-            tally.apply(index, &e?, &self.engine, &self.limits);
+            tally.apply(index, &e?, &self.engine, &self.limits).await?;
             index += 1;
         }
-        Ok(Response::new(tally.response))
+        Ok(Response::new(tally.finish(&self.engine).await?))
     }
 }

@@ -94,7 +94,7 @@ impl fmt::Display for DataDimension {
 }
 
 /// A set of data dimensions as a bit set: candidates carry one, so it must be small and `Copy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct DimensionSet(u16);
 
 impl DimensionSet {

@@ -3,7 +3,7 @@
 //! were last brought up to date and decayed lazily on read.
 
 /// A value that halves every `half_life_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Decayed {
     pub value: f32,
     /// When `value` was exact, unix milliseconds.

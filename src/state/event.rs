@@ -1,13 +1,15 @@
 //! What a user did, as the state store sees it, and the rules an event must follow to be
 //! applied. Rejections name the field at fault so a caller can fix its producer.
 
+use serde::{Deserialize, Serialize};
+
 use crate::rank::DataDimension;
 
 /// How far ahead of the server's clock an event may be stamped: covers clock skew between the
 /// producer and tactful, but refuses events stamped in milliseconds vs seconds confusion.
 pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
     Impression,
     Click,
@@ -63,7 +65,7 @@ impl EventKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Unix milliseconds.
     pub at_ms: i64,

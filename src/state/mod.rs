@@ -1,20 +1,60 @@
-//! Hot per-user state: a concurrent map from user id to [`UserState`], updated by events and
-//! read by rankings as a [`UserView`] snapshot. Writers lock one shard briefly; a ranking copies
-//! what it needs and scores with no lock held.
+//! Per-user state: a concurrent map from user key to [`UserState`] (the hot cache every
+//! ranking reads), kept durable by a backend and bounded by a memory cap.
 //!
-//! Must not: block on I/O while holding a shard, or keep anything that cannot be bounded per
-//! user (every list has a cap).
+//! - `memory`: nothing leaves the process (tests, benchmarks, throwaway runs).
+//! - `disk` (the default): every change goes to a write-ahead log before it is acknowledged
+//!   (explicit words fsynced first, counters in batches); a keeper thread writes snapshots,
+//!   truncates the log, evicts the coldest users past the memory cap, and reads an evicted
+//!   user back from the snapshot on next access.
+//! - `redis`: the user's explicit words are written through to Redis, shared by replicas;
+//!   counters stay per replica.
+//!
+//! Writers lock one shard briefly; a ranking copies what it needs into a [`UserView`] and
+//! scores with no lock held.
+//!
+//! Must not: wait for I/O while holding a shard (the log append only copies bytes), keep
+//! anything that cannot be bounded per user (every list has a cap), or name a user in clear
+//! outside the process (see [`key`]).
 
 pub mod decay;
+mod disk;
 pub mod event;
+pub mod key;
+pub mod op;
+pub mod snapshot;
+mod store;
 pub mod user;
+pub mod wal;
 
-use dashmap::DashMap;
+use std::path::Path;
 
-use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
+use crate::rank::Consent;
 
 pub use event::{Event, EventError, EventKind};
+pub use key::UserKey;
+pub use op::Op;
+pub use store::{Profile, RecordError, StateBackend, Stats, Ticket, UserStore};
 pub use user::UserState;
+
+/// Why the state store cannot do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("damaged state: {0}")]
+    Corrupt(String),
+    #[error("user state is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StateError {
+    pub fn io(path: impl AsRef<Path>, e: std::io::Error) -> Self {
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -39,6 +79,23 @@ pub struct StateConfig {
     /// not-interested items, fewer-like-this categories and brands). Past it, new feedback of
     /// that kind is refused with a clear error rather than silently lost.
     pub max_explicit_per_kind: usize,
+    /// Exposure counters untouched for 30 days are forgotten: fatigue has long decayed by
+    /// then, and keeping them would only grow memory and snapshots.
+    pub counter_retention_ms: i64,
+    /// Memory for user state (map slots, per-user heap, snapshot index). Past it, the
+    /// coldest users are evicted (and read back from the snapshot or Redis when they return).
+    /// 1 GiB holds several million typical users; size it to the pod's limit minus ~100 MiB.
+    pub memory_cap_bytes: usize,
+    /// A snapshot is taken at least this often while the log grows: it bounds recovery time.
+    pub snapshot_interval_ms: i64,
+    /// ... and whenever the log has grown by this much since the last one.
+    pub snapshot_log_bytes: u64,
+    /// Counters (impressions, clicks) reach disk in batches at least this often; explicit
+    /// feedback and consent are fsynced before they are acknowledged, whatever this says.
+    pub counter_sync_ms: u64,
+    /// Whether counters are logged at all. Off, they are durable only as of the last
+    /// snapshot: a crash loses minutes of fatigue, never a user's explicit words.
+    pub log_counters: bool,
 }
 
 impl Default for StateConfig {
@@ -50,109 +107,12 @@ impl Default for StateConfig {
             not_interested_ms: 90 * DAY_MS,
             max_items_per_user: 256,
             max_explicit_per_kind: 1000,
-        }
-    }
-}
-
-/// What the preference centre shows about a user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Profile {
-    /// False when nothing is held about the user (the rest shows the defaults).
-    pub known: bool,
-    /// With the user's consent in force (no request override).
-    pub view: UserView,
-    pub not_interested_until: Vec<(u64, i64)>,
-}
-
-/// All users' hot state.
-pub struct UserStore {
-    users: DashMap<Box<str>, UserState>,
-    config: StateConfig,
-}
-
-impl UserStore {
-    pub fn new(config: StateConfig) -> Self {
-        Self {
-            users: DashMap::new(),
-            config,
-        }
-    }
-
-    pub fn config(&self) -> &StateConfig {
-        &self.config
-    }
-
-    /// Users held in memory.
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-
-    /// Runs `f` on the user's state, creating it if needed.
-    fn update<R>(&self, user_id: &str, f: impl FnOnce(&mut UserState) -> R) -> R {
-        if let Some(mut state) = self.users.get_mut(user_id) {
-            return f(&mut state);
-        }
-        f(&mut self.users.entry(user_id.into()).or_default())
-    }
-
-    /// Checks and applies one event; it is visible to the very next [`UserStore::view`].
-    pub fn record(&self, user_id: &str, event: &Event, now_ms: i64) -> Result<(), EventError> {
-        event.check(now_ms)?;
-        self.update(user_id, |u| u.apply(event, &self.config))
-    }
-
-    pub fn set_consent(
-        &self,
-        user_id: &str,
-        changes: &[(DataDimension, bool)],
-        personalization: Option<bool>,
-        now_ms: i64,
-    ) {
-        self.update(user_id, |u| u.set_consent(changes, personalization, now_ms));
-    }
-
-    /// The snapshot a ranking at `now_ms` works from, with the request's consent override
-    /// applied (it can only restrict).
-    pub fn view(
-        &self,
-        user_id: &str,
-        now_ms: i64,
-        denied: DimensionSet,
-        personalization_off: bool,
-    ) -> UserView {
-        let default = self.config.consent_default;
-        match self.users.get(user_id) {
-            Some(u) => {
-                let consent = u
-                    .consent
-                    .apply_to(default)
-                    .restrict(denied, personalization_off);
-                u.view(now_ms, consent, &self.config)
-            }
-            None => UserView::unknown(default.restrict(denied, personalization_off)),
-        }
-    }
-
-    pub fn profile(&self, user_id: &str, now_ms: i64) -> Profile {
-        match self.users.get(user_id) {
-            Some(u) => Profile {
-                known: true,
-                view: u.view(
-                    now_ms,
-                    u.consent.apply_to(self.config.consent_default),
-                    &self.config,
-                ),
-                not_interested_until: u.not_interested_until(now_ms),
-            },
-            None => Profile {
-                known: false,
-                view: UserView::unknown(self.config.consent_default),
-                not_interested_until: Vec::new(),
-            },
+            counter_retention_ms: 30 * DAY_MS,
+            memory_cap_bytes: 1 << 30,
+            snapshot_interval_ms: 5 * 60 * 1000,
+            snapshot_log_bytes: 256 << 20,
+            counter_sync_ms: 1000,
+            log_counters: true,
         }
     }
 }
@@ -160,45 +120,217 @@ impl UserStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rank::{DataDimension, DimensionSet};
 
-    #[test]
-    fn a_recorded_event_is_visible_to_the_next_view() {
-        let store = UserStore::new(StateConfig::default());
-        let now = 1_700_000_000_000;
-        let mut e = Event::new(EventKind::BlockBrand, now);
-        e.brand_id = 42;
-        store.record("u1", &e, now).unwrap();
-        assert!(
-            store
-                .view("u1", now, DimensionSet::EMPTY, false)
-                .is_brand_blocked(42)
-        );
-        assert!(
-            !store
-                .view("u2", now, DimensionSet::EMPTY, false)
-                .is_brand_blocked(42)
-        );
+    /// Snapshots expire counters by the wall clock, so tests live in the present.
+    static NOW: std::sync::LazyLock<i64> = std::sync::LazyLock::new(crate::engine::now_ms);
+
+    fn block(brand: u64) -> Event {
+        let mut e = Event::new(EventKind::BlockBrand, *NOW);
+        e.brand_id = brand;
+        e
+    }
+
+    fn blocked(store: &UserStore, user: &str, brand: u64) -> bool {
+        store
+            .view(store.key(user), *NOW, DimensionSet::EMPTY, false)
+            .is_brand_blocked(brand)
+    }
+
+    #[tokio::test]
+    async fn a_recorded_event_is_visible_to_the_next_view() {
+        let store = UserStore::in_memory(StateConfig::default());
+        let t = store
+            .record(store.key("u1"), &block(42), *NOW)
+            .await
+            .unwrap();
+        store.durable(t).await.unwrap();
+        assert!(blocked(&store, "u1", 42));
+        assert!(!blocked(&store, "u2", 42));
         assert_eq!(store.len(), 1);
     }
 
-    #[test]
-    fn invalid_events_change_nothing() {
-        let store = UserStore::new(StateConfig::default());
+    #[tokio::test]
+    async fn invalid_events_change_nothing() {
+        let store = UserStore::in_memory(StateConfig::default());
         let e = Event::new(EventKind::BlockBrand, 1);
-        assert_eq!(store.record("u1", &e, 1).unwrap_err().field, "brand_id");
+        match store.record(store.key("u1"), &e, 1).await.unwrap_err() {
+            RecordError::Invalid(err) => assert_eq!(err.field, "brand_id"),
+            other => panic!("{other:?}"),
+        }
         assert!(store.is_empty());
     }
 
-    #[test]
-    fn stored_consent_and_request_override_combine_strictly() {
-        let store = UserStore::new(StateConfig::default());
-        store.set_consent("u", &[(DataDimension::Location, true)], None, 5);
-        let v = store.view("u", 5, DimensionSet::EMPTY, false);
+    #[tokio::test]
+    async fn stored_consent_and_request_override_combine_strictly() {
+        let store = UserStore::in_memory(StateConfig::default());
+        let u = store.key("u");
+        store
+            .set_consent(u, &[(DataDimension::Location, true)], None, 5)
+            .await
+            .unwrap();
+        let v = store.view(u, 5, DimensionSet::EMPTY, false);
         assert!(v.consent.allows(DataDimension::Location));
-        let v = store.view("u", 5, DimensionSet::of([DataDimension::Location]), false);
+        let v = store.view(u, 5, DimensionSet::of([DataDimension::Location]), false);
         assert!(!v.consent.allows(DataDimension::Location));
-        let p = store.profile("u", 5);
+        let p = store.profile(u, 5).await.unwrap();
         assert!(p.known && p.view.consent.allows(DataDimension::Location));
-        assert!(!store.profile("other", 5).known);
+        assert!(!store.profile(store.key("other"), 5).await.unwrap().known);
+    }
+
+    fn disk(dir: &Path) -> UserStore {
+        UserStore::open(StateConfig::default(), &StateBackend::Disk(dir.to_owned())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn explicit_words_survive_a_restart_with_and_without_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = disk(dir.path());
+            for b in 1..=3 {
+                let t = store
+                    .record(store.key("alice"), &block(b), *NOW)
+                    .await
+                    .unwrap();
+                store.durable(t).await.unwrap();
+            }
+            store.snapshot().unwrap();
+            let mut unblock = block(2);
+            unblock.kind = EventKind::UnblockBrand;
+            let t = store
+                .record(store.key("alice"), &unblock, *NOW)
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+            let t = store
+                .record(store.key("bob"), &block(9), *NOW)
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+            // Dropped without a clean close: what a crash leaves (the log and a snapshot).
+            std::mem::forget(store);
+        }
+        let store = disk(dir.path());
+        for u in ["alice", "bob"] {
+            store.warm(store.key(u)).await.unwrap();
+        }
+        assert!(blocked(&store, "alice", 1) && blocked(&store, "alice", 3));
+        assert!(
+            !blocked(&store, "alice", 2),
+            "the undo after the snapshot holds"
+        );
+        assert!(blocked(&store, "bob", 9));
+    }
+
+    #[tokio::test]
+    async fn replay_after_a_snapshot_does_not_count_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StateConfig::default();
+        let mut seen = Event::new(EventKind::Impression, *NOW);
+        seen.item_id = 5;
+        {
+            let store = disk(dir.path());
+            let u = store.key("carol");
+            for _ in 0..3 {
+                store.record(u, &seen, *NOW).await.unwrap();
+            }
+            store.snapshot().unwrap();
+            store.record(u, &seen, *NOW).await.unwrap();
+            // Make the counter durable, then crash.
+            let t = store.record(u, &block(1), *NOW).await.unwrap();
+            store.durable(t).await.unwrap();
+            std::mem::forget(store);
+        }
+        let store = disk(dir.path());
+        let u = store.key("carol");
+        store.warm(u).await.unwrap();
+        let n = store
+            .view(u, *NOW, DimensionSet::EMPTY, false)
+            .ignored_impressions(5);
+        assert!(
+            (n - 4.0).abs() < 1e-3,
+            "{n} ignored impressions, expected 4"
+        );
+        assert_eq!(store.config(), &cfg);
+    }
+
+    #[tokio::test]
+    async fn evicted_users_come_back_with_their_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StateConfig {
+            memory_cap_bytes: 256 << 10,
+            ..StateConfig::default()
+        };
+        let store = UserStore::open(cfg, &StateBackend::Disk(dir.path().to_owned())).unwrap();
+        for i in 0..5_000u64 {
+            let t = store
+                .record(store.key(&format!("user-{i}")), &block(i + 1), *NOW)
+                .await
+                .unwrap();
+            if i % 500 == 0 {
+                store.durable(t).await.unwrap();
+            }
+        }
+        // The keeper snapshots and evicts in the background; wait until it has.
+        for _ in 0..200 {
+            if store.stats().evicted_total > 0 && store.stats().bytes <= 256 << 10 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let stats = store.stats();
+        assert!(stats.evicted_total > 0, "{stats:?}");
+        assert!(store.len() < 5_000);
+        for i in (0..5_000u64).step_by(97) {
+            let u = format!("user-{i}");
+            store.warm(store.key(&u)).await.unwrap();
+            assert!(blocked(&store, &u, i + 1), "{u} lost its block");
+        }
+    }
+
+    #[tokio::test]
+    async fn forget_erases_the_user_from_memory_log_and_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let needle = 0x5eed_cafe_f00d_u64;
+        {
+            let store = disk(dir.path());
+            let dave = store.key("dave");
+            let t = store.record(dave, &block(needle), *NOW).await.unwrap();
+            store.durable(t).await.unwrap();
+            store.snapshot().unwrap();
+            let t = store.record(dave, &block(needle + 1), *NOW).await.unwrap();
+            store.durable(t).await.unwrap();
+            store
+                .record(store.key("erin"), &block(7), *NOW)
+                .await
+                .unwrap();
+            store.forget(dave).await.unwrap();
+            assert!(!blocked(&store, "dave", needle));
+            assert!(!store.profile(dave, *NOW).await.unwrap().known);
+            assert!(
+                !blocked(&store, "dave", needle),
+                "not read back from the snapshot"
+            );
+            let key_bytes = dave.0;
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !contains(&bytes, &key_bytes),
+                    "the user's key is still in {}",
+                    path.display()
+                );
+                assert!(!contains(&bytes, b"dave"));
+            }
+        }
+        let store = disk(dir.path());
+        store.warm(store.key("dave")).await.unwrap();
+        assert!(!blocked(&store, "dave", needle));
+        store.warm(store.key("erin")).await.unwrap();
+        assert!(blocked(&store, "erin", 7), "other users are untouched");
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
     }
 }

@@ -2,6 +2,8 @@
 //! times. Small sorted vectors, not maps: a user holds tens to hundreds of entries, and sorted
 //! vectors are compact, cache-friendly and cheap to copy into a [`UserView`].
 
+use serde::{Deserialize, Serialize};
+
 use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
 
 use super::StateConfig;
@@ -14,7 +16,7 @@ const IGNORED_FLOOR: f32 = 0.05;
 const FEWER_FLOOR: f32 = 0.01;
 
 /// Exposure of one item to this user.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct ItemSignal {
     item_id: u64,
     /// Impressions since the user last engaged with the item, decayed.
@@ -23,8 +25,15 @@ struct ItemSignal {
     engaged_at_ms: i64,
 }
 
+impl ItemSignal {
+    /// The latest moment anything happened to this signal.
+    fn touched_ms(&self) -> i64 {
+        self.ignored.at_ms.max(self.engaged_at_ms)
+    }
+}
+
 /// The user's own consent choices; anything not chosen follows the platform default.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConsentChoices {
     pub granted: DimensionSet,
     pub denied: DimensionSet,
@@ -50,10 +59,10 @@ impl ConsentChoices {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UserState {
-    /// Sorted by item id.
-    items: Vec<ItemSignal>,
+/// The user's explicit words. Most users never block or mute anything, so this lives behind
+/// one pointer that is `None` for them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Explicit {
     /// Sorted by item id: (item, shown again from).
     not_interested: Vec<(u64, i64)>,
     /// Sorted.
@@ -64,12 +73,95 @@ pub struct UserState {
     fewer_categories: Vec<(u64, Decayed)>,
     /// Sorted by brand id.
     fewer_brands: Vec<(u64, Decayed)>,
+}
+
+impl Explicit {
+    fn is_empty(&self) -> bool {
+        self.not_interested.is_empty()
+            && self.blocked_brands.is_empty()
+            && self.blocked_shops.is_empty()
+            && self.fewer_categories.is_empty()
+            && self.fewer_brands.is_empty()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.not_interested.capacity() * size_of::<(u64, i64)>()
+            + (self.blocked_brands.capacity() + self.blocked_shops.capacity()) * size_of::<u64>()
+            + (self.fewer_categories.capacity() + self.fewer_brands.capacity())
+                * size_of::<(u64, Decayed)>()
+    }
+}
+
+impl Explicit {
+    fn apply(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
+        use EventKind as K;
+        let cap = cfg.max_explicit_per_kind;
+        match e.kind {
+            K::NotInterested => {
+                let until = if e.expires_at_ms > 0 {
+                    e.expires_at_ms
+                } else {
+                    e.at_ms.saturating_add(cfg.not_interested_ms)
+                };
+                let entry = upsert(
+                    &mut self.not_interested,
+                    e.item_id,
+                    |(k, _)| *k,
+                    || (e.item_id, until),
+                    cap,
+                )
+                .ok_or_else(|| full("item_id", cap))?;
+                entry.1 = until;
+            }
+            K::FewerLikeThis => {
+                for (v, id, field) in [
+                    (&mut self.fewer_categories, e.category_id, "category_id"),
+                    (&mut self.fewer_brands, e.brand_id, "brand_id"),
+                ] {
+                    if id == 0 {
+                        continue;
+                    }
+                    let entry = upsert(v, id, |(k, _)| *k, || (id, Decayed::default()), cap)
+                        .ok_or_else(|| full(field, cap))?;
+                    // Each request for "fewer" restores full strength; it never exceeds 1.
+                    entry.1 = Decayed {
+                        value: 1.0,
+                        at_ms: e.at_ms.max(entry.1.at_ms),
+                    };
+                }
+            }
+            K::BlockBrand => insert_sorted(&mut self.blocked_brands, e.brand_id, cap, "brand_id")?,
+            K::UnblockBrand => remove_sorted(&mut self.blocked_brands, e.brand_id),
+            K::BlockShop => insert_sorted(&mut self.blocked_shops, e.shop_id, cap, "shop_id")?,
+            K::UnblockShop => remove_sorted(&mut self.blocked_shops, e.shop_id),
+            K::Impression | K::Click | K::Cart | K::Favorite | K::Purchase | K::Search => {}
+        }
+        Ok(())
+    }
+}
+
+/// Everything tactful holds about one user. Compact on purpose: it is what the memory cap
+/// counts, and what snapshots and the log carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// Sorted by item id.
+    items: Vec<ItemSignal>,
+    explicit: Option<Box<Explicit>>,
     pub consent: ConsentChoices,
     /// First event of any kind; 0 = none yet.
     first_seen_ms: i64,
     /// Latest engagement or explicit action; 0 = none yet.
     last_active_ms: i64,
 }
+
+static NO_EXPLICIT: Explicit = Explicit {
+    not_interested: Vec::new(),
+    blocked_brands: Vec::new(),
+    blocked_shops: Vec::new(),
+    fewer_categories: Vec::new(),
+    fewer_brands: Vec::new(),
+};
 
 /// Inserts or finds `key` in a vector sorted by key; refuses to grow past `cap`.
 fn upsert<T>(
@@ -128,59 +220,19 @@ impl UserState {
                 }
             }
             K::Search => {}
-            K::NotInterested => {
-                let until = if e.expires_at_ms > 0 {
-                    e.expires_at_ms
-                } else {
-                    e.at_ms.saturating_add(cfg.not_interested_ms)
-                };
-                let entry = upsert(
-                    &mut self.not_interested,
-                    e.item_id,
-                    |(k, _)| *k,
-                    || (e.item_id, until),
-                    cfg.max_explicit_per_kind,
-                )
-                .ok_or_else(|| full("item_id", cfg.max_explicit_per_kind))?;
-                entry.1 = until;
-            }
-            K::FewerLikeThis => {
-                for (v, id, field) in [
-                    (&mut self.fewer_categories, e.category_id, "category_id"),
-                    (&mut self.fewer_brands, e.brand_id, "brand_id"),
-                ] {
-                    if id == 0 {
-                        continue;
-                    }
-                    let entry = upsert(
-                        v,
-                        id,
-                        |(k, _)| *k,
-                        || (id, Decayed::default()),
-                        cfg.max_explicit_per_kind,
-                    )
-                    .ok_or_else(|| full(field, cfg.max_explicit_per_kind))?;
-                    // Each request for "fewer" restores full strength; it never exceeds 1.
-                    entry.1 = Decayed {
-                        value: 1.0,
-                        at_ms: e.at_ms.max(entry.1.at_ms),
-                    };
+            K::NotInterested
+            | K::FewerLikeThis
+            | K::BlockBrand
+            | K::UnblockBrand
+            | K::BlockShop
+            | K::UnblockShop => {
+                let x = self.explicit.get_or_insert_default();
+                let result = x.apply(e, cfg);
+                if x.is_empty() {
+                    self.explicit = None;
                 }
+                result?;
             }
-            K::BlockBrand => insert_sorted(
-                &mut self.blocked_brands,
-                e.brand_id,
-                cfg.max_explicit_per_kind,
-                "brand_id",
-            )?,
-            K::UnblockBrand => remove_sorted(&mut self.blocked_brands, e.brand_id),
-            K::BlockShop => insert_sorted(
-                &mut self.blocked_shops,
-                e.shop_id,
-                cfg.max_explicit_per_kind,
-                "shop_id",
-            )?,
-            K::UnblockShop => remove_sorted(&mut self.blocked_shops, e.shop_id),
         }
         if self.first_seen_ms == 0 || e.at_ms < self.first_seen_ms {
             self.first_seen_ms = e.at_ms.max(1);
@@ -257,32 +309,80 @@ impl UserState {
                 .filter(|(_, s)| *s >= FEWER_FLOOR)
                 .collect()
         };
+        let x = self.explicit();
         UserView {
             consent,
-            not_interested: self
+            not_interested: x
                 .not_interested
                 .iter()
                 .filter(|(_, until)| *until > now_ms)
                 .map(|(item, _)| *item)
                 .collect(),
-            blocked_brands: self.blocked_brands.clone(),
-            blocked_shops: self.blocked_shops.clone(),
+            blocked_brands: x.blocked_brands.clone(),
+            blocked_shops: x.blocked_shops.clone(),
             ignored: self
                 .items
                 .iter()
                 .map(|s| (s.item_id, s.ignored.at(now_ms, hl)))
                 .filter(|(_, n)| *n >= IGNORED_FLOOR)
                 .collect(),
-            fewer_categories: fewer(&self.fewer_categories),
-            fewer_brands: fewer(&self.fewer_brands),
+            fewer_categories: fewer(&x.fewer_categories),
+            fewer_brands: fewer(&x.fewer_brands),
             first_seen_ms: (self.first_seen_ms > 0).then_some(self.first_seen_ms),
             last_active_ms: (self.last_active_ms > 0).then_some(self.last_active_ms),
         }
     }
 
+    fn explicit(&self) -> &Explicit {
+        self.explicit.as_deref().unwrap_or(&NO_EXPLICIT)
+    }
+
+    /// True when nothing is held: such a user need not be stored.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Bytes this state holds on the heap (capacity, not length: what the allocator gave).
+    pub fn heap_bytes(&self) -> usize {
+        self.items.capacity() * size_of::<ItemSignal>()
+            + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
+    }
+
+    /// Forgets what no ranking at `now_ms` or later can use: exposure untouched for longer
+    /// than the retention, "not interested" past its end, "fewer like this" faded out.
+    /// Returns true when something was removed.
+    pub fn expire(&mut self, now_ms: i64, cfg: &StateConfig) -> bool {
+        let before = self.heap_bytes();
+        let (n_items, cutoff) = (
+            self.items.len(),
+            now_ms.saturating_sub(cfg.counter_retention_ms),
+        );
+        self.items.retain(|s| s.touched_ms() >= cutoff);
+        let mut changed = self.items.len() != n_items;
+        if self.items.capacity() > 2 * self.items.len() + 4 {
+            self.items.shrink_to_fit();
+        }
+        if let Some(x) = self.explicit.as_mut() {
+            let n = x.not_interested.len() + x.fewer_categories.len() + x.fewer_brands.len();
+            let fhl = cfg.fewer_like_this_half_life_ms;
+            x.not_interested.retain(|(_, until)| *until > now_ms);
+            x.fewer_categories
+                .retain(|(_, d)| d.at(now_ms, fhl) >= FEWER_FLOOR);
+            x.fewer_brands
+                .retain(|(_, d)| d.at(now_ms, fhl) >= FEWER_FLOOR);
+            changed |=
+                n != x.not_interested.len() + x.fewer_categories.len() + x.fewer_brands.len();
+            if x.is_empty() {
+                self.explicit = None;
+            }
+        }
+        changed || before != self.heap_bytes()
+    }
+
     /// "Not interested" entries still in force, with when each ends.
     pub fn not_interested_until(&self, now_ms: i64) -> Vec<(u64, i64)> {
-        self.not_interested
+        self.explicit()
+            .not_interested
             .iter()
             .copied()
             .filter(|(_, until)| *until > now_ms)

@@ -38,7 +38,7 @@ impl TestServer {
         for (name, pipeline) in extra {
             policies.insert(name, pipeline).unwrap();
         }
-        let store = Arc::new(UserStore::new(config.state_config()));
+        let store = Arc::new(UserStore::in_memory(config.state_config()));
         let engine = Arc::new(Engine::with_parts(&config, policies, store).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,280 @@
+//! The embedded durable backend: a write-ahead log and snapshots in one data directory.
+//!
+//! Recovery opens the latest snapshot (its index only), replays the log written since, and
+//! starts a new log segment. A snapshot merges the previous snapshot with every user changed
+//! since (in key order, streaming, so it needs no more memory than one user at a time), drops
+//! the users forgotten since, and then deletes the log segments it made redundant.
+//!
+//! Replay is exact, not approximate: each snapshot row carries the seq that was next when the
+//! row was captured (under the user's lock), and replay skips that user's ops below it.
+//!
+//! Files: `secret` (the user-key secret, 0600), `wal-*.log`, `snapshot-*.tbl`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::key::{Keyer, UserKey, random_secret};
+use super::op::Op;
+use super::snapshot::{Table, TableWriter};
+use super::store::{Entry, Inner, Users};
+use super::user::UserState;
+use super::wal::{self, Wal};
+use super::{StateConfig, StateError};
+
+pub(super) struct Disk {
+    dir: PathBuf,
+    pub(super) wal: Wal,
+    table: RwLock<Arc<Table>>,
+}
+
+/// What recovery found.
+pub(super) struct Recovered {
+    pub(super) disk: Disk,
+    pub(super) keyer: Keyer,
+    pub(super) users: Users,
+    pub(super) forgotten: HashSet<UserKey>,
+    /// Log records applied on top of the snapshot.
+    pub(super) replayed: u64,
+}
+
+fn decode(bytes: &[u8]) -> Result<UserState, StateError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| StateError::Corrupt(format!("a snapshot row does not decode: {e}")))
+}
+
+fn load_secret(dir: &Path) -> Result<[u8; 16], StateError> {
+    let path = dir.join("secret");
+    match fs::read(&path) {
+        Ok(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| StateError::Corrupt(format!("{}: expected 16 bytes", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = random_secret().map_err(|e| StateError::io(&path, e))?;
+            let tmp = dir.join("secret.tmp");
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&tmp).map_err(|e| StateError::io(&tmp, e))?;
+            f.write_all(&secret)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| StateError::io(&tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| StateError::io(&path, e))?;
+            wal::sync_dir(dir)?;
+            Ok(secret)
+        }
+        Err(e) => Err(StateError::io(&path, e)),
+    }
+}
+
+impl Disk {
+    pub(super) fn recover(dir: &Path, cfg: &StateConfig) -> Result<Recovered, StateError> {
+        fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
+        let keyer = Keyer::new(load_secret(dir)?);
+        let table = Table::open_latest(dir)?;
+        let base = table.base_seq();
+        let users = Users::default();
+        let mut forgotten = HashSet::new();
+        // The seq captured with each user's snapshot row: their ops below it are in the row.
+        let mut floors: HashMap<UserKey, u64> = HashMap::new();
+        let mut replayed = 0u64;
+        let mut next_seq = base.max(1);
+        let mut failure = None;
+        wal::read_all(dir, |record| {
+            if record.seq < base || failure.is_some() {
+                return;
+            }
+            next_seq = next_seq.max(record.seq + 1);
+            let key = record.key;
+            if record.op == Op::Forget {
+                users.remove(&key);
+                floors.remove(&key);
+                forgotten.insert(key);
+                replayed += 1;
+                return;
+            }
+            if !users.contains_key(&key) {
+                let stored = if forgotten.contains(&key) {
+                    None
+                } else {
+                    match table.get(key).and_then(|row| {
+                        row.map(|(seq, bytes)| decode(&bytes).map(|s| (seq, s)))
+                            .transpose()
+                    }) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            failure = Some(e);
+                            return;
+                        }
+                    }
+                };
+                let (floor, state) = stored.unwrap_or_default();
+                floors.insert(key, floor);
+                users.insert(key, Entry::new(state, false));
+            }
+            if record.seq < floors.get(&key).copied().unwrap_or(0) {
+                return;
+            }
+            if let Some(mut e) = users.get_mut(&key) {
+                if let Err(err) = record.op.apply(&mut e.state, cfg) {
+                    // Only applied ops are logged; a refusal now means the limits were
+                    // lowered since. Keep going: the rest of the user's words still count.
+                    tracing::warn!(seq = record.seq, error = %err, "a logged op no longer applies");
+                }
+                e.dirty = true;
+                replayed += 1;
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let wal = Wal::start(
+            dir,
+            next_seq,
+            Duration::from_millis(cfg.counter_sync_ms.max(1)),
+        )?;
+        tracing::info!(
+            dir = %dir.display(),
+            snapshot_users = table.rows(),
+            replayed,
+            in_memory = users.len(),
+            "recovered user state"
+        );
+        Ok(Recovered {
+            disk: Disk {
+                dir: dir.to_owned(),
+                wal,
+                table: RwLock::new(Arc::new(table)),
+            },
+            keyer,
+            users,
+            forgotten,
+            replayed,
+        })
+    }
+
+    /// A user's row in the current snapshot (callers hold `Inner::loads`).
+    pub(super) fn get(&self, key: UserKey) -> Result<Option<(u64, UserState)>, StateError> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match table.get(key)? {
+            Some((seq, bytes)) => Ok(Some((seq, decode(&bytes)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Memory the snapshot index takes.
+    pub(super) fn index_bytes(&self) -> usize {
+        let rows = self.table.read().unwrap_or_else(|e| e.into_inner()).rows() as usize;
+        rows.div_ceil(64) * 24
+    }
+
+    /// Writes a new snapshot: the previous one merged with every changed user, without the
+    /// forgotten ones; then deletes the log segments it covers. Returns the rows written.
+    pub(super) fn snapshot(&self, inner: &Inner) -> Result<u64, StateError> {
+        let boundary = self.wal.rotate()?;
+        let forgotten: HashSet<UserKey> = inner
+            .forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut changed: Vec<UserKey> = inner
+            .users
+            .iter()
+            .filter(|e| e.dirty)
+            .map(|e| *e.key())
+            .collect();
+        changed.sort_unstable();
+        let old = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let now_ms = crate::engine::now_ms();
+        let mut out = TableWriter::create(&self.dir, boundary)?;
+        let mut old_rows = old.scan()?.peekable();
+        let mut changed = changed.into_iter().peekable();
+        loop {
+            let next_old = match old_rows.peek() {
+                Some(Ok((k, _, _))) => Some(*k),
+                Some(Err(e)) => return Err(e.clone()),
+                None => None,
+            };
+            let next_changed = changed.peek().copied();
+            match (next_old, next_changed) {
+                (None, None) => break,
+                (Some(o), c) if c.is_none_or(|c| o < c) => {
+                    let Some(Ok((key, seq, payload))) = old_rows.next() else {
+                        unreachable!("peeked")
+                    };
+                    if !forgotten.contains(&key) {
+                        out.push(key, seq, &payload)?;
+                    }
+                }
+                (o, Some(c)) => {
+                    changed.next();
+                    if o == Some(c) {
+                        old_rows.next();
+                    }
+                    self.capture(inner, c, now_ms, &mut out)?;
+                }
+                (Some(_), None) => unreachable!("covered by the first arm"),
+            }
+        }
+        let rows = out.rows();
+        let table = out.finish()?;
+        let new_path = table.path().map(Path::to_owned);
+        {
+            let _no_loads = inner.loads.write().unwrap_or_else(|e| e.into_inner());
+            *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+            inner
+                .forgotten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|k| !forgotten.contains(k));
+        }
+        // Readers still holding the old table keep its open file; its name goes now (unless
+        // the new one, taken at the same log position, has just replaced it under that name).
+        if let Some(path) = old.path().filter(|p| Some(*p) != new_path.as_deref()) {
+            fs::remove_file(path).map_err(|e| StateError::io(path, e))?;
+        }
+        wal::delete_before(&self.dir, boundary)?;
+        Ok(rows)
+    }
+
+    /// Writes one changed user's current state (their previous row, if any, is replaced). A
+    /// changed user no longer in memory was forgotten: changed users are never evicted.
+    fn capture(
+        &self,
+        inner: &Inner,
+        key: UserKey,
+        now_ms: i64,
+        out: &mut TableWriter,
+    ) -> Result<(), StateError> {
+        let Some(mut e) = inner.users.get_mut(&key) else {
+            return Ok(());
+        };
+        // Read under the user's lock: every op already applied to this user is below it.
+        let seq = self.wal.next_seq();
+        let before = e.state.heap_bytes();
+        e.state.expire(now_ms, &inner.config);
+        let after = e.state.heap_bytes();
+        inner
+            .heap
+            .fetch_sub(before.saturating_sub(after), Ordering::Relaxed);
+        let bytes = if e.state.is_empty() {
+            None
+        } else {
+            Some(postcard::to_allocvec(&e.state).map_err(|err| {
+                StateError::Corrupt(format!("a user state does not encode: {err}"))
+            })?)
+        };
+        e.dirty = false;
+        drop(e);
+        if let Some(bytes) = bytes {
+            out.push(key, seq, &bytes)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! A change to one user's state, as the write-ahead log and the shared backend carry it. The
+//! same `Op` applied to the same state gives the same result, so replaying the log after a
+//! crash rebuilds exactly what was acknowledged.
+
+use serde::{Deserialize, Serialize};
+
+use super::StateConfig;
+use super::event::{Event, EventError, EventKind};
+use super::user::UserState;
+use crate::rank::DataDimension;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    Event(Event),
+    Consent {
+        changes: Vec<(DataDimension, bool)>,
+        personalization: Option<bool>,
+        at_ms: i64,
+    },
+    /// Erase the user: everything before this op is gone.
+    Forget,
+}
+
+impl Op {
+    /// The user's explicit words (and purchases, which start cooling-off windows): their
+    /// acknowledgement waits until they are durable. The rest are counters, which may be
+    /// approximate and are made durable in batches.
+    pub fn is_explicit(&self) -> bool {
+        match self {
+            Op::Event(e) => !matches!(
+                e.kind,
+                EventKind::Impression
+                    | EventKind::Click
+                    | EventKind::Cart
+                    | EventKind::Favorite
+                    | EventKind::Search
+            ),
+            Op::Consent { .. } | Op::Forget => true,
+        }
+    }
+
+    /// Applies the op to a user's state. `Forget` is the store's business, not the state's.
+    pub fn apply(&self, state: &mut UserState, cfg: &StateConfig) -> Result<(), EventError> {
+        match self {
+            Op::Event(e) => state.apply(e, cfg),
+            Op::Consent {
+                changes,
+                personalization,
+                at_ms,
+            } => {
+                state.set_consent(changes, *personalization, *at_ms);
+                Ok(())
+            }
+            Op::Forget => {
+                *state = UserState::default();
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_words_and_purchases_are_the_ops_that_wait_for_disk() {
+        let explicit: Vec<EventKind> = EventKind::ALL
+            .into_iter()
+            .filter(|k| Op::Event(Event::new(*k, 1)).is_explicit())
+            .collect();
+        assert_eq!(
+            explicit,
+            vec![
+                EventKind::Purchase,
+                EventKind::NotInterested,
+                EventKind::FewerLikeThis,
+                EventKind::BlockBrand,
+                EventKind::UnblockBrand,
+                EventKind::BlockShop,
+                EventKind::UnblockShop,
+            ]
+        );
+        assert!(Op::Forget.is_explicit());
+    }
+
+    #[test]
+    fn ops_survive_encoding() {
+        let mut e = Event::new(EventKind::BlockBrand, 5);
+        e.brand_id = 9;
+        for op in [
+            Op::Event(e),
+            Op::Consent {
+                changes: vec![(DataDimension::Location, true)],
+                personalization: Some(false),
+                at_ms: 7,
+            },
+            Op::Forget,
+        ] {
+            let bytes = postcard::to_allocvec(&op).unwrap();
+            assert_eq!(postcard::from_bytes::<Op>(&bytes).unwrap(), op);
+        }
+    }
+}

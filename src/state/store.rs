@@ -1,0 +1,682 @@
+//! [`UserStore`]: the hot map, the backend that makes it durable, and the keeper thread that
+//! snapshots, expires and evicts.
+//!
+//! Every change goes through one path: make sure the user is in memory (`warm`), apply the op
+//! under the user's map lock, and hand the op to the backend while still holding that lock, so
+//! that the log holds each user's ops in the order they were applied. The acknowledgement
+//! waits for the returned [`Ticket`] outside the lock.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::disk::Disk;
+use super::event::{Event, EventError};
+use super::key::{Keyer, PassThrough, UserKey};
+use super::op::Op;
+use super::user::UserState;
+use super::{StateConfig, StateError};
+use crate::rank::{DataDimension, DimensionSet, UserView};
+
+/// Where state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Nothing leaves the process.
+    Memory,
+    /// Write-ahead log and snapshots in this directory.
+    Disk(PathBuf),
+    /// Explicit words written through to Redis at this URL, shared by replicas.
+    Redis(String),
+}
+
+/// What an acknowledgement must wait for: 0 = nothing; otherwise the backend's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Ticket(pub(super) u64);
+
+impl Ticket {
+    pub const NONE: Ticket = Ticket(0);
+}
+
+/// Why an event or a consent change was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The event itself is wrong: its producer must fix it.
+    #[error(transparent)]
+    Invalid(#[from] EventError),
+    /// The store cannot make it durable now: retry later.
+    #[error(transparent)]
+    Unavailable(#[from] StateError),
+}
+
+/// What the preference centre shows about a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// False when nothing is held about the user (the rest shows the defaults).
+    pub known: bool,
+    /// With the user's consent in force (no request override).
+    pub view: UserView,
+    pub not_interested_until: Vec<(u64, i64)>,
+}
+
+/// The store's size, for metrics and the memory cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub users: usize,
+    /// Memory accounted to user state: map slots, per-user heap, snapshot index.
+    pub bytes: usize,
+    pub evicted_total: usize,
+    pub snapshots_total: usize,
+}
+
+/// One user in memory.
+pub(super) struct Entry {
+    pub(super) state: UserState,
+    /// Changed since it was last written to a snapshot: may not be evicted before it is.
+    pub(super) dirty: bool,
+    /// Seconds since the store opened, at the latest access: the coldest go first.
+    touched: AtomicU32,
+}
+
+impl Entry {
+    pub(super) fn new(state: UserState, dirty: bool) -> Self {
+        Self {
+            state,
+            dirty,
+            touched: AtomicU32::new(0),
+        }
+    }
+}
+
+pub(super) type Users = DashMap<UserKey, Entry, PassThrough>;
+
+pub(super) enum Backend {
+    Memory,
+    Disk(Disk),
+}
+
+/// Coordination with the keeper thread.
+#[derive(Default)]
+struct KeeperState {
+    /// Snapshots started and completed.
+    started: u64,
+    completed: u64,
+    /// Someone waits for a snapshot that starts after their request.
+    wanted: bool,
+    last_error: Option<StateError>,
+    shutdown: bool,
+}
+
+pub(super) struct Inner {
+    pub(super) users: Users,
+    pub(super) config: StateConfig,
+    keyer: Keyer,
+    pub(super) backend: Backend,
+    /// Sum of `heap_bytes` over the users in memory.
+    pub(super) heap: AtomicUsize,
+    epoch: Instant,
+    keeper: Mutex<KeeperState>,
+    keeper_wake: Condvar,
+    over_cap: AtomicBool,
+    evicted_total: AtomicUsize,
+    snapshots_total: AtomicUsize,
+    /// Users forgotten since the last snapshot: their rows in it must not be read back.
+    pub(super) forgotten: Mutex<HashSet<UserKey>>,
+    /// Loads hold it shared from lookup to insert; a snapshot swap and a forget hold it
+    /// exclusively, so that no load can insert what was just replaced or erased.
+    pub(super) loads: RwLock<()>,
+}
+
+/// All users' state.
+pub struct UserStore {
+    inner: Arc<Inner>,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Bytes of one map slot: key, entry, and hashbrown's control byte, at its 7/8 load.
+fn slot_bytes() -> usize {
+    (size_of::<(UserKey, Entry)>() + 1) * 8 / 7
+}
+
+impl UserStore {
+    /// A store whose state lives only as long as the process.
+    pub fn in_memory(config: StateConfig) -> Self {
+        let keyer = Keyer::random().unwrap_or_else(|_| Keyer::new([0x5a; 16]));
+        Self::assemble(config, keyer, Backend::Memory, Users::default())
+    }
+
+    /// Opens the store on its backend; for `Disk`, recovers what the directory holds first.
+    pub fn open(config: StateConfig, backend: &StateBackend) -> Result<Self, StateError> {
+        match backend {
+            StateBackend::Memory => Ok(Self::in_memory(config)),
+            StateBackend::Disk(dir) => {
+                let recovered = Disk::recover(dir, &config)?;
+                let store = Self::assemble(
+                    config,
+                    recovered.keyer,
+                    Backend::Disk(recovered.disk),
+                    recovered.users,
+                );
+                store
+                    .inner
+                    .forgotten
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(recovered.forgotten);
+                if recovered.replayed > 0 {
+                    store.inner.request_snapshot();
+                }
+                Ok(store)
+            }
+            StateBackend::Redis(url) => Err(StateError::Unavailable(format!(
+                "{url}: the redis backend is opened with UserStore::open_async"
+            ))),
+        }
+    }
+
+    /// Opens the store on any backend (Redis needs the runtime; the disk's recovery runs on
+    /// a blocking thread).
+    pub async fn open_async(
+        config: StateConfig,
+        backend: &StateBackend,
+    ) -> Result<Self, StateError> {
+        match backend {
+            StateBackend::Redis(url) => Err(StateError::Unavailable(format!(
+                "{url}: this build has no redis backend yet"
+            ))),
+            other => {
+                let other = other.clone();
+                tokio::task::spawn_blocking(move || Self::open(config, &other))
+                    .await
+                    .map_err(|e| StateError::Unavailable(e.to_string()))?
+            }
+        }
+    }
+
+    fn assemble(config: StateConfig, keyer: Keyer, backend: Backend, users: Users) -> Self {
+        let heap = users.iter().map(|e| e.state.heap_bytes()).sum();
+        let inner = Arc::new(Inner {
+            users,
+            config,
+            keyer,
+            backend,
+            heap: AtomicUsize::new(heap),
+            epoch: Instant::now(),
+            keeper: Mutex::new(KeeperState::default()),
+            keeper_wake: Condvar::new(),
+            over_cap: AtomicBool::new(false),
+            evicted_total: AtomicUsize::new(0),
+            snapshots_total: AtomicUsize::new(0),
+            forgotten: Mutex::new(HashSet::new()),
+            loads: RwLock::new(()),
+        });
+        let keeper_inner = inner.clone();
+        let keeper = std::thread::Builder::new()
+            .name("tactful-keeper".into())
+            .spawn(move || keeper_loop(&keeper_inner))
+            .ok();
+        Self {
+            inner,
+            keeper: Mutex::new(keeper),
+        }
+    }
+
+    pub fn config(&self) -> &StateConfig {
+        &self.inner.config
+    }
+
+    /// The key the store knows this user by.
+    pub fn key(&self, user_id: &str) -> UserKey {
+        self.inner.keyer.key(user_id)
+    }
+
+    /// Users held in memory.
+    pub fn len(&self) -> usize {
+        self.inner.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.users.is_empty()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            users: self.inner.users.len(),
+            bytes: self.inner.bytes(),
+            evicted_total: self.inner.evicted_total.load(Ordering::Relaxed),
+            snapshots_total: self.inner.snapshots_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Brings the user into memory if the backend holds them. Rankings call it before
+    /// [`UserStore::view`]; changes call it themselves.
+    pub async fn warm(&self, key: UserKey) -> Result<(), StateError> {
+        self.inner.load(key, false)
+    }
+
+    /// The snapshot a ranking at `now_ms` works from, with the request's consent override
+    /// applied (it can only restrict). A user not in memory is seen as unknown: call
+    /// [`UserStore::warm`] first.
+    pub fn view(
+        &self,
+        key: UserKey,
+        now_ms: i64,
+        denied: DimensionSet,
+        personalization_off: bool,
+    ) -> UserView {
+        let default = self.inner.config.consent_default;
+        match self.inner.users.get(&key) {
+            Some(e) => {
+                self.inner.touch(&e);
+                let consent = e
+                    .state
+                    .consent
+                    .apply_to(default)
+                    .restrict(denied, personalization_off);
+                e.state.view(now_ms, consent, &self.inner.config)
+            }
+            None => UserView::unknown(default.restrict(denied, personalization_off)),
+        }
+    }
+
+    /// Checks and applies one event; it is visible to the very next [`UserStore::view`].
+    /// The returned ticket says what to wait for before acknowledging it.
+    pub async fn record(
+        &self,
+        key: UserKey,
+        event: &Event,
+        now_ms: i64,
+    ) -> Result<Ticket, RecordError> {
+        event.check(now_ms)?;
+        self.change(key, Op::Event(event.clone())).await
+    }
+
+    /// Sets consent choices; dimensions not named keep their setting.
+    pub async fn set_consent(
+        &self,
+        key: UserKey,
+        changes: &[(DataDimension, bool)],
+        personalization: Option<bool>,
+        now_ms: i64,
+    ) -> Result<Ticket, RecordError> {
+        let op = Op::Consent {
+            changes: changes.to_vec(),
+            personalization,
+            at_ms: now_ms,
+        };
+        self.change(key, op).await
+    }
+
+    async fn change(&self, key: UserKey, op: Op) -> Result<Ticket, RecordError> {
+        // An eviction can slip between loading and applying; then load again.
+        for _ in 0..4 {
+            self.inner.load(key, true)?;
+            if let Some(result) = self.inner.apply(key, &op) {
+                return result;
+            }
+        }
+        Err(StateError::Unavailable("the user kept being evicted; retry".into()).into())
+    }
+
+    /// Waits until everything the ticket covers is durable.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StateError> {
+        if ticket == Ticket::NONE {
+            return Ok(());
+        }
+        match &self.inner.backend {
+            Backend::Memory => Ok(()),
+            Backend::Disk(d) => d.wal.durable(ticket.0).await,
+        }
+    }
+
+    /// Erases everything about the user: from memory at once, and from the log and the
+    /// snapshot by a snapshot that starts after the erasure, which this waits for.
+    pub async fn forget(&self, key: UserKey) -> Result<(), StateError> {
+        let ticket = {
+            let _no_loads = self.inner.loads.write().unwrap_or_else(|e| e.into_inner());
+            let mut ticket = Ticket::NONE;
+            if let Backend::Disk(d) = &self.inner.backend {
+                ticket = Ticket(d.wal.append(key, &Op::Forget)? + 1);
+            }
+            if let Some((_, e)) = self.inner.users.remove(&key) {
+                self.inner
+                    .heap
+                    .fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
+            }
+            self.inner
+                .forgotten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+            ticket
+        };
+        self.durable(ticket).await?;
+        if matches!(self.inner.backend, Backend::Disk(_)) {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || inner.snapshot_and_wait())
+                .await
+                .map_err(|e| StateError::Unavailable(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    pub async fn profile(&self, key: UserKey, now_ms: i64) -> Result<Profile, StateError> {
+        self.warm(key).await?;
+        let cfg = &self.inner.config;
+        Ok(match self.inner.users.get(&key) {
+            Some(e) if !e.state.is_empty() => Profile {
+                known: true,
+                view: e
+                    .state
+                    .view(now_ms, e.state.consent.apply_to(cfg.consent_default), cfg),
+                not_interested_until: e.state.not_interested_until(now_ms),
+            },
+            _ => Profile {
+                known: false,
+                view: UserView::unknown(cfg.consent_default),
+                not_interested_until: Vec::new(),
+            },
+        })
+    }
+
+    /// Takes a snapshot now and waits for it (no-op without a disk backend).
+    pub fn snapshot(&self) -> Result<(), StateError> {
+        match self.inner.backend {
+            Backend::Disk(_) => self.inner.snapshot_and_wait(),
+            Backend::Memory => Ok(()),
+        }
+    }
+
+    /// Stops the keeper after a last snapshot, so that the next start has little to replay.
+    pub fn close(&self) {
+        {
+            let mut k = self.inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
+            k.shutdown = true;
+        }
+        self.inner.keeper_wake.notify_all();
+        if let Some(handle) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for UserStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    fn now_s(&self) -> u32 {
+        self.epoch.elapsed().as_secs() as u32
+    }
+
+    fn touch(&self, e: &Entry) {
+        let now = self.now_s();
+        if e.touched.load(Ordering::Relaxed) != now {
+            e.touched.store(now, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        let index = match &self.backend {
+            Backend::Disk(d) => d.index_bytes(),
+            Backend::Memory => 0,
+        };
+        self.users.capacity() * slot_bytes() + self.heap.load(Ordering::Relaxed) + index
+    }
+
+    /// Makes sure the user is in memory if the backend knows them; with `create` (a change is
+    /// coming), an empty entry is made for a user nobody knows, and the entry is marked
+    /// changed at once so that eviction cannot take it before the change lands.
+    fn load(&self, key: UserKey, create: bool) -> Result<(), StateError> {
+        if self.users.contains_key(&key) {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Memory => {
+                if create {
+                    self.users
+                        .entry(key)
+                        .or_insert_with(|| Entry::new(UserState::default(), true));
+                }
+                Ok(())
+            }
+            Backend::Disk(d) => {
+                let _guard = self.loads.read().unwrap_or_else(|e| e.into_inner());
+                let forgotten = self
+                    .forgotten
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&key);
+                let stored = if forgotten { None } else { d.get(key)? };
+                if stored.is_none() && !create {
+                    return Ok(());
+                }
+                let state = stored.map(|(_, s)| s).unwrap_or_default();
+                let heap = state.heap_bytes();
+                let mut inserted = false;
+                self.users.entry(key).or_insert_with(|| {
+                    inserted = true;
+                    Entry::new(state, create)
+                });
+                if inserted {
+                    self.heap.fetch_add(heap, Ordering::Relaxed);
+                    self.check_cap();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies an op to a user in memory and hands it to the backend under the same lock.
+    /// `None` when the user is not in memory (evicted since it was loaded).
+    fn apply(&self, key: UserKey, op: &Op) -> Option<Result<Ticket, RecordError>> {
+        let mut e = self.users.get_mut(&key)?;
+        self.touch(&e);
+        let before = e.state.heap_bytes();
+        if let Err(err) = op.apply(&mut e.state, &self.config) {
+            return Some(Err(err.into()));
+        }
+        let after = e.state.heap_bytes();
+        if after >= before {
+            self.heap.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.heap.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        let ticket = match &self.backend {
+            Backend::Memory => Ok(Ticket::NONE),
+            Backend::Disk(d) => {
+                e.dirty = true;
+                if op.is_explicit() || self.config.log_counters {
+                    d.wal.append(key, op).map(|seq| {
+                        if op.is_explicit() {
+                            Ticket(seq + 1)
+                        } else {
+                            Ticket::NONE
+                        }
+                    })
+                } else {
+                    Ok(Ticket::NONE)
+                }
+            }
+        };
+        drop(e);
+        if after > before {
+            self.check_cap();
+        }
+        Some(ticket.map_err(RecordError::from))
+    }
+
+    fn check_cap(&self) {
+        if self.bytes() > self.config.memory_cap_bytes
+            && !self.over_cap.swap(true, Ordering::Relaxed)
+        {
+            self.keeper_wake.notify_all();
+        }
+    }
+
+    pub(super) fn request_snapshot(&self) {
+        let mut k = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        k.wanted = true;
+        drop(k);
+        self.keeper_wake.notify_all();
+    }
+
+    /// Asks the keeper for a snapshot that starts after this call, and waits for it.
+    fn snapshot_and_wait(&self) -> Result<(), StateError> {
+        let mut k = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        let target = k.started + 1;
+        k.wanted = true;
+        self.keeper_wake.notify_all();
+        while k.completed < target && !k.shutdown {
+            k = self.keeper_wake.wait(k).unwrap_or_else(|e| e.into_inner());
+        }
+        match &k.last_error {
+            Some(e) => Err(e.clone()),
+            None if k.completed >= target => Ok(()),
+            None => Err(StateError::Unavailable("the store is closing".into())),
+        }
+    }
+
+    /// Evicts the coldest clean users until the accounted memory is below `target`.
+    fn evict(&self, target: usize) {
+        let bytes = self.bytes();
+        if bytes <= target {
+            return;
+        }
+        let len = self.users.len().max(1);
+        let per_user = (bytes / len).max(1);
+        let want = ((bytes - target) / per_user + 1).min(len);
+        // Without a durable backend nothing is ever written out, so "changed" cannot protect
+        // anyone: memory-only state is evicted coldest first, and lost.
+        let durable = !matches!(self.backend, Backend::Memory);
+        let evictable = |e: &Entry| !(durable && e.dirty);
+        let mut ages: Vec<u32> = self
+            .users
+            .iter()
+            .filter(|e| evictable(e))
+            .map(|e| e.touched.load(Ordering::Relaxed))
+            .collect();
+        if ages.is_empty() {
+            return;
+        }
+        let nth = want.min(ages.len()) - 1;
+        let (_, cutoff, _) = ages.select_nth_unstable(nth);
+        let cutoff = *cutoff;
+        let mut removed = 0;
+        let mut freed = 0;
+        self.users.retain(|_, e| {
+            let keep =
+                !evictable(e) || e.touched.load(Ordering::Relaxed) > cutoff || removed >= want;
+            if !keep {
+                removed += 1;
+                freed += e.state.heap_bytes();
+            }
+            keep
+        });
+        self.heap.fetch_sub(freed, Ordering::Relaxed);
+        self.evicted_total.fetch_add(removed, Ordering::Relaxed);
+        if self.users.len() < self.users.capacity() / 4 {
+            self.users.shrink_to_fit();
+        }
+        tracing::debug!(removed, bytes = self.bytes(), "evicted the coldest users");
+    }
+
+    /// Drops expired counters and feedback. Counters may be approximate, so this does not
+    /// mark anyone for the next snapshot.
+    fn expire(&self, now_ms: i64) {
+        let mut delta: isize = 0;
+        self.users.iter_mut().for_each(|mut e| {
+            let before = e.state.heap_bytes() as isize;
+            if e.state.expire(now_ms, &self.config) {
+                delta += e.state.heap_bytes() as isize - before;
+            }
+        });
+        if delta < 0 {
+            self.heap.fetch_sub((-delta) as usize, Ordering::Relaxed);
+        } else {
+            self.heap.fetch_add(delta as usize, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How often the keeper looks at the store when nothing wakes it.
+const KEEPER_TICK: Duration = Duration::from_secs(1);
+/// How often expired counters are swept.
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
+fn keeper_loop(inner: &Inner) {
+    let mut last_snapshot = Instant::now();
+    let mut last_expire = Instant::now();
+    loop {
+        let (wanted, shutdown) = {
+            let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
+            if !k.wanted && !k.shutdown && !inner.over_cap.load(Ordering::Relaxed) {
+                k = inner
+                    .keeper_wake
+                    .wait_timeout(k, KEEPER_TICK)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            (k.wanted, k.shutdown)
+        };
+        let cap = inner.config.memory_cap_bytes;
+        let over = inner.bytes() > cap;
+        if let Backend::Disk(d) = &inner.backend {
+            let log = d.wal.bytes_since_rotation();
+            let due = log > 0
+                && last_snapshot.elapsed().as_millis() as i64 >= inner.config.snapshot_interval_ms;
+            let pressed = over && last_snapshot.elapsed() >= KEEPER_TICK;
+            if wanted || shutdown || pressed || due || log >= inner.config.snapshot_log_bytes {
+                {
+                    let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
+                    k.started += 1;
+                    k.wanted = false;
+                }
+                let started = Instant::now();
+                let result = d.snapshot(inner);
+                match &result {
+                    Ok(rows) => {
+                        inner.snapshots_total.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            rows,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "snapshot written"
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, "snapshot failed"),
+                }
+                last_snapshot = Instant::now();
+                let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
+                k.completed = k.started;
+                k.last_error = result.err();
+                drop(k);
+                inner.keeper_wake.notify_all();
+            }
+        } else if wanted {
+            let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
+            k.started += 1;
+            k.completed = k.started;
+            k.wanted = false;
+            drop(k);
+            inner.keeper_wake.notify_all();
+        }
+        if shutdown {
+            return;
+        }
+        if last_expire.elapsed() >= EXPIRE_EVERY {
+            inner.expire(crate::engine::now_ms());
+            last_expire = Instant::now();
+        }
+        if inner.bytes() > cap {
+            // Down to 85% so that eviction runs in rounds, not on every insert.
+            inner.evict(cap / 100 * 85);
+        }
+        inner.over_cap.store(false, Ordering::Relaxed);
+    }
+}
