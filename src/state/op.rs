@@ -19,6 +19,9 @@ pub enum Op {
     },
     /// Erase the user: everything before this op is gone.
     Forget,
+    /// Replace the user's state with this one: a shared backend compacts a long history of
+    /// ops into one.
+    Restore(Box<UserState>),
 }
 
 impl Op {
@@ -35,7 +38,7 @@ impl Op {
                     | EventKind::Favorite
                     | EventKind::Search
             ),
-            Op::Consent { .. } | Op::Forget => true,
+            Op::Consent { .. } | Op::Forget | Op::Restore(_) => true,
         }
     }
 
@@ -53,6 +56,10 @@ impl Op {
             }
             Op::Forget => {
                 *state = UserState::default();
+                Ok(())
+            }
+            Op::Restore(saved) => {
+                *state = (**saved).clone();
                 Ok(())
             }
         }
