@@ -187,32 +187,42 @@ impl Engine {
             })?
             .clone();
         let deadline = self.deadline(Instant::now(), call.caller_timeout);
-        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
-            return self.fail_open(&pipeline, &call, Degraded::Overload);
-        };
+        // The user's view is read before scoring (from memory, or the backend if the user is
+        // not in memory), within the deadline: without it no personal rule can be trusted.
         let key = self.store.key(&call.user_id);
-        let warm = self.store.warm(key);
-        let warmed = match deadline.instant() {
-            Some(at) => tokio::time::timeout_at(at.into(), warm)
+        let read = self.store.view(
+            key,
+            call.input.now_ms,
+            call.denied,
+            call.personalization_off,
+        );
+        let user = match deadline.instant() {
+            Some(at) => tokio::time::timeout_at(at.into(), read)
                 .await
                 .unwrap_or_else(|_| Err(StateError::Unavailable("reading state timed out".into()))),
-            None => warm.await,
+            None => read.await,
         };
-        if let Err(e) = warmed {
-            tracing::warn!(error = %e, "user state unavailable; failing open");
-            return self.fail_open(&pipeline, &call, Degraded::State);
-        }
+        let user = match user {
+            Ok(user) => Arc::new(user),
+            Err(e) => {
+                tracing::warn!(error = %e, "user state unavailable; failing open");
+                let unknown = UserView::unknown(self.store.config().consent_default);
+                return self.fail_open(&pipeline, &call, Degraded::State, &unknown);
+            }
+        };
+        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+            return self.fail_open(&pipeline, &call, Degraded::Overload, &user);
+        };
 
         let call = Arc::new(call);
         let (tx, rx) = oneshot::channel::<JobResult>();
-        let (job_call, job_pipeline, store) = (call.clone(), pipeline.clone(), self.store.clone());
+        let (job_call, job_pipeline, job_user) = (call.clone(), pipeline.clone(), user.clone());
         self.pool.spawn(move || {
             let _permit = permit;
             let c = &*job_call;
             let result = catch_unwind(AssertUnwindSafe(|| {
                 deadline.check("queue")?;
-                let user = store.view(key, c.input.now_ms, c.denied, c.personalization_off);
-                job_pipeline.run(&c.input, &user, &deadline)
+                job_pipeline.run(&c.input, &job_user, &deadline)
             }))
             .map_err(|panic| panic_message(&panic));
             // The receiver is gone when the caller gave up; nothing to do then.
@@ -229,27 +239,37 @@ impl Engine {
                 policy_version: pipeline.version().to_owned(),
                 degraded: None,
             }),
-            Some(Ok(Ok(Err(interrupted)))) => {
-                self.fail_open(&pipeline, &call, Degraded::from_limit(interrupted.limit))
-            }
-            None => self.fail_open(&pipeline, &call, Degraded::from_limit(deadline.limit())),
+            Some(Ok(Ok(Err(interrupted)))) => self.fail_open(
+                &pipeline,
+                &call,
+                Degraded::from_limit(interrupted.limit),
+                &user,
+            ),
+            None => self.fail_open(
+                &pipeline,
+                &call,
+                Degraded::from_limit(deadline.limit()),
+                &user,
+            ),
             Some(Ok(Err(panic))) => {
                 tracing::error!(policy = pipeline.version(), %panic, "ranking stage panicked");
-                self.fail_open(&pipeline, &call, Degraded::Internal)
+                self.fail_open(&pipeline, &call, Degraded::Internal, &user)
             }
             Some(Err(_)) => {
                 tracing::error!("ranking job was dropped without an answer");
-                self.fail_open(&pipeline, &call, Degraded::Internal)
+                self.fail_open(&pipeline, &call, Degraded::Internal, &user)
             }
         }
     }
 
-    /// The upstream order with the hard rules applied, or the strict caller's error.
+    /// The upstream order with the hard rules of `user` applied, or the strict caller's
+    /// error.
     fn fail_open(
         &self,
         pipeline: &Pipeline,
         call: &RankCall,
         why: Degraded,
+        user: &UserView,
     ) -> Result<Outcome, RankError> {
         if call.strict {
             return Err(match why {
@@ -273,20 +293,8 @@ impl Engine {
                 "failing open"
             );
         }
-        // Without state, nothing personal can be applied: the unknown user's view.
-        let key = self.store.key(&call.user_id);
-        let user = if why == Degraded::State {
-            UserView::unknown(self.store.config().consent_default)
-        } else {
-            self.store.view(
-                key,
-                call.input.now_ms,
-                call.denied,
-                call.personalization_off,
-            )
-        };
         Ok(Outcome {
-            ranking: pipeline.fail_open(&call.input, &user),
+            ranking: pipeline.fail_open(&call.input, user),
             policy_version: pipeline.version().to_owned(),
             degraded: Some(why),
         })

@@ -5,7 +5,8 @@
 //!
 //! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`):
 //! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
-//! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots.
+//! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
+//!   made durable on local disk, or shared by replicas through Redis.
 //! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
 //! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.

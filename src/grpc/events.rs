@@ -49,7 +49,7 @@ impl Tally {
         match result {
             Ok(ticket) => {
                 r.applied += 1;
-                self.ticket = self.ticket.max(ticket);
+                self.ticket = self.ticket.join(ticket);
             }
             Err(RecordError::Unavailable(e)) => return Err(e.into()),
             Err(RecordError::Invalid(err)) => {

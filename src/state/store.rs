@@ -3,8 +3,13 @@
 //!
 //! Every change goes through one path: make sure the user is in memory (`warm`), apply the op
 //! under the user's map lock, and hand the op to the backend while still holding that lock, so
-//! that the log holds each user's ops in the order they were applied. The acknowledgement
-//! waits for the returned [`Ticket`] outside the lock.
+//! that the log (or the Redis list) holds each user's ops in the order they were applied. The
+//! acknowledgement waits for the returned [`Ticket`] outside the lock.
+//!
+//! With Redis the map is a cache of what Redis holds: nothing in it is ever "changed since
+//! written" (Redis has every explicit word before it is acknowledged), so any user may be
+//! evicted, and every removal goes through [`Inner::drop_user`] so that a read of the user in
+//! flight cannot put an older state back.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -19,6 +24,7 @@ use super::disk::Disk;
 use super::event::{Event, EventError};
 use super::key::{Keyer, PassThrough, UserKey};
 use super::op::Op;
+use super::redis::{DEFAULT_NAMESPACE, Redis};
 use super::user::UserState;
 use super::{StateConfig, StateError};
 use crate::rank::{DataDimension, DimensionSet, UserView};
@@ -34,12 +40,35 @@ pub enum StateBackend {
     Redis(String),
 }
 
-/// What an acknowledgement must wait for: 0 = nothing; otherwise the backend's watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Ticket(pub(super) u64);
+/// What an acknowledgement must wait for: nothing ([`Ticket::NONE`]), or the backend's
+/// tickets `first..=last`. A range, not a watermark alone: with Redis, a later write can
+/// succeed after an earlier one failed, and an acknowledgement covering both must fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ticket {
+    pub(super) first: u64,
+    pub(super) last: u64,
+}
 
 impl Ticket {
-    pub const NONE: Ticket = Ticket(0);
+    pub const NONE: Ticket = Ticket { first: 0, last: 0 };
+
+    pub(super) fn at(n: u64) -> Self {
+        Ticket { first: n, last: n }
+    }
+
+    /// What waiting for both tickets waits for.
+    pub fn join(self, other: Ticket) -> Ticket {
+        if self == Ticket::NONE {
+            other
+        } else if other == Ticket::NONE {
+            self
+        } else {
+            Ticket {
+                first: self.first.min(other.first),
+                last: self.last.max(other.last),
+            }
+        }
+    }
 }
 
 /// Why an event or a consent change was not applied.
@@ -97,6 +126,16 @@ pub(super) type Users = DashMap<UserKey, Entry, PassThrough>;
 pub(super) enum Backend {
     Memory,
     Disk(Disk),
+    Redis(Arc<Redis>),
+}
+
+/// What became of a user read from a shared backend.
+pub(super) enum Loaded {
+    Inserted,
+    /// Someone else put the user in the map first: theirs stays.
+    Present,
+    /// The user was removed while the read was in flight: what was read may be old.
+    Raced,
 }
 
 /// Coordination with the keeper thread.
@@ -185,9 +224,7 @@ impl UserStore {
         backend: &StateBackend,
     ) -> Result<Self, StateError> {
         match backend {
-            StateBackend::Redis(url) => Err(StateError::Unavailable(format!(
-                "{url}: this build has no redis backend yet"
-            ))),
+            StateBackend::Redis(url) => Self::open_redis(config, url, DEFAULT_NAMESPACE).await,
             other => {
                 let other = other.clone();
                 tokio::task::spawn_blocking(move || Self::open(config, &other))
@@ -195,6 +232,25 @@ impl UserStore {
                     .map_err(|e| StateError::Unavailable(e.to_string()))?
             }
         }
+    }
+
+    /// Opens a store whose explicit words live in Redis at `url`, under keys that start with
+    /// `namespace` (replicas that share users share the namespace; tests use one each).
+    /// Fails when Redis does not answer: without it there is no user-key secret.
+    pub async fn open_redis(
+        config: StateConfig,
+        url: &str,
+        namespace: &str,
+    ) -> Result<Self, StateError> {
+        let (redis, keyer) = Redis::connect(url, namespace).await?;
+        let store = Self::assemble(
+            config.clone(),
+            keyer,
+            Backend::Redis(redis.clone()),
+            Users::default(),
+        );
+        redis.start(Arc::downgrade(&store.inner), config);
+        Ok(store)
     }
 
     fn assemble(config: StateConfig, keyer: Keyer, backend: Backend, users: Users) -> Self {
@@ -255,32 +311,79 @@ impl UserStore {
     /// Brings the user into memory if the backend holds them. Rankings call it before
     /// [`UserStore::view`]; changes call it themselves.
     pub async fn warm(&self, key: UserKey) -> Result<(), StateError> {
-        self.inner.load(key, false)
+        match &self.inner.backend {
+            Backend::Redis(r) => r.load(&self.inner, key).await,
+            _ => self.inner.load(key, false),
+        }
     }
 
     /// The snapshot a ranking at `now_ms` works from, with the request's consent override
-    /// applied (it can only restrict). A user not in memory is seen as unknown: call
-    /// [`UserStore::warm`] first.
-    pub fn view(
+    /// applied (it can only restrict). Reads the backend if the user is not in memory.
+    pub async fn view(
         &self,
         key: UserKey,
         now_ms: i64,
         denied: DimensionSet,
         personalization_off: bool,
-    ) -> UserView {
-        let default = self.inner.config.consent_default;
-        match self.inner.users.get(&key) {
-            Some(e) => {
-                self.inner.touch(&e);
-                let consent = e
-                    .state
+    ) -> Result<UserView, StateError> {
+        let cfg = &self.inner.config;
+        self.read(key, |state| match state {
+            Some(s) => {
+                let consent = s
                     .consent
-                    .apply_to(default)
+                    .apply_to(cfg.consent_default)
                     .restrict(denied, personalization_off);
-                e.state.view(now_ms, consent, &self.inner.config)
+                s.view(now_ms, consent, cfg)
             }
-            None => UserView::unknown(default.restrict(denied, personalization_off)),
+            None => UserView::unknown(cfg.consent_default.restrict(denied, personalization_off)),
+        })
+        .await
+    }
+
+    /// Runs `f` on the user's current state (`None`: nobody knows them). Whatever eviction
+    /// does meanwhile, `f` sees what the backend holds, never a user half-loaded or just
+    /// evicted: with a snapshot the row is read directly; with Redis the load is retried.
+    async fn read<R>(
+        &self,
+        key: UserKey,
+        f: impl Fn(Option<&UserState>) -> R,
+    ) -> Result<R, StateError> {
+        for _ in 0..4 {
+            if let Some(e) = self.inner.users.get(&key) {
+                self.inner.touch(&e);
+                return Ok(f(Some(&e.state)));
+            }
+            match &self.inner.backend {
+                Backend::Memory => return Ok(f(None)),
+                Backend::Disk(d) => {
+                    self.inner.load(key, false)?;
+                    if let Some(e) = self.inner.users.get(&key) {
+                        return Ok(f(Some(&e.state)));
+                    }
+                    // Unknown, or evicted again at once under pressure: the row is the truth.
+                    let _no_swap = self.inner.loads.read().unwrap_or_else(|e| e.into_inner());
+                    if self
+                        .inner
+                        .forgotten
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(&key)
+                    {
+                        return Ok(f(None));
+                    }
+                    return Ok(match d.get(key)? {
+                        Some((_, state)) => f(Some(&state)),
+                        None => f(None),
+                    });
+                }
+                // Redis caches unknown users too, so a miss right after a load means the
+                // user was evicted or invalidated meanwhile: load again.
+                Backend::Redis(r) => r.load(&self.inner, key).await?,
+            }
         }
+        Err(StateError::Unavailable(
+            "the user kept being evicted while being read; retry".into(),
+        ))
     }
 
     /// Checks and applies one event; it is visible to the very next [`UserStore::view`].
@@ -312,9 +415,18 @@ impl UserStore {
     }
 
     async fn change(&self, key: UserKey, op: Op) -> Result<Ticket, RecordError> {
+        self.inner.backpressure().await;
         // An eviction can slip between loading and applying; then load again.
         for _ in 0..4 {
-            self.inner.load(key, true)?;
+            match &self.inner.backend {
+                Backend::Redis(r) => {
+                    // A known-down Redis refuses before anything in memory is touched.
+                    r.check_up()?;
+                    r.load(&self.inner, key).await?;
+                    r.check_up()?;
+                }
+                _ => self.inner.load(key, true)?,
+            }
             if let Some(result) = self.inner.apply(key, &op) {
                 return result;
             }
@@ -329,18 +441,28 @@ impl UserStore {
         }
         match &self.inner.backend {
             Backend::Memory => Ok(()),
-            Backend::Disk(d) => d.wal.durable(ticket.0).await,
+            Backend::Disk(d) => d.wal.durable(ticket.last).await,
+            Backend::Redis(r) => r.durable(ticket.first, ticket.last).await,
         }
     }
 
     /// Erases everything about the user: from memory at once, and from the log and the
-    /// snapshot by a snapshot that starts after the erasure, which this waits for.
+    /// snapshot by a snapshot that starts after the erasure, which this waits for. With
+    /// Redis: the user's list is deleted (after every write queued before) and the other
+    /// replicas are told to drop the user.
     pub async fn forget(&self, key: UserKey) -> Result<(), StateError> {
+        if let Backend::Redis(r) = &self.inner.backend {
+            r.check_up()?;
+            // Queued first: a read that starts after the removal waits for the deletion.
+            let ticket = r.forget(key)?;
+            self.inner.drop_user(key);
+            return self.durable(Ticket::at(ticket)).await;
+        }
         let ticket = {
             let _no_loads = self.inner.loads.write().unwrap_or_else(|e| e.into_inner());
             let mut ticket = Ticket::NONE;
             if let Backend::Disk(d) = &self.inner.backend {
-                ticket = Ticket(d.wal.append(key, &Op::Forget)? + 1);
+                ticket = Ticket::at(d.wal.append(key, &Op::Forget)? + 1);
             }
             if let Some((_, e)) = self.inner.users.remove(&key) {
                 self.inner
@@ -365,15 +487,12 @@ impl UserStore {
     }
 
     pub async fn profile(&self, key: UserKey, now_ms: i64) -> Result<Profile, StateError> {
-        self.warm(key).await?;
         let cfg = &self.inner.config;
-        Ok(match self.inner.users.get(&key) {
-            Some(e) if !e.state.is_empty() => Profile {
+        self.read(key, |state| match state {
+            Some(s) if !s.is_empty() => Profile {
                 known: true,
-                view: e
-                    .state
-                    .view(now_ms, e.state.consent.apply_to(cfg.consent_default), cfg),
-                not_interested_until: e.state.not_interested_until(now_ms),
+                view: s.view(now_ms, s.consent.apply_to(cfg.consent_default), cfg),
+                not_interested_until: s.not_interested_until(now_ms),
             },
             _ => Profile {
                 known: false,
@@ -381,13 +500,14 @@ impl UserStore {
                 not_interested_until: Vec::new(),
             },
         })
+        .await
     }
 
     /// Takes a snapshot now and waits for it (no-op without a disk backend).
     pub fn snapshot(&self) -> Result<(), StateError> {
         match self.inner.backend {
             Backend::Disk(_) => self.inner.snapshot_and_wait(),
-            Backend::Memory => Ok(()),
+            Backend::Memory | Backend::Redis(_) => Ok(()),
         }
     }
 
@@ -400,6 +520,9 @@ impl UserStore {
         self.inner.keeper_wake.notify_all();
         if let Some(handle) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
+        }
+        if let Backend::Redis(r) = &self.inner.backend {
+            r.close();
         }
     }
 }
@@ -415,6 +538,13 @@ impl Inner {
         self.epoch.elapsed().as_secs() as u32
     }
 
+    /// An entry for a user being loaded now: the hottest, not the coldest, for eviction.
+    fn fresh(&self, state: UserState, dirty: bool) -> Entry {
+        let e = Entry::new(state, dirty);
+        e.touched.store(self.now_s(), Ordering::Relaxed);
+        e
+    }
+
     fn touch(&self, e: &Entry) {
         let now = self.now_s();
         if e.touched.load(Ordering::Relaxed) != now {
@@ -425,7 +555,7 @@ impl Inner {
     pub(super) fn bytes(&self) -> usize {
         let index = match &self.backend {
             Backend::Disk(d) => d.index_bytes(),
-            Backend::Memory => 0,
+            Backend::Memory | Backend::Redis(_) => 0,
         };
         self.users.capacity() * slot_bytes() + self.heap.load(Ordering::Relaxed) + index
     }
@@ -442,7 +572,7 @@ impl Inner {
                 if create {
                     self.users
                         .entry(key)
-                        .or_insert_with(|| Entry::new(UserState::default(), true));
+                        .or_insert_with(|| self.fresh(UserState::default(), true));
                 }
                 Ok(())
             }
@@ -462,7 +592,7 @@ impl Inner {
                 let mut inserted = false;
                 self.users.entry(key).or_insert_with(|| {
                     inserted = true;
-                    Entry::new(state, create)
+                    self.fresh(state, create)
                 });
                 if inserted {
                     self.heap.fetch_add(heap, Ordering::Relaxed);
@@ -470,7 +600,58 @@ impl Inner {
                 }
                 Ok(())
             }
+            // Read asynchronously, by `UserStore::warm` and `UserStore::change`.
+            Backend::Redis(_) => Ok(()),
         }
+    }
+
+    /// Puts a user read from Redis into the map, unless someone put them there first or
+    /// `current` (asked with the user's shard locked, so that no removal slips between the
+    /// question and the insert) says the user was removed while the read was in flight.
+    pub(super) fn insert_loaded(
+        &self,
+        key: UserKey,
+        state: UserState,
+        current: impl FnOnce() -> bool,
+    ) -> Loaded {
+        let heap = state.heap_bytes();
+        match self.users.entry(key) {
+            dashmap::Entry::Occupied(_) => return Loaded::Present,
+            dashmap::Entry::Vacant(slot) => {
+                if !current() {
+                    return Loaded::Raced;
+                }
+                let e = slot.insert(self.fresh(state, false));
+                self.touch(&e);
+            }
+        }
+        self.heap.fetch_add(heap, Ordering::Relaxed);
+        self.check_cap();
+        Loaded::Inserted
+    }
+
+    /// Removes a user from memory; the next access reads the backend again. With Redis, a
+    /// read of the user in flight is told first, so that it cannot put back what it read.
+    pub(super) fn drop_user(&self, key: UserKey) {
+        if let Backend::Redis(r) = &self.backend {
+            r.removing(key);
+        }
+        if let Some((_, e)) = self.users.remove(&key) {
+            self.heap.fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
+        }
+    }
+
+    /// Removes every user from memory (Redis: after the subscription to changes was lost).
+    pub(super) fn drop_all(&self) {
+        if let Backend::Redis(r) = &self.backend {
+            r.removing_all();
+        }
+        let mut freed = 0;
+        self.users.retain(|_, e| {
+            freed += e.state.heap_bytes();
+            false
+        });
+        self.heap.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// Applies an op to a user in memory and hands it to the backend under the same lock.
@@ -495,7 +676,7 @@ impl Inner {
                 if op.is_explicit() || self.config.log_counters {
                     d.wal.append(key, op).map(|seq| {
                         if op.is_explicit() {
-                            Ticket(seq + 1)
+                            Ticket::at(seq + 1)
                         } else {
                             Ticket::NONE
                         }
@@ -504,6 +685,9 @@ impl Inner {
                     Ok(Ticket::NONE)
                 }
             }
+            // Counters stay in this replica's memory; explicit words go to Redis.
+            Backend::Redis(r) if op.is_explicit() => r.append(key, op).map(Ticket::at),
+            Backend::Redis(_) => Ok(Ticket::NONE),
         };
         drop(e);
         if after > before {
@@ -513,10 +697,23 @@ impl Inner {
     }
 
     fn check_cap(&self) {
-        if self.bytes() > self.config.memory_cap_bytes
+        if self.bytes() > high_water(self.config.memory_cap_bytes)
             && !self.over_cap.swap(true, Ordering::Relaxed)
         {
             self.keeper_wake.notify_all();
+        }
+    }
+
+    /// Changes wait (briefly) while the store is over its cap: when ingestion outruns the
+    /// keeper, it slows down instead of growing memory. Rankings never wait here.
+    async fn backpressure(&self) {
+        let cap = self.config.memory_cap_bytes;
+        for _ in 0..BACKPRESSURE_MAX_WAITS {
+            if self.bytes() <= cap {
+                return;
+            }
+            self.keeper_wake.notify_all();
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -552,6 +749,10 @@ impl Inner {
         let len = self.users.len().max(1);
         let per_user = (bytes / len).max(1);
         let want = ((bytes - target) / per_user + 1).min(len);
+        if matches!(self.backend, Backend::Redis(_)) {
+            self.evict_cached(want);
+            return;
+        }
         // Without a durable backend nothing is ever written out, so "changed" cannot protect
         // anyone: memory-only state is evicted coldest first, and lost.
         let durable = !matches!(self.backend, Backend::Memory);
@@ -587,6 +788,43 @@ impl Inner {
         tracing::debug!(removed, bytes = self.bytes(), "evicted the coldest users");
     }
 
+    /// Evicts the `want` coldest users of a Redis-backed cache: Redis holds every explicit
+    /// word already, so none is kept back (this replica's counters for them are lost, as
+    /// counters may be). Each goes through `drop_user`, so no read in flight can resurrect it.
+    fn evict_cached(&self, want: usize) {
+        let mut ages: Vec<(u32, UserKey)> = self
+            .users
+            .iter()
+            .map(|e| (e.touched.load(Ordering::Relaxed), *e.key()))
+            .collect();
+        if ages.is_empty() || want == 0 {
+            return;
+        }
+        let nth = want.min(ages.len()) - 1;
+        ages.select_nth_unstable(nth);
+        let mut removed = 0;
+        for &(touched, key) in &ages[..=nth] {
+            // Skipped if used since it was picked.
+            if self
+                .users
+                .get(&key)
+                .is_some_and(|e| e.touched.load(Ordering::Relaxed) <= touched)
+            {
+                self.drop_user(key);
+                removed += 1;
+            }
+        }
+        self.evicted_total.fetch_add(removed, Ordering::Relaxed);
+        if self.users.len() < self.users.capacity() / 4 {
+            self.users.shrink_to_fit();
+        }
+        tracing::debug!(
+            removed,
+            bytes = self.bytes(),
+            "evicted the coldest cached users"
+        );
+    }
+
     /// Drops expired counters and feedback. Counters may be approximate, so this does not
     /// mark anyone for the next snapshot.
     fn expire(&self, now_ms: i64) {
@@ -604,6 +842,20 @@ impl Inner {
         }
     }
 }
+
+/// The keeper starts making room at 75% of the cap and evicts down to 55%: the headroom
+/// absorbs what arrives while it writes a snapshot, and what the allocator keeps of the
+/// memory evicted users freed, so that the process's RSS stays within the cap plus 25%.
+fn high_water(cap: usize) -> usize {
+    cap / 100 * 75
+}
+
+fn low_water(cap: usize) -> usize {
+    cap / 100 * 55
+}
+
+/// A change waits at most this many milliseconds for the keeper to get below the cap.
+const BACKPRESSURE_MAX_WAITS: u32 = 2000;
 
 /// How often the keeper looks at the store when nothing wakes it.
 const KEEPER_TICK: Duration = Duration::from_secs(1);
@@ -626,7 +878,7 @@ fn keeper_loop(inner: &Inner) {
             (k.wanted, k.shutdown)
         };
         let cap = inner.config.memory_cap_bytes;
-        let over = inner.bytes() > cap;
+        let over = inner.bytes() > high_water(cap);
         if let Backend::Disk(d) = &inner.backend {
             let log = d.wal.bytes_since_rotation();
             let due = log > 0
@@ -673,9 +925,8 @@ fn keeper_loop(inner: &Inner) {
             inner.expire(crate::engine::now_ms());
             last_expire = Instant::now();
         }
-        if inner.bytes() > cap {
-            // Down to 85% so that eviction runs in rounds, not on every insert.
-            inner.evict(cap / 100 * 85);
+        if inner.bytes() > high_water(cap) {
+            inner.evict(low_water(cap));
         }
         inner.over_cap.store(false, Ordering::Relaxed);
     }

@@ -12,6 +12,9 @@ use super::event::{Event, EventError, EventKind};
 
 /// Below this decayed count an item's ignored exposure is forgotten when building a view.
 const IGNORED_FLOOR: f32 = 0.05;
+/// What one heap allocation costs beyond its bytes, on average: size-class rounding and the
+/// allocator's bookkeeping. Counting it keeps the memory cap close to the process's RSS.
+const ALLOC_OVERHEAD: usize = 16;
 /// Below this decayed strength a "fewer like this" signal no longer applies.
 const FEWER_FLOOR: f32 = 0.01;
 
@@ -85,11 +88,23 @@ impl Explicit {
     }
 
     fn heap_bytes(&self) -> usize {
+        let vec = |cap: usize, size: usize| {
+            if cap == 0 {
+                0
+            } else {
+                cap * size + ALLOC_OVERHEAD
+            }
+        };
         size_of::<Self>()
-            + self.not_interested.capacity() * size_of::<(u64, i64)>()
-            + (self.blocked_brands.capacity() + self.blocked_shops.capacity()) * size_of::<u64>()
-            + (self.fewer_categories.capacity() + self.fewer_brands.capacity())
-                * size_of::<(u64, Decayed)>()
+            + ALLOC_OVERHEAD
+            + vec(self.not_interested.capacity(), size_of::<(u64, i64)>())
+            + vec(self.blocked_brands.capacity(), size_of::<u64>())
+            + vec(self.blocked_shops.capacity(), size_of::<u64>())
+            + vec(
+                self.fewer_categories.capacity(),
+                size_of::<(u64, Decayed)>(),
+            )
+            + vec(self.fewer_brands.capacity(), size_of::<(u64, Decayed)>())
     }
 }
 
@@ -342,10 +357,14 @@ impl UserState {
         *self == Self::default()
     }
 
-    /// Bytes this state holds on the heap (capacity, not length: what the allocator gave).
+    /// Bytes this state holds on the heap: capacity, not length, plus the allocator's cost
+    /// per allocation, so that the memory cap is close to what the process really holds.
     pub fn heap_bytes(&self) -> usize {
-        self.items.capacity() * size_of::<ItemSignal>()
-            + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
+        let items = match self.items.capacity() {
+            0 => 0,
+            n => n * size_of::<ItemSignal>() + ALLOC_OVERHEAD,
+        };
+        items + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
     }
 
     /// Forgets what no ranking at `now_ms` or later can use: exposure untouched for longer

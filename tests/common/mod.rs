@@ -1,5 +1,9 @@
 //! A real tactful server on 127.0.0.1:0 for integration tests, with generated clients and
 //! stages that make time-dependent behaviour deterministic.
+//!
+//! `TACTFUL_TEST_STATE` picks the state store every [`TestServer::start`] uses: `memory` (the
+//! default) or `redis` (the Redis at `TACTFUL_TEST_REDIS`, in a namespace of the server's own,
+//! deleted when the server stops), so that the same tests check both.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -15,7 +19,7 @@ use tactful::rank::stages::{
 };
 use tactful::rank::user::LifecycleThresholds;
 use tactful::rank::{Deadline, Interrupted, Parallelism, Pipeline, Policies, Slate, Stage};
-use tactful::state::UserStore;
+use tactful::state::{StateConfig, UserStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -25,6 +29,88 @@ pub struct TestServer {
     pub engine: Arc<Engine>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ServeError>>,
+    /// The Redis namespace to delete when the server stops, if it made one of its own.
+    cleanup: Option<(String, String)>,
+}
+
+/// The Redis the tests may use (`TACTFUL_TEST_REDIS`, set by scripts/test.sh). Without it, in
+/// CI (`CI` set) the test fails: Redis tests must never be skipped silently there; elsewhere
+/// it says so and the caller skips.
+pub fn test_redis(test: &str) -> Option<String> {
+    match std::env::var("TACTFUL_TEST_REDIS") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{test}: TACTFUL_TEST_REDIS is not set, and CI must run the Redis tests \
+             (scripts/test.sh starts Redis with scripts/redis.sh and sets it)"
+        ),
+        _ => {
+            eprintln!(
+                "{test}: skipped: TACTFUL_TEST_REDIS is not set (run scripts/redis.sh, or \
+                 scripts/test.sh which does)"
+            );
+            None
+        }
+    }
+}
+
+/// A namespace nobody else uses: tests share one Redis and run in parallel.
+pub fn fresh_namespace() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "tactful-test-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Deletes every key of `namespace`.
+pub async fn delete_namespace(url: &str, namespace: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .exec_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+}
+
+/// The store `TACTFUL_TEST_STATE` asks for, and the namespace to delete afterwards.
+async fn test_store(config: StateConfig) -> (UserStore, Option<(String, String)>) {
+    match std::env::var("TACTFUL_TEST_STATE").as_deref() {
+        Err(_) | Ok("") | Ok("memory") => (UserStore::in_memory(config), None),
+        Ok("redis") => {
+            let url = test_redis("TACTFUL_TEST_STATE=redis")
+                .expect("TACTFUL_TEST_STATE=redis needs TACTFUL_TEST_REDIS (run scripts/redis.sh)");
+            let namespace = fresh_namespace();
+            let store = UserStore::open_redis(config, &url, &namespace)
+                .await
+                .unwrap();
+            (store, Some((url, namespace)))
+        }
+        Ok(other) => panic!("TACTFUL_TEST_STATE={other:?}: expected memory or redis"),
+    }
 }
 
 impl TestServer {
@@ -38,8 +124,20 @@ impl TestServer {
         for (name, pipeline) in extra {
             policies.insert(name, pipeline).unwrap();
         }
-        let store = Arc::new(UserStore::in_memory(config.state_config()));
-        let engine = Arc::new(Engine::with_parts(&config, policies, store).unwrap());
+        let (store, cleanup) = test_store(config.state_config()).await;
+        let mut server = Self::serve(config, policies, store).await;
+        server.cleanup = cleanup;
+        server
+    }
+
+    /// Starts a server on a store the test made (e.g. two servers on one Redis namespace).
+    pub async fn with_store(config: Config, store: UserStore) -> Self {
+        let policies = Policies::build(&config.policies, config.parallelism()).unwrap();
+        Self::serve(config, policies, store).await
+    }
+
+    async fn serve(config: Config, policies: Policies, store: UserStore) -> Self {
+        let engine = Arc::new(Engine::with_parts(&config, policies, Arc::new(store)).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -55,6 +153,7 @@ impl TestServer {
             engine,
             shutdown: Some(tx),
             handle,
+            cleanup: None,
         }
     }
 
@@ -93,6 +192,9 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.begin_shutdown();
         self.handle.await.unwrap().unwrap();
+        if let Some((url, namespace)) = self.cleanup.take() {
+            delete_namespace(&url, &namespace).await;
+        }
     }
 
     pub async fn stopped(self) -> Result<(), ServeError> {

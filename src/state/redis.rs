@@ -1,0 +1,930 @@
+//! The shared backend: users' explicit words written through to Redis, so that every replica
+//! of tactful honours them; the in-process map stays the hot cache that rankings read.
+//!
+//! Keys (Redis Cluster-ready: everything about one user shares the hash tag `{<user key>}`):
+//! - `<ns>:{<user key hex>}:ops` — a LIST of postcard-encoded [`Op`]s, oldest first: the user's
+//!   explicit ops only (blocks, "not interested", "fewer like this", purchases, consent).
+//!   Counters (impressions, clicks) stay in each replica's memory: they may be approximate, and
+//!   writing every impression to Redis would cost more than it is worth. A long list is
+//!   compacted into one [`Op::Restore`] (WATCH/MULTI/EXEC, abandoned on a concurrent change).
+//! - `<ns>:secret` — the 16-byte secret of the user keys, set once by whichever replica comes
+//!   first (`SET NX`): every replica derives the same key for the same user, and Redis never
+//!   holds a user id in clear.
+//! - channel `<ns>:changed` — every write announces `<instance id><user key>`; each replica
+//!   drops that user from its cache when another replica changed them (the next access reads
+//!   Redis again).
+//!
+//! Writes: [`Redis::append`] runs under the user's map lock, so it only queues the op (with a
+//! ticket). One writer task sends everything queued in one pipeline (RPUSH per op, then one
+//! PUBLISH per user) and then publishes the highest ticket it settled; [`Redis::durable`] waits
+//! for it. A failed write drops its users from the cache (the next access reads Redis' truth)
+//! and fails the tickets it covered: the caller answers UNAVAILABLE and the client retries
+//! (explicit words are idempotent). Users of a write that failed are announced again once Redis
+//! answers, in case the write landed but its announcement did not.
+//!
+//! How stale can a replica be? While its subscription holds, a change made elsewhere is gone
+//! from its cache as soon as the announcement arrives, and the announcement leaves Redis before
+//! the acknowledgement of the write does (the PUBLISH follows the RPUSH in one pipeline): in
+//! practice the next Rank anywhere already sees the change (tests/redis.rs allows 1 s). While
+//! the subscription is lost, cached users may be stale; once it is back, the whole cache is
+//! dropped, so the bound is then the time to reconnect (a few hundred milliseconds after Redis
+//! answers again). Dropping a user also drops this replica's counters for them: counters are
+//! per replica and approximate. A read that finds its user dropped right after loading them
+//! loads again (`UserStore::view`), so a ranking never sees a user half-gone.
+//!
+//! Redis down: a known-down Redis refuses changes before anything is touched, users not in
+//! memory cannot be read (rankings fail open with reason STATE), users already in memory are
+//! still served from it. A watchman task pings Redis and notices when it is back.
+//!
+//! Must not: wait for Redis while holding a user's map lock, acknowledge a change before Redis
+//! has it, put a user id (or anything else in clear about a user) into Redis, or let a read
+//! that raced with a removal put an old state back into the cache.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+use tokio_stream::StreamExt;
+
+use super::key::{Keyer, PassThrough, UserKey, random_secret};
+use super::op::Op;
+use super::store::{Inner, Loaded};
+use super::user::UserState;
+use super::{StateConfig, StateError};
+
+/// The namespace tactful uses unless told otherwise: `tactful:secret`, `tactful:{…}:ops`.
+pub const DEFAULT_NAMESPACE: &str = "tactful";
+
+/// A list longer than this is compacted: reading a user back stays one short LRANGE and one
+/// replay of at most this many ops (tens of microseconds), whatever the user's history.
+const COMPACT_AT: usize = 64;
+/// Reads for a change or a profile give up after this (rankings have their own deadline).
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// A write pipeline that has no answer after this has failed: its callers get UNAVAILABLE
+/// rather than hanging while Redis is unreachable.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting (or reconnecting) to Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an acknowledgement waits at most for the writer: a few write timeouts.
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
+/// Ops sent in one pipeline at most: large enough to amortise a round trip under load, small
+/// enough that one pipeline stays well inside the write timeout.
+const MAX_BATCH: usize = 1024;
+/// The watchman pings this often while Redis answers (a dead Redis is then noticed even when
+/// nobody writes), and this often while it does not (recovery is noticed quickly).
+const PING_WHILE_UP: Duration = Duration::from_millis(500);
+const PING_WHILE_DOWN: Duration = Duration::from_millis(100);
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// The subscription is pinged this often: a silent connection is not a healthy one.
+const SUBSCRIPTION_PING: Duration = Duration::from_secs(1);
+/// Pause between attempts to subscribe again.
+const RESUBSCRIBE_WAIT: Duration = Duration::from_millis(100);
+/// Failed ticket ranges are kept this long for waiters to find (they look within
+/// microseconds of the failure; ranges are coalesced, so this costs a few bytes).
+const FAILURES_KEPT: Duration = Duration::from_secs(600);
+/// Users queued for compaction at most; more are skipped (the next write or read re-queues).
+const COMPACT_QUEUE: usize = 1024;
+/// A read that keeps racing with removals of its user gives up after this many attempts.
+const LOAD_ATTEMPTS: usize = 4;
+
+/// One queued write.
+enum Write {
+    Append {
+        ticket: u64,
+        key: UserKey,
+        op: Vec<u8>,
+    },
+    Forget {
+        ticket: u64,
+        key: UserKey,
+    },
+}
+
+impl Write {
+    fn ticket(&self) -> u64 {
+        match self {
+            Write::Append { ticket, .. } | Write::Forget { ticket, .. } => *ticket,
+        }
+    }
+
+    fn key(&self) -> UserKey {
+        match self {
+            Write::Append { key, .. } | Write::Forget { key, .. } => *key,
+        }
+    }
+}
+
+/// Tickets are handed out and queued under one lock, so the queue is in ticket order and the
+/// writer's watermark means "every ticket up to here is settled".
+struct Queue {
+    next: u64,
+    /// `None` once the store is closing.
+    tx: Option<mpsc::UnboundedSender<Write>>,
+}
+
+/// Tickets `first..=last` failed at `at`.
+struct Failure {
+    first: u64,
+    last: u64,
+    at: Instant,
+    why: String,
+}
+
+/// Reads of one user in flight, and how often the user was removed from the cache since.
+#[derive(Default)]
+struct Reading {
+    readers: u32,
+    removals: u64,
+}
+
+/// What the tasks take over once the store is assembled.
+struct Startup {
+    writes: mpsc::UnboundedReceiver<Write>,
+    compactions: mpsc::Receiver<UserKey>,
+    subscription: redis::aio::PubSub,
+}
+
+pub(super) struct Redis {
+    /// Printable address (no password), for messages.
+    addr: String,
+    namespace: String,
+    channel: String,
+    /// Tells this replica's announcements from the others'.
+    instance: [u8; 8],
+    client: redis::Client,
+    /// Multiplexed and reconnecting: reads, writes and pings share it.
+    conn: ConnectionManager,
+    /// False once a call failed, until the watchman's ping is answered: changes are refused
+    /// at once instead of each waiting for a timeout.
+    up: AtomicBool,
+    queue: Mutex<Queue>,
+    /// The highest ticket the writer has settled (written or failed).
+    settled: watch::Sender<u64>,
+    failures: Mutex<VecDeque<Failure>>,
+    /// Per user, the highest ticket queued and not yet settled: a read of that user waits for
+    /// it, so that it sees this replica's own writes.
+    pending: DashMap<UserKey, u64, PassThrough>,
+    /// Reads in flight, per user: a removal while one is in flight makes it read again.
+    reading: Mutex<HashMap<UserKey, Reading>>,
+    /// Bumped when the whole cache is dropped: every read in flight reads again.
+    epoch: AtomicU64,
+    /// Users whose write failed: announced again once Redis answers.
+    unannounced: Mutex<HashSet<UserKey>>,
+    compact: mpsc::Sender<UserKey>,
+    startup: Mutex<Option<Startup>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+fn unavailable(what: &str, addr: &str, e: impl std::fmt::Display) -> StateError {
+    StateError::Unavailable(format!("redis at {addr}: {what}: {e}"))
+}
+
+/// The URL without its password, for messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Op, StateError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| StateError::Corrupt(format!("an op in redis does not decode: {e}")))
+}
+
+/// A user's state from their ops, oldest first.
+fn replay(ops: &[Vec<u8>], cfg: &StateConfig) -> Result<UserState, StateError> {
+    let mut state = UserState::default();
+    for bytes in ops {
+        if let Err(err) = decode(bytes)?.apply(&mut state, cfg) {
+            // Only applied ops are written; a refusal now means the limits were lowered
+            // since. Keep going: the rest of the user's words still count.
+            tracing::warn!(error = %err, "an op from redis no longer applies");
+        }
+    }
+    Ok(state)
+}
+
+/// Outcome of one read of a user.
+enum Read {
+    Done,
+    /// The user was removed while the read was in flight: read again.
+    Raced,
+}
+
+impl Redis {
+    /// Connects, agrees on the user-key secret with the other replicas, and subscribes to
+    /// their announcements before anything is served, so that none is missed.
+    pub(super) async fn connect(
+        url: &str,
+        namespace: &str,
+    ) -> Result<(Arc<Self>, Keyer), StateError> {
+        let addr = redact(url);
+        if namespace.is_empty() || namespace.contains(['{', '}']) {
+            return Err(StateError::Unavailable(format!(
+                "redis namespace {namespace:?}: must be non-empty, without braces"
+            )));
+        }
+        let client = redis::Client::open(url).map_err(|e| unavailable("bad URL", &addr, e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(WRITE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let mut conn = tokio::time::timeout(
+            CONNECT_TIMEOUT * 2,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| unavailable("connect", &addr, "timed out"))?
+        .map_err(|e| unavailable("connect", &addr, e))?;
+
+        let secret_key = format!("{namespace}:secret");
+        let fresh = random_secret().map_err(|e| unavailable("secret", &addr, e))?;
+        let stored: Option<Vec<u8>> = tokio::time::timeout(READ_TIMEOUT, async {
+            redis::cmd("SET")
+                .arg(&secret_key)
+                .arg(&fresh[..])
+                .arg("NX")
+                .exec_async(&mut conn)
+                .await?;
+            redis::cmd("GET")
+                .arg(&secret_key)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .map_err(|_| unavailable("read the secret", &addr, "timed out"))?
+        .map_err(|e| unavailable("read the secret", &addr, e))?;
+        let secret: [u8; 16] = stored
+            .as_deref()
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| StateError::Corrupt(format!("{secret_key}: expected 16 bytes")))?;
+
+        let channel = format!("{namespace}:changed");
+        let subscription = subscribe(&client, &channel)
+            .await
+            .map_err(|e| unavailable("subscribe", &addr, e))?;
+
+        let mut instance = [0u8; 8];
+        instance.copy_from_slice(
+            &random_secret().map_err(|e| unavailable("instance id", &addr, e))?[..8],
+        );
+        let (tx, writes) = mpsc::unbounded_channel();
+        let (compact, compactions) = mpsc::channel(COMPACT_QUEUE);
+        let redis = Arc::new(Self {
+            addr,
+            namespace: namespace.to_owned(),
+            channel,
+            instance,
+            client,
+            conn,
+            up: AtomicBool::new(true),
+            queue: Mutex::new(Queue {
+                next: 1,
+                tx: Some(tx),
+            }),
+            settled: watch::channel(0).0,
+            failures: Mutex::new(VecDeque::new()),
+            pending: DashMap::default(),
+            reading: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            unannounced: Mutex::new(HashSet::new()),
+            compact,
+            startup: Mutex::new(Some(Startup {
+                writes,
+                compactions,
+                subscription,
+            })),
+            tasks: Mutex::new(Vec::new()),
+        });
+        tracing::info!(redis = %redis.addr, namespace, "user state is shared through redis");
+        Ok((redis, Keyer::new(secret)))
+    }
+
+    /// Starts the writer, the subscriber, the watchman and the compactor. They hold the map
+    /// weakly (it owns them, not the other way round); [`Redis::close`] stops them.
+    pub(super) fn start(self: &Arc<Self>, inner: Weak<Inner>, config: StateConfig) {
+        let Some(startup) = self
+            .startup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        // The writer is not aborted on close: it drains what was queued, then stops.
+        tokio::spawn(self.clone().write_loop(startup.writes, inner.clone()));
+        let tasks = [
+            tokio::spawn(self.clone().subscribe_loop(startup.subscription, inner)),
+            tokio::spawn(self.clone().watch_loop()),
+            tokio::spawn(self.clone().compact_loop(startup.compactions, config)),
+        ];
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks.iter().map(|t| t.abort_handle()));
+    }
+
+    /// Stops taking writes (the writer finishes what is queued) and stops the other tasks.
+    pub(super) fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).tx = None;
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    fn list_key(&self, key: UserKey) -> String {
+        format!("{}:{{{}}}:ops", self.namespace, key.to_hex())
+    }
+
+    fn announcement(&self, key: UserKey) -> [u8; 24] {
+        let mut m = [0u8; 24];
+        m[..8].copy_from_slice(&self.instance);
+        m[8..].copy_from_slice(&key.0);
+        m
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Refuses at once when Redis is known to be down.
+    pub(super) fn check_up(&self) -> Result<(), StateError> {
+        if self.is_up() {
+            Ok(())
+        } else {
+            Err(StateError::Unavailable(format!(
+                "redis at {} does not answer",
+                self.addr
+            )))
+        }
+    }
+
+    fn mark_up(&self) {
+        if !self.up.swap(true, Ordering::Relaxed) {
+            tracing::info!(redis = %self.addr, "redis answers again");
+        }
+    }
+
+    fn mark_down(&self, why: &dyn std::fmt::Display) {
+        if self.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(redis = %self.addr, error = %why, "redis does not answer");
+        }
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// Makes sure the user is in the cache: read from Redis if not. A user Redis does not
+    /// know gets an empty entry too, so that rankings for anonymous users do not ask Redis
+    /// each time.
+    pub(super) async fn load(&self, inner: &Inner, key: UserKey) -> Result<(), StateError> {
+        for _ in 0..LOAD_ATTEMPTS {
+            if inner.users.contains_key(&key) {
+                return Ok(());
+            }
+            self.check_up()?;
+            match self.read(inner, key).await? {
+                Read::Done => return Ok(()),
+                Read::Raced => continue,
+            }
+        }
+        Err(StateError::Unavailable(
+            "the user kept changing while being read; retry".into(),
+        ))
+    }
+
+    async fn read(&self, inner: &Inner, key: UserKey) -> Result<Read, StateError> {
+        let guard = ReadGuard::enter(self, key);
+        // This replica's own writes for the user must be in Redis before it is read.
+        let own = self.pending.get(&key).map(|t| *t);
+        if let Some(ticket) = own {
+            self.wait_settled(ticket).await?;
+        }
+        let mut conn = self.conn.clone();
+        let ops: Vec<Vec<u8>> = match tokio::time::timeout(
+            READ_TIMEOUT,
+            redis::cmd("LRANGE")
+                .arg(self.list_key(key))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn),
+        )
+        .await
+        {
+            Ok(Ok(ops)) => ops,
+            Ok(Err(e)) => {
+                self.mark_down(&e);
+                return Err(unavailable("read", &self.addr, e));
+            }
+            Err(_) => {
+                self.mark_down(&"a read timed out");
+                return Err(unavailable("read", &self.addr, "timed out"));
+            }
+        };
+        self.mark_up();
+        if ops.len() > COMPACT_AT {
+            let _ = self.compact.try_send(key);
+        }
+        let state = replay(&ops, &inner.config)?;
+        Ok(match inner.insert_loaded(key, state, || guard.current()) {
+            Loaded::Inserted | Loaded::Present => Read::Done,
+            Loaded::Raced => Read::Raced,
+        })
+    }
+
+    /// Called before a user is removed from the cache: a read of them in flight must not put
+    /// what it read back afterwards.
+    pub(super) fn removing(&self, key: UserKey) {
+        if let Some(r) = self
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&key)
+        {
+            r.removals += 1;
+        }
+    }
+
+    /// Called before the whole cache is dropped.
+    pub(super) fn removing_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    // ---- writes ---------------------------------------------------------------------------
+
+    fn enqueue(&self, make: impl FnOnce(u64) -> Write, key: UserKey) -> Result<u64, StateError> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = q.next;
+        let Some(tx) = &q.tx else {
+            return Err(StateError::Unavailable("the store is closing".into()));
+        };
+        tx.send(make(ticket))
+            .map_err(|_| StateError::Unavailable("the redis writer has stopped".into()))?;
+        q.next += 1;
+        self.pending.insert(key, ticket);
+        Ok(ticket)
+    }
+
+    /// Queues an explicit op of the user (called under the user's map lock: never waits).
+    /// Wait for the returned ticket with [`Redis::durable`].
+    pub(super) fn append(&self, key: UserKey, op: &Op) -> Result<u64, StateError> {
+        let bytes = postcard::to_allocvec(op)
+            .map_err(|e| StateError::Corrupt(format!("an op does not encode: {e}")))?;
+        self.enqueue(
+            |ticket| Write::Append {
+                ticket,
+                key,
+                op: bytes,
+            },
+            key,
+        )
+    }
+
+    /// Queues the erasure of the user's list, after every write queued before it.
+    pub(super) fn forget(&self, key: UserKey) -> Result<u64, StateError> {
+        self.enqueue(|ticket| Write::Forget { ticket, key }, key)
+    }
+
+    /// Waits until the writer has settled `last`, whatever the outcome.
+    async fn wait_settled(&self, last: u64) -> Result<(), StateError> {
+        let mut rx = self.settled.subscribe();
+        match tokio::time::timeout(DURABLE_WAIT, rx.wait_for(|s| *s >= last)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StateError::Unavailable(
+                "the redis writer has stopped".into(),
+            )),
+            Err(_) => Err(StateError::Unavailable(format!(
+                "redis at {}: writes did not finish in time",
+                self.addr
+            ))),
+        }
+    }
+
+    /// Waits until every ticket in `first..=last` is in Redis; fails if any of them failed.
+    /// Conservative: another caller's failed ticket inside the range fails this one too (the
+    /// client retries; explicit words are idempotent), never the other way round.
+    pub(super) async fn durable(&self, first: u64, last: u64) -> Result<(), StateError> {
+        self.wait_settled(last).await?;
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failures.iter().find(|f| f.first <= last && first <= f.last) {
+            Some(f) => Err(StateError::Unavailable(format!(
+                "redis at {}: {}",
+                self.addr, f.why
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, first: u64, last: u64, why: String) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while failures
+            .front()
+            .is_some_and(|f| now.duration_since(f.at) > FAILURES_KEPT)
+        {
+            failures.pop_front();
+        }
+        match failures.back_mut() {
+            // Consecutive failed batches (Redis stays down) make one range.
+            Some(f) if f.last + 1 == first => {
+                f.last = last;
+                f.at = now;
+            }
+            _ => failures.push_back(Failure {
+                first,
+                last,
+                at: now,
+                why,
+            }),
+        }
+    }
+
+    /// The single writer: everything queued goes out in one pipeline, in ticket order.
+    async fn write_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Write>,
+        inner: Weak<Inner>,
+    ) {
+        let mut batch: Vec<Write> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            batch.clear();
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+            let (lo, hi) = (batch[0].ticket(), batch[batch.len() - 1].ticket());
+            let mut users: Vec<UserKey> = batch.iter().map(Write::key).collect();
+            users.sort_unstable();
+            users.dedup();
+            let result = if self.is_up() {
+                self.send(&batch, &users).await
+            } else {
+                Err("redis does not answer".to_owned())
+            };
+            match result {
+                Ok(lengths) => {
+                    self.mark_up();
+                    for (w, len) in batch.iter().zip(lengths) {
+                        if matches!(w, Write::Append { .. }) && len > COMPACT_AT as i64 {
+                            let _ = self.compact.try_send(w.key());
+                        }
+                    }
+                }
+                Err(why) => {
+                    self.mark_down(&why);
+                    tracing::warn!(tickets = hi - lo + 1, error = %why, "writes to redis failed");
+                    self.record_failure(lo, hi, why);
+                    // What these users have in memory may not be what Redis has: read again.
+                    if let Some(inner) = inner.upgrade() {
+                        for &key in &users {
+                            inner.drop_user(key);
+                        }
+                    }
+                    self.unannounced
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(users.iter().copied());
+                }
+            }
+            for key in &users {
+                self.pending.remove_if(key, |_, t| *t <= hi);
+            }
+            self.settled.send_replace(hi);
+        }
+    }
+
+    /// One pipeline: the writes in order, then one announcement per user. Returns the
+    /// length of each list after its write.
+    async fn send(&self, batch: &[Write], users: &[UserKey]) -> Result<Vec<i64>, String> {
+        let mut pipe = redis::pipe();
+        for w in batch {
+            match w {
+                Write::Append { key, op, .. } => pipe.cmd("RPUSH").arg(self.list_key(*key)).arg(op),
+                Write::Forget { key, .. } => pipe.cmd("DEL").arg(self.list_key(*key)),
+            };
+        }
+        for &key in users {
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(&self.announcement(key)[..])
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await {
+            Ok(Ok(lengths)) => Ok(lengths),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("a write timed out".to_owned()),
+        }
+    }
+
+    // ---- invalidation ---------------------------------------------------------------------
+
+    /// Listens to the other replicas' announcements, and subscribes again when the
+    /// subscription is lost (then drops the whole cache: anything may have changed meanwhile).
+    async fn subscribe_loop(self: Arc<Self>, first: redis::aio::PubSub, inner: Weak<Inner>) {
+        let mut subscription = Some(first);
+        loop {
+            let pubsub = match subscription.take() {
+                Some(s) => s,
+                None => match subscribe(&self.client, &self.channel).await {
+                    Ok(s) => {
+                        let Some(inner) = inner.upgrade() else { return };
+                        inner.drop_all();
+                        tracing::info!(
+                            redis = %self.addr,
+                            "subscribed again to changes; dropped the cached users"
+                        );
+                        s
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(RESUBSCRIBE_WAIT).await;
+                        continue;
+                    }
+                },
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
+            ping.tick().await;
+            loop {
+                tokio::select! {
+                    message = stream.next() => {
+                        let Some(message) = message else { break };
+                        let Some(inner) = inner.upgrade() else { return };
+                        self.on_announcement(&inner, message.get_payload_bytes());
+                    }
+                    _ = ping.tick() => {
+                        let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>());
+                        if !matches!(pong.await, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::warn!(
+                redis = %self.addr,
+                "lost the subscription to changes; cached users may be stale until it is back"
+            );
+        }
+    }
+
+    fn on_announcement(&self, inner: &Inner, payload: &[u8]) {
+        let Some((instance, key)) = payload.split_first_chunk::<8>() else {
+            return;
+        };
+        let Ok(key) = <[u8; 16]>::try_from(key) else {
+            return;
+        };
+        if *instance != self.instance {
+            inner.drop_user(UserKey(key));
+        }
+    }
+
+    // ---- health ---------------------------------------------------------------------------
+
+    /// Pings Redis: notices when it goes away and when it is back, and then announces the
+    /// users whose writes failed.
+    async fn watch_loop(self: Arc<Self>) {
+        let mut conn = self.conn.clone();
+        loop {
+            let wait = if self.is_up() {
+                PING_WHILE_UP
+            } else {
+                PING_WHILE_DOWN
+            };
+            tokio::time::sleep(wait).await;
+            let pong = tokio::time::timeout(
+                PING_TIMEOUT,
+                redis::cmd("PING").query_async::<redis::Value>(&mut conn),
+            )
+            .await;
+            match pong {
+                Ok(Ok(_)) => self.mark_up(),
+                Ok(Err(e)) => {
+                    self.mark_down(&e);
+                    continue;
+                }
+                Err(_) => {
+                    self.mark_down(&"a ping timed out");
+                    continue;
+                }
+            }
+            let users: Vec<UserKey> = self
+                .unannounced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for &key in &users {
+                pipe.cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(&self.announcement(key)[..])
+                    .ignore();
+            }
+            let sent = tokio::time::timeout(WRITE_TIMEOUT, pipe.exec_async(&mut conn)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                self.unannounced
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(users);
+            }
+        }
+    }
+
+    // ---- compaction -----------------------------------------------------------------------
+
+    /// Replaces long lists by one `Restore` each. Uses a connection of its own, never shared
+    /// and never silently reconnected: WATCH state belongs to a connection, and a transaction
+    /// sent on a fresh one would run unguarded.
+    async fn compact_loop(self: Arc<Self>, mut rx: mpsc::Receiver<UserKey>, config: StateConfig) {
+        let mut conn: Option<MultiplexedConnection> = None;
+        while let Some(key) = rx.recv().await {
+            if conn.is_none() {
+                conn = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    self.client.get_multiplexed_async_connection(),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok);
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key, &config)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "compaction abandoned");
+                    conn = None;
+                }
+                Err(_) => conn = None,
+            }
+        }
+    }
+
+    async fn compact(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: UserKey,
+        config: &StateConfig,
+    ) -> Result<(), String> {
+        let list = self.list_key(key);
+        redis::cmd("WATCH")
+            .arg(&list)
+            .exec_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ops: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&list)
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let replayed = if ops.len() > COMPACT_AT {
+            replay(&ops, config).map(Some).map_err(|e| e.to_string())
+        } else {
+            Ok(None)
+        };
+        let Ok(Some(mut state)) = replayed else {
+            redis::cmd("UNWATCH")
+                .exec_async(conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            // Short enough already, or a history that does not decode (reads report it).
+            return replayed.map(|_| ());
+        };
+        state.expire(crate::engine::now_ms(), config);
+        let mut tx = redis::pipe();
+        tx.atomic();
+        if state.is_empty() {
+            tx.cmd("DEL").arg(&list).ignore();
+        } else {
+            let restore =
+                postcard::to_allocvec(&Op::Restore(Box::new(state))).map_err(|e| e.to_string())?;
+            tx.cmd("LTRIM").arg(&list).arg(ops.len()).arg(-1).ignore();
+            tx.cmd("LPUSH").arg(&list).arg(restore).ignore();
+        }
+        // EXEC answers nil when the list changed since WATCH: the next trigger tries again.
+        let done: redis::Value = tx.query_async(conn).await.map_err(|e| e.to_string())?;
+        if matches!(done, redis::Value::Nil) {
+            tracing::debug!("compaction met a concurrent change; left for later");
+        }
+        Ok(())
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> redis::RedisResult<redis::aio::PubSub> {
+    let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "timed out"));
+    let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| timed_out())??;
+    tokio::time::timeout(CONNECT_TIMEOUT, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| timed_out())??;
+    Ok(pubsub)
+}
+
+/// Registers a read of one user; tells whether a removal (or a drop of the whole cache)
+/// happened since.
+struct ReadGuard<'a> {
+    redis: &'a Redis,
+    key: UserKey,
+    removals: u64,
+    epoch: u64,
+}
+
+impl<'a> ReadGuard<'a> {
+    fn enter(redis: &'a Redis, key: UserKey) -> Self {
+        let epoch = redis.epoch.load(Ordering::SeqCst);
+        let mut reading = redis.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let r = reading.entry(key).or_default();
+        r.readers += 1;
+        Self {
+            redis,
+            key,
+            removals: r.removals,
+            epoch,
+        }
+    }
+
+    /// Called with the user's map shard locked, just before inserting what was read.
+    fn current(&self) -> bool {
+        self.redis.epoch.load(Ordering::SeqCst) == self.epoch
+            && self
+                .redis
+                .reading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&self.key)
+                .is_some_and(|r| r.removals == self.removals)
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut reading = self.redis.reading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = reading.get_mut(&self.key) {
+            r.readers -= 1;
+            if r.readers == 0 {
+                reading.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("redis://user:s3cret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+    }
+
+    #[test]
+    fn a_replayed_history_is_the_state_it_built() {
+        use crate::state::{Event, EventKind};
+        let cfg = StateConfig::default();
+        let mut state = UserState::default();
+        let mut ops = Vec::new();
+        for (kind, brand) in [
+            (EventKind::BlockBrand, 1),
+            (EventKind::BlockBrand, 2),
+            (EventKind::UnblockBrand, 1),
+        ] {
+            let mut e = Event::new(kind, 10);
+            e.brand_id = brand;
+            let op = Op::Event(e);
+            op.apply(&mut state, &cfg).unwrap();
+            ops.push(postcard::to_allocvec(&op).unwrap());
+        }
+        assert_eq!(replay(&ops, &cfg).unwrap(), state);
+        let restore = postcard::to_allocvec(&Op::Restore(Box::new(state.clone()))).unwrap();
+        assert_eq!(replay(&[restore], &cfg).unwrap(), state);
+        assert!(replay(&[vec![0xff; 3]], &cfg).is_err());
+    }
+}
