@@ -4,7 +4,9 @@
 //! 3. Graceful shutdown: a call in flight when the drain starts completes normally; new
 //!    connections are refused afterwards.
 //! 4. The real binary: `tactful serve` starts with no configuration, the CLI client gets a
-//!    re-ranked list with reasons from the sample file, SIGTERM stops it with exit code 0.
+//!    re-ranked list with reasons from the sample file, SIGTERM stops it with exit code 0;
+//!    restarted on the same data directory it still honours the user's block, and after
+//!    `profile forget` it no longer does.
 //! 5. A bad configuration exits with code 64 and names the setting.
 
 mod common;
@@ -118,10 +120,10 @@ fn tactful() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tactful"))
 }
 
-/// Runs the CLI client against `url` with `args` after the subcommand's name.
+/// Runs the CLI client against `url` with `args` after the (space-separated) subcommand.
 fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
     tactful()
-        .arg(subcommand)
+        .args(subcommand.split(' '))
         .args(["--addr", url])
         .args(args)
         .output()
@@ -131,31 +133,8 @@ fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = tactful()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("TACTFUL_LOG", "info")
-        .env_remove("TACTFUL_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the server's log so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-
+    let (mut child, url, drain) = spawn_server(data.path());
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/candidates.json");
-    let url = format!("http://{addr}");
     let out = client(
         "rank",
         &url,
@@ -190,10 +169,8 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     assert!(out.status.success());
     let out = client("rank", &url, &["--user", "zoe", "--candidates", sample]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.contains("Nova X phone 128"),
-        "brand 7 is blocked: {stdout}"
-    );
+    assert!(ranks_item(&stdout, 2001), "{stdout}");
+    assert!(!ranks_item(&stdout, 1001), "brand 7 is blocked: {stdout}");
 
     let out = client("event", &url, &["--user", "zoe", "block-brand"]);
     assert_eq!(out.status.code(), Some(1));
@@ -210,6 +187,82 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
 
     let out = client("rank", &url, &["--user", "zoe", "--candidates", sample]);
     assert_eq!(out.status.code(), Some(69), "unreachable server");
+
+    // Restarted on the same data directory, zoe's block still holds; after Forget it is gone.
+    let (child, url, drain) = spawn_server(data.path());
+    let mut child = KillOnDrop(child);
+    let out = client("profile get", &url, &["--user", "zoe"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("blocked brands    7"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client("rank", &url, &["--user", "zoe", "--candidates", sample]);
+    assert!(!ranks_item(&String::from_utf8_lossy(&out.stdout), 1001));
+    let out = client("profile forget", &url, &["--user", "zoe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client("rank", &url, &["--user", "zoe", "--candidates", sample]);
+    assert!(ranks_item(&String::from_utf8_lossy(&out.stdout), 1001));
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drain.join().unwrap().unwrap();
+}
+
+/// Whether the CLI's ranking table has a row for `item` (`#  item  score ...`).
+fn ranks_item(table: &str, item: u64) -> bool {
+    let item = item.to_string();
+    table
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(item.as_str()))
+}
+
+/// A server process that a failing assertion does not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tactful serve` on a free port with state in `data`; returns it, its URL and the
+/// thread draining its log.
+fn spawn_server(
+    data: &std::path::Path,
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+) {
+    let mut child = tactful()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("TACTFUL_LOG", "info")
+        .env_remove("TACTFUL_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the server's log so it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, format!("http://{addr}"), drain)
 }
 
 #[test]

@@ -183,6 +183,15 @@ async fn profile(cmd: ProfileCommand) -> Result<(), Failure> {
             let req = pb::GetProfileRequest { user_id: user };
             client.get(with_timeout(req, &target)).await?.into_inner()
         }
+        ProfileCommand::Forget { target, user } => {
+            let mut client = pb::profile_client::ProfileClient::new(connect(&target).await?);
+            let req = pb::ForgetRequest {
+                user_id: user.clone(),
+            };
+            client.forget(with_timeout(req, &target)).await?;
+            println!("forgot {user}: nothing about them is held any more");
+            return Ok(());
+        }
         ProfileCommand::Consent {
             target,
             user,

@@ -138,6 +138,13 @@ pub enum ProfileCommand {
         #[arg(long)]
         user: String,
     },
+    /// Erase everything tactful holds about a user (memory, log, snapshots, Redis).
+    Forget {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+    },
     /// Grant or withdraw consent per data dimension, or switch personalisation.
     Consent {
         #[command(flatten)]
