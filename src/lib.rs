@@ -13,14 +13,17 @@
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
+//! - [`alloc`]: the binary's allocator settings.
 //!
 //! How a Rank request flows: `grpc::ranker` validates and converts the request
 //! (`grpc::convert`), reads the caller's `grpc-timeout`, and calls `engine::Engine::rank`. The
-//! engine takes an in-flight permit (or fails open as overloaded), sends the job to the rayon
-//! pool, where the user's `state` is snapshotted and the policy's `rank::Pipeline` runs its
-//! stages; the tokio side awaits the oneshot answer until the deadline, and otherwise returns
-//! the upstream order marked degraded.
+//! engine reads the user's view from `state` (memory, else the snapshot or Redis; if that
+//! fails, it fails open with reason STATE), takes an in-flight permit (or fails open as
+//! overloaded), and sends the job to the rayon pool, where the policy's `rank::Pipeline` runs
+//! its stages; the tokio side awaits the oneshot answer until the deadline, and otherwise
+//! returns the upstream order marked degraded.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -7,5 +7,6 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    tactful::alloc::return_freed_memory_promptly();
     tactful::cli::main()
 }

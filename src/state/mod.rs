@@ -20,6 +20,7 @@
 pub mod decay;
 mod disk;
 pub mod event;
+mod keeper;
 pub mod key;
 pub mod op;
 mod redis;
