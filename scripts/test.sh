@@ -23,7 +23,5 @@ cargo test --all-targets --locked
 cargo test --doc --locked
 
 echo "== the server's integration tests again, with user state in redis"
-TACTFUL_TEST_STATE=redis cargo test --locked --test user_state --test ranking --test validation
-# One at a time: these hold rankings until tight deadlines, and on a small machine parallel
-# tests (and the Redis beside them) can starve the reserve kept to send the answer.
-TACTFUL_TEST_STATE=redis cargo test --locked --test fail_open -- --test-threads=1
+TACTFUL_TEST_STATE=redis cargo test --locked --test user_state --test ranking --test validation \
+    --test fail_open

@@ -17,6 +17,11 @@ use tactful::config::{Config, RankSettings};
 use tactful::pb;
 use tonic::Code;
 
+/// These tests hold rankings until tight deadlines, and the reserve kept to send the
+/// fail-open answer is a few milliseconds: run in parallel on a small machine, one test's
+/// work can starve another's reserve. They take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn config(budget_ms: u64, max_inflight: usize) -> Config {
     Config {
         rank: RankSettings {
@@ -49,6 +54,7 @@ fn shuffled() -> Vec<pb::Candidate> {
 
 #[tokio::test]
 async fn past_the_callers_deadline_the_upstream_order_is_returned() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = TestServer::with_pipelines(
         config(10_000, 64),
         vec![("stall", pipeline_with("stall", StallPastDeadline))],
@@ -75,6 +81,7 @@ async fn past_the_callers_deadline_the_upstream_order_is_returned() {
 
 #[tokio::test]
 async fn past_the_servers_budget_the_reason_is_budget() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = TestServer::with_pipelines(
         config(30, 64),
         vec![("stall", pipeline_with("stall", StallPastDeadline))],
@@ -92,6 +99,7 @@ async fn past_the_servers_budget_the_reason_is_budget() {
 
 #[tokio::test]
 async fn over_the_inflight_limit_answers_at_once_and_the_admitted_call_completes() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let gate = Gate::default();
     let server = TestServer::with_pipelines(
         config(10_000, 1),
@@ -125,6 +133,7 @@ async fn over_the_inflight_limit_answers_at_once_and_the_admitted_call_completes
 
 #[tokio::test]
 async fn a_panicking_stage_fails_open_and_the_server_keeps_serving() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = TestServer::with_pipelines(
         config(10_000, 64),
         vec![("boom", pipeline_with("boom", Boom))],
@@ -151,6 +160,7 @@ async fn a_panicking_stage_fails_open_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn a_fail_open_answer_still_honours_explicit_feedback_and_consent() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = TestServer::with_pipelines(
         config(10_000, 64),
         vec![("stall", pipeline_with("stall", StallPastDeadline))],

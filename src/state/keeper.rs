@@ -26,7 +26,12 @@ pub(super) struct KeeperState {
 }
 
 impl Inner {
+    /// Called when a user's state grew. Measuring the store locks every shard, so it is done
+    /// on one growth in `CAP_CHECK_EVERY`: the headroom below the cap absorbs the rest.
     pub(super) fn check_cap(&self) {
+        if self.cap_checks.fetch_add(1, Ordering::Relaxed) % CAP_CHECK_EVERY != 0 {
+            return;
+        }
         if self.bytes() > high_water(self.config.memory_cap_bytes)
             && !self.over_cap.swap(true, Ordering::Relaxed)
         {
@@ -37,6 +42,9 @@ impl Inner {
     /// Changes wait (briefly) while the store is over its cap: when ingestion outruns the
     /// keeper, it slows down instead of growing memory. Rankings never wait here.
     pub(super) async fn backpressure(&self) {
+        if !self.over_cap.load(Ordering::Relaxed) {
+            return;
+        }
         let cap = self.config.memory_cap_bytes;
         for _ in 0..BACKPRESSURE_MAX_WAITS {
             if self.bytes() <= cap {
@@ -183,6 +191,9 @@ fn high_water(cap: usize) -> usize {
 fn low_water(cap: usize) -> usize {
     cap / 100 * 55
 }
+
+/// One growth in this many measures the store against its cap.
+const CAP_CHECK_EVERY: usize = 32;
 
 /// A change waits at most this many milliseconds for the keeper to get below the cap.
 const BACKPRESSURE_MAX_WAITS: u32 = 2000;

@@ -150,6 +150,8 @@ pub(super) struct Inner {
     pub(super) keeper: Mutex<KeeperState>,
     pub(super) keeper_wake: Condvar,
     pub(super) over_cap: AtomicBool,
+    /// Growths seen, to measure the store on one in `keeper::CAP_CHECK_EVERY`.
+    pub(super) cap_checks: AtomicUsize,
     pub(super) evicted_total: AtomicUsize,
     pub(super) snapshots_total: AtomicUsize,
     /// Users forgotten since the last snapshot: their rows in it must not be read back.
@@ -254,6 +256,7 @@ impl UserStore {
             keeper: Mutex::new(KeeperState::default()),
             keeper_wake: Condvar::new(),
             over_cap: AtomicBool::new(false),
+            cap_checks: AtomicUsize::new(0),
             evicted_total: AtomicUsize::new(0),
             snapshots_total: AtomicUsize::new(0),
             forgotten: Mutex::new(HashSet::new()),

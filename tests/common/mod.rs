@@ -1,9 +1,10 @@
 //! A real tactful server on 127.0.0.1:0 for integration tests, with generated clients and
 //! stages that make time-dependent behaviour deterministic.
 //!
-//! `TACTFUL_TEST_STATE` picks the state store every [`TestServer::start`] uses: `memory` (the
-//! default) or `redis` (the Redis at `TACTFUL_TEST_REDIS`, in a namespace of the server's own,
-//! deleted when the server stops), so that the same tests check both.
+//! `TACTFUL_TEST_STATE` picks the state store every [`TestServer::start`] uses: `disk` (the
+//! default, as in production: a write-ahead log and snapshots in a temporary directory of the
+//! server's own), `memory`, or `redis` (the Redis at `TACTFUL_TEST_REDIS`, in a namespace of
+//! the server's own, deleted when the server stops), so that the same tests check each.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub struct TestServer {
     handle: JoinHandle<Result<(), ServeError>>,
     /// The Redis namespace to delete when the server stops, if it made one of its own.
     cleanup: Option<(String, String)>,
+    /// The disk store's directory, removed when the server is dropped.
+    data: Option<tempfile::TempDir>,
 }
 
 /// The Redis the tests may use (`TACTFUL_TEST_REDIS`, set by scripts/test.sh). Without it, in
@@ -96,10 +99,22 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
     }
 }
 
-/// The store `TACTFUL_TEST_STATE` asks for, and the namespace to delete afterwards.
-async fn test_store(config: StateConfig) -> (UserStore, Option<(String, String)>) {
+/// The store `TACTFUL_TEST_STATE` asks for, the namespace to delete afterwards, and the
+/// directory to keep until then.
+async fn test_store(
+    config: StateConfig,
+) -> (
+    UserStore,
+    Option<(String, String)>,
+    Option<tempfile::TempDir>,
+) {
     match std::env::var("TACTFUL_TEST_STATE").as_deref() {
-        Err(_) | Ok("") | Ok("memory") => (UserStore::in_memory(config), None),
+        Err(_) | Ok("") | Ok("disk") => {
+            let dir = tempfile::tempdir().unwrap();
+            let backend = tactful::state::StateBackend::Disk(dir.path().to_owned());
+            (UserStore::open(config, &backend).unwrap(), None, Some(dir))
+        }
+        Ok("memory") => (UserStore::in_memory(config), None, None),
         Ok("redis") => {
             let url = test_redis("TACTFUL_TEST_STATE=redis")
                 .expect("TACTFUL_TEST_STATE=redis needs TACTFUL_TEST_REDIS (run scripts/redis.sh)");
@@ -107,9 +122,9 @@ async fn test_store(config: StateConfig) -> (UserStore, Option<(String, String)>
             let store = UserStore::open_redis(config, &url, &namespace)
                 .await
                 .unwrap();
-            (store, Some((url, namespace)))
+            (store, Some((url, namespace)), None)
         }
-        Ok(other) => panic!("TACTFUL_TEST_STATE={other:?}: expected memory or redis"),
+        Ok(other) => panic!("TACTFUL_TEST_STATE={other:?}: expected disk, memory or redis"),
     }
 }
 
@@ -124,9 +139,10 @@ impl TestServer {
         for (name, pipeline) in extra {
             policies.insert(name, pipeline).unwrap();
         }
-        let (store, cleanup) = test_store(config.state_config()).await;
+        let (store, cleanup, data) = test_store(config.state_config()).await;
         let mut server = Self::serve(config, policies, store).await;
         server.cleanup = cleanup;
+        server.data = data;
         server
     }
 
@@ -154,6 +170,7 @@ impl TestServer {
             shutdown: Some(tx),
             handle,
             cleanup: None,
+            data: None,
         }
     }
 
