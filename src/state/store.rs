@@ -455,17 +455,18 @@ impl UserStore {
             let mut ticket = Ticket::NONE;
             if let Backend::Disk(d) = &self.inner.backend {
                 ticket = Ticket::at(d.wal.append(key, &Op::Forget)? + 1);
+                // Until the next snapshot drops their row, it must not be read back.
+                self.inner
+                    .forgotten
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key);
             }
             if let Some((_, e)) = self.inner.users.remove(&key) {
                 self.inner
                     .heap
                     .fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
             }
-            self.inner
-                .forgotten
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key);
             ticket
         };
         self.durable(ticket).await?;
