@@ -305,7 +305,7 @@ impl UserStore {
     pub async fn warm(&self, key: UserKey) -> Result<(), StateError> {
         match &self.inner.backend {
             Backend::Redis(r) => r.load(&self.inner, key).await,
-            _ => self.inner.load(key, false),
+            _ => self.inner.load(key, false).map(|_| ()),
         }
     }
 
@@ -348,11 +348,13 @@ impl UserStore {
             match &self.inner.backend {
                 Backend::Memory => return Ok(f(None)),
                 Backend::Disk(d) => {
-                    self.inner.load(key, false)?;
+                    if !self.inner.load(key, false)? {
+                        return Ok(f(None));
+                    }
                     if let Some(e) = self.inner.users.get(&key) {
                         return Ok(f(Some(&e.state)));
                     }
-                    // Unknown, or evicted again at once under pressure: the row is the truth.
+                    // Evicted again at once under pressure: the row is the truth.
                     let _no_swap = self.inner.loads.read().unwrap_or_else(|e| e.into_inner());
                     if self
                         .inner
@@ -417,7 +419,9 @@ impl UserStore {
                     r.load(&self.inner, key).await?;
                     r.check_up()?;
                 }
-                _ => self.inner.load(key, true)?,
+                _ => {
+                    self.inner.load(key, true)?;
+                }
             }
             if let Some(result) = self.inner.apply(key, &op) {
                 return result;
@@ -556,9 +560,11 @@ impl Inner {
     /// Makes sure the user is in memory if the backend knows them; with `create` (a change is
     /// coming), an empty entry is made for a user nobody knows, and the entry is marked
     /// changed at once so that eviction cannot take it before the change lands.
-    fn load(&self, key: UserKey, create: bool) -> Result<(), StateError> {
+    ///
+    /// Returns false when the backend holds nothing about the user (and none was created).
+    fn load(&self, key: UserKey, create: bool) -> Result<bool, StateError> {
         if self.users.contains_key(&key) {
-            return Ok(());
+            return Ok(true);
         }
         match &self.backend {
             Backend::Memory => {
@@ -567,7 +573,7 @@ impl Inner {
                         .entry(key)
                         .or_insert_with(|| self.fresh(UserState::default(), true));
                 }
-                Ok(())
+                Ok(create)
             }
             Backend::Disk(d) => {
                 let _guard = self.loads.read().unwrap_or_else(|e| e.into_inner());
@@ -578,7 +584,7 @@ impl Inner {
                     .contains(&key);
                 let stored = if forgotten { None } else { d.get(key)? };
                 if stored.is_none() && !create {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let state = stored.map(|(_, s)| s).unwrap_or_default();
                 let heap = state.heap_bytes();
@@ -591,10 +597,10 @@ impl Inner {
                     self.heap.fetch_add(heap, Ordering::Relaxed);
                     self.check_cap();
                 }
-                Ok(())
+                Ok(true)
             }
             // Read asynchronously, by `UserStore::warm` and `UserStore::change`.
-            Backend::Redis(_) => Ok(()),
+            Backend::Redis(_) => Ok(true),
         }
     }
 
