@@ -178,7 +178,9 @@ impl Wal {
     /// Starts a new segment at `next_seq` in `dir` (the caller has read what was there).
     /// Counter-only batches are fsynced at least every `counter_sync`.
     pub fn start(dir: &Path, next_seq: u64, counter_sync: Duration) -> Result<Self, StateError> {
-        let file = create_segment(dir, next_seq)?;
+        // A segment of this name can only hold a torn first frame (a complete one would have
+        // made `next_seq` larger): start it afresh, or what follows the tear would be unreadable.
+        let file = create_segment(dir, next_seq, true)?;
         let (progress, _) = watch::channel(Progress {
             durable: next_seq,
             failed: None,
@@ -320,8 +322,15 @@ pub fn delete_before(dir: &Path, boundary: u64) -> Result<(), StateError> {
     sync_dir(dir)
 }
 
-fn create_segment(dir: &Path, first_seq: u64) -> Result<File, StateError> {
+fn create_segment(dir: &Path, first_seq: u64, fresh: bool) -> Result<File, StateError> {
     let path = dir.join(segment_name(first_seq));
+    if fresh {
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StateError::io(&path, e)),
+        }
+    }
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -387,7 +396,9 @@ fn writer_loop(shared: &Shared, dir: &Path, mut file: File, counter_sync: Durati
                 .send_modify(|p| p.failed = Some(e.to_string().into()));
         }
         if let Some(reply) = rotate {
-            let rotated = result.clone().and_then(|()| create_segment(dir, upto));
+            let rotated = result
+                .clone()
+                .and_then(|()| create_segment(dir, upto, false));
             match rotated {
                 Ok(f) => {
                     file = f;
@@ -465,6 +476,38 @@ mod tests {
         let mut n = 0;
         read_all(dir.path(), |_| n += 1).unwrap();
         assert_eq!(n, 2, "a checksum mismatch is not data");
+    }
+
+    #[tokio::test]
+    async fn a_segment_holding_only_a_torn_frame_is_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = UserKey([3; 16]);
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            &Record {
+                seq: 1,
+                key,
+                op: op(1),
+            },
+        );
+        // The crash tore the segment's only frame: recovery finds no record and restarts at 1.
+        fs::write(dir.path().join(segment_name(1)), &buf[..buf.len() - 2]).unwrap();
+        let mut n = 0;
+        read_all(dir.path(), |_| n += 1).unwrap();
+        assert_eq!(n, 0);
+        {
+            let wal = Wal::start(dir.path(), 1, Duration::from_secs(1)).unwrap();
+            let s = wal.append(key, &op(2)).unwrap();
+            wal.durable(s + 1).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        read_all(dir.path(), |r| seen.push(r.op)).unwrap();
+        assert_eq!(
+            seen,
+            vec![op(2)],
+            "the acknowledged op after the tear is readable"
+        );
     }
 
     #[tokio::test]
