@@ -222,9 +222,6 @@ mod tests {
             std::mem::forget(store);
         }
         let store = disk(dir.path());
-        for u in ["alice", "bob"] {
-            store.warm(store.key(u)).await.unwrap();
-        }
         assert!(blocked(&store, "alice", 1).await && blocked(&store, "alice", 3).await);
         assert!(
             !blocked(&store, "alice", 2).await,
@@ -254,7 +251,6 @@ mod tests {
         }
         let store = disk(dir.path());
         let u = store.key("carol");
-        store.warm(u).await.unwrap();
         let n = store
             .view(u, *NOW, DimensionSet::EMPTY, false)
             .await
@@ -296,7 +292,6 @@ mod tests {
         assert!(store.len() < 5_000);
         for i in (0..5_000u64).step_by(97) {
             let u = format!("user-{i}");
-            store.warm(store.key(&u)).await.unwrap();
             assert!(blocked(&store, &u, i + 1).await, "{u} lost its block");
         }
     }
@@ -337,9 +332,7 @@ mod tests {
             }
         }
         let store = disk(dir.path());
-        store.warm(store.key("dave")).await.unwrap();
         assert!(!blocked(&store, "dave", needle).await);
-        store.warm(store.key("erin")).await.unwrap();
         assert!(
             blocked(&store, "erin", 7).await,
             "other users are untouched"

@@ -300,8 +300,8 @@ impl UserStore {
         }
     }
 
-    /// Brings the user into memory if the backend holds them. Rankings call it before
-    /// [`UserStore::view`]; changes call it themselves.
+    /// Brings the user into memory if the backend holds them (a prefetch: [`UserStore::view`]
+    /// and the changes load the user on their own).
     pub async fn warm(&self, key: UserKey) -> Result<(), StateError> {
         match &self.inner.backend {
             Backend::Redis(r) => r.load(&self.inner, key).await,

@@ -148,24 +148,21 @@ fn frame_at(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
     Some((record, at + FRAME_HEADER + len))
 }
 
-/// Appends one framed record to `buf`.
-fn encode(buf: &mut Vec<u8>, record: &Record) {
+/// Appends one framed record to `buf`; on failure `buf` is left as it was.
+fn encode(buf: &mut Vec<u8>, record: &Record) -> Result<(), StateError> {
     let start = buf.len();
     buf.extend_from_slice(&[0; FRAME_HEADER]);
-    let taken = std::mem::take(buf);
-    // Encoding into a Vec cannot fail for these types; on the impossible error, nothing is
-    // appended and the frame is dropped below.
-    let mut out = postcard::to_extend(record, taken).unwrap_or_default();
-    if out.len() < start + FRAME_HEADER {
-        out.truncate(start);
-        *buf = out;
-        return;
+    if let Err(e) = postcard::to_io(record, &mut *buf) {
+        buf.truncate(start);
+        return Err(StateError::Corrupt(format!(
+            "a log record does not encode: {e}"
+        )));
     }
-    let len = (out.len() - start - FRAME_HEADER) as u32;
-    let crc = crc32fast::hash(&out[start + FRAME_HEADER..]);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    *buf = out;
+    let len = (buf.len() - start - FRAME_HEADER) as u32;
+    let crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
@@ -231,7 +228,7 @@ impl Wal {
                 key,
                 op: op.clone(),
             },
-        );
+        )?;
         let added = (p.buf.len() - before) as u64;
         p.next_seq += 1;
         self.shared.next_seq.store(p.next_seq, Ordering::Release);
@@ -461,7 +458,8 @@ mod tests {
                     key: UserKey([1; 16]),
                     op: op(seq),
                 },
-            );
+            )
+            .unwrap();
         }
         // Tear the last frame, and in another copy flip one payload byte of it.
         let torn = &buf[..buf.len() - 3];
@@ -490,7 +488,8 @@ mod tests {
                 key,
                 op: op(1),
             },
-        );
+        )
+        .unwrap();
         // The crash tore the segment's only frame: recovery finds no record and restarts at 1.
         fs::write(dir.path().join(segment_name(1)), &buf[..buf.len() - 2]).unwrap();
         let mut n = 0;
