@@ -118,7 +118,7 @@ async fn typical_user(store: &UserStore, u: u64, now: i64) {
     for e in &events {
         last = store.record(key, e, now).await.expect("valid event");
     }
-    if u % 10_000 == 0 {
+    if u.is_multiple_of(10_000) {
         store.durable(last).await.expect("durable");
     }
 }

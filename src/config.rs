@@ -135,6 +135,9 @@ pub struct StateSettings {
     pub exposure_half_life_hours: f64,
     pub fewer_like_this_half_life_days: f64,
     pub not_interested_days: f64,
+    pub ignored_after_minutes: f64,
+    pub session_half_life_minutes: f64,
+    pub interest_half_life_days: f64,
     pub max_items_per_user: usize,
     pub max_explicit_per_kind: usize,
     /// Dimensions denied to users who have not chosen, on top of the privacy default (a
@@ -161,6 +164,9 @@ impl Default for StateSettings {
             exposure_half_life_hours: d.exposure_half_life_ms as f64 / 3_600_000.0,
             fewer_like_this_half_life_days: d.fewer_like_this_half_life_ms as f64 / 86_400_000.0,
             not_interested_days: d.not_interested_ms as f64 / 86_400_000.0,
+            ignored_after_minutes: d.ignore_window_ms as f64 / 60_000.0,
+            session_half_life_minutes: d.session_half_life_ms as f64 / 60_000.0,
+            interest_half_life_days: d.interest_half_life_ms as f64 / 86_400_000.0,
             max_items_per_user: d.max_items_per_user,
             max_explicit_per_kind: d.max_explicit_per_kind,
             consent_denied_by_default: Vec::new(),
@@ -366,6 +372,18 @@ impl Config {
             ),
             ("state.not_interested_days", self.state.not_interested_days),
             (
+                "state.ignored_after_minutes",
+                self.state.ignored_after_minutes,
+            ),
+            (
+                "state.session_half_life_minutes",
+                self.state.session_half_life_minutes,
+            ),
+            (
+                "state.interest_half_life_days",
+                self.state.interest_half_life_days,
+            ),
+            (
                 "state.counter_retention_days",
                 self.state.counter_retention_days,
             ),
@@ -422,6 +440,9 @@ impl Config {
             exposure_half_life_ms: ms(s.exposure_half_life_hours, 3_600_000.0),
             fewer_like_this_half_life_ms: ms(s.fewer_like_this_half_life_days, 86_400_000.0),
             not_interested_ms: ms(s.not_interested_days, 86_400_000.0),
+            ignore_window_ms: ms(s.ignored_after_minutes, 60_000.0),
+            session_half_life_ms: ms(s.session_half_life_minutes, 60_000.0),
+            interest_half_life_ms: ms(s.interest_half_life_days, 86_400_000.0),
             max_items_per_user: s.max_items_per_user,
             max_explicit_per_kind: s.max_explicit_per_kind,
             counter_retention_ms: ms(s.counter_retention_days, 86_400_000.0),

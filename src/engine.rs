@@ -9,17 +9,19 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{Config, ConfigError};
 use crate::rank::policy::DEFAULT_POLICY;
+use crate::rank::stages::cooling_off;
 use crate::rank::{
-    Deadline, DimensionSet, Interrupted, LifecycleStage, Limit, Pipeline, Policies, RankInput,
-    Ranking, UserView,
+    Avoidance, Component, Deadline, DimensionSet, DropRule, Interrupted, LifecycleStage, Limit,
+    Pipeline, Policies, RankInput, Ranking, UserView,
 };
-use crate::state::{StateError, UserStore};
+use crate::state::{StateError, UserKey, UserStore};
 
 /// The server's clock, unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -101,8 +103,49 @@ pub enum RankError {
     State(String),
 }
 
+/// Running totals of what the avoidance rules did, for metrics: candidates removed per hard
+/// rule and lowered per penalty, over every ranking (fail-open answers included: their hard
+/// rules count too).
+#[derive(Debug, Default)]
+pub struct AvoidanceTotals {
+    pub rankings: AtomicU64,
+    dropped: [AtomicU64; DropRule::ALL.len()],
+    penalised: [AtomicU64; Component::PENALTIES.len()],
+}
+
+impl AvoidanceTotals {
+    fn add(&self, a: &Avoidance) {
+        self.rankings.fetch_add(1, Ordering::Relaxed);
+        for (total, n) in self.dropped.iter().zip(a.dropped) {
+            if n > 0 {
+                total.fetch_add(u64::from(n), Ordering::Relaxed);
+            }
+        }
+        for (total, n) in self.penalised.iter().zip(a.penalised) {
+            if n > 0 {
+                total.fetch_add(u64::from(n), Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn dropped_by(&self, rule: DropRule) -> u64 {
+        DropRule::ALL
+            .iter()
+            .position(|r| *r == rule)
+            .map_or(0, |i| self.dropped[i].load(Ordering::Relaxed))
+    }
+
+    pub fn penalised_by(&self, component: Component) -> u64 {
+        Component::PENALTIES
+            .iter()
+            .position(|c| *c == component)
+            .map_or(0, |i| self.penalised[i].load(Ordering::Relaxed))
+    }
+}
+
 pub struct Engine {
     policies: Policies,
+    avoidance: AvoidanceTotals,
     store: Arc<UserStore>,
     pool: Arc<rayon::ThreadPool>,
     inflight: Arc<Semaphore>,
@@ -139,6 +182,7 @@ impl Engine {
             })?;
         Ok(Self {
             policies,
+            avoidance: AvoidanceTotals::default(),
             store,
             pool: Arc::new(pool),
             inflight: Arc::new(Semaphore::new(config.rank.max_inflight)),
@@ -154,11 +198,27 @@ impl Engine {
         &self.policies
     }
 
-    /// The user's lifecycle stage under the default policy's thresholds (for the profile).
-    pub fn lifecycle(&self, user: &UserView, now_ms: i64) -> LifecycleStage {
+    /// The user's lifecycle stage under the default policy's thresholds (for the profile);
+    /// `None` with personalisation off.
+    pub fn lifecycle(&self, user: &UserView, now_ms: i64) -> Option<LifecycleStage> {
         self.policies
             .get(DEFAULT_POLICY)
-            .map_or(LifecycleStage::New, |p| p.lifecycle_of(user, now_ms))
+            .and_then(|p| p.lifecycle_of(user, now_ms))
+    }
+
+    /// The cooling-off windows in force for the user under the default policy (for the
+    /// profile).
+    pub fn cooling_off(&self, user: &UserView, now_ms: i64) -> Vec<cooling_off::Window> {
+        self.policies
+            .settings(DEFAULT_POLICY)
+            .map_or_else(Vec::new, |p| {
+                cooling_off::windows(&p.cooling_off, user, now_ms)
+            })
+    }
+
+    /// What the avoidance rules have done since the engine started.
+    pub fn avoidance(&self) -> &AvoidanceTotals {
+        &self.avoidance
     }
 
     /// The deadline of a call starting at `start`: the sooner of the caller's and the
@@ -178,6 +238,21 @@ impl Engine {
     }
 
     pub async fn rank(&self, call: RankCall) -> Result<Outcome, RankError> {
+        let key = self.store.key(&call.user_id);
+        let outcome = self.rank_inner(call, key).await;
+        if let Ok(o) = &outcome {
+            self.avoidance.add(&o.ranking.avoidance);
+            let used = o.ranking.items.iter().fold(DimensionSet::EMPTY, |d, item| {
+                d.union(item.reason.dimensions)
+            });
+            if !used.is_empty() {
+                self.store.note_used(key, used);
+            }
+        }
+        outcome
+    }
+
+    async fn rank_inner(&self, call: RankCall, key: UserKey) -> Result<Outcome, RankError> {
         let pipeline = self
             .policies
             .get(&call.policy)
@@ -189,7 +264,6 @@ impl Engine {
         let deadline = self.deadline(Instant::now(), call.caller_timeout);
         // The user's view is read before scoring (from memory, or the backend if the user is
         // not in memory), within the deadline: without it no personal rule can be trusted.
-        let key = self.store.key(&call.user_id);
         let read = self.store.view(
             key,
             call.input.now_ms,

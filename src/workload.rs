@@ -71,6 +71,7 @@ pub fn rank_request(user_id: &str, n: usize, dim: usize, k: u32, seed: u64) -> p
                 title: String::new(),
                 anchor_item_id: 0,
                 anchor_title: String::new(),
+                cross_platform_seen_ms: 0,
             }
         })
         .collect();

@@ -22,7 +22,7 @@ async fn default_policy_returns_k_items_with_reasons_and_falling_scores() {
     req.request_id = "req-1".into();
     let r = server.rank(req).await;
     assert_eq!(r.items.len(), 5);
-    assert_eq!(r.policy_version, "default@1");
+    assert_eq!(r.policy_version, "default@2");
     assert_eq!(r.request_id, "req-1");
     assert!(!r.degraded);
     for w in r.items.windows(2) {
@@ -47,7 +47,7 @@ async fn identity_returns_the_upstream_order() {
     let upstream: Vec<u64> = candidates.iter().map(|c| c.item_id).collect();
     assert_eq!(ids(&r), upstream);
     assert_eq!(r.items[0].score, candidates[0].score);
-    assert_eq!(r.policy_version, "identity@1");
+    assert_eq!(r.policy_version, "identity@2");
     let code = r.items[0].reason.as_ref().unwrap().code;
     assert_eq!(code, pb::ReasonCode::Upstream as i32);
     server.stop().await;

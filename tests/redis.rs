@@ -75,6 +75,7 @@ fn consent(user: &str, dimension: pb::DataDimension, granted: bool) -> pb::SetCo
             granted,
         }],
         personalization: None,
+        ..Default::default()
     }
 }
 

@@ -42,6 +42,8 @@ struct CandidateJson {
     anchor_item_id: u64,
     #[serde(default)]
     anchor_title: String,
+    #[serde(default)]
+    cross_platform_seen_ms: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,10 @@ struct CandidatesFile {
     surface: String,
     #[serde(default)]
     locale: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    utc_offset_minutes: i32,
     candidates: Vec<CandidateJson>,
 }
 
@@ -63,6 +69,8 @@ fn read_candidates(path: &Path) -> Result<CandidatesFile, String> {
         serde_json::from_value(value).map(|candidates| CandidatesFile {
             surface: String::new(),
             locale: String::new(),
+            region: String::new(),
+            utc_offset_minutes: 0,
             candidates,
         })
     } else {
@@ -86,6 +94,7 @@ fn to_proto(c: CandidateJson) -> pb::Candidate {
         title: c.title,
         anchor_item_id: c.anchor_item_id,
         anchor_title: c.anchor_title,
+        cross_platform_seen_ms: c.cross_platform_seen_ms,
     }
 }
 
@@ -124,9 +133,11 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
     let request = pb::RankRequest {
         user_id: args.user,
         request_id: String::new(),
-        surface: file.surface,
+        surface: args.surface.unwrap_or(file.surface),
         context: Some(pb::Context {
             locale: args.locale.unwrap_or(file.locale),
+            region: args.region.unwrap_or(file.region),
+            utc_offset_minutes: args.utc_offset.unwrap_or(file.utc_offset_minutes),
             ..Default::default()
         }),
         candidates: file.candidates.into_iter().map(to_proto).collect(),
@@ -158,6 +169,7 @@ async fn event(args: EventArgs) -> Result<(), Failure> {
         surface: String::new(),
         source: args.source.map_or(0, |d| d.number()),
         expires_at_ms: 0,
+        title: args.title,
     };
     let events = vec![e; args.repeat.max(1) as usize];
     let mut client = pb::events_client::EventsClient::new(connect(&args.target).await?);
@@ -198,6 +210,8 @@ async fn profile(cmd: ProfileCommand) -> Result<(), Failure> {
             grant,
             deny,
             personalization,
+            sensitive_opt_in,
+            sensitive_opt_out,
         } => {
             let dimensions = grant
                 .iter()
@@ -208,16 +222,52 @@ async fn profile(cmd: ProfileCommand) -> Result<(), Failure> {
                     granted,
                 })
                 .collect();
+            let sensitive_categories = sensitive_opt_in
+                .iter()
+                .map(|id| (id, true))
+                .chain(sensitive_opt_out.iter().map(|id| (id, false)))
+                .map(|(&category_id, granted)| pb::SensitiveConsent {
+                    category_id,
+                    granted,
+                })
+                .collect();
             let req = pb::SetConsentRequest {
                 user_id: user,
                 dimensions,
                 personalization,
+                sensitive_categories,
             };
             let mut client = pb::profile_client::ProfileClient::new(connect(&target).await?);
             client
                 .set_consent(with_timeout(req, &target))
                 .await?
                 .into_inner()
+        }
+        ProfileCommand::Interests {
+            target,
+            user,
+            add,
+            remove,
+        } => {
+            let req = pb::UpdateInterestsRequest {
+                user_id: user,
+                updates: add.into_iter().chain(remove).collect(),
+            };
+            let mut client = pb::profile_client::ProfileClient::new(connect(&target).await?);
+            client
+                .update_interests(with_timeout(req, &target))
+                .await?
+                .into_inner()
+        }
+        ProfileCommand::Undo { target, user, what } => {
+            let (kind, id) = what.kind_and_id();
+            let req = pb::UndoRequest {
+                user_id: user,
+                kind: kind.into(),
+                id,
+            };
+            let mut client = pb::profile_client::ProfileClient::new(connect(&target).await?);
+            client.undo(with_timeout(req, &target)).await?.into_inner()
         }
     };
     print!("{}", table::profile(&profile));

@@ -10,8 +10,9 @@ mod table;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::pb;
 use crate::rank::DataDimension;
 use crate::state::EventKind;
 
@@ -78,7 +79,8 @@ pub struct RankArgs {
     /// The user to rank for.
     #[arg(long)]
     pub user: String,
-    /// JSON file: {"candidates": [...], "surface": ..., "locale": ...} or a bare list.
+    /// JSON file: {"candidates": [...], "surface": ..., "locale": ..., "region": ...,
+    /// "utc_offset_minutes": ...} or a bare list.
     #[arg(long)]
     pub candidates: PathBuf,
     /// How many items to return (0 = all survivors).
@@ -93,6 +95,15 @@ pub struct RankArgs {
     /// Locale of the reasons, e.g. en or zh-CN (overrides the file).
     #[arg(long)]
     pub locale: Option<String>,
+    /// Where the list is shown, e.g. home_feed or post_purchase (overrides the file).
+    #[arg(long)]
+    pub surface: Option<String>,
+    /// The caller's region, e.g. CN-31 (overrides the file).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The user's offset from UTC in minutes, e.g. 480 for UTC+8 (overrides the file).
+    #[arg(long, allow_negative_numbers = true)]
+    pub utc_offset: Option<i32>,
     /// Return an error instead of the upstream order when ranking cannot finish in time.
     #[arg(long)]
     pub strict: bool,
@@ -124,6 +135,9 @@ pub struct EventArgs {
     /// Where the event was observed (e.g. cross-platform).
     #[arg(long, value_parser = parse_dimension)]
     pub source: Option<DataDimension>,
+    /// For purchase: the item's title, used in "goes with your new …".
+    #[arg(long, default_value = "")]
+    pub title: String,
     /// Repeat the event this many times (e.g. several impressions).
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
@@ -160,7 +174,82 @@ pub enum ProfileCommand {
         /// Switch personalisation on or off.
         #[arg(long, value_parser = parse_on_off)]
         personalization: Option<bool>,
+        /// Sensitive categories to opt in to (ids; repeatable or comma-separated).
+        #[arg(long, value_name = "ID", value_delimiter = ',')]
+        sensitive_opt_in: Vec<u64>,
+        /// Sensitive categories to opt out of (ids; repeatable or comma-separated).
+        #[arg(long, value_name = "ID", value_delimiter = ',')]
+        sensitive_opt_out: Vec<u64>,
     },
+    /// Add, re-weight or remove interest tags (all in one change).
+    ///
+    /// A tag is KIND:ID, KIND being category or brand. --add takes KIND:ID[:LABEL][=WEIGHT]
+    /// with WEIGHT in [0, 1] (default 1; the label may not contain '='), e.g.
+    /// --add category:5:tea=0.8 --add brand:103 --remove category:7
+    #[command(group(ArgGroup::new("changes").required(true).multiple(true).args(["add", "remove"])))]
+    Interests {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        /// A tag to add or re-weight: KIND:ID[:LABEL][=WEIGHT] (repeatable).
+        #[arg(
+            long,
+            value_name = "KIND:ID[:LABEL][=WEIGHT]",
+            value_parser = parse_interest
+        )]
+        add: Vec<pb::InterestUpdate>,
+        /// A tag to remove: KIND:ID (repeatable). A learned tag removed stays hidden.
+        #[arg(long, value_name = "KIND:ID", value_parser = parse_interest_removal)]
+        remove: Vec<pb::InterestUpdate>,
+    },
+    /// Take back a block, a "not interested" or a "fewer like this" (one per call).
+    Undo {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        what: UndoArgs,
+    },
+}
+
+/// What `profile undo` takes back: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct UndoArgs {
+    /// Unblock this brand.
+    #[arg(long, value_name = "ID")]
+    pub block_brand: Option<u64>,
+    /// Unblock this shop.
+    #[arg(long, value_name = "ID")]
+    pub block_shop: Option<u64>,
+    /// Forget the "not interested" in this item.
+    #[arg(long, value_name = "ITEM")]
+    pub not_interested: Option<u64>,
+    /// End "fewer like this" for this category.
+    #[arg(long, value_name = "ID")]
+    pub fewer_category: Option<u64>,
+    /// End "fewer like this" for this brand.
+    #[arg(long, value_name = "ID")]
+    pub fewer_brand: Option<u64>,
+}
+
+impl UndoArgs {
+    /// The kind and id to send.
+    pub fn kind_and_id(&self) -> (pb::UndoKind, u64) {
+        use pb::UndoKind as K;
+        [
+            (K::BlockBrand, self.block_brand),
+            (K::BlockShop, self.block_shop),
+            (K::NotInterested, self.not_interested),
+            (K::FewerLikeThisCategory, self.fewer_category),
+            (K::FewerLikeThisBrand, self.fewer_brand),
+        ]
+        .into_iter()
+        .find_map(|(kind, id)| id.map(|id| (kind, id)))
+        .unwrap_or((K::Unspecified, 0))
+    }
 }
 
 fn parse_dimension(s: &str) -> Result<DataDimension, String> {
@@ -174,6 +263,69 @@ fn parse_event_kind(s: &str) -> Result<EventKind, String> {
     EventKind::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
         format!("unknown event {s:?}; one of {}", names.join(", "))
+    })
+}
+
+/// `KIND:ID`, KIND being category or brand.
+fn parse_tag(s: &str) -> Result<(pb::TagKind, u64), String> {
+    let (kind, id) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not KIND:ID (e.g. category:5 or brand:103)"))?;
+    tag_of(kind, id)
+}
+
+fn tag_of(kind: &str, id: &str) -> Result<(pb::TagKind, u64), String> {
+    let kind = match kind {
+        "category" => pb::TagKind::Category,
+        "brand" => pb::TagKind::Brand,
+        _ => return Err(format!("unknown tag kind {kind:?}; one of category, brand")),
+    };
+    let id = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id != 0)
+        .ok_or_else(|| format!("{id:?} is not an id (a number above 0)"))?;
+    Ok((kind, id))
+}
+
+/// `KIND:ID[:LABEL][=WEIGHT]`: an interest tag to add or re-weight (weight 1 by default).
+fn parse_interest(s: &str) -> Result<pb::InterestUpdate, String> {
+    let (tag, weight) = match s.rsplit_once('=') {
+        Some((tag, w)) => {
+            let weight = w
+                .parse::<f32>()
+                .ok()
+                .filter(|w| (0.0..=1.0).contains(w))
+                .ok_or_else(|| format!("weight {w:?} is not a number in [0, 1]"))?;
+            (tag, weight)
+        }
+        None => (s, 1.0),
+    };
+    let mut parts = tag.splitn(3, ':');
+    let (kind, id) = match (parts.next(), parts.next()) {
+        (Some(kind), Some(id)) => tag_of(kind, id)?,
+        _ => {
+            return Err(format!(
+                "{s:?} is not KIND:ID[:LABEL][=WEIGHT] (e.g. category:5:tea=0.8)"
+            ));
+        }
+    };
+    Ok(pb::InterestUpdate {
+        kind: kind.into(),
+        id,
+        weight,
+        label: parts.next().map(str::to_owned),
+    })
+}
+
+/// `KIND:ID`: an interest tag to remove.
+fn parse_interest_removal(s: &str) -> Result<pb::InterestUpdate, String> {
+    let (kind, id) = parse_tag(s)?;
+    Ok(pb::InterestUpdate {
+        kind: kind.into(),
+        id,
+        weight: 0.0,
+        label: None,
     })
 }
 
@@ -191,5 +343,101 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         other => client::run(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_tags_parse() {
+        let t = parse_interest("category:5:trail running=0.8").unwrap();
+        assert_eq!(t.kind(), pb::TagKind::Category);
+        assert_eq!((t.id, t.weight), (5, 0.8));
+        assert_eq!(t.label.as_deref(), Some("trail running"));
+        let t = parse_interest("brand:103").unwrap();
+        assert_eq!(
+            (t.kind(), t.id, t.weight, t.label),
+            (pb::TagKind::Brand, 103, 1.0, None)
+        );
+        let t = parse_interest("category:7:a:b").unwrap();
+        assert_eq!(t.label.as_deref(), Some("a:b"));
+        assert!(parse_interest("category:5=2").is_err());
+        assert!(parse_interest("shop:5").is_err());
+        assert!(parse_interest("category:0").is_err());
+        assert!(parse_interest("5").is_err());
+        let r = parse_interest_removal("category:7").unwrap();
+        assert_eq!((r.id, r.weight), (7, 0.0));
+        assert!(parse_interest_removal("category:7:tea").is_err());
+    }
+
+    #[test]
+    fn the_profile_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "tactful",
+            "profile",
+            "undo",
+            "--user",
+            "u",
+            "--fewer-category",
+            "4",
+        ])
+        .unwrap();
+        let Command::Profile(ProfileCommand::Undo { what, .. }) = cli.command else {
+            panic!("not undo");
+        };
+        assert_eq!(what.kind_and_id(), (pb::UndoKind::FewerLikeThisCategory, 4));
+        for bad in [
+            vec!["tactful", "profile", "undo", "--user", "u"],
+            vec![
+                "tactful",
+                "profile",
+                "undo",
+                "--user",
+                "u",
+                "--block-brand",
+                "1",
+                "--block-shop",
+                "2",
+            ],
+            vec!["tactful", "profile", "interests", "--user", "u"],
+        ] {
+            assert!(Cli::try_parse_from(bad.iter()).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "tactful",
+            "profile",
+            "interests",
+            "--user",
+            "u",
+            "--remove",
+            "brand:3",
+        ]);
+        assert!(cli.is_ok());
+        let cli = Cli::try_parse_from([
+            "tactful",
+            "profile",
+            "consent",
+            "--user",
+            "u",
+            "--sensitive-opt-in",
+            "40,41",
+            "--sensitive-opt-out",
+            "42",
+        ])
+        .unwrap();
+        let Command::Profile(ProfileCommand::Consent {
+            sensitive_opt_in,
+            sensitive_opt_out,
+            ..
+        }) = cli.command
+        else {
+            panic!("not consent");
+        };
+        assert_eq!(
+            (sensitive_opt_in, sensitive_opt_out),
+            (vec![40, 41], vec![42])
+        );
     }
 }

@@ -17,6 +17,27 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// A unix-millisecond time as UTC, minute precision: `2026-11-23 12:00Z`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
 fn lifecycle_name(stage: i32) -> String {
     enum_name(
         pb::LifecycleStage::try_from(stage)
@@ -63,9 +84,22 @@ pub fn ranking(r: &pb::RankResponse, explain: bool) -> String {
         } else {
             format!("  [{dims}]")
         };
+        // With explain, the machine code too: "(complement)", "(interest)", ...
+        let code = match (&item.reason, explain) {
+            (Some(reason), true) => format!(
+                "  ({})",
+                enum_name(
+                    pb::ReasonCode::try_from(reason.code)
+                        .ok()
+                        .map(|c| c.as_str_name()),
+                    "REASON_CODE_",
+                )
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{:>3}  {:>10}  {:>8.4}  {:>4}  {text}{dims}",
+            "{:>3}  {:>10}  {:>8.4}  {:>4}  {text}{dims}{code}",
             i + 1,
             item.item_id,
             item.score,
@@ -147,5 +181,158 @@ pub fn profile(p: &pb::UserProfile) -> String {
             .collect();
         let _ = writeln!(out, "fatigue           {}", items.join(", "));
     }
+    let _ = writeln!(out, "interests         {}", interests(&p.interests));
+    let _ = writeln!(out, "muted categories  {}", muted(&p.muted_categories));
+    let _ = writeln!(out, "muted brands      {}", muted(&p.muted_brands));
+    if p.cooling_off.is_empty() {
+        let _ = writeln!(out, "cooling off       none");
+    }
+    for (i, w) in p.cooling_off.iter().enumerate() {
+        let label = if i == 0 { "cooling off" } else { "" };
+        let _ = writeln!(out, "{label:<18}{}", cooling_off(w));
+    }
+    let _ = writeln!(out, "sensitive opt-in  {}", ids(&p.sensitive_categories));
+    let used = dimension_names(&p.used_recently);
+    let _ = writeln!(
+        out,
+        "used recently     {}",
+        if used.is_empty() { "none" } else { &used }
+    );
     out
+}
+
+fn interests(tags: &[pb::InterestTag]) -> String {
+    if tags.is_empty() {
+        return "none".into();
+    }
+    tags.iter()
+        .map(|t| {
+            let kind = enum_name(
+                pb::TagKind::try_from(t.kind).ok().map(|k| k.as_str_name()),
+                "TAG_KIND_",
+            );
+            let label = if t.label.is_empty() {
+                String::new()
+            } else {
+                format!(" \"{}\"", t.label)
+            };
+            let source = match t.source() {
+                pb::TagSource::User => "yours".to_owned(),
+                pb::TagSource::Learned => {
+                    format!("learned from {}", dimension_names(&t.learned_from))
+                }
+                pb::TagSource::Unspecified => "?".to_owned(),
+            };
+            format!("{kind} {}{label} {:.2} ({source})", t.id, t.weight)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn muted(v: &[pb::Muted]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.iter()
+        .map(|m| format!("{} ({:.2})", m.id, m.strength))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn cooling_off(w: &pb::CoolingOff) -> String {
+    let title = if w.title.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{}\"", w.title)
+    };
+    let mut out = format!(
+        "item {}{title} (category {}) bought {}",
+        w.item_id,
+        w.category_id,
+        utc(w.bought_at_ms)
+    );
+    if w.substitutes_until_ms > w.bought_at_ms {
+        let _ = write!(
+            out,
+            ": no substitutes until {}",
+            utc(w.substitutes_until_ms)
+        );
+        let _ = write!(
+            out,
+            ", no price drops until {}",
+            utc(w.price_drops_until_ms)
+        );
+    } else {
+        let _ = write!(
+            out,
+            ": no price drops until {}",
+            utc(w.price_drops_until_ms)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00Z");
+        assert_eq!(utc(1_795_435_200_000), "2026-11-23 12:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00Z");
+    }
+
+    #[test]
+    fn the_profile_shows_every_section() {
+        let p = pb::UserProfile {
+            user_id: "u".into(),
+            known: true,
+            interests: vec![
+                pb::InterestTag {
+                    kind: pb::TagKind::Category.into(),
+                    id: 5,
+                    label: "tea".into(),
+                    weight: 1.0,
+                    source: pb::TagSource::User.into(),
+                    learned_from: vec![],
+                },
+                pb::InterestTag {
+                    kind: pb::TagKind::Brand.into(),
+                    id: 103,
+                    label: String::new(),
+                    weight: 0.4,
+                    source: pb::TagSource::Learned.into(),
+                    learned_from: vec![pb::DataDimension::Browsing.into()],
+                },
+            ],
+            muted_categories: vec![pb::Muted {
+                id: 2,
+                strength: 0.5,
+            }],
+            cooling_off: vec![pb::CoolingOff {
+                item_id: 1,
+                category_id: 12,
+                title: "Pixel 9".into(),
+                bought_at_ms: 1_795_435_200_000,
+                substitutes_until_ms: 1_795_435_200_000 + 14 * 86_400_000,
+                price_drops_until_ms: 1_795_435_200_000 + 30 * 86_400_000,
+            }],
+            sensitive_categories: vec![40],
+            used_recently: vec![pb::DataDimension::Favorites.into()],
+            ..Default::default()
+        };
+        let text = profile(&p);
+        for want in [
+            "interests         category 5 \"tea\" 1.00 (yours), brand 103 0.40 (learned from browsing)",
+            "muted categories  2 (0.50)",
+            "muted brands      none",
+            "cooling off       item 1 \"Pixel 9\" (category 12) bought 2026-11-23 12:00Z: no \
+             substitutes until 2026-12-07 12:00Z, no price drops until 2026-12-23 12:00Z",
+            "sensitive opt-in  40",
+            "used recently     favorites",
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+    }
 }

@@ -11,10 +11,22 @@ use super::error::ApiError;
 use crate::config::Limits;
 use crate::engine::{Degraded, Outcome, RankCall};
 use crate::pb;
+use crate::rank::stages::cooling_off;
+use crate::rank::user::{TagKind, TagSource};
 use crate::rank::{
     Candidate, DataDimension, DimensionSet, DropRule, LifecycleStage, Locale, RankInput, ReasonCode,
 };
-use crate::state::{Event, EventError, EventKind, Profile};
+use crate::state::user::MAX_INTERESTS;
+use crate::state::{Event, EventError, EventKind, InterestChange, Profile, Undo};
+
+/// Bytes of a request's `surface` and `context.region`: names, not documents.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Bytes of an interest tag's label: a few words.
+pub const MAX_LABEL_BYTES: usize = 64;
+/// The furthest a local time is from UTC (UTC+14 and UTC-12 are the extremes in use).
+pub const MAX_UTC_OFFSET_MINUTES: i32 = 14 * 60;
+/// Sensitive-category changes per SetConsent.
+pub const MAX_SENSITIVE_CHANGES: usize = 1000;
 
 /// The user id rules shared by every service.
 pub fn user_id(id: &str, field: &str, limits: &Limits) -> Result<(), ApiError> {
@@ -51,6 +63,16 @@ fn finite_non_negative(v: f32) -> bool {
     v.is_finite() && v >= 0.0
 }
 
+fn max_bytes(value: &str, max: usize, field: impl FnOnce() -> String) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(ApiError::invalid(
+            field(),
+            format!("is {} bytes, the maximum is {max}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a Rank request and builds the engine's call. `now_ms` is the server's clock, used
 /// when the request's context carries none.
 pub fn rank_call(
@@ -73,9 +95,20 @@ pub fn rank_call(
             format!("{} is above the maximum of {}", req.k, limits.max_k),
         ));
     }
-    let context = req.context.take().unwrap_or_default();
+    max_bytes(&req.surface, MAX_NAME_BYTES, || "surface".into())?;
+    let mut context = req.context.take().unwrap_or_default();
     if context.now_ms < 0 {
         return Err(ApiError::invalid("context.now_ms", "must not be negative"));
+    }
+    max_bytes(&context.region, MAX_NAME_BYTES, || "context.region".into())?;
+    if !(-MAX_UTC_OFFSET_MINUTES..=MAX_UTC_OFFSET_MINUTES).contains(&context.utc_offset_minutes) {
+        return Err(ApiError::invalid(
+            "context.utc_offset_minutes",
+            format!(
+                "{} is not a UTC offset: it must be within ±{MAX_UTC_OFFSET_MINUTES} minutes",
+                context.utc_offset_minutes
+            ),
+        ));
     }
     if let Some(loc) = &context.location {
         let ok =
@@ -135,6 +168,12 @@ pub fn rank_call(
                 "must be a finite number >= 0",
             ));
         }
+        if c.cross_platform_seen_ms < 0 {
+            return Err(ApiError::invalid(
+                field("cross_platform_seen_ms"),
+                "must not be negative (0 = unknown)",
+            ));
+        }
         if c.embedding.len() != dim {
             return Err(ApiError::invalid(
                 field("embedding"),
@@ -169,6 +208,7 @@ pub fn rank_call(
             title: mem::take(&mut c.title),
             anchor_item_id: c.anchor_item_id,
             anchor_title: mem::take(&mut c.anchor_title),
+            cross_platform_seen_ms: c.cross_platform_seen_ms,
         });
     }
     let embeddings = (dim > 0).then(|| {
@@ -188,6 +228,9 @@ pub fn rank_call(
             } else {
                 now_ms
             },
+            surface: req.surface,
+            region: mem::take(&mut context.region),
+            utc_offset_minutes: context.utc_offset_minutes,
         },
         denied,
         personalization_off: consent.personalization_off,
@@ -216,6 +259,9 @@ fn reason_code(code: ReasonCode) -> pb::ReasonCode {
         ReasonCode::Upstream => P::Upstream,
         ReasonCode::Nearby => P::Nearby,
         ReasonCode::Social => P::Social,
+        ReasonCode::Complement => P::Complement,
+        ReasonCode::Interest => P::Interest,
+        ReasonCode::Context => P::Context,
     }
 }
 
@@ -225,15 +271,21 @@ fn drop_rule(rule: DropRule) -> pb::DropRule {
         DropRule::BlockedBrand => pb::DropRule::BlockedBrand,
         DropRule::BlockedShop => pb::DropRule::BlockedShop,
         DropRule::Consent => pb::DropRule::Consent,
+        DropRule::FrequencyCap => pb::DropRule::FrequencyCap,
+        DropRule::CoolingOff => pb::DropRule::CoolingOff,
+        DropRule::Sensitive => pb::DropRule::Sensitive,
+        DropRule::Overload => pb::DropRule::Overload,
     }
 }
 
-pub fn lifecycle(stage: LifecycleStage) -> pb::LifecycleStage {
+/// The stage on the wire; UNSPECIFIED when there is none (personalisation off).
+pub fn lifecycle(stage: Option<LifecycleStage>) -> pb::LifecycleStage {
     match stage {
-        LifecycleStage::New => pb::LifecycleStage::New,
-        LifecycleStage::Active => pb::LifecycleStage::Active,
-        LifecycleStage::Silent => pb::LifecycleStage::Silent,
-        LifecycleStage::Churned => pb::LifecycleStage::Churned,
+        None => pb::LifecycleStage::Unspecified,
+        Some(LifecycleStage::New) => pb::LifecycleStage::New,
+        Some(LifecycleStage::Active) => pb::LifecycleStage::Active,
+        Some(LifecycleStage::Silent) => pb::LifecycleStage::Silent,
+        Some(LifecycleStage::Churned) => pb::LifecycleStage::Churned,
     }
 }
 
@@ -364,16 +416,33 @@ pub fn event(e: &pb::Event, now_ms: i64, limits: &Limits) -> Result<Event, Event
         price: e.price,
         source,
         expires_at_ms: e.expires_at_ms,
+        title: e.title.clone(),
     })
 }
 
+fn tag_kind(kind: TagKind) -> pb::TagKind {
+    match kind {
+        TagKind::Category => pb::TagKind::Category,
+        TagKind::Brand => pb::TagKind::Brand,
+    }
+}
+
+fn muted(v: Vec<(u64, f32)>) -> Vec<pb::Muted> {
+    v.into_iter()
+        .map(|(id, strength)| pb::Muted { id, strength })
+        .collect()
+}
+
+/// The profile on the wire. `lifecycle_stage` and `cooling_off` come from the engine (they
+/// depend on the policy); the rest is the store's.
 pub fn user_profile(
     user_id: String,
     p: Profile,
-    lifecycle_stage: LifecycleStage,
+    lifecycle_stage: Option<LifecycleStage>,
+    cooling_off: Vec<cooling_off::Window>,
 ) -> pb::UserProfile {
     let v = p.view;
-    let mut fatigue = v.ignored.clone();
+    let mut fatigue = v.ignored;
     fatigue.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     pb::UserProfile {
         user_id,
@@ -403,6 +472,39 @@ pub fn user_profile(
             .collect(),
         first_seen_ms: v.first_seen_ms.unwrap_or(0),
         last_active_ms: v.last_active_ms.unwrap_or(0),
+        interests: v
+            .tags
+            .into_iter()
+            .map(|t| {
+                let (source, learned_from) = match t.source {
+                    TagSource::User => (pb::TagSource::User, Vec::new()),
+                    TagSource::Learned(dims) => (pb::TagSource::Learned, dimensions(dims)),
+                };
+                pb::InterestTag {
+                    kind: tag_kind(t.kind).into(),
+                    id: t.id,
+                    label: t.label,
+                    weight: t.weight,
+                    source: source.into(),
+                    learned_from,
+                }
+            })
+            .collect(),
+        muted_categories: muted(v.fewer_categories),
+        muted_brands: muted(v.fewer_brands),
+        cooling_off: cooling_off
+            .into_iter()
+            .map(|w| pb::CoolingOff {
+                item_id: w.item_id,
+                category_id: w.category_id,
+                title: w.title,
+                bought_at_ms: w.bought_at_ms,
+                substitutes_until_ms: w.substitutes_until_ms,
+                price_drops_until_ms: w.price_drops_until_ms,
+            })
+            .collect(),
+        sensitive_categories: v.sensitive_opt_in,
+        used_recently: dimensions(p.used_recently),
     }
 }
 
@@ -424,6 +526,119 @@ pub fn consent_changes(
             Ok((d, c.granted))
         })
         .collect()
+}
+
+/// Sensitive-category opt-ins (true) and opt-outs (false) from a SetConsent request.
+pub fn sensitive_changes(req: &pb::SetConsentRequest) -> Result<Vec<(u64, bool)>, ApiError> {
+    let n = req.sensitive_categories.len();
+    if n > MAX_SENSITIVE_CHANGES {
+        return Err(ApiError::invalid(
+            "sensitive_categories",
+            format!("{n} changes, the maximum is {MAX_SENSITIVE_CHANGES}"),
+        ));
+    }
+    req.sensitive_categories
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.category_id == 0 {
+                return Err(ApiError::invalid(
+                    format!("sensitive_categories[{i}].category_id"),
+                    "is required (0 is not a category id)",
+                ));
+            }
+            Ok((c.category_id, c.granted))
+        })
+        .collect()
+}
+
+/// Interest-tag changes from an UpdateInterests request.
+pub fn interest_changes(req: pb::UpdateInterestsRequest) -> Result<Vec<InterestChange>, ApiError> {
+    let n = req.updates.len();
+    if n == 0 {
+        return Err(ApiError::invalid("updates", "is required (at least one)"));
+    }
+    if n > MAX_INTERESTS {
+        return Err(ApiError::invalid(
+            "updates",
+            format!("{n} updates, the maximum is {MAX_INTERESTS}"),
+        ));
+    }
+    let mut seen: HashMap<(TagKind, u64), usize> = HashMap::with_capacity(n);
+    let mut changes = Vec::with_capacity(n);
+    for (i, u) in req.updates.into_iter().enumerate() {
+        let field = |name: &str| format!("updates[{i}].{name}");
+        let kind = match pb::TagKind::try_from(u.kind) {
+            Ok(pb::TagKind::Category) => TagKind::Category,
+            Ok(pb::TagKind::Brand) => TagKind::Brand,
+            Ok(pb::TagKind::Unspecified) => {
+                return Err(ApiError::invalid(
+                    field("kind"),
+                    "is required (TAG_KIND_CATEGORY or TAG_KIND_BRAND)",
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError::invalid(
+                    field("kind"),
+                    format!("{} is not a known tag kind", u.kind),
+                ));
+            }
+        };
+        if u.id == 0 {
+            return Err(ApiError::invalid(
+                field("id"),
+                "is required (0 is not a category or brand id)",
+            ));
+        }
+        if let Some(first) = seen.insert((kind, u.id), i) {
+            return Err(ApiError::invalid(
+                field("id"),
+                format!("{} duplicates updates[{first}]", u.id),
+            ));
+        }
+        if !(u.weight.is_finite() && (0.0..=1.0).contains(&u.weight)) {
+            return Err(ApiError::invalid(
+                field("weight"),
+                "must be a number in [0, 1] (0 removes the tag)",
+            ));
+        }
+        if let Some(label) = &u.label {
+            max_bytes(label, MAX_LABEL_BYTES, || field("label"))?;
+        }
+        changes.push(InterestChange {
+            kind,
+            id: u.id,
+            weight: u.weight,
+            label: u.label,
+        });
+    }
+    Ok(changes)
+}
+
+/// What an Undo request takes back.
+pub fn undo(req: &pb::UndoRequest) -> Result<Undo, ApiError> {
+    use pb::UndoKind as K;
+    let make: fn(u64) -> Undo = match K::try_from(req.kind) {
+        Ok(K::BlockBrand) => Undo::BlockedBrand,
+        Ok(K::BlockShop) => Undo::BlockedShop,
+        Ok(K::NotInterested) => Undo::NotInterested,
+        Ok(K::FewerLikeThisCategory) => Undo::FewerCategory,
+        Ok(K::FewerLikeThisBrand) => Undo::FewerBrand,
+        Ok(K::Unspecified) => return Err(ApiError::invalid("kind", "is required")),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("{} is not a known undo kind", req.kind),
+            ));
+        }
+    };
+    if req.id == 0 {
+        return Err(ApiError::invalid(
+            "id",
+            "is required: the brand, shop, item or category to take back",
+        ));
+    }
+    Ok(make(req.id))
 }
 
 #[cfg(test)]
@@ -492,6 +707,194 @@ mod tests {
     }
 
     #[test]
+    fn every_avoidance_rule_names_its_field() {
+        let mut r = request(vec![candidate(1, 1.0)]);
+        r.surface = "s".repeat(MAX_NAME_BYTES + 1);
+        assert_eq!(field_of(r), "surface");
+        let with_context = |context: pb::Context| pb::RankRequest {
+            context: Some(context),
+            ..request(vec![candidate(1, 1.0)])
+        };
+        assert_eq!(
+            field_of(with_context(pb::Context {
+                region: "r".repeat(MAX_NAME_BYTES + 1),
+                ..Default::default()
+            })),
+            "context.region"
+        );
+        for offset in [841, -841, i32::MIN] {
+            assert_eq!(
+                field_of(with_context(pb::Context {
+                    utc_offset_minutes: offset,
+                    ..Default::default()
+                })),
+                "context.utc_offset_minutes"
+            );
+        }
+        let mut c = candidate(2, 1.0);
+        c.cross_platform_seen_ms = -1;
+        assert_eq!(
+            field_of(request(vec![candidate(1, 1.0), c])),
+            "candidates[1].cross_platform_seen_ms"
+        );
+    }
+
+    fn invalid_field<T: std::fmt::Debug>(r: Result<T, ApiError>) -> String {
+        match r {
+            Err(ApiError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    fn update(kind: pb::TagKind, id: u64, weight: f32) -> pb::InterestUpdate {
+        pb::InterestUpdate {
+            kind: kind.into(),
+            id,
+            weight,
+            label: None,
+        }
+    }
+
+    fn interests(updates: Vec<pb::InterestUpdate>) -> Result<Vec<InterestChange>, ApiError> {
+        interest_changes(pb::UpdateInterestsRequest {
+            user_id: "u".into(),
+            updates,
+        })
+    }
+
+    #[test]
+    fn every_profile_rule_names_its_field() {
+        use pb::TagKind as T;
+        let consent = pb::SetConsentRequest {
+            user_id: "u".into(),
+            sensitive_categories: vec![
+                pb::SensitiveConsent {
+                    category_id: 40,
+                    granted: true,
+                },
+                pb::SensitiveConsent {
+                    category_id: 0,
+                    granted: true,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            invalid_field(sensitive_changes(&consent)),
+            "sensitive_categories[1].category_id"
+        );
+        let many = pb::SetConsentRequest {
+            sensitive_categories: vec![
+                pb::SensitiveConsent {
+                    category_id: 1,
+                    granted: false,
+                };
+                MAX_SENSITIVE_CHANGES + 1
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            invalid_field(sensitive_changes(&many)),
+            "sensitive_categories"
+        );
+
+        let ok = update(T::Category, 5, 1.0);
+        assert_eq!(invalid_field(interests(vec![])), "updates");
+        let too_many = (1..=MAX_INTERESTS as u64 + 1)
+            .map(|id| update(T::Brand, id, 0.5))
+            .collect();
+        assert_eq!(invalid_field(interests(too_many)), "updates");
+        assert_eq!(
+            invalid_field(interests(vec![ok.clone(), update(T::Unspecified, 5, 1.0)])),
+            "updates[1].kind"
+        );
+        let mut unknown = ok.clone();
+        unknown.kind = 9;
+        assert_eq!(invalid_field(interests(vec![unknown])), "updates[0].kind");
+        assert_eq!(
+            invalid_field(interests(vec![ok.clone(), update(T::Brand, 0, 1.0)])),
+            "updates[1].id"
+        );
+        assert_eq!(
+            invalid_field(interests(vec![ok.clone(), ok.clone()])),
+            "updates[1].id"
+        );
+        for weight in [f32::NAN, f32::INFINITY, -0.1, 1.01] {
+            assert_eq!(
+                invalid_field(interests(vec![
+                    ok.clone(),
+                    update(T::Brand, 3, 1.0),
+                    update(T::Brand, 4, weight)
+                ])),
+                "updates[2].weight"
+            );
+        }
+        let mut long = ok.clone();
+        long.label = Some("x".repeat(MAX_LABEL_BYTES + 1));
+        assert_eq!(invalid_field(interests(vec![long])), "updates[0].label");
+
+        let undo_of = |kind: pb::UndoKind, id: u64| {
+            undo(&pb::UndoRequest {
+                user_id: "u".into(),
+                kind: kind.into(),
+                id,
+            })
+        };
+        assert_eq!(invalid_field(undo_of(pb::UndoKind::Unspecified, 3)), "kind");
+        assert_eq!(invalid_field(undo_of(pb::UndoKind::BlockShop, 0)), "id");
+        let unknown = undo(&pb::UndoRequest {
+            user_id: "u".into(),
+            kind: 99,
+            id: 3,
+        });
+        assert_eq!(invalid_field(unknown), "kind");
+    }
+
+    #[test]
+    fn valid_profile_changes_become_core_changes() {
+        let mut tea = update(pb::TagKind::Category, 5, 0.8);
+        tea.label = Some("tea".into());
+        let changes = interests(vec![tea, update(pb::TagKind::Brand, 5, 0.0)]).unwrap();
+        assert_eq!(
+            changes,
+            vec![
+                InterestChange {
+                    kind: TagKind::Category,
+                    id: 5,
+                    weight: 0.8,
+                    label: Some("tea".into()),
+                },
+                InterestChange {
+                    kind: TagKind::Brand,
+                    id: 5,
+                    weight: 0.0,
+                    label: None,
+                },
+            ]
+        );
+        let cases = [
+            (pb::UndoKind::BlockBrand, Undo::BlockedBrand(7)),
+            (pb::UndoKind::BlockShop, Undo::BlockedShop(7)),
+            (pb::UndoKind::NotInterested, Undo::NotInterested(7)),
+            (pb::UndoKind::FewerLikeThisCategory, Undo::FewerCategory(7)),
+            (pb::UndoKind::FewerLikeThisBrand, Undo::FewerBrand(7)),
+        ];
+        for (kind, want) in cases {
+            let req = pb::UndoRequest {
+                user_id: "u".into(),
+                kind: kind.into(),
+                id: 7,
+            };
+            assert_eq!(undo(&req).unwrap(), want);
+        }
+        assert_eq!(lifecycle(None), pb::LifecycleStage::Unspecified);
+        assert_eq!(
+            lifecycle(Some(LifecycleStage::Churned)),
+            pb::LifecycleStage::Churned
+        );
+    }
+
+    #[test]
     fn a_valid_request_becomes_one_embedding_matrix() {
         let mut a = candidate(1, 1.0);
         a.embedding = vec![1.0, 2.0];
@@ -510,6 +913,26 @@ mod tests {
                 .evidence
                 .contains(DataDimension::Browsing)
         );
+    }
+
+    #[test]
+    fn surface_region_offset_and_cross_platform_time_reach_the_core() {
+        let mut c = candidate(1, 1.0);
+        c.cross_platform_seen_ms = 1234;
+        let req = pb::RankRequest {
+            surface: "post_purchase".into(),
+            context: Some(pb::Context {
+                region: "CN-31".into(),
+                utc_offset_minutes: -840,
+                ..Default::default()
+            }),
+            ..request(vec![c])
+        };
+        let call = rank_call(req, &Limits::default(), 1, None).unwrap();
+        assert_eq!(call.input.surface, "post_purchase");
+        assert_eq!(call.input.region, "CN-31");
+        assert_eq!(call.input.utc_offset_minutes, -840);
+        assert_eq!(call.input.candidates[0].cross_platform_seen_ms, 1234);
     }
 
     #[test]
@@ -532,5 +955,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(event(&e, 9, &limits).unwrap().at_ms, 9);
+        let e = pb::Event {
+            user_id: "u".into(),
+            r#type: pb::EventType::Purchase as i32,
+            item_id: 3,
+            title: "Pixel 9".into(),
+            ..Default::default()
+        };
+        assert_eq!(event(&e, 9, &limits).unwrap().title, "Pixel 9");
     }
 }

@@ -4,7 +4,7 @@
 use tonic::Status;
 
 use crate::engine::{Degraded, RankError};
-use crate::state::StateError;
+use crate::state::{RecordError, StateError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -23,6 +23,17 @@ impl ApiError {
         Self::InvalidArgument {
             field: field.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl From<RecordError> for ApiError {
+    /// A change the store refused: bad input names its field; an unavailable store is
+    /// retryable.
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Invalid(e) => Self::invalid(e.field, e.message),
+            RecordError::Unavailable(e) => e.into(),
         }
     }
 }

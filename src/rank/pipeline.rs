@@ -12,9 +12,10 @@ use std::time::Instant;
 use ndarray::Array1;
 use rayon::prelude::*;
 
+use super::stages::HardRules;
 use super::types::{
-    Candidate, Component, DropRule, Dropped, LifecycleStage, RankInput, RankedItem, Ranking,
-    Reason, ReasonCode,
+    Avoidance, Candidate, Component, DimensionSet, DropRule, Dropped, LifecycleStage, RankInput,
+    RankedItem, Ranking, Reason, ReasonCode,
 };
 use super::user::{LifecycleThresholds, UserView};
 
@@ -254,6 +255,17 @@ pub struct Pick {
     pub promoted: bool,
 }
 
+/// A boost's cause, offered to the explain stage: the strongest one names the item's reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cause {
+    pub code: ReasonCode,
+    pub text: String,
+    /// The data dimensions the cause relied on (all consented).
+    pub dimensions: DimensionSet,
+    /// The boost it gave; a stronger cause replaces a weaker one.
+    pub strength: f32,
+}
+
 /// The working state of one ranking, shared by its stages.
 pub struct Slate<'a> {
     pub input: &'a RankInput,
@@ -268,6 +280,16 @@ pub struct Slate<'a> {
     pub picks: Vec<Pick>,
     /// One reason per pick, filled by the explain stage.
     pub reasons: Vec<Reason>,
+    /// Per candidate: the strongest boost's cause, if a boosting stage gave one.
+    pub causes: Vec<Option<Cause>>,
+    /// Scales `suggested_k` (overload and lifecycle rules lower it).
+    pub k_factor: f32,
+    /// Caps `suggested_k` (lifecycle rules: no flood for returning users).
+    pub k_max: Option<usize>,
+    /// Scales the diversity weight for this user (overload and lifecycle rules raise it).
+    pub diversity_scale: f32,
+    /// What the avoidance rules did, counted as they do it.
+    pub avoidance: Avoidance,
     pub parallelism: Parallelism,
 }
 
@@ -282,6 +304,11 @@ impl<'a> Slate<'a> {
             components: Vec::new(),
             picks: Vec::new(),
             reasons: Vec::new(),
+            causes: vec![None; n],
+            k_factor: 1.0,
+            k_max: None,
+            diversity_scale: 1.0,
+            avoidance: Avoidance::default(),
             parallelism,
         }
     }
@@ -294,11 +321,20 @@ impl<'a> Slate<'a> {
         self.input.candidates.is_empty()
     }
 
-    /// Adds a column to every candidate's score. An all-zero column is not recorded.
+    /// Adds a column to every candidate's score. An all-zero column is not recorded. A
+    /// penalty is counted (in [`Slate::avoidance`]) for every surviving candidate it lowers.
     pub fn add_component(&mut self, component: Component, values: Array1<f32>) {
         debug_assert_eq!(values.len(), self.len());
         if values.iter().all(|v| *v == 0.0) {
             return;
+        }
+        if let Some(k) = Component::PENALTIES.iter().position(|c| *c == component) {
+            let lowered = values
+                .iter()
+                .zip(&self.dropped)
+                .filter(|(v, d)| **v < 0.0 && d.is_none())
+                .count();
+            self.avoidance.penalised[k] += lowered as u32;
         }
         self.score += &values;
         if self.input.explain {
@@ -306,9 +342,23 @@ impl<'a> Slate<'a> {
         }
     }
 
-    /// Removes a candidate by a hard rule; the first rule to remove it is the one reported.
+    /// Removes a candidate by a hard rule; the first rule to remove it is the one reported
+    /// (and counted).
     pub fn drop_candidate(&mut self, index: usize, rule: DropRule) {
-        self.dropped[index].get_or_insert(rule);
+        if self.dropped[index].is_none() {
+            self.dropped[index] = Some(rule);
+            if let Some(k) = DropRule::ALL.iter().position(|r| *r == rule) {
+                self.avoidance.dropped[k] += 1;
+            }
+        }
+    }
+
+    /// Offers a cause for a candidate's boost; the strongest offered wins.
+    pub fn offer_cause(&mut self, index: usize, cause: Cause) {
+        let slot = &mut self.causes[index];
+        if slot.as_ref().is_none_or(|c| cause.strength > c.strength) {
+            *slot = Some(cause);
+        }
     }
 
     /// Drops every candidate for which `rule` names a hard rule.
@@ -336,9 +386,10 @@ pub struct Pipeline {
     /// e.g. "default@1": reported in every response.
     version: String,
     stages: Vec<Box<dyn Stage>>,
-    /// Whether explicit feedback and consent remove candidates; a fail-open answer applies
-    /// them too, because they are the user's own words.
-    hard_rules: bool,
+    /// The rules that remove candidates whatever else happens (explicit feedback, consent,
+    /// sensitive categories); a fail-open answer applies them too, because they are the
+    /// user's own words. `None` for the identity baseline.
+    hard_rules: Option<HardRules>,
     lifecycle: LifecycleThresholds,
     parallelism: Parallelism,
 }
@@ -347,7 +398,7 @@ impl Pipeline {
     pub fn new(
         version: String,
         stages: Vec<Box<dyn Stage>>,
-        hard_rules: bool,
+        hard_rules: Option<HardRules>,
         lifecycle: LifecycleThresholds,
         parallelism: Parallelism,
     ) -> Self {
@@ -364,21 +415,33 @@ impl Pipeline {
         &self.version
     }
 
-    /// The user's lifecycle stage under this policy's thresholds.
-    pub fn lifecycle_of(&self, user: &UserView, now_ms: i64) -> LifecycleStage {
-        user.lifecycle(now_ms, &self.lifecycle)
+    /// The user's lifecycle stage under this policy's thresholds; `None` when
+    /// personalisation is off (the stage is learned from activity).
+    pub fn lifecycle_of(&self, user: &UserView, now_ms: i64) -> Option<LifecycleStage> {
+        user.consent
+            .personalization
+            .then(|| user.lifecycle(now_ms, &self.lifecycle))
     }
 
     pub fn stage_names(&self) -> Vec<&'static str> {
         self.stages.iter().map(|s| s.name()).collect()
     }
 
+    /// Runs the stages. With personalisation off, the stages see only the user's explicit
+    /// words and consent: whatever else the state holds cannot change the answer.
     pub fn run(
         &self,
         input: &RankInput,
         user: &UserView,
         deadline: &Deadline,
     ) -> Result<Ranking, Interrupted> {
+        let explicit_only;
+        let user = if user.consent.personalization {
+            user
+        } else {
+            explicit_only = user.explicit_only();
+            &explicit_only
+        };
         let mut slate = Slate::new(input, user, self.parallelism);
         for stage in &self.stages {
             deadline.check(stage.name())?;
@@ -392,8 +455,8 @@ impl Pipeline {
     /// interrupted, so it is safe to compute after a deadline has passed.
     pub fn fail_open(&self, input: &RankInput, user: &UserView) -> Ranking {
         let mut slate = Slate::new(input, user, Parallelism::SEQUENTIAL);
-        if self.hard_rules {
-            slate.drop_by(super::stages::hard_rule);
+        if let Some(rules) = &self.hard_rules {
+            slate.drop_by(|c, u| rules.rule_for(c, u));
         }
         // Upstream selection has no deadline checks, so it cannot be interrupted.
         let _ = super::stages::order::Upstream.apply(&mut slate, &Deadline::none());
@@ -446,7 +509,7 @@ impl Pipeline {
                         Dropped {
                             item_id: c.item_id,
                             rule,
-                            detail: super::stages::drop_detail(rule, c, slate.user),
+                            detail: super::stages::drop_detail(rule, c, slate.user, input),
                         }
                     })
                 })
@@ -454,11 +517,20 @@ impl Pipeline {
         } else {
             Vec::new()
         };
+        let mut suggested_k = items.len();
+        if suggested_k > 0 {
+            let scaled = (suggested_k as f32 * slate.k_factor.clamp(0.0, 1.0)).round() as usize;
+            suggested_k = scaled
+                .max(1)
+                .min(slate.k_max.unwrap_or(usize::MAX).max(1))
+                .min(suggested_k);
+        }
         Ranking {
-            suggested_k: items.len(),
+            suggested_k,
             items,
             dropped,
             lifecycle: self.lifecycle_of(slate.user, input.now_ms),
+            avoidance: slate.avoidance,
         }
     }
 }
@@ -500,7 +572,7 @@ mod tests {
         let p = Pipeline::new(
             "t@1".into(),
             vec![Box::new(Stall), Box::new(Never)],
-            true,
+            Some(HardRules::default()),
             LifecycleThresholds::default(),
             Parallelism::SEQUENTIAL,
         );

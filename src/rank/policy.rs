@@ -10,15 +10,22 @@ use serde::Deserialize;
 
 use super::pipeline::{Parallelism, Pipeline, Stage};
 use super::stages::{
-    consent::ConsentGate,
+    HardRules,
+    caps::{CapParams, FrequencyCap},
+    complements::{ComplementParams, Complements},
+    consent::{ConsentDiscount, ConsentGate, ConsentParams, TooSoon},
+    context::{Context, ContextParams},
+    cooling_off::{CoolingOff, CoolingOffParams},
     explain::Explain,
     fatigue::{Fatigue, FatigueParams},
     feedback::{ExplicitFeedback, FewerLikeThis, FewerLikeThisParams},
+    interests::{InterestParams, Interests},
+    lifecycle::{Lifecycle, LifecycleParams},
     mmr::{DiversityParams, Mmr},
     order::{ByScore, Upstream},
+    overload::{Overload, OverloadParams},
     relevance::Relevance,
 };
-use super::user::LifecycleThresholds;
 
 pub const DEFAULT_POLICY: &str = "default";
 pub const IDENTITY_POLICY: &str = "identity";
@@ -43,24 +50,38 @@ pub struct Policy {
     /// Explicit feedback and consent remove candidates. Only the identity baseline turns this
     /// off.
     pub hard_rules: bool,
+    pub consent: ConsentParams,
+    pub caps: CapParams,
+    pub cooling_off: CoolingOffParams,
+    pub overload: OverloadParams,
+    pub lifecycle: LifecycleParams,
     pub fatigue: FatigueParams,
     pub fewer_like_this: FewerLikeThisParams,
+    pub complements: ComplementParams,
+    pub interests: InterestParams,
+    pub context: ContextParams,
     pub selection: Selection,
     pub diversity: DiversityParams,
-    pub lifecycle: LifecycleThresholds,
 }
 
 impl Default for Policy {
     /// The full tactful policy.
     fn default() -> Self {
         Self {
-            version: 1,
+            version: 2,
             hard_rules: true,
+            consent: ConsentParams::default(),
+            caps: CapParams::default(),
+            cooling_off: CoolingOffParams::default(),
+            overload: OverloadParams::default(),
+            lifecycle: LifecycleParams::default(),
             fatigue: FatigueParams::default(),
             fewer_like_this: FewerLikeThisParams::default(),
+            complements: ComplementParams::default(),
+            interests: InterestParams::default(),
+            context: ContextParams::default(),
             selection: Selection::Mmr,
             diversity: DiversityParams::default(),
-            lifecycle: LifecycleThresholds::default(),
         }
     }
 }
@@ -76,19 +97,20 @@ pub struct PolicyError {
 impl Policy {
     /// Upstream order, no rules: the baseline.
     pub fn identity() -> Self {
-        Self {
+        let mut p = Self {
             hard_rules: false,
-            fatigue: FatigueParams {
-                enabled: false,
-                ..Default::default()
-            },
-            fewer_like_this: FewerLikeThisParams {
-                enabled: false,
-                ..Default::default()
-            },
             selection: Selection::Upstream,
             ..Default::default()
-        }
+        };
+        p.caps.enabled = false;
+        p.cooling_off.enabled = false;
+        p.overload.enabled = false;
+        p.lifecycle.enabled = false;
+        p.fatigue.enabled = false;
+        p.fewer_like_this.enabled = false;
+        p.complements.enabled = false;
+        p.interests.enabled = false;
+        p
     }
 
     pub fn validate(&self, name: &str) -> Result<(), PolicyError> {
@@ -100,52 +122,109 @@ impl Policy {
         };
         let weight = |v: f32| v.is_finite() && (0.0..=10.0).contains(&v);
         let unit = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
-        if !weight(self.fatigue.weight) {
-            return err("fatigue.weight", "must be a number from 0 to 10");
+        for (field, v) in [
+            ("fatigue.weight", self.fatigue.weight),
+            ("fatigue.group_weight", self.fatigue.group_weight),
+            ("fewer_like_this.weight", self.fewer_like_this.weight),
+            ("diversity.weight", self.diversity.weight),
+            ("consent.mixed_discount", self.consent.mixed_discount),
+            ("consent.too_soon_weight", self.consent.too_soon_weight),
+            ("complements.weight", self.complements.weight),
+            ("interests.weight", self.interests.weight),
+            ("overload.diversity_factor", self.overload.diversity_factor),
+        ] {
+            if !weight(v) {
+                return err(field, "must be a number from 0 to 10");
+            }
         }
-        if !(self.fatigue.saturation.is_finite() && self.fatigue.saturation > 0.0) {
-            return err("fatigue.saturation", "must be a number above 0");
-        }
-        if !weight(self.fewer_like_this.weight) {
-            return err("fewer_like_this.weight", "must be a number from 0 to 10");
-        }
-        if !weight(self.diversity.weight) {
-            return err("diversity.weight", "must be a number from 0 to 10");
+        for (field, v) in [
+            ("fatigue.saturation", self.fatigue.saturation),
+            ("fatigue.group_saturation", self.fatigue.group_saturation),
+            ("overload.min_impressions", self.overload.min_impressions),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return err(field, "must be a number above 0");
+            }
         }
         for (field, v) in [
             ("diversity.same_category", self.diversity.same_category),
             ("diversity.same_brand", self.diversity.same_brand),
             ("diversity.same_shop", self.diversity.same_shop),
+            (
+                "overload.max_engagement_rate",
+                self.overload.max_engagement_rate,
+            ),
         ] {
             if !unit(v) {
                 return err(field, "must be a number from 0 to 1");
             }
         }
-        let l = &self.lifecycle;
-        if l.silent_after_days >= l.churned_after_days {
-            return err(
-                "lifecycle.silent_after_days",
-                "must be below lifecycle.churned_after_days",
-            );
+        if !(unit(self.overload.k_factor) && self.overload.k_factor > 0.0) {
+            return err("overload.k_factor", "must be above 0 and at most 1");
+        }
+        let hours = self.consent.too_soon_hours;
+        if !(hours.is_finite() && (0.0..=24.0 * 365.0).contains(&hours)) {
+            return err("consent.too_soon_hours", "must be from 0 to 8760");
+        }
+        for check in [
+            self.caps.validate(),
+            self.cooling_off.validate(),
+            self.complements.validate(),
+            self.lifecycle.validate(),
+            self.context.validate(),
+        ] {
+            if let Err((field, message)) = check {
+                return err(&field, &message);
+            }
         }
         Ok(())
     }
 
-    /// The stages this policy runs, in order.
+    /// The stages this policy runs, in order (see `stages/mod.rs` for why this order).
     pub fn pipeline(&self, name: &str, parallelism: Parallelism) -> Pipeline {
+        let mut sensitive = self.consent.sensitive_categories.clone();
+        sensitive.sort_unstable();
+        sensitive.dedup();
         let mut stages: Vec<Box<dyn Stage>> = Vec::new();
         if self.hard_rules {
             stages.push(Box::new(ExplicitFeedback));
-            stages.push(Box::new(ConsentGate));
+            stages.push(Box::new(ConsentGate {
+                sensitive_categories: sensitive.clone(),
+            }));
+        }
+        if self.caps.enabled {
+            stages.push(Box::new(FrequencyCap(self.caps.clone())));
+        }
+        if self.cooling_off.enabled {
+            stages.push(Box::new(CoolingOff(self.cooling_off.clone())));
+        }
+        if self.overload.enabled {
+            stages.push(Box::new(Overload(self.overload.clone())));
+        }
+        if self.lifecycle.enabled {
+            stages.push(Box::new(Lifecycle(self.lifecycle.clone())));
         }
         if self.selection != Selection::Upstream {
             stages.push(Box::new(Relevance));
+            if self.hard_rules {
+                stages.push(Box::new(ConsentDiscount(self.consent.mixed_discount)));
+                stages.push(Box::new(TooSoon::new(&self.consent)));
+            }
         }
         if self.fatigue.enabled {
             stages.push(Box::new(Fatigue(self.fatigue.clone())));
         }
         if self.fewer_like_this.enabled {
             stages.push(Box::new(FewerLikeThis(self.fewer_like_this.clone())));
+        }
+        if self.complements.enabled {
+            stages.push(Box::new(Complements(self.complements.clone())));
+        }
+        if self.interests.enabled {
+            stages.push(Box::new(Interests(self.interests.clone())));
+        }
+        if !self.context.rules.is_empty() {
+            stages.push(Box::new(Context::new(&self.context)));
         }
         match self.selection {
             Selection::Mmr => stages.push(Box::new(Mmr(self.diversity.clone()))),
@@ -158,8 +237,10 @@ impl Policy {
         Pipeline::new(
             format!("{name}@{}", self.version),
             stages,
-            self.hard_rules,
-            self.lifecycle.clone(),
+            self.hard_rules.then_some(HardRules {
+                sensitive_categories: sensitive,
+            }),
+            self.lifecycle.thresholds(),
             parallelism,
         )
     }
@@ -168,6 +249,8 @@ impl Policy {
 /// The named pipelines a server can run.
 pub struct Policies {
     pipelines: BTreeMap<String, Arc<Pipeline>>,
+    /// The settings each configured or built-in pipeline was built from.
+    settings: BTreeMap<String, Policy>,
 }
 
 impl Policies {
@@ -203,13 +286,27 @@ impl Policies {
             all.insert(name.clone(), policy.clone());
         }
         let pipelines = all
-            .into_iter()
+            .iter()
             .map(|(name, policy)| {
-                let pipeline = Arc::new(policy.pipeline(&name, parallelism));
-                (name, pipeline)
+                let pipeline = Arc::new(policy.pipeline(name, parallelism));
+                (name.clone(), pipeline)
             })
             .collect();
-        Ok(Self { pipelines })
+        Ok(Self {
+            pipelines,
+            settings: all,
+        })
+    }
+
+    /// The settings of a built-in or configured policy (not of one inserted as a pipeline);
+    /// the empty name means `default`.
+    pub fn settings(&self, name: &str) -> Option<&Policy> {
+        let name = if name.is_empty() {
+            DEFAULT_POLICY
+        } else {
+            name
+        };
+        self.settings.get(name)
     }
 
     /// Registers a pipeline under `name`, e.g. one with custom stages when tactful is embedded
@@ -222,6 +319,7 @@ impl Policies {
             });
         }
         self.pipelines.insert(name.to_owned(), Arc::new(pipeline));
+        self.settings.remove(name);
         Ok(())
     }
 
@@ -252,15 +350,23 @@ mod tests {
             vec![
                 "explicit_feedback",
                 "consent",
+                "frequency_cap",
+                "cooling_off",
+                "overload",
+                "lifecycle",
                 "relevance",
+                "consent_discount",
+                "too_soon",
                 "fatigue",
                 "fewer_like_this",
+                "complements",
+                "interests",
                 "mmr",
                 "explain"
             ]
         );
         assert_eq!(p.get("identity").unwrap().stage_names(), vec!["upstream"]);
-        assert_eq!(p.get("default").unwrap().version(), "default@1");
+        assert_eq!(p.get("default").unwrap().version(), "default@2");
         assert!(p.get("nope").is_none());
     }
 

@@ -124,6 +124,20 @@ impl DimensionSet {
         self.0 == 0
     }
 
+    /// The raw bit set, for compact storage.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set from [`DimensionSet::bits`]; unknown bits are dropped.
+    pub fn from_bits(bits: u16) -> Self {
+        Self(
+            bits & DataDimension::ALL
+                .iter()
+                .fold(0, |m, d| m | 1 << (*d as u8)),
+        )
+    }
+
     pub fn intersection(self, other: Self) -> Self {
         Self(self.0 & other.0)
     }
@@ -196,6 +210,12 @@ impl Consent {
         dims.intersection(usable)
     }
 
+    /// The same consent with `d` granted too.
+    pub fn grant(mut self, d: DataDimension) -> Self {
+        self.granted.insert(d);
+        self
+    }
+
     /// Applies a per-request override; it can only make consent stricter.
     pub fn restrict(self, denied: DimensionSet, personalization_off: bool) -> Self {
         Self {
@@ -234,6 +254,9 @@ pub struct Candidate {
     /// The user's item that led here ("because you favourited X"); 0 = none.
     pub anchor_item_id: u64,
     pub anchor_title: String,
+    /// When the cross-platform signal behind this candidate was observed, if the recommender
+    /// knows; 0 = unknown. Young cross-platform evidence is "too soon" to act on.
+    pub cross_platform_seen_ms: i64,
 }
 
 /// Reason texts come in these languages.
@@ -270,6 +293,12 @@ pub struct RankInput {
     pub locale: Locale,
     /// The request's clock, unix milliseconds.
     pub now_ms: i64,
+    /// Where the list is shown, e.g. "home_feed": frequency caps are set per surface.
+    pub surface: String,
+    /// The caller's region, e.g. "CN-31". Location data: used only with location consent.
+    pub region: String,
+    /// The user's offset from UTC in minutes, for time-of-day and day-type rules.
+    pub utc_offset_minutes: i32,
 }
 
 impl RankInput {
@@ -290,15 +319,38 @@ pub enum DropRule {
     BlockedBrand,
     BlockedShop,
     Consent,
+    /// Shown too often on this surface lately.
+    FrequencyCap,
+    /// A substitute for, or a cheaper offer of, something the user just bought.
+    CoolingOff,
+    /// A sensitive category the user has not opted in to.
+    Sensitive,
+    /// A sponsored item held back while the user is overloaded.
+    Overload,
 }
 
 impl DropRule {
+    pub const ALL: [DropRule; 8] = [
+        Self::NotInterested,
+        Self::BlockedBrand,
+        Self::BlockedShop,
+        Self::Consent,
+        Self::FrequencyCap,
+        Self::CoolingOff,
+        Self::Sensitive,
+        Self::Overload,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::NotInterested => "not_interested",
             Self::BlockedBrand => "blocked_brand",
             Self::BlockedShop => "blocked_shop",
             Self::Consent => "consent",
+            Self::FrequencyCap => "frequency_cap",
+            Self::CoolingOff => "cooling_off",
+            Self::Sensitive => "sensitive",
+            Self::Overload => "overload",
         }
     }
 }
@@ -314,15 +366,49 @@ pub enum Component {
     FewerLikeThis,
     /// Similarity to items already placed above (MMR).
     Diversity,
+    /// A substitute for something the user just bought (penalty mode of cooling-off).
+    CoolingOff,
+    /// Goes with something the user just bought.
+    Complement,
+    /// Part of the candidate's evidence is data the user has not consented to.
+    ConsentDiscount,
+    /// Cross-platform evidence younger than the policy's delay.
+    TooSoon,
+    /// Matches one of the user's interest tags.
+    Interest,
+    /// Popularity, weighted by the user's lifecycle stage (new and returning users).
+    Popularity,
+    /// A time-of-day, day-type or region rule of the policy.
+    Context,
+    /// Shown again to a silent or churned user: no repeated pushes.
+    Repeat,
 }
 
 impl Component {
+    /// The components that lower an item: what the avoidance counters count.
+    pub const PENALTIES: [Component; 6] = [
+        Self::Fatigue,
+        Self::FewerLikeThis,
+        Self::CoolingOff,
+        Self::ConsentDiscount,
+        Self::TooSoon,
+        Self::Repeat,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Relevance => "relevance",
             Self::Fatigue => "fatigue",
             Self::FewerLikeThis => "fewer_like_this",
             Self::Diversity => "diversity",
+            Self::CoolingOff => "cooling_off",
+            Self::Complement => "complement",
+            Self::ConsentDiscount => "consent_discount",
+            Self::TooSoon => "too_soon",
+            Self::Interest => "interest",
+            Self::Popularity => "popularity",
+            Self::Context => "context",
+            Self::Repeat => "repeat",
         }
     }
 }
@@ -343,6 +429,12 @@ pub enum ReasonCode {
     Upstream,
     Nearby,
     Social,
+    /// Goes with something the user just bought.
+    Complement,
+    /// Matches one of the user's interest tags.
+    Interest,
+    /// A time-of-day or day-type rule ("popular this evening").
+    Context,
 }
 
 /// Why an item is shown, in plain words, with the data it relied on.
@@ -375,6 +467,29 @@ pub struct Dropped {
     pub detail: String,
 }
 
+/// What the avoidance rules did in one ranking: candidates each hard rule removed and
+/// candidates each penalty lowered. Kept for every ranking (not only when explaining) so that
+/// metrics and the replay evaluation can count avoidance next to relevance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Avoidance {
+    /// Indexed like [`DropRule::ALL`].
+    pub dropped: [u32; DropRule::ALL.len()],
+    /// Indexed like [`Component::PENALTIES`].
+    pub penalised: [u32; Component::PENALTIES.len()],
+}
+
+impl Avoidance {
+    pub fn dropped_by(&self, rule: DropRule) -> u32 {
+        let i = DropRule::ALL.iter().position(|r| *r == rule);
+        i.map_or(0, |i| self.dropped[i])
+    }
+
+    pub fn penalised_by(&self, component: Component) -> u32 {
+        let i = Component::PENALTIES.iter().position(|c| *c == component);
+        i.map_or(0, |i| self.penalised[i])
+    }
+}
+
 /// What the pipeline returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranking {
@@ -383,7 +498,9 @@ pub struct Ranking {
     pub dropped: Vec<Dropped>,
     /// How many items this user should be shown now.
     pub suggested_k: usize,
-    pub lifecycle: LifecycleStage,
+    /// `None` when personalisation is off: the stage is derived from the user's activity.
+    pub lifecycle: Option<LifecycleStage>,
+    pub avoidance: Avoidance,
 }
 
 #[cfg(test)]

@@ -4,11 +4,74 @@
 //! is held while scoring. Lookups are binary searches over small sorted vectors: a user holds
 //! at most a few hundred entries, and copying them is cheaper than any shared structure.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::types::{Consent, LifecycleStage};
+use super::types::{Candidate, Consent, DimensionSet, LifecycleStage};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How many impression times are kept per item: the largest frequency cap a policy may set.
+pub const SHOWN_TIMES: usize = 8;
+
+/// A purchase, kept for cooling-off windows and complements.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Purchase {
+    pub item_id: u64,
+    pub category_id: u64,
+    pub brand_id: u64,
+    pub price: f32,
+    pub at_ms: i64,
+    /// The item's title when the event carried one: "goes with your new {title}".
+    pub title: String,
+}
+
+/// Something the user was seen looking at on another app or site (a cross-platform signal).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Sighting {
+    pub item_id: u64,
+    pub category_id: u64,
+    pub at_ms: i64,
+}
+
+/// What an interest tag is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagKind {
+    Category,
+    Brand,
+}
+
+/// An interest tag the user set or re-weighted. Weight 0 means the user removed it, which also
+/// hides a tag learned for the same subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interest {
+    pub kind: TagKind,
+    pub id: u64,
+    /// In [0, 1].
+    pub weight: f32,
+    /// The user's words for it, e.g. "trail running"; may be empty.
+    pub label: String,
+}
+
+/// Where an interest tag comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagSource {
+    /// The user added or re-weighted it.
+    User,
+    /// Learned from behaviour of these (consented) kinds.
+    Learned(DimensionSet),
+}
+
+/// An interest tag in force for a ranking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tag {
+    pub kind: TagKind,
+    pub id: u64,
+    pub label: String,
+    /// In (0, 1].
+    pub weight: f32,
+    pub source: TagSource,
+}
 
 /// What the core knows of the user at the moment of the request.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +94,25 @@ pub struct UserView {
     pub first_seen_ms: Option<i64>,
     /// Latest engagement (not mere impressions): clicks, carts, favourites, purchases, searches.
     pub last_active_ms: Option<i64>,
+    /// Sorted by item: unix seconds of its latest impressions, newest first, 0 = none.
+    pub shown: Vec<(u64, [u32; SHOWN_TIMES])>,
+    /// Sorted by category: impressions without engagement, decayed to now.
+    pub ignored_categories: Vec<(u64, f32)>,
+    /// Sorted by brand: impressions without engagement, decayed to now.
+    pub ignored_brands: Vec<(u64, f32)>,
+    /// Impressions in the last minutes, decayed (overload detection).
+    pub recent_impressions: f32,
+    /// Engagements in the last minutes, decayed (overload detection).
+    pub recent_engagements: f32,
+    /// Recent purchases, oldest first.
+    pub purchases: Vec<Purchase>,
+    /// Recent cross-platform sightings, oldest first.
+    pub sightings: Vec<Sighting>,
+    /// Interest tags in force (the user's and those learned), sorted by (kind, id). Empty when
+    /// personalisation is off.
+    pub tags: Vec<Tag>,
+    /// Sorted sensitive categories the user opted in to.
+    pub sensitive_opt_in: Vec<u64>,
 }
 
 impl UserView {
@@ -46,7 +128,85 @@ impl UserView {
             fewer_brands: Vec::new(),
             first_seen_ms: None,
             last_active_ms: None,
+            shown: Vec::new(),
+            ignored_categories: Vec::new(),
+            ignored_brands: Vec::new(),
+            recent_impressions: 0.0,
+            recent_engagements: 0.0,
+            purchases: Vec::new(),
+            sightings: Vec::new(),
+            tags: Vec::new(),
+            sensitive_opt_in: Vec::new(),
         }
+    }
+
+    /// The same view with everything learned from behaviour left out: what a ranking with
+    /// personalisation off may see. Only the user's explicit words (blocks, "not interested",
+    /// "fewer like this") and consent remain, because they are instructions, not data about
+    /// the user.
+    pub fn explicit_only(&self) -> Self {
+        Self {
+            consent: self.consent,
+            not_interested: self.not_interested.clone(),
+            blocked_brands: self.blocked_brands.clone(),
+            blocked_shops: self.blocked_shops.clone(),
+            fewer_categories: self.fewer_categories.clone(),
+            fewer_brands: self.fewer_brands.clone(),
+            sensitive_opt_in: self.sensitive_opt_in.clone(),
+            ..Self::unknown(self.consent)
+        }
+    }
+
+    /// Impressions of the item at or after `since_ms`.
+    pub fn shown_since(&self, item_id: u64, since_ms: i64) -> usize {
+        let Ok(i) = self.shown.binary_search_by_key(&item_id, |(k, _)| *k) else {
+            return 0;
+        };
+        let since_s = since_ms.div_euclid(1000);
+        self.shown[i]
+            .1
+            .iter()
+            .take_while(|t| **t != 0 && i64::from(**t) >= since_s)
+            .count()
+    }
+
+    /// Decayed ignored impressions of the item's category and brand, the larger of the two.
+    pub fn ignored_group(&self, category_id: u64, brand_id: u64) -> f32 {
+        let c = if category_id == 0 {
+            0.0
+        } else {
+            lookup(&self.ignored_categories, category_id)
+        };
+        let b = if brand_id == 0 {
+            0.0
+        } else {
+            lookup(&self.ignored_brands, brand_id)
+        };
+        c.max(b)
+    }
+
+    /// The strongest interest tag that matches the candidate, if any.
+    pub fn matching_tag(&self, c: &Candidate) -> Option<&Tag> {
+        let find = |kind: TagKind, id: u64| {
+            if id == 0 {
+                return None;
+            }
+            self.tags
+                .binary_search_by(|t| (t.kind, t.id).cmp(&(kind, id)))
+                .ok()
+                .map(|i| &self.tags[i])
+        };
+        match (
+            find(TagKind::Category, c.category_id),
+            find(TagKind::Brand, c.brand_id),
+        ) {
+            (Some(a), Some(b)) => Some(if b.weight > a.weight { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn opted_in_sensitive(&self, category_id: u64) -> bool {
+        self.sensitive_opt_in.binary_search(&category_id).is_ok()
     }
 
     pub fn is_not_interested(&self, item_id: u64) -> bool {

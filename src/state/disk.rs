@@ -8,7 +8,8 @@
 //! Replay is exact, not approximate: each snapshot row carries the seq that was next when the
 //! row was captured (under the user's lock), and replay skips that user's ops below it.
 //!
-//! Files: `secret` (the user-key secret, 0600), `wal-*.log`, `snapshot-*.tbl`.
+//! Files: `format` (the layout version of everything here), `secret` (the user-key secret,
+//! 0600), `wal-*.log`, `snapshot-*.tbl`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -73,9 +74,57 @@ fn load_secret(dir: &Path) -> Result<[u8; 16], StateError> {
     }
 }
 
+/// The layout of the log records and snapshot rows this build writes. Log frames carry no
+/// version of their own, so a directory written by another layout must be refused as a whole:
+/// read with the wrong layout, a record would look torn and everything after it would be lost.
+pub const DATA_FORMAT: u32 = 2;
+
+/// Refuses a data directory written in another layout; marks a new one with this build's.
+fn check_format(dir: &Path) -> Result<(), StateError> {
+    let path = dir.join("format");
+    match fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(DATA_FORMAT) => Ok(()),
+            Ok(other) => Err(StateError::Corrupt(format!(
+                "{} holds data format {other}; this build reads format {DATA_FORMAT}. Start \
+                 with an empty --data-dir (users' state is then rebuilt from new events) or \
+                 run the release that wrote it",
+                dir.display()
+            ))),
+            Err(_) => Err(StateError::Corrupt(format!(
+                "{}: expected a format number",
+                path.display()
+            ))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let written_before = fs::read_dir(dir)
+                .map_err(|e| StateError::io(dir, e))?
+                .filter_map(Result::ok)
+                .any(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.starts_with("wal-") || name.starts_with("snapshot-")
+                });
+            if written_before {
+                return Err(StateError::Corrupt(format!(
+                    "{} holds data from a release before format {DATA_FORMAT}; start with an \
+                     empty --data-dir or run the release that wrote it",
+                    dir.display()
+                )));
+            }
+            fs::write(&path, format!("{DATA_FORMAT}\n"))
+                .and_then(|()| fs::File::open(&path)?.sync_all())
+                .map_err(|e| StateError::io(&path, e))?;
+            wal::sync_dir(dir)
+        }
+        Err(e) => Err(StateError::io(&path, e)),
+    }
+}
+
 impl Disk {
     pub(super) fn recover(dir: &Path, cfg: &StateConfig) -> Result<Recovered, StateError> {
         fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
+        check_format(dir)?;
         let keyer = Keyer::new(load_secret(dir)?);
         let table = Table::open_latest(dir)?;
         let base = table.base_seq();

@@ -65,6 +65,9 @@ impl EventKind {
     }
 }
 
+/// The longest purchase title kept, in bytes.
+pub const MAX_TITLE_BYTES: usize = 200;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Unix milliseconds.
@@ -79,6 +82,8 @@ pub struct Event {
     pub source: Option<DataDimension>,
     /// For NOT_INTERESTED: when the item may return; 0 = the store's default period.
     pub expires_at_ms: i64,
+    /// For PURCHASE: the item's title, kept for "goes with your new …"; may be empty.
+    pub title: String,
 }
 
 impl Event {
@@ -93,6 +98,7 @@ impl Event {
             price: 0.0,
             source: None,
             expires_at_ms: 0,
+            title: String::new(),
         }
     }
 }
@@ -148,6 +154,15 @@ impl Event {
                 format!("is required for {}", self.kind.name())
             };
             return Err(EventError::new(field, what));
+        }
+        if self.title.len() > MAX_TITLE_BYTES {
+            return Err(EventError::new(
+                "title",
+                format!(
+                    "is {} bytes, the maximum is {MAX_TITLE_BYTES}",
+                    self.title.len()
+                ),
+            ));
         }
         if self.kind == K::NotInterested
             && self.expires_at_ms != 0

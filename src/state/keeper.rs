@@ -29,7 +29,11 @@ impl Inner {
     /// Called when a user's state grew. Measuring the store locks every shard, so it is done
     /// on one growth in `CAP_CHECK_EVERY`: the headroom below the cap absorbs the rest.
     pub(super) fn check_cap(&self) {
-        if self.cap_checks.fetch_add(1, Ordering::Relaxed) % CAP_CHECK_EVERY != 0 {
+        if !self
+            .cap_checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(CAP_CHECK_EVERY)
+        {
             return;
         }
         if self.bytes() > high_water(self.config.memory_cap_bytes)

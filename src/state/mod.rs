@@ -38,7 +38,7 @@ pub use key::UserKey;
 pub use op::Op;
 pub use redis::DEFAULT_NAMESPACE as DEFAULT_REDIS_NAMESPACE;
 pub use store::{Profile, RecordError, StateBackend, Stats, Ticket, UserStore};
-pub use user::UserState;
+pub use user::{InterestChange, Undo, UserState};
 
 /// Why the state store cannot do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,16 @@ pub struct StateConfig {
     /// A "not interested" without its own expiry lasts 90 days: a season, after which tastes
     /// and assortments have moved on.
     pub not_interested_ms: i64,
+    /// An impression counts as ignored once this long has passed without a click, cart or
+    /// favourite of the item: five minutes covers a shopper who opens an item after reading the
+    /// rest of the screen, yet the next visit already sees the fatigue.
+    pub ignore_window_ms: i64,
+    /// The overload meter (impressions against engagement) halves every three minutes: it
+    /// describes the current session, not the day.
+    pub session_half_life_ms: i64,
+    /// Engagement with a category or brand (the source of learned interest tags) halves in 30
+    /// days: interests change by the season, not by the day.
+    pub interest_half_life_ms: i64,
     /// Items with exposure counters per user. 256 covers several days of a heavy user's feed;
     /// past it the faintest is forgotten (counters may be approximate).
     pub max_items_per_user: usize,
@@ -111,6 +121,9 @@ impl Default for StateConfig {
             exposure_half_life_ms: DAY_MS,
             fewer_like_this_half_life_ms: 30 * DAY_MS,
             not_interested_ms: 90 * DAY_MS,
+            ignore_window_ms: 5 * 60 * 1000,
+            session_half_life_ms: 3 * 60 * 1000,
+            interest_half_life_ms: 30 * DAY_MS,
             max_items_per_user: 256,
             max_explicit_per_kind: 1000,
             counter_retention_ms: 30 * DAY_MS,
@@ -174,7 +187,7 @@ mod tests {
         let store = UserStore::in_memory(StateConfig::default());
         let u = store.key("u");
         store
-            .set_consent(u, &[(DataDimension::Location, true)], None, 5)
+            .set_consent(u, &[(DataDimension::Location, true)], None, &[], 5)
             .await
             .unwrap();
         let v = store.view(u, 5, DimensionSet::EMPTY, false).await.unwrap();
@@ -234,7 +247,8 @@ mod tests {
     async fn replay_after_a_snapshot_does_not_count_twice() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = StateConfig::default();
-        let mut seen = Event::new(EventKind::Impression, *NOW);
+        // Older than the ignore window, so each one counts as ignored at NOW.
+        let mut seen = Event::new(EventKind::Impression, *NOW - 10 * 60 * 1000);
         seen.item_id = 5;
         {
             let store = disk(dir.path());
@@ -256,8 +270,9 @@ mod tests {
             .await
             .unwrap()
             .ignored_impressions(5);
+        // Four, decayed over ten minutes (a day's half-life): not seven or eight.
         assert!(
-            (n - 4.0).abs() < 1e-3,
+            (n - 4.0).abs() < 0.05,
             "{n} ignored impressions, expected 4"
         );
         assert_eq!(store.config(), &cfg);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StateConfig;
 use super::event::{Event, EventError, EventKind};
-use super::user::UserState;
+use super::user::{InterestChange, Undo, UserState};
 use crate::rank::DataDimension;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,6 +15,8 @@ pub enum Op {
     Consent {
         changes: Vec<(DataDimension, bool)>,
         personalization: Option<bool>,
+        /// Sensitive categories opted in to (true) or out of (false).
+        sensitive: Vec<(u64, bool)>,
         at_ms: i64,
     },
     /// Erase the user: everything before this op is gone.
@@ -22,6 +24,16 @@ pub enum Op {
     /// Replace the user's state with this one: a shared backend compacts a long history of
     /// ops into one.
     Restore(Box<UserState>),
+    /// Take back a block, a "not interested" or a "fewer like this".
+    Undo {
+        undo: Undo,
+        at_ms: i64,
+    },
+    /// Add, re-weight or remove interest tags.
+    Interests {
+        changes: Vec<InterestChange>,
+        at_ms: i64,
+    },
 }
 
 impl Op {
@@ -38,7 +50,11 @@ impl Op {
                     | EventKind::Favorite
                     | EventKind::Search
             ),
-            Op::Consent { .. } | Op::Forget | Op::Restore(_) => true,
+            Op::Consent { .. }
+            | Op::Forget
+            | Op::Restore(_)
+            | Op::Undo { .. }
+            | Op::Interests { .. } => true,
         }
     }
 
@@ -49,11 +65,9 @@ impl Op {
             Op::Consent {
                 changes,
                 personalization,
+                sensitive,
                 at_ms,
-            } => {
-                state.set_consent(changes, *personalization, *at_ms);
-                Ok(())
-            }
+            } => state.set_consent(changes, *personalization, sensitive, *at_ms),
             Op::Forget => {
                 *state = UserState::default();
                 Ok(())
@@ -62,6 +76,11 @@ impl Op {
                 *state = (**saved).clone();
                 Ok(())
             }
+            Op::Undo { undo, at_ms } => {
+                state.undo(*undo, *at_ms);
+                Ok(())
+            }
+            Op::Interests { changes, at_ms } => state.update_interests(changes, *at_ms),
         }
     }
 }
@@ -100,9 +119,14 @@ mod tests {
             Op::Consent {
                 changes: vec![(DataDimension::Location, true)],
                 personalization: Some(false),
+                sensitive: vec![(40, true)],
                 at_ms: 7,
             },
             Op::Forget,
+            Op::Undo {
+                undo: Undo::FewerBrand(3),
+                at_ms: 8,
+            },
         ] {
             let bytes = postcard::to_allocvec(&op).unwrap();
             assert_eq!(postcard::from_bytes::<Op>(&bytes).unwrap(), op);

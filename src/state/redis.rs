@@ -192,6 +192,56 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Refuses a namespace written in another data layout (ops are not self-describing, so a
+/// wrong layout would misread them); marks a new namespace with this build's.
+async fn check_format(
+    conn: &mut ConnectionManager,
+    namespace: &str,
+    secret_key: &str,
+    addr: &str,
+) -> Result<(), StateError> {
+    let format_key = format!("{namespace}:format");
+    let (stored, secret_exists): (Option<u32>, bool) = tokio::time::timeout(READ_TIMEOUT, async {
+        redis::pipe()
+            .cmd("GET")
+            .arg(&format_key)
+            .cmd("EXISTS")
+            .arg(secret_key)
+            .query_async(conn)
+            .await
+    })
+    .await
+    .map_err(|_| unavailable("read the data format", addr, "timed out"))?
+    .map_err(|e| unavailable("read the data format", addr, e))?;
+    let format = super::disk::DATA_FORMAT;
+    match stored {
+        Some(f) if f == format => Ok(()),
+        Some(f) => Err(StateError::Corrupt(format!(
+            "redis namespace {namespace} holds data format {f}; this build reads format \
+             {format}: flush it (or point tactful at another Redis database) or run the \
+             release that wrote it"
+        ))),
+        None if secret_exists => Err(StateError::Corrupt(format!(
+            "redis namespace {namespace} holds data from a release before format {format}: \
+             flush it (or point tactful at another Redis database) or run the release that \
+             wrote it"
+        ))),
+        None => {
+            let set: Result<(), _> = tokio::time::timeout(READ_TIMEOUT, async {
+                redis::cmd("SET")
+                    .arg(&format_key)
+                    .arg(format)
+                    .arg("NX")
+                    .exec_async(conn)
+                    .await
+            })
+            .await
+            .map_err(|_| unavailable("write the data format", addr, "timed out"))?;
+            set.map_err(|e| unavailable("write the data format", addr, e))
+        }
+    }
+}
+
 fn decode(bytes: &[u8]) -> Result<Op, StateError> {
     postcard::from_bytes(bytes)
         .map_err(|e| StateError::Corrupt(format!("an op in redis does not decode: {e}")))
@@ -246,6 +296,7 @@ impl Redis {
         .map_err(|e| unavailable("connect", &addr, e))?;
 
         let secret_key = format!("{namespace}:secret");
+        check_format(&mut conn, namespace, &secret_key, &addr).await?;
         let fresh = random_secret().map_err(|e| unavailable("secret", &addr, e))?;
         let stored: Option<Vec<u8>> = tokio::time::timeout(READ_TIMEOUT, async {
             redis::cmd("SET")

@@ -22,7 +22,7 @@ use super::wal::sync_dir;
 
 const MAGIC: &[u8; 8] = b"TACTSNAP";
 /// Bump when the row payload (the encoded user state) changes shape.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: u64 = 16;
 const ROW_HEADER: usize = 16 + 8 + 4 + 4;
 const FOOTER: usize = 8 * 4 + 4 + 4 + 8;
@@ -290,7 +290,7 @@ impl TableWriter {
                 "snapshot rows out of key order".to_owned(),
             ));
         }
-        if self.rows % INDEX_EVERY == 0 {
+        if self.rows.is_multiple_of(INDEX_EVERY) {
             self.index.extend_from_slice(&key.0);
             self.index.extend_from_slice(&self.at.to_le_bytes());
         }

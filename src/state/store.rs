@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -27,6 +27,7 @@ use super::key::{Keyer, PassThrough, UserKey};
 use super::op::Op;
 use super::redis::{DEFAULT_NAMESPACE, Redis};
 use super::user::UserState;
+use super::user::{InterestChange, Undo};
 use super::{StateConfig, StateError};
 use crate::rank::{DataDimension, DimensionSet, UserView};
 
@@ -91,6 +92,9 @@ pub struct Profile {
     /// With the user's consent in force (no request override).
     pub view: UserView,
     pub not_interested_until: Vec<(u64, i64)>,
+    /// Data dimensions rankings relied on for this user lately (since they were loaded into
+    /// this process's memory).
+    pub used_recently: DimensionSet,
 }
 
 /// The store's size, for metrics and the memory cap.
@@ -110,6 +114,9 @@ pub(super) struct Entry {
     pub(super) dirty: bool,
     /// Seconds since the store opened, at the latest access: the coldest go first.
     pub(super) touched: AtomicU32,
+    /// The data dimensions rankings relied on for this user since they were loaded: shown in
+    /// the profile ("what was used recently"). Not durable: it describes this process's work.
+    pub(super) used: AtomicU16,
 }
 
 impl Entry {
@@ -118,6 +125,7 @@ impl Entry {
             state,
             dirty,
             touched: AtomicU32::new(0),
+            used: AtomicU16::new(0),
         }
     }
 }
@@ -392,20 +400,52 @@ impl UserStore {
         self.change(key, Op::Event(event.clone())).await
     }
 
-    /// Sets consent choices; dimensions not named keep their setting.
+    /// Sets consent choices; dimensions and sensitive categories not named keep their
+    /// setting.
     pub async fn set_consent(
         &self,
         key: UserKey,
         changes: &[(DataDimension, bool)],
         personalization: Option<bool>,
+        sensitive: &[(u64, bool)],
         now_ms: i64,
     ) -> Result<Ticket, RecordError> {
         let op = Op::Consent {
             changes: changes.to_vec(),
             personalization,
+            sensitive: sensitive.to_vec(),
             at_ms: now_ms,
         };
         self.change(key, op).await
+    }
+
+    /// Takes back a block, a "not interested" or a "fewer like this".
+    pub async fn undo(&self, key: UserKey, undo: Undo, now_ms: i64) -> Result<Ticket, RecordError> {
+        self.change(
+            key,
+            Op::Undo {
+                undo,
+                at_ms: now_ms,
+            },
+        )
+        .await
+    }
+
+    /// Adds, re-weights or removes interest tags, all or nothing.
+    pub async fn update_interests(
+        &self,
+        key: UserKey,
+        changes: Vec<InterestChange>,
+        now_ms: i64,
+    ) -> Result<Ticket, RecordError> {
+        self.change(
+            key,
+            Op::Interests {
+                changes,
+                at_ms: now_ms,
+            },
+        )
+        .await
     }
 
     async fn change(&self, key: UserKey, op: Op) -> Result<Ticket, RecordError> {
@@ -490,14 +530,33 @@ impl UserStore {
                 known: true,
                 view: s.view(now_ms, s.consent.apply_to(cfg.consent_default), cfg),
                 not_interested_until: s.not_interested_until(now_ms),
+                used_recently: DimensionSet::EMPTY,
             },
             _ => Profile {
                 known: false,
                 view: UserView::unknown(cfg.consent_default),
                 not_interested_until: Vec::new(),
+                used_recently: DimensionSet::EMPTY,
             },
         })
         .await
+        .map(|mut p| {
+            if let Some(e) = self.inner.users.get(&key) {
+                p.used_recently = DimensionSet::from_bits(e.used.load(Ordering::Relaxed));
+            }
+            p
+        })
+    }
+
+    /// Notes that a ranking relied on these data dimensions for the user (when the user is
+    /// in memory; a user tactful holds nothing about has nothing to show).
+    pub fn note_used(&self, key: UserKey, dims: DimensionSet) {
+        if dims.is_empty() {
+            return;
+        }
+        if let Some(e) = self.inner.users.get(&key) {
+            e.used.fetch_or(dims.bits(), Ordering::Relaxed);
+        }
     }
 
     /// Takes a snapshot now and waits for it (no-op without a disk backend).

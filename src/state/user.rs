@@ -1,9 +1,15 @@
-//! One user's hot state: exposure counters, explicit feedback, consent choices and activity
-//! times. Small sorted vectors, not maps: a user holds tens to hundreds of entries, and sorted
-//! vectors are compact, cache-friendly and cheap to copy into a [`UserView`].
+//! One user's hot state: exposure and engagement counters (per item, category and brand), a
+//! short-term meter of impressions against engagement, recent purchases and cross-platform
+//! sightings, explicit feedback and interest tags, consent choices and activity times. Small
+//! sorted vectors, not maps: a user holds tens to hundreds of entries, and sorted vectors are
+//! compact, cache-friendly and cheap to copy into a [`UserView`].
+//!
+//! This module turns events into state and state into a view; it knows no policy. What a
+//! ranking does with the view is the pipeline's business.
 
 use serde::{Deserialize, Serialize};
 
+use crate::rank::user::{Interest, Purchase, SHOWN_TIMES, Sighting, Tag, TagKind, TagSource};
 use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
 
 use super::StateConfig;
@@ -17,6 +23,26 @@ const IGNORED_FLOOR: f32 = 0.05;
 const ALLOC_OVERHEAD: usize = 16;
 /// Below this decayed strength a "fewer like this" signal no longer applies.
 const FEWER_FLOOR: f32 = 0.01;
+/// Purchases kept per user: enough for every cooling-off window a policy runs at once.
+pub const MAX_PURCHASES: usize = 32;
+/// Cross-platform sightings kept per user: only young ones matter ("too soon").
+pub const MAX_SIGHTINGS: usize = 32;
+/// Interest tags a user can set.
+pub const MAX_INTERESTS: usize = 64;
+/// Categories and brands with counters per user; past it the faintest is forgotten.
+pub const MAX_GROUPS: usize = 128;
+/// Learned interest tags shown and used: the user's strongest few, not a long tail.
+const LEARNED_TAGS: usize = 5;
+/// Decayed engagement a category or brand needs before it becomes a learned tag: two clicks.
+const LEARNED_MIN: f32 = 2.0;
+/// A learned tag's weight approaches this as engagement grows: below a tag the user set
+/// (1.0 by default), because the user's own words outrank inference.
+const LEARNED_MAX_WEIGHT: f32 = 0.6;
+/// Impressions older than this cannot count toward any frequency cap, so they are not copied
+/// into a view.
+const SHOWN_HORIZON_MS: i64 = 7 * 24 * 3_600_000;
+/// Purchases are kept this long: the longest cooling-off window a policy may set.
+pub const PURCHASE_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
 
 /// Exposure of one item to this user.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -26,25 +52,105 @@ struct ItemSignal {
     ignored: Decayed,
     /// The latest engagement: impressions stamped before it were not ignored.
     engaged_at_ms: i64,
+    /// Unix seconds of the latest impressions, newest first, 0 = none: frequency caps count
+    /// them exactly, and impressions younger than the ignore window are not yet "ignored".
+    shown: [u32; SHOWN_TIMES],
 }
 
 impl ItemSignal {
     /// The latest moment anything happened to this signal.
     fn touched_ms(&self) -> i64 {
-        self.ignored.at_ms.max(self.engaged_at_ms)
+        self.ignored
+            .at_ms
+            .max(self.engaged_at_ms)
+            .max(i64::from(self.shown[0]) * 1000)
+    }
+
+    /// The impression times after the latest engagement: engaging with an item restarts its
+    /// frequency count, since restraint is for what the user does not respond to.
+    fn shown_since_engaged(&self) -> [u32; SHOWN_TIMES] {
+        let mut times = self.shown;
+        for t in &mut times {
+            if i64::from(*t) * 1000 <= self.engaged_at_ms {
+                *t = 0;
+            }
+        }
+        times
+    }
+
+    fn record_shown(&mut self, at_ms: i64) {
+        let s = u32::try_from(at_ms.div_euclid(1000))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        // Kept newest first; a late impression goes to its place in time.
+        let pos = self
+            .shown
+            .iter()
+            .position(|t| *t < s)
+            .unwrap_or(SHOWN_TIMES);
+        if pos < SHOWN_TIMES {
+            self.shown.copy_within(pos..SHOWN_TIMES - 1, pos + 1);
+            self.shown[pos] = s;
+        }
+    }
+
+    /// Ignored impressions as of `now_ms`: impressions younger than the ignore window may
+    /// still be engaged with, so they do not count yet.
+    fn ignored_at(&self, now_ms: i64, cfg: &StateConfig) -> f32 {
+        let hl = cfg.exposure_half_life_ms;
+        let pending: f32 = self
+            .shown
+            .iter()
+            .map(|t| i64::from(*t) * 1000)
+            .take_while(|t| *t > 0 && now_ms - *t < cfg.ignore_window_ms)
+            .filter(|t| *t > self.engaged_at_ms && *t <= now_ms)
+            .map(|t| super::decay::factor(now_ms - t, hl))
+            .sum();
+        (self.ignored.at(now_ms, hl) - pending).max(0.0)
     }
 }
 
-/// The user's own consent choices; anything not chosen follows the platform default.
+/// Exposure of, and engagement with, one category or brand.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct GroupSignal {
+    kind: TagKind,
+    id: u64,
+    /// Impressions since the user last engaged with anything of this group, decayed.
+    ignored: Decayed,
+    /// Engagement (clicks 1, carts and favourites 2, purchases 3), decayed slowly: the source
+    /// of learned interest tags.
+    engaged: Decayed,
+    engaged_at_ms: i64,
+    /// The kinds of data the engagement came from.
+    sources: DimensionSet,
+}
+
+impl GroupSignal {
+    fn touched_ms(&self) -> i64 {
+        self.ignored.at_ms.max(self.engaged.at_ms)
+    }
+}
+
+/// Impressions against engagement over the last minutes: "browse-ignore" overload shows as
+/// many of the first and almost none of the second.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+struct SessionMeter {
+    impressions: Decayed,
+    engagements: Decayed,
+}
+
+/// The user's own consent choices; anything not chosen follows the platform default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ConsentChoices {
     pub granted: DimensionSet,
     pub denied: DimensionSet,
     pub personalization: Option<bool>,
+    /// Sorted sensitive categories the user opted in to (all others stay hidden).
+    pub sensitive: Vec<u64>,
 }
 
 impl ConsentChoices {
-    pub fn apply_to(self, default: Consent) -> Consent {
+    pub fn apply_to(&self, default: Consent) -> Consent {
         Consent {
             granted: default.granted.union(self.granted).difference(self.denied),
             personalization: self.personalization.unwrap_or(default.personalization),
@@ -62,6 +168,27 @@ impl ConsentChoices {
     }
 }
 
+/// A change to the user's interest tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterestChange {
+    pub kind: TagKind,
+    pub id: u64,
+    /// In [0, 1]; 0 removes the tag (and keeps a learned one of the same subject hidden).
+    pub weight: f32,
+    /// `None` keeps the current label.
+    pub label: Option<String>,
+}
+
+/// What the user takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Undo {
+    BlockedBrand(u64),
+    BlockedShop(u64),
+    NotInterested(u64),
+    FewerCategory(u64),
+    FewerBrand(u64),
+}
+
 /// The user's explicit words. Most users never block or mute anything, so this lives behind
 /// one pointer that is `None` for them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -76,6 +203,16 @@ struct Explicit {
     fewer_categories: Vec<(u64, Decayed)>,
     /// Sorted by brand id.
     fewer_brands: Vec<(u64, Decayed)>,
+    /// Sorted by (kind, id).
+    interests: Vec<Interest>,
+}
+
+fn vec_bytes(cap: usize, size: usize) -> usize {
+    if cap == 0 {
+        0
+    } else {
+        cap * size + ALLOC_OVERHEAD
+    }
 }
 
 impl Explicit {
@@ -85,30 +222,28 @@ impl Explicit {
             && self.blocked_shops.is_empty()
             && self.fewer_categories.is_empty()
             && self.fewer_brands.is_empty()
+            && self.interests.is_empty()
     }
 
     fn heap_bytes(&self) -> usize {
-        let vec = |cap: usize, size: usize| {
-            if cap == 0 {
-                0
-            } else {
-                cap * size + ALLOC_OVERHEAD
-            }
-        };
         size_of::<Self>()
             + ALLOC_OVERHEAD
-            + vec(self.not_interested.capacity(), size_of::<(u64, i64)>())
-            + vec(self.blocked_brands.capacity(), size_of::<u64>())
-            + vec(self.blocked_shops.capacity(), size_of::<u64>())
-            + vec(
+            + vec_bytes(self.not_interested.capacity(), size_of::<(u64, i64)>())
+            + vec_bytes(self.blocked_brands.capacity(), size_of::<u64>())
+            + vec_bytes(self.blocked_shops.capacity(), size_of::<u64>())
+            + vec_bytes(
                 self.fewer_categories.capacity(),
                 size_of::<(u64, Decayed)>(),
             )
-            + vec(self.fewer_brands.capacity(), size_of::<(u64, Decayed)>())
+            + vec_bytes(self.fewer_brands.capacity(), size_of::<(u64, Decayed)>())
+            + vec_bytes(self.interests.capacity(), size_of::<Interest>())
+            + self
+                .interests
+                .iter()
+                .map(|i| vec_bytes(i.label.capacity(), 1))
+                .sum::<usize>()
     }
-}
 
-impl Explicit {
     fn apply(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
         use EventKind as K;
         let cap = cfg.max_explicit_per_kind;
@@ -154,6 +289,56 @@ impl Explicit {
         }
         Ok(())
     }
+
+    fn undo(&mut self, undo: Undo) {
+        let remove_keyed = |v: &mut Vec<(u64, Decayed)>, id: u64| {
+            if let Ok(i) = v.binary_search_by_key(&id, |(k, _)| *k) {
+                v.remove(i);
+            }
+        };
+        match undo {
+            Undo::BlockedBrand(id) => remove_sorted(&mut self.blocked_brands, id),
+            Undo::BlockedShop(id) => remove_sorted(&mut self.blocked_shops, id),
+            Undo::NotInterested(id) => {
+                if let Ok(i) = self.not_interested.binary_search_by_key(&id, |(k, _)| *k) {
+                    self.not_interested.remove(i);
+                }
+            }
+            Undo::FewerCategory(id) => remove_keyed(&mut self.fewer_categories, id),
+            Undo::FewerBrand(id) => remove_keyed(&mut self.fewer_brands, id),
+        }
+    }
+
+    fn update_interests(&mut self, changes: &[InterestChange]) -> Result<(), EventError> {
+        // All or nothing: a batch that would overflow changes nothing.
+        let mut next = self.interests.clone();
+        for c in changes {
+            match next.binary_search_by(|i| (i.kind, i.id).cmp(&(c.kind, c.id))) {
+                Ok(i) => {
+                    next[i].weight = c.weight;
+                    if let Some(label) = &c.label {
+                        next[i].label = label.clone();
+                    }
+                }
+                Err(i) => {
+                    if next.len() >= MAX_INTERESTS {
+                        return Err(full("interests", MAX_INTERESTS));
+                    }
+                    next.insert(
+                        i,
+                        Interest {
+                            kind: c.kind,
+                            id: c.id,
+                            weight: c.weight,
+                            label: c.label.clone().unwrap_or_default(),
+                        },
+                    );
+                }
+            }
+        }
+        self.interests = next;
+        Ok(())
+    }
 }
 
 /// Everything tactful holds about one user. Compact on purpose: it is what the memory cap
@@ -162,6 +347,13 @@ impl Explicit {
 pub struct UserState {
     /// Sorted by item id.
     items: Vec<ItemSignal>,
+    /// Sorted by (kind, id).
+    groups: Vec<GroupSignal>,
+    session: SessionMeter,
+    /// Oldest first, at most [`MAX_PURCHASES`].
+    purchases: Vec<Purchase>,
+    /// Oldest first, at most [`MAX_SIGHTINGS`].
+    sightings: Vec<Sighting>,
     explicit: Option<Box<Explicit>>,
     pub consent: ConsentChoices,
     /// First event of any kind; 0 = none yet.
@@ -176,17 +368,18 @@ static NO_EXPLICIT: Explicit = Explicit {
     blocked_shops: Vec::new(),
     fewer_categories: Vec::new(),
     fewer_brands: Vec::new(),
+    interests: Vec::new(),
 };
 
 /// Inserts or finds `key` in a vector sorted by key; refuses to grow past `cap`.
-fn upsert<T>(
+fn upsert<T, K: Ord>(
     v: &mut Vec<T>,
-    key: u64,
-    key_of: impl Fn(&T) -> u64,
+    key: K,
+    key_of: impl Fn(&T) -> K,
     make: impl FnOnce() -> T,
     cap: usize,
 ) -> Option<&mut T> {
-    match v.binary_search_by_key(&key, key_of) {
+    match v.binary_search_by(|x| key_of(x).cmp(&key)) {
         Ok(i) => Some(&mut v[i]),
         Err(_) if v.len() >= cap => None,
         Err(i) => {
@@ -217,15 +410,54 @@ fn remove_sorted(v: &mut Vec<u64>, key: u64) {
     }
 }
 
+/// How much an engagement says about interest, and which kind of data it is.
+fn engagement(kind: EventKind) -> Option<(f32, DataDimension)> {
+    match kind {
+        EventKind::Click => Some((1.0, DataDimension::Browsing)),
+        EventKind::Cart => Some((2.0, DataDimension::Cart)),
+        EventKind::Favorite => Some((2.0, DataDimension::Favorites)),
+        EventKind::Purchase => Some((3.0, DataDimension::Purchases)),
+        EventKind::Search => Some((1.0, DataDimension::Search)),
+        _ => None,
+    }
+}
+
+/// Keeps a vector sorted by time and at most `cap` long, dropping the oldest.
+fn push_recent<T>(v: &mut Vec<T>, item: T, cap: usize, at: impl Fn(&T) -> i64) {
+    let pos = v.partition_point(|x| at(x) <= at(&item));
+    v.insert(pos, item);
+    if v.len() > cap {
+        v.remove(0);
+    }
+}
+
 impl UserState {
     /// Applies a checked event. Explicit feedback beyond the per-user caps is refused, never
-    /// silently dropped; exposure beyond its cap forgets the faintest item instead.
+    /// silently dropped; counters beyond their caps forget the faintest entry instead.
     pub fn apply(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
         use EventKind as K;
+        if e.source == Some(DataDimension::CrossPlatform) {
+            // Seen elsewhere: not an exposure here, and not engagement with this platform. It
+            // is kept only to know how young cross-platform evidence is.
+            if e.item_id != 0 || e.category_id != 0 {
+                let s = Sighting {
+                    item_id: e.item_id,
+                    category_id: e.category_id,
+                    at_ms: e.at_ms,
+                };
+                push_recent(&mut self.sightings, s, MAX_SIGHTINGS, |s| s.at_ms);
+            }
+            self.seen(e.at_ms);
+            return Ok(());
+        }
         match e.kind {
-            K::Impression => self.impression(e, cfg),
-            // Engagement with the item ends its fatigue.
-            K::Click | K::Cart | K::Favorite | K::Purchase => {
+            K::Impression => {
+                self.impression(e, cfg);
+                let hl = cfg.session_half_life_ms;
+                self.session.impressions.add(1.0, e.at_ms, hl);
+            }
+            K::Click | K::Cart | K::Favorite | K::Purchase | K::Search => {
+                // Engagement with the item ends its fatigue.
                 if let Ok(i) = self.items.binary_search_by_key(&e.item_id, |s| s.item_id) {
                     let s = &mut self.items[i];
                     if e.at_ms >= s.engaged_at_ms {
@@ -233,28 +465,72 @@ impl UserState {
                         s.ignored = Decayed::default();
                     }
                 }
+                if let Some((amount, source)) = engagement(e.kind) {
+                    self.engage(e, amount, source, cfg);
+                }
+                let hl = cfg.session_half_life_ms;
+                self.session.engagements.add(1.0, e.at_ms, hl);
+                if e.kind == K::Purchase {
+                    let p = Purchase {
+                        item_id: e.item_id,
+                        category_id: e.category_id,
+                        brand_id: e.brand_id,
+                        price: e.price,
+                        at_ms: e.at_ms,
+                        title: e.title.clone(),
+                    };
+                    push_recent(&mut self.purchases, p, MAX_PURCHASES, |p| p.at_ms);
+                }
             }
-            K::Search => {}
             K::NotInterested
             | K::FewerLikeThis
             | K::BlockBrand
             | K::UnblockBrand
             | K::BlockShop
             | K::UnblockShop => {
-                let x = self.explicit.get_or_insert_default();
-                let result = x.apply(e, cfg);
-                if x.is_empty() {
-                    self.explicit = None;
-                }
-                result?;
+                self.with_explicit(|x| x.apply(e, cfg))?;
             }
         }
-        if self.first_seen_ms == 0 || e.at_ms < self.first_seen_ms {
-            self.first_seen_ms = e.at_ms.max(1);
-        }
+        self.seen(e.at_ms);
         if e.kind != K::Impression {
             self.last_active_ms = self.last_active_ms.max(e.at_ms);
         }
+        Ok(())
+    }
+
+    fn seen(&mut self, at_ms: i64) {
+        if self.first_seen_ms == 0 || at_ms < self.first_seen_ms {
+            self.first_seen_ms = at_ms.max(1);
+        }
+    }
+
+    fn with_explicit<R>(&mut self, f: impl FnOnce(&mut Explicit) -> R) -> R {
+        let x = self.explicit.get_or_insert_default();
+        let result = f(x);
+        if x.is_empty() {
+            self.explicit = None;
+        }
+        result
+    }
+
+    /// Takes back a block, a "not interested" or a "fewer like this".
+    pub fn undo(&mut self, undo: Undo, at_ms: i64) {
+        if self.explicit.is_some() {
+            self.with_explicit(|x| x.undo(undo));
+        }
+        self.seen(at_ms);
+        self.last_active_ms = self.last_active_ms.max(at_ms);
+    }
+
+    /// Adds, re-weights or removes interest tags (all or nothing).
+    pub fn update_interests(
+        &mut self,
+        changes: &[InterestChange],
+        at_ms: i64,
+    ) -> Result<(), EventError> {
+        self.with_explicit(|x| x.update_interests(changes))?;
+        self.seen(at_ms);
+        self.last_active_ms = self.last_active_ms.max(at_ms);
         Ok(())
     }
 
@@ -268,11 +544,7 @@ impl UserState {
                         .items
                         .iter()
                         .enumerate()
-                        .min_by(|a, b| {
-                            a.1.ignored
-                                .at(e.at_ms, hl)
-                                .total_cmp(&b.1.ignored.at(e.at_ms, hl))
-                        })
+                        .min_by_key(|(_, s)| s.touched_ms())
                         .map(|(j, _)| j)
                         .unwrap_or(0);
                     self.items.remove(faintest);
@@ -286,38 +558,114 @@ impl UserState {
                         item_id: e.item_id,
                         ignored: Decayed::default(),
                         engaged_at_ms: 0,
+                        shown: [0; SHOWN_TIMES],
                     },
                 );
                 i
             }
         };
         let s = &mut self.items[pos];
+        s.record_shown(e.at_ms);
         if e.at_ms > s.engaged_at_ms {
             s.ignored.add(1.0, e.at_ms, hl);
         }
+        for (kind, id) in [
+            (TagKind::Category, e.category_id),
+            (TagKind::Brand, e.brand_id),
+        ] {
+            if let Some(g) = self.group(kind, id, e.at_ms)
+                && e.at_ms > g.engaged_at_ms
+            {
+                g.ignored.add(1.0, e.at_ms, hl);
+            }
+        }
     }
 
-    /// Sets the user's consent choices; dimensions not named keep their setting.
+    fn engage(&mut self, e: &Event, amount: f32, source: DataDimension, cfg: &StateConfig) {
+        let hl = cfg.interest_half_life_ms;
+        for (kind, id) in [
+            (TagKind::Category, e.category_id),
+            (TagKind::Brand, e.brand_id),
+        ] {
+            if let Some(g) = self.group(kind, id, e.at_ms) {
+                g.engaged.add(amount, e.at_ms, hl);
+                g.sources.insert(source);
+                if e.at_ms >= g.engaged_at_ms {
+                    g.engaged_at_ms = e.at_ms;
+                    g.ignored = Decayed::default();
+                }
+            }
+        }
+    }
+
+    /// The counters of a category or brand, made room for if new (0 = unknown: none).
+    fn group(&mut self, kind: TagKind, id: u64, at_ms: i64) -> Option<&mut GroupSignal> {
+        if id == 0 {
+            return None;
+        }
+        if self.groups.len() >= MAX_GROUPS
+            && self
+                .groups
+                .binary_search_by(|g| (g.kind, g.id).cmp(&(kind, id)))
+                .is_err()
+        {
+            let stalest = self
+                .groups
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, g)| g.touched_ms())
+                .map(|(j, _)| j)?;
+            self.groups.remove(stalest);
+        }
+        upsert(
+            &mut self.groups,
+            (kind, id),
+            |g| (g.kind, g.id),
+            || GroupSignal {
+                kind,
+                id,
+                ignored: Decayed { value: 0.0, at_ms },
+                engaged: Decayed { value: 0.0, at_ms },
+                engaged_at_ms: 0,
+                sources: DimensionSet::EMPTY,
+            },
+            usize::MAX,
+        )
+    }
+
+    /// Sets the user's consent choices; dimensions and categories not named keep their
+    /// setting.
     pub fn set_consent(
         &mut self,
         changes: &[(DataDimension, bool)],
         personalization: Option<bool>,
+        sensitive: &[(u64, bool)],
         now_ms: i64,
-    ) {
+    ) -> Result<(), EventError> {
+        let mut opted = self.consent.sensitive.clone();
+        for &(category, granted) in sensitive {
+            if granted {
+                insert_sorted(&mut opted, category, MAX_INTERESTS, "sensitive_categories")?;
+            } else {
+                remove_sorted(&mut opted, category);
+            }
+        }
+        self.consent.sensitive = opted;
         for &(d, granted) in changes {
             self.consent.set(d, granted);
         }
         if personalization.is_some() {
             self.consent.personalization = personalization;
         }
-        if self.first_seen_ms == 0 {
-            self.first_seen_ms = now_ms.max(1);
-        }
+        self.seen(now_ms);
+        Ok(())
     }
 
-    /// The snapshot a ranking at `now_ms` reads.
+    /// The snapshot a ranking at `now_ms` reads. With personalisation off it holds only the
+    /// user's explicit words: nothing learned from behaviour (see
+    /// [`UserView::explicit_only`]).
     pub fn view(&self, now_ms: i64, consent: Consent, cfg: &StateConfig) -> UserView {
-        let (hl, fhl) = (cfg.exposure_half_life_ms, cfg.fewer_like_this_half_life_ms);
+        let fhl = cfg.fewer_like_this_half_life_ms;
         let fewer = |v: &[(u64, Decayed)]| {
             v.iter()
                 .map(|(k, d)| (*k, d.at(now_ms, fhl)))
@@ -325,8 +673,7 @@ impl UserState {
                 .collect()
         };
         let x = self.explicit();
-        UserView {
-            consent,
+        let mut view = UserView {
             not_interested: x
                 .not_interested
                 .iter()
@@ -335,17 +682,88 @@ impl UserState {
                 .collect(),
             blocked_brands: x.blocked_brands.clone(),
             blocked_shops: x.blocked_shops.clone(),
-            ignored: self
-                .items
-                .iter()
-                .map(|s| (s.item_id, s.ignored.at(now_ms, hl)))
-                .filter(|(_, n)| *n >= IGNORED_FLOOR)
-                .collect(),
-            fewer_categories: fewer(&x.fewer_categories),
-            fewer_brands: fewer(&x.fewer_brands),
-            first_seen_ms: (self.first_seen_ms > 0).then_some(self.first_seen_ms),
-            last_active_ms: (self.last_active_ms > 0).then_some(self.last_active_ms),
+            sensitive_opt_in: self.consent.sensitive.clone(),
+            ..UserView::unknown(consent)
+        };
+        view.fewer_categories = fewer(&x.fewer_categories);
+        view.fewer_brands = fewer(&x.fewer_brands);
+        if !consent.personalization {
+            return view;
         }
+        let hl = cfg.exposure_half_life_ms;
+        view.ignored = self
+            .items
+            .iter()
+            .map(|s| (s.item_id, s.ignored_at(now_ms, cfg)))
+            .filter(|(_, n)| *n >= IGNORED_FLOOR)
+            .collect();
+        let shown_from = (now_ms - SHOWN_HORIZON_MS).div_euclid(1000);
+        view.shown = self
+            .items
+            .iter()
+            .filter(|s| i64::from(s.shown[0]) >= shown_from)
+            .map(|s| (s.item_id, s.shown_since_engaged()))
+            .collect();
+        let ignored_groups = |kind: TagKind| {
+            self.groups
+                .iter()
+                .filter(|g| g.kind == kind)
+                .map(|g| (g.id, g.ignored.at(now_ms, hl)))
+                .filter(|(_, n)| *n >= IGNORED_FLOOR)
+                .collect()
+        };
+        view.ignored_categories = ignored_groups(TagKind::Category);
+        view.ignored_brands = ignored_groups(TagKind::Brand);
+        let shl = cfg.session_half_life_ms;
+        view.recent_impressions = self.session.impressions.at(now_ms, shl);
+        view.recent_engagements = self.session.engagements.at(now_ms, shl);
+        view.purchases = self.purchases.clone();
+        view.sightings = self.sightings.clone();
+        view.tags = self.tags(now_ms, consent, cfg);
+        view.first_seen_ms = (self.first_seen_ms > 0).then_some(self.first_seen_ms);
+        view.last_active_ms = (self.last_active_ms > 0).then_some(self.last_active_ms);
+        view
+    }
+
+    /// The user's own tags, plus the strongest few learned from engagement the user has
+    /// consented to (a tag the user set or removed hides the learned one), sorted by subject.
+    fn tags(&self, now_ms: i64, consent: Consent, cfg: &StateConfig) -> Vec<Tag> {
+        let own = &self.explicit().interests;
+        let mut learned: Vec<Tag> = self
+            .groups
+            .iter()
+            .filter(|g| {
+                own.binary_search_by(|i| (i.kind, i.id).cmp(&(g.kind, g.id)))
+                    .is_err()
+            })
+            .filter_map(|g| {
+                let sources = consent.allowed(g.sources);
+                let value = g.engaged.at(now_ms, cfg.interest_half_life_ms);
+                (!sources.is_empty() && value >= LEARNED_MIN).then(|| Tag {
+                    kind: g.kind,
+                    id: g.id,
+                    label: String::new(),
+                    weight: LEARNED_MAX_WEIGHT * value / (value + 2.0 * LEARNED_MIN),
+                    source: TagSource::Learned(sources),
+                })
+            })
+            .collect();
+        learned.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+        learned.truncate(LEARNED_TAGS);
+        let mut tags: Vec<Tag> = own
+            .iter()
+            .filter(|i| i.weight > 0.0)
+            .map(|i| Tag {
+                kind: i.kind,
+                id: i.id,
+                label: i.label.clone(),
+                weight: i.weight,
+                source: TagSource::User,
+            })
+            .chain(learned)
+            .collect();
+        tags.sort_by_key(|t| (t.kind, t.id));
+        tags
     }
 
     fn explicit(&self) -> &Explicit {
@@ -360,42 +778,60 @@ impl UserState {
     /// Bytes this state holds on the heap: capacity, not length, plus the allocator's cost
     /// per allocation, so that the memory cap is close to what the process really holds.
     pub fn heap_bytes(&self) -> usize {
-        let items = match self.items.capacity() {
-            0 => 0,
-            n => n * size_of::<ItemSignal>() + ALLOC_OVERHEAD,
-        };
-        items + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
+        vec_bytes(self.items.capacity(), size_of::<ItemSignal>())
+            + vec_bytes(self.groups.capacity(), size_of::<GroupSignal>())
+            + vec_bytes(self.purchases.capacity(), size_of::<Purchase>())
+            + self
+                .purchases
+                .iter()
+                .map(|p| vec_bytes(p.title.capacity(), 1))
+                .sum::<usize>()
+            + vec_bytes(self.sightings.capacity(), size_of::<Sighting>())
+            + vec_bytes(self.consent.sensitive.capacity(), size_of::<u64>())
+            + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
     }
 
-    /// Forgets what no ranking at `now_ms` or later can use: exposure untouched for longer
-    /// than the retention, "not interested" past its end, "fewer like this" faded out.
-    /// Returns true when something was removed.
+    /// Forgets what no ranking at `now_ms` or later can use: counters untouched for longer
+    /// than the retention, purchases older than any cooling-off window, "not interested" past
+    /// its end, "fewer like this" faded out. Returns true when something was removed.
     pub fn expire(&mut self, now_ms: i64, cfg: &StateConfig) -> bool {
-        let before = self.heap_bytes();
-        let (n_items, cutoff) = (
-            self.items.len(),
-            now_ms.saturating_sub(cfg.counter_retention_ms),
-        );
+        let before = (self.heap_bytes(), self.len());
+        let cutoff = now_ms.saturating_sub(cfg.counter_retention_ms);
         self.items.retain(|s| s.touched_ms() >= cutoff);
-        let mut changed = self.items.len() != n_items;
+        self.groups.retain(|g| g.touched_ms() >= cutoff);
+        self.sightings.retain(|s| s.at_ms >= cutoff);
+        let bought_cutoff = now_ms.saturating_sub(PURCHASE_RETENTION_MS);
+        self.purchases.retain(|p| p.at_ms >= bought_cutoff);
         if self.items.capacity() > 2 * self.items.len() + 4 {
             self.items.shrink_to_fit();
         }
+        if self.groups.capacity() > 2 * self.groups.len() + 4 {
+            self.groups.shrink_to_fit();
+        }
         if let Some(x) = self.explicit.as_mut() {
-            let n = x.not_interested.len() + x.fewer_categories.len() + x.fewer_brands.len();
             let fhl = cfg.fewer_like_this_half_life_ms;
             x.not_interested.retain(|(_, until)| *until > now_ms);
             x.fewer_categories
                 .retain(|(_, d)| d.at(now_ms, fhl) >= FEWER_FLOOR);
             x.fewer_brands
                 .retain(|(_, d)| d.at(now_ms, fhl) >= FEWER_FLOOR);
-            changed |=
-                n != x.not_interested.len() + x.fewer_categories.len() + x.fewer_brands.len();
             if x.is_empty() {
                 self.explicit = None;
             }
         }
-        changed || before != self.heap_bytes()
+        before != (self.heap_bytes(), self.len())
+    }
+
+    /// Entries held, of every kind: a change in it means something was forgotten.
+    fn len(&self) -> usize {
+        let x = self.explicit();
+        self.items.len()
+            + self.groups.len()
+            + self.purchases.len()
+            + self.sightings.len()
+            + x.not_interested.len()
+            + x.fewer_categories.len()
+            + x.fewer_brands.len()
     }
 
     /// "Not interested" entries still in force, with when each ends.
@@ -406,6 +842,11 @@ impl UserState {
             .copied()
             .filter(|(_, until)| *until > now_ms)
             .collect()
+    }
+
+    /// The user's own interest entries, including removed ones (weight 0).
+    pub fn interests(&self) -> &[Interest] {
+        &self.explicit().interests
     }
 }
 
@@ -437,7 +878,11 @@ mod tests {
 
     #[test]
     fn ignored_impressions_accumulate_decay_and_reset_on_engagement() {
-        let cfg = cfg();
+        // Counted at once (no ignore window) to follow the arithmetic.
+        let cfg = StateConfig {
+            ignore_window_ms: 0,
+            ..cfg()
+        };
         let mut u = UserState::default();
         for t in 0..4 {
             u.apply(&event(EventKind::Impression, HOUR + t), &cfg)
@@ -504,6 +949,7 @@ mod tests {
     fn exposure_past_the_cap_forgets_the_faintest_item() {
         let cfg = StateConfig {
             max_items_per_user: 3,
+            ignore_window_ms: 0,
             ..cfg()
         };
         let mut u = UserState::default();
@@ -550,5 +996,198 @@ mod tests {
             !c.apply_to(Consent::privacy_default())
                 .allows(DataDimension::Search)
         );
+    }
+
+    fn at(kind: EventKind, at_ms: i64, item: u64, category: u64) -> Event {
+        let mut e = Event::new(kind, at_ms);
+        e.item_id = item;
+        e.category_id = category;
+        e
+    }
+
+    #[test]
+    fn an_impression_is_ignored_only_once_its_window_has_passed() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        u.apply(&at(EventKind::Impression, HOUR, 1, 5), &cfg)
+            .unwrap();
+        let consent = Consent::privacy_default();
+        assert_eq!(
+            u.view(HOUR + 1000, consent, &cfg).ignored_impressions(1),
+            0.0
+        );
+        let later = u.view(HOUR + cfg.ignore_window_ms, consent, &cfg);
+        assert!(later.ignored_impressions(1) > 0.99);
+        // Frequency caps count every showing at once.
+        assert_eq!(u.view(HOUR + 1000, consent, &cfg).shown_since(1, HOUR), 1);
+    }
+
+    #[test]
+    fn categories_collect_ignored_exposure_and_engagement_resets_it() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        for t in 0..5 {
+            u.apply(&at(EventKind::Impression, HOUR + t, 10 + t as u64, 5), &cfg)
+                .unwrap();
+        }
+        let consent = Consent::privacy_default();
+        let v = u.view(2 * HOUR, consent, &cfg);
+        assert!(v.ignored_group(5, 0) > 4.0);
+        u.apply(&at(EventKind::Click, 2 * HOUR, 99, 5), &cfg)
+            .unwrap();
+        assert_eq!(u.view(2 * HOUR, consent, &cfg).ignored_group(5, 0), 0.0);
+    }
+
+    #[test]
+    fn engagement_becomes_a_learned_tag_only_with_consent_and_unless_removed() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        for t in 0..3 {
+            u.apply(&at(EventKind::Click, HOUR + t, 1, 7), &cfg)
+                .unwrap();
+        }
+        let consent = Consent::privacy_default();
+        let tags = u.view(2 * HOUR, consent, &cfg).tags;
+        assert_eq!(tags.len(), 1);
+        assert_eq!((tags[0].kind, tags[0].id), (TagKind::Category, 7));
+        assert_eq!(
+            tags[0].source,
+            TagSource::Learned(DimensionSet::of([DataDimension::Browsing]))
+        );
+        let no_browsing = consent.restrict(DimensionSet::of([DataDimension::Browsing]), false);
+        assert!(u.view(2 * HOUR, no_browsing, &cfg).tags.is_empty());
+        // The user removes it: it stays removed, whatever is learned later.
+        let remove = InterestChange {
+            kind: TagKind::Category,
+            id: 7,
+            weight: 0.0,
+            label: None,
+        };
+        u.update_interests(&[remove], 2 * HOUR).unwrap();
+        u.apply(&at(EventKind::Click, 3 * HOUR, 1, 7), &cfg)
+            .unwrap();
+        assert!(u.view(3 * HOUR, consent, &cfg).tags.is_empty());
+        // And a tag the user adds is theirs, with their label.
+        let add = InterestChange {
+            kind: TagKind::Brand,
+            id: 70,
+            weight: 0.8,
+            label: Some("tea".into()),
+        };
+        u.update_interests(&[add], 3 * HOUR).unwrap();
+        let tags = u.view(3 * HOUR, consent, &cfg).tags;
+        assert_eq!(tags.len(), 1);
+        assert_eq!(
+            (tags[0].label.as_str(), tags[0].source),
+            ("tea", TagSource::User)
+        );
+        // Personalisation off: no tags at all.
+        let off = consent.restrict(DimensionSet::EMPTY, true);
+        assert!(u.view(3 * HOUR, off, &cfg).tags.is_empty());
+    }
+
+    #[test]
+    fn too_many_interests_change_nothing() {
+        let mut u = UserState::default();
+        let changes: Vec<InterestChange> = (1..=MAX_INTERESTS as u64 + 1)
+            .map(|id| InterestChange {
+                kind: TagKind::Category,
+                id,
+                weight: 1.0,
+                label: None,
+            })
+            .collect();
+        assert_eq!(
+            u.update_interests(&changes, HOUR).unwrap_err().field,
+            "interests"
+        );
+        assert!(u.interests().is_empty());
+    }
+
+    #[test]
+    fn purchases_and_cross_platform_sightings_are_kept_in_time_order() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        let mut buy = at(EventKind::Purchase, 2 * HOUR, 1, 12);
+        buy.title = "Pixel 9".into();
+        buy.price = 999.0;
+        u.apply(&buy, &cfg).unwrap();
+        u.apply(&at(EventKind::Purchase, HOUR, 2, 30), &cfg)
+            .unwrap();
+        let mut elsewhere = at(EventKind::Click, 3 * HOUR, 5, 0);
+        elsewhere.source = Some(DataDimension::CrossPlatform);
+        u.apply(&elsewhere, &cfg).unwrap();
+        let v = u.view(4 * HOUR, Consent::privacy_default(), &cfg);
+        let bought: Vec<u64> = v.purchases.iter().map(|p| p.item_id).collect();
+        assert_eq!(bought, vec![2, 1]);
+        assert_eq!(v.purchases[1].title, "Pixel 9");
+        assert_eq!(v.sightings.len(), 1);
+        // A sighting elsewhere is not an exposure here.
+        assert!(v.shown.is_empty());
+        for t in 0..(MAX_PURCHASES as i64 + 5) {
+            u.apply(
+                &at(EventKind::Purchase, 5 * HOUR + t, 100 + t as u64, 30),
+                &cfg,
+            )
+            .unwrap();
+        }
+        let v = u.view(6 * HOUR, Consent::privacy_default(), &cfg);
+        assert_eq!(v.purchases.len(), MAX_PURCHASES);
+        assert!(v.purchases.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    }
+
+    #[test]
+    fn undo_takes_back_each_kind_of_feedback() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        for kind in [
+            EventKind::BlockBrand,
+            EventKind::BlockShop,
+            EventKind::NotInterested,
+            EventKind::FewerLikeThis,
+        ] {
+            u.apply(&event(kind, HOUR), &cfg).unwrap();
+        }
+        for undo in [
+            Undo::BlockedBrand(10),
+            Undo::BlockedShop(100),
+            Undo::NotInterested(1),
+            Undo::FewerCategory(5),
+            Undo::FewerBrand(10),
+        ] {
+            u.undo(undo, 2 * HOUR);
+        }
+        let v = u.view(2 * HOUR, Consent::privacy_default(), &cfg);
+        assert!(v.blocked_brands.is_empty() && v.blocked_shops.is_empty());
+        assert!(v.not_interested.is_empty());
+        assert_eq!(v.fewer_like_this(5, 10), 0.0);
+    }
+
+    #[test]
+    fn the_overload_meter_follows_the_session() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        for t in 0..40 {
+            u.apply(
+                &at(EventKind::Impression, HOUR + t * 1000, 1 + t as u64, 0),
+                &cfg,
+            )
+            .unwrap();
+        }
+        let v = u.view(HOUR + 40_000, Consent::privacy_default(), &cfg);
+        assert!(v.recent_impressions > 35.0 && v.recent_engagements == 0.0);
+        let hour_later = u.view(2 * HOUR, Consent::privacy_default(), &cfg);
+        assert!(hour_later.recent_impressions < 0.01);
+    }
+
+    #[test]
+    fn sensitive_opt_ins_are_kept_sorted_and_can_be_withdrawn() {
+        let mut u = UserState::default();
+        u.set_consent(&[], None, &[(9, true), (4, true)], HOUR)
+            .unwrap();
+        assert_eq!(u.consent.sensitive, vec![4, 9]);
+        u.set_consent(&[], None, &[(9, false)], HOUR).unwrap();
+        let v = u.view(HOUR, Consent::privacy_default(), &cfg());
+        assert!(v.opted_in_sensitive(4) && !v.opted_in_sensitive(9));
     }
 }

@@ -16,7 +16,7 @@ use tactful::engine::Engine;
 use tactful::grpc::ServeError;
 use tactful::pb;
 use tactful::rank::stages::{
-    explain::Explain, feedback::ExplicitFeedback, order::ByScore, relevance::Relevance,
+    HardRules, explain::Explain, feedback::ExplicitFeedback, order::ByScore, relevance::Relevance,
 };
 use tactful::rank::user::LifecycleThresholds;
 use tactful::rank::{Deadline, Interrupted, Parallelism, Pipeline, Policies, Slate, Stage};
@@ -269,7 +269,7 @@ pub fn pipeline_with(name: &str, stage: impl Stage + 'static) -> Pipeline {
             Box::new(ByScore),
             Box::new(Explain),
         ],
-        true,
+        Some(HardRules::default()),
         LifecycleThresholds::default(),
         Parallelism::SEQUENTIAL,
     )

@@ -2,11 +2,13 @@
 //! Simplified Chinese), with the data dimensions it relied on. A reason only ever cites
 //! dimensions the user has consented to: evidence from anything else is invisible here.
 //!
-//! Priority, strongest cause first: the user's own item that led here ("because you favourited
-//! X"); a diversity promotion ("something different"); nearby or social popularity; other
-//! personal activity; trending; editorial; plain relevance.
+//! Priority, strongest cause first: a complement of a recent purchase ("goes with your new
+//! X"); the user's own item that led here ("because you favourited X", "people who bought X
+//! also bought this"); the strongest boost a stage offered (an interest tag, a context rule,
+//! popularity for a new user); a diversity promotion ("something new for you"); nearby or
+//! social popularity; other personal activity; trending; editorial; plain relevance.
 
-use crate::rank::pipeline::{Deadline, Interrupted, Pick, Slate, Stage};
+use crate::rank::pipeline::{Cause, Deadline, Interrupted, Pick, Slate, Stage};
 use crate::rank::types::{
     Candidate, Consent, DataDimension as D, DimensionSet, Locale, Reason, ReasonCode,
 };
@@ -23,7 +25,11 @@ impl Stage for Explain {
         slate.reasons = slate
             .picks
             .iter()
-            .map(|pick| reason_for(&input.candidates[pick.index], pick, consent, input.locale))
+            .map(|pick| {
+                let c = &input.candidates[pick.index];
+                let cause = slate.causes[pick.index].as_ref();
+                reason_with(c, pick, cause, consent, input.locale)
+            })
             .collect();
         Ok(())
     }
@@ -38,6 +44,36 @@ const ANCHORS: [(D, ReasonCode); 5] = [
     (D::Search, ReasonCode::BecauseYouSearched),
 ];
 
+/// The reason for a pick, given the strongest boost's cause a stage offered for it.
+pub fn reason_with(
+    c: &Candidate,
+    pick: &Pick,
+    cause: Option<&Cause>,
+    consent: Consent,
+    locale: Locale,
+) -> Reason {
+    let as_reason = |cause: &Cause| Reason {
+        code: cause.code,
+        text: cause.text.clone(),
+        // Defence in depth: a stage offers only consented dimensions.
+        dimensions: consent.allowed(cause.dimensions),
+    };
+    match cause {
+        Some(cause) if cause.code == ReasonCode::Complement => as_reason(cause),
+        Some(cause) if !has_usable_anchor(c, consent) => as_reason(cause),
+        _ => reason_for(c, pick, consent, locale),
+    }
+}
+
+fn has_usable_anchor(c: &Candidate, consent: Consent) -> bool {
+    let has_anchor = c.anchor_item_id != 0 || !c.anchor_title.is_empty();
+    has_anchor
+        && ANCHORS
+            .iter()
+            .any(|(d, _)| consent.allowed(c.evidence).contains(*d))
+}
+
+/// The reason for a pick from its evidence alone.
 pub fn reason_for(c: &Candidate, pick: &Pick, consent: Consent, locale: Locale) -> Reason {
     let usable = consent.allowed(c.evidence);
     let has_anchor = c.anchor_item_id != 0 || !c.anchor_title.is_empty();
@@ -88,14 +124,14 @@ pub fn upstream_reason(locale: Locale) -> Reason {
 fn fixed_text(code: ReasonCode, locale: Locale) -> &'static str {
     use ReasonCode as R;
     match (locale, code) {
-        (Locale::En, R::Diversity) => "Something different for you",
-        (Locale::En, R::Nearby) => "Popular near you",
+        (Locale::En, R::Diversity) => "Something new for you",
+        (Locale::En, R::Nearby) => "Popular in your region",
         (Locale::En, R::Social) => "Popular with people you follow",
         (Locale::En, R::Trending) => "Popular right now",
         (Locale::En, R::Editorial) => "Picked by our editors",
         (Locale::En, _) => "Recommended for you",
-        (Locale::ZhCn, R::Diversity) => "换个口味试试",
-        (Locale::ZhCn, R::Nearby) => "你附近的人都在看",
+        (Locale::ZhCn, R::Diversity) => "给你点新鲜的",
+        (Locale::ZhCn, R::Nearby) => "你所在地区的热门",
         (Locale::ZhCn, R::Social) => "你关注的人喜欢",
         (Locale::ZhCn, R::Trending) => "当下热门",
         (Locale::ZhCn, R::Editorial) => "编辑精选",
@@ -108,12 +144,14 @@ fn anchor_text(code: ReasonCode, title: &str, locale: Locale) -> String {
     let title = title.trim();
     if title.is_empty() {
         let generic = match (locale, code) {
-            (Locale::En, R::BecauseYouBought) => "Because of something you bought",
+            (Locale::En, R::BecauseYouBought) => {
+                "People who bought what you bought also bought this"
+            }
             (Locale::En, R::BecauseYouCarted) => "Because of an item in your cart",
             (Locale::En, R::BecauseYouFavorited) => "Because of an item you favourited",
             (Locale::En, R::BecauseYouViewed) => "Because of an item you viewed",
             (Locale::En, _) => "Because of your searches",
-            (Locale::ZhCn, R::BecauseYouBought) => "因为你购买过的商品",
+            (Locale::ZhCn, R::BecauseYouBought) => "买过同款的人也买了",
             (Locale::ZhCn, R::BecauseYouCarted) => "因为你购物车里的商品",
             (Locale::ZhCn, R::BecauseYouFavorited) => "因为你收藏的商品",
             (Locale::ZhCn, R::BecauseYouViewed) => "因为你浏览过的商品",
@@ -122,12 +160,14 @@ fn anchor_text(code: ReasonCode, title: &str, locale: Locale) -> String {
         return generic.to_owned();
     }
     match (locale, code) {
-        (Locale::En, R::BecauseYouBought) => format!("Because you bought {title}"),
+        (Locale::En, R::BecauseYouBought) => {
+            format!("People who bought {title} also bought this")
+        }
         (Locale::En, R::BecauseYouCarted) => format!("Because you added {title} to your cart"),
         (Locale::En, R::BecauseYouFavorited) => format!("Because you favourited {title}"),
         (Locale::En, R::BecauseYouViewed) => format!("Because you viewed {title}"),
         (Locale::En, _) => format!("Because you searched for {title}"),
-        (Locale::ZhCn, R::BecauseYouBought) => format!("因为你购买了{title}"),
+        (Locale::ZhCn, R::BecauseYouBought) => format!("买了{title}的人也买了"),
         (Locale::ZhCn, R::BecauseYouCarted) => format!("因为你把{title}加入了购物车"),
         (Locale::ZhCn, R::BecauseYouFavorited) => format!("因为你收藏了{title}"),
         (Locale::ZhCn, R::BecauseYouViewed) => format!("因为你浏览过{title}"),
@@ -251,5 +291,50 @@ mod tests {
             reason_for(&many, &pick(false), consent, Locale::ZhCn).text,
             "根据你的搜索记录、购物车、购买记录"
         );
+    }
+
+    #[test]
+    fn a_complement_outranks_an_anchor_and_a_boost_outranks_plain_evidence() {
+        let consent = Consent::privacy_default();
+        let complement = Cause {
+            code: ReasonCode::Complement,
+            text: "Goes with your new phone".into(),
+            dimensions: DimensionSet::of([D::Purchases]),
+            strength: f32::INFINITY,
+        };
+        let anchored = candidate(&[D::Favorites], "robot vacuum");
+        let r = reason_with(
+            &anchored,
+            &pick(false),
+            Some(&complement),
+            consent,
+            Locale::En,
+        );
+        assert_eq!(r.code, ReasonCode::Complement);
+
+        let interest = Cause {
+            code: ReasonCode::Interest,
+            text: "Matches your interest in tea".into(),
+            dimensions: DimensionSet::EMPTY,
+            strength: 0.2,
+        };
+        let r = reason_with(
+            &anchored,
+            &pick(false),
+            Some(&interest),
+            consent,
+            Locale::En,
+        );
+        assert_eq!(
+            r.code,
+            ReasonCode::BecauseYouFavorited,
+            "the user's own item comes first"
+        );
+        let plain = candidate(&[D::Browsing], "");
+        let r = reason_with(&plain, &pick(true), Some(&interest), consent, Locale::En);
+        assert_eq!(r.text, "Matches your interest in tea");
+        let bought = candidate(&[D::Purchases], "a kettle");
+        let r = reason_for(&bought, &pick(false), consent, Locale::En);
+        assert_eq!(r.text, "People who bought a kettle also bought this");
     }
 }

@@ -181,7 +181,8 @@ impl Stage for Mmr {
 
     fn apply(&self, slate: &mut Slate<'_>, deadline: &Deadline) -> Result<(), Interrupted> {
         let input = slate.input;
-        let weight = self.0.weight;
+        // Overload and lifecycle rules scale diversity for this user.
+        let weight = self.0.weight * slate.diversity_scale;
         // The pool of candidates still to place, as parallel dense vectors.
         let mut index: Vec<usize> = slate.survivors().collect();
         let mut score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();

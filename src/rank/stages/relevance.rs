@@ -1,5 +1,9 @@
 //! Relevance: the upstream score, min-max normalised to [0, 1] within the request, so that
 //! penalties and diversity weigh the same whatever scale the recommender scores on.
+//!
+//! With personalisation off the upstream score is not used, since it may rest on the user's
+//! data: relevance is the candidates' popularity, or, when the request carries none, the
+//! upstream order (the platform's editorial order).
 
 use ndarray::Array1;
 
@@ -30,8 +34,21 @@ impl Stage for Relevance {
     }
 
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
-        let scores: Array1<f32> = slate.input.candidates.iter().map(|c| c.score).collect();
-        slate.add_component(Component::Relevance, normalize(&scores));
+        let candidates = &slate.input.candidates;
+        let column = if slate.user.consent.personalization {
+            normalize(&candidates.iter().map(|c| c.score).collect())
+        } else {
+            let popularity: Array1<f32> = candidates.iter().map(|c| c.popularity).collect();
+            if popularity.iter().any(|p| *p != popularity[0]) {
+                normalize(&popularity)
+            } else {
+                let n = candidates.len().max(2) as f32;
+                (0..candidates.len())
+                    .map(|i| 1.0 - i as f32 / (n - 1.0))
+                    .collect()
+            }
+        };
+        slate.add_component(Component::Relevance, column);
         Ok(())
     }
 }
@@ -46,6 +63,31 @@ mod tests {
     fn scores_map_onto_the_unit_interval_keeping_order() {
         assert_eq!(normalize(&array![2.0, 4.0, 3.0]), array![0.0, 1.0, 0.5]);
         assert_eq!(normalize(&array![-10.0, 10.0]), array![0.0, 1.0]);
+    }
+
+    #[test]
+    fn personalisation_off_ranks_by_popularity_or_the_editorial_order() {
+        use crate::rank::pipeline::Parallelism;
+        use crate::rank::types::{Candidate, Consent, DimensionSet, RankInput};
+        use crate::rank::user::UserView;
+        let mut input = RankInput {
+            candidates: [(1.0, 5.0), (3.0, 1.0), (2.0, 3.0)]
+                .map(|(score, popularity)| Candidate {
+                    score,
+                    popularity,
+                    ..Default::default()
+                })
+                .to_vec(),
+            ..Default::default()
+        };
+        let off = UserView::unknown(Consent::privacy_default().restrict(DimensionSet::EMPTY, true));
+        let mut slate = Slate::new(&input, &off, Parallelism::SEQUENTIAL);
+        Relevance.apply(&mut slate, &Deadline::none()).unwrap();
+        assert_eq!(slate.score, array![1.0, 0.0, 0.5]);
+        input.candidates.iter_mut().for_each(|c| c.popularity = 0.0);
+        let mut slate = Slate::new(&input, &off, Parallelism::SEQUENTIAL);
+        Relevance.apply(&mut slate, &Deadline::none()).unwrap();
+        assert_eq!(slate.score, array![1.0, 0.5, 0.0]);
     }
 
     #[test]

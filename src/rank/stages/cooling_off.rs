@@ -1,0 +1,351 @@
+//! Cooling-off (stage 2 of the avoidance chain): after a purchase, showing the same item at a
+//! lower price, or rivals of it, invites regret ("did I buy wrong?"). For the category's
+//! purchase cycle tactful therefore shows no price drops of the item just bought and no
+//! substitutes (other items of its category), as a hard rule or a strong penalty per policy.
+//!
+//! Purchase cycles are per category, in the policy: long for durables (phones, appliances),
+//! short or none for consumables. Category ids are the platform's own, so none is assumed:
+//! unlisted categories get `default_days` (0: no substitute rule). The price-drop rule needs
+//! no configuration and applies to every purchase.
+//!
+//! Uses the user's purchases, so it runs only with consent for purchase data.
+
+use serde::Deserialize;
+
+use ndarray::Array1;
+
+use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::types::{Candidate, Component, DataDimension, DropRule};
+use crate::rank::user::{Purchase, UserView};
+
+const DAY_MS: f64 = 86_400_000.0;
+/// Purchases are kept a year: no window may be longer.
+pub const MAX_DAYS: f64 = 365.0;
+
+/// How substitutes are kept back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Removed for the whole window.
+    Hard,
+    /// Lowered by `penalty`, fading over the window: a very strong match can still show.
+    Penalty,
+}
+
+/// One category's purchase cycle.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cycle {
+    pub category_id: u64,
+    /// Days after a purchase during which substitutes are kept back.
+    pub days: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoolingOffParams {
+    pub enabled: bool,
+    /// Hard by default: a substitute shown days after a purchase is the regret trigger the
+    /// product exists to avoid.
+    pub mode: Mode,
+    /// In penalty mode, the penalty right after the purchase (fading to 0 over the window).
+    /// 0.8 sinks a substitute below nearly everything.
+    pub penalty: f32,
+    /// Days during which the item just bought is not shown at a lower price: 30, the common
+    /// length of retailers' price-protection promises.
+    pub price_drop_days: f64,
+    /// The window for categories without a cycle of their own: 0, because only the platform
+    /// knows which of its categories are durables.
+    pub default_days: f64,
+    pub cycles: Vec<Cycle>,
+}
+
+impl Default for CoolingOffParams {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: Mode::Hard,
+            penalty: 0.8,
+            price_drop_days: 30.0,
+            default_days: 0.0,
+            cycles: Vec::new(),
+        }
+    }
+}
+
+impl CoolingOffParams {
+    /// The cooling-off window of a category, in milliseconds.
+    pub fn window_ms(&self, category_id: u64) -> i64 {
+        let days = self
+            .cycles
+            .iter()
+            .find(|c| c.category_id == category_id)
+            .map_or(self.default_days, |c| c.days);
+        (days * DAY_MS) as i64
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let days_ok = |d: f64| d.is_finite() && (0.0..=MAX_DAYS).contains(&d);
+        for (field, d) in [
+            ("cooling_off.price_drop_days", self.price_drop_days),
+            ("cooling_off.default_days", self.default_days),
+        ] {
+            if !days_ok(d) {
+                return Err((field.into(), format!("must be from 0 to {MAX_DAYS}")));
+            }
+        }
+        for (i, c) in self.cycles.iter().enumerate() {
+            if c.category_id == 0 {
+                return Err((
+                    format!("cooling_off.cycles[{i}].category_id"),
+                    "must not be 0 (unknown)".into(),
+                ));
+            }
+            if !days_ok(c.days) {
+                return Err((
+                    format!("cooling_off.cycles[{i}].days"),
+                    format!("must be from 0 to {MAX_DAYS}"),
+                ));
+            }
+        }
+        if !(self.penalty.is_finite() && (0.0..=10.0).contains(&self.penalty)) {
+            return Err((
+                "cooling_off.penalty".into(),
+                "must be a number from 0 to 10".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The purchase that makes `c` a price drop (the same item, cheaper, within the
+    /// price-drop window), if any.
+    pub fn price_drop<'u>(
+        &self,
+        c: &Candidate,
+        user: &'u UserView,
+        now: i64,
+    ) -> Option<&'u Purchase> {
+        let window = (self.price_drop_days * DAY_MS) as i64;
+        user.purchases
+            .iter()
+            .rev()
+            .find(|p| p.item_id == c.item_id && c.price < p.price && now - p.at_ms < window)
+    }
+
+    /// The latest purchase that makes `c` a substitute (another item of its category within
+    /// the category's window), with the share of the window still to run.
+    pub fn substitute_of<'u>(
+        &self,
+        c: &Candidate,
+        user: &'u UserView,
+        now: i64,
+    ) -> Option<(&'u Purchase, f32)> {
+        if c.category_id == 0 {
+            return None;
+        }
+        let window = self.window_ms(c.category_id);
+        if window <= 0 {
+            return None;
+        }
+        user.purchases
+            .iter()
+            .rev()
+            .find(|p| p.category_id == c.category_id && now - p.at_ms < window)
+            .map(|p| (p, 1.0 - (now - p.at_ms).max(0) as f32 / window as f32))
+    }
+}
+
+pub struct CoolingOff(pub CoolingOffParams);
+
+impl Stage for CoolingOff {
+    fn name(&self) -> &'static str {
+        "cooling_off"
+    }
+
+    fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
+        let (input, user) = (slate.input, slate.user);
+        if user.purchases.is_empty() || !user.consent.allows(DataDimension::Purchases) {
+            return Ok(());
+        }
+        let now = input.now_ms;
+        let mut penalty = Array1::<f32>::zeros(input.candidates.len());
+        for (i, c) in input.candidates.iter().enumerate() {
+            if self.0.price_drop(c, user, now).is_some() {
+                slate.drop_candidate(i, DropRule::CoolingOff);
+            } else if let Some((_, left)) = self.0.substitute_of(c, user, now) {
+                match self.0.mode {
+                    Mode::Hard => slate.drop_candidate(i, DropRule::CoolingOff),
+                    Mode::Penalty => penalty[i] = -self.0.penalty * left,
+                }
+            }
+        }
+        slate.add_component(Component::CoolingOff, penalty);
+        Ok(())
+    }
+}
+
+/// A cooling-off window in force, for the user's profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub item_id: u64,
+    pub category_id: u64,
+    pub title: String,
+    pub bought_at_ms: i64,
+    /// Until when other items of the category are kept back; `bought_at_ms` when the
+    /// category has no cycle.
+    pub substitutes_until_ms: i64,
+    /// Until when the item is not shown at a lower price.
+    pub price_drops_until_ms: i64,
+}
+
+/// The windows still in force at `now_ms` under these settings, latest purchase first.
+pub fn windows(p: &CoolingOffParams, user: &UserView, now_ms: i64) -> Vec<Window> {
+    if !p.enabled || !user.consent.allows(DataDimension::Purchases) {
+        return Vec::new();
+    }
+    user.purchases
+        .iter()
+        .rev()
+        .map(|b| Window {
+            item_id: b.item_id,
+            category_id: b.category_id,
+            title: b.title.clone(),
+            bought_at_ms: b.at_ms,
+            substitutes_until_ms: b.at_ms
+                + if b.category_id == 0 {
+                    0
+                } else {
+                    p.window_ms(b.category_id)
+                },
+            price_drops_until_ms: b.at_ms + (p.price_drop_days * DAY_MS) as i64,
+        })
+        .filter(|w| w.substitutes_until_ms.max(w.price_drops_until_ms) > now_ms)
+        .collect()
+}
+
+/// Plain words for a candidate removed by cooling-off.
+pub fn detail(c: &Candidate, user: &UserView) -> String {
+    match user.purchases.iter().rev().find(|p| p.item_id == c.item_id) {
+        Some(p) => format!(
+            "the user bought item {} at {} recently; this offer is cheaper",
+            p.item_id, p.price
+        ),
+        None => format!(
+            "the user bought an item of category {} recently: this is a substitute",
+            c.category_id
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rank::pipeline::Parallelism;
+    use crate::rank::types::{Consent, DimensionSet, RankInput};
+
+    const DAY: i64 = 86_400_000;
+    const PHONES: u64 = 12;
+    const MILK: u64 = 30;
+
+    fn candidate(item_id: u64, category_id: u64, price: f32) -> Candidate {
+        Candidate {
+            item_id,
+            category_id,
+            price,
+            ..Default::default()
+        }
+    }
+
+    fn user_who_bought_a_phone_and_milk(consent: Consent) -> UserView {
+        let mut user = UserView::unknown(consent);
+        user.purchases = vec![
+            Purchase {
+                item_id: 1,
+                category_id: PHONES,
+                price: 999.0,
+                ..Default::default()
+            },
+            Purchase {
+                item_id: 50,
+                category_id: MILK,
+                price: 2.0,
+                ..Default::default()
+            },
+        ];
+        user
+    }
+
+    fn params(mode: Mode) -> CoolingOffParams {
+        CoolingOffParams {
+            mode,
+            cycles: vec![Cycle {
+                category_id: PHONES,
+                days: 14.0,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn run(
+        params: CoolingOffParams,
+        day: i64,
+        consent: Consent,
+    ) -> (Vec<Option<DropRule>>, Vec<f32>) {
+        let input = RankInput {
+            candidates: vec![
+                candidate(1, PHONES, 899.0), // the phone just bought, cheaper
+                candidate(2, PHONES, 700.0), // a rival phone
+                candidate(3, 13, 20.0),      // a case
+                candidate(50, MILK, 1.5),    // the milk, cheaper
+                candidate(51, MILK, 2.0),    // other milk
+            ],
+            now_ms: day * DAY,
+            ..Default::default()
+        };
+        let user = user_who_bought_a_phone_and_milk(consent);
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        CoolingOff(params)
+            .apply(&mut slate, &Deadline::none())
+            .unwrap();
+        (slate.dropped, slate.score.to_vec())
+    }
+
+    #[test]
+    fn no_price_drops_and_no_substitutes_within_the_cycle() {
+        let c = Some(DropRule::CoolingOff);
+        let (dropped, _) = run(params(Mode::Hard), 3, Consent::privacy_default());
+        // Milk has no cycle: other milk stays, but the same milk cheaper is a price drop.
+        assert_eq!(dropped, vec![c, c, None, c, None]);
+        let (dropped, _) = run(params(Mode::Hard), 20, Consent::privacy_default());
+        assert_eq!(
+            dropped,
+            vec![c, None, None, c, None],
+            "phones return after 14 days"
+        );
+        let (dropped, _) = run(params(Mode::Hard), 31, Consent::privacy_default());
+        assert_eq!(
+            dropped,
+            vec![None; 5],
+            "price protection ends after 30 days"
+        );
+    }
+
+    #[test]
+    fn penalty_mode_lowers_substitutes_fading_over_the_window() {
+        let (dropped, score) = run(params(Mode::Penalty), 7, Consent::privacy_default());
+        assert_eq!(dropped[1], None);
+        assert!((score[1] + 0.4).abs() < 1e-4, "{score:?}");
+        assert_eq!(
+            dropped[0],
+            Some(DropRule::CoolingOff),
+            "price drops stay hard"
+        );
+    }
+
+    #[test]
+    fn without_purchase_consent_purchases_are_not_used() {
+        let consent = Consent::privacy_default()
+            .restrict(DimensionSet::of([DataDimension::Purchases]), false);
+        assert_eq!(run(params(Mode::Hard), 3, consent).0, vec![None; 5]);
+    }
+}
