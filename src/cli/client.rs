@@ -159,7 +159,11 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
 async fn event(args: EventArgs) -> Result<(), Failure> {
     let e = pb::Event {
         user_id: args.user,
-        at_ms: 0,
+        at_ms: if args.ago_minutes == 0 {
+            0
+        } else {
+            crate::engine::now_ms() - i64::from(args.ago_minutes) * 60_000
+        },
         r#type: event_type(args.kind).into(),
         item_id: args.item,
         category_id: args.category,

@@ -141,6 +141,10 @@ pub struct EventArgs {
     /// Repeat the event this many times (e.g. several impressions).
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// Stamp the event this many minutes in the past (0 = now). An impression counts as
+    /// ignored once a few minutes pass without a click.
+    #[arg(long, default_value_t = 0)]
+    pub ago_minutes: u32,
 }
 
 #[derive(Debug, Subcommand)]

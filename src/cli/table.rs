@@ -106,9 +106,11 @@ pub fn ranking(r: &pb::RankResponse, explain: bool) -> String {
             item.upstream_position + 1,
         );
         if explain && !item.breakdown.is_empty() {
+            // A component that did nothing to this item is noise in a table.
             let parts: Vec<String> = item
                 .breakdown
                 .iter()
+                .filter(|c| c.value != 0.0)
                 .map(|c| format!("{} {:+.4}", c.name, c.value))
                 .collect();
             let _ = writeln!(out, "{:>33}{}", "", parts.join("  "));
