@@ -233,15 +233,7 @@ async fn after_buying_a_phone_no_phones_for_two_weeks_and_cases_first() {
         .await;
     assert!(ids(&r).contains(&1), "after the price-protection month");
 
-    let profile = server
-        .profile()
-        .await
-        .get(pb::GetProfileRequest {
-            user_id: "ph".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let profile = server.get_profile("ph").await;
     assert_eq!(profile.cooling_off.len(), 1);
     let w = &profile.cooling_off[0];
     assert_eq!(
@@ -387,18 +379,6 @@ async fn with_personalisation_off_the_user_gets_a_strangers_ranking_minus_their_
     server.stop().await;
 }
 
-async fn get_profile(server: &TestServer, user: &str) -> pb::UserProfile {
-    server
-        .profile()
-        .await
-        .get(pb::GetProfileRequest {
-            user_id: user.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn undo_takes_back_a_block_and_a_fewer_like_this() {
     let server = TestServer::start(Config::default()).await;
@@ -409,7 +389,7 @@ async fn undo_takes_back_a_block_and_a_fewer_like_this() {
     record(&server, vec![block, fewer]).await;
     let r = server.rank(request("ud", catalogue())).await;
     assert!(!ids(&r).contains(&3));
-    let profile = get_profile(&server, "ud").await;
+    let profile = server.get_profile("ud").await;
     assert_eq!(profile.muted_categories.len(), 1);
 
     let mut client = server.profile().await;
@@ -431,7 +411,7 @@ async fn undo_takes_back_a_block_and_a_fewer_like_this() {
         ids(&after),
         ids(&server.rank(request("nobody", catalogue())).await)
     );
-    let profile = get_profile(&server, "ud").await;
+    let profile = server.get_profile("ud").await;
     assert!(profile.blocked_brands.is_empty() && profile.muted_categories.is_empty());
     let err = client
         .undo(pb::UndoRequest {
@@ -491,7 +471,7 @@ async fn interest_tags_lift_what_the_user_cares_about_and_stay_under_their_contr
         .map(|i| at("it", pb::EventType::Click, now - i, 50 + i as u64, 3))
         .collect();
     record(&server, clicks).await;
-    let profile = get_profile(&server, "it").await;
+    let profile = server.get_profile("it").await;
     let learned = profile.interests.iter().find(|t| t.id == 3).unwrap();
     assert_eq!(learned.source(), pb::TagSource::Learned);
     assert_eq!(
@@ -500,7 +480,7 @@ async fn interest_tags_lift_what_the_user_cares_about_and_stay_under_their_contr
     );
     client.update_interests(update(3, 0.0, None)).await.unwrap();
     record(&server, vec![at("it", pb::EventType::Click, now, 60, 3)]).await;
-    assert!(get_profile(&server, "it").await.interests.is_empty());
+    assert!(server.get_profile("it").await.interests.is_empty());
     server.stop().await;
 }
 
@@ -574,7 +554,7 @@ async fn the_profile_shows_what_was_used_and_the_engine_counts_each_rule() {
     record(&server, vec![at("pu", pb::EventType::Click, 0, 1, 2)]).await;
     let list = vec![with_evidence(candidate(1, 0.9, 1, 100), &[D::Favorites])];
     server.rank(request("pu", list)).await;
-    let profile = get_profile(&server, "pu").await;
+    let profile = server.get_profile("pu").await;
     assert_eq!(profile.used_recently, vec![D::Favorites as i32]);
 
     let mut e = event("pu", pb::EventType::NotInterested);

@@ -79,18 +79,6 @@ fn consent(user: &str, dimension: pb::DataDimension, granted: bool) -> pb::SetCo
     }
 }
 
-async fn profile(server: &TestServer, user: &str) -> pb::UserProfile {
-    server
-        .profile()
-        .await
-        .get(pb::GetProfileRequest {
-            user_id: user.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 fn granted(p: &pb::UserProfile, d: pb::DataDimension) -> bool {
     p.consent
         .iter()
@@ -169,7 +157,7 @@ async fn a_change_on_one_instance_is_honoured_by_the_others_next_rank() {
         .await
         .unwrap();
     let start = Instant::now();
-    while !granted(&profile(&a, user).await, pb::DataDimension::CrossPlatform) {
+    while !granted(&a.get_profile(user).await, pb::DataDimension::CrossPlatform) {
         assert!(
             start.elapsed() < INVALIDATION_BOUND,
             "consent did not reach A"
@@ -512,9 +500,9 @@ async fn forget_leaves_no_trace_in_redis_nor_in_the_other_instance() {
         traces.is_empty(),
         "the user is still in redis at {traces:?}"
     );
-    assert!(!profile(&a, user).await.known);
+    assert!(!a.get_profile(user).await.known);
     let start = Instant::now();
-    while profile(&b, user).await.known {
+    while b.get_profile(user).await.known {
         assert!(
             start.elapsed() < INVALIDATION_BOUND,
             "B still holds the user"
@@ -523,7 +511,7 @@ async fn forget_leaves_no_trace_in_redis_nor_in_the_other_instance() {
     }
     assert!(rank_ids(&b, user).await.contains(&3));
     assert_eq!(
-        profile(&a, other).await.blocked_brands,
+        a.get_profile(other).await.blocked_brands,
         vec![104],
         "others untouched"
     );
@@ -560,7 +548,7 @@ async fn explicit_words_and_consent_survive_a_restart() {
         !items.contains(&1) && !items.contains(&3) && !items.contains(&8),
         "{items:?}"
     );
-    let p = profile(&server, user).await;
+    let p = server.get_profile(user).await;
     assert!(p.known && p.blocked_brands == vec![103], "{p:?}");
     assert!(granted(&p, pb::DataDimension::Location));
     server.stop().await;
@@ -619,7 +607,7 @@ async fn a_long_history_is_compacted_and_reads_back_the_same() {
     server.stop().await;
 
     let server = TestServer::with_store(Config::default(), open(&url, &namespace).await).await;
-    assert_eq!(profile(&server, user).await.blocked_brands, expected);
+    assert_eq!(server.get_profile(user).await.blocked_brands, expected);
     server.stop().await;
     delete_namespace(&url, &namespace).await;
 }

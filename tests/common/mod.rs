@@ -195,6 +195,18 @@ impl TestServer {
         pb::events_client::EventsClient::new(self.channel().await)
     }
 
+    /// What `Profile.Get` shows for `user`.
+    pub async fn get_profile(&self, user: &str) -> pb::UserProfile {
+        self.profile()
+            .await
+            .get(pb::GetProfileRequest {
+                user_id: user.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn profile(&self) -> pb::profile_client::ProfileClient<Channel> {
         pb::profile_client::ProfileClient::new(self.channel().await)
     }
