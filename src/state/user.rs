@@ -436,9 +436,14 @@ impl UserState {
     /// silently dropped; counters beyond their caps forget the faintest entry instead.
     pub fn apply(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
         use EventKind as K;
-        if e.source == Some(DataDimension::CrossPlatform) {
+        let browsing = matches!(
+            e.kind,
+            K::Impression | K::Click | K::Cart | K::Favorite | K::Search
+        );
+        if browsing && e.source == Some(DataDimension::CrossPlatform) {
             // Seen elsewhere: not an exposure here, and not engagement with this platform. It
-            // is kept only to know how young cross-platform evidence is.
+            // is kept only to know how young cross-platform evidence is. (Purchases and the
+            // user's explicit words count wherever they were observed.)
             if e.item_id != 0 || e.category_id != 0 {
                 let s = Sighting {
                     item_id: e.item_id,
@@ -1134,6 +1139,22 @@ mod tests {
         let v = u.view(6 * HOUR, Consent::privacy_default(), &cfg);
         assert_eq!(v.purchases.len(), MAX_PURCHASES);
         assert!(v.purchases.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    }
+
+    #[test]
+    fn explicit_words_count_wherever_they_were_observed() {
+        let cfg = cfg();
+        let mut u = UserState::default();
+        let mut block = event(EventKind::BlockBrand, HOUR);
+        block.source = Some(DataDimension::CrossPlatform);
+        u.apply(&block, &cfg).unwrap();
+        let mut bought = at(EventKind::Purchase, HOUR, 3, 12);
+        bought.source = Some(DataDimension::CrossPlatform);
+        u.apply(&bought, &cfg).unwrap();
+        let v = u.view(HOUR, Consent::privacy_default(), &cfg);
+        assert!(v.is_brand_blocked(10));
+        assert_eq!(v.purchases.len(), 1);
+        assert!(v.sightings.is_empty());
     }
 
     #[test]
