@@ -9,6 +9,7 @@
 use ndarray::Array1;
 use serde::Deserialize;
 
+use super::relevance::normalize;
 use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{
     Component, DataDimension, DimensionSet, LifecycleStage, Locale, ReasonCode,
@@ -181,16 +182,9 @@ impl Stage for Lifecycle {
         let n = input.candidates.len();
         if rules.popularity > 0.0 {
             let pop: Array1<f32> = input.candidates.iter().map(|c| c.popularity).collect();
-            let (lo, hi) = pop
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &p| {
-                    (lo.min(p), hi.max(p))
-                });
-            if hi > lo {
-                let span = f64::from(hi) - f64::from(lo);
-                let boost = pop.mapv(|p| {
-                    (f64::from(rules.popularity) * (f64::from(p) - f64::from(lo)) / span) as f32
-                });
+            // Equal popularity says nothing: no boost (normalize would give everyone 1).
+            if pop.iter().any(|p| *p != pop[0]) {
+                let boost = normalize(&pop) * rules.popularity;
                 for (i, b) in boost.iter().enumerate() {
                     if *b >= rules.popularity / 2.0 {
                         slate.offer_cause(i, popular(*b, input.locale));
