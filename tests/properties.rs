@@ -1,12 +1,15 @@
 //! Properties of the core pipeline over random requests and random user states (proptest, no
-//! server). For the default policy, and for a policy with every rule configured (cooling-off
-//! cycles, complements, sensitive categories, context rules), whatever the input:
+//! server). For the default policy, for a policy with every avoidance rule configured
+//! (cooling-off cycles, complements, sensitive categories, context rules), and for a DPP policy
+//! with every diversity rule (hard caps, exploration, calibration, long tail), whatever the
+//! input:
 //! 1. no returned item is not-interested, of a blocked brand or of a blocked shop, or of a
 //!    sensitive category the user has not opted in to;
 //! 2. no returned item's evidence is only non-consented dimensions, and no reason cites a
 //!    dimension the user has not consented to;
-//! 3. the list holds min(k, survivors) distinct candidates of the request, scores never
-//!    increase down the list, and each breakdown sums to the item's score;
+//! 3. the list holds min(k, survivors) distinct candidates of the request (fewer only under
+//!    hard caps, which are never broken), scores never increase down the list, and each
+//!    breakdown sums to the item's score;
 //! 4. every dropped candidate is listed exactly once with `explain`, survivors + dropped
 //!    account for every candidate, and the avoidance counters count exactly the drops;
 //! 5. the fail-open answer keeps the upstream order of the survivors of the hard rules;
@@ -226,9 +229,38 @@ fn full_policy() -> Policy {
     toml::from_str(toml).unwrap()
 }
 
+/// DPP with every diversity rule: hard caps, exploration, calibration, the long tail.
+fn diverse_policy() -> Policy {
+    let toml = r#"
+        selection = "dpp"
+        [diversity]
+        depth = 6
+        window = 3
+        [hard_caps]
+        category = { max = 3 }
+        brand = { window = 3, max_in_window = 1 }
+        [exploration]
+        share = 0.3
+        first_slot = 2
+        min_score = 0.0
+        [calibration]
+        weight = 0.5
+        [long_tail]
+        weight = 0.2
+    "#;
+    toml::from_str(toml).unwrap()
+}
+
+/// The caps of [`diverse_policy`].
+const MAX_PER_CATEGORY: usize = 3;
+const BRAND_WINDOW: usize = 3;
+
 fn policies() -> Policies {
     Policies::build(
-        &BTreeMap::from([("full".to_owned(), full_policy())]),
+        &BTreeMap::from([
+            ("full".to_owned(), full_policy()),
+            ("diverse".to_owned(), diverse_policy()),
+        ]),
         Parallelism::SEQUENTIAL,
     )
     .unwrap()
@@ -266,7 +298,7 @@ proptest! {
         k in 0usize..12,
         dim in prop_oneof![Just(0usize), Just(4usize)],
         seed in any::<u64>(),
-        policy in prop_oneof![Just("default"), Just("full")],
+        policy in prop_oneof![Just("default"), Just("full"), Just("diverse")],
     ) {
         let n = candidates.len();
         let input = input(candidates, k, dim, seed);
@@ -283,7 +315,7 @@ proptest! {
             prop_assert!(!user.is_not_interested(c.item_id));
             prop_assert!(!user.is_brand_blocked(c.brand_id));
             prop_assert!(!user.is_shop_blocked(c.shop_id));
-            prop_assert!(policy == "default" || c.category_id != SENSITIVE || user.opted_in_sensitive(SENSITIVE));
+            prop_assert!(policy != "full" || c.category_id != SENSITIVE || user.opted_in_sensitive(SENSITIVE));
             prop_assert!(c.evidence.is_empty() || !user.consent.allowed(c.evidence).is_empty());
             for d in item.reason.dimensions.iter() {
                 prop_assert!(user.consent.allows(d), "reason cites {d} without consent");
@@ -295,7 +327,23 @@ proptest! {
         // 3
         let survivors = n - ranking.dropped.len();
         let expected = if k == 0 { survivors } else { k.min(survivors) };
-        prop_assert_eq!(ranking.items.len(), expected);
+        if policy == "diverse" {
+            // Hard caps may end the list early, and are never broken.
+            prop_assert!(ranking.items.len() <= expected);
+            let of = |i: &tactful::rank::RankedItem| &input.candidates[i.index];
+            for item in &ranking.items {
+                let category = of(item).category_id;
+                let same = ranking.items.iter().filter(|i| of(i).category_id == category).count();
+                prop_assert!(category == 0 || same <= MAX_PER_CATEGORY);
+            }
+            for w in ranking.items.windows(BRAND_WINDOW) {
+                let brands: Vec<u64> = w.iter().map(|i| of(i).brand_id).filter(|b| *b != 0).collect();
+                let distinct: HashSet<&u64> = brands.iter().collect();
+                prop_assert_eq!(distinct.len(), brands.len(), "two of one brand within {} places", BRAND_WINDOW);
+            }
+        } else {
+            prop_assert_eq!(ranking.items.len(), expected);
+        }
         prop_assert!(ranking.suggested_k <= ranking.items.len());
         let distinct: HashSet<usize> = ranking.items.iter().map(|i| i.index).collect();
         prop_assert_eq!(distinct.len(), ranking.items.len());
@@ -324,7 +372,7 @@ proptest! {
         candidates in candidates(),
         seed in any::<u64>(),
         k in 0usize..12,
-        policy in prop_oneof![Just("default"), Just("full")],
+        policy in prop_oneof![Just("default"), Just("full"), Just("diverse")],
         (a, b) in explicit().prop_flat_map(|base| {
             // Two users with the same explicit words and different behaviour.
             (with_behaviour(base.clone()), with_behaviour(base))

@@ -6,6 +6,8 @@
 //! 4. `explain` adds a score breakdown that sums to the score, and lists dropped items.
 //! 5. Reasons follow the request's locale (en, zh-CN).
 //! 6. An unknown policy is INVALID_ARGUMENT naming `policy`.
+//! 7. A request adjusts diversity within bounds (method, weight, exploration), and an
+//!    exploration slot carries the reason "something new for you".
 
 mod common;
 
@@ -22,7 +24,7 @@ async fn default_policy_returns_k_items_with_reasons_and_falling_scores() {
     req.request_id = "req-1".into();
     let r = server.rank(req).await;
     assert_eq!(r.items.len(), 5);
-    assert_eq!(r.policy_version, "default@2");
+    assert_eq!(r.policy_version, "default@3");
     assert_eq!(r.request_id, "req-1");
     assert!(!r.degraded);
     for w in r.items.windows(2) {
@@ -166,5 +168,75 @@ async fn an_unknown_policy_is_refused_by_name() {
         status.message()
     );
     assert!(status.message().contains("identity"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn diversity_is_adjusted_per_request_and_exploration_says_something_new() {
+    let server = TestServer::start(Config::default()).await;
+    // jo only ever clicks phones (category 10): phones become jo's dominant interest.
+    let mut events = server.events().await;
+    let clicks = (1..=6)
+        .map(|i| {
+            let mut e = event("jo", pb::EventType::Click);
+            e.item_id = 900 + i;
+            e.category_id = 10;
+            e.brand_id = 7;
+            e
+        })
+        .collect();
+    events
+        .record(pb::RecordRequest { events: clicks })
+        .await
+        .unwrap();
+    // Upstream: eight phones of eight brands on top, then good items of other categories.
+    let mut candidates: Vec<pb::Candidate> = (1..=8)
+        .map(|i| candidate(i, 1.0 - i as f32 * 0.01, 10, i))
+        .collect();
+    candidates.extend((9..=12).map(|i| candidate(i, 0.9 - i as f32 * 0.01, i, i)));
+    candidates.push(candidate(13, 0.0, 13, 13));
+    let rank = |diversity: Option<pb::DiversityOptions>| {
+        let mut req = request("jo", candidates.clone());
+        req.k = 8;
+        req.explain = true;
+        req.diversity = diversity;
+        server.rank(req)
+    };
+
+    // Position 5 is an exploration slot: the best item outside phones, with its reason (no
+    // similarity weight, so nothing else moves).
+    let r = rank(Some(pb::DiversityOptions {
+        weight: Some(0.0),
+        ..Default::default()
+    }))
+    .await;
+    let fifth = &r.items[4];
+    let reason = fifth.reason.as_ref().unwrap();
+    assert_eq!(reason.code, pb::ReasonCode::Exploration as i32, "{r:?}");
+    assert_eq!(reason.text, "Something new for you");
+    assert_eq!(ids(&r), vec![1, 2, 3, 4, 9, 5, 6, 7]);
+
+    // No exploration and no similarity weight: the upstream order by score.
+    let plain = pb::DiversityOptions {
+        weight: Some(0.0),
+        exploration_share: Some(0.0),
+        long_tail: Some(0.0),
+        ..Default::default()
+    };
+    let r = rank(Some(plain)).await;
+    assert_eq!(ids(&r), (1..=8).collect::<Vec<u64>>());
+
+    // DPP with a strong weight breaks the wall of phones.
+    let r = rank(Some(pb::DiversityOptions {
+        method: pb::DiversityMethod::Dpp.into(),
+        weight: Some(1.0),
+        ..plain
+    }))
+    .await;
+    let phones = r.items.iter().filter(|i| i.item_id <= 8).count();
+    assert!(phones < 8, "dpp: {:?}", ids(&r));
+    for w in r.items.windows(2) {
+        assert!(w[0].score >= w[1].score);
+    }
     server.stop().await;
 }

@@ -84,6 +84,46 @@ async fn every_bad_field_is_named() {
         personalization_off: false,
     });
     cases.push(("consent.denied[0]", r));
+    let diversity = |d: pb::DiversityOptions| {
+        let mut r = base.clone();
+        r.diversity = Some(d);
+        r
+    };
+    cases.push((
+        "diversity.weight",
+        diversity(pb::DiversityOptions {
+            weight: Some(2.5),
+            ..Default::default()
+        }),
+    ));
+    cases.push((
+        "diversity.exploration_share",
+        diversity(pb::DiversityOptions {
+            exploration_share: Some(-0.1),
+            ..Default::default()
+        }),
+    ));
+    cases.push((
+        "diversity.calibration",
+        diversity(pb::DiversityOptions {
+            calibration: Some(f32::NAN),
+            ..Default::default()
+        }),
+    ));
+    cases.push((
+        "diversity.long_tail",
+        diversity(pb::DiversityOptions {
+            long_tail: Some(0.9),
+            ..Default::default()
+        }),
+    ));
+    cases.push((
+        "diversity.method",
+        diversity(pb::DiversityOptions {
+            method: 9,
+            ..Default::default()
+        }),
+    ));
 
     for (field, req) in cases {
         let status = ranker.rank(req).await.unwrap_err();

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{
-    Command, EXIT_UNAVAILABLE, EXIT_USAGE, EventArgs, ProfileCommand, RankArgs, Target, table,
+    Command, DiversityMethod, EXIT_UNAVAILABLE, EXIT_USAGE, EventArgs, ProfileCommand, RankArgs,
+    Target, table,
 };
 use crate::grpc::convert::event_type;
 use crate::pb;
@@ -148,6 +149,19 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
         consent: Some(pb::ConsentOverride {
             denied: args.deny.iter().map(|d| d.number()).collect(),
             personalization_off: false,
+        }),
+        diversity: Some(pb::DiversityOptions {
+            method: match args.method {
+                None => pb::DiversityMethod::Unspecified,
+                Some(DiversityMethod::Mmr) => pb::DiversityMethod::Mmr,
+                Some(DiversityMethod::Dpp) => pb::DiversityMethod::Dpp,
+                Some(DiversityMethod::Score) => pb::DiversityMethod::Score,
+            }
+            .into(),
+            weight: args.diversity_weight,
+            exploration_share: args.explore,
+            calibration: args.calibration,
+            long_tail: args.long_tail,
         }),
     };
     let mut client = pb::ranker_client::RankerClient::new(connect(&args.target).await?);

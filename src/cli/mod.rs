@@ -110,6 +110,29 @@ pub struct RankArgs {
     /// Data dimensions not to use for this request only (e.g. cross-platform).
     #[arg(long, value_delimiter = ',', value_parser = parse_dimension)]
     pub deny: Vec<DataDimension>,
+    /// Diversity method for this request instead of the policy's.
+    #[arg(long, value_enum)]
+    pub method: Option<DiversityMethod>,
+    /// Weight of the similarity term (0 to 2) instead of the policy's.
+    #[arg(long)]
+    pub diversity_weight: Option<f32>,
+    /// Share of positions for exploration (0 to 0.5) instead of the policy's.
+    #[arg(long)]
+    pub explore: Option<f32>,
+    /// Calibration weight (0 to 1) instead of the policy's.
+    #[arg(long)]
+    pub calibration: Option<f32>,
+    /// Long-tail boost (0 to 0.5) instead of the policy's.
+    #[arg(long)]
+    pub long_tail: Option<f32>,
+}
+
+/// How the final order is chosen (see the README's "Diversity").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiversityMethod {
+    Mmr,
+    Dpp,
+    Score,
 }
 
 #[derive(Debug, Args)]

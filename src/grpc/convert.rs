@@ -14,7 +14,8 @@ use crate::pb;
 use crate::rank::stages::cooling_off;
 use crate::rank::user::{TagKind, TagSource};
 use crate::rank::{
-    Candidate, DataDimension, DimensionSet, DropRule, LifecycleStage, Locale, RankInput, ReasonCode,
+    Candidate, DataDimension, DimensionSet, DiversityRequest, DropRule, LifecycleStage, Locale,
+    Method, RankInput, ReasonCode,
 };
 use crate::state::user::MAX_INTERESTS;
 use crate::state::{Event, EventError, EventKind, InterestChange, Profile, Undo};
@@ -211,6 +212,7 @@ pub fn rank_call(
             cross_platform_seen_ms: c.cross_platform_seen_ms,
         });
     }
+    let diversity = diversity_request(req.diversity.take().unwrap_or_default())?;
     let embeddings = (dim > 0).then(|| {
         Array2::from_shape_vec((n, dim), flat).expect("n rows of dim values were collected")
     });
@@ -231,12 +233,40 @@ pub fn rank_call(
             surface: req.surface,
             region: mem::take(&mut context.region),
             utc_offset_minutes: context.utc_offset_minutes,
+            diversity,
         },
         denied,
         personalization_off: consent.personalization_off,
         caller_timeout,
         strict: req.strict,
     })
+}
+
+/// The request's diversity adjustments, checked against their bounds.
+fn diversity_request(d: pb::DiversityOptions) -> Result<DiversityRequest, ApiError> {
+    let method = match pb::DiversityMethod::try_from(d.method) {
+        Ok(pb::DiversityMethod::Unspecified) => None,
+        Ok(pb::DiversityMethod::Mmr) => Some(Method::Mmr),
+        Ok(pb::DiversityMethod::Dpp) => Some(Method::Dpp),
+        Ok(pb::DiversityMethod::Score) => Some(Method::Score),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "diversity.method",
+                format!("{} is not a DiversityMethod", d.method),
+            ));
+        }
+    };
+    let request = DiversityRequest {
+        method,
+        weight: d.weight,
+        exploration_share: d.exploration_share,
+        calibration: d.calibration,
+        long_tail: d.long_tail,
+    };
+    request
+        .check()
+        .map_err(|(field, message)| ApiError::invalid(format!("diversity.{field}"), message))?;
+    Ok(request)
 }
 
 fn dimensions(set: DimensionSet) -> Vec<i32> {
@@ -262,6 +292,7 @@ fn reason_code(code: ReasonCode) -> pb::ReasonCode {
         ReasonCode::Complement => P::Complement,
         ReasonCode::Interest => P::Interest,
         ReasonCode::Context => P::Context,
+        ReasonCode::Exploration => P::Exploration,
     }
 }
 

@@ -249,10 +249,32 @@ pub struct Pick {
     pub index: usize,
     /// The value the selector ordered by.
     pub score: f32,
-    /// The selector's own contribution (e.g. MMR's similarity penalty), already in `score`.
+    /// The selector's similarity term (MMR's or DPP's), already in `score`.
     pub diversity: f32,
+    /// The calibration term (the list's category mix against the user's), already in `score`.
+    pub calibration: f32,
+    /// How far the score was lowered so that scores never increase down the list (a hard cap
+    /// or an exploration slot placed a weaker item above), already in `score`.
+    pub placement: f32,
     /// True when a candidate with a higher pre-selection score was passed over for this one.
     pub promoted: bool,
+    /// Placed in an exploration slot: outside the user's usual categories.
+    pub explored: bool,
+}
+
+impl Pick {
+    /// A pick ordered by `score` alone, with no selector terms.
+    pub fn plain(index: usize, score: f32) -> Self {
+        Self {
+            index,
+            score,
+            diversity: 0.0,
+            calibration: 0.0,
+            placement: 0.0,
+            promoted: false,
+            explored: false,
+        }
+    }
 }
 
 /// A boost's cause, offered to the explain stage: the strongest one names the item's reason.
@@ -482,8 +504,13 @@ impl Pipeline {
                         .iter()
                         .map(|(c, col)| (*c, col[pick.index]))
                         .chain(
-                            (pick.diversity != 0.0)
-                                .then_some((Component::Diversity, pick.diversity)),
+                            [
+                                (Component::Diversity, pick.diversity),
+                                (Component::Calibration, pick.calibration),
+                                (Component::Placement, pick.placement),
+                            ]
+                            .into_iter()
+                            .filter(|(_, v)| *v != 0.0),
                         )
                         .collect()
                 } else {

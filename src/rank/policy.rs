@@ -11,21 +11,27 @@ use serde::Deserialize;
 use super::pipeline::{Parallelism, Pipeline, Stage};
 use super::stages::{
     HardRules,
+    calibration::CalibrationParams,
     caps::{CapParams, FrequencyCap},
     complements::{ComplementParams, Complements},
     consent::{ConsentDiscount, ConsentGate, ConsentParams, TooSoon},
     context::{Context, ContextParams},
     cooling_off::{CoolingOff, CoolingOffParams},
     explain::Explain,
+    exploration::ExplorationParams,
     fatigue::{Fatigue, FatigueParams},
     feedback::{ExplicitFeedback, FewerLikeThis, FewerLikeThisParams},
+    hard_caps::HardCapParams,
     interests::{InterestParams, Interests},
     lifecycle::{Lifecycle, LifecycleParams},
-    mmr::{DiversityParams, Mmr},
-    order::{ByScore, Upstream},
+    long_tail::{LongTail, LongTailParams},
+    mmr::DiversityParams,
+    order::Upstream,
     overload::{Overload, OverloadParams},
     relevance::Relevance,
+    select::Select,
 };
+use super::types::Method;
 
 pub const DEFAULT_POLICY: &str = "default";
 pub const IDENTITY_POLICY: &str = "identity";
@@ -34,12 +40,26 @@ pub const IDENTITY_POLICY: &str = "identity";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
-    /// Greedy diversity (maximal marginal relevance).
+    /// Greedy diversity by maximal marginal relevance: similarity to the closest item placed.
     Mmr,
-    /// By score alone.
+    /// Greedy diversity by a determinantal point process: similarity to all items placed.
+    Dpp,
+    /// By score alone (hard caps, exploration slots and calibration still apply).
     Score,
-    /// The upstream order.
+    /// The upstream order: no rule but validation (the identity baseline).
     Upstream,
+}
+
+impl Selection {
+    /// The selection method, `None` for the upstream order.
+    pub fn method(self) -> Option<Method> {
+        match self {
+            Self::Mmr => Some(Method::Mmr),
+            Self::Dpp => Some(Method::Dpp),
+            Self::Score => Some(Method::Score),
+            Self::Upstream => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -60,15 +80,19 @@ pub struct Policy {
     pub complements: ComplementParams,
     pub interests: InterestParams,
     pub context: ContextParams,
+    pub long_tail: LongTailParams,
     pub selection: Selection,
     pub diversity: DiversityParams,
+    pub hard_caps: HardCapParams,
+    pub exploration: ExplorationParams,
+    pub calibration: CalibrationParams,
 }
 
 impl Default for Policy {
     /// The full tactful policy.
     fn default() -> Self {
         Self {
-            version: 2,
+            version: 3,
             hard_rules: true,
             consent: ConsentParams::default(),
             caps: CapParams::default(),
@@ -80,8 +104,12 @@ impl Default for Policy {
             complements: ComplementParams::default(),
             interests: InterestParams::default(),
             context: ContextParams::default(),
+            long_tail: LongTailParams::default(),
             selection: Selection::Mmr,
             diversity: DiversityParams::default(),
+            hard_caps: HardCapParams::default(),
+            exploration: ExplorationParams::default(),
+            calibration: CalibrationParams::default(),
         }
     }
 }
@@ -98,6 +126,8 @@ impl Policy {
     /// Upstream order, no rules: the baseline.
     pub fn identity() -> Self {
         let mut p = Self {
+            // The baseline's own version: it changes only when the baseline does.
+            version: 2,
             hard_rules: false,
             selection: Selection::Upstream,
             ..Default::default()
@@ -132,6 +162,7 @@ impl Policy {
             ("complements.weight", self.complements.weight),
             ("interests.weight", self.interests.weight),
             ("overload.diversity_factor", self.overload.diversity_factor),
+            ("long_tail.weight", self.long_tail.weight),
         ] {
             if !weight(v) {
                 return err(field, "must be a number from 0 to 10");
@@ -162,6 +193,12 @@ impl Policy {
         if !(unit(self.overload.k_factor) && self.overload.k_factor > 0.0) {
             return err("overload.k_factor", "must be above 0 and at most 1");
         }
+        if !(1..=10_000).contains(&self.diversity.depth) {
+            return err("diversity.depth", "must be from 1 to 10000");
+        }
+        if !(2..=1024).contains(&self.diversity.window) {
+            return err("diversity.window", "must be from 2 to 1024");
+        }
         let hours = self.consent.too_soon_hours;
         if !(hours.is_finite() && (0.0..=24.0 * 365.0).contains(&hours)) {
             return err("consent.too_soon_hours", "must be from 0 to 8760");
@@ -172,6 +209,9 @@ impl Policy {
             self.complements.validate(),
             self.lifecycle.validate(),
             self.context.validate(),
+            self.hard_caps.validate(),
+            self.exploration.validate(),
+            self.calibration.validate(),
         ] {
             if let Err((field, message)) = check {
                 return err(&field, &message);
@@ -226,13 +266,21 @@ impl Policy {
         if !self.context.rules.is_empty() {
             stages.push(Box::new(Context::new(&self.context)));
         }
-        match self.selection {
-            Selection::Mmr => stages.push(Box::new(Mmr(self.diversity.clone()))),
-            Selection::Score => stages.push(Box::new(ByScore)),
-            Selection::Upstream => stages.push(Box::new(Upstream)),
-        }
-        if self.selection != Selection::Upstream {
-            stages.push(Box::new(Explain));
+        match self.selection.method() {
+            Some(method) => {
+                // A request may raise the long-tail weight from 0, so the stage is always
+                // there; it returns at once when its weight is 0.
+                stages.push(Box::new(LongTail(self.long_tail.clone())));
+                stages.push(Box::new(Select {
+                    method,
+                    diversity: self.diversity.clone(),
+                    caps: self.hard_caps.clone(),
+                    exploration: self.exploration.clone(),
+                    calibration: self.calibration.clone(),
+                }));
+                stages.push(Box::new(Explain));
+            }
+            None => stages.push(Box::new(Upstream)),
         }
         Pipeline::new(
             format!("{name}@{}", self.version),
@@ -361,12 +409,13 @@ mod tests {
                 "fewer_like_this",
                 "complements",
                 "interests",
+                "long_tail",
                 "mmr",
                 "explain"
             ]
         );
         assert_eq!(p.get("identity").unwrap().stage_names(), vec!["upstream"]);
-        assert_eq!(p.get("default").unwrap().version(), "default@2");
+        assert_eq!(p.get("default").unwrap().version(), "default@3");
         assert!(p.get("nope").is_none());
     }
 

@@ -299,6 +299,78 @@ pub struct RankInput {
     pub region: String,
     /// The user's offset from UTC in minutes, for time-of-day and day-type rules.
     pub utc_offset_minutes: i32,
+    /// This request's adjustments of the policy's diversity (validated against
+    /// [`DiversityRequest`]'s bounds at the edge).
+    pub diversity: DiversityRequest,
+}
+
+/// How the final order is chosen among the survivors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Maximal marginal relevance: similarity to the closest item already placed.
+    Mmr,
+    /// Determinantal point process: similarity to everything already placed, as volume.
+    Dpp,
+    /// By score alone (hard caps and exploration slots still apply).
+    Score,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mmr => "mmr",
+            Self::Dpp => "dpp",
+            Self::Score => "score",
+        }
+    }
+}
+
+/// A caller's adjustments of the policy's diversity for one request; `None` keeps the
+/// policy's value. The bounds keep a request from asking for something the policy's author
+/// never meant (e.g. half the list as exploration).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DiversityRequest {
+    pub method: Option<Method>,
+    /// The diversity weight of MMR or DPP, within [`DiversityRequest::MAX_WEIGHT`].
+    pub weight: Option<f32>,
+    /// Share of positions for exploration, within [`DiversityRequest::MAX_EXPLORATION`].
+    pub exploration_share: Option<f32>,
+    /// Calibration weight, within [`DiversityRequest::MAX_CALIBRATION`].
+    pub calibration: Option<f32>,
+    /// Long-tail boost weight, within [`DiversityRequest::MAX_LONG_TAIL`].
+    pub long_tail: Option<f32>,
+}
+
+impl DiversityRequest {
+    /// Beyond 2 similarity outweighs any relevance difference: the list stops being a ranking.
+    pub const MAX_WEIGHT: f32 = 2.0;
+    /// Half the list is the most a caller may hand to exploration.
+    pub const MAX_EXPLORATION: f32 = 0.5;
+    pub const MAX_CALIBRATION: f32 = 1.0;
+    /// A long-tail boost past 0.5 would reorder by unpopularity rather than fit.
+    pub const MAX_LONG_TAIL: f32 = 0.5;
+
+    /// The field at fault and why, for the first value out of bounds.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, value, max) in [
+            ("weight", self.weight, Self::MAX_WEIGHT),
+            (
+                "exploration_share",
+                self.exploration_share,
+                Self::MAX_EXPLORATION,
+            ),
+            ("calibration", self.calibration, Self::MAX_CALIBRATION),
+            ("long_tail", self.long_tail, Self::MAX_LONG_TAIL),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..=max).contains(&v))
+            {
+                return Err((field, format!("must be a number from 0 to {max}, got {v}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RankInput {
@@ -382,6 +454,13 @@ pub enum Component {
     Context,
     /// Shown again to a silent or churned user: no repeated pushes.
     Repeat,
+    /// A bounded boost for a less popular item that fits the user (against popularity bias).
+    LongTail,
+    /// Moves the list's category mix toward the user's interests (calibration).
+    Calibration,
+    /// Lowered to its place in the list: a hard cap or an exploration slot put a weaker item
+    /// above it, and scores never increase down the list.
+    Placement,
 }
 
 impl Component {
@@ -409,6 +488,9 @@ impl Component {
             Self::Popularity => "popularity",
             Self::Context => "context",
             Self::Repeat => "repeat",
+            Self::LongTail => "long_tail",
+            Self::Calibration => "calibration",
+            Self::Placement => "placement",
         }
     }
 }
@@ -435,6 +517,8 @@ pub enum ReasonCode {
     Interest,
     /// A time-of-day or day-type rule ("popular this evening").
     Context,
+    /// An exploration slot: a good item outside the user's usual categories.
+    Exploration,
 }
 
 /// Why an item is shown, in plain words, with the data it relied on.

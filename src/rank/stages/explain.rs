@@ -2,10 +2,11 @@
 //! Simplified Chinese), with the data dimensions it relied on. A reason only ever cites
 //! dimensions the user has consented to: evidence from anything else is invisible here.
 //!
-//! Priority, strongest cause first: a complement of a recent purchase ("goes with your new
-//! X"); the user's own item that led here ("because you favourited X", "people who bought X
+//! Priority, strongest cause first: an exploration slot ("something new for you": the item
+//! is there because it is outside the user's usual categories); a complement of a recent
+//! purchase ("goes with your new X"); the user's own item that led here ("because you favourited X", "people who bought X
 //! also bought this"); the strongest boost a stage offered (an interest tag, a context rule,
-//! popularity for a new user); a diversity promotion ("something new for you"); nearby or
+//! popularity for a new user); a diversity promotion ("a change from similar items"); nearby or
 //! social popularity; other personal activity; trending; editorial; plain relevance.
 
 use crate::rank::pipeline::{Cause, Deadline, Interrupted, Pick, Slate, Stage};
@@ -59,6 +60,11 @@ pub fn reason_with(
         dimensions: consent.allowed(cause.dimensions),
     };
     match cause {
+        _ if pick.explored => Reason {
+            code: ReasonCode::Exploration,
+            text: fixed_text(ReasonCode::Exploration, locale).to_owned(),
+            dimensions: DimensionSet::EMPTY,
+        },
         Some(cause) if cause.code == ReasonCode::Complement => as_reason(cause),
         Some(cause) if !has_usable_anchor(c, consent) => as_reason(cause),
         _ => reason_for(c, pick, consent, locale),
@@ -124,13 +130,15 @@ pub fn upstream_reason(locale: Locale) -> Reason {
 fn fixed_text(code: ReasonCode, locale: Locale) -> &'static str {
     use ReasonCode as R;
     match (locale, code) {
-        (Locale::En, R::Diversity) => "Something new for you",
+        (Locale::En, R::Exploration) => "Something new for you",
+        (Locale::En, R::Diversity) => "A change from similar items",
         (Locale::En, R::Nearby) => "Popular in your region",
         (Locale::En, R::Social) => "Popular with people you follow",
         (Locale::En, R::Trending) => "Popular right now",
         (Locale::En, R::Editorial) => "Picked by our editors",
         (Locale::En, _) => "Recommended for you",
-        (Locale::ZhCn, R::Diversity) => "给你点新鲜的",
+        (Locale::ZhCn, R::Exploration) => "给你点新鲜的",
+        (Locale::ZhCn, R::Diversity) => "换换口味",
         (Locale::ZhCn, R::Nearby) => "你所在地区的热门",
         (Locale::ZhCn, R::Social) => "你关注的人喜欢",
         (Locale::ZhCn, R::Trending) => "当下热门",
@@ -221,10 +229,8 @@ mod tests {
 
     fn pick(promoted: bool) -> Pick {
         Pick {
-            index: 0,
-            score: 1.0,
-            diversity: 0.0,
             promoted,
+            ..Pick::plain(0, 1.0)
         }
     }
 

@@ -1,20 +1,19 @@
-//! Diversity by maximal marginal relevance (Carbonell & Goldstein, 1998): the answer is built
-//! greedily, each position taking the candidate with the best `score - weight * max_sim`, where
-//! `max_sim` is its highest similarity to the items already placed. A wall of near-identical
-//! items is broken up unless the repeats are much more relevant.
+//! Diversity by maximal marginal relevance (Carbonell & Goldstein, 1998): each position takes
+//! the candidate with the best `score - weight * max_sim`, where `max_sim` is its highest
+//! similarity to the items already placed. A wall of near-identical items is broken up unless
+//! the repeats are much more relevant.
 //!
 //! Similarity is the cosine of the request's embeddings (negative cosines count as 0: being
 //! opposite is no reason for a boost), or, when the request carries none, a weighted match of
 //! category, brand and shop. Each candidate's `max_sim` is cached and updated once per pick, so
-//! the cost is O(k·N·d), never O(k²·N).
-//!
-//! Only the first `depth` positions are chosen greedily; the rest follow in order of their
-//! objective against that head, which keeps scores non-increasing down the list and bounds the
-//! cost of "return everything" (k = 0) on large lists.
+//! the cost is O(k·N·d), never O(k²·N). The greedy loop itself (hard caps, exploration slots,
+//! calibration, the tail past `depth`) is `select.rs`'s; this file holds only the similarity
+//! and MMR's objective.
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Parallelism, Pick, Slate, Stage};
+use super::select::Greedy;
+use crate::rank::pipeline::Parallelism;
 use crate::rank::types::{Candidate, RankInput};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,8 +23,13 @@ pub struct DiversityParams {
     /// of an item already placed must be 0.3 more relevant than a dissimilar one to beat it:
     /// near-duplicates are spread out, strong relevance still wins.
     pub weight: f32,
-    /// Positions chosen greedily. 100 covers every screen a user scrolls in one visit.
+    /// Positions chosen greedily. 100 covers every screen a user scrolls in one visit; past
+    /// it the rest follow by their objective against that head.
     pub depth: usize,
+    /// DPP only: how many of the latest picks the determinant looks at (at most the embedding
+    /// length, the kernel's rank). When it is full the older half leaves, so long lists keep
+    /// being diversified against what is near them rather than running out of directions.
+    pub window: usize,
     /// Similarity of two items in the same category, when there are no embeddings. Category is
     /// the strongest sign of "more of the same" to a shopper.
     pub same_category: f32,
@@ -40,6 +44,7 @@ impl Default for DiversityParams {
         Self {
             weight: 0.3,
             depth: 100,
+            window: 32,
             same_category: 0.6,
             same_brand: 0.3,
             same_shop: 0.1,
@@ -71,8 +76,6 @@ impl DiversityParams {
         s.min(1.0)
     }
 }
-
-pub struct Mmr(pub DiversityParams);
 
 /// How similarity is measured for one request, kept dense over the candidates still to place:
 /// position `p` here is position `p` of the pool, and both shrink together by `swap_remove`,
@@ -174,66 +177,47 @@ impl<'a> Similarity<'a> {
     }
 }
 
-impl Stage for Mmr {
-    fn name(&self) -> &'static str {
-        "mmr"
+/// MMR's view of the pool of candidates still to place.
+pub struct MmrState<'a> {
+    similarity: Similarity<'a>,
+    max_sim: Vec<f32>,
+    weight: f32,
+}
+
+impl<'a> MmrState<'a> {
+    pub fn new(
+        input: &RankInput,
+        pool: &[usize],
+        params: &'a DiversityParams,
+        weight: f32,
+        parallelism: Parallelism,
+    ) -> Self {
+        Self {
+            similarity: Similarity::new(input, pool, params, parallelism),
+            max_sim: vec![0.0; pool.len()],
+            weight,
+        }
+    }
+}
+
+impl Greedy for MmrState<'_> {
+    fn adjustment(&self, calibration: f32) -> f64 {
+        calibration as f64
     }
 
-    fn apply(&self, slate: &mut Slate<'_>, deadline: &Deadline) -> Result<(), Interrupted> {
-        let input = slate.input;
-        // Overload and lifecycle rules scale diversity for this user.
-        let weight = self.0.weight * slate.diversity_scale;
-        // The pool of candidates still to place, as parallel dense vectors.
-        let mut index: Vec<usize> = slate.survivors().collect();
-        let mut score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
-        let mut max_sim = vec![0.0_f32; index.len()];
-        let mut similarity = Similarity::new(input, &index, &self.0, slate.parallelism);
-        let take = input.limit().min(index.len());
-        let greedy = take.min(self.0.depth);
+    #[inline]
+    fn key(&self, pos: usize, score: f32, adjustment: f64) -> f64 {
+        (score - self.weight * self.max_sim[pos]) as f64 + adjustment
+    }
 
-        let mut picks = Vec::with_capacity(take);
-        for _ in 0..greedy {
-            deadline.check(self.name())?;
-            // Best objective, ties to the upstream position; and the best plain score, to know
-            // whether diversity passed over a more relevant candidate.
-            let (mut best, mut best_objective) = (0, f32::NEG_INFINITY);
-            let mut top_score = f32::NEG_INFINITY;
-            for (pos, (&s, &m)) in score.iter().zip(&max_sim).enumerate() {
-                let o = s - weight * m;
-                if o > best_objective || (o == best_objective && index[pos] < index[best]) {
-                    (best, best_objective) = (pos, o);
-                }
-                top_score = top_score.max(s);
-            }
-            picks.push(Pick {
-                index: index[best],
-                score: best_objective,
-                diversity: -weight * max_sim[best],
-                promoted: score[best] < top_score,
-            });
-            index.swap_remove(best);
-            score.swap_remove(best);
-            max_sim.swap_remove(best);
-            similarity.swap_remove(best);
-            similarity.absorb(&mut max_sim);
-        }
+    fn diversity(&self, pos: usize) -> f32 {
+        -self.weight * self.max_sim[pos]
+    }
 
-        let mut tail: Vec<(f32, usize, f32)> = (0..index.len())
-            .map(|p| (score[p] - weight * max_sim[p], index[p], max_sim[p]))
-            .collect();
-        tail.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        picks.extend(
-            tail.into_iter()
-                .take(take - picks.len())
-                .map(|(o, i, m)| Pick {
-                    index: i,
-                    score: o,
-                    diversity: -weight * m,
-                    promoted: false,
-                }),
-        );
-        slate.picks = picks;
-        Ok(())
+    fn take(&mut self, pos: usize) {
+        self.max_sim.swap_remove(pos);
+        self.similarity.swap_remove(pos);
+        self.similarity.absorb(&mut self.max_sim);
     }
 }
 
@@ -242,14 +226,23 @@ mod tests {
     use ndarray::{Array1, Array2, array};
 
     use super::*;
-    use crate::rank::types::Consent;
+    use crate::rank::pipeline::{Deadline, Pick, Slate, Stage};
+    use crate::rank::stages::select::Select;
+    use crate::rank::types::{Consent, Method};
     use crate::rank::user::UserView;
 
     fn run(input: &RankInput, score: &[f32], params: DiversityParams) -> Vec<Pick> {
         let user = UserView::unknown(Consent::privacy_default());
         let mut slate = Slate::new(input, &user, Parallelism::SEQUENTIAL);
         slate.score = Array1::from(score.to_vec());
-        Mmr(params).apply(&mut slate, &Deadline::none()).unwrap();
+        let select = Select {
+            method: Method::Mmr,
+            diversity: params,
+            caps: Default::default(),
+            exploration: Default::default(),
+            calibration: Default::default(),
+        };
+        select.apply(&mut slate, &Deadline::none()).unwrap();
         slate.picks
     }
 

@@ -6,23 +6,30 @@
 //!    cooling-off, overload (sponsored items held back);
 //! 2. the user's lifecycle stage (how many items, how much popularity and diversity);
 //! 3. relevance, then penalties: consent discount, "too soon", fatigue, fewer-like-this;
-//! 4. boosts: complements of recent purchases, interest tags, context rules;
-//! 5. selection (MMR diversity), then reasons.
+//! 4. boosts: complements of recent purchases, interest tags, context rules, the long tail;
+//! 5. selection (`select.rs`: MMR or DPP diversity, hard caps, exploration slots,
+//!    calibration), then reasons.
 
+pub mod calibration;
 pub mod caps;
 pub mod complements;
 pub mod consent;
 pub mod context;
 pub mod cooling_off;
+pub mod dpp;
 pub mod explain;
+pub mod exploration;
 pub mod fatigue;
 pub mod feedback;
+pub mod hard_caps;
 pub mod interests;
 pub mod lifecycle;
+pub mod long_tail;
 pub mod mmr;
 pub mod order;
 pub mod overload;
 pub mod relevance;
+pub mod select;
 
 use super::types::{Candidate, DropRule, RankInput};
 use super::user::UserView;

@@ -25,12 +25,7 @@ impl Stage for ByScore {
         order.sort_unstable_by(by_score);
         slate.picks = order
             .into_iter()
-            .map(|index| Pick {
-                index,
-                score: score[index],
-                diversity: 0.0,
-                promoted: false,
-            })
+            .map(|index| Pick::plain(index, score[index]))
             .collect();
         Ok(())
     }
@@ -49,12 +44,7 @@ impl Stage for Upstream {
         slate.picks = slate
             .survivors()
             .take(input.limit())
-            .map(|index| Pick {
-                index,
-                score: input.candidates[index].score,
-                diversity: 0.0,
-                promoted: false,
-            })
+            .map(|index| Pick::plain(index, input.candidates[index].score))
             .collect();
         let reason = explain::upstream_reason(input.locale);
         slate.reasons = vec![reason; slate.picks.len()];

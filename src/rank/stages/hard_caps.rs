@@ -1,0 +1,297 @@
+//! Hard caps on the answer: at most `max` items of one category, brand or shop in the whole
+//! list, and at most `max_in_window` of one within any `window` consecutive positions. Unlike
+//! diversity weights, a cap is never traded against relevance: a candidate that would break
+//! one is not placed, and when every remaining candidate would, the list ends shorter than `k`.
+//!
+//! The selection loop (`select.rs`) asks [`CapTracker::allowed`] for each candidate at each
+//! position, so the check is three array lookups: groups are numbered densely per request and
+//! their counts kept in vectors, never hashed in the loop. Unknown ids (0) are never capped.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Deserialize;
+
+use crate::rank::types::RankInput;
+
+/// The caps for one attribute (category, brand or shop). All zeros: no cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupCap {
+    /// At most this many items of one group in the list; 0 = no cap.
+    pub max: usize,
+    /// The length of the sliding window; 0 = no window cap.
+    pub window: usize,
+    /// At most this many items of one group within any `window` consecutive positions.
+    pub max_in_window: usize,
+}
+
+impl GroupCap {
+    fn windowed(&self) -> bool {
+        self.window > 0
+    }
+
+    fn is_active(&self) -> bool {
+        self.max > 0 || self.windowed()
+    }
+}
+
+/// Off by default: a cap removes items whatever their relevance, so it is the platform's call
+/// (e.g. "never more than 2 of one brand in any 5 positions" for a marketplace).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardCapParams {
+    pub category: GroupCap,
+    pub brand: GroupCap,
+    pub shop: GroupCap,
+}
+
+/// A group's dense number within one request; `UNKNOWN` for id 0.
+pub const UNKNOWN: u32 = u32::MAX;
+
+impl HardCapParams {
+    pub fn is_active(&self) -> bool {
+        self.caps().iter().any(GroupCap::is_active)
+    }
+
+    fn caps(&self) -> [GroupCap; 3] {
+        [self.category, self.brand, self.shop]
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (name, cap) in [
+            ("category", self.category),
+            ("brand", self.brand),
+            ("shop", self.shop),
+        ] {
+            if cap.windowed() && !(2..=1000).contains(&cap.window) {
+                return Err((
+                    format!("hard_caps.{name}.window"),
+                    "must be 0 (no window cap) or from 2 to 1000".into(),
+                ));
+            }
+            if cap.windowed() && !(1..cap.window).contains(&cap.max_in_window) {
+                return Err((
+                    format!("hard_caps.{name}.max_in_window"),
+                    "must be at least 1 and below the window (else the cap does nothing)".into(),
+                ));
+            }
+            if !cap.windowed() && cap.max_in_window > 0 {
+                return Err((
+                    format!("hard_caps.{name}.window"),
+                    "max_in_window needs a window".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Numbers each pool candidate's category, brand and shop densely, and returns the
+    /// tracker for them.
+    pub fn track(&self, input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, CapTracker) {
+        let mut numbers: [HashMap<u64, u32>; 3] = Default::default();
+        let groups = pool
+            .iter()
+            .map(|&i| {
+                let c = &input.candidates[i];
+                let mut g = [UNKNOWN; 3];
+                for (a, id) in [c.category_id, c.brand_id, c.shop_id]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if id != 0 {
+                        let next = numbers[a].len() as u32;
+                        g[a] = *numbers[a].entry(id).or_insert(next);
+                    }
+                }
+                g
+            })
+            .collect();
+        let caps = self.caps();
+        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], numbers[a].len()));
+        (groups, CapTracker { attrs })
+    }
+}
+
+/// Where the list stands against the caps, position by position.
+pub struct CapTracker {
+    attrs: [AttrState; 3],
+}
+
+struct AttrState {
+    cap: GroupCap,
+    total: Vec<u32>,
+    in_window: Vec<u32>,
+    /// The groups of the last `window - 1` positions, oldest first.
+    recent: VecDeque<u32>,
+    /// Per group: placing one more would break a cap.
+    closed: Vec<bool>,
+}
+
+impl AttrState {
+    fn new(cap: GroupCap, groups: usize) -> Self {
+        let n = if cap.is_active() { groups } else { 0 };
+        Self {
+            cap,
+            total: vec![0; n],
+            in_window: vec![0; if cap.windowed() { n } else { 0 }],
+            recent: VecDeque::with_capacity(cap.window),
+            closed: vec![false; n],
+        }
+    }
+
+    fn update(&mut self, g: u32) {
+        let g = g as usize;
+        let full = self.cap.max > 0 && self.total[g] >= self.cap.max as u32;
+        let crowded = self.cap.windowed() && self.in_window[g] >= self.cap.max_in_window as u32;
+        self.closed[g] = full || crowded;
+    }
+
+    fn place(&mut self, g: u32) {
+        if !self.cap.is_active() {
+            return;
+        }
+        if g != UNKNOWN {
+            self.total[g as usize] += 1;
+        }
+        if self.cap.windowed() {
+            // The window slides one position whatever was placed, an unknown id included.
+            self.recent.push_back(g);
+            if g != UNKNOWN {
+                self.in_window[g as usize] += 1;
+            }
+            if self.recent.len() > self.cap.window - 1
+                && let Some(old) = self.recent.pop_front()
+                && old != UNKNOWN
+            {
+                self.in_window[old as usize] -= 1;
+                self.update(old);
+            }
+        }
+        if g != UNKNOWN {
+            self.update(g);
+        }
+    }
+}
+
+impl CapTracker {
+    /// Whether a candidate of these groups may take the next position.
+    #[inline]
+    pub fn allowed(&self, g: [u32; 3]) -> bool {
+        self.attrs
+            .iter()
+            .zip(g)
+            .all(|(a, g)| g == UNKNOWN || a.closed.get(g as usize).is_none_or(|c| !c))
+    }
+
+    /// Whether a candidate of these groups may still be placed at some later position (no
+    /// total cap of its groups is reached).
+    pub fn possible(&self, g: [u32; 3]) -> bool {
+        self.attrs
+            .iter()
+            .zip(g)
+            .all(|(a, g)| g == UNKNOWN || a.cap.max == 0 || a.total[g as usize] < a.cap.max as u32)
+    }
+
+    /// Records a candidate of these groups at the next position.
+    pub fn place(&mut self, g: [u32; 3]) {
+        for (a, g) in self.attrs.iter_mut().zip(g) {
+            a.place(g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(cap: GroupCap, groups: usize) -> CapTracker {
+        let params = HardCapParams {
+            category: cap,
+            ..Default::default()
+        };
+        let caps = params.caps();
+        CapTracker {
+            attrs: std::array::from_fn(|a| AttrState::new(caps[a], groups)),
+        }
+    }
+
+    const A: [u32; 3] = [0, UNKNOWN, UNKNOWN];
+    const B: [u32; 3] = [1, UNKNOWN, UNKNOWN];
+    const NONE: [u32; 3] = [UNKNOWN; 3];
+
+    #[test]
+    fn a_total_cap_closes_the_group_for_good() {
+        let mut t = tracker(
+            GroupCap {
+                max: 2,
+                ..Default::default()
+            },
+            2,
+        );
+        t.place(A);
+        assert!(t.allowed(A));
+        t.place(A);
+        assert!(!t.allowed(A) && !t.possible(A));
+        assert!(t.allowed(B) && t.allowed(NONE));
+    }
+
+    #[test]
+    fn a_window_cap_reopens_once_the_window_slides_past() {
+        // At most 1 of a group within any 3 consecutive positions.
+        let mut t = tracker(
+            GroupCap {
+                window: 3,
+                max_in_window: 1,
+                ..Default::default()
+            },
+            2,
+        );
+        t.place(A);
+        assert!(!t.allowed(A) && t.possible(A));
+        t.place(B);
+        assert!(!t.allowed(A) && !t.allowed(B));
+        t.place(NONE); // an unknown category still moves the window
+        assert!(t.allowed(A), "A left the window");
+        assert!(!t.allowed(B));
+    }
+
+    #[test]
+    fn groups_are_numbered_densely_and_unknown_ids_stay_unknown() {
+        use crate::rank::types::Candidate;
+        let input = RankInput {
+            candidates: [(7, 0, 3), (9, 5, 3), (7, 5, 0)]
+                .into_iter()
+                .map(|(category_id, brand_id, shop_id)| Candidate {
+                    category_id,
+                    brand_id,
+                    shop_id,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let (groups, _) = HardCapParams::default().track(&input, &[0, 1, 2]);
+        assert_eq!(
+            groups,
+            vec![[0, UNKNOWN, 0], [1, 0, 0], [0, 0, UNKNOWN]],
+            "category 7 → 0, 9 → 1; brand 5 → 0; shop 3 → 0"
+        );
+    }
+
+    #[test]
+    fn caps_that_cannot_work_are_refused_by_field() {
+        let mut p = HardCapParams::default();
+        assert!(p.validate().is_ok());
+        p.brand = GroupCap {
+            window: 4,
+            max_in_window: 4,
+            ..Default::default()
+        };
+        assert_eq!(p.validate().unwrap_err().0, "hard_caps.brand.max_in_window");
+        p.brand = GroupCap {
+            max_in_window: 1,
+            ..Default::default()
+        };
+        assert_eq!(p.validate().unwrap_err().0, "hard_caps.brand.window");
+    }
+}

@@ -1,0 +1,114 @@
+//! Long tail: a bounded boost for less popular items that fit the user, against the
+//! recommender's pull toward hot items and big brands (popularity bias).
+//!
+//! `boost = weight × tail × fit`, where `tail` is the share of the request's candidates (with a
+//! known popularity) that are more popular than this one (0 for the most popular, 1 for the
+//! least), and `fit` the upstream relevance normalised to [0, 1]: an unpopular item that does
+//! not fit gets nothing. The boost never exceeds `weight`. Candidates without a popularity
+//! (0) get none, and with personalisation off the stage does nothing: relevance then is
+//! popularity itself, and "fits the user" has no meaning.
+
+use ndarray::Array1;
+use serde::Deserialize;
+
+use super::relevance::normalize;
+use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::types::Component;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LongTailParams {
+    /// The largest boost, on the relevance scale. 0.05 lifts a well-fitting niche item past
+    /// a slightly more relevant hit without ever burying a clearly better one.
+    pub weight: f32,
+}
+
+impl Default for LongTailParams {
+    fn default() -> Self {
+        Self { weight: 0.05 }
+    }
+}
+
+pub struct LongTail(pub LongTailParams);
+
+impl Stage for LongTail {
+    fn name(&self) -> &'static str {
+        "long_tail"
+    }
+
+    fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
+        let input = slate.input;
+        let weight = input.diversity.long_tail.unwrap_or(self.0.weight);
+        if weight <= 0.0 || !slate.user.consent.personalization {
+            return Ok(());
+        }
+        let mut known: Vec<(f32, usize)> = slate
+            .survivors()
+            .filter(|&i| input.candidates[i].popularity > 0.0)
+            .map(|i| (input.candidates[i].popularity, i))
+            .collect();
+        if known.len() < 2 {
+            return Ok(());
+        }
+        known.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let fit = normalize(&input.candidates.iter().map(|c| c.score).collect());
+        let mut boost = Array1::zeros(slate.len());
+        let last = (known.len() - 1) as f32;
+        // `more` counts the candidates strictly more popular: ties share a tail value.
+        let mut more = 0;
+        for (n, &(popularity, i)) in known.iter().enumerate() {
+            if n > 0 && popularity < known[n - 1].0 {
+                more = n;
+            }
+            boost[i] = weight * (more as f32 / last) * fit[i];
+        }
+        slate.add_component(Component::LongTail, boost);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rank::pipeline::Parallelism;
+    use crate::rank::types::{Candidate, Consent, RankInput};
+    use crate::rank::user::UserView;
+
+    fn boosts(rows: &[(f32, f32)], personalization: bool) -> Vec<f32> {
+        let input = RankInput {
+            candidates: rows
+                .iter()
+                .map(|&(score, popularity)| Candidate {
+                    score,
+                    popularity,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut consent = Consent::privacy_default();
+        consent.personalization = personalization;
+        let user = UserView::unknown(consent);
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        LongTail(LongTailParams { weight: 0.1 })
+            .apply(&mut slate, &Deadline::none())
+            .unwrap();
+        slate.score.to_vec()
+    }
+
+    #[test]
+    fn fitting_niche_items_get_up_to_the_weight_hits_and_misfits_nothing() {
+        // (relevance, popularity): a hit, a fitting niche item, a niche misfit, an unknown.
+        let b = boosts(&[(1.0, 1000.0), (1.0, 3.0), (0.0, 1.0), (1.0, 0.0)], true);
+        assert_eq!(b[0], 0.0, "the most popular gets nothing");
+        assert!((b[1] - 0.1 * 0.5).abs() < 1e-6, "{b:?}");
+        assert_eq!(b[2], 0.0, "no fit, no boost");
+        assert_eq!(b[3], 0.0, "unknown popularity");
+        assert!(b.iter().all(|v| *v <= 0.1));
+    }
+
+    #[test]
+    fn nothing_without_personalisation() {
+        assert_eq!(boosts(&[(1.0, 1000.0), (1.0, 3.0)], false), vec![0.0, 0.0]);
+    }
+}

@@ -1,0 +1,396 @@
+//! The final order: one greedy loop that every selection method shares. Position by
+//! position it places the candidate with the best key among those the hard caps allow; an
+//! exploration slot takes the best of the candidates outside the user's dominant categories;
+//! calibration adds each candidate's change in category divergence. The method (MMR, DPP or
+//! plain score) only says how a candidate's key depends on what is already placed
+//! ([`Greedy`]).
+//!
+//! Past the policy's `depth` the keys are frozen (similarity stops being updated) and the rest
+//! follow by their objective, still under the hard caps: a request for every survivor of a
+//! long list costs a sort, not k·N·d.
+//!
+//! Scores never increase down the list: where a cap or an exploration slot put a weaker item
+//! above a stronger one, the stronger one's score is lowered to its predecessor's and the
+//! difference is reported as the `placement` component. A caller that re-sorts by score keeps
+//! the order.
+//!
+//! The policy's method and weights can be adjusted per request within fixed bounds
+//! ([`DiversityRequest`](crate::rank::types::DiversityRequest)); overload and lifecycle rules
+//! scale the weight for the user.
+
+use super::calibration::{CalibrationParams, Calibrator};
+use super::dpp::{self, DppState};
+use super::exploration::{ExplorationParams, Slots};
+use super::hard_caps::{CapTracker, HardCapParams};
+use super::mmr::{DiversityParams, MmrState};
+use crate::rank::pipeline::{Deadline, Interrupted, Pick, Slate, Stage};
+use crate::rank::types::Method;
+
+/// How a method orders the pool of candidates still to place. Implementations keep their
+/// per-candidate state dense over the pool: position `p` is pool position `p`, and every
+/// vector shrinks by `swap_remove` together with the pool's.
+pub trait Greedy {
+    /// What a calibration term (on the relevance scale) becomes in this method's key.
+    fn adjustment(&self, calibration: f32) -> f64;
+    /// The ordering key of pool position `pos` (larger is better), given its score and its
+    /// calibration adjustment.
+    fn key(&self, pos: usize, score: f32, adjustment: f64) -> f64;
+    /// The similarity term of `pos` against what is placed, on the relevance scale (≤ 0).
+    fn diversity(&self, pos: usize) -> f32;
+    /// `pos` is placed: take it out of the pool (the last position moves into its place) and
+    /// account for it in the others' keys.
+    fn take(&mut self, pos: usize);
+}
+
+/// Score order: nothing depends on what is placed.
+struct Plain;
+
+impl Greedy for Plain {
+    fn adjustment(&self, calibration: f32) -> f64 {
+        calibration as f64
+    }
+
+    #[inline]
+    fn key(&self, _: usize, score: f32, adjustment: f64) -> f64 {
+        score as f64 + adjustment
+    }
+
+    fn diversity(&self, _: usize) -> f32 {
+        0.0
+    }
+
+    fn take(&mut self, _: usize) {}
+}
+
+/// The selection stage.
+pub struct Select {
+    /// The policy's method; a request may choose another.
+    pub method: Method,
+    pub diversity: DiversityParams,
+    pub caps: HardCapParams,
+    pub exploration: ExplorationParams,
+    pub calibration: CalibrationParams,
+}
+
+/// The candidates still to place, as parallel dense vectors (only those the request needs).
+struct Pool {
+    index: Vec<usize>,
+    score: Vec<f32>,
+    /// Category, brand and shop numbers, when caps apply.
+    groups: Vec<[u32; 3]>,
+    /// Outside the user's dominant categories and good enough, when there are slots.
+    explorable: Vec<bool>,
+    /// Calibration slot of the category, when calibrating.
+    slot: Vec<usize>,
+}
+
+impl Pool {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn swap_remove(&mut self, pos: usize) {
+        self.index.swap_remove(pos);
+        self.score.swap_remove(pos);
+        if !self.explorable.is_empty() {
+            self.explorable.swap_remove(pos);
+        }
+        if !self.groups.is_empty() {
+            self.groups.swap_remove(pos);
+        }
+        if !self.slot.is_empty() {
+            self.slot.swap_remove(pos);
+        }
+    }
+}
+
+/// What shapes a list besides the method: hard caps, exploration slots, calibration.
+struct Rules {
+    caps: Option<CapTracker>,
+    slots: Option<Slots>,
+    calibrator: Option<Calibrator>,
+    /// Positions chosen greedily.
+    depth: usize,
+    take: usize,
+}
+
+impl Stage for Select {
+    fn name(&self) -> &'static str {
+        match self.method {
+            Method::Mmr => "mmr",
+            Method::Dpp => "dpp",
+            Method::Score => "by_score",
+        }
+    }
+
+    fn apply(&self, slate: &mut Slate<'_>, deadline: &Deadline) -> Result<(), Interrupted> {
+        let (input, user) = (slate.input, slate.user);
+        let ask = input.diversity;
+        let method = ask.method.unwrap_or(self.method);
+        let weight = ask.weight.unwrap_or(self.diversity.weight) * slate.diversity_scale;
+        let index: Vec<usize> = slate.survivors().collect();
+        let score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
+        let take = input.limit().min(index.len());
+
+        let (groups, caps) = if self.caps.is_active() {
+            let (groups, tracker) = self.caps.track(input, &index);
+            (groups, Some(tracker))
+        } else {
+            (Vec::new(), None)
+        };
+        let share = ask.exploration_share.unwrap_or(self.exploration.share);
+        let dominant = self.exploration.dominant(user);
+        let slots = Slots::new(share, self.exploration.first_slot)
+            .filter(|s| !dominant.is_empty() && (0..take).any(|p| s.contains(p)));
+        let explorable = match slots {
+            Some(_) => index
+                .iter()
+                .zip(&score)
+                .map(|(&i, &s)| {
+                    let category = input.candidates[i].category_id;
+                    category != 0
+                        && dominant.binary_search(&category).is_err()
+                        && s >= self.exploration.min_score
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let calibration = ask.calibration.unwrap_or(self.calibration.weight);
+        let calibrator = Calibrator::new(user, calibration, self.calibration.alpha);
+        let slot = match &calibrator {
+            Some(c) => index
+                .iter()
+                .map(|&i| c.slot(input.candidates[i].category_id))
+                .collect(),
+            None => Vec::new(),
+        };
+
+        let pool = Pool {
+            index,
+            score,
+            groups,
+            explorable,
+            slot,
+        };
+        let positional = slots.is_some() || calibrator.is_some();
+        let mut rules = Rules {
+            caps,
+            slots,
+            calibrator,
+            depth: take.min(self.diversity.depth),
+            take,
+        };
+        let name = self.name();
+        slate.picks = match method {
+            Method::Mmr if weight > 0.0 => {
+                let m = MmrState::new(
+                    input,
+                    &pool.index,
+                    &self.diversity,
+                    weight,
+                    slate.parallelism,
+                );
+                select(m, pool, &mut rules, deadline, name)?
+            }
+            Method::Dpp if weight >= dpp::MIN_WEIGHT => {
+                let m = DppState::new(
+                    input,
+                    &pool.index,
+                    &pool.score,
+                    &self.diversity,
+                    weight,
+                    slate.parallelism,
+                );
+                select(m, pool, &mut rules, deadline, name)?
+            }
+            _ => {
+                // Without similarity the keys never change, unless a slot or calibration
+                // depends on position: then the head is greedy, else all of it is a sort.
+                if !positional {
+                    rules.depth = 0;
+                }
+                select(Plain, pool, &mut rules, deadline, name)?
+            }
+        };
+        Ok(())
+    }
+}
+
+/// The best allowed pool position for the next place, and the best plain score left.
+fn best<G: Greedy>(
+    g: &G,
+    pool: &Pool,
+    caps: Option<&CapTracker>,
+    explore_only: bool,
+    adjustments: &[f64],
+    neutral: f64,
+) -> (Option<usize>, f32) {
+    let mut found: Option<(usize, f64)> = None;
+    let mut top = f32::NEG_INFINITY;
+    for pos in 0..pool.len() {
+        let score = pool.score[pos];
+        top = top.max(score);
+        if caps.is_some_and(|c| !c.allowed(pool.groups[pos])) {
+            continue;
+        }
+        if explore_only && !pool.explorable[pos] {
+            continue;
+        }
+        let a = if adjustments.is_empty() {
+            neutral
+        } else {
+            adjustments[pool.slot[pos]]
+        };
+        let key = g.key(pos, score, a);
+        let better = match found {
+            None => true,
+            Some((b, k)) => key > k || (key == k && pool.index[pos] < pool.index[b]),
+        };
+        if better {
+            found = Some((pos, key));
+        }
+    }
+    (found.map(|f| f.0), top)
+}
+
+fn select<G: Greedy>(
+    mut g: G,
+    mut pool: Pool,
+    rules: &mut Rules,
+    deadline: &Deadline,
+    name: &'static str,
+) -> Result<Vec<Pick>, Interrupted> {
+    let mut picks = Vec::with_capacity(rules.take);
+    let neutral = g.adjustment(0.0);
+    let (mut terms, mut adjustments) = (Vec::new(), Vec::new());
+    let mut ended = false;
+    while picks.len() < rules.depth {
+        deadline.check(name)?;
+        if let Some(c) = &rules.calibrator {
+            c.terms(&mut terms);
+            adjustments.clear();
+            adjustments.extend(terms.iter().map(|t| g.adjustment(*t)));
+        }
+        let slot = rules.slots.is_some_and(|s| s.contains(picks.len()));
+        let caps = rules.caps.as_ref();
+        let (mut pos, top) = best(&g, &pool, caps, slot, &adjustments, neutral);
+        let explored = slot && pos.is_some();
+        if slot && pos.is_none() {
+            pos = best(&g, &pool, caps, false, &adjustments, neutral).0;
+        }
+        let Some(pos) = pos else {
+            // Every candidate left would break a cap here, so at every later place too.
+            ended = true;
+            break;
+        };
+        let calibration = if terms.is_empty() {
+            0.0
+        } else {
+            terms[pool.slot[pos]]
+        };
+        let diversity = g.diversity(pos);
+        picks.push(Pick {
+            index: pool.index[pos],
+            score: pool.score[pos] + diversity + calibration,
+            diversity,
+            calibration,
+            placement: 0.0,
+            promoted: pool.score[pos] < top,
+            explored,
+        });
+        if let Some(c) = &mut rules.caps {
+            c.place(pool.groups[pos]);
+        }
+        if let Some(c) = &mut rules.calibrator {
+            c.place(pool.slot[pos]);
+        }
+        g.take(pos);
+        pool.swap_remove(pos);
+    }
+    if !ended && picks.len() < rules.take {
+        place_tail(&g, &pool, rules, &mut picks);
+    }
+    keep_scores_non_increasing(&mut picks);
+    Ok(picks)
+}
+
+/// The rest, by objective against the head, under the caps: a candidate a window cap holds
+/// back waits for the first place it may take.
+fn place_tail<G: Greedy>(g: &G, pool: &Pool, rules: &mut Rules, picks: &mut Vec<Pick>) {
+    let mut terms = Vec::new();
+    if let Some(c) = &rules.calibrator {
+        c.terms(&mut terms);
+    }
+    let mut tail: Vec<Pick> = (0..pool.len())
+        .map(|pos| {
+            let diversity = g.diversity(pos);
+            let calibration = if terms.is_empty() {
+                0.0
+            } else {
+                terms[pool.slot[pos]]
+            };
+            Pick {
+                index: pool.index[pos],
+                score: pool.score[pos] + diversity + calibration,
+                diversity,
+                calibration,
+                ..Pick::plain(pool.index[pos], 0.0)
+            }
+        })
+        .collect();
+    let by_objective = |a: &Pick, b: &Pick| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index));
+    let wanted = rules.take - picks.len();
+    let Some(caps) = &mut rules.caps else {
+        if wanted < tail.len() && wanted > 0 {
+            tail.select_nth_unstable_by(wanted - 1, by_objective);
+            tail.truncate(wanted);
+        }
+        tail.sort_unstable_by(by_objective);
+        picks.extend(tail);
+        return;
+    };
+    tail.sort_unstable_by(by_objective);
+    // Each candidate's groups, by its index in the request.
+    let mut group_of = vec![[0; 3]; pool.index.iter().max().map_or(0, |m| m + 1)];
+    for (&i, &g) in pool.index.iter().zip(&pool.groups) {
+        group_of[i] = g;
+    }
+    let mut waiting: Vec<Pick> = Vec::new();
+    let mut next = tail.into_iter();
+    while picks.len() < rules.take {
+        waiting.retain(|p| caps.possible(group_of[p.index]));
+        if let Some(w) = waiting.iter().position(|p| caps.allowed(group_of[p.index])) {
+            let p = waiting.remove(w);
+            caps.place(group_of[p.index]);
+            picks.push(p);
+            continue;
+        }
+        let mut placed = false;
+        for p in next.by_ref() {
+            let g = group_of[p.index];
+            if caps.allowed(g) {
+                caps.place(g);
+                picks.push(p);
+                placed = true;
+                break;
+            }
+            if caps.possible(g) {
+                waiting.push(p);
+            }
+        }
+        if !placed {
+            break;
+        }
+    }
+}
+
+/// Lowers any score above its predecessor's to it, recording the difference.
+fn keep_scores_non_increasing(picks: &mut [Pick]) {
+    for i in 1..picks.len() {
+        let above = picks[i - 1].score;
+        if picks[i].score > above {
+            picks[i].placement = above - picks[i].score;
+            picks[i].score = above;
+        }
+    }
+}

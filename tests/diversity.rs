@@ -1,0 +1,330 @@
+//! The selection methods against textbook reference implementations, on random small inputs
+//! (proptest, no server):
+//! 1. MMR places, at every position, the candidate the naive definition picks (every
+//!    max-similarity recomputed against every placed item), with embeddings and with
+//!    category/brand/shop similarity;
+//! 2. DPP places, at every position, the candidate with the best gain under the paper's
+//!    Algorithm 1 on the full N×N kernel (Chen, Zhang & Zhou 2018), and that is the candidate
+//!    whose addition gives the largest log-determinant computed from scratch (brute-force
+//!    greedy); each item's diversity term is `w·ln` of its residual;
+//! 3. hard caps are never broken, whatever the method, and the list ends only when every
+//!    remaining candidate would break one.
+//!
+//! "Places the same candidate" allows for floating-point ties: where the reference's two best
+//! gains are closer than its precision, either is accepted.
+
+use std::collections::HashSet;
+
+use ndarray::{Array1, Array2};
+use proptest::prelude::*;
+use tactful::rank::pipeline::Pick;
+use tactful::rank::stages::hard_caps::{GroupCap, HardCapParams};
+use tactful::rank::stages::mmr::{DiversityParams, attributes};
+use tactful::rank::stages::select::Select;
+use tactful::rank::{
+    Candidate, Consent, Deadline, Method, Parallelism, RankInput, Slate, Stage, UserView,
+};
+
+/// Runs the selection stage alone on these pre-selection scores.
+fn select(input: &RankInput, score: &[f32], method: Method, params: &DiversityParams) -> Vec<Pick> {
+    select_with(input, score, method, params, HardCapParams::default())
+}
+
+fn select_with(
+    input: &RankInput,
+    score: &[f32],
+    method: Method,
+    params: &DiversityParams,
+    caps: HardCapParams,
+) -> Vec<Pick> {
+    let user = UserView::unknown(Consent::privacy_default());
+    let mut slate = Slate::new(input, &user, Parallelism::SEQUENTIAL);
+    slate.score = Array1::from(score.to_vec());
+    let stage = Select {
+        method,
+        diversity: params.clone(),
+        caps,
+        exploration: Default::default(),
+        calibration: Default::default(),
+    };
+    stage.apply(&mut slate, &Deadline::none()).unwrap();
+    slate.picks
+}
+
+fn case() -> impl Strategy<Value = (RankInput, Vec<f32>, f32)> {
+    (2usize..12, 2usize..6, any::<bool>(), 0.05f32..1.0).prop_flat_map(|(n, d, embed, w)| {
+        (
+            proptest::collection::vec(-1.0f32..1.0, n * d),
+            proptest::collection::vec((0u64..4, 0u64..3, 0u64..3), n),
+            proptest::collection::vec(0.0f32..1.0, n),
+            1usize..=n,
+        )
+            .prop_map(move |(flat, attrs, score, k)| {
+                let input = RankInput {
+                    candidates: attrs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (category_id, brand_id, shop_id))| Candidate {
+                            item_id: i as u64 + 1,
+                            category_id,
+                            brand_id,
+                            shop_id,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    embeddings: embed.then(|| Array2::from_shape_vec((n, d), flat).unwrap()),
+                    k,
+                    ..Default::default()
+                };
+                (input, score, w)
+            })
+    })
+}
+
+/// Cosine of the embeddings, else the attribute similarity.
+fn mmr_similarity(input: &RankInput, p: &DiversityParams, a: usize, b: usize) -> f64 {
+    match &input.embeddings {
+        Some(e) => {
+            let (x, y) = (e.row(a), e.row(b));
+            let (nx, ny) = (x.dot(&x).sqrt(), y.dot(&y).sqrt());
+            if nx == 0.0 || ny == 0.0 {
+                return 0.0;
+            }
+            (x.dot(&y) / (nx * ny)).max(0.0) as f64
+        }
+        None => p.attribute_similarity(
+            attributes(&input.candidates[a]),
+            attributes(&input.candidates[b]),
+        ) as f64,
+    }
+}
+
+/// The DPP's similarity kernel S (unit diagonal) in f64.
+fn dpp_kernel(input: &RankInput, p: &DiversityParams) -> Array2<f64> {
+    let n = input.candidates.len();
+    match &input.embeddings {
+        Some(e) => {
+            let rows: Vec<Array1<f64>> = (0..n)
+                .map(|i| {
+                    let r = e.row(i).mapv(f64::from);
+                    let norm = r.dot(&r).sqrt();
+                    if norm > 0.0 { r / norm } else { r }
+                })
+                .collect();
+            Array2::from_shape_fn((n, n), |(i, j)| rows[i].dot(&rows[j]))
+        }
+        None => {
+            let w = [p.same_category, p.same_brand, p.same_shop].map(f64::from);
+            let shrink = 1.0 / w.iter().sum::<f64>().max(1.0);
+            Array2::from_shape_fn((n, n), |(i, j)| {
+                if i == j {
+                    return 1.0;
+                }
+                let (a, b) = (&input.candidates[i], &input.candidates[j]);
+                let same = |x: u64, y: u64| x != 0 && x == y;
+                shrink
+                    * (w[0] * f64::from(same(a.category_id, b.category_id) as u8)
+                        + w[1] * f64::from(same(a.brand_id, b.brand_id) as u8)
+                        + w[2] * f64::from(same(a.shop_id, b.shop_id) as u8))
+            })
+        }
+    }
+}
+
+/// log det of a symmetric positive semi-definite matrix by Cholesky; −∞ when singular.
+fn log_det(m: &Array2<f64>) -> f64 {
+    let n = m.nrows();
+    let mut l = Array2::<f64>::zeros((n, n));
+    let mut sum = 0.0;
+    for j in 0..n {
+        let mut d = m[(j, j)];
+        for k in 0..j {
+            d -= l[(j, k)] * l[(j, k)];
+        }
+        if d <= 1e-12 {
+            return f64::NEG_INFINITY;
+        }
+        l[(j, j)] = d.sqrt();
+        sum += d.ln();
+        for i in j + 1..n {
+            let mut s = m[(i, j)];
+            for k in 0..j {
+                s -= l[(i, k)] * l[(j, k)];
+            }
+            l[(i, j)] = s / l[(j, j)];
+        }
+    }
+    sum
+}
+
+/// The kernel's submatrix on `set`.
+fn sub(l: &Array2<f64>, set: &[usize]) -> Array2<f64> {
+    Array2::from_shape_fn((set.len(), set.len()), |(a, b)| l[(set[a], set[b])])
+}
+
+/// Checks that each of `ours` is a best choice of `gains` given the picks before it; `gains`
+/// returns the reference's gain of every candidate not yet placed (`None` for placed ones).
+fn check_greedy(
+    ours: &[usize],
+    n: usize,
+    tolerance: f64,
+    gains: impl Fn(&[usize]) -> Vec<Option<f64>>,
+) -> Result<(), TestCaseError> {
+    for t in 0..ours.len() {
+        let g = gains(&ours[..t]);
+        let best = g
+            .iter()
+            .flatten()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mine = g[ours[t]].expect("a candidate is placed once");
+        prop_assert!(
+            mine >= best - tolerance,
+            "position {t}: placed {} with gain {mine}, the reference's best is {best} (n = {n})",
+            ours[t]
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    // 1
+    #[test]
+    fn mmr_matches_the_naive_definition((input, score, w) in case()) {
+        let params = DiversityParams { weight: w, ..Default::default() };
+        let picks = select(&input, &score, Method::Mmr, &params);
+        let ours: Vec<usize> = picks.iter().map(|p| p.index).collect();
+        prop_assert_eq!(ours.len(), input.limit());
+        let n = input.candidates.len();
+        check_greedy(&ours, n, 1e-5, |placed| {
+            (0..n)
+                .map(|i| {
+                    (!placed.contains(&i)).then(|| {
+                        let m = placed
+                            .iter()
+                            .map(|&p| mmr_similarity(&input, &params, i, p))
+                            .fold(0.0, f64::max);
+                        score[i] as f64 - w as f64 * m
+                    })
+                })
+                .collect()
+        })?;
+    }
+
+    // 2
+    #[test]
+    fn dpp_matches_the_paper_and_the_brute_force_log_det((mut input, score, w) in case()) {
+        let n = input.candidates.len();
+        // Within the kernel's rank (the embedding length), where the greedy MAP is exact.
+        if let Some(e) = &input.embeddings {
+            input.k = input.k.min(e.ncols());
+        }
+        let params = DiversityParams { weight: w, window: 64, ..Default::default() };
+        let picks = select(&input, &score, Method::Dpp, &params);
+        let ours: Vec<usize> = picks.iter().map(|p| p.index).collect();
+        prop_assert_eq!(ours.len(), input.limit());
+
+        let s = dpp_kernel(&input, &params);
+        let q: Vec<f64> = score.iter().map(|&x| (f64::from(x) / (2.0 * f64::from(w))).exp()).collect();
+        let l = Array2::from_shape_fn((n, n), |(i, j)| q[i] * s[(i, j)] * q[j]);
+        // Skip cases where the reference itself runs out of volume (a duplicate row), where
+        // only the floor orders candidates.
+        let full = sub(&l, &ours);
+        prop_assume!(log_det(&full).is_finite());
+
+        // The paper's Algorithm 1: incremental Cholesky rows c_i and d_i² on the full kernel.
+        let mut c: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut d2: Vec<f64> = (0..n).map(|i| l[(i, i)]).collect();
+        for (t, &j) in ours.iter().enumerate() {
+            let best = (0..n).filter(|i| !ours[..t].contains(i)).map(|i| d2[i].ln()).fold(f64::NEG_INFINITY, f64::max);
+            prop_assert!(d2[j].ln() >= best - 1e-3, "Algorithm 1, position {t}: {} < {best}", d2[j].ln());
+            let dj = d2[j].sqrt();
+            let cj = c[j].clone();
+            for i in 0..n {
+                if ours[..=t].contains(&i) {
+                    continue;
+                }
+                let e = (l[(j, i)] - cj.iter().zip(&c[i]).map(|(a, b)| a * b).sum::<f64>()) / dj;
+                c[i].push(e);
+                d2[i] -= e * e;
+            }
+        }
+
+        // Brute force: the log-det gain of every candidate, from scratch.
+        check_greedy(&ours, n, 1e-3, |placed| {
+            let base = log_det(&sub(&l, placed));
+            (0..n)
+                .map(|i| {
+                    (!placed.contains(&i)).then(|| {
+                        let mut set = placed.to_vec();
+                        set.push(i);
+                        log_det(&sub(&l, &set)) - base
+                    })
+                })
+                .collect()
+        })?;
+
+        // Each diversity term is w·ln(residual²) = w·(gain − ln q²).
+        for (t, pick) in picks.iter().enumerate() {
+            let set = &ours[..=t];
+            let gain = log_det(&sub(&l, set)) - log_det(&sub(&l, &ours[..t]));
+            let residual = gain - 2.0 * q[pick.index].ln();
+            let expected = f64::from(w) * residual.max(1e-6_f64.ln());
+            prop_assert!((f64::from(pick.diversity) - expected).abs() < 2e-3,
+                "position {t}: diversity {} vs {expected}", pick.diversity);
+        }
+    }
+
+    // 3
+    #[test]
+    fn hard_caps_are_never_broken(
+        (input, score, w) in case(),
+        method in prop_oneof![Just(Method::Mmr), Just(Method::Dpp), Just(Method::Score)],
+        (max, window, in_window) in (0usize..4, prop_oneof![Just(0usize), 2usize..5], 1usize..4),
+        depth in 1usize..12,
+    ) {
+        let window_cap = if window > 0 { GroupCap { window, max_in_window: in_window.min(window - 1), max: 0 } } else { GroupCap::default() };
+        let caps = HardCapParams {
+            category: GroupCap { max, ..Default::default() },
+            brand: window_cap,
+            shop: GroupCap::default(),
+        };
+        let params = DiversityParams { weight: w, depth, ..Default::default() };
+        let picks = select_with(&input, &score, method, &params, caps.clone());
+        let cat = |i: usize| input.candidates[i].category_id;
+        let brand = |i: usize| input.candidates[i].brand_id;
+        let placed: Vec<usize> = picks.iter().map(|p| p.index).collect();
+        prop_assert_eq!(placed.iter().collect::<HashSet<_>>().len(), placed.len());
+        prop_assert!(placed.len() <= input.limit());
+        for &i in &placed {
+            let same = placed.iter().filter(|&&j| cat(j) == cat(i)).count();
+            prop_assert!(max == 0 || cat(i) == 0 || same <= max, "{same} of category {}", cat(i));
+        }
+        if window > 0 {
+            for w in placed.windows(window) {
+                for &i in w {
+                    let same = w.iter().filter(|&&j| brand(j) == brand(i)).count();
+                    prop_assert!(brand(i) == 0 || same <= window_cap.max_in_window);
+                }
+            }
+        }
+        // Short only when nothing left could take the next place.
+        if placed.len() < input.limit() {
+            let next = placed.len();
+            for i in (0..input.candidates.len()).filter(|i| !placed.contains(i)) {
+                let category_full = max > 0 && cat(i) != 0
+                    && placed.iter().filter(|&&j| cat(j) == cat(i)).count() >= max;
+                let window_full = window > 0 && brand(i) != 0 && {
+                    let from = (next + 1).saturating_sub(window);
+                    placed[from..].iter().filter(|&&j| brand(j) == brand(i)).count() >= window_cap.max_in_window
+                };
+                prop_assert!(category_full || window_full, "candidate {i} could have taken place {next}");
+            }
+        }
+        for w in picks.windows(2) {
+            prop_assert!(w[0].score >= w[1].score);
+        }
+    }
+}
