@@ -12,6 +12,8 @@
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
+//! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens), for offline
+//!   evaluation and pictures; never used at request time.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
 //! - [`alloc`]: the binary's allocator settings.
 //!
@@ -26,6 +28,7 @@
 pub mod alloc;
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod engine;
 pub mod grpc;
 pub mod rank;

@@ -7,6 +7,7 @@
 //! [`UserView`](user::UserView), under a [`Deadline`](pipeline::Deadline), and returns a
 //! [`Ranking`](types::Ranking).
 
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod stages;
