@@ -1,7 +1,7 @@
 //! Draws what diversity selection does to one real user's feed: a MovieLens 100K user with a
-//! strong genre preference, 200 candidates from a simple genre-based recommender, ranked once
-//! by relevance alone and once by the default policy's diversified selection, side by side
-//! with the diversity metrics of each top 20.
+//! strong genre preference, 200 candidates from a simple genre-based recommender, ranked by
+//! relevance alone and by tactful's diversified selections, side by side with the diversity
+//! metrics of each top 20.
 //!
 //! ```text
 //! cargo run --release --example diversity_picture -- [DATA_DIR] [OUT.svg]
@@ -22,9 +22,13 @@
 //! - each candidate's category is its first genre flag (0, "unknown", for none), its
 //!   embedding its genre vector (so selection measures similarity by genre cosine), its
 //!   popularity its number of ratings;
-//! - the user is seen as active (first seen 30 days ago, active an hour ago) and holds no
-//!   state: the lifecycle rules for new users (a popularity boost, stronger diversity) stay
-//!   out, so the columns differ only in how the final order is selected.
+//! - the user is seen as active (first seen 30 days ago, active an hour ago), so the lifecycle
+//!   rules for new users (a popularity boost, stronger diversity) stay out, and holds the
+//!   interest tags tactful would have learned from their likes (the first genres of the
+//!   movies they rated 4 or 5, strongest five): they decide the user's dominant categories
+//!   (exploration slots) and calibration target;
+//! - the columns: relevance only (score order, no long-tail boost, no exploration), the
+//!   default policy (MMR, exploration slots, long tail), and the default policy with DPP.
 //!
 //! The SVG is written by hand: it is a few rectangles and lines of text, and a plotting crate
 //! would add a dependency to draw no chart.
@@ -38,17 +42,26 @@ use ndarray::Array2;
 use tactful::datasets::movielens::{Movie, MovieLens};
 use tactful::rank::metrics;
 use tactful::rank::policy::Selection;
+use tactful::rank::user::{Tag, TagKind, TagSource};
 use tactful::rank::{
     Candidate, Consent, DataDimension, Deadline, DimensionSet, Parallelism, Policies, Policy,
     RankInput, UserView,
 };
 
-/// The lists compared, left to right: (column title, policy name, how that policy selects the
-/// final order; every other knob is the default policy's). Another selection is one more line
-/// here. The first column is the baseline the relevance row is measured against.
-const COLUMNS: &[(&str, &str, Selection)] = &[
-    ("Relevance only", "relevance", Selection::Score),
-    ("Diversified (MMR)", "mmr", Selection::Mmr),
+/// The lists compared, left to right: (column title, policy name, how that policy differs
+/// from the default one). Another column is one more line here. The first column is the
+/// baseline the relevance row is measured against.
+/// (column title, policy name, how the policy differs from the default).
+type Column = (&'static str, &'static str, fn(&mut Policy));
+
+const COLUMNS: &[Column] = &[
+    ("Relevance only", "relevance", |p| {
+        p.selection = Selection::Score;
+        p.long_tail.weight = 0.0;
+        p.exploration.share = 0.0;
+    }),
+    ("Default policy (MMR)", "default", |_| {}),
+    ("DPP", "dpp", |p| p.selection = Selection::Dpp),
 ];
 
 const DEFAULT_DATA: &str = "../shared/data/movielens-100k";
@@ -83,11 +96,9 @@ fn run(data: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
     let configured: BTreeMap<String, Policy> = COLUMNS
         .iter()
-        .map(|&(_, name, selection)| {
-            let policy = Policy {
-                selection,
-                ..Policy::default()
-            };
+        .map(|&(_, name, adjust)| {
+            let mut policy = Policy::default();
+            adjust(&mut policy);
             (name.to_owned(), policy)
         })
         .collect();
@@ -95,6 +106,7 @@ fn run(data: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut view = UserView::unknown(Consent::privacy_default());
     view.first_seen_ms = Some(request.input.now_ms - 30 * DAY_MS);
     view.last_active_ms = Some(request.input.now_ms - DAY_MS / 24);
+    view.tags = learned_tags(&ml, &user);
 
     let mut lists = Vec::new();
     for (_, name, _) in COLUMNS {
@@ -194,6 +206,36 @@ fn pick_user(ml: &MovieLens) -> Option<Subject> {
         rated,
         last_rated_s,
     })
+}
+
+/// The interest tags tactful would learn from the user's likes: the categories (first genres)
+/// of the movies they rated 4 or 5, weighted by their share, the strongest five.
+fn learned_tags(ml: &MovieLens, user: &Subject) -> Vec<Tag> {
+    let mut counts: BTreeMap<u64, f32> = BTreeMap::new();
+    for r in ml
+        .ratings
+        .iter()
+        .filter(|r| r.user_id == user.id && r.rating >= LIKED)
+    {
+        if let Some(g) = ml.movie(r.item_id).and_then(|m| m.genres.first()) {
+            *counts.entry(g as u64).or_default() += 1.0;
+        }
+    }
+    let total: f32 = counts.values().sum();
+    let mut tags: Vec<Tag> = counts
+        .into_iter()
+        .map(|(id, n)| Tag {
+            kind: TagKind::Category,
+            id,
+            label: ml.genres[id as usize].clone(),
+            weight: n / total,
+            source: TagSource::Learned(DimensionSet::of([DataDimension::Favorites])),
+        })
+        .collect();
+    tags.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.id.cmp(&b.id)));
+    tags.truncate(5);
+    tags.sort_by_key(|t| t.id);
+    tags
 }
 
 /// A movie as (genre, weight) pairs that sum to 1.
@@ -417,7 +459,7 @@ fn markdown(ml: &MovieLens, user: &Subject, request: &Request, measured: &[Metri
         pool_mix(ml, request),
     );
     s.push_str("| metric (top 20) |");
-    for (title, _, _) in COLUMNS {
+    for (title, _, _) in COLUMNS.iter() {
         let _ = write!(s, " {title} |");
     }
     s.push_str("\n|---|");
@@ -576,7 +618,7 @@ fn svg(
             POPULARITY_BLEND,
         ),
         format!("The candidates by first genre: {}.", pool_mix(ml, request)),
-        "Both lists are tactful's default policy for an active user with no history; only the final selection differs.".to_owned(),
+        "An active user with the interest tags learned from their likes; only the selection differs.".to_owned(),
     ];
     for (i, line) in subtitle.iter().enumerate() {
         let _ = writeln!(

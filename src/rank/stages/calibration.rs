@@ -146,6 +146,7 @@ impl Calibrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rank::metrics::calibration_kl as kl;
     use crate::rank::types::Consent;
     use crate::rank::user::{Tag, TagSource};
 
@@ -164,23 +165,8 @@ mod tests {
         u
     }
 
-    /// KL(p ‖ q̃) straight from the definition.
-    fn kl(p: &[(u64, f64)], list: &[u64], alpha: f64) -> f64 {
-        p.iter()
-            .map(|&(c, pc)| {
-                let n = list.iter().filter(|x| **x == c).count() as f64;
-                let q = if list.is_empty() {
-                    0.0
-                } else {
-                    n / list.len() as f64
-                };
-                pc * (pc / ((1.0 - alpha) * q + alpha * pc)).ln()
-            })
-            .sum()
-    }
-
     #[test]
-    fn terms_are_minus_the_change_in_divergence() {
+    fn terms_are_minus_the_change_in_divergence_the_metric_measures() {
         let u = user(&[(1, 0.7), (2, 0.3)]);
         let mut c = Calibrator::new(&u, 1.0, 0.01).unwrap();
         let p = interest_distribution(&u);
