@@ -328,8 +328,8 @@ impl Report {
     /// A grouped bar chart: per metric, both arms' values scaled to the larger of the two.
     pub fn svg(&self) -> String {
         const W: f64 = 860.0;
-        const LABEL: f64 = 330.0;
-        const BAR: f64 = 380.0;
+        const LABEL: f64 = 370.0;
+        const BAR: f64 = 370.0;
         const ROW: f64 = 54.0;
         const TOP: f64 = 92.0;
         let (a, b) = self.pair();
@@ -388,12 +388,17 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            r##"<text x="20" y="{}" font-size="12" fill="#666666">Explicit-feedback violations: {} / {}; degraded answers: {} / {}. Taobao UserBehavior (Zhu et al., KDD 2018).</text>"##,
+            r##"<text x="20" y="{}" font-size="12" fill="#666666">Explicit-feedback violations: {} / {}; degraded answers: {} / {}. Data: {}.</text>"##,
             h - 16.0,
             a.violations,
             b.violations,
             a.degraded,
-            b.degraded
+            b.degraded,
+            if self.log.to_ascii_lowercase().contains("movielens") {
+                "MovieLens 100K (Harper &amp; Konstan, ACM TiiS 2015)"
+            } else {
+                "Taobao UserBehavior (Zhu et al., KDD 2018)"
+            }
         );
         s.push_str("</svg>\n");
         s
