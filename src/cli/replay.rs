@@ -187,3 +187,61 @@ pub fn run_fit(args: FitArgs) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taobao_args(fit_until: Option<&str>, file: &Path) -> LogArgs {
+        LogArgs {
+            log: file.to_owned(),
+            format: None,
+            fit_until: fit_until.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_split_is_a_local_date_unix_seconds_or_two_thirds() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("log.csv");
+        std::fs::write(&file, "1,2,3,pv,1512000000\n1,4,3,pv,1512090000\n").unwrap();
+        let until = |s| load(&taobao_args(s, &file)).map(|(_, u)| u);
+        assert_eq!(until(Some("2017-12-01")), Ok(1_512_057_600_000));
+        assert_eq!(until(Some("1512050000")), Ok(1_512_050_000_000));
+        assert_eq!(until(None), Ok(1_512_060_000_000));
+        assert!(
+            until(Some("12/01/2017"))
+                .unwrap_err()
+                .contains("YYYY-MM-DD")
+        );
+        std::fs::write(&file, "1,2,3,look,1512000000\n").unwrap();
+        assert!(
+            until(None)
+                .unwrap_err()
+                .ends_with("log.csv:1: behavior \"look\" is not one of pv, cart, fav, buy")
+        );
+    }
+
+    #[test]
+    fn the_commands_parse() {
+        use clap::Parser;
+        let cli = super::super::Cli::try_parse_from([
+            "tactful",
+            "replay",
+            "--log",
+            "x.csv",
+            "--fit-until",
+            "2017-12-01",
+            "--policy",
+            "default",
+            "--svg",
+            "a.svg",
+        ])
+        .unwrap();
+        let super::super::Command::Replay(args) = cli.command else {
+            panic!("not replay");
+        };
+        assert_eq!((args.policy.as_str(), args.k), ("default", 10));
+        assert!(super::super::Cli::try_parse_from(["tactful", "fit", "--log", "x.csv"]).is_ok());
+    }
+}

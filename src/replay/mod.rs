@@ -176,9 +176,11 @@ impl Default for ReplayConfig {
     }
 }
 
-/// The policy under test: `None` = the built-in default plus what the fit learned.
+/// A policy under test, named for the report. [`run`] takes `None` for the built-in default
+/// plus what the fit learned.
 #[derive(Debug, Clone)]
 pub struct Arm {
+    /// The column title in the report.
     pub name: String,
     pub policy: Policy,
 }
