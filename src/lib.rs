@@ -12,8 +12,10 @@
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
-//! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens), for offline
+//! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
 //!   evaluation and pictures; never used at request time.
+//! - [`replay`]: offline replay of real logs through two policies in time order, and the fit of
+//!   a policy (durable categories, complements) from a log's earlier part.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
 //! - [`alloc`]: the binary's allocator settings.
 //!
@@ -32,6 +34,7 @@ pub mod datasets;
 pub mod engine;
 pub mod grpc;
 pub mod rank;
+pub mod replay;
 pub mod state;
 pub mod workload;
 

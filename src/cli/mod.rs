@@ -1,9 +1,11 @@
 //! The command line: `tactful serve` runs the sidecar; `rank`, `event` and `profile` are a
-//! client for trying it by hand and scripting it. Exit codes follow sysexits: 64 for bad usage
+//! client for trying it by hand and scripting it; `replay` and `fit` evaluate policies offline
+//! on real logs, with no server. Exit codes follow sysexits: 64 for bad usage
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
 mod client;
 mod load;
+mod replay;
 mod serve;
 mod table;
 
@@ -43,6 +45,11 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Load-test Rank with synthetic requests (closed loop, bounded, loopback by default).
     Bench(load::BenchArgs),
+    /// Replay a real log offline: the identity baseline against a policy, on relevance and
+    /// avoidance (no server needed).
+    Replay(replay::ReplayArgs),
+    /// Fit a policy's durable categories and complements from a log's earlier part.
+    Fit(replay::FitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -369,6 +376,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Replay(args) => replay::run_replay(args),
+        Command::Fit(args) => replay::run_fit(args),
         other => client::run(other),
     }
 }

@@ -7,3 +7,4 @@
 //! redistribution); readers take the folder as an argument.
 
 pub mod movielens;
+pub mod taobao;
