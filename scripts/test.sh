@@ -15,6 +15,9 @@ export TACTFUL_TEST_REDIS
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== kubernetes manifests"
+./scripts/check-k8s.sh
+
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
