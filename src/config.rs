@@ -17,6 +17,10 @@ use crate::state::{StateBackend, StateConfig};
 /// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
 /// beyond its pod unless asked.
 pub const ENV_LISTEN: &str = "TACTFUL_LISTEN";
+/// Address of the admin HTTP server (`/metrics`, `/live`, `/ready`), or `off`. Default
+/// `127.0.0.1:9464`: loopback, like the gRPC port; 9464 is the port commonly used for
+/// Prometheus exporters next to an application.
+pub const ENV_ADMIN_LISTEN: &str = "TACTFUL_ADMIN_LISTEN";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -188,6 +192,9 @@ impl Default for StateSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin HTTP server's address; `None` (`"off"` or `""` in the file) turns it off.
+    #[serde(deserialize_with = "listen_or_off")]
+    pub admin_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT. 10 s covers any Rank many
     /// times over and stays below Kubernetes' default 30 s termination grace.
@@ -203,6 +210,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             log_format: LogFormat::Human,
             drain_grace_s: 10,
             limits: Limits::default(),
@@ -229,11 +237,29 @@ fn error(setting: impl Into<String>, message: impl Into<String>) -> ConfigError 
     }
 }
 
+/// An address, or `off` / an empty string for none.
+pub fn parse_listen_or_off(s: &str) -> Result<Option<SocketAddr>, String> {
+    match s.trim() {
+        "" | "off" => Ok(None),
+        addr => addr
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{addr:?} is not an address (host:port) or off: {e}")),
+    }
+}
+
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen_or_off(&s).map_err(serde::de::Error::custom)
+}
+
 /// Values given on the command line; they win over everything else.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    /// `Some(None)`: the admin server is turned off.
+    pub admin_listen: Option<Option<SocketAddr>>,
     pub state: Option<String>,
     pub data_dir: Option<PathBuf>,
 }
@@ -252,6 +278,9 @@ impl Config {
         config.apply_env(env)?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
+        }
+        if let Some(admin) = overrides.admin_listen {
+            config.admin_listen = admin;
         }
         if let Some(state) = &overrides.state {
             config.state.backend = state.clone();
@@ -284,6 +313,9 @@ impl Config {
         }
         if let Some(v) = parse(env, ENV_LISTEN)? {
             self.listen = v;
+        }
+        if let Some(v) = env.get(ENV_ADMIN_LISTEN) {
+            self.admin_listen = parse_listen_or_off(&v).map_err(|e| error(ENV_ADMIN_LISTEN, e))?;
         }
         if let Some(v) = parse(env, ENV_BUDGET_MS)? {
             self.rank.budget_ms = v;
@@ -394,6 +426,12 @@ impl Config {
                     "must be a number above 0 (and below 100000)",
                 ));
             }
+        }
+        if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(error(
+                "admin_listen",
+                format!("{} is also the gRPC listen address", self.listen),
+            ));
         }
         self.state_backend()?;
         Policies::build(&self.policies, self.parallelism())
@@ -539,6 +577,26 @@ mod tests {
             c.validate().unwrap_err().setting,
             "policies.soft.diversity.same_brand"
         );
+    }
+
+    #[test]
+    fn the_admin_server_has_an_address_or_is_off() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.admin_listen.unwrap().to_string(), "127.0.0.1:9464");
+        for off in ["off", ""] {
+            let c = Config::load(&env(&[(ENV_ADMIN_LISTEN, off)]), &Overrides::default());
+            assert_eq!(c.unwrap().admin_listen, None, "{off:?}");
+        }
+        let bad = Config::load(&env(&[(ENV_ADMIN_LISTEN, "9464")]), &Overrides::default());
+        assert_eq!(bad.unwrap_err().setting, ENV_ADMIN_LISTEN);
+        let mut file = tempfile();
+        writeln!(file.1, "admin_listen = \"off\"").unwrap();
+        assert_eq!(Config::from_file(&file.0).unwrap().admin_listen, None);
+        let same = Config::load(
+            &env(&[(ENV_ADMIN_LISTEN, "127.0.0.1:50051")]),
+            &Overrides::default(),
+        );
+        assert_eq!(same.unwrap_err().setting, "admin_listen");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{Config, ConfigError};
+use crate::metrics::{Metrics, Observed};
 use crate::rank::policy::DEFAULT_POLICY;
 use crate::rank::stages::cooling_off;
 use crate::rank::{
@@ -149,7 +150,11 @@ pub struct Engine {
     store: Arc<UserStore>,
     pool: Arc<rayon::ThreadPool>,
     inflight: Arc<Semaphore>,
+    /// The semaphore's size, to report how many permits are taken.
+    max_inflight: usize,
     budget: Duration,
+    /// Where rankings report their size, stage timings and fail-open reasons.
+    metrics: Arc<Metrics>,
 }
 
 /// What the pool sends back.
@@ -186,8 +191,55 @@ impl Engine {
             store,
             pool: Arc::new(pool),
             inflight: Arc::new(Semaphore::new(config.rank.max_inflight)),
+            max_inflight: config.rank.max_inflight,
             budget: Duration::from_millis(config.rank.budget_ms),
+            metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Reports into `metrics` (e.g. a registry the admin server already serves) instead of
+    /// the engine's own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What the engine and its store count themselves, for a metrics scrape.
+    pub fn observed(&self) -> Observed {
+        let stats = self.store.stats();
+        let a = &self.avoidance;
+        Observed {
+            rankings: a.rankings.load(Ordering::Relaxed),
+            dropped: DropRule::ALL
+                .iter()
+                .map(|r| (r.name(), a.dropped_by(*r)))
+                .collect(),
+            penalised: Component::PENALTIES
+                .iter()
+                .map(|c| (c.name(), a.penalised_by(*c)))
+                .collect(),
+            users: stats.users,
+            state_bytes: stats.bytes,
+            memory_cap_bytes: self.store.config().memory_cap_bytes,
+            evicted_total: stats.evicted_total,
+            snapshots_total: stats.snapshots_total,
+            inflight: self
+                .max_inflight
+                .saturating_sub(self.inflight.available_permits()),
+            max_inflight: self.max_inflight,
+            policies: self
+                .policies
+                .names()
+                .filter_map(|name| {
+                    let version = self.policies.get(name)?.version().to_owned();
+                    Some((name.to_owned(), version))
+                })
+                .collect(),
+        }
     }
 
     pub fn store(&self) -> &Arc<UserStore> {
@@ -239,8 +291,12 @@ impl Engine {
 
     pub async fn rank(&self, call: RankCall) -> Result<Outcome, RankError> {
         let key = self.store.key(&call.user_id);
+        self.metrics.rank_candidates(call.input.candidates.len());
         let outcome = self.rank_inner(call, key).await;
         if let Ok(o) = &outcome {
+            if let Some(why) = o.degraded {
+                self.metrics.degraded(why.name());
+            }
             self.avoidance.add(&o.ranking.avoidance);
             let used = o.ranking.items.iter().fold(DimensionSet::EMPTY, |d, item| {
                 d.union(item.reason.dimensions)
@@ -291,16 +347,26 @@ impl Engine {
         let call = Arc::new(call);
         let (tx, rx) = oneshot::channel::<JobResult>();
         let (job_call, job_pipeline, job_user) = (call.clone(), pipeline.clone(), user.clone());
+        let metrics = self.metrics.clone();
+        let queued_at = Instant::now();
         self.pool.spawn(move || {
             let _permit = permit;
             let c = &*job_call;
+            let queued = queued_at.elapsed();
+            let mut stages = Vec::with_capacity(16);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 deadline.check("queue")?;
-                job_pipeline.run(&c.input, &job_user, &deadline)
+                let mut observe = |stage, took| stages.push((stage, took));
+                job_pipeline.run_observed(&c.input, &job_user, &deadline, Some(&mut observe))
             }))
             .map_err(|panic| panic_message(&panic));
             // The receiver is gone when the caller gave up; nothing to do then.
             let _ = tx.send(result);
+            // After the answer has left: metrics never delay it.
+            metrics.rank_queued(queued);
+            for (stage, took) in stages {
+                metrics.stage(stage, took);
+            }
         });
 
         let outcome = match deadline.instant() {

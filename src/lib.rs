@@ -10,6 +10,8 @@
 //! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
 //! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
+//! - [`metrics`]: the Prometheus metrics (names, labels, what each counts).
+//! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
@@ -23,11 +25,13 @@
 //! its stages; the tokio side awaits the oneshot answer until the deadline, and otherwise
 //! returns the upstream order marked degraded.
 
+pub mod admin;
 pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod grpc;
+pub mod metrics;
 pub mod rank;
 pub mod state;
 pub mod workload;

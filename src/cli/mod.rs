@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Address to listen on [env: TACTFUL_LISTEN] [default: 127.0.0.1:50051].
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Address of the admin HTTP server (/metrics, /live, /ready), or off
+    /// [env: TACTFUL_ADMIN_LISTEN] [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin_listen: Option<String>,
     /// TOML configuration file [env: TACTFUL_CONFIG].
     #[arg(long)]
     pub config: Option<PathBuf>,

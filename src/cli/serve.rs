@@ -6,8 +6,10 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
-use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
+use crate::admin::{Admin, Readiness};
+use crate::config::{Config, LogFormat, Overrides, ProcessEnv, parse_listen_or_off};
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 use crate::state::UserStore;
 
 /// Log filter, e.g. `info` or `tactful=debug` [default: info].
@@ -47,9 +49,22 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    let admin_listen = match args
+        .admin_listen
+        .as_deref()
+        .map(parse_listen_or_off)
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tactful: --admin-listen: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let overrides = Overrides {
         config_file: args.config,
         listen: args.listen,
+        admin_listen,
         state: args.state,
         data_dir: args.data_dir,
     };
@@ -80,6 +95,32 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
+        // The admin server comes first, so that /live answers (and /ready says "loading")
+        // while the state is recovered.
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Readiness::new();
+        let admin = Admin::new(metrics.clone(), readiness.clone());
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = match config.admin_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let addr = listener.local_addr().map_or(addr, |a| a);
+                    tracing::info!(%addr, "admin server on http://{addr} (/metrics, /live, /ready)");
+                    let stopped = async {
+                        let _ = admin_stopped.await;
+                    };
+                    Some(tokio::spawn(admin.clone().serve(listener, stopped)))
+                }
+                Err(e) => {
+                    eprintln!(
+                        "tactful: cannot listen on {addr} (admin_listen): {e}; choose another \
+                         address with --admin-listen or TACTFUL_ADMIN_LISTEN, or turn it off"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         // Recovery runs before the port opens: nothing is served from half-loaded state.
         let store = match UserStore::open_async(config.state_config(), &backend).await {
             Ok(s) => Arc::new(s),
@@ -89,7 +130,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let engine = match Engine::new(&config, store.clone()) {
-            Ok(e) => Arc::new(e),
+            Ok(e) => Arc::new(e.with_metrics(metrics)),
             Err(e) => {
                 eprintln!("tactful: configuration error: {e}");
                 return ExitCode::from(EXIT_USAGE);
@@ -104,9 +145,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
         };
         let addr = listener.local_addr().map_or(config.listen, |a| a);
         tracing::info!(%addr, policies = ?engine.policies().names().collect::<Vec<_>>(), "tactful listening on {addr}");
-        let served = crate::grpc::serve(listener, &config, engine, shutdown_signal()).await;
+        admin.attach(engine.clone());
+        let served =
+            crate::grpc::serve_with(listener, &config, engine, shutdown_signal(), readiness).await;
         // A last snapshot, so that the next start has little log to replay.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         match served {
             Ok(()) => {
                 tracing::info!("stopped");

@@ -5,10 +5,11 @@
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod observe;
 pub mod profile;
 pub mod ranker;
 pub mod server;
 pub mod timeout;
 
 pub use error::ApiError;
-pub use server::{ServeError, serve};
+pub use server::{ServeError, serve, serve_with};

@@ -12,7 +12,9 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use super::observe::ObserveLayer;
 use super::{events::EventsService, profile::ProfileService, ranker::RankerService};
+use crate::admin::Readiness;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::pb;
@@ -41,6 +43,19 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(listener, config, engine, shutdown, Readiness::new()).await
+}
+
+/// [`serve`], reporting readiness through `readiness` (which the admin server's `/ready`
+/// reads): serving once the services are in place, draining from the shutdown signal on.
+pub async fn serve_with(
+    listener: TcpListener,
+    config: &Config,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    readiness: Readiness,
+) -> Result<(), ServeError> {
+    let metrics = engine.metrics().clone();
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {
         health
@@ -73,9 +88,11 @@ pub async fn serve(
         .max_decoding_message_size(max);
 
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_readiness = readiness.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
+        drain_readiness.draining();
         for name in SERVICES {
             health
                 .set_service_status(name, ServingStatus::NotServing)
@@ -88,6 +105,7 @@ pub async fn serve(
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(ObserveLayer::new(metrics))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -95,6 +113,8 @@ pub async fn serve(
         .add_service(events)
         .add_service(profile)
         .serve_with_incoming_shutdown(incoming, signal);
+    // The listener is bound: connections made from now on queue until the server polls.
+    readiness.serving();
 
     let grace = Duration::from_secs(config.drain_grace_s);
     let grace_over = async move {
