@@ -21,6 +21,22 @@ pub const ENV_LISTEN: &str = "TACTFUL_LISTEN";
 /// `127.0.0.1:9464`: loopback, like the gRPC port; 9464 is the port commonly used for
 /// Prometheus exporters next to an application.
 pub const ENV_ADMIN_LISTEN: &str = "TACTFUL_ADMIN_LISTEN";
+/// File of bearer tokens, one `ID:TOKEN` per line. Default: none. With no token configured
+/// (here or in `TACTFUL_AUTH_TOKENS`) no call needs one.
+pub const ENV_AUTH_TOKENS_FILE: &str = "TACTFUL_AUTH_TOKENS_FILE";
+/// Bearer tokens as `ID:TOKEN` pairs separated by commas (e.g. from a Kubernetes secret).
+/// Default: none. Never read from the TOML file: secrets stay out of configuration files.
+pub const ENV_AUTH_TOKENS: &str = "TACTFUL_AUTH_TOKENS";
+/// Whether Rank needs no token (`true`, default: in sidecar mode only the pod's recommender
+/// reaches the port) or needs one like every other tactful method (`false`).
+pub const ENV_AUTH_RANK_OPEN: &str = "TACTFUL_AUTH_RANK_OPEN";
+/// The server's certificate chain (PEM). Default: none (plaintext gRPC).
+pub const ENV_TLS_CERT: &str = "TACTFUL_TLS_CERT";
+/// The server certificate's private key (PEM). Default: none.
+pub const ENV_TLS_KEY: &str = "TACTFUL_TLS_KEY";
+/// CA certificate(s) (PEM) client certificates must be signed by: mutual TLS. Default: none
+/// (clients present no certificate).
+pub const ENV_TLS_CLIENT_CA: &str = "TACTFUL_TLS_CLIENT_CA";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -132,6 +148,163 @@ impl Default for RankSettings {
     }
 }
 
+/// A value never printed: `Debug` shows only that one is set.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Who may call what. Auth is on once a token is configured: then every tactful method needs
+/// `authorization: Bearer TOKEN` with a known token, except Rank while `rank_open`. Health
+/// and reflection stay open (probes and tools).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// File of `ID:TOKEN` lines (`#` starts a comment). The id names the caller in the audit
+    /// log; the token is the secret. Read at start.
+    pub tokens_file: Option<PathBuf>,
+    /// Rank needs no token. True: in sidecar mode only the pod's recommender reaches the port,
+    /// and a ranking changes nothing.
+    pub rank_open: bool,
+    /// `ID:TOKEN,...` from `TACTFUL_AUTH_TOKENS`; never from the file.
+    #[serde(skip)]
+    pub env_tokens: Option<Secret>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            tokens_file: None,
+            rank_open: true,
+            env_tokens: None,
+        }
+    }
+}
+
+/// The shortest token accepted: 16 characters of a random hex or base64 string are 64 to 96
+/// bits, beyond guessing at any rate a server answers.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl AuthSettings {
+    /// The configured `(id, token)` pairs, from the file and then the environment; empty when
+    /// auth is off.
+    pub fn tokens(&self) -> Result<Vec<(String, Secret)>, ConfigError> {
+        let mut tokens: Vec<(String, Secret)> = Vec::new();
+        let mut add = |setting: String, entry: &str| -> Result<(), ConfigError> {
+            let (id, token) = entry
+                .split_once(':')
+                .ok_or_else(|| error(&setting, "is not ID:TOKEN"))?;
+            let (id, token) = (id.trim(), token.trim());
+            let id_ok = !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !id_ok {
+                return Err(error(
+                    &setting,
+                    format!("token id {id:?} must be letters, digits, '-', '_' or '.'"),
+                ));
+            }
+            if token.len() < MIN_TOKEN_LEN || token.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(error(
+                    &setting,
+                    format!(
+                        "the token of {id:?} must be at least {MIN_TOKEN_LEN} characters with \
+                         no spaces (e.g. `openssl rand -hex 24`)"
+                    ),
+                ));
+            }
+            if tokens.iter().any(|(known, _)| known == id) {
+                return Err(error(&setting, format!("token id {id:?} appears twice")));
+            }
+            if tokens.iter().any(|(_, known)| known.0 == token) {
+                return Err(error(
+                    &setting,
+                    format!("the token of {id:?} is also another id's"),
+                ));
+            }
+            tokens.push((id.to_owned(), Secret(token.to_owned())));
+            Ok(())
+        };
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                error(
+                    "auth.tokens_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if !line.is_empty() {
+                    add(format!("auth.tokens_file line {}", n + 1), line)?;
+                }
+            }
+        }
+        if let Some(env) = &self.env_tokens {
+            for (n, entry) in env.0.split(',').enumerate() {
+                if !entry.trim().is_empty() {
+                    add(format!("{ENV_AUTH_TOKENS} entry {}", n + 1), entry)?;
+                }
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+/// TLS for the gRPC port, through rustls. Off unless `cert` and `key` are set.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key: Option<PathBuf>,
+    /// CA certificate(s), PEM: when set, every client must present a certificate signed by
+    /// one of them (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) => return Err(error("tls.key", "is needed with tls.cert")),
+            (None, Some(_)) => return Err(error("tls.cert", "is needed with tls.key")),
+            (None, None) if self.client_ca.is_some() => {
+                return Err(error(
+                    "tls.client_ca",
+                    "needs tls.cert and tls.key: client certificates are checked over TLS",
+                ));
+            }
+            _ => {}
+        }
+        for (setting, path) in [
+            ("tls.cert", &self.cert),
+            ("tls.key", &self.key),
+            ("tls.client_ca", &self.client_ca),
+        ] {
+            if let Some(path) = path {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| error(setting, format!("cannot read {}: {e}", path.display())))?;
+                if !text.contains("-----BEGIN ") {
+                    return Err(error(
+                        setting,
+                        format!("{} is not a PEM file", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// User state settings; see [`StateConfig`] for the reasons behind each default.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -202,6 +375,8 @@ pub struct Config {
     pub limits: Limits,
     pub rank: RankSettings,
     pub state: StateSettings,
+    pub auth: AuthSettings,
+    pub tls: TlsSettings,
     /// Named policies; `default` may be tuned here, `identity` is fixed.
     pub policies: BTreeMap<String, Policy>,
 }
@@ -216,6 +391,8 @@ impl Default for Config {
             limits: Limits::default(),
             rank: RankSettings::default(),
             state: StateSettings::default(),
+            auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
             policies: BTreeMap::new(),
         }
     }
@@ -341,6 +518,24 @@ impl Config {
         if let Some(v) = parse(env, ENV_MEMORY_CAP_MIB)? {
             self.state.memory_cap_mib = v;
         }
+        if let Some(v) = env.get(ENV_AUTH_TOKENS_FILE) {
+            self.auth.tokens_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_AUTH_TOKENS) {
+            self.auth.env_tokens = Some(Secret(v));
+        }
+        if let Some(v) = parse(env, ENV_AUTH_RANK_OPEN)? {
+            self.auth.rank_open = v;
+        }
+        if let Some(v) = env.get(ENV_TLS_CERT) {
+            self.tls.cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_TLS_KEY) {
+            self.tls.key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_TLS_CLIENT_CA) {
+            self.tls.client_ca = Some(PathBuf::from(v));
+        }
         if let Some(v) = parse(env, ENV_DRAIN_GRACE_S)? {
             self.drain_grace_s = v;
         }
@@ -433,6 +628,8 @@ impl Config {
                 format!("{} is also the gRPC listen address", self.listen),
             ));
         }
+        self.auth.tokens()?;
+        self.tls.validate()?;
         self.state_backend()?;
         Policies::build(&self.policies, self.parallelism())
             .map_err(|e| error(e.field, e.message))?;
@@ -597,6 +794,70 @@ mod tests {
             &Overrides::default(),
         );
         assert_eq!(same.unwrap_err().setting, "admin_listen");
+    }
+
+    #[test]
+    fn tokens_come_from_the_file_and_the_environment_and_are_checked() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert!(c.auth.tokens().unwrap().is_empty());
+        assert!(c.auth.rank_open);
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "# who:secret\nrecommender:0123456789abcdef0123\n\napp-backend : fedcba9876543210fedc # app"
+        )
+        .unwrap();
+        let path = file.0.display().to_string();
+        let e = env(&[
+            (ENV_AUTH_TOKENS_FILE, path.as_str()),
+            (ENV_AUTH_TOKENS, "ops:aaaaaaaaaaaaaaaaaaaa"),
+            (ENV_AUTH_RANK_OPEN, "false"),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        let ids: Vec<String> = c.auth.tokens().unwrap().into_iter().map(|t| t.0).collect();
+        assert_eq!(ids, ["recommender", "app-backend", "ops"]);
+        assert!(!c.auth.rank_open);
+        assert!(
+            !format!("{c:?}").contains("aaaaaaaaaaaa"),
+            "secrets stay out of Debug"
+        );
+        for (bad, why) in [
+            ("ops:short", "at least 16"),
+            ("no-colon-here-at-all", "ID:TOKEN"),
+            ("a b:0123456789abcdef0123", "letters"),
+            ("x:0123456789abcdef0123,x:fedcba9876543210fedc", "twice"),
+            ("x:0123456789abcdef0123,y:0123456789abcdef0123", "another"),
+        ] {
+            let err =
+                Config::load(&env(&[(ENV_AUTH_TOKENS, bad)]), &Overrides::default()).unwrap_err();
+            assert!(err.setting.starts_with(ENV_AUTH_TOKENS), "{bad}: {err}");
+            assert!(err.message.contains(why), "{bad}: {err}");
+        }
+        let missing = env(&[(ENV_AUTH_TOKENS_FILE, "/nonexistent/tokens")]);
+        let err = Config::load(&missing, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "auth.tokens_file");
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let only_cert = env(&[(ENV_TLS_CERT, "/nonexistent/cert.pem")]);
+        let err = Config::load(&only_cert, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "tls.key");
+        let only_ca = env(&[(ENV_TLS_CLIENT_CA, "/nonexistent/ca.pem")]);
+        let err = Config::load(&only_ca, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "tls.client_ca");
+        let mut not_pem = tempfile();
+        writeln!(not_pem.1, "hello").unwrap();
+        let path = not_pem.0.display().to_string();
+        let err = Config::load(
+            &env(&[(ENV_TLS_CERT, path.as_str()), (ENV_TLS_KEY, path.as_str())]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.setting == "tls.cert" && err.message.contains("not a PEM"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! client for trying it by hand and scripting it. Exit codes follow sysexits: 64 for bad usage
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
+mod access;
 mod client;
 mod load;
 mod serve;
@@ -74,6 +75,29 @@ pub struct Target {
     /// Give up after this many milliseconds (sent as the call's deadline).
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub access: Access,
+}
+
+/// What a server with TLS or tokens asks of its clients.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Access {
+    /// Bearer token, for servers that ask for one (prefer the environment variable: command
+    /// lines show in `ps`).
+    #[arg(long, env = "TACTFUL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the server's; needed for https:// addresses.
+    #[arg(long, env = "TACTFUL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, env = "TACTFUL_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TACTFUL_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, if not the address's host.
+    #[arg(long)]
+    pub tls_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
+        if let Err(e) = crate::grpc::check_tls(&config) {
+            eprintln!("tactful: configuration error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
         // The admin server comes first, so that /live answers (and /ready says "loading")
         // while the state is recovered.
         let metrics = Arc::new(Metrics::new());
@@ -144,7 +148,24 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let addr = listener.local_addr().map_or(config.listen, |a| a);
-        tracing::info!(%addr, policies = ?engine.policies().names().collect::<Vec<_>>(), "tactful listening on {addr}");
+        let tls = match (config.tls.enabled(), config.tls.client_ca.is_some()) {
+            (false, _) => "off",
+            (true, false) => "on",
+            (true, true) => "mutual",
+        };
+        let tokens = config.auth.tokens().map_or(0, |t| t.len());
+        let auth = match (tokens, config.auth.rank_open) {
+            (0, _) => "off".to_owned(),
+            (n, true) => format!("{n} token(s); Rank open"),
+            (n, false) => format!("{n} token(s)"),
+        };
+        tracing::info!(
+            %addr,
+            policies = ?engine.policies().names().collect::<Vec<_>>(),
+            tls,
+            auth,
+            "tactful listening on {addr}"
+        );
         admin.attach(engine.clone());
         let served =
             crate::grpc::serve_with(listener, &config, engine, shutdown_signal(), readiness).await;

@@ -2,6 +2,7 @@
 //! service that only validates, converts, calls the engine or the store, and converts back.
 //! Errors become `tonic::Status` in exactly one place (`error.rs`).
 
+pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod events;
@@ -12,4 +13,4 @@ pub mod server;
 pub mod timeout;
 
 pub use error::ApiError;
-pub use server::{ServeError, serve, serve_with};
+pub use server::{ServeError, check_tls, serve, serve_with};
