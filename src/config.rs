@@ -37,6 +37,13 @@ pub const ENV_TLS_KEY: &str = "TACTFUL_TLS_KEY";
 /// CA certificate(s) (PEM) client certificates must be signed by: mutual TLS. Default: none
 /// (clients present no certificate).
 pub const ENV_TLS_CLIENT_CA: &str = "TACTFUL_TLS_CLIENT_CA";
+/// File the audit log is appended to (JSON lines). Default: none, and audit records go to the
+/// service log under the target `tactful::audit`.
+pub const ENV_AUDIT_PATH: &str = "TACTFUL_AUDIT_PATH";
+/// Secret under which user ids are turned into pseudonyms in audit records and logs (at least
+/// 16 characters). Default: none, and each process draws a random one (pseudonyms then hold
+/// within one run only). Never read from the TOML file.
+pub const ENV_USER_HASH_KEY: &str = "TACTFUL_USER_HASH_KEY";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -305,6 +312,15 @@ impl TlsSettings {
     }
 }
 
+/// Where the audit log goes; see [`crate::audit`].
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// A JSON-lines file to append to; none = the service log (target `tactful::audit`), so
+    /// that auditing is never off.
+    pub path: Option<PathBuf>,
+}
+
 /// User state settings; see [`StateConfig`] for the reasons behind each default.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -377,6 +393,10 @@ pub struct Config {
     pub state: StateSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
+    pub audit: AuditSettings,
+    /// The key of user-id pseudonyms (`TACTFUL_USER_HASH_KEY`); never from the file.
+    #[serde(skip)]
+    pub user_hash_key: Option<Secret>,
     /// Named policies; `default` may be tuned here, `identity` is fixed.
     pub policies: BTreeMap<String, Policy>,
 }
@@ -393,6 +413,8 @@ impl Default for Config {
             state: StateSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
+            audit: AuditSettings::default(),
+            user_hash_key: None,
             policies: BTreeMap::new(),
         }
     }
@@ -536,6 +558,12 @@ impl Config {
         if let Some(v) = env.get(ENV_TLS_CLIENT_CA) {
             self.tls.client_ca = Some(PathBuf::from(v));
         }
+        if let Some(v) = env.get(ENV_AUDIT_PATH) {
+            self.audit.path = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_USER_HASH_KEY) {
+            self.user_hash_key = Some(Secret(v));
+        }
         if let Some(v) = parse(env, ENV_DRAIN_GRACE_S)? {
             self.drain_grace_s = v;
         }
@@ -630,6 +658,25 @@ impl Config {
         }
         self.auth.tokens()?;
         self.tls.validate()?;
+        if let Some(key) = &self.user_hash_key
+            && key.0.len() < MIN_TOKEN_LEN
+        {
+            return Err(error(
+                ENV_USER_HASH_KEY,
+                format!(
+                    "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 24`)"
+                ),
+            ));
+        }
+        if let Some(path) = &self.audit.path {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return Err(error(
+                    "audit.path",
+                    format!("the directory of {} does not exist", path.display()),
+                ));
+            }
+        }
         self.state_backend()?;
         Policies::build(&self.policies, self.parallelism())
             .map_err(|e| error(e.field, e.message))?;
@@ -858,6 +905,23 @@ mod tests {
             err.setting == "tls.cert" && err.message.contains("not a PEM"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_audit_file_and_the_pseudonym_key_are_checked() {
+        let e = env(&[
+            (ENV_AUDIT_PATH, "/tmp/audit.jsonl"),
+            (ENV_USER_HASH_KEY, "0123456789abcdef"),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        assert_eq!(c.audit.path, Some(PathBuf::from("/tmp/audit.jsonl")));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let short = env(&[(ENV_USER_HASH_KEY, "short")]);
+        let err = Config::load(&short, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, ENV_USER_HASH_KEY);
+        let nowhere = env(&[(ENV_AUDIT_PATH, "/nonexistent/dir/audit.jsonl")]);
+        let err = Config::load(&nowhere, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "audit.path");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, Observed};
 use crate::rank::policy::DEFAULT_POLICY;
@@ -155,6 +156,8 @@ pub struct Engine {
     budget: Duration,
     /// Where rankings report their size, stage timings and fail-open reasons.
     metrics: Arc<Metrics>,
+    /// Where consent changes, erasures and policy reloads are recorded.
+    audit: Arc<AuditLog>,
 }
 
 /// What the pool sends back.
@@ -177,6 +180,16 @@ impl Engine {
         policies: Policies,
         store: Arc<UserStore>,
     ) -> Result<Self, ConfigError> {
+        let pseudonyms = Arc::new(crate::pseudonym::Pseudonyms::new(
+            config.user_hash_key.as_ref().map(|k| k.0.as_str()),
+        ));
+        let audit = match &config.audit.path {
+            Some(path) => AuditLog::to_file(path, pseudonyms).map_err(|e| ConfigError {
+                setting: "audit.path".into(),
+                message: format!("cannot open {}: {e}", path.display()),
+            })?,
+            None => AuditLog::to_log(pseudonyms),
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.rank.threads)
             .thread_name(|i| format!("tactful-rank-{i}"))
@@ -194,7 +207,12 @@ impl Engine {
             max_inflight: config.rank.max_inflight,
             budget: Duration::from_millis(config.rank.budget_ms),
             metrics: Arc::new(Metrics::new()),
+            audit: Arc::new(audit),
         })
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// Reports into `metrics` (e.g. a registry the admin server already serves) instead of
@@ -231,6 +249,7 @@ impl Engine {
                 .max_inflight
                 .saturating_sub(self.inflight.available_permits()),
             max_inflight: self.max_inflight,
+            audit_errors: self.audit.errors(),
             policies: self
                 .policies
                 .names()

@@ -12,6 +12,8 @@
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
 //! - [`metrics`]: the Prometheus metrics (names, labels, what each counts).
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
+//! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
+//! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
@@ -27,11 +29,13 @@
 
 pub mod admin;
 pub mod alloc;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod metrics;
+pub mod pseudonym;
 pub mod rank;
 pub mod state;
 pub mod workload;

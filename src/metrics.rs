@@ -25,6 +25,7 @@
 //! | `tactful_state_evicted_total` | counter | | users evicted from memory |
 //! | `tactful_state_snapshots_total` | counter | | snapshots written |
 //! | `tactful_policy_info` | gauge (1) | `policy`, `version` | the policies in force |
+//! | `tactful_audit_errors_total` | counter | | audit records that could not be written |
 //! | `tactful_ready` | gauge | | 1 while serving, 0 while loading or draining |
 //! | `tactful_build_info` | gauge (1) | `version` | the running build |
 //! | `process_resident_memory_bytes` | gauge | | the process's resident memory (Linux) |
@@ -75,6 +76,8 @@ pub struct Observed {
     pub snapshots_total: usize,
     pub inflight: usize,
     pub max_inflight: usize,
+    /// Audit records that could not be written.
+    pub audit_errors: u64,
     /// `(name, name@version)` of each policy in force.
     pub policies: Vec<(String, String)>,
 }
@@ -99,6 +102,7 @@ pub struct Metrics {
     evicted: IntCounter,
     snapshots: IntCounter,
     policy_info: IntGaugeVec,
+    audit_errors: IntCounter,
     ready: IntGauge,
     rss: IntGauge,
     /// Held while copying totals in, so two scrapes at once do not count a difference twice.
@@ -264,6 +268,11 @@ impl Metrics {
                 )
                 .expect("valid name"),
             ),
+            audit_errors: counter(
+                &r,
+                "tactful_audit_errors_total",
+                "Audit records that could not be written",
+            ),
             ready: gauge(
                 &r,
                 "tactful_ready",
@@ -346,6 +355,7 @@ impl Metrics {
         raise_to(&self.snapshots, o.snapshots_total as u64);
         self.inflight.set(int(o.inflight));
         self.max_inflight.set(int(o.max_inflight));
+        raise_to(&self.audit_errors, o.audit_errors);
         // Reset first: a reload that changed a version must not leave the old one listed.
         self.policy_info.reset();
         for (name, version) in &o.policies {

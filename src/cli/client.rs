@@ -306,7 +306,9 @@ pub fn run(command: Command) -> ExitCode {
             Command::Event(args) => event(args).await,
             Command::Profile(cmd) => profile(cmd).await,
             Command::Bench(args) => super::load::run(args).await,
-            Command::Serve(_) => unreachable!("serve is dispatched before the client"),
+            Command::Serve(_) | Command::UserHash { .. } => {
+                unreachable!("serve and user-hash are dispatched before the client")
+            }
         }
     });
     match result {

@@ -44,6 +44,12 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Load-test Rank with synthetic requests (closed loop, bounded, loopback by default).
     Bench(load::BenchArgs),
+    /// Print the pseudonym a user id has in audit records and logs (needs the server's
+    /// TACTFUL_USER_HASH_KEY in the environment).
+    UserHash {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -369,11 +375,27 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `tactful user-hash`: the pseudonym of `user` under the configured key.
+fn user_hash(user: &str) -> ExitCode {
+    let key = std::env::var(crate::config::ENV_USER_HASH_KEY).unwrap_or_default();
+    if key.is_empty() {
+        eprintln!(
+            "tactful: {} is not set: without the server's key a pseudonym cannot be computed \
+             (a server without one draws a random key per run)",
+            crate::config::ENV_USER_HASH_KEY
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!("{}", crate::pseudonym::Pseudonyms::new(Some(&key)).of(user));
+    ExitCode::SUCCESS
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::UserHash { user } => user_hash(&user),
         other => client::run(other),
     }
 }
