@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rank::{DataDimension, DimensionSet, Parallelism, Policies, Policy};
 use crate::state::{StateBackend, StateConfig};
@@ -87,7 +87,7 @@ impl Env for HashMap<String, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Human,
@@ -95,7 +95,7 @@ pub enum LogFormat {
 }
 
 /// Request size limits: what a single call may ask of the server.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Candidates per Rank. 5000 is well above any feed page and bounds a request's CPU cost.
@@ -126,7 +126,7 @@ impl Default for Limits {
 }
 
 /// How rankings are run.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RankSettings {
     /// The server's own budget per Rank, even when the caller sets no deadline. 50 ms is far
@@ -168,7 +168,7 @@ impl std::fmt::Debug for Secret {
 /// Who may call what. Auth is on once a token is configured: then every tactful method needs
 /// `authorization: Bearer TOKEN` with a known token, except Rank while `rank_open`. Health
 /// and reflection stay open (probes and tools).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// File of `ID:TOKEN` lines (`#` starts a comment). The id names the caller in the audit
@@ -263,7 +263,7 @@ impl AuthSettings {
 }
 
 /// TLS for the gRPC port, through rustls. Off unless `cert` and `key` are set.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// The server's certificate chain, PEM.
@@ -313,7 +313,7 @@ impl TlsSettings {
 }
 
 /// Where the audit log goes; see [`crate::audit`].
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSettings {
     /// A JSON-lines file to append to; none = the service log (target `tactful::audit`), so
@@ -322,7 +322,7 @@ pub struct AuditSettings {
 }
 
 /// User state settings; see [`StateConfig`] for the reasons behind each default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateSettings {
     pub exposure_half_life_hours: f64,
@@ -377,12 +377,15 @@ impl Default for StateSettings {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
     /// The admin HTTP server's address; `None` (`"off"` or `""` in the file) turns it off.
-    #[serde(deserialize_with = "listen_or_off")]
+    #[serde(
+        deserialize_with = "listen_or_off",
+        serialize_with = "write_listen_or_off"
+    )]
     pub admin_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT. 10 s covers any Rank many
@@ -397,7 +400,9 @@ pub struct Config {
     /// The key of user-id pseudonyms (`TACTFUL_USER_HASH_KEY`); never from the file.
     #[serde(skip)]
     pub user_hash_key: Option<Secret>,
-    /// Named policies; `default` may be tuned here, `identity` is fixed.
+    /// Named policies; `default` may be tuned here, `identity` is fixed. The only settings a
+    /// running server reloads (SIGHUP).
+    #[serde(skip_serializing)]
     pub policies: BTreeMap<String, Policy>,
 }
 
@@ -447,6 +452,16 @@ pub fn parse_listen_or_off(s: &str) -> Result<Option<SocketAddr>, String> {
     }
 }
 
+fn write_listen_or_off<S: serde::Serializer>(
+    addr: &Option<SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_str("off"),
+    }
+}
+
 fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let s = String::deserialize(d)?;
     parse_listen_or_off(&s).map_err(serde::de::Error::custom)
@@ -489,6 +504,65 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The settings outside `policies` that differ between `self` and `other`: a running
+    /// server reloads only policies, so these wait for a restart.
+    pub fn differences_outside_policies(&self, other: &Config) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                differ.push(name);
+            }
+        };
+        check("listen", self.listen == other.listen);
+        check("admin_listen", self.admin_listen == other.admin_listen);
+        check("log_format", self.log_format == other.log_format);
+        check("drain_grace_s", self.drain_grace_s == other.drain_grace_s);
+        check("limits", self.limits == other.limits);
+        check("rank", self.rank == other.rank);
+        check("state", self.state == other.state);
+        check("auth", self.auth == other.auth);
+        check("tls", self.tls == other.tls);
+        check("audit", self.audit == other.audit);
+        check(ENV_USER_HASH_KEY, self.user_hash_key == other.user_hash_key);
+        differ
+    }
+
+    /// The effective configuration as TOML, for `tactful config check`. Secrets are left out
+    /// (only their presence is noted). Policies are shown as the file gave them (`file_policies`,
+    /// its `[policies]` table), every knob not set there being at its default.
+    pub fn to_toml(&self, file_policies: Option<&toml::Value>) -> Result<String, ConfigError> {
+        let mut out = toml::to_string(self).map_err(|e| error("config", e.to_string()))?;
+        let tokens = self.auth.tokens()?.len();
+        out.push_str(&format!(
+            "\n# auth: {tokens} token(s) configured (not shown); {}: {}\n",
+            ENV_USER_HASH_KEY,
+            if self.user_hash_key.is_some() {
+                "set (not shown)"
+            } else {
+                "not set: random per process"
+            }
+        ));
+        let policies = Policies::build(&self.policies, self.parallelism())
+            .map_err(|e| error(e.field, e.message))?;
+        out.push_str("# policies in force (knobs the file does not set are at their defaults):\n");
+        for name in policies.names() {
+            if let Some(p) = policies.get(name) {
+                out.push_str(&format!(
+                    "#   {}: {}\n",
+                    p.version(),
+                    p.stage_names().join(" → ")
+                ));
+            }
+        }
+        if let Some(table) = file_policies {
+            let mut wrapper = toml::Table::new();
+            wrapper.insert("policies".into(), table.clone());
+            out.push('\n');
+            out.push_str(&toml::to_string(&wrapper).map_err(|e| error("policies", e.to_string()))?);
+        }
+        Ok(out)
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {

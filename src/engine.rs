@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::audit::AuditLog;
+use crate::audit::{Action, AuditLog, Entry};
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, Observed};
 use crate::rank::policy::DEFAULT_POLICY;
 use crate::rank::stages::cooling_off;
 use crate::rank::{
     Avoidance, Component, Deadline, DimensionSet, DropRule, Interrupted, LifecycleStage, Limit,
-    Pipeline, Policies, RankInput, Ranking, UserView,
+    Parallelism, Pipeline, Policies, Policy, RankInput, Ranking, UserView,
 };
 use crate::state::{StateError, UserKey, UserStore};
 
@@ -146,7 +147,11 @@ impl AvoidanceTotals {
 }
 
 pub struct Engine {
-    policies: Policies,
+    /// Swapped whole on a reload: a ranking keeps the pipeline it started with, the next one
+    /// takes the new set; nobody waits.
+    policies: ArcSwap<Policies>,
+    /// How reloaded policies split vector work (a setting that needs a restart).
+    parallelism: Parallelism,
     avoidance: AvoidanceTotals,
     store: Arc<UserStore>,
     pool: Arc<rayon::ThreadPool>,
@@ -199,7 +204,8 @@ impl Engine {
                 message: e.to_string(),
             })?;
         Ok(Self {
-            policies,
+            policies: ArcSwap::from_pointee(policies),
+            parallelism: config.parallelism(),
             avoidance: AvoidanceTotals::default(),
             store,
             pool: Arc::new(pool),
@@ -250,29 +256,103 @@ impl Engine {
                 .saturating_sub(self.inflight.available_permits()),
             max_inflight: self.max_inflight,
             audit_errors: self.audit.errors(),
-            policies: self
-                .policies
-                .names()
-                .filter_map(|name| {
-                    let version = self.policies.get(name)?.version().to_owned();
-                    Some((name.to_owned(), version))
-                })
-                .collect(),
+            policies: self.policy_versions(),
         }
+    }
+
+    /// `(name, name@version)` of each policy in force.
+    pub fn policy_versions(&self) -> Vec<(String, String)> {
+        let policies = self.policies.load();
+        policies
+            .names()
+            .filter_map(|name| {
+                let version = policies.get(name)?.version().to_owned();
+                Some((name.to_owned(), version))
+            })
+            .collect()
+    }
+
+    /// Replaces the policies with those `configured` (plus the built-in ones) for every
+    /// ranking that starts from now on; rankings in flight finish with the pipelines they
+    /// started with. On an invalid policy nothing changes. Policies added in code
+    /// ([`Policies::insert`]) are not kept. Audited as done by `who`.
+    pub fn reload_policies(
+        &self,
+        configured: &std::collections::BTreeMap<String, Policy>,
+        who: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let before = self.policy_versions();
+        let built = Policies::build(configured, self.parallelism).map_err(|e| ConfigError {
+            setting: e.field,
+            message: e.message,
+        });
+        // Built before the swap, so a ranking never waits for a reload.
+        let result = built.map(|policies| {
+            self.policies.store(Arc::new(policies));
+            self.policy_versions()
+        });
+        let versions = |v: &[(String, String)]| -> Vec<String> {
+            v.iter().map(|(_, version)| version.clone()).collect()
+        };
+        self.audit.record(Entry {
+            action: Action::PolicyReload,
+            who,
+            user_id: None,
+            result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            detail: serde_json::json!({
+                "before": versions(&before),
+                "after": result.as_ref().map_or_else(|_| versions(&before), |v| versions(v)),
+            }),
+        });
+        result
+    }
+
+    /// Reloads what can change while serving — the policies — from `loaded`, a configuration
+    /// just read again (or the error reading it); warns about any other setting that differs
+    /// from `running`, which takes a restart. Audited as done by `who`.
+    pub fn reload(
+        &self,
+        loaded: Result<Config, ConfigError>,
+        running: &Config,
+        who: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                self.audit.record(Entry {
+                    action: Action::PolicyReload,
+                    who,
+                    user_id: None,
+                    result: Err(e.to_string()),
+                    detail: serde_json::Value::Null,
+                });
+                return Err(e);
+            }
+        };
+        let needs_restart = running.differences_outside_policies(&config);
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                settings = ?needs_restart,
+                "these settings changed in the configuration but take effect only at restart"
+            );
+        }
+        self.reload_policies(&config.policies, who)
     }
 
     pub fn store(&self) -> &Arc<UserStore> {
         &self.store
     }
 
-    pub fn policies(&self) -> &Policies {
-        &self.policies
+    /// The policies in force now (a reload may replace them at any time).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies.load_full()
     }
 
     /// The user's lifecycle stage under the default policy's thresholds (for the profile);
     /// `None` with personalisation off.
     pub fn lifecycle(&self, user: &UserView, now_ms: i64) -> Option<LifecycleStage> {
         self.policies
+            .load()
             .get(DEFAULT_POLICY)
             .and_then(|p| p.lifecycle_of(user, now_ms))
     }
@@ -281,6 +361,7 @@ impl Engine {
     /// profile).
     pub fn cooling_off(&self, user: &UserView, now_ms: i64) -> Vec<cooling_off::Window> {
         self.policies
+            .load()
             .settings(DEFAULT_POLICY)
             .map_or_else(Vec::new, |p| {
                 cooling_off::windows(&p.cooling_off, user, now_ms)
@@ -328,14 +409,15 @@ impl Engine {
     }
 
     async fn rank_inner(&self, call: RankCall, key: UserKey) -> Result<Outcome, RankError> {
-        let pipeline = self
-            .policies
+        let policies = self.policies.load();
+        let pipeline = policies
             .get(&call.policy)
             .ok_or_else(|| RankError::UnknownPolicy {
                 name: call.policy.clone(),
-                known: self.policies.names().collect::<Vec<_>>().join(", "),
+                known: policies.names().collect::<Vec<_>>().join(", "),
             })?
             .clone();
+        drop(policies);
         let deadline = self.deadline(Instant::now(), call.caller_timeout);
         // The user's view is read before scoring (from memory, or the backend if the user is
         // not in memory), within the deadline: without it no personal rule can be trusted.

@@ -12,8 +12,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -134,7 +133,7 @@ fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     let data = tempfile::tempdir().unwrap();
-    let (child, url, drain, admin) = spawn_server(data.path());
+    let (child, url, drain, admin) = spawn_server(data.path(), &[]);
     let mut child = KillOnDrop(child);
     // Readiness follows the port by a moment, as a probe would see.
     let ready = (0..100).any(|_| {
@@ -206,7 +205,7 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     assert_eq!(out.status.code(), Some(69), "unreachable server");
 
     // Restarted on the same data directory, zoe's block still holds; after Forget it is gone.
-    let (child, url, drain, _) = spawn_server(data.path());
+    let (child, url, drain, _) = spawn_server(data.path(), &[]);
     let mut child = KillOnDrop(child);
     let out = client("profile get", &url, &["--user", "zoe"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -236,63 +235,6 @@ fn ranks_item(table: &str, item: u64) -> bool {
     table
         .lines()
         .any(|l| l.split_whitespace().nth(1) == Some(item.as_str()))
-}
-
-/// A server process that a failing assertion does not leave running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `tactful serve` on a free port with state in `data`; returns it, its URL, the
-/// thread draining its log, and the admin server's address.
-fn spawn_server(
-    data: &std::path::Path,
-) -> (
-    std::process::Child,
-    String,
-    std::thread::JoinHandle<std::io::Result<u64>>,
-    std::net::SocketAddr,
-) {
-    let mut child = tactful()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("TACTFUL_LOG", "info")
-        .env_remove("TACTFUL_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut admin = None;
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("admin server on http://").nth(1) {
-            admin = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the server's log so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let admin = admin.expect("the admin server's address is logged before the gRPC one");
-    (child, format!("http://{addr}"), drain, admin)
 }
 
 #[test]

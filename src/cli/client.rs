@@ -306,8 +306,8 @@ pub fn run(command: Command) -> ExitCode {
             Command::Event(args) => event(args).await,
             Command::Profile(cmd) => profile(cmd).await,
             Command::Bench(args) => super::load::run(args).await,
-            Command::Serve(_) | Command::UserHash { .. } => {
-                unreachable!("serve and user-hash are dispatched before the client")
+            Command::Serve(_) | Command::UserHash { .. } | Command::Config(_) => {
+                unreachable!("serve, user-hash and config are dispatched before the client")
             }
         }
     });

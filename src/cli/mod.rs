@@ -44,6 +44,9 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Load-test Rank with synthetic requests (closed loop, bounded, loopback by default).
     Bench(load::BenchArgs),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the pseudonym a user id has in audit records and logs (needs the server's
     /// TACTFUL_USER_HASH_KEY in the environment).
     UserHash {
@@ -179,6 +182,13 @@ pub struct EventArgs {
     /// ignored once a few minutes pass without a click.
     #[arg(long, default_value_t = 0)]
     pub ago_minutes: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE (with the TACTFUL_* environment on top, as `serve` would) and print the
+    /// effective configuration as TOML; exit code 64 and the setting at fault if it is bad.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +385,38 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `tactful config check FILE`.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    use crate::config::{Config, Overrides, ProcessEnv};
+    let overrides = Overrides {
+        config_file: Some(file.to_owned()),
+        ..Overrides::default()
+    };
+    let checked = Config::load(&ProcessEnv, &overrides).and_then(|config| {
+        crate::grpc::check_tls(&config)?;
+        // The file parsed as a Config, so it is a TOML table.
+        let raw: Option<toml::Table> = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.parse().ok());
+        let policies = raw.as_ref().and_then(|t| t.get("policies"));
+        config.to_toml(policies)
+    });
+    match checked {
+        Ok(text) => {
+            println!(
+                "# {}: valid. Effective configuration (defaults <- file <- TACTFUL_* environment):",
+                file.display()
+            );
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tactful: configuration error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
 /// `tactful user-hash`: the pseudonym of `user` under the configured key.
 fn user_hash(user: &str) -> ExitCode {
     let key = std::env::var(crate::config::ENV_USER_HASH_KEY).unwrap_or_default();
@@ -396,6 +438,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::UserHash { user } => user_hash(&user),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         other => client::run(other),
     }
 }

@@ -1,4 +1,5 @@
-//! `tactful serve`: configuration, telemetry, the runtime, and the signal that starts a drain.
+//! `tactful serve`: configuration, telemetry, the runtime, the signal that starts a drain, and
+//! the one that reloads the policies (SIGHUP).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +47,34 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// On every SIGHUP, reads the configuration again (same file, environment and flags) and
+/// reloads the policies; a bad file leaves the running ones in force. Runs until the process
+/// ends.
+async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Config) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: policies will not reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let loaded = Config::load(&ProcessEnv, &overrides);
+            match engine.reload(loaded, &running, "sighup") {
+                Ok(versions) => {
+                    let versions: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
+                    tracing::info!(?versions, "policies reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused; the running policies stay in force");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (engine, overrides, running);
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -167,10 +196,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
             "tactful listening on {addr}"
         );
         admin.attach(engine.clone());
+        let reloader = tokio::spawn(reload_on_sighup(
+            engine.clone(),
+            overrides.clone(),
+            config.clone(),
+        ));
         let served =
             crate::grpc::serve_with(listener, &config, engine, shutdown_signal(), readiness).await;
         // A last snapshot, so that the next start has little log to replay.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        reloader.abort();
         let _ = admin_stop.send(());
         if let Some(task) = admin_task {
             let _ = task.await;

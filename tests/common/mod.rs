@@ -448,3 +448,62 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// A server process that a failing assertion does not leave running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tactful serve` on a free port (and an admin port) with state in `data` and `extra`
+/// arguments; returns it, its URL, the thread draining its log, and the admin server's address.
+pub fn spawn_server(
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+    std::net::SocketAddr,
+) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tactful"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("TACTFUL_LOG", "info")
+        .env_remove("TACTFUL_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut admin = None;
+    let addr = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("admin server on http://").nth(1) {
+            admin = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the server's log so it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let admin = admin.expect("the admin server's address is logged before the gRPC one");
+    (child, format!("http://{addr}"), drain, admin)
+}
