@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rank::{DataDimension, DimensionSet, Parallelism, Policies, Policy};
 use crate::state::{StateBackend, StateConfig};
@@ -17,6 +17,33 @@ use crate::state::{StateBackend, StateConfig};
 /// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
 /// beyond its pod unless asked.
 pub const ENV_LISTEN: &str = "TACTFUL_LISTEN";
+/// Address of the admin HTTP server (`/metrics`, `/live`, `/ready`), or `off`. Default
+/// `127.0.0.1:9464`: loopback, like the gRPC port; 9464 is the port commonly used for
+/// Prometheus exporters next to an application.
+pub const ENV_ADMIN_LISTEN: &str = "TACTFUL_ADMIN_LISTEN";
+/// File of bearer tokens, one `ID:TOKEN` per line. Default: none. With no token configured
+/// (here or in `TACTFUL_AUTH_TOKENS`) no call needs one.
+pub const ENV_AUTH_TOKENS_FILE: &str = "TACTFUL_AUTH_TOKENS_FILE";
+/// Bearer tokens as `ID:TOKEN` pairs separated by commas (e.g. from a Kubernetes secret).
+/// Default: none. Never read from the TOML file: secrets stay out of configuration files.
+pub const ENV_AUTH_TOKENS: &str = "TACTFUL_AUTH_TOKENS";
+/// Whether Rank needs no token (`true`, default: in sidecar mode only the pod's recommender
+/// reaches the port) or needs one like every other tactful method (`false`).
+pub const ENV_AUTH_RANK_OPEN: &str = "TACTFUL_AUTH_RANK_OPEN";
+/// The server's certificate chain (PEM). Default: none (plaintext gRPC).
+pub const ENV_TLS_CERT: &str = "TACTFUL_TLS_CERT";
+/// The server certificate's private key (PEM). Default: none.
+pub const ENV_TLS_KEY: &str = "TACTFUL_TLS_KEY";
+/// CA certificate(s) (PEM) client certificates must be signed by: mutual TLS. Default: none
+/// (clients present no certificate).
+pub const ENV_TLS_CLIENT_CA: &str = "TACTFUL_TLS_CLIENT_CA";
+/// File the audit log is appended to (JSON lines). Default: none, and audit records go to the
+/// service log under the target `tactful::audit`.
+pub const ENV_AUDIT_PATH: &str = "TACTFUL_AUDIT_PATH";
+/// Secret under which user ids are turned into pseudonyms in audit records and logs (at least
+/// 16 characters). Default: none, and each process draws a random one (pseudonyms then hold
+/// within one run only). Never read from the TOML file.
+pub const ENV_USER_HASH_KEY: &str = "TACTFUL_USER_HASH_KEY";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -60,7 +87,7 @@ impl Env for HashMap<String, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Human,
@@ -68,7 +95,7 @@ pub enum LogFormat {
 }
 
 /// Request size limits: what a single call may ask of the server.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Candidates per Rank. 5000 is well above any feed page and bounds a request's CPU cost.
@@ -99,7 +126,7 @@ impl Default for Limits {
 }
 
 /// How rankings are run.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RankSettings {
     /// The server's own budget per Rank, even when the caller sets no deadline. 50 ms is far
@@ -128,8 +155,174 @@ impl Default for RankSettings {
     }
 }
 
+/// A value never printed: `Debug` shows only that one is set.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Who may call what. Auth is on once a token is configured: then every tactful method needs
+/// `authorization: Bearer TOKEN` with a known token, except Rank while `rank_open`. Health
+/// and reflection stay open (probes and tools).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// File of `ID:TOKEN` lines (`#` starts a comment). The id names the caller in the audit
+    /// log; the token is the secret. Read at start.
+    pub tokens_file: Option<PathBuf>,
+    /// Rank needs no token. True: in sidecar mode only the pod's recommender reaches the port,
+    /// and a ranking changes nothing.
+    pub rank_open: bool,
+    /// `ID:TOKEN,...` from `TACTFUL_AUTH_TOKENS`; never from the file.
+    #[serde(skip)]
+    pub env_tokens: Option<Secret>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            tokens_file: None,
+            rank_open: true,
+            env_tokens: None,
+        }
+    }
+}
+
+/// The shortest token accepted: 16 characters of a random hex or base64 string are 64 to 96
+/// bits, beyond guessing at any rate a server answers.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl AuthSettings {
+    /// The configured `(id, token)` pairs, from the file and then the environment; empty when
+    /// auth is off.
+    pub fn tokens(&self) -> Result<Vec<(String, Secret)>, ConfigError> {
+        let mut tokens: Vec<(String, Secret)> = Vec::new();
+        let mut add = |setting: String, entry: &str| -> Result<(), ConfigError> {
+            let (id, token) = entry
+                .split_once(':')
+                .ok_or_else(|| error(&setting, "is not ID:TOKEN"))?;
+            let (id, token) = (id.trim(), token.trim());
+            let id_ok = !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !id_ok {
+                return Err(error(
+                    &setting,
+                    format!("token id {id:?} must be letters, digits, '-', '_' or '.'"),
+                ));
+            }
+            if token.len() < MIN_TOKEN_LEN || token.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(error(
+                    &setting,
+                    format!(
+                        "the token of {id:?} must be at least {MIN_TOKEN_LEN} characters with \
+                         no spaces (e.g. `openssl rand -hex 24`)"
+                    ),
+                ));
+            }
+            if tokens.iter().any(|(known, _)| known == id) {
+                return Err(error(&setting, format!("token id {id:?} appears twice")));
+            }
+            if tokens.iter().any(|(_, known)| known.0 == token) {
+                return Err(error(
+                    &setting,
+                    format!("the token of {id:?} is also another id's"),
+                ));
+            }
+            tokens.push((id.to_owned(), Secret(token.to_owned())));
+            Ok(())
+        };
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                error(
+                    "auth.tokens_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if !line.is_empty() {
+                    add(format!("auth.tokens_file line {}", n + 1), line)?;
+                }
+            }
+        }
+        if let Some(env) = &self.env_tokens {
+            for (n, entry) in env.0.split(',').enumerate() {
+                if !entry.trim().is_empty() {
+                    add(format!("{ENV_AUTH_TOKENS} entry {}", n + 1), entry)?;
+                }
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+/// TLS for the gRPC port, through rustls. Off unless `cert` and `key` are set.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM.
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key: Option<PathBuf>,
+    /// CA certificate(s), PEM: when set, every client must present a certificate signed by
+    /// one of them (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) => return Err(error("tls.key", "is needed with tls.cert")),
+            (None, Some(_)) => return Err(error("tls.cert", "is needed with tls.key")),
+            (None, None) if self.client_ca.is_some() => {
+                return Err(error(
+                    "tls.client_ca",
+                    "needs tls.cert and tls.key: client certificates are checked over TLS",
+                ));
+            }
+            _ => {}
+        }
+        for (setting, path) in [
+            ("tls.cert", &self.cert),
+            ("tls.key", &self.key),
+            ("tls.client_ca", &self.client_ca),
+        ] {
+            if let Some(path) = path {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| error(setting, format!("cannot read {}: {e}", path.display())))?;
+                if !text.contains("-----BEGIN ") {
+                    return Err(error(
+                        setting,
+                        format!("{} is not a PEM file", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the audit log goes; see [`crate::audit`].
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// A JSON-lines file to append to; none = the service log (target `tactful::audit`), so
+    /// that auditing is never off.
+    pub path: Option<PathBuf>,
+}
+
 /// User state settings; see [`StateConfig`] for the reasons behind each default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateSettings {
     pub exposure_half_life_hours: f64,
@@ -184,10 +377,16 @@ impl Default for StateSettings {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The admin HTTP server's address; `None` (`"off"` or `""` in the file) turns it off.
+    #[serde(
+        deserialize_with = "listen_or_off",
+        serialize_with = "write_listen_or_off"
+    )]
+    pub admin_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT. 10 s covers any Rank many
     /// times over and stays below Kubernetes' default 30 s termination grace.
@@ -195,7 +394,15 @@ pub struct Config {
     pub limits: Limits,
     pub rank: RankSettings,
     pub state: StateSettings,
-    /// Named policies; `default` may be tuned here, `identity` is fixed.
+    pub auth: AuthSettings,
+    pub tls: TlsSettings,
+    pub audit: AuditSettings,
+    /// The key of user-id pseudonyms (`TACTFUL_USER_HASH_KEY`); never from the file.
+    #[serde(skip)]
+    pub user_hash_key: Option<Secret>,
+    /// Named policies; `default` may be tuned here, `identity` is fixed. The only settings a
+    /// running server reloads (SIGHUP).
+    #[serde(skip_serializing)]
     pub policies: BTreeMap<String, Policy>,
 }
 
@@ -203,11 +410,16 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             log_format: LogFormat::Human,
             drain_grace_s: 10,
             limits: Limits::default(),
             rank: RankSettings::default(),
             state: StateSettings::default(),
+            auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
+            audit: AuditSettings::default(),
+            user_hash_key: None,
             policies: BTreeMap::new(),
         }
     }
@@ -229,11 +441,39 @@ fn error(setting: impl Into<String>, message: impl Into<String>) -> ConfigError 
     }
 }
 
+/// An address, or `off` / an empty string for none.
+pub fn parse_listen_or_off(s: &str) -> Result<Option<SocketAddr>, String> {
+    match s.trim() {
+        "" | "off" => Ok(None),
+        addr => addr
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{addr:?} is not an address (host:port) or off: {e}")),
+    }
+}
+
+fn write_listen_or_off<S: serde::Serializer>(
+    addr: &Option<SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_str("off"),
+    }
+}
+
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen_or_off(&s).map_err(serde::de::Error::custom)
+}
+
 /// Values given on the command line; they win over everything else.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    /// `Some(None)`: the admin server is turned off.
+    pub admin_listen: Option<Option<SocketAddr>>,
     pub state: Option<String>,
     pub data_dir: Option<PathBuf>,
 }
@@ -253,6 +493,9 @@ impl Config {
         if let Some(listen) = overrides.listen {
             config.listen = listen;
         }
+        if let Some(admin) = overrides.admin_listen {
+            config.admin_listen = admin;
+        }
         if let Some(state) = &overrides.state {
             config.state.backend = state.clone();
         }
@@ -261,6 +504,65 @@ impl Config {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The settings outside `policies` that differ between `self` and `other`: a running
+    /// server reloads only policies, so these wait for a restart.
+    pub fn differences_outside_policies(&self, other: &Config) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                differ.push(name);
+            }
+        };
+        check("listen", self.listen == other.listen);
+        check("admin_listen", self.admin_listen == other.admin_listen);
+        check("log_format", self.log_format == other.log_format);
+        check("drain_grace_s", self.drain_grace_s == other.drain_grace_s);
+        check("limits", self.limits == other.limits);
+        check("rank", self.rank == other.rank);
+        check("state", self.state == other.state);
+        check("auth", self.auth == other.auth);
+        check("tls", self.tls == other.tls);
+        check("audit", self.audit == other.audit);
+        check(ENV_USER_HASH_KEY, self.user_hash_key == other.user_hash_key);
+        differ
+    }
+
+    /// The effective configuration as TOML, for `tactful config check`. Secrets are left out
+    /// (only their presence is noted). Policies are shown as the file gave them (`file_policies`,
+    /// its `[policies]` table), every knob not set there being at its default.
+    pub fn to_toml(&self, file_policies: Option<&toml::Value>) -> Result<String, ConfigError> {
+        let mut out = toml::to_string(self).map_err(|e| error("config", e.to_string()))?;
+        let tokens = self.auth.tokens()?.len();
+        out.push_str(&format!(
+            "\n# auth: {tokens} token(s) configured (not shown); {}: {}\n",
+            ENV_USER_HASH_KEY,
+            if self.user_hash_key.is_some() {
+                "set (not shown)"
+            } else {
+                "not set: random per process"
+            }
+        ));
+        let policies = Policies::build(&self.policies, self.parallelism())
+            .map_err(|e| error(e.field, e.message))?;
+        out.push_str("# policies in force (knobs the file does not set are at their defaults):\n");
+        for name in policies.names() {
+            if let Some(p) = policies.get(name) {
+                out.push_str(&format!(
+                    "#   {}: {}\n",
+                    p.version(),
+                    p.stage_names().join(" → ")
+                ));
+            }
+        }
+        if let Some(table) = file_policies {
+            let mut wrapper = toml::Table::new();
+            wrapper.insert("policies".into(), table.clone());
+            out.push('\n');
+            out.push_str(&toml::to_string(&wrapper).map_err(|e| error("policies", e.to_string()))?);
+        }
+        Ok(out)
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -285,6 +587,9 @@ impl Config {
         if let Some(v) = parse(env, ENV_LISTEN)? {
             self.listen = v;
         }
+        if let Some(v) = env.get(ENV_ADMIN_LISTEN) {
+            self.admin_listen = parse_listen_or_off(&v).map_err(|e| error(ENV_ADMIN_LISTEN, e))?;
+        }
         if let Some(v) = parse(env, ENV_BUDGET_MS)? {
             self.rank.budget_ms = v;
         }
@@ -308,6 +613,30 @@ impl Config {
         }
         if let Some(v) = parse(env, ENV_MEMORY_CAP_MIB)? {
             self.state.memory_cap_mib = v;
+        }
+        if let Some(v) = env.get(ENV_AUTH_TOKENS_FILE) {
+            self.auth.tokens_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_AUTH_TOKENS) {
+            self.auth.env_tokens = Some(Secret(v));
+        }
+        if let Some(v) = parse(env, ENV_AUTH_RANK_OPEN)? {
+            self.auth.rank_open = v;
+        }
+        if let Some(v) = env.get(ENV_TLS_CERT) {
+            self.tls.cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_TLS_KEY) {
+            self.tls.key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_TLS_CLIENT_CA) {
+            self.tls.client_ca = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_AUDIT_PATH) {
+            self.audit.path = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_USER_HASH_KEY) {
+            self.user_hash_key = Some(Secret(v));
         }
         if let Some(v) = parse(env, ENV_DRAIN_GRACE_S)? {
             self.drain_grace_s = v;
@@ -392,6 +721,33 @@ impl Config {
                 return Err(error(
                     setting,
                     "must be a number above 0 (and below 100000)",
+                ));
+            }
+        }
+        if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(error(
+                "admin_listen",
+                format!("{} is also the gRPC listen address", self.listen),
+            ));
+        }
+        self.auth.tokens()?;
+        self.tls.validate()?;
+        if let Some(key) = &self.user_hash_key
+            && key.0.len() < MIN_TOKEN_LEN
+        {
+            return Err(error(
+                ENV_USER_HASH_KEY,
+                format!(
+                    "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 24`)"
+                ),
+            ));
+        }
+        if let Some(path) = &self.audit.path {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return Err(error(
+                    "audit.path",
+                    format!("the directory of {} does not exist", path.display()),
                 ));
             }
         }
@@ -539,6 +895,107 @@ mod tests {
             c.validate().unwrap_err().setting,
             "policies.soft.diversity.same_brand"
         );
+    }
+
+    #[test]
+    fn the_admin_server_has_an_address_or_is_off() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.admin_listen.unwrap().to_string(), "127.0.0.1:9464");
+        for off in ["off", ""] {
+            let c = Config::load(&env(&[(ENV_ADMIN_LISTEN, off)]), &Overrides::default());
+            assert_eq!(c.unwrap().admin_listen, None, "{off:?}");
+        }
+        let bad = Config::load(&env(&[(ENV_ADMIN_LISTEN, "9464")]), &Overrides::default());
+        assert_eq!(bad.unwrap_err().setting, ENV_ADMIN_LISTEN);
+        let mut file = tempfile();
+        writeln!(file.1, "admin_listen = \"off\"").unwrap();
+        assert_eq!(Config::from_file(&file.0).unwrap().admin_listen, None);
+        let same = Config::load(
+            &env(&[(ENV_ADMIN_LISTEN, "127.0.0.1:50051")]),
+            &Overrides::default(),
+        );
+        assert_eq!(same.unwrap_err().setting, "admin_listen");
+    }
+
+    #[test]
+    fn tokens_come_from_the_file_and_the_environment_and_are_checked() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert!(c.auth.tokens().unwrap().is_empty());
+        assert!(c.auth.rank_open);
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "# who:secret\nrecommender:0123456789abcdef0123\n\napp-backend : fedcba9876543210fedc # app"
+        )
+        .unwrap();
+        let path = file.0.display().to_string();
+        let e = env(&[
+            (ENV_AUTH_TOKENS_FILE, path.as_str()),
+            (ENV_AUTH_TOKENS, "ops:aaaaaaaaaaaaaaaaaaaa"),
+            (ENV_AUTH_RANK_OPEN, "false"),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        let ids: Vec<String> = c.auth.tokens().unwrap().into_iter().map(|t| t.0).collect();
+        assert_eq!(ids, ["recommender", "app-backend", "ops"]);
+        assert!(!c.auth.rank_open);
+        assert!(
+            !format!("{c:?}").contains("aaaaaaaaaaaa"),
+            "secrets stay out of Debug"
+        );
+        for (bad, why) in [
+            ("ops:short", "at least 16"),
+            ("no-colon-here-at-all", "ID:TOKEN"),
+            ("a b:0123456789abcdef0123", "letters"),
+            ("x:0123456789abcdef0123,x:fedcba9876543210fedc", "twice"),
+            ("x:0123456789abcdef0123,y:0123456789abcdef0123", "another"),
+        ] {
+            let err =
+                Config::load(&env(&[(ENV_AUTH_TOKENS, bad)]), &Overrides::default()).unwrap_err();
+            assert!(err.setting.starts_with(ENV_AUTH_TOKENS), "{bad}: {err}");
+            assert!(err.message.contains(why), "{bad}: {err}");
+        }
+        let missing = env(&[(ENV_AUTH_TOKENS_FILE, "/nonexistent/tokens")]);
+        let err = Config::load(&missing, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "auth.tokens_file");
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let only_cert = env(&[(ENV_TLS_CERT, "/nonexistent/cert.pem")]);
+        let err = Config::load(&only_cert, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "tls.key");
+        let only_ca = env(&[(ENV_TLS_CLIENT_CA, "/nonexistent/ca.pem")]);
+        let err = Config::load(&only_ca, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "tls.client_ca");
+        let mut not_pem = tempfile();
+        writeln!(not_pem.1, "hello").unwrap();
+        let path = not_pem.0.display().to_string();
+        let err = Config::load(
+            &env(&[(ENV_TLS_CERT, path.as_str()), (ENV_TLS_KEY, path.as_str())]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.setting == "tls.cert" && err.message.contains("not a PEM"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_audit_file_and_the_pseudonym_key_are_checked() {
+        let e = env(&[
+            (ENV_AUDIT_PATH, "/tmp/audit.jsonl"),
+            (ENV_USER_HASH_KEY, "0123456789abcdef"),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        assert_eq!(c.audit.path, Some(PathBuf::from("/tmp/audit.jsonl")));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let short = env(&[(ENV_USER_HASH_KEY, "short")]);
+        let err = Config::load(&short, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, ENV_USER_HASH_KEY);
+        let nowhere = env(&[(ENV_AUDIT_PATH, "/nonexistent/dir/audit.jsonl")]);
+        let err = Config::load(&nowhere, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "audit.path");
     }
 
     #[test]

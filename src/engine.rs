@@ -12,14 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::audit::{Action, AuditLog, Entry};
 use crate::config::{Config, ConfigError};
+use crate::metrics::{Metrics, Observed};
 use crate::rank::policy::DEFAULT_POLICY;
 use crate::rank::stages::cooling_off;
 use crate::rank::{
     Avoidance, Component, Deadline, DimensionSet, DropRule, Interrupted, LifecycleStage, Limit,
-    Pipeline, Policies, RankInput, Ranking, UserView,
+    Parallelism, Pipeline, Policies, Policy, RankInput, Ranking, UserView,
 };
 use crate::state::{StateError, UserKey, UserStore};
 
@@ -144,12 +147,22 @@ impl AvoidanceTotals {
 }
 
 pub struct Engine {
-    policies: Policies,
+    /// Swapped whole on a reload: a ranking keeps the pipeline it started with, the next one
+    /// takes the new set; nobody waits.
+    policies: ArcSwap<Policies>,
+    /// How reloaded policies split vector work (a setting that needs a restart).
+    parallelism: Parallelism,
     avoidance: AvoidanceTotals,
     store: Arc<UserStore>,
     pool: Arc<rayon::ThreadPool>,
     inflight: Arc<Semaphore>,
+    /// The semaphore's size, to report how many permits are taken.
+    max_inflight: usize,
     budget: Duration,
+    /// Where rankings report their size, stage timings and fail-open reasons.
+    metrics: Arc<Metrics>,
+    /// Where consent changes, erasures and policy reloads are recorded.
+    audit: Arc<AuditLog>,
 }
 
 /// What the pool sends back.
@@ -172,6 +185,16 @@ impl Engine {
         policies: Policies,
         store: Arc<UserStore>,
     ) -> Result<Self, ConfigError> {
+        let pseudonyms = Arc::new(crate::pseudonym::Pseudonyms::new(
+            config.user_hash_key.as_ref().map(|k| k.0.as_str()),
+        ));
+        let audit = match &config.audit.path {
+            Some(path) => AuditLog::to_file(path, pseudonyms).map_err(|e| ConfigError {
+                setting: "audit.path".into(),
+                message: format!("cannot open {}: {e}", path.display()),
+            })?,
+            None => AuditLog::to_log(pseudonyms),
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.rank.threads)
             .thread_name(|i| format!("tactful-rank-{i}"))
@@ -181,27 +204,155 @@ impl Engine {
                 message: e.to_string(),
             })?;
         Ok(Self {
-            policies,
+            policies: ArcSwap::from_pointee(policies),
+            parallelism: config.parallelism(),
             avoidance: AvoidanceTotals::default(),
             store,
             pool: Arc::new(pool),
             inflight: Arc::new(Semaphore::new(config.rank.max_inflight)),
+            max_inflight: config.rank.max_inflight,
             budget: Duration::from_millis(config.rank.budget_ms),
+            metrics: Arc::new(Metrics::new()),
+            audit: Arc::new(audit),
         })
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Reports into `metrics` (e.g. a registry the admin server already serves) instead of
+    /// the engine's own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What the engine and its store count themselves, for a metrics scrape.
+    pub fn observed(&self) -> Observed {
+        let stats = self.store.stats();
+        let a = &self.avoidance;
+        Observed {
+            rankings: a.rankings.load(Ordering::Relaxed),
+            dropped: DropRule::ALL
+                .iter()
+                .map(|r| (r.name(), a.dropped_by(*r)))
+                .collect(),
+            penalised: Component::PENALTIES
+                .iter()
+                .map(|c| (c.name(), a.penalised_by(*c)))
+                .collect(),
+            users: stats.users,
+            state_bytes: stats.bytes,
+            memory_cap_bytes: self.store.config().memory_cap_bytes,
+            evicted_total: stats.evicted_total,
+            snapshots_total: stats.snapshots_total,
+            inflight: self
+                .max_inflight
+                .saturating_sub(self.inflight.available_permits()),
+            max_inflight: self.max_inflight,
+            audit_errors: self.audit.errors(),
+            policies: self.policy_versions(),
+        }
+    }
+
+    /// `(name, name@version)` of each policy in force.
+    pub fn policy_versions(&self) -> Vec<(String, String)> {
+        let policies = self.policies.load();
+        policies
+            .names()
+            .filter_map(|name| {
+                let version = policies.get(name)?.version().to_owned();
+                Some((name.to_owned(), version))
+            })
+            .collect()
+    }
+
+    /// Replaces the policies with those `configured` (plus the built-in ones) for every
+    /// ranking that starts from now on; rankings in flight finish with the pipelines they
+    /// started with. On an invalid policy nothing changes. Policies added in code
+    /// ([`Policies::insert`]) are not kept. Audited as done by `who`.
+    pub fn reload_policies(
+        &self,
+        configured: &std::collections::BTreeMap<String, Policy>,
+        who: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let before = self.policy_versions();
+        let built = Policies::build(configured, self.parallelism).map_err(|e| ConfigError {
+            setting: e.field,
+            message: e.message,
+        });
+        // Built before the swap, so a ranking never waits for a reload.
+        let result = built.map(|policies| {
+            self.policies.store(Arc::new(policies));
+            self.policy_versions()
+        });
+        let versions = |v: &[(String, String)]| -> Vec<String> {
+            v.iter().map(|(_, version)| version.clone()).collect()
+        };
+        self.audit.record(Entry {
+            action: Action::PolicyReload,
+            who,
+            user_id: None,
+            result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            detail: serde_json::json!({
+                "before": versions(&before),
+                "after": result.as_ref().map_or_else(|_| versions(&before), |v| versions(v)),
+            }),
+        });
+        result
+    }
+
+    /// Reloads what can change while serving — the policies — from `loaded`, a configuration
+    /// just read again (or the error reading it); warns about any other setting that differs
+    /// from `running`, which takes a restart. Audited as done by `who`.
+    pub fn reload(
+        &self,
+        loaded: Result<Config, ConfigError>,
+        running: &Config,
+        who: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                self.audit.record(Entry {
+                    action: Action::PolicyReload,
+                    who,
+                    user_id: None,
+                    result: Err(e.to_string()),
+                    detail: serde_json::Value::Null,
+                });
+                return Err(e);
+            }
+        };
+        let needs_restart = running.differences_outside_policies(&config);
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                settings = ?needs_restart,
+                "these settings changed in the configuration but take effect only at restart"
+            );
+        }
+        self.reload_policies(&config.policies, who)
     }
 
     pub fn store(&self) -> &Arc<UserStore> {
         &self.store
     }
 
-    pub fn policies(&self) -> &Policies {
-        &self.policies
+    /// The policies in force now (a reload may replace them at any time).
+    pub fn policies(&self) -> Arc<Policies> {
+        self.policies.load_full()
     }
 
     /// The user's lifecycle stage under the default policy's thresholds (for the profile);
     /// `None` with personalisation off.
     pub fn lifecycle(&self, user: &UserView, now_ms: i64) -> Option<LifecycleStage> {
         self.policies
+            .load()
             .get(DEFAULT_POLICY)
             .and_then(|p| p.lifecycle_of(user, now_ms))
     }
@@ -210,6 +361,7 @@ impl Engine {
     /// profile).
     pub fn cooling_off(&self, user: &UserView, now_ms: i64) -> Vec<cooling_off::Window> {
         self.policies
+            .load()
             .settings(DEFAULT_POLICY)
             .map_or_else(Vec::new, |p| {
                 cooling_off::windows(&p.cooling_off, user, now_ms)
@@ -239,8 +391,12 @@ impl Engine {
 
     pub async fn rank(&self, call: RankCall) -> Result<Outcome, RankError> {
         let key = self.store.key(&call.user_id);
+        self.metrics.rank_candidates(call.input.candidates.len());
         let outcome = self.rank_inner(call, key).await;
         if let Ok(o) = &outcome {
+            if let Some(why) = o.degraded {
+                self.metrics.degraded(why.name());
+            }
             self.avoidance.add(&o.ranking.avoidance);
             let used = o.ranking.items.iter().fold(DimensionSet::EMPTY, |d, item| {
                 d.union(item.reason.dimensions)
@@ -253,14 +409,15 @@ impl Engine {
     }
 
     async fn rank_inner(&self, call: RankCall, key: UserKey) -> Result<Outcome, RankError> {
-        let pipeline = self
-            .policies
+        let policies = self.policies.load();
+        let pipeline = policies
             .get(&call.policy)
             .ok_or_else(|| RankError::UnknownPolicy {
                 name: call.policy.clone(),
-                known: self.policies.names().collect::<Vec<_>>().join(", "),
+                known: policies.names().collect::<Vec<_>>().join(", "),
             })?
             .clone();
+        drop(policies);
         let deadline = self.deadline(Instant::now(), call.caller_timeout);
         // The user's view is read before scoring (from memory, or the backend if the user is
         // not in memory), within the deadline: without it no personal rule can be trusted.
@@ -291,16 +448,26 @@ impl Engine {
         let call = Arc::new(call);
         let (tx, rx) = oneshot::channel::<JobResult>();
         let (job_call, job_pipeline, job_user) = (call.clone(), pipeline.clone(), user.clone());
+        let metrics = self.metrics.clone();
+        let queued_at = Instant::now();
         self.pool.spawn(move || {
             let _permit = permit;
             let c = &*job_call;
+            let queued = queued_at.elapsed();
+            let mut stages = Vec::with_capacity(16);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 deadline.check("queue")?;
-                job_pipeline.run(&c.input, &job_user, &deadline)
+                let mut observe = |stage, took| stages.push((stage, took));
+                job_pipeline.run_observed(&c.input, &job_user, &deadline, Some(&mut observe))
             }))
             .map_err(|panic| panic_message(&panic));
             // The receiver is gone when the caller gave up; nothing to do then.
             let _ = tx.send(result);
+            // After the answer has left: metrics never delay it.
+            metrics.rank_queued(queued);
+            for (stage, took) in stages {
+                metrics.stage(stage, took);
+            }
         });
 
         let outcome = match deadline.instant() {

@@ -10,6 +10,10 @@
 //! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
 //! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
+//! - [`metrics`]: the Prometheus metrics (names, labels, what each counts).
+//! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
+//! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
+//! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
@@ -27,12 +31,16 @@
 //! its stages; the tokio side awaits the oneshot answer until the deadline, and otherwise
 //! returns the upstream order marked degraded.
 
+pub mod admin;
 pub mod alloc;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod datasets;
 pub mod engine;
 pub mod grpc;
+pub mod metrics;
+pub mod pseudonym;
 pub mod rank;
 pub mod replay;
 pub mod state;

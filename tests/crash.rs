@@ -518,7 +518,14 @@ impl Server {
     fn spawn(data_dir: &Path, setup: Setup) -> (Self, std::sync::mpsc::Receiver<String>) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tactful"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "off",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("TACTFUL_LOG", "info")
             .env_remove("TACTFUL_CONFIG")

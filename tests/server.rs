@@ -8,11 +8,11 @@
 //!    restarted on the same data directory it still honours the user's block, and after
 //!    `profile forget` it no longer does.
 //! 5. A bad configuration exits with code 64 and names the setting.
+//! 6. The binary's admin server answers `/ready` and counts its calls in `/metrics`.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -133,7 +133,14 @@ fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, url, drain) = spawn_server(data.path());
+    let (child, url, drain, admin) = spawn_server(data.path(), &[]);
+    let mut child = KillOnDrop(child);
+    // Readiness follows the port by a moment, as a probe would see.
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        http_get_blocking(admin, "/ready").0 == 200
+    });
+    assert!(ready, "/ready never said 200");
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/candidates.json");
     let out = client(
         "rank",
@@ -175,13 +182,22 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     let out = client("event", &url, &["--user", "zoe", "block-brand"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("brand_id"));
+    let (status, page) = http_get_blocking(admin, "/metrics");
+    assert_eq!(status, 200);
+    let ranked = r#"tactful_grpc_requests_total{method="tactful.v1.Ranker/Rank",outcome="ok"}"#;
+    assert_eq!(metric(&page, ranked), Some(2.0), "{page}");
+    let blocked = metric(
+        &page,
+        r#"tactful_avoidance_dropped_total{rule="blocked_brand"}"#,
+    );
+    assert!(blocked.is_some_and(|n| n >= 1.0), "{page}");
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = child.0.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
     drain.join().unwrap().unwrap();
 
@@ -189,7 +205,7 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     assert_eq!(out.status.code(), Some(69), "unreachable server");
 
     // Restarted on the same data directory, zoe's block still holds; after Forget it is gone.
-    let (child, url, drain) = spawn_server(data.path());
+    let (child, url, drain, _) = spawn_server(data.path(), &[]);
     let mut child = KillOnDrop(child);
     let out = client("profile get", &url, &["--user", "zoe"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -219,50 +235,6 @@ fn ranks_item(table: &str, item: u64) -> bool {
     table
         .lines()
         .any(|l| l.split_whitespace().nth(1) == Some(item.as_str()))
-}
-
-/// A server process that a failing assertion does not leave running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `tactful serve` on a free port with state in `data`; returns it, its URL and the
-/// thread draining its log.
-fn spawn_server(
-    data: &std::path::Path,
-) -> (
-    std::process::Child,
-    String,
-    std::thread::JoinHandle<std::io::Result<u64>>,
-) {
-    let mut child = tactful()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("TACTFUL_LOG", "info")
-        .env_remove("TACTFUL_CONFIG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited early"
-        );
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the server's log so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, format!("http://{addr}"), drain)
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{
     Command, DiversityMethod, EXIT_UNAVAILABLE, EXIT_USAGE, EventArgs, ProfileCommand, RankArgs,
@@ -104,14 +104,20 @@ pub struct Failure(pub String, pub u8);
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Self {
-        Failure(format!("{:?}: {}", s.code(), s.message()), 1)
+        // A transport failure (e.g. a TLS alert) says what happened only in its causes.
+        let mut causes = String::new();
+        let mut source = std::error::Error::source(&s);
+        while let Some(cause) = source {
+            causes.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        Failure(format!("{:?}: {}{causes}", s.code(), s.message()), 1)
     }
 }
 
 async fn connect(target: &Target) -> Result<Channel, Failure> {
-    let endpoint = Endpoint::from_shared(target.addr.clone())
-        .map_err(|e| Failure(format!("bad --addr {:?}: {e}", target.addr), EXIT_USAGE))?
-        .connect_timeout(Duration::from_secs(5));
+    target.access.authorization()?;
+    let endpoint = target.access.endpoint(&target.addr)?;
     endpoint.connect().await.map_err(|e| {
         Failure(
             format!(
@@ -123,9 +129,14 @@ async fn connect(target: &Target) -> Result<Channel, Failure> {
     })
 }
 
+/// `msg` with the call's deadline and, if given, the bearer token.
 fn with_timeout<T>(msg: T, target: &Target) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.set_timeout(Duration::from_millis(target.timeout_ms));
+    // A token that is not ASCII was refused when the channel was made.
+    if let Ok(Some(token)) = target.access.authorization() {
+        req.metadata_mut().insert("authorization", token);
+    }
     req
 }
 
@@ -309,8 +320,14 @@ pub fn run(command: Command) -> ExitCode {
             Command::Event(args) => event(args).await,
             Command::Profile(cmd) => profile(cmd).await,
             Command::Bench(args) => super::load::run(args).await,
-            Command::Serve(_) | Command::Replay(_) | Command::Fit(_) => {
-                unreachable!("offline commands are dispatched before the client")
+            Command::Serve(_)
+            | Command::Replay(_)
+            | Command::Fit(_)
+            | Command::UserHash { .. }
+            | Command::Config(_) => {
+                unreachable!(
+                    "serve, replay, fit, user-hash and config are dispatched before the client"
+                )
             }
         }
     });

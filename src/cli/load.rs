@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use tonic::transport::Endpoint;
 
 use super::client::Failure;
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE};
@@ -50,6 +49,8 @@ pub struct BenchArgs {
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    #[command(flatten)]
+    pub access: super::Access,
 }
 
 /// What one run measured.
@@ -124,9 +125,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             EXIT_USAGE,
         ));
     }
-    let endpoint = Endpoint::from_shared(args.addr.clone())
-        .map_err(|e| Failure(format!("bad --addr: {e}"), EXIT_USAGE))?
-        .tcp_nodelay(true);
+    let endpoint = args.access.endpoint(&args.addr)?.tcp_nodelay(true);
+    let authorization = args.access.authorization()?;
     let mut clients = Vec::new();
     for _ in 0..args.connections {
         let channel = endpoint
@@ -153,6 +153,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     let one_pass = |count: usize, cap: Duration| {
         let (clients, requests) = (clients.clone(), requests.clone());
         let concurrency = args.concurrency;
+        let authorization = authorization.clone();
         async move {
             let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let start = Instant::now();
@@ -160,6 +161,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             for w in 0..concurrency {
                 let mut client = clients[w % clients.len()].clone();
                 let (next, requests) = (next.clone(), requests.clone());
+                let authorization = authorization.clone();
                 workers.push(tokio::spawn(async move {
                     let mut local = Report::default();
                     loop {
@@ -169,6 +171,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                         }
                         let mut req = tonic::Request::new(requests[i % requests.len()].clone());
                         req.set_timeout(timeout);
+                        if let Some(token) = &authorization {
+                            req.metadata_mut().insert("authorization", token.clone());
+                        }
                         let t = Instant::now();
                         match client.rank(req).await {
                             Ok(r) => {

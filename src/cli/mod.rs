@@ -3,6 +3,7 @@
 //! on real logs, with no server. Exit codes follow sysexits: 64 for bad usage
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
+mod access;
 mod client;
 mod load;
 mod replay;
@@ -50,6 +51,15 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Fit a policy's durable categories and complements from a log's earlier part.
     Fit(replay::FitArgs),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the pseudonym a user id has in audit records and logs (needs the server's
+    /// TACTFUL_USER_HASH_KEY in the environment).
+    UserHash {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +67,10 @@ pub struct ServeArgs {
     /// Address to listen on [env: TACTFUL_LISTEN] [default: 127.0.0.1:50051].
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Address of the admin HTTP server (/metrics, /live, /ready), or off
+    /// [env: TACTFUL_ADMIN_LISTEN] [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin_listen: Option<String>,
     /// TOML configuration file [env: TACTFUL_CONFIG].
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -77,6 +91,29 @@ pub struct Target {
     /// Give up after this many milliseconds (sent as the call's deadline).
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub access: Access,
+}
+
+/// What a server with TLS or tokens asks of its clients.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Access {
+    /// Bearer token, for servers that ask for one (prefer the environment variable: command
+    /// lines show in `ps`).
+    #[arg(long, env = "TACTFUL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the server's; needed for https:// addresses.
+    #[arg(long, env = "TACTFUL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, env = "TACTFUL_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TACTFUL_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, if not the address's host.
+    #[arg(long)]
+    pub tls_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +212,13 @@ pub struct EventArgs {
     /// ignored once a few minutes pass without a click.
     #[arg(long, default_value_t = 0)]
     pub ago_minutes: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE (with the TACTFUL_* environment on top, as `serve` would) and print the
+    /// effective configuration as TOML; exit code 64 and the setting at fault if it is bad.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -371,6 +415,53 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `tactful config check FILE`.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    use crate::config::{Config, Overrides, ProcessEnv};
+    let overrides = Overrides {
+        config_file: Some(file.to_owned()),
+        ..Overrides::default()
+    };
+    let checked = Config::load(&ProcessEnv, &overrides).and_then(|config| {
+        crate::grpc::check_tls(&config)?;
+        // The file parsed as a Config, so it is a TOML table.
+        let raw: Option<toml::Table> = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.parse().ok());
+        let policies = raw.as_ref().and_then(|t| t.get("policies"));
+        config.to_toml(policies)
+    });
+    match checked {
+        Ok(text) => {
+            println!(
+                "# {}: valid. Effective configuration (defaults <- file <- TACTFUL_* environment):",
+                file.display()
+            );
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tactful: configuration error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// `tactful user-hash`: the pseudonym of `user` under the configured key.
+fn user_hash(user: &str) -> ExitCode {
+    let key = std::env::var(crate::config::ENV_USER_HASH_KEY).unwrap_or_default();
+    if key.is_empty() {
+        eprintln!(
+            "tactful: {} is not set: without the server's key a pseudonym cannot be computed \
+             (a server without one draws a random key per run)",
+            crate::config::ENV_USER_HASH_KEY
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!("{}", crate::pseudonym::Pseudonyms::new(Some(&key)).of(user));
+    ExitCode::SUCCESS
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -378,6 +469,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Replay(args) => replay::run_replay(args),
         Command::Fit(args) => replay::run_fit(args),
+        Command::UserHash { user } => user_hash(&user),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         other => client::run(other),
     }
 }

@@ -1,4 +1,5 @@
-//! `tactful serve`: configuration, telemetry, the runtime, and the signal that starts a drain.
+//! `tactful serve`: configuration, telemetry, the runtime, the signal that starts a drain, and
+//! the one that reloads the policies (SIGHUP).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -6,8 +7,10 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
-use crate::config::{Config, LogFormat, Overrides, ProcessEnv};
+use crate::admin::{Admin, Readiness};
+use crate::config::{Config, LogFormat, Overrides, ProcessEnv, parse_listen_or_off};
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 use crate::state::UserStore;
 
 /// Log filter, e.g. `info` or `tactful=debug` [default: info].
@@ -46,10 +49,51 @@ async fn shutdown_signal() {
     }
 }
 
+/// On every SIGHUP, reads the configuration again (same file, environment and flags) and
+/// reloads the policies; a bad file leaves the running ones in force. Runs until the process
+/// ends.
+async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Config) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: policies will not reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let loaded = Config::load(&ProcessEnv, &overrides);
+            match engine.reload(loaded, &running, "sighup") {
+                Ok(versions) => {
+                    let versions: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
+                    tracing::info!(?versions, "policies reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused; the running policies stay in force");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (engine, overrides, running);
+}
+
 pub fn run(args: ServeArgs) -> ExitCode {
+    let admin_listen = match args
+        .admin_listen
+        .as_deref()
+        .map(parse_listen_or_off)
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tactful: --admin-listen: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let overrides = Overrides {
         config_file: args.config,
         listen: args.listen,
+        admin_listen,
         state: args.state,
         data_dir: args.data_dir,
     };
@@ -80,6 +124,36 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
+        if let Err(e) = crate::grpc::check_tls(&config) {
+            eprintln!("tactful: configuration error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        // The admin server comes first, so that /live answers (and /ready says "loading")
+        // while the state is recovered.
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Readiness::new();
+        let admin = Admin::new(metrics.clone(), readiness.clone());
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = match config.admin_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let addr = listener.local_addr().map_or(addr, |a| a);
+                    tracing::info!(%addr, "admin server on http://{addr} (/metrics, /live, /ready)");
+                    let stopped = async {
+                        let _ = admin_stopped.await;
+                    };
+                    Some(tokio::spawn(admin.clone().serve(listener, stopped)))
+                }
+                Err(e) => {
+                    eprintln!(
+                        "tactful: cannot listen on {addr} (admin_listen): {e}; choose another \
+                         address with --admin-listen or TACTFUL_ADMIN_LISTEN, or turn it off"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         // Recovery runs before the port opens: nothing is served from half-loaded state.
         let store = match UserStore::open_async(config.state_config(), &backend).await {
             Ok(s) => Arc::new(s),
@@ -89,7 +163,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let engine = match Engine::new(&config, store.clone()) {
-            Ok(e) => Arc::new(e),
+            Ok(e) => Arc::new(e.with_metrics(metrics)),
             Err(e) => {
                 eprintln!("tactful: configuration error: {e}");
                 return ExitCode::from(EXIT_USAGE);
@@ -103,10 +177,39 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let addr = listener.local_addr().map_or(config.listen, |a| a);
-        tracing::info!(%addr, policies = ?engine.policies().names().collect::<Vec<_>>(), "tactful listening on {addr}");
-        let served = crate::grpc::serve(listener, &config, engine, shutdown_signal()).await;
+        let tls = match (config.tls.enabled(), config.tls.client_ca.is_some()) {
+            (false, _) => "off",
+            (true, false) => "on",
+            (true, true) => "mutual",
+        };
+        let tokens = config.auth.tokens().map_or(0, |t| t.len());
+        let auth = match (tokens, config.auth.rank_open) {
+            (0, _) => "off".to_owned(),
+            (n, true) => format!("{n} token(s); Rank open"),
+            (n, false) => format!("{n} token(s)"),
+        };
+        tracing::info!(
+            %addr,
+            policies = ?engine.policies().names().collect::<Vec<_>>(),
+            tls,
+            auth,
+            "tactful listening on {addr}"
+        );
+        admin.attach(engine.clone());
+        let reloader = tokio::spawn(reload_on_sighup(
+            engine.clone(),
+            overrides.clone(),
+            config.clone(),
+        ));
+        let served =
+            crate::grpc::serve_with(listener, &config, engine, shutdown_signal(), readiness).await;
         // A last snapshot, so that the next start has little log to replay.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        reloader.abort();
+        let _ = admin_stop.send(());
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         match served {
             Ok(()) => {
                 tracing::info!("stopped");

@@ -46,13 +46,19 @@ impl Tally {
             Err(invalid) => Err(RecordError::Invalid(invalid)),
         };
         let r = &mut self.response;
+        let count = |outcome| engine.metrics().event(&type_label(e.r#type), outcome);
         match result {
             Ok(ticket) => {
+                count("applied");
                 r.applied += 1;
                 self.ticket = self.ticket.join(ticket);
             }
-            Err(RecordError::Unavailable(e)) => return Err(e.into()),
+            Err(RecordError::Unavailable(e)) => {
+                count("unavailable");
+                return Err(e.into());
+            }
             Err(RecordError::Invalid(err)) => {
+                count("rejected");
                 r.rejected_total += 1;
                 if r.rejected.len() < MAX_REJECTIONS_LISTED {
                     r.rejected.push(pb::RejectedEvent {
@@ -70,6 +76,20 @@ impl Tally {
         engine.store().durable(self.ticket).await?;
         Ok(self.response)
     }
+}
+
+/// The `type` label of an event: its `EventType` name without the prefix, in lower case
+/// (`impression`, `block_brand`); `unknown` for a number no `EventType` has.
+fn type_label(t: i32) -> String {
+    pb::EventType::try_from(t).map_or_else(
+        |_| "unknown".to_owned(),
+        |t| {
+            let name = t.as_str_name();
+            name.strip_prefix("EVENT_TYPE_")
+                .unwrap_or(name)
+                .to_ascii_lowercase()
+        },
+    )
 }
 
 #[tonic::async_trait]

@@ -1,11 +1,14 @@
 //! `tactful.v1.Profile`: the user's preference centre. Every change is validated, applied by
-//! the store, and answered only once it is durable, with the fresh profile.
+//! the store, and answered only once it is durable, with the fresh profile. Consent changes and
+//! erasures are audited (who, when, which user as a pseudonym, what, whether it took).
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::Caller;
 use super::{ApiError, convert};
+use crate::audit::{Action, Entry};
 use crate::config::Limits;
 use crate::engine::{Engine, now_ms};
 use crate::pb;
@@ -16,7 +19,33 @@ pub struct ProfileService {
     pub limits: Limits,
 }
 
+/// The id of the token the call carried (see [`super::auth`]).
+fn caller<T>(request: &Request<T>) -> std::sync::Arc<str> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| Caller::ANONYMOUS.into(), |c| c.id.clone())
+}
+
 impl ProfileService {
+    /// Writes the audit record of `action` on `user_id` with its result.
+    fn audit<T>(
+        &self,
+        action: Action,
+        who: &str,
+        user_id: &str,
+        result: &Result<T, ApiError>,
+        detail: serde_json::Value,
+    ) {
+        self.engine.audit().record(Entry {
+            action,
+            who,
+            user_id: Some(user_id),
+            result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            detail,
+        });
+    }
+
     async fn profile(&self, user_id: String) -> Result<pb::UserProfile, ApiError> {
         let now = now_ms();
         let store = self.engine.store();
@@ -71,6 +100,7 @@ impl pb::profile_server::Profile for ProfileService {
         &self,
         request: Request<pb::SetConsentRequest>,
     ) -> Result<Response<pb::UserProfile>, Status> {
+        let who = caller(&request);
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
         let changes = convert::consent_changes(&req)?;
@@ -80,7 +110,34 @@ impl pb::profile_server::Profile for ProfileService {
         let ticket = store
             .set_consent(key, &changes, req.personalization, &sensitive, now_ms())
             .await;
-        self.changed(req.user_id, ticket).await
+        let durable = match ticket {
+            Ok(ticket) => store.durable(ticket).await.map_err(ApiError::from),
+            Err(e) => Err(e.into()),
+        };
+        let dimensions = |granted: bool| -> Vec<&str> {
+            changes
+                .iter()
+                .filter(|(_, g)| *g == granted)
+                .map(|(d, _)| d.name())
+                .collect()
+        };
+        let categories = |granted: bool| -> Vec<u64> {
+            sensitive
+                .iter()
+                .filter(|(_, g)| *g == granted)
+                .map(|(c, _)| *c)
+                .collect()
+        };
+        let detail = serde_json::json!({
+            "granted": dimensions(true),
+            "denied": dimensions(false),
+            "personalization": req.personalization,
+            "sensitive_opt_in": categories(true),
+            "sensitive_opt_out": categories(false),
+        });
+        self.audit(Action::Consent, &who, &req.user_id, &durable, detail);
+        durable?;
+        Ok(Response::new(self.profile(req.user_id).await?))
     }
 
     async fn undo(
@@ -99,13 +156,17 @@ impl pb::profile_server::Profile for ProfileService {
         &self,
         request: Request<pb::ForgetRequest>,
     ) -> Result<Response<pb::ForgetResponse>, Status> {
+        let who = caller(&request);
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
         let store = self.engine.store();
-        store
+        let forgotten = store
             .forget(store.key(&req.user_id))
             .await
-            .map_err(ApiError::from)?;
+            .map_err(ApiError::from);
+        let detail = serde_json::Value::Null;
+        self.audit(Action::Forget, &who, &req.user_id, &forgotten, detail);
+        forgotten?;
         Ok(Response::new(pb::ForgetResponse {}))
     }
 }

@@ -29,6 +29,12 @@ impl pb::ranker_server::Ranker for RankerService {
             .rank(call)
             .await
             .map_err(super::ApiError::from)?;
-        Ok(Response::new(convert::rank_response(outcome, request_id)))
+        let degraded = outcome.degraded;
+        let mut response = Response::new(convert::rank_response(outcome, request_id));
+        // For the metrics layer, which counts fail-open answers apart.
+        if let Some(why) = degraded {
+            response.extensions_mut().insert(why);
+        }
+        Ok(response)
     }
 }

@@ -1,19 +1,23 @@
 //! Server wiring: the tactful services with their message-size limits, `grpc.health.v1`,
-//! server reflection, HTTP/2 keepalive, and a graceful drain: on shutdown every service turns
-//! NOT_SERVING, new connections are refused, and in-flight calls get the configured grace
-//! period to finish.
+//! server reflection, HTTP/2 keepalive, TLS (and mutual TLS) through rustls, the layers every
+//! call passes (metrics outermost, so that refused calls are counted too, then bearer-token
+//! auth), and a graceful drain: on shutdown every service turns NOT_SERVING, new connections
+//! are refused, and in-flight calls get the configured grace period to finish.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use super::auth::{AuthLayer, Tokens};
+use super::observe::ObserveLayer;
 use super::{events::EventsService, profile::ProfileService, ranker::RankerService};
-use crate::config::Config;
+use crate::admin::Readiness;
+use crate::config::{Config, ConfigError, TlsSettings};
 use crate::engine::Engine;
 use crate::pb;
 
@@ -31,6 +35,52 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// tonic's TLS settings from ours, with the files read; `None` when TLS is off.
+fn tls_config(tls: &TlsSettings) -> Result<Option<ServerTlsConfig>, ConfigError> {
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        return Ok(None);
+    };
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ConfigError {
+            setting: setting.into(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+        read("tls.cert", cert)?,
+        read("tls.key", key)?,
+    ));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read("tls.client_ca", ca)?));
+    }
+    Ok(Some(config))
+}
+
+/// Checks that the TLS files make a working configuration (the key matches, the PEM parses),
+/// so that a bad one stops the start like any other bad setting.
+pub fn check_tls(config: &Config) -> Result<(), ConfigError> {
+    if let Some(tls) = tls_config(&config.tls)? {
+        Server::builder().tls_config(tls).map_err(|e| ConfigError {
+            setting: "tls".into(),
+            message: format!("{e}: {}", source_chain(&e)),
+        })?;
+    }
+    Ok(())
+}
+
+/// An error's causes, joined: tonic's transport errors say little at the top.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains. Takes the shutdown future as
@@ -41,6 +91,21 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(listener, config, engine, shutdown, Readiness::new()).await
+}
+
+/// [`serve`], reporting readiness through `readiness` (which the admin server's `/ready`
+/// reads): serving once the services are in place, draining from the shutdown signal on.
+pub async fn serve_with(
+    listener: TcpListener,
+    config: &Config,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    readiness: Readiness,
+) -> Result<(), ServeError> {
+    let metrics = engine.metrics().clone();
+    let tokens = Tokens::from_settings(&config.auth)?;
+    let tls = tls_config(&config.tls)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {
         health
@@ -73,9 +138,11 @@ pub async fn serve(
         .max_decoding_message_size(max);
 
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_readiness = readiness.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
+        drain_readiness.draining();
         for name in SERVICES {
             health
                 .set_service_status(name, ServingStatus::NotServing)
@@ -85,9 +152,15 @@ pub async fn serve(
     };
     // Nagle's algorithm would hold small responses back for the peer's delayed ACK (~40 ms).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(ObserveLayer::new(metrics))
+        .layer(AuthLayer::new(tokens, config.auth.rank_open))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -95,6 +168,8 @@ pub async fn serve(
         .add_service(events)
         .add_service(profile)
         .serve_with_incoming_shutdown(incoming, signal);
+    // The listener is bound: connections made from now on queue until the server polls.
+    readiness.serving();
 
     let grace = Duration::from_secs(config.drain_grace_s);
     let grace_over = async move {

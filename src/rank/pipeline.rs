@@ -7,7 +7,7 @@
 //! record becomes the response's breakdown, dropped list and reasons. This module must not
 //! know any particular rule: rules live in `stages/`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::Array1;
 use rayon::prelude::*;
@@ -457,6 +457,18 @@ impl Pipeline {
         user: &UserView,
         deadline: &Deadline,
     ) -> Result<Ranking, Interrupted> {
+        self.run_observed(input, user, deadline, None)
+    }
+
+    /// [`Pipeline::run`], telling `observe` how long each stage took (for metrics). A stage
+    /// the deadline interrupts is not reported. Without an observer no clock is read.
+    pub fn run_observed(
+        &self,
+        input: &RankInput,
+        user: &UserView,
+        deadline: &Deadline,
+        mut observe: Option<&mut dyn FnMut(&'static str, Duration)>,
+    ) -> Result<Ranking, Interrupted> {
         let explicit_only;
         let user = if user.consent.personalization {
             user
@@ -467,7 +479,11 @@ impl Pipeline {
         let mut slate = Slate::new(input, user, self.parallelism);
         for stage in &self.stages {
             deadline.check(stage.name())?;
+            let started = observe.is_some().then(Instant::now);
             stage.apply(&mut slate, deadline)?;
+            if let (Some(observe), Some(started)) = (observe.as_mut(), started) {
+                observe(stage.name(), started.elapsed());
+            }
         }
         Ok(self.finish(slate))
     }

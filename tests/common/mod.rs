@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use tactful::admin::{Admin, Readiness};
 use tactful::config::Config;
 use tactful::engine::Engine;
 use tactful::grpc::ServeError;
@@ -27,6 +28,8 @@ use tonic::transport::Channel;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin HTTP server's address, when started with one.
+    pub admin: Option<SocketAddr>,
     pub engine: Arc<Engine>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ServeError>>,
@@ -133,6 +136,20 @@ impl TestServer {
         Self::with_pipelines(config, Vec::new()).await
     }
 
+    /// Starts a server with its admin HTTP server (`/metrics`, `/live`, `/ready`) on a port
+    /// of its own, and `extra` pipelines.
+    pub async fn with_admin(config: Config, extra: Vec<(&str, Pipeline)>) -> Self {
+        let mut policies = Policies::build(&config.policies, config.parallelism()).unwrap();
+        for (name, pipeline) in extra {
+            policies.insert(name, pipeline).unwrap();
+        }
+        let (store, cleanup, data) = test_store(config.state_config()).await;
+        let mut server = Self::serve_inner(config, policies, store, true).await;
+        server.cleanup = cleanup;
+        server.data = data;
+        server
+    }
+
     /// Starts a server that also knows `extra` pipelines (e.g. with a test stage in them).
     pub async fn with_pipelines(config: Config, extra: Vec<(&str, Pipeline)>) -> Self {
         let mut policies = Policies::build(&config.policies, config.parallelism()).unwrap();
@@ -140,7 +157,7 @@ impl TestServer {
             policies.insert(name, pipeline).unwrap();
         }
         let (store, cleanup, data) = test_store(config.state_config()).await;
-        let mut server = Self::serve(config, policies, store).await;
+        let mut server = Self::serve_inner(config, policies, store, false).await;
         server.cleanup = cleanup;
         server.data = data;
         server
@@ -149,23 +166,39 @@ impl TestServer {
     /// Starts a server on a store the test made (e.g. two servers on one Redis namespace).
     pub async fn with_store(config: Config, store: UserStore) -> Self {
         let policies = Policies::build(&config.policies, config.parallelism()).unwrap();
-        Self::serve(config, policies, store).await
+        Self::serve_inner(config, policies, store, false).await
     }
 
-    async fn serve(config: Config, policies: Policies, store: UserStore) -> Self {
+    async fn serve_inner(
+        config: Config,
+        policies: Policies,
+        store: UserStore,
+        with_admin: bool,
+    ) -> Self {
         let engine = Arc::new(Engine::with_parts(&config, policies, Arc::new(store)).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let readiness = Readiness::new();
+        let mut admin = None;
+        if with_admin {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            admin = Some(listener.local_addr().unwrap());
+            let server = Admin::new(engine.metrics().clone(), readiness.clone());
+            server.attach(engine.clone());
+            // Outlives the gRPC server, as in `tactful serve`, so a test can watch the drain.
+            tokio::spawn(server.serve(listener, std::future::pending()));
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let server_engine = engine.clone();
         let handle = tokio::spawn(async move {
-            tactful::grpc::serve(listener, &config, server_engine, async {
+            let shutdown = async {
                 let _ = rx.await;
-            })
-            .await
+            };
+            tactful::grpc::serve_with(listener, &config, server_engine, shutdown, readiness).await
         });
         Self {
             addr,
+            admin,
             engine,
             shutdown: Some(tx),
             handle,
@@ -374,4 +407,103 @@ impl Stage for Gate {
         }
         Ok(())
     }
+}
+
+/// A plain HTTP/1.1 GET (the admin server's endpoints): the status code and the body.
+pub fn http_get_blocking(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    (status, body.to_owned())
+}
+
+/// [`http_get_blocking`] off the test's runtime thread (which serves the admin server).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || http_get_blocking(addr, &path))
+        .await
+        .unwrap()
+}
+
+/// The value of one series in a Prometheus text page, e.g.
+/// `tactful_rank_degraded_total{reason="budget"}`; `None` if absent.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A server process that a failing assertion does not leave running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `tactful serve` on a free port (and an admin port) with state in `data` and `extra`
+/// arguments; returns it, its URL, the thread draining its log, and the admin server's address.
+pub fn spawn_server(
+    data: &std::path::Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+    std::net::SocketAddr,
+) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tactful"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("TACTFUL_LOG", "info")
+        .env_remove("TACTFUL_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut admin = None;
+    let addr = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(rest) = line.split("admin server on http://").nth(1) {
+            admin = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the server's log so it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let admin = admin.expect("the admin server's address is logged before the gRPC one");
+    (child, format!("http://{addr}"), drain, admin)
 }

@@ -1,0 +1,144 @@
+//! The admin HTTP server, on its own port (`admin_listen`, default `127.0.0.1:9464`) so that
+//! probes and scrapes never queue behind gRPC traffic and never need its TLS or tokens:
+//!
+//! - `GET /metrics`: Prometheus text format (the names are listed in [`crate::metrics`]).
+//! - `GET /live`: 200 while the process runs (a liveness probe: restart only if it hangs).
+//! - `GET /ready`: 200 while serving; 503 while the state is still loading (recovery can take
+//!   seconds) and once a drain has begun, so load balancers stop sending new calls first.
+//!
+//! The server starts before the user state is loaded (so `/live` answers during recovery)
+//! and stops only after the gRPC server has drained (so `/ready` says 503 throughout).
+//!
+//! Must not: serve anything about users. It reports counts only.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use crate::metrics::{self, Metrics};
+
+const LOADING: u8 = 0;
+const SERVING: u8 = 1;
+const DRAINING: u8 = 2;
+
+/// Whether the server should receive traffic: a latch shared by the gRPC server (which sets
+/// it) and `/ready` (which reads it). Starts as loading.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicU8>);
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The port is open and the state loaded.
+    pub fn serving(&self) {
+        // A drain is final: a late `serving` must not undo it.
+        let _ = self
+            .0
+            .compare_exchange(LOADING, SERVING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A drain has begun.
+    pub fn draining(&self) {
+        self.0.store(DRAINING, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire) == SERVING
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.0.load(Ordering::Acquire) {
+            LOADING => "loading",
+            SERVING => "ready",
+            _ => "draining",
+        }
+    }
+}
+
+/// What the admin endpoints read.
+#[derive(Clone)]
+pub struct Admin {
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    /// Set once the state is loaded and the engine built; until then only the request-free
+    /// metrics are reported.
+    engine: Arc<OnceLock<Arc<Engine>>>,
+}
+
+impl Admin {
+    pub fn new(metrics: Arc<Metrics>, readiness: Readiness) -> Self {
+        Self {
+            metrics,
+            readiness,
+            engine: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// From now on, scrapes include what the engine and its store count.
+    pub fn attach(&self, engine: Arc<Engine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = Router::new()
+            .route("/metrics", get(scrape))
+            .route("/live", get(|| async { "live\n" }))
+            .route("/ready", get(ready))
+            .with_state(self);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn scrape(State(admin): State<Admin>) -> impl IntoResponse {
+    if let Some(engine) = admin.engine.get() {
+        admin.metrics.observe(&engine.observed());
+    }
+    admin.metrics.set_ready(admin.readiness.is_ready());
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        admin.metrics.render(),
+    )
+}
+
+async fn ready(State(admin): State<Admin>) -> impl IntoResponse {
+    let status = if admin.readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{}\n", admin.readiness.describe()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_goes_loading_serving_draining_and_stays_drained() {
+        let r = Readiness::new();
+        assert!(!r.is_ready());
+        r.serving();
+        assert!(r.is_ready());
+        r.draining();
+        r.serving();
+        assert!(!r.is_ready());
+        assert_eq!(r.describe(), "draining");
+    }
+}

@@ -1,0 +1,457 @@
+//! The service's Prometheus metrics: one [`Metrics`] per server (no global registry, so tests
+//! that run several servers in one process each see their own), rendered in the Prometheus
+//! text format (0.0.4) by the admin server's `/metrics`.
+//!
+//! The names below are a public interface (dashboards and alerts depend on them): add metrics
+//! freely, never rename or re-label one.
+//!
+//! | metric | type | labels | what |
+//! |---|---|---|---|
+//! | `tactful_grpc_requests_total` | counter | `method`, `outcome` | calls answered; `outcome` is `ok`, `degraded` (a fail-open Rank answer) or the gRPC code in snake case (`invalid_argument`, `unauthenticated`, `resource_exhausted`, ...); `method` is `tactful.v1.Ranker/Rank` etc., `unknown` for paths no service serves |
+//! | `tactful_grpc_request_duration_seconds` | histogram | `method`, `outcome` | time from the request's headers to the response's |
+//! | `tactful_rank_candidates` | histogram | | candidates per Rank |
+//! | `tactful_rank_queue_seconds` | histogram | | wait for a ranking thread |
+//! | `tactful_rank_stage_duration_seconds` | histogram | `stage` | time in each pipeline stage |
+//! | `tactful_rank_degraded_total` | counter | `reason` | fail-open answers: `deadline`, `budget`, `overload`, `internal`, `state` |
+//! | `tactful_rank_inflight` | gauge | | rankings admitted and not finished |
+//! | `tactful_rank_max_inflight` | gauge | | the limit past which rankings fail open |
+//! | `tactful_avoidance_rankings_total` | counter | | rankings the avoidance totals cover (fail-open answers included) |
+//! | `tactful_avoidance_dropped_total` | counter | `rule` | candidates removed per hard rule |
+//! | `tactful_avoidance_penalised_total` | counter | `component` | candidates lowered per penalty |
+//! | `tactful_events_total` | counter | `type`, `outcome` | events: `applied`, `rejected` (invalid) or `unavailable` (the store could not take it; the call failed) |
+//! | `tactful_state_users` | gauge | | users held in memory |
+//! | `tactful_state_bytes` | gauge | | memory accounted to user state |
+//! | `tactful_state_memory_cap_bytes` | gauge | | the cap past which the coldest users are evicted |
+//! | `tactful_state_evicted_total` | counter | | users evicted from memory |
+//! | `tactful_state_snapshots_total` | counter | | snapshots written |
+//! | `tactful_policy_info` | gauge (1) | `policy`, `version` | the policies in force |
+//! | `tactful_audit_errors_total` | counter | | audit records that could not be written |
+//! | `tactful_ready` | gauge | | 1 while serving, 0 while loading or draining |
+//! | `tactful_build_info` | gauge (1) | `version` | the running build |
+//! | `process_resident_memory_bytes` | gauge | | the process's resident memory (Linux) |
+//!
+//! Counters kept elsewhere (the engine's avoidance totals, the store's counts) are copied in
+//! when a scrape asks ([`Metrics::observe`]); the request path only touches atomics.
+//!
+//! Must not: know tonic, the engine or the store. Callers hand plain numbers in.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets of a whole call: from 100 µs (a small Rank on loopback) to 5 s.
+const CALL_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Buckets of one stage or one queue wait: from 5 µs up to the default budget.
+const STAGE_BUCKETS: [f64; 13] = [
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05,
+];
+/// Candidates per request, up to the default maximum.
+const CANDIDATE_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
+
+/// The fail-open reasons, pre-registered so that their series exist (at 0) from the start:
+/// an alert on `rate()` needs the series before the first failure.
+pub const DEGRADED_REASONS: [&str; 5] = ["deadline", "budget", "overload", "internal", "state"];
+
+/// Values the engine and the store keep themselves, copied in at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub rankings: u64,
+    /// Per hard rule name: candidates removed since start.
+    pub dropped: Vec<(&'static str, u64)>,
+    /// Per penalty name: candidates lowered since start.
+    pub penalised: Vec<(&'static str, u64)>,
+    pub users: usize,
+    pub state_bytes: usize,
+    pub memory_cap_bytes: usize,
+    pub evicted_total: usize,
+    pub snapshots_total: usize,
+    pub inflight: usize,
+    pub max_inflight: usize,
+    /// Audit records that could not be written.
+    pub audit_errors: u64,
+    /// `(name, name@version)` of each policy in force.
+    pub policies: Vec<(String, String)>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    rank_candidates: Histogram,
+    rank_queue_seconds: Histogram,
+    stage_seconds: HistogramVec,
+    degraded: IntCounterVec,
+    inflight: IntGauge,
+    max_inflight: IntGauge,
+    rankings: IntCounter,
+    dropped: IntCounterVec,
+    penalised: IntCounterVec,
+    events: IntCounterVec,
+    users: IntGauge,
+    state_bytes: IntGauge,
+    memory_cap_bytes: IntGauge,
+    evicted: IntCounter,
+    snapshots: IntCounter,
+    policy_info: IntGaugeVec,
+    audit_errors: IntCounter,
+    ready: IntGauge,
+    rss: IntGauge,
+    /// Held while copying totals in, so two scrapes at once do not count a difference twice.
+    observing: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers `metric` (a clone: prometheus metrics are shared handles) and returns it.
+/// Names are fixed and distinct, so registration cannot fail.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are distinct and valid");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("valid name"))
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid name"),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid name"))
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    register(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+            .expect("valid name"),
+    )
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    register(
+        registry,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        )
+        .expect("valid name"),
+    )
+}
+
+/// Raises a counter to `total`, a running total kept elsewhere.
+fn raise_to(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let m = Self {
+            requests: counter_vec(
+                &r,
+                "tactful_grpc_requests_total",
+                "gRPC calls answered, by method and outcome (ok, degraded or the gRPC code)",
+                &["method", "outcome"],
+            ),
+            request_seconds: histogram_vec(
+                &r,
+                "tactful_grpc_request_duration_seconds",
+                "Time from a call's request headers to its response headers",
+                &["method", "outcome"],
+                &CALL_BUCKETS,
+            ),
+            rank_candidates: histogram(
+                &r,
+                "tactful_rank_candidates",
+                "Candidates per Rank request",
+                &CANDIDATE_BUCKETS,
+            ),
+            rank_queue_seconds: histogram(
+                &r,
+                "tactful_rank_queue_seconds",
+                "Time a ranking waited for a ranking thread",
+                &STAGE_BUCKETS,
+            ),
+            stage_seconds: histogram_vec(
+                &r,
+                "tactful_rank_stage_duration_seconds",
+                "Time spent in each stage of the ranking pipeline",
+                &["stage"],
+                &STAGE_BUCKETS,
+            ),
+            degraded: counter_vec(
+                &r,
+                "tactful_rank_degraded_total",
+                "Rank answers that failed open to the upstream order, by reason",
+                &["reason"],
+            ),
+            inflight: gauge(
+                &r,
+                "tactful_rank_inflight",
+                "Rankings admitted and not yet finished",
+            ),
+            max_inflight: gauge(
+                &r,
+                "tactful_rank_max_inflight",
+                "Rankings in flight past which new ones fail open as overloaded",
+            ),
+            rankings: counter(
+                &r,
+                "tactful_avoidance_rankings_total",
+                "Rankings counted in the avoidance totals (fail-open answers included)",
+            ),
+            dropped: counter_vec(
+                &r,
+                "tactful_avoidance_dropped_total",
+                "Candidates removed by each hard rule (explicit feedback, consent, caps, ...)",
+                &["rule"],
+            ),
+            penalised: counter_vec(
+                &r,
+                "tactful_avoidance_penalised_total",
+                "Candidates lowered by each avoidance penalty",
+                &["component"],
+            ),
+            events: counter_vec(
+                &r,
+                "tactful_events_total",
+                "Events received, by type and outcome (applied, rejected or unavailable)",
+                &["type", "outcome"],
+            ),
+            users: gauge(&r, "tactful_state_users", "Users held in memory"),
+            state_bytes: gauge(&r, "tactful_state_bytes", "Memory accounted to user state"),
+            memory_cap_bytes: gauge(
+                &r,
+                "tactful_state_memory_cap_bytes",
+                "Memory for user state past which the coldest users are evicted",
+            ),
+            evicted: counter(
+                &r,
+                "tactful_state_evicted_total",
+                "Users evicted from memory (read back on their next request)",
+            ),
+            snapshots: counter(&r, "tactful_state_snapshots_total", "Snapshots written"),
+            policy_info: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("tactful_policy_info", "The policies in force (always 1)"),
+                    &["policy", "version"],
+                )
+                .expect("valid name"),
+            ),
+            audit_errors: counter(
+                &r,
+                "tactful_audit_errors_total",
+                "Audit records that could not be written",
+            ),
+            ready: gauge(
+                &r,
+                "tactful_ready",
+                "1 while serving; 0 while loading state or draining",
+            ),
+            rss: gauge(
+                &r,
+                "process_resident_memory_bytes",
+                "Resident memory of the process",
+            ),
+            observing: Mutex::new(()),
+            registry: r,
+        };
+        for reason in DEGRADED_REASONS {
+            m.degraded.with_label_values(&[reason]);
+        }
+        let build = register(
+            &m.registry,
+            IntGaugeVec::new(
+                Opts::new("tactful_build_info", "The running build (always 1)"),
+                &["version"],
+            )
+            .expect("valid name"),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m
+    }
+
+    /// One gRPC call answered.
+    pub fn call(&self, method: &str, outcome: &str, took: Duration) {
+        let labels = [method, outcome];
+        self.requests.with_label_values(&labels).inc();
+        self.request_seconds
+            .with_label_values(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn rank_candidates(&self, n: usize) {
+        self.rank_candidates.observe(n as f64);
+    }
+
+    pub fn rank_queued(&self, took: Duration) {
+        self.rank_queue_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn stage(&self, stage: &str, took: Duration) {
+        self.stage_seconds
+            .with_label_values(&[stage])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn degraded(&self, reason: &str) {
+        self.degraded.with_label_values(&[reason]).inc();
+    }
+
+    /// An event of `kind` was `applied` or `rejected`.
+    pub fn event(&self, kind: &str, outcome: &str) {
+        self.events.with_label_values(&[kind, outcome]).inc();
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Copies in what the engine and the store count themselves.
+    pub fn observe(&self, o: &Observed) {
+        let _one_at_a_time = self.observing.lock().unwrap_or_else(|e| e.into_inner());
+        raise_to(&self.rankings, o.rankings);
+        for (rule, n) in &o.dropped {
+            raise_to(&self.dropped.with_label_values(&[*rule]), *n);
+        }
+        for (component, n) in &o.penalised {
+            raise_to(&self.penalised.with_label_values(&[*component]), *n);
+        }
+        let int = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.users.set(int(o.users));
+        self.state_bytes.set(int(o.state_bytes));
+        self.memory_cap_bytes.set(int(o.memory_cap_bytes));
+        raise_to(&self.evicted, o.evicted_total as u64);
+        raise_to(&self.snapshots, o.snapshots_total as u64);
+        self.inflight.set(int(o.inflight));
+        self.max_inflight.set(int(o.max_inflight));
+        raise_to(&self.audit_errors, o.audit_errors);
+        // Reset first: a reload that changed a version must not leave the old one listed.
+        self.policy_info.reset();
+        for (name, version) in &o.policies {
+            self.policy_info.with_label_values(&[name, version]).set(1);
+        }
+    }
+
+    /// The metrics in the Prometheus text format (0.0.4).
+    pub fn render(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            self.rss.set(i64::try_from(rss).unwrap_or(i64::MAX));
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Resident memory from `/proc/self/status` (`VmRSS`, in kB); `None` off Linux.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn calls_and_totals_appear_under_their_names() {
+        let m = Metrics::new();
+        m.call("tactful.v1.Ranker/Rank", "ok", Duration::from_micros(300));
+        m.call("tactful.v1.Ranker/Rank", "ok", Duration::from_micros(700));
+        m.degraded("overload");
+        m.observe(&Observed {
+            rankings: 5,
+            dropped: vec![("blocked_brand", 3)],
+            users: 2,
+            policies: vec![("default".into(), "default@2".into())],
+            ..Default::default()
+        });
+        let text = m.render();
+        let get = |s: &str| value(&text, s).unwrap_or_else(|| panic!("{s} missing:\n{text}"));
+        assert_eq!(
+            get(r#"tactful_grpc_requests_total{method="tactful.v1.Ranker/Rank",outcome="ok"}"#),
+            2.0
+        );
+        assert_eq!(
+            get(
+                r#"tactful_grpc_request_duration_seconds_bucket{method="tactful.v1.Ranker/Rank",outcome="ok",le="0.0005"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            get(r#"tactful_rank_degraded_total{reason="overload"}"#),
+            1.0
+        );
+        assert_eq!(get(r#"tactful_rank_degraded_total{reason="state"}"#), 0.0);
+        assert_eq!(
+            get(r#"tactful_avoidance_dropped_total{rule="blocked_brand"}"#),
+            3.0
+        );
+        assert_eq!(get("tactful_avoidance_rankings_total"), 5.0);
+        assert_eq!(get("tactful_state_users"), 2.0);
+        assert_eq!(
+            get(r#"tactful_policy_info{policy="default",version="default@2"}"#),
+            1.0
+        );
+    }
+
+    #[test]
+    fn totals_copied_twice_are_not_counted_twice_and_old_policies_go() {
+        let m = Metrics::new();
+        let mut o = Observed {
+            rankings: 4,
+            policies: vec![("default".into(), "default@2".into())],
+            ..Default::default()
+        };
+        m.observe(&o);
+        m.observe(&o);
+        o.rankings = 6;
+        o.policies = vec![("default".into(), "default@3".into())];
+        m.observe(&o);
+        let text = m.render();
+        assert_eq!(value(&text, "tactful_avoidance_rankings_total"), Some(6.0));
+        assert!(!text.contains("default@2"), "{text}");
+        assert!(text.contains("default@3"), "{text}");
+    }
+}
