@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo check --features otlp (trace export must keep compiling)"
+cargo check --locked --features otlp
+
 echo "== cargo test"
 cargo test --all-targets --locked
 cargo test --doc --locked

@@ -44,6 +44,9 @@ pub const ENV_AUDIT_PATH: &str = "TACTFUL_AUDIT_PATH";
 /// 16 characters). Default: none, and each process draws a random one (pseudonyms then hold
 /// within one run only). Never read from the TOML file.
 pub const ENV_USER_HASH_KEY: &str = "TACTFUL_USER_HASH_KEY";
+/// OTLP/gRPC endpoint spans are exported to, e.g. `http://otel-collector:4317`. Default: none
+/// (no export). Needs a build with the cargo feature `otlp`.
+pub const ENV_OTLP_ENDPOINT: &str = "TACTFUL_OTLP_ENDPOINT";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -321,6 +324,15 @@ pub struct AuditSettings {
     pub path: Option<PathBuf>,
 }
 
+/// Trace export; see [`crate::telemetry`].
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSettings {
+    /// OTLP/gRPC endpoint to export spans to; none = no export. Only in builds with the
+    /// cargo feature `otlp`.
+    pub otlp_endpoint: Option<String>,
+}
+
 /// User state settings; see [`StateConfig`] for the reasons behind each default.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -397,6 +409,7 @@ pub struct Config {
     pub auth: AuthSettings,
     pub tls: TlsSettings,
     pub audit: AuditSettings,
+    pub trace: TraceSettings,
     /// The key of user-id pseudonyms (`TACTFUL_USER_HASH_KEY`); never from the file.
     #[serde(skip)]
     pub user_hash_key: Option<Secret>,
@@ -419,6 +432,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
             audit: AuditSettings::default(),
+            trace: TraceSettings::default(),
             user_hash_key: None,
             policies: BTreeMap::new(),
         }
@@ -525,6 +539,7 @@ impl Config {
         check("auth", self.auth == other.auth);
         check("tls", self.tls == other.tls);
         check("audit", self.audit == other.audit);
+        check("trace", self.trace == other.trace);
         check(ENV_USER_HASH_KEY, self.user_hash_key == other.user_hash_key);
         differ
     }
@@ -635,6 +650,9 @@ impl Config {
         if let Some(v) = env.get(ENV_AUDIT_PATH) {
             self.audit.path = (!v.trim().is_empty()).then(|| PathBuf::from(v));
         }
+        if let Some(v) = env.get(ENV_OTLP_ENDPOINT) {
+            self.trace.otlp_endpoint = (!v.trim().is_empty()).then(|| v.trim().to_owned());
+        }
         if let Some(v) = env.get(ENV_USER_HASH_KEY) {
             self.user_hash_key = Some(Secret(v));
         }
@@ -741,6 +759,20 @@ impl Config {
                     "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 24`)"
                 ),
             ));
+        }
+        if let Some(endpoint) = &self.trace.otlp_endpoint {
+            if !cfg!(feature = "otlp") {
+                return Err(error(
+                    "trace.otlp_endpoint",
+                    "this build cannot export traces: build with `--features otlp`",
+                ));
+            }
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(error(
+                    "trace.otlp_endpoint",
+                    format!("{endpoint:?} is not an http:// or https:// URL"),
+                ));
+            }
         }
         if let Some(path) = &self.audit.path {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -996,6 +1028,24 @@ mod tests {
         let nowhere = env(&[(ENV_AUDIT_PATH, "/nonexistent/dir/audit.jsonl")]);
         let err = Config::load(&nowhere, &Overrides::default()).unwrap_err();
         assert_eq!(err.setting, "audit.path");
+    }
+
+    #[test]
+    fn otlp_export_needs_the_feature_and_a_url() {
+        let e = env(&[(ENV_OTLP_ENDPOINT, "http://127.0.0.1:4317")]);
+        let loaded = Config::load(&e, &Overrides::default());
+        if cfg!(feature = "otlp") {
+            let c = loaded.unwrap();
+            assert_eq!(
+                c.trace.otlp_endpoint.as_deref(),
+                Some("http://127.0.0.1:4317")
+            );
+        } else {
+            assert_eq!(loaded.unwrap_err().setting, "trace.otlp_endpoint");
+        }
+        let e = env(&[(ENV_OTLP_ENDPOINT, "127.0.0.1:4317")]);
+        let err = Config::load(&e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "trace.otlp_endpoint");
     }
 
     #[test]

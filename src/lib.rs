@@ -14,6 +14,7 @@
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
 //! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
 //! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
+//! - [`telemetry`]: logs, the span of each call, OTLP export (feature `otlp`).
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod pseudonym;
 pub mod rank;
 pub mod state;
+pub mod telemetry;
 pub mod workload;
 
 /// Generated protobuf types, clients and servers of `tactful.v1`.
