@@ -42,7 +42,8 @@ pub enum Command {
     /// Show or change a user's preference centre.
     #[command(subcommand)]
     Profile(ProfileCommand),
-    /// Load-test Rank with synthetic requests (closed loop, bounded, loopback by default).
+    /// Load-test Rank with synthetic requests (closed or open loop, bounded, loopback by
+    /// default).
     Bench(load::BenchArgs),
     /// Check a configuration file.
     #[command(subcommand)]
