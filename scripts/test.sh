@@ -21,6 +21,9 @@ echo "== kubernetes manifests"
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo check --features otlp (trace export must keep compiling)"
+cargo check --locked --features otlp
+
 echo "== cargo test"
 cargo test --all-targets --locked
 cargo test --doc --locked

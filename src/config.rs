@@ -44,6 +44,20 @@ pub const ENV_AUDIT_PATH: &str = "TACTFUL_AUDIT_PATH";
 /// 16 characters). Default: none, and each process draws a random one (pseudonyms then hold
 /// within one run only). Never read from the TOML file.
 pub const ENV_USER_HASH_KEY: &str = "TACTFUL_USER_HASH_KEY";
+/// OTLP/gRPC endpoint spans are exported to, e.g. `http://otel-collector:4317`. Default: none
+/// (no export). Needs a build with the cargo feature `otlp`.
+pub const ENV_OTLP_ENDPOINT: &str = "TACTFUL_OTLP_ENDPOINT";
+/// Largest gRPC message accepted or sent, in bytes. Default 16 MiB (16777216).
+pub const ENV_MAX_MESSAGE_BYTES: &str = "TACTFUL_MAX_MESSAGE_BYTES";
+/// Seconds between HTTP/2 PINGs on an idle connection; 0 = none. Default 30.
+pub const ENV_HTTP2_KEEPALIVE_INTERVAL_S: &str = "TACTFUL_HTTP2_KEEPALIVE_INTERVAL_S";
+/// Seconds to wait for a PING's answer before closing the connection. Default 10.
+pub const ENV_HTTP2_KEEPALIVE_TIMEOUT_S: &str = "TACTFUL_HTTP2_KEEPALIVE_TIMEOUT_S";
+/// Streams (calls) in flight per connection; 0 = HTTP/2's own default. Default 0.
+pub const ENV_MAX_CONCURRENT_STREAMS: &str = "TACTFUL_MAX_CONCURRENT_STREAMS";
+/// Seconds after which a connection is asked to go away (clients reconnect, so load spreads
+/// over new replicas); 0 = never. Default 0.
+pub const ENV_MAX_CONNECTION_AGE_S: &str = "TACTFUL_MAX_CONNECTION_AGE_S";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -121,6 +135,36 @@ impl Default for Limits {
             max_events_per_batch: 10_000,
             max_user_id_bytes: 256,
             max_message_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The gRPC transport: HTTP/2 keepalive and connection limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Seconds between PINGs on a quiet connection; 0 = none. 30 s finds a dead peer (or a
+    /// NAT that forgot the connection) well before a client's next burst, at a negligible cost.
+    pub http2_keepalive_interval_s: u64,
+    /// Seconds a PING may go unanswered before the connection is closed. 10 s: a live peer
+    /// answers in milliseconds.
+    pub http2_keepalive_timeout_s: u64,
+    /// Calls in flight per connection; 0 = HTTP/2's default. The in-flight limit of rankings
+    /// (`rank.max_inflight`) is what protects the server; this only caps one client.
+    pub max_concurrent_streams: u32,
+    /// Seconds after which a connection is asked to go away, with `drain_grace_s` to finish
+    /// its calls; 0 = never. Set it (e.g. 300) when clients hold long-lived connections and
+    /// replicas scale out: otherwise new replicas receive no traffic from old connections.
+    pub max_connection_age_s: u64,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            http2_keepalive_interval_s: 30,
+            http2_keepalive_timeout_s: 10,
+            max_concurrent_streams: 0,
+            max_connection_age_s: 0,
         }
     }
 }
@@ -321,6 +365,15 @@ pub struct AuditSettings {
     pub path: Option<PathBuf>,
 }
 
+/// Trace export; see [`crate::telemetry`].
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceSettings {
+    /// OTLP/gRPC endpoint to export spans to; none = no export. Only in builds with the
+    /// cargo feature `otlp`.
+    pub otlp_endpoint: Option<String>,
+}
+
 /// User state settings; see [`StateConfig`] for the reasons behind each default.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -392,11 +445,13 @@ pub struct Config {
     /// times over and stays below Kubernetes' default 30 s termination grace.
     pub drain_grace_s: u64,
     pub limits: Limits,
+    pub grpc: GrpcSettings,
     pub rank: RankSettings,
     pub state: StateSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
     pub audit: AuditSettings,
+    pub trace: TraceSettings,
     /// The key of user-id pseudonyms (`TACTFUL_USER_HASH_KEY`); never from the file.
     #[serde(skip)]
     pub user_hash_key: Option<Secret>,
@@ -414,11 +469,13 @@ impl Default for Config {
             log_format: LogFormat::Human,
             drain_grace_s: 10,
             limits: Limits::default(),
+            grpc: GrpcSettings::default(),
             rank: RankSettings::default(),
             state: StateSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
             audit: AuditSettings::default(),
+            trace: TraceSettings::default(),
             user_hash_key: None,
             policies: BTreeMap::new(),
         }
@@ -520,11 +577,13 @@ impl Config {
         check("log_format", self.log_format == other.log_format);
         check("drain_grace_s", self.drain_grace_s == other.drain_grace_s);
         check("limits", self.limits == other.limits);
+        check("grpc", self.grpc == other.grpc);
         check("rank", self.rank == other.rank);
         check("state", self.state == other.state);
         check("auth", self.auth == other.auth);
         check("tls", self.tls == other.tls);
         check("audit", self.audit == other.audit);
+        check("trace", self.trace == other.trace);
         check(ENV_USER_HASH_KEY, self.user_hash_key == other.user_hash_key);
         differ
     }
@@ -605,6 +664,21 @@ impl Config {
         if let Some(v) = parse(env, ENV_MAX_K)? {
             self.limits.max_k = v;
         }
+        if let Some(v) = parse(env, ENV_MAX_MESSAGE_BYTES)? {
+            self.limits.max_message_bytes = v;
+        }
+        if let Some(v) = parse(env, ENV_HTTP2_KEEPALIVE_INTERVAL_S)? {
+            self.grpc.http2_keepalive_interval_s = v;
+        }
+        if let Some(v) = parse(env, ENV_HTTP2_KEEPALIVE_TIMEOUT_S)? {
+            self.grpc.http2_keepalive_timeout_s = v;
+        }
+        if let Some(v) = parse(env, ENV_MAX_CONCURRENT_STREAMS)? {
+            self.grpc.max_concurrent_streams = v;
+        }
+        if let Some(v) = parse(env, ENV_MAX_CONNECTION_AGE_S)? {
+            self.grpc.max_connection_age_s = v;
+        }
         if let Some(v) = env.get(ENV_STATE) {
             self.state.backend = v.trim().to_owned();
         }
@@ -634,6 +708,9 @@ impl Config {
         }
         if let Some(v) = env.get(ENV_AUDIT_PATH) {
             self.audit.path = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_OTLP_ENDPOINT) {
+            self.trace.otlp_endpoint = (!v.trim().is_empty()).then(|| v.trim().to_owned());
         }
         if let Some(v) = env.get(ENV_USER_HASH_KEY) {
             self.user_hash_key = Some(Secret(v));
@@ -730,6 +807,22 @@ impl Config {
                 format!("{} is also the gRPC listen address", self.listen),
             ));
         }
+        let g = &self.grpc;
+        if g.http2_keepalive_interval_s > 0 && g.http2_keepalive_timeout_s == 0 {
+            return Err(error(
+                "grpc.http2_keepalive_timeout_s",
+                "must be above 0 while grpc.http2_keepalive_interval_s is (set the interval to 0 to turn keepalive off)",
+            ));
+        }
+        if g.http2_keepalive_interval_s > 86_400 || g.max_connection_age_s > 30 * 86_400 {
+            return Err(error(
+                "grpc",
+                "http2_keepalive_interval_s is at most a day and max_connection_age_s 30 days",
+            ));
+        }
+        if self.limits.max_message_bytes > 1 << 30 {
+            return Err(error("limits.max_message_bytes", "must be at most 1 GiB"));
+        }
         self.auth.tokens()?;
         self.tls.validate()?;
         if let Some(key) = &self.user_hash_key
@@ -741,6 +834,20 @@ impl Config {
                     "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 24`)"
                 ),
             ));
+        }
+        if let Some(endpoint) = &self.trace.otlp_endpoint {
+            if !cfg!(feature = "otlp") {
+                return Err(error(
+                    "trace.otlp_endpoint",
+                    "this build cannot export traces: build with `--features otlp`",
+                ));
+            }
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(error(
+                    "trace.otlp_endpoint",
+                    format!("{endpoint:?} is not an http:// or https:// URL"),
+                ));
+            }
         }
         if let Some(path) = &self.audit.path {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -996,6 +1103,64 @@ mod tests {
         let nowhere = env(&[(ENV_AUDIT_PATH, "/nonexistent/dir/audit.jsonl")]);
         let err = Config::load(&nowhere, &Overrides::default()).unwrap_err();
         assert_eq!(err.setting, "audit.path");
+    }
+
+    #[test]
+    fn otlp_export_needs_the_feature_and_a_url() {
+        let e = env(&[(ENV_OTLP_ENDPOINT, "http://127.0.0.1:4317")]);
+        let loaded = Config::load(&e, &Overrides::default());
+        if cfg!(feature = "otlp") {
+            let c = loaded.unwrap();
+            assert_eq!(
+                c.trace.otlp_endpoint.as_deref(),
+                Some("http://127.0.0.1:4317")
+            );
+        } else {
+            assert_eq!(loaded.unwrap_err().setting, "trace.otlp_endpoint");
+        }
+        let e = env(&[(ENV_OTLP_ENDPOINT, "127.0.0.1:4317")]);
+        let err = Config::load(&e, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "trace.otlp_endpoint");
+    }
+
+    #[test]
+    fn transport_settings_come_from_the_file_and_the_environment() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.grpc, GrpcSettings::default());
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "[grpc]\nhttp2_keepalive_interval_s = 60\nmax_connection_age_s = 300\n[limits]\nmax_message_bytes = 1048576"
+        )
+        .unwrap();
+        let path = file.0.display().to_string();
+        let e = env(&[
+            (ENV_CONFIG, path.as_str()),
+            (ENV_HTTP2_KEEPALIVE_TIMEOUT_S, "5"),
+            (ENV_MAX_CONCURRENT_STREAMS, "100"),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.grpc,
+            GrpcSettings {
+                http2_keepalive_interval_s: 60,
+                http2_keepalive_timeout_s: 5,
+                max_concurrent_streams: 100,
+                max_connection_age_s: 300,
+            }
+        );
+        assert_eq!(c.limits.max_message_bytes, 1 << 20);
+        let off = env(&[
+            (ENV_HTTP2_KEEPALIVE_INTERVAL_S, "0"),
+            (ENV_HTTP2_KEEPALIVE_TIMEOUT_S, "0"),
+        ]);
+        assert!(Config::load(&off, &Overrides::default()).is_ok());
+        let bad = env(&[(ENV_HTTP2_KEEPALIVE_TIMEOUT_S, "0")]);
+        let err = Config::load(&bad, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "grpc.http2_keepalive_timeout_s");
+        let bad = env(&[(ENV_MAX_MESSAGE_BYTES, "0")]);
+        let err = Config::load(&bad, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "limits.max_message_bytes");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
 //! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
 //! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
+//! - [`telemetry`]: logs, the span of each call, OTLP export (feature `otlp`).
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
@@ -44,6 +45,7 @@ pub mod pseudonym;
 pub mod rank;
 pub mod replay;
 pub mod state;
+pub mod telemetry;
 pub mod workload;
 
 /// Generated protobuf types, clients and servers of `tactful.v1`.

@@ -9,6 +9,8 @@
 //!    `profile forget` it no longer does.
 //! 5. A bad configuration exits with code 64 and names the setting.
 //! 6. The binary's admin server answers `/ready` and counts its calls in `/metrics`.
+//! 7. A message above `limits.max_message_bytes` is refused (OUT_OF_RANGE) before any work;
+//!    with `grpc.max_connection_age_s`, connections are aged out without failing a call.
 
 mod common;
 
@@ -114,6 +116,29 @@ async fn a_call_in_flight_finishes_during_a_graceful_shutdown() {
         .connect()
         .await;
     assert!(refused.is_err(), "the listener is closed after the drain");
+}
+
+#[tokio::test]
+async fn a_message_above_the_limit_is_refused_and_aged_connections_fail_no_call() {
+    let mut config = Config::default();
+    config.limits.max_message_bytes = 16 * 1024;
+    config.grpc.max_connection_age_s = 1;
+    let server = TestServer::start(config).await;
+    let mut ranker = server.ranker().await;
+    let big = tactful::workload::rank_request("big", 300, 32, 10, 1);
+    let refused = ranker.rank(big).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+    // One channel for 2.5 s: its connection is asked to go away twice, and it reconnects.
+    let start = std::time::Instant::now();
+    let mut calls = 0;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let r = ranker.rank(request("aged", catalogue())).await;
+        assert!(r.is_ok(), "call {calls} failed: {r:?}");
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(calls > 20);
+    server.stop().await;
 }
 
 fn tactful() -> Command {

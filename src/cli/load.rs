@@ -1,10 +1,21 @@
-//! `tactful bench`: a closed-loop load generator for Rank over gRPC. Each of `concurrency`
-//! workers sends its next request as soon as the last one answered, over `connections` HTTP/2
-//! connections, until `requests` were sent or `max_seconds` passed. It reports throughput,
-//! latency percentiles and errors by gRPC code. Bounded in count and time; loopback targets
-//! only unless `--allow-remote` is given.
+//! `tactful bench`: a load generator for Rank over gRPC, over `connections` HTTP/2 connections.
+//!
+//! - Closed loop (default): each of `concurrency` workers sends its next request as soon as
+//!   the last one answered. Measures what the server sustains.
+//! - Open loop (`--rate N`): a request every 1/N s whatever the answers, as real traffic
+//!   arrives; latency counts from when each request was due, so a server that falls behind
+//!   cannot hide it (no coordinated omission). At most `--max-outstanding` requests wait at
+//!   once (past that a send is skipped and counted), so the client's memory stays bounded
+//!   however slow the server. This is how overload is tested.
+//!
+//! Both run until `requests` were sent or `max_seconds` passed, and report throughput and
+//! latency percentiles — of all answers, of those actually ranked and of the fail-open ones —
+//! fail-open answers by reason, and errors by gRPC code; `--json` prints one JSON object.
+//! Loopback targets only unless `--allow-remote` is given.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -46,6 +57,18 @@ pub struct BenchArgs {
     /// Stop after this many seconds whatever the count.
     #[arg(long, default_value_t = 60)]
     pub max_seconds: u64,
+    /// Open loop: send this many requests per second whatever the answers (0 = closed loop).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Open loop: most requests waiting at once; past it a send is skipped and counted.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_outstanding: usize,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Send strict requests: errors (e.g. RESOURCE_EXHAUSTED) instead of fail-open answers.
+    #[arg(long)]
+    pub strict: bool,
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
@@ -56,42 +79,141 @@ pub struct BenchArgs {
 /// What one run measured.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Requests answered (successfully or not).
     pub sent: usize,
     pub elapsed: Duration,
     /// Latencies of successful calls, sorted.
     pub latencies: Vec<Duration>,
+    /// Latencies of the calls that were ranked (not failed open), sorted.
+    pub ranked: Vec<Duration>,
+    /// Latencies of the fail-open answers, sorted.
+    pub failed_open: Vec<Duration>,
     pub errors: BTreeMap<String, usize>,
     pub degraded: usize,
+    /// Fail-open answers by reason (`overload`, `deadline`, ...).
+    pub degraded_by: BTreeMap<String, usize>,
+    /// Open loop: sends skipped because `max_outstanding` requests were waiting.
+    pub skipped: usize,
+}
+
+/// The `p`th percentile of sorted `latencies` (zero when empty).
+pub fn percentile(latencies: &[Duration], p: f64) -> Duration {
+    if latencies.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (latencies.len() - 1) as f64).round() as usize;
+    latencies[rank.min(latencies.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 impl Report {
-    pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
+    /// Adds one answer that took `took` from when it was due.
+    fn count(&mut self, took: Duration, answer: Result<&pb::RankResponse, tonic::Code>) {
+        self.sent += 1;
+        match answer {
+            Ok(r) => {
+                self.latencies.push(took);
+                if r.degraded {
+                    self.degraded += 1;
+                    self.failed_open.push(took);
+                    let reason = r.degraded_reason().as_str_name();
+                    let reason = reason.strip_prefix("DEGRADED_REASON_").unwrap_or(reason);
+                    *self
+                        .degraded_by
+                        .entry(reason.to_ascii_lowercase())
+                        .or_default() += 1;
+                } else {
+                    self.ranked.push(took);
+                }
+            }
+            Err(code) => *self.errors.entry(format!("{code:?}")).or_default() += 1,
         }
-        let rank = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
-        self.latencies[rank.min(self.latencies.len() - 1)]
+    }
+
+    fn merge(&mut self, other: Report) {
+        self.sent += other.sent;
+        self.degraded += other.degraded;
+        self.skipped += other.skipped;
+        self.latencies.extend(other.latencies);
+        self.ranked.extend(other.ranked);
+        self.failed_open.extend(other.failed_open);
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        for (reason, n) in other.degraded_by {
+            *self.degraded_by.entry(reason).or_default() += n;
+        }
+    }
+
+    fn finish(&mut self, elapsed: Duration) {
+        self.elapsed = elapsed;
+        self.latencies.sort_unstable();
+        self.ranked.sort_unstable();
+        self.failed_open.sort_unstable();
     }
 
     pub fn text(&self) -> String {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let rps = self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        let line = |name: &str, l: &[Duration]| {
+            format!(
+                "{name} ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
+                ms(percentile(l, 50.0)),
+                ms(percentile(l, 90.0)),
+                ms(percentile(l, 99.0)),
+                ms(percentile(l, 99.9)),
+                ms(percentile(l, 100.0)),
+            )
+        };
         let mut out = format!(
-            "{} requests in {:.2} s: {rps:.0} req/s; {} degraded\n\
-             latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
+            "{} requests in {:.2} s: {rps:.0} req/s; {} degraded\n",
             self.sent,
             self.elapsed.as_secs_f64(),
             self.degraded,
-            ms(self.percentile(50.0)),
-            ms(self.percentile(90.0)),
-            ms(self.percentile(99.0)),
-            ms(self.percentile(99.9)),
-            ms(self.percentile(100.0)),
         );
+        out.push_str(&line("latency", &self.latencies));
+        if self.degraded > 0 {
+            out.push_str(&line("  ranked", &self.ranked));
+            out.push_str(&line("  fail-open", &self.failed_open));
+            for (reason, n) in &self.degraded_by {
+                out.push_str(&format!("degraded {reason}: {n}\n"));
+            }
+        }
+        if self.skipped > 0 {
+            out.push_str(&format!(
+                "skipped (too many outstanding): {}\n",
+                self.skipped
+            ));
+        }
         for (code, n) in &self.errors {
             out.push_str(&format!("errors {code}: {n}\n"));
         }
         out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let summary = |l: &[Duration]| {
+            serde_json::json!({
+                "count": l.len(),
+                "p50_ms": ms(percentile(l, 50.0)),
+                "p90_ms": ms(percentile(l, 90.0)),
+                "p99_ms": ms(percentile(l, 99.0)),
+                "max_ms": ms(percentile(l, 100.0)),
+            })
+        };
+        serde_json::json!({
+            "sent": self.sent,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "rps": self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            "latency": summary(&self.latencies),
+            "ranked": summary(&self.ranked),
+            "fail_open": summary(&self.failed_open),
+            "degraded": self.degraded_by,
+            "errors": self.errors,
+            "skipped": self.skipped,
+        })
     }
 }
 
@@ -109,6 +231,102 @@ fn is_loopback(addr: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// What every request of a run shares.
+#[derive(Clone)]
+struct Shots {
+    clients: Vec<pb::ranker_client::RankerClient<tonic::transport::Channel>>,
+    requests: Arc<Vec<pb::RankRequest>>,
+    timeout: Duration,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Shots {
+    /// Sends request `i` and counts its answer into `report`, timed from `due`.
+    async fn fire(&self, i: usize, due: Instant) -> Report {
+        let mut client = self.clients[i % self.clients.len()].clone();
+        let mut req = tonic::Request::new(self.requests[i % self.requests.len()].clone());
+        req.set_timeout(self.timeout);
+        if let Some(token) = &self.authorization {
+            req.metadata_mut().insert("authorization", token.clone());
+        }
+        let answer = client.rank(req).await;
+        let mut report = Report::default();
+        report.count(
+            due.elapsed(),
+            answer.as_ref().map(|r| r.get_ref()).map_err(|s| s.code()),
+        );
+        report
+    }
+
+    /// Closed loop: `concurrency` workers, each sending as soon as its last call answered.
+    async fn closed(&self, count: usize, concurrency: usize, cap: Duration) -> Report {
+        let next = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let (shots, next) = (self.clone(), next.clone());
+            workers.push(tokio::spawn(async move {
+                let mut local = Report::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || start.elapsed() > cap {
+                        break;
+                    }
+                    local.merge(shots.fire(i, Instant::now()).await);
+                }
+                local
+            }));
+        }
+        let mut report = Report::default();
+        for w in workers {
+            if let Ok(local) = w.await {
+                report.merge(local);
+            }
+        }
+        report.finish(start.elapsed());
+        report
+    }
+
+    /// Open loop: request `i` is due at `i / rate` s, sent then whatever came back before.
+    async fn open(&self, count: usize, rate: u64, max_outstanding: usize, cap: Duration) -> Report {
+        let start = Instant::now();
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let mut calls = tokio::task::JoinSet::new();
+        let mut report = Report::default();
+        for i in 0..count {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if due.duration_since(start) > cap {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            // Collect what has answered, so finished calls do not pile up.
+            while let Some(done) = calls.try_join_next() {
+                if let Ok(r) = done {
+                    report.merge(r);
+                }
+            }
+            if outstanding.load(Ordering::Relaxed) >= max_outstanding {
+                report.skipped += 1;
+                continue;
+            }
+            outstanding.fetch_add(1, Ordering::Relaxed);
+            let (shots, outstanding) = (self.clone(), outstanding.clone());
+            calls.spawn(async move {
+                let r = shots.fire(i, due).await;
+                outstanding.fetch_sub(1, Ordering::Relaxed);
+                r
+            });
+        }
+        while let Some(done) = calls.join_next().await {
+            if let Ok(r) = done {
+                report.merge(r);
+            }
+        }
+        report.finish(start.elapsed());
+        report
+    }
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     if !args.allow_remote && !is_loopback(&args.addr) {
         return Err(Failure(
@@ -119,9 +337,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             EXIT_USAGE,
         ));
     }
-    if args.concurrency == 0 || args.connections == 0 {
+    if args.concurrency == 0 || args.connections == 0 || args.max_outstanding == 0 {
         return Err(Failure(
-            "--concurrency and --connections must be above 0".into(),
+            "--concurrency, --connections and --max-outstanding must be above 0".into(),
             EXIT_USAGE,
         ));
     }
@@ -145,81 +363,43 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
                 seed,
             );
             r.policy = args.policy.clone();
+            r.strict = args.strict;
             r
         })
         .collect();
-
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let one_pass = |count: usize, cap: Duration| {
-        let (clients, requests) = (clients.clone(), requests.clone());
-        let concurrency = args.concurrency;
-        let authorization = authorization.clone();
-        async move {
-            let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let start = Instant::now();
-            let mut workers = Vec::new();
-            for w in 0..concurrency {
-                let mut client = clients[w % clients.len()].clone();
-                let (next, requests) = (next.clone(), requests.clone());
-                let authorization = authorization.clone();
-                workers.push(tokio::spawn(async move {
-                    let mut local = Report::default();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count || start.elapsed() > cap {
-                            break;
-                        }
-                        let mut req = tonic::Request::new(requests[i % requests.len()].clone());
-                        req.set_timeout(timeout);
-                        if let Some(token) = &authorization {
-                            req.metadata_mut().insert("authorization", token.clone());
-                        }
-                        let t = Instant::now();
-                        match client.rank(req).await {
-                            Ok(r) => {
-                                local.latencies.push(t.elapsed());
-                                local.degraded += usize::from(r.get_ref().degraded);
-                            }
-                            Err(s) => {
-                                *local.errors.entry(format!("{:?}", s.code())).or_default() += 1
-                            }
-                        }
-                        local.sent += 1;
-                    }
-                    local
-                }));
-            }
-            let mut report = Report::default();
-            for w in workers {
-                if let Ok(local) = w.await {
-                    report.sent += local.sent;
-                    report.degraded += local.degraded;
-                    report.latencies.extend(local.latencies);
-                    for (code, n) in local.errors {
-                        *report.errors.entry(code).or_default() += n;
-                    }
-                }
-            }
-            report.elapsed = start.elapsed();
-            report.latencies.sort_unstable();
-            report
-        }
+    let shots = Shots {
+        clients,
+        requests: Arc::new(requests),
+        timeout: Duration::from_millis(args.timeout_ms),
+        authorization,
     };
     let cap = Duration::from_secs(args.max_seconds);
-    one_pass(args.warmup, cap).await;
-    let report = one_pass(args.requests, cap).await;
+    // The warm-up is closed loop either way: it only opens connections and fills caches.
+    shots.closed(args.warmup, args.concurrency, cap).await;
+    let report = if args.rate > 0 {
+        shots
+            .open(args.requests, args.rate, args.max_outstanding, cap)
+            .await
+    } else {
+        shots.closed(args.requests, args.concurrency, cap).await
+    };
+    if args.json {
+        println!("{}", report.json());
+        return Ok(());
+    }
+    let policy = if args.policy.is_empty() {
+        "default"
+    } else {
+        &args.policy
+    };
+    let mode = if args.rate > 0 {
+        format!("open loop at {} req/s", args.rate)
+    } else {
+        format!("concurrency {}", args.concurrency)
+    };
     println!(
-        "Rank: {} candidates, dim {}, k {}, policy {:?}, concurrency {}, connections {}",
-        args.candidates,
-        args.dim,
-        args.k,
-        if args.policy.is_empty() {
-            "default"
-        } else {
-            &args.policy
-        },
-        args.concurrency,
-        args.connections
+        "Rank: {} candidates, dim {}, k {}, policy {policy:?}, {mode}, connections {}",
+        args.candidates, args.dim, args.k, args.connections
     );
     print!("{}", report.text());
     Ok(())
@@ -239,13 +419,49 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_counted_as_ranked_failed_open_or_errors() {
+        let mut report = Report::default();
+        let ranked = pb::RankResponse::default();
+        let overloaded = pb::RankResponse {
+            degraded: true,
+            degraded_reason: pb::DegradedReason::Overload.into(),
+            ..Default::default()
+        };
+        report.count(Duration::from_millis(2), Ok(&ranked));
+        report.count(Duration::from_millis(1), Ok(&overloaded));
+        report.count(
+            Duration::from_millis(9),
+            Err(tonic::Code::ResourceExhausted),
+        );
+        report.finish(Duration::from_secs(1));
+        assert_eq!((report.sent, report.degraded), (3, 1));
+        assert_eq!(report.ranked, [Duration::from_millis(2)]);
+        assert_eq!(report.failed_open, [Duration::from_millis(1)]);
+        assert_eq!(report.degraded_by.get("overload"), Some(&1));
+        assert_eq!(report.errors.get("ResourceExhausted"), Some(&1));
+        let json = report.json();
+        assert_eq!(json["degraded"]["overload"], 1);
+        assert_eq!(json["ranked"]["count"], 1);
+        assert!(report.text().contains("degraded overload: 1"));
+    }
+
+    #[test]
     fn percentiles_come_from_the_sorted_latencies() {
         let report = Report {
             latencies: (1..=100).map(Duration::from_millis).collect(),
             ..Default::default()
         };
-        assert_eq!(report.percentile(50.0), Duration::from_millis(51));
-        assert_eq!(report.percentile(99.0), Duration::from_millis(99));
-        assert_eq!(report.percentile(100.0), Duration::from_millis(100));
+        assert_eq!(
+            percentile(&report.latencies, 50.0),
+            Duration::from_millis(51)
+        );
+        assert_eq!(
+            percentile(&report.latencies, 99.0),
+            Duration::from_millis(99)
+        );
+        assert_eq!(
+            percentile(&report.latencies, 100.0),
+            Duration::from_millis(100)
+        );
     }
 }

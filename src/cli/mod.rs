@@ -44,7 +44,8 @@ pub enum Command {
     /// Show or change a user's preference centre.
     #[command(subcommand)]
     Profile(ProfileCommand),
-    /// Load-test Rank with synthetic requests (closed loop, bounded, loopback by default).
+    /// Load-test Rank with synthetic requests (closed or open loop, bounded, loopback by
+    /// default).
     Bench(load::BenchArgs),
     /// Replay a real log offline: the identity baseline against a policy, on relevance and
     /// avoidance (no server needed).

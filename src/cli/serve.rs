@@ -4,28 +4,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
-
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
 use crate::admin::{Admin, Readiness};
-use crate::config::{Config, LogFormat, Overrides, ProcessEnv, parse_listen_or_off};
+use crate::config::{Config, Overrides, ProcessEnv, parse_listen_or_off};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::state::UserStore;
-
-/// Log filter, e.g. `info` or `tactful=debug` [default: info].
-pub const ENV_LOG: &str = "TACTFUL_LOG";
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
 
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -104,7 +88,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tactful-io")
@@ -116,7 +99,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    // Inside the runtime: an OTLP exporter's gRPC client needs it.
+    let telemetry = {
+        let _entered = runtime.enter();
+        crate::telemetry::init(&config)
+    };
+    let code = runtime.block_on(async move {
         let backend = match config.state_backend() {
             Ok(b) => b,
             Err(e) => {
@@ -220,5 +208,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Exported spans still queued are sent while the runtime is alive.
+    let _entered = runtime.enter();
+    drop(telemetry);
+    code
 }

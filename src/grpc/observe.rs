@@ -1,5 +1,7 @@
 //! A tower layer around every gRPC call that counts it by method and outcome and times it
-//! (`tactful_grpc_requests_total`, `tactful_grpc_request_duration_seconds`).
+//! (`tactful_grpc_requests_total`, `tactful_grpc_request_duration_seconds`), and runs it in an
+//! `rpc` span with its request id and trace id (see [`crate::telemetry`]); the request id is
+//! echoed in the response's `x-request-id` header.
 //!
 //! The outcome is read from the response: a fail-open Rank answer carries its
 //! [`Degraded`](crate::engine::Degraded) reason in the response's extensions (the ranker puts it
@@ -21,9 +23,14 @@ use std::time::Instant;
 use prost::Message;
 use tonic::Code;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::engine::Degraded;
 use crate::metrics::Metrics;
+use crate::telemetry;
+
+/// The request id header, read and echoed.
+const REQUEST_ID: &str = "x-request-id";
 
 /// Every method served: the tactful services, health and both reflection versions.
 fn served_methods() -> &'static HashSet<String> {
@@ -161,21 +168,46 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let method = method_label(request.uri().path());
         let mut call = Call {
             metrics: self.metrics.clone(),
-            method: method_label(request.uri().path()),
+            method,
             started: Instant::now(),
             outcome: None,
         };
+        let headers = request.headers();
+        let request_id = headers
+            .get(REQUEST_ID)
+            .and_then(|v| telemetry::accept_request_id(v.as_bytes()))
+            .map_or_else(telemetry::new_request_id, str::to_owned);
+        let span = tracing::info_span!(
+            "rpc",
+            method,
+            request_id = %request_id,
+            trace_id = tracing::field::Empty,
+            user = tracing::field::Empty,
+        );
+        if let Some(trace) = headers
+            .get("traceparent")
+            .and_then(|v| telemetry::trace_id(v.as_bytes()))
+        {
+            span.record("trace_id", trace);
+        }
+        #[cfg(feature = "otlp")]
+        telemetry::otlp::set_parent(&span, headers);
         // The service that was polled ready serves this call; the clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let result = inner.call(request).await;
+            let mut result = inner.call(request).instrument(span).await;
             call.answered(match &result {
                 Ok(response) => outcome(response),
                 Err(_) => "internal",
             });
+            if let (Ok(response), Ok(id)) = (&mut result, http::HeaderValue::from_str(&request_id))
+            {
+                response.headers_mut().insert(REQUEST_ID, id);
+            }
             result
         })
     }

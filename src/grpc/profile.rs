@@ -78,6 +78,7 @@ impl pb::profile_server::Profile for ProfileService {
     ) -> Result<Response<pb::UserProfile>, Status> {
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
+        super::note_user(&self.engine, &req.user_id);
         Ok(Response::new(self.profile(req.user_id).await?))
     }
 
@@ -87,6 +88,7 @@ impl pb::profile_server::Profile for ProfileService {
     ) -> Result<Response<pb::UserProfile>, Status> {
         let mut req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
+        super::note_user(&self.engine, &req.user_id);
         let user_id = std::mem::take(&mut req.user_id);
         let changes = convert::interest_changes(req)?;
         let store = self.engine.store();
@@ -103,6 +105,7 @@ impl pb::profile_server::Profile for ProfileService {
         let who = caller(&request);
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
+        super::note_user(&self.engine, &req.user_id);
         let changes = convert::consent_changes(&req)?;
         let sensitive = convert::sensitive_changes(&req)?;
         let store = self.engine.store();
@@ -146,6 +149,7 @@ impl pb::profile_server::Profile for ProfileService {
     ) -> Result<Response<pb::UserProfile>, Status> {
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
+        super::note_user(&self.engine, &req.user_id);
         let undo = convert::undo(&req)?;
         let store = self.engine.store();
         let ticket = store.undo(store.key(&req.user_id), undo, now_ms()).await;
@@ -159,6 +163,7 @@ impl pb::profile_server::Profile for ProfileService {
         let who = caller(&request);
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
+        super::note_user(&self.engine, &req.user_id);
         let store = self.engine.store();
         let forgotten = store
             .forget(store.key(&req.user_id))

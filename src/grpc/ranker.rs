@@ -22,6 +22,7 @@ impl pb::ranker_server::Ranker for RankerService {
     ) -> Result<Response<pb::RankResponse>, Status> {
         let caller_timeout = timeout::caller_timeout(request.metadata());
         let mut req = request.into_inner();
+        super::note_user(&self.engine, &req.user_id);
         let request_id = std::mem::take(&mut req.request_id);
         let call = convert::rank_call(req, &self.limits, now_ms(), caller_timeout)?;
         let outcome = self

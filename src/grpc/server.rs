@@ -1,5 +1,5 @@
 //! Server wiring: the tactful services with their message-size limits, `grpc.health.v1`,
-//! server reflection, HTTP/2 keepalive, TLS (and mutual TLS) through rustls, the layers every
+//! server reflection, HTTP/2 keepalive and connection limits (`[grpc]`), TLS (and mutual TLS) through rustls, the layers every
 //! call passes (metrics outermost, so that refused calls are counted too, then bearer-token
 //! auth), and a graceful drain: on shutdown every service turns NOT_SERVING, new connections
 //! are refused, and in-flight calls get the configured grace period to finish.
@@ -133,9 +133,11 @@ pub async fn serve_with(
         engine: engine.clone(),
         limits: limits.clone(),
     })
-    .max_decoding_message_size(max);
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let profile = pb::profile_server::ProfileServer::new(ProfileService { engine, limits })
-        .max_decoding_message_size(max);
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
 
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let drain_readiness = readiness.clone();
@@ -152,13 +154,24 @@ pub async fn serve_with(
     };
     // Nagle's algorithm would hold small responses back for the peer's delayed ACK (~40 ms).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let grpc = &config.grpc;
+    // 0 = off.
+    let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    if let Some(age) = seconds(grpc.max_connection_age_s) {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(Duration::from_secs(config.drain_grace_s));
+    }
     let server = builder
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(seconds(grpc.http2_keepalive_interval_s))
+        .http2_keepalive_timeout(seconds(grpc.http2_keepalive_timeout_s))
+        .max_concurrent_streams(
+            (grpc.max_concurrent_streams > 0).then_some(grpc.max_concurrent_streams),
+        )
         .layer(ObserveLayer::new(metrics))
         .layer(AuthLayer::new(tokens, config.auth.rank_open))
         .add_service(health_service)
