@@ -83,6 +83,46 @@ pub fn rank_request(user_id: &str, n: usize, dim: usize, k: u32, seed: u64) -> p
     }
 }
 
+/// The core's input for [`rank_request`] (as the server would convert it), for benches that
+/// run the pipeline without a server.
+pub fn rank_input(n: usize, dim: usize, k: u32) -> crate::rank::RankInput {
+    let limits = crate::config::Limits::default();
+    crate::grpc::convert::rank_call(
+        rank_request("bench", n, dim, k, 42),
+        &limits,
+        1_700_000_000_000,
+        None,
+    )
+    .expect("the synthetic workload is valid")
+    .input
+}
+
+/// A user with some history against `input`: every fifth item ignored three times, the second
+/// item's brand blocked, the third item's category "fewer like this".
+pub fn user_with_history(input: &crate::rank::RankInput) -> crate::rank::UserView {
+    let mut u = crate::rank::UserView::unknown(crate::rank::Consent::privacy_default());
+    u.ignored = input
+        .candidates
+        .iter()
+        .step_by(5)
+        .map(|c| (c.item_id, 3.0))
+        .collect();
+    u.ignored.sort_by_key(|(id, _)| *id);
+    u.blocked_brands = input
+        .candidates
+        .get(1)
+        .map(|c| c.brand_id)
+        .into_iter()
+        .collect();
+    u.fewer_categories = input
+        .candidates
+        .get(2)
+        .map(|c| (c.category_id, 0.8))
+        .into_iter()
+        .collect();
+    u
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
