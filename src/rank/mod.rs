@@ -6,6 +6,9 @@
 //! [`Slate`](pipeline::Slate) built from the [`RankInput`](types::RankInput) and the user's
 //! [`UserView`](user::UserView), under a [`Deadline`](pipeline::Deadline), and returns a
 //! [`Ranking`](types::Ranking).
+//!
+//! [`metrics`] measures a finished list (intra-list diversity, coverage, exposure Gini, long
+//! tail, calibration): shared by benches, pictures and the offline replay, never used to rank.
 
 pub mod metrics;
 pub mod pipeline;
