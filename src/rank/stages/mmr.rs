@@ -19,9 +19,11 @@ use crate::rank::types::{Candidate, RankInput};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiversityParams {
-    /// Penalty per unit of similarity, on the [0, 1] relevance scale. At 0.3 an exact duplicate
-    /// of an item already placed must be 0.3 more relevant than a dissimilar one to beat it:
-    /// near-duplicates are spread out, strong relevance still wins.
+    /// How much similarity weighs against relevance, on the [0, 1] relevance scale. For MMR,
+    /// the penalty per unit of similarity: at 0.3 an exact duplicate of an item already placed
+    /// must be 0.3 more relevant than a dissimilar one to beat it, so near-duplicates are spread
+    /// out and strong relevance still wins. For DPP, the factor of `ln r²` (the share of the
+    /// item's direction not yet covered): 0.3 costs a half-covered item 0.21.
     pub weight: f32,
     /// Positions chosen greedily. 100 covers every screen a user scrolls in one visit; past
     /// it the rest follow by their objective against that head.
