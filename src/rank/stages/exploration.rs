@@ -8,7 +8,8 @@
 //! weight. A user without category tags has nothing to explore away from, so gets no slots;
 //! with personalisation off there are no tags, hence no slots. A slot goes to the best
 //! candidate (by the selection's own objective) of another category whose score is at least
-//! `min_score`; when there is none, the slot is an ordinary position.
+//! `min_score`; when there is none, the slot is an ordinary position. Slots lie within the
+//! selection's greedy depth (`diversity.depth`, 100): past it the list is a sort.
 
 use serde::Deserialize;
 
