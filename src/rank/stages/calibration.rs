@@ -83,8 +83,11 @@ pub struct Calibrator {
 impl Calibrator {
     /// `None` when there is nothing to calibrate to, or no weight.
     pub fn new(user: &UserView, weight: f32, alpha: f32) -> Option<Self> {
+        if weight <= 0.0 {
+            return None;
+        }
         let p = interest_distribution(user);
-        (weight > 0.0 && !p.is_empty()).then(|| Self {
+        (!p.is_empty()).then(|| Self {
             placed: vec![0; p.len()],
             p,
             total: 0,

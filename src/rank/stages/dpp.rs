@@ -33,6 +33,7 @@
 
 use std::collections::VecDeque;
 
+use super::hard_caps::{UNKNOWN, number_groups};
 use super::mmr::DiversityParams;
 use super::select::Greedy;
 use crate::rank::pipeline::{Parallelism, dot_rows};
@@ -50,7 +51,7 @@ enum Rows {
     /// Unit embedding rows, N×d, dense: dot products with a direction are one pass.
     Dense { rows: Vec<f32> },
     /// Per candidate, the coordinates of its category, brand and shop in the attribute space
-    /// (`u32::MAX` for an unknown id); all rows share `scale`.
+    /// (`UNKNOWN` for an unknown id); all rows share `scale`.
     Sparse {
         coords: Vec<[u32; 3]>,
         scale: [f32; 3],
@@ -156,7 +157,7 @@ impl DppState {
             Rows::Sparse { coords, scale } => {
                 let mut v = vec![0.0; self.dim];
                 for (c, s) in coords[pos].iter().zip(scale) {
-                    if *c != u32::MAX {
+                    if *c != UNKNOWN {
                         v[*c as usize] = *s;
                     }
                 }
@@ -176,7 +177,7 @@ impl DppState {
                     *o = c
                         .iter()
                         .zip(scale)
-                        .filter(|(c, _)| **c != u32::MAX)
+                        .filter(|(c, _)| **c != UNKNOWN)
                         .map(|(c, s)| s * u[*c as usize])
                         .sum();
                 }
@@ -228,27 +229,19 @@ impl DppState {
     }
 }
 
-/// Numbers the distinct categories, brands and shops of the pool as coordinates of one space.
+/// The distinct categories, brands and shops of the pool as coordinates of one space: the
+/// per-attribute numbers of [`number_groups`], brands after categories, shops after brands.
 fn attribute_coords(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, usize) {
-    let mut numbers: std::collections::HashMap<(usize, u64), u32> = Default::default();
-    let coords = pool
-        .iter()
-        .map(|&i| {
-            let c = &input.candidates[i];
-            let mut x = [u32::MAX; 3];
-            for (a, id) in [c.category_id, c.brand_id, c.shop_id]
-                .into_iter()
-                .enumerate()
-            {
-                if id != 0 {
-                    let next = numbers.len() as u32;
-                    x[a] = *numbers.entry((a, id)).or_insert(next);
-                }
+    let (mut coords, counts) = number_groups(input, pool);
+    let offsets = [0, counts[0] as u32, (counts[0] + counts[1]) as u32];
+    for c in &mut coords {
+        for (x, offset) in c.iter_mut().zip(offsets) {
+            if *x != UNKNOWN {
+                *x += offset;
             }
-            x
-        })
-        .collect();
-    (coords, numbers.len())
+        }
+    }
+    (coords, counts.iter().sum())
 }
 
 impl Greedy for DppState {

@@ -88,28 +88,36 @@ impl HardCapParams {
     /// Numbers each pool candidate's category, brand and shop densely, and returns the
     /// tracker for them.
     pub fn track(&self, input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, CapTracker) {
-        let mut numbers: [HashMap<u64, u32>; 3] = Default::default();
-        let groups = pool
-            .iter()
-            .map(|&i| {
-                let c = &input.candidates[i];
-                let mut g = [UNKNOWN; 3];
-                for (a, id) in [c.category_id, c.brand_id, c.shop_id]
-                    .into_iter()
-                    .enumerate()
-                {
-                    if id != 0 {
-                        let next = numbers[a].len() as u32;
-                        g[a] = *numbers[a].entry(id).or_insert(next);
-                    }
-                }
-                g
-            })
-            .collect();
+        let (groups, counts) = number_groups(input, pool);
         let caps = self.caps();
-        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], numbers[a].len()));
+        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], counts[a]));
         (groups, CapTracker { attrs })
     }
+}
+
+/// Per pool candidate, its category, brand and shop numbered densely per attribute from 0
+/// ([`UNKNOWN`] for id 0), and how many distinct values each attribute has: what lets a
+/// selection count groups in vectors instead of hashing ids in its loop.
+pub fn number_groups(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, [usize; 3]) {
+    let mut numbers: [HashMap<u64, u32>; 3] = Default::default();
+    let groups = pool
+        .iter()
+        .map(|&i| {
+            let c = &input.candidates[i];
+            let mut g = [UNKNOWN; 3];
+            for (a, id) in [c.category_id, c.brand_id, c.shop_id]
+                .into_iter()
+                .enumerate()
+            {
+                if id != 0 {
+                    let next = numbers[a].len() as u32;
+                    g[a] = *numbers[a].entry(id).or_insert(next);
+                }
+            }
+            g
+        })
+        .collect();
+    (groups, numbers.map(|n| n.len()))
 }
 
 /// Where the list stands against the caps, position by position.

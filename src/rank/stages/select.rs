@@ -139,9 +139,14 @@ impl Stage for Select {
             (Vec::new(), None)
         };
         let share = ask.exploration_share.unwrap_or(self.exploration.share);
-        let dominant = self.exploration.dominant(user);
         let slots = Slots::new(share, self.exploration.first_slot)
-            .filter(|s| !dominant.is_empty() && (0..take).any(|p| s.contains(p)));
+            .filter(|s| (0..take).any(|p| s.contains(p)));
+        // The user's dominant categories, only when a slot can be in this answer.
+        let dominant = match slots {
+            Some(_) => self.exploration.dominant(user),
+            None => Vec::new(),
+        };
+        let slots = slots.filter(|_| !dominant.is_empty());
         let explorable = match slots {
             Some(_) => index
                 .iter()
