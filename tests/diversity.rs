@@ -2,7 +2,8 @@
 //! (proptest, no server):
 //! 1. MMR places, at every position, the candidate the naive definition picks (every
 //!    max-similarity recomputed against every placed item), with embeddings and with
-//!    category/brand/shop similarity;
+//!    category/brand/shop similarity; each item's diversity term is the naive one, and past
+//!    the greedy depth the rest follow their objective against the whole head;
 //! 2. DPP places, at every position, the candidate with the best gain under the paper's
 //!    Algorithm 1 on the full N×N kernel (Chen, Zhang & Zhou 2018), and that is the candidate
 //!    whose addition gives the largest log-determinant computed from scratch (brute-force
@@ -196,25 +197,39 @@ proptest! {
 
     // 1
     #[test]
-    fn mmr_matches_the_naive_definition((input, score, w) in case()) {
-        let params = DiversityParams { weight: w, ..Default::default() };
+    fn mmr_matches_the_naive_definition((input, score, w) in case(), depth in 1usize..24) {
+        let params = DiversityParams { weight: w, depth, ..Default::default() };
         let picks = select(&input, &score, Method::Mmr, &params);
         let ours: Vec<usize> = picks.iter().map(|p| p.index).collect();
         prop_assert_eq!(ours.len(), input.limit());
         let n = input.candidates.len();
-        check_greedy(&ours, n, 1e-5, |placed| {
+        let head = depth.min(ours.len());
+        let max_sim = |i: usize, placed: &[usize]| {
+            placed
+                .iter()
+                .map(|&p| mmr_similarity(&input, &params, i, p))
+                .fold(0.0, f64::max)
+        };
+        check_greedy(&ours[..head], n, 1e-5, |placed| {
             (0..n)
-                .map(|i| {
-                    (!placed.contains(&i)).then(|| {
-                        let m = placed
-                            .iter()
-                            .map(|&p| mmr_similarity(&input, &params, i, p))
-                            .fold(0.0, f64::max);
-                        score[i] as f64 - w as f64 * m
-                    })
-                })
+                .map(|i| (!placed.contains(&i)).then(|| score[i] as f64 - w as f64 * max_sim(i, placed)))
                 .collect()
         })?;
+        // Each item's diversity term is against what was placed before it, or, past the
+        // greedy depth, against the whole head; the tail follows its objective.
+        for (t, p) in picks.iter().enumerate() {
+            let against = &ours[..t.min(head)];
+            let expected = -(w as f64) * max_sim(p.index, against);
+            prop_assert!(
+                (p.diversity as f64 - expected).abs() < 1e-5,
+                "position {t} (depth {depth}): diversity {} against the naive {expected}",
+                p.diversity
+            );
+        }
+        let objective = |p: &Pick| p.score - p.placement;
+        for pair in picks[head..].windows(2) {
+            prop_assert!(objective(&pair[0]) >= objective(&pair[1]), "the tail is out of order");
+        }
     }
 
     // 2

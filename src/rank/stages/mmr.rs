@@ -5,15 +5,17 @@
 //!
 //! Similarity is the cosine of the request's embeddings (negative cosines count as 0: being
 //! opposite is no reason for a boost), or, when the request carries none, a weighted match of
-//! category, brand and shop. Each candidate's `max_sim` is cached and updated once per pick, so
-//! the cost is O(k·N·d), never O(k²·N). The greedy loop itself (hard caps, exploration slots,
+//! category, brand and shop. Each candidate's `max_sim` is cached and brought up to date lazily,
+//! only while its bound could still win a place, so the cost is at most O(k·N·d), never
+//! O(k²·N), and usually far less. The greedy loop itself (hard caps, exploration slots,
 //! calibration, the tail past `depth`) is `select.rs`'s; this file holds only the similarity
 //! and MMR's objective.
 
+use ndarray::{CowArray, Ix2};
 use serde::Deserialize;
 
 use super::select::Greedy;
-use crate::rank::pipeline::Parallelism;
+use crate::rank::pipeline::dot_rows;
 use crate::rank::types::{Candidate, RankInput};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -80,123 +82,158 @@ impl DiversityParams {
 }
 
 /// How similarity is measured for one request, kept dense over the candidates still to place:
-/// position `p` here is position `p` of the pool, and both shrink together by `swap_remove`,
-/// so each pass touches only what remains.
+/// position `p` here is position `p` of the pool, and both shrink together by `swap_remove`.
 enum Similarity<'a> {
-    /// Unit-length rows, one per remaining candidate: a dot product is a cosine.
+    /// The request's embedding rows, read in place: a candidate's norm is computed only when
+    /// its similarity is first needed, and a dot product with a unit-length pick, divided by
+    /// that norm, is a cosine.
     Embeddings {
-        rows: Vec<f32>,
-        dim: usize,
+        matrix: CowArray<'a, f32, Ix2>,
+        /// Request index of each pool position.
+        index: Vec<usize>,
+        /// `1 / ‖row‖` of each pool position (0 for a zero row), NaN until first needed.
+        inv_norm: Vec<f32>,
+        /// The picks' rows scaled to unit length, in order.
         picked: Vec<f32>,
         scratch: Vec<f32>,
-        parallelism: Parallelism,
     },
     /// Attributes per remaining candidate.
     Attributes {
         attrs: Vec<Attributes>,
-        picked: Attributes,
+        /// The attributes of the picks, in order.
+        picked: Vec<Attributes>,
         params: &'a DiversityParams,
     },
 }
 
 impl<'a> Similarity<'a> {
-    fn new(
-        input: &RankInput,
-        pool: &[usize],
-        params: &'a DiversityParams,
-        parallelism: Parallelism,
-    ) -> Self {
+    fn new(input: &'a RankInput, pool: &[usize], params: &'a DiversityParams) -> Self {
         match &input.embeddings {
-            Some(e) if e.ncols() > 0 => {
-                let dim = e.ncols();
-                let mut rows = Vec::with_capacity(pool.len() * dim);
-                for &i in pool {
-                    rows.extend(e.row(i).iter());
-                }
-                parallelism.normalize_rows(&mut rows, dim);
-                Similarity::Embeddings {
-                    rows,
-                    dim,
-                    picked: vec![0.0; dim],
-                    scratch: vec![0.0; pool.len()],
-                    parallelism,
-                }
-            }
+            Some(e) if e.ncols() > 0 => Similarity::Embeddings {
+                matrix: e.as_standard_layout(),
+                index: pool.to_vec(),
+                inv_norm: vec![f32::NAN; pool.len()],
+                picked: Vec::new(),
+                scratch: Vec::new(),
+            },
             _ => Similarity::Attributes {
                 attrs: pool
                     .iter()
                     .map(|&i| attributes(&input.candidates[i]))
                     .collect(),
-                picked: (0, 0, 0),
+                picked: Vec::new(),
                 params,
             },
         }
     }
 
-    /// Takes pool position `pos` out (the last one moves into its place) and remembers it as
-    /// the new pick.
-    fn swap_remove(&mut self, pos: usize) {
+    /// How many items are placed.
+    fn picks(&self) -> usize {
         match self {
-            Similarity::Embeddings {
-                rows, dim, picked, ..
-            } => {
-                let d = *dim;
-                let last = rows.len() / d - 1;
-                picked.copy_from_slice(&rows[pos * d..(pos + 1) * d]);
-                rows.copy_within(last * d..(last + 1) * d, pos * d);
-                rows.truncate(last * d);
-            }
-            Similarity::Attributes { attrs, picked, .. } => *picked = attrs.swap_remove(pos),
+            Similarity::Embeddings { picked, matrix, .. } => picked.len() / matrix.ncols(),
+            Similarity::Attributes { picked, .. } => picked.len(),
         }
     }
 
-    /// Raises each remaining candidate's `max_sim` to its similarity with the last pick.
-    fn absorb(&mut self, max_sim: &mut [f32]) {
+    /// Takes pool position `pos` out (the last one moves into its place) and remembers it as
+    /// the newest pick.
+    fn swap_remove(&mut self, pos: usize) {
         match self {
             Similarity::Embeddings {
-                rows,
-                dim,
+                matrix,
+                index,
+                inv_norm,
+                picked,
+                ..
+            } => {
+                let row = row(matrix, index[pos]);
+                let scale = norm_inverse(row, &mut inv_norm[pos]);
+                picked.extend(row.iter().map(|x| x * scale));
+                index.swap_remove(pos);
+                inv_norm.swap_remove(pos);
+            }
+            Similarity::Attributes { attrs, picked, .. } => picked.push(attrs.swap_remove(pos)),
+        }
+    }
+
+    /// The highest similarity of pool position `pos` to the picks from `from` on (0 if none).
+    fn max_since(&mut self, pos: usize, from: usize) -> f32 {
+        match self {
+            Similarity::Embeddings {
+                matrix,
+                index,
+                inv_norm,
                 picked,
                 scratch,
-                parallelism,
+                ..
             } => {
-                let out = &mut scratch[..max_sim.len()];
-                parallelism.rows_dot(rows, *dim, picked, out);
-                for (m, s) in max_sim.iter_mut().zip(out.iter()) {
-                    *m = m.max(*s);
-                }
+                let d = matrix.ncols();
+                let row = row(matrix, index[pos]);
+                let scale = norm_inverse(row, &mut inv_norm[pos]);
+                let newer = &picked[from * d..];
+                scratch.resize(newer.len() / d, 0.0);
+                dot_rows(newer, d, row, scratch);
+                scratch.iter().fold(0.0_f32, |m, s| m.max(*s)) * scale
             }
             Similarity::Attributes {
                 attrs,
                 picked,
                 params,
-            } => {
-                for (m, a) in max_sim.iter_mut().zip(attrs.iter()) {
-                    *m = m.max(params.attribute_similarity(*a, *picked));
-                }
-            }
+            } => picked[from..]
+                .iter()
+                .map(|p| params.attribute_similarity(attrs[pos], *p))
+                .fold(0.0, f32::max),
         }
     }
 }
 
+/// Row `i` of a standard-layout matrix.
+fn row<'m>(matrix: &'m CowArray<'_, f32, Ix2>, i: usize) -> &'m [f32] {
+    let d = matrix.ncols();
+    let all = matrix
+        .as_slice()
+        .expect("as_standard_layout gives a contiguous matrix");
+    &all[i * d..(i + 1) * d]
+}
+
+/// `1 / ‖row‖` (0 for a zero row), computed once into `cache`.
+fn norm_inverse(row: &[f32], cache: &mut f32) -> f32 {
+    if cache.is_nan() {
+        let mut square = [0.0];
+        dot_rows(row, row.len(), row, &mut square);
+        let norm = square[0].sqrt();
+        *cache = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    }
+    *cache
+}
+
 /// MMR's view of the pool of candidates still to place.
+///
+/// Lazy: a pick does not touch the other candidates. Each `max_sim` only ever rises as items
+/// are placed, so a key computed against fewer picks is an upper bound of the exact one, and
+/// the greedy loop brings up to date only the candidates whose bound could still win
+/// (Minoux's lazy greedy): no key exceeds its score, so a walk in score order stops early. Each candidate meets each pick at most once, as in the eager
+/// update, but a list whose best candidates are not much like what is placed costs a few
+/// similarities per place instead of a pass over the pool.
 pub struct MmrState<'a> {
     similarity: Similarity<'a>,
     max_sim: Vec<f32>,
+    /// How many picks each `max_sim` accounts for.
+    seen: Vec<usize>,
     weight: f32,
 }
 
 impl<'a> MmrState<'a> {
     pub fn new(
-        input: &RankInput,
+        input: &'a RankInput,
         pool: &[usize],
         params: &'a DiversityParams,
         weight: f32,
-        parallelism: Parallelism,
     ) -> Self {
         Self {
-            similarity: Similarity::new(input, pool, params, parallelism),
+            similarity: Similarity::new(input, pool, params),
             max_sim: vec![0.0; pool.len()],
+            seen: vec![0; pool.len()],
             weight,
         }
     }
@@ -218,8 +255,36 @@ impl Greedy for MmrState<'_> {
 
     fn take(&mut self, pos: usize) {
         self.max_sim.swap_remove(pos);
+        self.seen.swap_remove(pos);
         self.similarity.swap_remove(pos);
-        self.similarity.absorb(&mut self.max_sim);
+    }
+
+    fn is_lazy(&self) -> bool {
+        true
+    }
+
+    fn ceiling(&self, score: f32, adjustment: f64) -> f64 {
+        score as f64 + adjustment
+    }
+
+    #[inline]
+    fn is_current(&self, pos: usize) -> bool {
+        self.seen[pos] == self.similarity.picks()
+    }
+
+    fn refresh(&mut self, pos: usize) {
+        let picks = self.similarity.picks();
+        let newer = self.similarity.max_since(pos, self.seen[pos]);
+        self.max_sim[pos] = self.max_sim[pos].max(newer);
+        self.seen[pos] = picks;
+    }
+
+    fn settle(&mut self) {
+        for pos in 0..self.max_sim.len() {
+            if !self.is_current(pos) {
+                self.refresh(pos);
+            }
+        }
     }
 }
 
@@ -228,6 +293,7 @@ mod tests {
     use ndarray::{Array1, Array2, array};
 
     use super::*;
+    use crate::rank::pipeline::Parallelism;
     use crate::rank::pipeline::{Deadline, Pick, Slate, Stage};
     use crate::rank::stages::select::Select;
     use crate::rank::types::{Consent, Method};

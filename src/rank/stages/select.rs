@@ -18,6 +18,9 @@
 //! ([`DiversityRequest`](crate::rank::types::DiversityRequest)); overload and lifecycle rules
 //! scale the weight for the user.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use super::calibration::{CalibrationParams, Calibrator};
 use super::dpp::{self, DppState};
 use super::exploration::{ExplorationParams, Slots};
@@ -38,8 +41,29 @@ pub trait Greedy {
     /// The similarity term of `pos` against what is placed, on the relevance scale (≤ 0).
     fn diversity(&self, pos: usize) -> f32;
     /// `pos` is placed: take it out of the pool (the last position moves into its place) and
-    /// account for it in the others' keys.
+    /// account for it in the others' keys, now or lazily.
     fn take(&mut self, pos: usize);
+    /// Whether this method updates keys lazily. A lazy method may leave a key stale after
+    /// `take`, as long as the stale key is an upper bound of the exact one (keys only fall as
+    /// items are placed), and no key ever exceeds [`ceiling`](Greedy::ceiling) of its score.
+    /// The loop then walks the pool in score order and brings up to date only the candidates
+    /// that could still win the place.
+    fn is_lazy(&self) -> bool {
+        false
+    }
+    /// For a lazy method: the highest key a candidate with this score and adjustment can
+    /// have, whatever is placed.
+    fn ceiling(&self, _score: f32, _adjustment: f64) -> f64 {
+        f64::INFINITY
+    }
+    /// Whether `key(pos)` is exact (always, for a method that is not lazy).
+    fn is_current(&self, _pos: usize) -> bool {
+        true
+    }
+    /// Brings `pos`'s key up to date with everything placed.
+    fn refresh(&mut self, _pos: usize) {}
+    /// Brings every key up to date, before the tail is placed by its keys.
+    fn settle(&mut self) {}
 }
 
 /// Score order: nothing depends on what is placed.
@@ -188,13 +212,7 @@ impl Stage for Select {
         let name = self.name();
         slate.picks = match method {
             Method::Mmr if weight > 0.0 => {
-                let m = MmrState::new(
-                    input,
-                    &pool.index,
-                    &self.diversity,
-                    weight,
-                    slate.parallelism,
-                );
+                let m = MmrState::new(input, &pool.index, &self.diversity, weight);
                 select(m, pool, &mut rules, deadline, name)?
             }
             Method::Dpp if weight >= dpp::MIN_WEIGHT => {
@@ -221,41 +239,198 @@ impl Stage for Select {
     }
 }
 
-/// The best allowed pool position for the next place, and the best plain score left.
-fn best<G: Greedy>(
-    g: &G,
-    pool: &Pool,
-    caps: Option<&CapTracker>,
-    explore_only: bool,
-    adjustments: &[f64],
-    neutral: f64,
-) -> (Option<usize>, f32) {
-    let mut found: Option<(usize, f64)> = None;
-    let mut top = f32::NEG_INFINITY;
-    for pos in 0..pool.len() {
-        let score = pool.score[pos];
-        top = top.max(score);
-        if caps.is_some_and(|c| !c.allowed(pool.groups[pos])) {
-            continue;
+/// A pool position in the search for the next place, ordered by key and then by upstream
+/// position (the earlier wins a tie), the same order for every way of searching.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    key: f64,
+    index: usize,
+    pos: usize,
+}
+
+impl Ranked {
+    fn beats(&self, other: &Ranked) -> bool {
+        self.key > other.key || (self.key == other.key && self.index < other.index)
+    }
+}
+
+/// The pool in descending score order (ties by upstream position), for lazy methods: no key
+/// exceeds its score's ceiling, so a walk down this order can stop as soon as the ceiling
+/// falls below the best exact key found. The order is drawn from a heap only as far as walks
+/// reach, so a list whose head is settled quickly never pays for a full sort.
+struct ScoreOrder {
+    /// Request indices, best score first, as far as walks have reached; placed ones are
+    /// skipped.
+    order: Vec<usize>,
+    /// The rest, by (score, earlier position first).
+    rest: BinaryHeap<(u32, Reverse<usize>)>,
+    /// Pool position of each request index, `usize::MAX` once placed.
+    pos_of: Vec<usize>,
+    /// Everything in `order` before it is placed.
+    start: usize,
+}
+
+/// Maps a score to an integer with the same order as `f32::total_cmp`.
+fn ordered_bits(score: f32) -> u32 {
+    let bits = score.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
+impl ScoreOrder {
+    fn new(pool: &Pool, n: usize) -> Self {
+        let mut pos_of = vec![usize::MAX; n];
+        for (pos, &i) in pool.index.iter().enumerate() {
+            pos_of[i] = pos;
         }
-        if explore_only && !pool.explorable[pos] {
-            continue;
-        }
-        let a = if adjustments.is_empty() {
-            neutral
-        } else {
-            adjustments[pool.slot[pos]]
-        };
-        let key = g.key(pos, score, a);
-        let better = match found {
-            None => true,
-            Some((b, k)) => key > k || (key == k && pool.index[pos] < pool.index[b]),
-        };
-        if better {
-            found = Some((pos, key));
+        let rest = pool
+            .index
+            .iter()
+            .zip(&pool.score)
+            .map(|(&i, &s)| (ordered_bits(s), Reverse(i)))
+            .collect();
+        Self {
+            order: Vec::new(),
+            rest,
+            pos_of,
+            start: 0,
         }
     }
-    (found.map(|f| f.0), top)
+
+    /// The `j`-th request index in score order, if there are that many.
+    fn at(&mut self, j: usize) -> Option<usize> {
+        while self.order.len() <= j {
+            let (_, Reverse(i)) = self.rest.pop()?;
+            self.order.push(i);
+        }
+        Some(self.order[j])
+    }
+
+    /// Pool position `pos` (request index `index`) is placed; `moved` is the request index
+    /// that `swap_remove` moved into `pos`, if any.
+    fn placed(&mut self, index: usize, pos: usize, moved: Option<usize>) {
+        self.pos_of[index] = usize::MAX;
+        if let Some(m) = moved {
+            self.pos_of[m] = pos;
+        }
+        while self
+            .order
+            .get(self.start)
+            .is_some_and(|&i| self.pos_of[i] == usize::MAX)
+        {
+            self.start += 1;
+        }
+    }
+}
+
+/// Where the search for each place looks: the caps, whether the place is an exploration slot,
+/// and the calibration adjustment of each calibration slot.
+struct Search<'a> {
+    caps: Option<&'a CapTracker>,
+    explore_only: bool,
+    adjustments: &'a [f64],
+    neutral: f64,
+}
+
+impl Search<'_> {
+    fn allowed(&self, pool: &Pool, pos: usize) -> bool {
+        !(self.caps.is_some_and(|c| !c.allowed(pool.groups[pos]))
+            || self.explore_only && !pool.explorable[pos])
+    }
+
+    fn adjustment(&self, pool: &Pool, pos: usize) -> f64 {
+        if self.adjustments.is_empty() {
+            self.neutral
+        } else {
+            self.adjustments[pool.slot[pos]]
+        }
+    }
+
+    fn ranked<G: Greedy>(&self, g: &G, pool: &Pool, pos: usize) -> Ranked {
+        Ranked {
+            key: g.key(pos, pool.score[pos], self.adjustment(pool, pos)),
+            index: pool.index[pos],
+            pos,
+        }
+    }
+
+    /// The best allowed pool position for the next place, and the best plain score left.
+    fn best<G: Greedy>(
+        &self,
+        g: &mut G,
+        pool: &Pool,
+        order: Option<&mut ScoreOrder>,
+    ) -> (Option<usize>, f32) {
+        match order {
+            Some(order) => self.walk(g, pool, order),
+            None => self.scan(g, pool),
+        }
+    }
+
+    /// Every key is current: one scan.
+    fn scan<G: Greedy>(&self, g: &G, pool: &Pool) -> (Option<usize>, f32) {
+        let mut found: Option<Ranked> = None;
+        let mut top = f32::NEG_INFINITY;
+        for pos in 0..pool.len() {
+            top = top.max(pool.score[pos]);
+            if !self.allowed(pool, pos) {
+                continue;
+            }
+            let r = self.ranked(g, pool, pos);
+            if found.is_none_or(|f| r.beats(&f)) {
+                found = Some(r);
+            }
+        }
+        (found.map(|f| f.pos), top)
+    }
+
+    /// Keys may be stale upper bounds: walk down the score order, skip a candidate whose stale
+    /// key cannot beat the best found, bring the others up to date, and stop where even the
+    /// ceiling of a score falls below the best exact key.
+    fn walk<G: Greedy>(
+        &self,
+        g: &mut G,
+        pool: &Pool,
+        order: &mut ScoreOrder,
+    ) -> (Option<usize>, f32) {
+        let most = self
+            .adjustments
+            .iter()
+            .copied()
+            .fold(self.neutral, f64::max);
+        let mut found: Option<Ranked> = None;
+        let mut top = None;
+        let mut j = order.start;
+        while let Some(index) = order.at(j) {
+            j += 1;
+            let pos = order.pos_of[index];
+            if pos == usize::MAX {
+                continue;
+            }
+            let score = pool.score[pos];
+            top.get_or_insert(score);
+            if found.is_some_and(|f| g.ceiling(score, most) < f.key) {
+                break;
+            }
+            if !self.allowed(pool, pos) {
+                continue;
+            }
+            if found.is_some_and(|f| !self.ranked(g, pool, pos).beats(&f)) {
+                continue;
+            }
+            if !g.is_current(pos) {
+                g.refresh(pos);
+            }
+            let r = self.ranked(g, pool, pos);
+            if found.is_none_or(|f| r.beats(&f)) {
+                found = Some(r);
+            }
+        }
+        (found.map(|f| f.pos), top.unwrap_or(f32::NEG_INFINITY))
+    }
 }
 
 fn select<G: Greedy>(
@@ -269,6 +444,9 @@ fn select<G: Greedy>(
     let neutral = g.adjustment(0.0);
     let (mut terms, mut adjustments) = (Vec::new(), Vec::new());
     let mut ended = false;
+    let mut order = g
+        .is_lazy()
+        .then(|| ScoreOrder::new(&pool, pool.index.iter().max().map_or(0, |m| m + 1)));
     while picks.len() < rules.depth {
         deadline.check(name)?;
         if let Some(c) = &rules.calibrator {
@@ -277,11 +455,17 @@ fn select<G: Greedy>(
             adjustments.extend(terms.iter().map(|t| g.adjustment(*t)));
         }
         let slot = rules.slots.is_some_and(|s| s.contains(picks.len()));
-        let caps = rules.caps.as_ref();
-        let (mut pos, top) = best(&g, &pool, caps, slot, &adjustments, neutral);
+        let mut search = Search {
+            caps: rules.caps.as_ref(),
+            explore_only: slot,
+            adjustments: &adjustments,
+            neutral,
+        };
+        let (mut pos, top) = search.best(&mut g, &pool, order.as_mut());
         let explored = slot && pos.is_some();
         if slot && pos.is_none() {
-            pos = best(&g, &pool, caps, false, &adjustments, neutral).0;
+            search.explore_only = false;
+            pos = search.best(&mut g, &pool, order.as_mut()).0;
         }
         let Some(pos) = pos else {
             // Every candidate left would break a cap here, so at every later place too.
@@ -310,9 +494,14 @@ fn select<G: Greedy>(
             c.place(pool.slot[pos]);
         }
         g.take(pos);
+        let index = pool.index[pos];
         pool.swap_remove(pos);
+        if let Some(o) = &mut order {
+            o.placed(index, pos, pool.index.get(pos).copied());
+        }
     }
     if !ended && picks.len() < rules.take {
+        g.settle();
         place_tail(&g, &pool, rules, &mut picks);
     }
     keep_scores_non_increasing(&mut picks);
