@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::audit::{Action, AuditLog, Entry};
+use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, Observed};
 use crate::rank::policy::DEFAULT_POLICY;
@@ -163,6 +164,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Where consent changes, erasures and policy reloads are recorded.
     audit: Arc<AuditLog>,
+    /// The item catalog, filled by `Catalog.Upsert` and the start-up file.
+    catalog: Arc<Catalog>,
 }
 
 /// What the pool sends back.
@@ -180,6 +183,8 @@ impl Engine {
     }
 
     /// For embedding: run with your own policies (e.g. pipelines with custom stages) or store.
+    /// Loads the catalog's start-up file (`catalog.path`) if one is set: a bad file is an
+    /// error naming its line.
     pub fn with_parts(
         config: &Config,
         policies: Policies,
@@ -203,6 +208,18 @@ impl Engine {
                 setting: "rank.threads".into(),
                 message: e.to_string(),
             })?;
+        let (catalog, loaded) = Catalog::open(&config.catalog).map_err(|e| ConfigError {
+            setting: "catalog.path".into(),
+            message: e.to_string(),
+        })?;
+        if let Some(path) = &config.catalog.path {
+            tracing::info!(
+                path = %path.display(),
+                lines = loaded,
+                items = catalog.len(),
+                "catalog loaded"
+            );
+        }
         Ok(Self {
             policies: ArcSwap::from_pointee(policies),
             parallelism: config.parallelism(),
@@ -214,7 +231,12 @@ impl Engine {
             budget: Duration::from_millis(config.rank.budget_ms),
             metrics: Arc::new(Metrics::new()),
             audit: Arc::new(audit),
+            catalog: Arc::new(catalog),
         })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -235,6 +257,7 @@ impl Engine {
     /// What the engine and its store count themselves, for a metrics scrape.
     pub fn observed(&self) -> Observed {
         let stats = self.store.stats();
+        let catalog = self.catalog.stats();
         let a = &self.avoidance;
         Observed {
             rankings: a.rankings.load(Ordering::Relaxed),
@@ -257,6 +280,15 @@ impl Engine {
             max_inflight: self.max_inflight,
             audit_errors: self.audit.errors(),
             policies: self.policy_versions(),
+            catalog_items: catalog.items,
+            catalog_bytes: catalog.bytes,
+            catalog_max_items: catalog.max_items,
+            catalog_upserted: catalog.upserted,
+            catalog_deleted: catalog.deleted,
+            catalog_rejected: catalog.rejected,
+            catalog_hits: catalog.hits,
+            catalog_misses: catalog.misses,
+            catalog_partial_embeddings: catalog.partial_embeddings,
         }
     }
 

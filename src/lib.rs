@@ -3,10 +3,14 @@
 //! is shown (fatigue, ignored feedback, privacy intrusion) and boosts for diversity, each item
 //! with a reason. It fails open to the upstream order rather than ever hurting the host.
 //!
-//! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`):
+//! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`,
+//! `catalog`):
 //! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
 //! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
 //!   made durable on local disk, or shared by replicas through Redis.
+//! - [`catalog`]: the optional item cache (category, brand, shop, price, popularity,
+//!   embedding, title, complement categories), bounded, filled by `Catalog.Upsert` and a
+//!   start-up file, so that Rank requests can carry ids and scores only.
 //! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
 //! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
@@ -35,6 +39,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod audit;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod datasets;

@@ -425,12 +425,27 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     };
     let checked = Config::load(&ProcessEnv, &overrides).and_then(|config| {
         crate::grpc::check_tls(&config)?;
+        // The catalog's file is read whole, as `serve` would, so a bad line is found here.
+        let catalog = crate::catalog::Catalog::open(&config.catalog).map_err(|e| {
+            crate::config::ConfigError {
+                setting: "catalog.path".into(),
+                message: e.to_string(),
+            }
+        })?;
         // The file parsed as a Config, so it is a TOML table.
         let raw: Option<toml::Table> = std::fs::read_to_string(file)
             .ok()
             .and_then(|t| t.parse().ok());
         let policies = raw.as_ref().and_then(|t| t.get("policies"));
-        config.to_toml(policies)
+        let mut text = config.to_toml(policies)?;
+        if let Some(path) = &config.catalog.path {
+            text.push_str(&format!(
+                "# catalog.path {}: {} items, all valid\n",
+                path.display(),
+                catalog.0.len()
+            ));
+        }
+        Ok(text)
     });
     match checked {
         Ok(text) => {

@@ -8,6 +8,7 @@ use std::mem;
 use ndarray::Array2;
 
 use super::error::ApiError;
+use crate::catalog::ItemFields;
 use crate::config::Limits;
 use crate::engine::{Degraded, Outcome, RankCall};
 use crate::pb;
@@ -417,6 +418,23 @@ pub fn event_type(kind: EventKind) -> pb::EventType {
         EventKind::UnblockBrand => T::UnblockBrand,
         EventKind::BlockShop => T::BlockShop,
         EventKind::UnblockShop => T::UnblockShop,
+    }
+}
+
+/// A catalog item off the wire, to be checked by the catalog (its vectors are moved, not
+/// copied).
+pub fn catalog_item(item: pb::CatalogItem) -> ItemFields {
+    ItemFields {
+        item_id: item.item_id,
+        category_id: item.category_id,
+        brand_id: item.brand_id,
+        shop_id: item.shop_id,
+        price: item.price,
+        popularity: item.popularity,
+        embedding: item.embedding,
+        title: item.title,
+        complement_categories: item.complement_categories,
+        deleted: item.deleted,
     }
 }
 
@@ -944,6 +962,36 @@ mod tests {
                 .evidence
                 .contains(DataDimension::Browsing)
         );
+    }
+
+    #[test]
+    fn catalog_items_leave_the_wire_unchanged() {
+        let wire = pb::CatalogItem {
+            item_id: 1,
+            category_id: 2,
+            brand_id: 3,
+            shop_id: 4,
+            price: 5.0,
+            popularity: 6.0,
+            embedding: vec![7.0],
+            title: "t".into(),
+            complement_categories: vec![8],
+            deleted: true,
+        };
+        let f = catalog_item(wire);
+        assert_eq!(
+            (
+                f.item_id,
+                f.category_id,
+                f.brand_id,
+                f.shop_id,
+                f.price,
+                f.popularity
+            ),
+            (1, 2, 3, 4, 5.0, 6.0)
+        );
+        assert_eq!((f.embedding, f.title.as_str()), (vec![7.0], "t"));
+        assert_eq!((f.complement_categories, f.deleted), (vec![8], true));
     }
 
     #[test]
