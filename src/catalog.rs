@@ -1,7 +1,9 @@
 //! The item catalog: a bounded cache of what the platform knows about its items (category,
 //! brand, shop, price, popularity, embedding, title, complement categories), so that Rank
 //! requests (and events) can carry ids only. Filled by `Catalog.Upsert` streams and by a
-//! JSON-lines file at start-up.
+//! JSON-lines file at start-up; read by the Rank conversion (one lookup per candidate), by
+//! the Events conversion (one per behavioural event) and by the engine (the complement
+//! categories of what a user bought).
 //!
 //! - **Bounded.** At most `catalog.max_items` items, each with an embedding of exactly
 //!   `catalog.dim` values (or none), a title of at most [`MAX_TITLE_BYTES`] and at most

@@ -164,7 +164,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Where consent changes, erasures and policy reloads are recorded.
     audit: Arc<AuditLog>,
-    /// The item catalog, filled by `Catalog.Upsert` and the start-up file.
+    /// The item catalog: the edge fills candidates from it, and rankings read the complement
+    /// categories of what the user bought from it.
     catalog: Arc<Catalog>,
 }
 
@@ -466,7 +467,10 @@ impl Engine {
             None => read.await,
         };
         let user = match user {
-            Ok(user) => Arc::new(user),
+            Ok(mut user) => {
+                self.complements_of_purchases(&mut user);
+                Arc::new(user)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "user state unavailable; failing open");
                 let unknown = UserView::unknown(self.store.config().consent_default);
@@ -533,6 +537,22 @@ impl Engine {
                 self.fail_open(&pipeline, &call, Degraded::Internal, &user)
             }
         }
+    }
+
+    /// Looks up the catalog's complement categories of the items the user bought (at most
+    /// the store's last purchases, so a few lookups), for the complements stage.
+    fn complements_of_purchases(&self, user: &mut UserView) {
+        if self.catalog.is_empty() || user.purchases.is_empty() {
+            return;
+        }
+        let mut found: Vec<(u64, Vec<u64>)> = user
+            .purchases
+            .iter()
+            .filter_map(|p| Some((p.item_id, self.catalog.complements_of(p.item_id)?)))
+            .collect();
+        found.sort_unstable_by_key(|(item, _)| *item);
+        found.dedup_by_key(|(item, _)| *item);
+        user.catalog_complements = found;
     }
 
     /// The upstream order with the hard rules of `user` applied, or the strict caller's

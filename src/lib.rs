@@ -29,9 +29,11 @@
 //! - [`alloc`]: the binary's allocator settings.
 //!
 //! How a Rank request flows: `grpc::ranker` validates and converts the request
-//! (`grpc::convert`), reads the caller's `grpc-timeout`, and calls `engine::Engine::rank`. The
-//! engine reads the user's view from `state` (memory, else the snapshot or Redis; if that
-//! fails, it fails open with reason STATE), takes an in-flight permit (or fails open as
+//! (`grpc::convert`: each candidate is looked up once in the `catalog`, which supplies what
+//! the request leaves unset), reads the caller's `grpc-timeout`, and calls
+//! `engine::Engine::rank`. The engine reads the user's view from `state` (memory, else the
+//! snapshot or Redis; if that fails, it fails open with reason STATE), adds the catalog's
+//! complement categories of what the user bought, takes an in-flight permit (or fails open as
 //! overloaded), and sends the job to the rayon pool, where the policy's `rank::Pipeline` runs
 //! its stages; the tokio side awaits the oneshot answer until the deadline, and otherwise
 //! returns the upstream order marked degraded.
