@@ -15,7 +15,8 @@
 //!    from the catalog, and ids-only substitutes are held back.
 //! 7. With tokens configured, Upsert needs one; health reports the Catalog service.
 //! 8. `tactful serve` loads the start-up file before opening its port, and a bad file stops
-//!    it with exit code 64 naming the line.
+//!    it with exit code 64 naming the line; `tactful catalog upsert FILE` uploads a file
+//!    and names the file's line of an item the server refuses.
 
 mod common;
 
@@ -557,9 +558,42 @@ fn tactful_serve_loads_the_file_and_a_bad_one_stops_it_naming_the_line() {
     .unwrap();
     let data = dir.path().join("data");
     let config_arg = config.display().to_string();
-    let (child, _url, _drain, admin) = spawn_server(&data, &["--config", &config_arg]);
+    let (child, url, _drain, admin) = spawn_server(&data, &["--config", &config_arg]);
     let _child = KillOnDrop(child);
     assert_eq!(catalog_items(admin, 10.0), 10.0);
+
+    // The client uploads a file and names the line of an item the server refuses.
+    let more = dir.path().join("more.jsonl");
+    let mut extra = items();
+    for x in &mut extra {
+        x.item_id += 100;
+    }
+    let mut text = jsonl(&extra);
+    text.push_str("\n{\"item_id\": 1, \"deleted\": true}\n");
+    std::fs::write(&more, &text).unwrap();
+    let more_arg = more.display().to_string();
+    let (code, out) = run_tactful(&["catalog", "upsert", "--addr", &url, &more_arg], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("upserted 10 item(s), deleted 1") && out.contains("holds 19 item(s)"),
+        "{out}"
+    );
+    let broken = dir.path().join("broken.jsonl");
+    let mut text = jsonl(&items()[..3]);
+    text.push_str("{\"item_id\": 7, \"embedding\": [1, 2]}\n");
+    std::fs::write(&broken, text).unwrap();
+    let broken_arg = broken.display().to_string();
+    let (code, out) = run_tactful(&["catalog", "upsert", "--addr", &url, &broken_arg], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("broken.jsonl line 4: items[3].embedding: has 2 values"),
+        "{out}"
+    );
+    std::fs::write(&broken, "{\"item_id\": 7}\n{\"item_id\": 8,}\n").unwrap();
+    let (code, out) = run_tactful(&["catalog", "upsert", "--addr", &url, &broken_arg], &[]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("broken.jsonl line 2: "), "{out}");
+    assert_eq!(catalog_items(admin, 19.0), 19.0);
 
     // A bad start-up file: exit code 64, naming the file and the line, before any port opens.
     let mut text = jsonl(&items());

@@ -1,9 +1,10 @@
-//! The command line: `tactful serve` runs the sidecar; `rank`, `event` and `profile` are a
-//! client for trying it by hand and scripting it; `replay` and `fit` evaluate policies offline
+//! The command line: `tactful serve` runs the sidecar; `rank`, `event`, `profile` and
+//! `catalog` are a client for trying it by hand and scripting it; `replay` and `fit` evaluate policies offline
 //! on real logs, with no server. Exit codes follow sysexits: 64 for bad usage
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
 mod access;
+mod catalog;
 mod client;
 mod load;
 mod replay;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Show or change a user's preference centre.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Fill the server's item catalog, so that Rank requests can carry ids and scores only.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Load-test Rank with synthetic requests (closed or open loop, bounded, loopback by
     /// default).
     Bench(load::BenchArgs),
