@@ -51,29 +51,47 @@ cached=$(address cached)
 
 bench() {
     "$BIN" bench --candidates "$CANDIDATES" --dim "$DIM" --requests "$REQUESTS" \
-        --warmup 300 --concurrency "$CONCURRENCY" --json "$@" | tail -1
+        --warmup "$WARMUP" --concurrency "$CONCURRENCY" --json "$@" | tail -1
+}
+WARMUP=300
+# CPU time (user + system, ms) the server with pid $1 has used: the load generator shares the
+# machine, so throughput alone does not say which side saved the work.
+cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
 }
 for run in $(seq "$RUNS"); do
+    before=$(cpu_ms "${pids[0]}")
     bench --addr "$plain" >"$work/inline-$run.json"
+    echo "$before $(cpu_ms "${pids[0]}")" >"$work/inline-$run.cpu"
+    before=$(cpu_ms "${pids[1]}")
     bench --addr "$cached" --catalog >"$work/ids-$run.json"
+    echo "$before $(cpu_ms "${pids[1]}")" >"$work/ids-$run.cpu"
 done
 
-python3 - "$work" "$RUNS" "$CANDIDATES" "$DIM" <<'EOF'
+python3 - "$work" "$RUNS" "$CANDIDATES" "$DIM" "$((REQUESTS + WARMUP))" <<'EOF'
 import json, statistics, sys
-work, runs, n, d = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+work, runs, n, d, calls = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 def load(kind):
-    return [json.load(open(f"{work}/{kind}-{r}.json")) for r in range(1, runs + 1)]
+    out = []
+    for r in range(1, runs + 1):
+        x = json.load(open(f"{work}/{kind}-{r}.json"))
+        before, after = map(float, open(f"{work}/{kind}-{r}.cpu").read().split())
+        # Server CPU per Rank call (warm-up included; for ids, the one upload too).
+        x["server_us"] = (after - before) * 1000 / calls
+        out.append(x)
+    return out
 rows = {k: load(k) for k in ("inline", "ids")}
 med = lambda xs: statistics.median(xs)
 print(f"N={n}, d={d}, medians of {runs} closed-loop runs (interleaved)")
-print("| request | req/s (runs) | median req/s | p50 ms | p99 ms | errors | degraded |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| request | req/s (runs) | median req/s | p50 ms | p99 ms | server CPU per call | errors | degraded |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for k, label in (("inline", "attributes + embeddings inline"), ("ids", "ids + scores (catalog)")):
     r = rows[k]
     rps = [x["rps"] for x in r]
     print(f"| {label} | {', '.join(f'{v:.0f}' for v in rps)} | {med(rps):.0f} "
           f"| {med([x['latency']['p50_ms'] for x in r]):.2f} "
           f"| {med([x['latency']['p99_ms'] for x in r]):.2f} "
+          f"| {med([x['server_us'] for x in r]):.0f} µs "
           f"| {sum(sum(x['errors'].values()) for x in r)} "
           f"| {sum(sum(x['degraded'].values()) for x in r)} |")
 ratio = med([x["rps"] for x in rows["ids"]]) / med([x["rps"] for x in rows["inline"]])
