@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/tactful/v1/ranker.proto",
     "proto/tactful/v1/events.proto",
     "proto/tactful/v1/profile.proto",
+    "proto/tactful/v1/catalog.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

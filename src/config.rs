@@ -80,6 +80,14 @@ pub const ENV_STATE: &str = "TACTFUL_STATE";
 pub const ENV_DATA_DIR: &str = "TACTFUL_DATA_DIR";
 /// Memory for user state, in MiB. Default 1024.
 pub const ENV_MEMORY_CAP_MIB: &str = "TACTFUL_MEMORY_CAP_MIB";
+/// Items the catalog holds at most. Default 1000000 (see [`CatalogSettings::max_items`]).
+pub const ENV_CATALOG_MAX_ITEMS: &str = "TACTFUL_CATALOG_MAX_ITEMS";
+/// Length of the catalog's embeddings; 0 = it holds none. Default 0 (see
+/// [`CatalogSettings::dim`]).
+pub const ENV_CATALOG_DIM: &str = "TACTFUL_CATALOG_DIM";
+/// JSON-lines file of items loaded into the catalog at start-up. Default: none (the catalog
+/// starts empty and fills through `Catalog.Upsert`).
+pub const ENV_CATALOG_PATH: &str = "TACTFUL_CATALOG_PATH";
 
 /// Where configuration values come from besides the file.
 pub trait Env {
@@ -356,6 +364,41 @@ impl TlsSettings {
     }
 }
 
+/// The item catalog (see [`crate::catalog`]): attributes and embeddings cached here so that
+/// Rank requests can carry ids and scores only.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// Items held at most; a change that would pass it is refused whole (RESOURCE_EXHAUSTED
+    /// for an Upsert, exit code 64 for the start-up file), never made room for by evicting
+    /// items, which would then rank without their attributes unnoticed. 1,000,000 holds the
+    /// live assortment of a large shop; each item takes about 150 bytes plus 4 per embedding
+    /// value plus its title (≈ 0.45 GB for a million items at dim 64), so size the pod for it.
+    pub max_items: usize,
+    /// Length of every embedding the catalog holds; an item whose embedding has another length
+    /// is refused, naming this setting. 0 (the default): the catalog holds attributes only,
+    /// because the length is the platform's model's and a guess would refuse every item.
+    pub dim: usize,
+    /// A JSON-lines file of `CatalogItem`s (protobuf's JSON form, one per line) loaded before
+    /// the port opens; a bad line stops the start (exit code 64) naming the line. None: the
+    /// catalog starts empty.
+    pub path: Option<PathBuf>,
+}
+
+/// The most items `catalog.max_items` may allow: far beyond one pod's memory, so only a typo
+/// reaches it.
+pub const MAX_CATALOG_ITEMS: usize = 100_000_000;
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self {
+            max_items: 1_000_000,
+            dim: 0,
+            path: None,
+        }
+    }
+}
+
 /// Where the audit log goes; see [`crate::audit`].
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -448,6 +491,7 @@ pub struct Config {
     pub grpc: GrpcSettings,
     pub rank: RankSettings,
     pub state: StateSettings,
+    pub catalog: CatalogSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
     pub audit: AuditSettings,
@@ -472,6 +516,7 @@ impl Default for Config {
             grpc: GrpcSettings::default(),
             rank: RankSettings::default(),
             state: StateSettings::default(),
+            catalog: CatalogSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
             audit: AuditSettings::default(),
@@ -580,6 +625,7 @@ impl Config {
         check("grpc", self.grpc == other.grpc);
         check("rank", self.rank == other.rank);
         check("state", self.state == other.state);
+        check("catalog", self.catalog == other.catalog);
         check("auth", self.auth == other.auth);
         check("tls", self.tls == other.tls);
         check("audit", self.audit == other.audit);
@@ -688,6 +734,15 @@ impl Config {
         if let Some(v) = parse(env, ENV_MEMORY_CAP_MIB)? {
             self.state.memory_cap_mib = v;
         }
+        if let Some(v) = parse(env, ENV_CATALOG_MAX_ITEMS)? {
+            self.catalog.max_items = v;
+        }
+        if let Some(v) = parse(env, ENV_CATALOG_DIM)? {
+            self.catalog.dim = v;
+        }
+        if let Some(v) = env.get(ENV_CATALOG_PATH) {
+            self.catalog.path = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
         if let Some(v) = env.get(ENV_AUTH_TOKENS_FILE) {
             self.auth.tokens_file = Some(PathBuf::from(v));
         }
@@ -761,6 +816,7 @@ impl Config {
                 self.state.snapshot_log_mib as usize,
             ),
             ("state.counter_sync_ms", self.state.counter_sync_ms as usize),
+            ("catalog.max_items", self.catalog.max_items),
         ];
         for (setting, v) in positive {
             if v == 0 {
@@ -822,6 +878,21 @@ impl Config {
         }
         if self.limits.max_message_bytes > 1 << 30 {
             return Err(error("limits.max_message_bytes", "must be at most 1 GiB"));
+        }
+        if self.catalog.max_items > MAX_CATALOG_ITEMS {
+            return Err(error(
+                "catalog.max_items",
+                format!("must be at most {MAX_CATALOG_ITEMS}"),
+            ));
+        }
+        if self.catalog.dim > self.limits.max_embedding_dim {
+            return Err(error(
+                "catalog.dim",
+                format!(
+                    "{} is above limits.max_embedding_dim ({}): no request could use such embeddings",
+                    self.catalog.dim, self.limits.max_embedding_dim
+                ),
+            ));
         }
         self.auth.tokens()?;
         self.tls.validate()?;
@@ -1161,6 +1232,49 @@ mod tests {
         let bad = env(&[(ENV_MAX_MESSAGE_BYTES, "0")]);
         let err = Config::load(&bad, &Overrides::default()).unwrap_err();
         assert_eq!(err.setting, "limits.max_message_bytes");
+    }
+
+    #[test]
+    fn catalog_settings_come_from_the_file_and_the_environment_and_are_checked() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.catalog, CatalogSettings::default());
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "[catalog]\nmax_items = 5000\ndim = 32\npath = \"items.jsonl\""
+        )
+        .unwrap();
+        let path = file.0.display().to_string();
+        let c = Config::load(&env(&[(ENV_CONFIG, path.as_str())]), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.catalog,
+            CatalogSettings {
+                max_items: 5000,
+                dim: 32,
+                path: Some(PathBuf::from("items.jsonl")),
+            }
+        );
+        let e = env(&[
+            (ENV_CONFIG, path.as_str()),
+            (ENV_CATALOG_MAX_ITEMS, "7"),
+            (ENV_CATALOG_DIM, "64"),
+            (ENV_CATALOG_PATH, ""),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        assert_eq!((c.catalog.max_items, c.catalog.dim), (7, 64));
+        assert_eq!(c.catalog.path, None, "an empty path turns the file off");
+        for (key, value, setting) in [
+            (ENV_CATALOG_MAX_ITEMS, "0", "catalog.max_items"),
+            (ENV_CATALOG_MAX_ITEMS, "100000001", "catalog.max_items"),
+            (ENV_CATALOG_DIM, "1025", "catalog.dim"),
+            (ENV_CATALOG_DIM, "-1", ENV_CATALOG_DIM),
+        ] {
+            let err = Config::load(&env(&[(key, value)]), &Overrides::default()).unwrap_err();
+            assert_eq!(err.setting, setting, "{key}={value}: {err}");
+        }
+        let mut changed = c.clone();
+        changed.catalog.dim = 8;
+        assert_eq!(c.differences_outside_policies(&changed), ["catalog"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::audit::{Action, AuditLog, Entry};
+use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, Observed};
 use crate::rank::policy::DEFAULT_POLICY;
@@ -163,6 +164,9 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Where consent changes, erasures and policy reloads are recorded.
     audit: Arc<AuditLog>,
+    /// The item catalog: the edge fills candidates from it, and rankings read the complement
+    /// categories of what the user bought from it.
+    catalog: Arc<Catalog>,
 }
 
 /// What the pool sends back.
@@ -180,6 +184,8 @@ impl Engine {
     }
 
     /// For embedding: run with your own policies (e.g. pipelines with custom stages) or store.
+    /// Loads the catalog's start-up file (`catalog.path`) if one is set: a bad file is an
+    /// error naming its line.
     pub fn with_parts(
         config: &Config,
         policies: Policies,
@@ -203,6 +209,18 @@ impl Engine {
                 setting: "rank.threads".into(),
                 message: e.to_string(),
             })?;
+        let (catalog, loaded) = Catalog::open(&config.catalog).map_err(|e| ConfigError {
+            setting: "catalog.path".into(),
+            message: e.to_string(),
+        })?;
+        if let Some(path) = &config.catalog.path {
+            tracing::info!(
+                path = %path.display(),
+                lines = loaded,
+                items = catalog.len(),
+                "catalog loaded"
+            );
+        }
         Ok(Self {
             policies: ArcSwap::from_pointee(policies),
             parallelism: config.parallelism(),
@@ -214,7 +232,12 @@ impl Engine {
             budget: Duration::from_millis(config.rank.budget_ms),
             metrics: Arc::new(Metrics::new()),
             audit: Arc::new(audit),
+            catalog: Arc::new(catalog),
         })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -235,6 +258,7 @@ impl Engine {
     /// What the engine and its store count themselves, for a metrics scrape.
     pub fn observed(&self) -> Observed {
         let stats = self.store.stats();
+        let catalog = self.catalog.stats();
         let a = &self.avoidance;
         Observed {
             rankings: a.rankings.load(Ordering::Relaxed),
@@ -257,6 +281,15 @@ impl Engine {
             max_inflight: self.max_inflight,
             audit_errors: self.audit.errors(),
             policies: self.policy_versions(),
+            catalog_items: catalog.items,
+            catalog_bytes: catalog.bytes,
+            catalog_max_items: catalog.max_items,
+            catalog_upserted: catalog.upserted,
+            catalog_deleted: catalog.deleted,
+            catalog_rejected: catalog.rejected,
+            catalog_hits: catalog.hits,
+            catalog_misses: catalog.misses,
+            catalog_partial_embeddings: catalog.partial_embeddings,
         }
     }
 
@@ -434,7 +467,10 @@ impl Engine {
             None => read.await,
         };
         let user = match user {
-            Ok(user) => Arc::new(user),
+            Ok(mut user) => {
+                self.complements_of_purchases(&mut user);
+                Arc::new(user)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "user state unavailable; failing open");
                 let unknown = UserView::unknown(self.store.config().consent_default);
@@ -501,6 +537,22 @@ impl Engine {
                 self.fail_open(&pipeline, &call, Degraded::Internal, &user)
             }
         }
+    }
+
+    /// Looks up the catalog's complement categories of the items the user bought (at most
+    /// the store's last purchases, so a few lookups), for the complements stage.
+    fn complements_of_purchases(&self, user: &mut UserView) {
+        if self.catalog.is_empty() || user.purchases.is_empty() {
+            return;
+        }
+        let mut found: Vec<(u64, Vec<u64>)> = user
+            .purchases
+            .iter()
+            .filter_map(|p| Some((p.item_id, self.catalog.complements_of(p.item_id)?)))
+            .collect();
+        found.sort_unstable_by_key(|(item, _)| *item);
+        found.dedup_by_key(|(item, _)| *item);
+        user.catalog_complements = found;
     }
 
     /// The upstream order with the hard rules of `user` applied, or the strict caller's

@@ -3,10 +3,14 @@
 //! is shown (fatigue, ignored feedback, privacy intrusion) and boosts for diversity, each item
 //! with a reason. It fails open to the upstream order rather than ever hurting the host.
 //!
-//! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`):
+//! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`,
+//! `catalog`):
 //! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
 //! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
 //!   made durable on local disk, or shared by replicas through Redis.
+//! - [`catalog`]: the optional item cache (category, brand, shop, price, popularity,
+//!   embedding, title, complement categories), bounded, filled by `Catalog.Upsert` and a
+//!   start-up file, so that Rank requests can carry ids and scores only.
 //! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
 //! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
@@ -25,9 +29,11 @@
 //! - [`alloc`]: the binary's allocator settings.
 //!
 //! How a Rank request flows: `grpc::ranker` validates and converts the request
-//! (`grpc::convert`), reads the caller's `grpc-timeout`, and calls `engine::Engine::rank`. The
-//! engine reads the user's view from `state` (memory, else the snapshot or Redis; if that
-//! fails, it fails open with reason STATE), takes an in-flight permit (or fails open as
+//! (`grpc::convert`: each candidate is looked up once in the `catalog`, which supplies what
+//! the request leaves unset), reads the caller's `grpc-timeout`, and calls
+//! `engine::Engine::rank`. The engine reads the user's view from `state` (memory, else the
+//! snapshot or Redis; if that fails, it fails open with reason STATE), adds the catalog's
+//! complement categories of what the user bought, takes an in-flight permit (or fails open as
 //! overloaded), and sends the job to the rayon pool, where the policy's `rank::Pipeline` runs
 //! its stages; the tokio side awaits the oneshot answer until the deadline, and otherwise
 //! returns the upstream order marked degraded.
@@ -35,6 +41,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod audit;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod datasets;

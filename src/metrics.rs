@@ -24,6 +24,12 @@
 //! | `tactful_state_memory_cap_bytes` | gauge | | the cap past which the coldest users are evicted |
 //! | `tactful_state_evicted_total` | counter | | users evicted from memory |
 //! | `tactful_state_snapshots_total` | counter | | snapshots written |
+//! | `tactful_catalog_items` | gauge | | items the catalog holds |
+//! | `tactful_catalog_bytes` | gauge | | memory of the catalog's items (entries and their heap parts; the map's spare slots add up to about half again) |
+//! | `tactful_catalog_max_items` | gauge | | the limit past which changes are refused |
+//! | `tactful_catalog_upserts_total` | counter | `outcome` | catalog items received: `upserted` (put), `deleted` (tombstones), `rejected` (in an Upsert stream or change that was refused whole: a bad item, the limit, a cut-off stream) |
+//! | `tactful_catalog_lookups_total` | counter | `outcome` | Rank candidates looked up in the catalog: `hit` or `miss` (none while the catalog is empty) |
+//! | `tactful_catalog_partial_embeddings_total` | counter | | Rank requests in which some candidates had an embedding (inline or from the catalog) and others none: ranked without embeddings |
 //! | `tactful_policy_info` | gauge (1) | `policy`, `version` | the policies in force |
 //! | `tactful_audit_errors_total` | counter | | audit records that could not be written |
 //! | `tactful_ready` | gauge | | 1 while serving, 0 while loading or draining |
@@ -80,7 +86,25 @@ pub struct Observed {
     pub audit_errors: u64,
     /// `(name, name@version)` of each policy in force.
     pub policies: Vec<(String, String)>,
+    pub catalog_items: usize,
+    pub catalog_bytes: usize,
+    pub catalog_max_items: usize,
+    /// Running totals of catalog items put, deleted and refused.
+    pub catalog_upserted: u64,
+    pub catalog_deleted: u64,
+    pub catalog_rejected: u64,
+    /// Running totals of Rank candidates found and not found in the catalog.
+    pub catalog_hits: u64,
+    pub catalog_misses: u64,
+    /// Running total of Rank requests ranked without embeddings because only some of their
+    /// candidates had one.
+    pub catalog_partial_embeddings: u64,
 }
+
+/// The `outcome`s of `tactful_catalog_upserts_total` and `tactful_catalog_lookups_total`,
+/// pre-registered so that their series exist (at 0) from the start.
+const CATALOG_UPSERT_OUTCOMES: [&str; 3] = ["upserted", "deleted", "rejected"];
+const CATALOG_LOOKUP_OUTCOMES: [&str; 2] = ["hit", "miss"];
 
 pub struct Metrics {
     registry: Registry,
@@ -102,6 +126,12 @@ pub struct Metrics {
     evicted: IntCounter,
     snapshots: IntCounter,
     policy_info: IntGaugeVec,
+    catalog_items: IntGauge,
+    catalog_bytes: IntGauge,
+    catalog_max_items: IntGauge,
+    catalog_upserts: IntCounterVec,
+    catalog_lookups: IntCounterVec,
+    catalog_partial_embeddings: IntCounter,
     audit_errors: IntCounter,
     ready: IntGauge,
     rss: IntGauge,
@@ -268,6 +298,34 @@ impl Metrics {
                 )
                 .expect("valid name"),
             ),
+            catalog_items: gauge(&r, "tactful_catalog_items", "Items the catalog holds"),
+            catalog_bytes: gauge(
+                &r,
+                "tactful_catalog_bytes",
+                "Memory of the catalog's items (entries and heap parts, not the map's spare slots)",
+            ),
+            catalog_max_items: gauge(
+                &r,
+                "tactful_catalog_max_items",
+                "Items the catalog may hold; changes past it are refused",
+            ),
+            catalog_upserts: counter_vec(
+                &r,
+                "tactful_catalog_upserts_total",
+                "Catalog items received, by outcome (upserted, deleted, rejected)",
+                &["outcome"],
+            ),
+            catalog_lookups: counter_vec(
+                &r,
+                "tactful_catalog_lookups_total",
+                "Rank candidates looked up in the catalog, by outcome (hit, miss)",
+                &["outcome"],
+            ),
+            catalog_partial_embeddings: counter(
+                &r,
+                "tactful_catalog_partial_embeddings_total",
+                "Rank requests where only some candidates had an embedding, ranked without embeddings",
+            ),
             audit_errors: counter(
                 &r,
                 "tactful_audit_errors_total",
@@ -288,6 +346,12 @@ impl Metrics {
         };
         for reason in DEGRADED_REASONS {
             m.degraded.with_label_values(&[reason]);
+        }
+        for outcome in CATALOG_UPSERT_OUTCOMES {
+            m.catalog_upserts.with_label_values(&[outcome]);
+        }
+        for outcome in CATALOG_LOOKUP_OUTCOMES {
+            m.catalog_lookups.with_label_values(&[outcome]);
         }
         let build = register(
             &m.registry,
@@ -356,6 +420,26 @@ impl Metrics {
         self.inflight.set(int(o.inflight));
         self.max_inflight.set(int(o.max_inflight));
         raise_to(&self.audit_errors, o.audit_errors);
+        self.catalog_items.set(int(o.catalog_items));
+        self.catalog_bytes.set(int(o.catalog_bytes));
+        self.catalog_max_items.set(int(o.catalog_max_items));
+        for (outcome, n) in CATALOG_UPSERT_OUTCOMES.into_iter().zip([
+            o.catalog_upserted,
+            o.catalog_deleted,
+            o.catalog_rejected,
+        ]) {
+            raise_to(&self.catalog_upserts.with_label_values(&[outcome]), n);
+        }
+        for (outcome, n) in CATALOG_LOOKUP_OUTCOMES
+            .into_iter()
+            .zip([o.catalog_hits, o.catalog_misses])
+        {
+            raise_to(&self.catalog_lookups.with_label_values(&[outcome]), n);
+        }
+        raise_to(
+            &self.catalog_partial_embeddings,
+            o.catalog_partial_embeddings,
+        );
         // Reset first: a reload that changed a version must not leave the old one listed.
         self.policy_info.reset();
         for (name, version) in &o.policies {
@@ -405,6 +489,10 @@ mod tests {
             dropped: vec![("blocked_brand", 3)],
             users: 2,
             policies: vec![("default".into(), "default@2".into())],
+            catalog_items: 7,
+            catalog_upserted: 9,
+            catalog_hits: 40,
+            catalog_misses: 2,
             ..Default::default()
         });
         let text = m.render();
@@ -430,6 +518,18 @@ mod tests {
         );
         assert_eq!(get("tactful_avoidance_rankings_total"), 5.0);
         assert_eq!(get("tactful_state_users"), 2.0);
+        assert_eq!(get("tactful_catalog_items"), 7.0);
+        assert_eq!(
+            get(r#"tactful_catalog_upserts_total{outcome="upserted"}"#),
+            9.0
+        );
+        assert_eq!(
+            get(r#"tactful_catalog_upserts_total{outcome="rejected"}"#),
+            0.0
+        );
+        assert_eq!(get(r#"tactful_catalog_lookups_total{outcome="hit"}"#), 40.0);
+        assert_eq!(get(r#"tactful_catalog_lookups_total{outcome="miss"}"#), 2.0);
+        assert_eq!(get("tactful_catalog_partial_embeddings_total"), 0.0);
         assert_eq!(
             get(r#"tactful_policy_info{policy="default",version="default@2"}"#),
             1.0

@@ -320,6 +320,7 @@ pub fn run(command: Command) -> ExitCode {
             Command::Event(args) => event(args).await,
             Command::Profile(cmd) => profile(cmd).await,
             Command::Bench(args) => super::load::run(args).await,
+            Command::Catalog(cmd) => super::catalog::run(cmd).await,
             Command::Serve(_)
             | Command::Replay(_)
             | Command::Fit(_)

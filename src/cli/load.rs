@@ -72,6 +72,11 @@ pub struct BenchArgs {
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Upload the generated items (attributes and embeddings) to the server's catalog first,
+    /// then send candidates with ids, scores and evidence only (the server's catalog.dim must
+    /// be --dim).
+    #[arg(long)]
+    pub catalog: bool,
     #[command(flatten)]
     pub access: super::Access,
 }
@@ -353,7 +358,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             .map_err(|e| Failure(format!("cannot reach {}: {e}", args.addr), EXIT_UNAVAILABLE))?;
         clients.push(pb::ranker_client::RankerClient::new(channel));
     }
-    let requests: Vec<pb::RankRequest> = (0..16)
+    let mut requests: Vec<pb::RankRequest> = (0..16)
         .map(|seed| {
             let mut r = rank_request(
                 &format!("bench-user-{seed}"),
@@ -367,6 +372,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             r
         })
         .collect();
+    if args.catalog {
+        super::catalog::move_to_catalog(&endpoint, authorization.as_ref(), &mut requests).await?;
+    }
     let shots = Shots {
         clients,
         requests: Arc::new(requests),
@@ -401,6 +409,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         "Rank: {} candidates, dim {}, k {}, policy {policy:?}, {mode}, connections {}",
         args.candidates, args.dim, args.k, args.connections
     );
+    if args.catalog {
+        println!("candidates carry ids, scores and evidence; the rest comes from the catalog");
+    }
     print!("{}", report.text());
     Ok(())
 }

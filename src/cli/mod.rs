@@ -1,9 +1,10 @@
-//! The command line: `tactful serve` runs the sidecar; `rank`, `event` and `profile` are a
-//! client for trying it by hand and scripting it; `replay` and `fit` evaluate policies offline
+//! The command line: `tactful serve` runs the sidecar; `rank`, `event`, `profile` and
+//! `catalog` are a client for trying it by hand and scripting it; `replay` and `fit` evaluate policies offline
 //! on real logs, with no server. Exit codes follow sysexits: 64 for bad usage
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
 mod access;
+mod catalog;
 mod client;
 mod load;
 mod replay;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Show or change a user's preference centre.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Fill the server's item catalog, so that Rank requests can carry ids and scores only.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Load-test Rank with synthetic requests (closed or open loop, bounded, loopback by
     /// default).
     Bench(load::BenchArgs),
@@ -425,12 +429,27 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     };
     let checked = Config::load(&ProcessEnv, &overrides).and_then(|config| {
         crate::grpc::check_tls(&config)?;
+        // The catalog's file is read whole, as `serve` would, so a bad line is found here.
+        let catalog = crate::catalog::Catalog::open(&config.catalog).map_err(|e| {
+            crate::config::ConfigError {
+                setting: "catalog.path".into(),
+                message: e.to_string(),
+            }
+        })?;
         // The file parsed as a Config, so it is a TOML table.
         let raw: Option<toml::Table> = std::fs::read_to_string(file)
             .ok()
             .and_then(|t| t.parse().ok());
         let policies = raw.as_ref().and_then(|t| t.get("policies"));
-        config.to_toml(policies)
+        let mut text = config.to_toml(policies)?;
+        if let Some(path) = &config.catalog.path {
+            text.push_str(&format!(
+                "# catalog.path {}: {} items, all valid\n",
+                path.display(),
+                catalog.0.len()
+            ));
+        }
+        Ok(text)
     });
     match checked {
         Ok(text) => {

@@ -150,11 +150,21 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(EXIT_UNAVAILABLE);
             }
         };
-        let engine = match Engine::new(&config, store.clone()) {
-            Ok(e) => Arc::new(e.with_metrics(metrics)),
-            Err(e) => {
+        // Off the runtime's threads: the engine loads the catalog's start-up file, which may
+        // take seconds, and the admin server keeps answering meanwhile.
+        let built = {
+            let (config, store) = (config.clone(), store.clone());
+            tokio::task::spawn_blocking(move || Engine::new(&config, store)).await
+        };
+        let engine = match built {
+            Ok(Ok(e)) => Arc::new(e.with_metrics(metrics)),
+            Ok(Err(e)) => {
                 eprintln!("tactful: configuration error: {e}");
                 return ExitCode::from(EXIT_USAGE);
+            }
+            Err(e) => {
+                eprintln!("tactful: cannot build the engine: {e}");
+                return ExitCode::FAILURE;
             }
         };
         let listener = match tokio::net::TcpListener::bind(config.listen).await {

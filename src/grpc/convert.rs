@@ -8,6 +8,7 @@ use std::mem;
 use ndarray::Array2;
 
 use super::error::ApiError;
+use crate::catalog::{Catalog, Item, ItemFields};
 use crate::config::Limits;
 use crate::engine::{Degraded, Outcome, RankCall};
 use crate::pb;
@@ -74,11 +75,88 @@ fn max_bytes(value: &str, max: usize, field: impl FnOnce() -> String) -> Result<
     Ok(())
 }
 
-/// Validates a Rank request and builds the engine's call. `now_ms` is the server's clock, used
-/// when the request's context carries none.
+/// The embedding length of a Rank request, and the candidate that set it.
+#[derive(Debug, Clone, Copy)]
+struct Width {
+    len: usize,
+    index: usize,
+    from_catalog: bool,
+}
+
+impl Width {
+    /// Why an embedding of `len` values (the request's own, or else the catalog's for `item`)
+    /// cannot join this request's.
+    fn conflict(self, len: usize, from_catalog: bool, item: u64) -> String {
+        let first = if self.from_catalog {
+            format!("the catalog's embedding of candidates[{}]", self.index)
+        } else {
+            format!("candidates[{}]", self.index)
+        };
+        let this = if from_catalog {
+            format!("is empty, and the catalog's embedding of item {item} has {len} values")
+        } else {
+            format!("has {len} values")
+        };
+        format!(
+            "{this} but {first} has {}: the embeddings of a request, its own and the \
+             catalog's (catalog.dim), have one length",
+            self.len
+        )
+    }
+}
+
+/// Takes from the catalog's item every attribute the request left at its zero value.
+fn fill_from_catalog(c: &mut Candidate, item: &Item) {
+    if c.category_id == 0 {
+        c.category_id = item.category_id;
+    }
+    if c.brand_id == 0 {
+        c.brand_id = item.brand_id;
+    }
+    if c.shop_id == 0 {
+        c.shop_id = item.shop_id;
+    }
+    if c.price == 0.0 {
+        c.price = item.price;
+    }
+    if c.popularity == 0.0 {
+        c.popularity = item.popularity;
+    }
+}
+
+/// Validates a Rank request and builds the engine's call, without a catalog. `now_ms` is the
+/// server's clock, used when the request's context carries none.
 pub fn rank_call(
+    req: pb::RankRequest,
+    limits: &Limits,
+    now_ms: i64,
+    caller_timeout: Option<std::time::Duration>,
+) -> Result<RankCall, ApiError> {
+    rank_call_with_catalog(req, limits, None, now_ms, caller_timeout)
+}
+
+/// [`rank_call`], filling candidates from the item catalog: each candidate is looked up once,
+/// and every attribute the request leaves at its zero value (category, brand, shop, price,
+/// popularity, embedding) is taken from the catalog's item, so what the request carries wins
+/// field by field. (Protobuf cannot tell an unset field from a zero one, so a price of 0
+/// cannot override a cached price.) An item the catalog does not hold is ranked with what the
+/// request has. The core reads titles only as anchors ("because you viewed X"), so the
+/// catalog's titles name the anchor of a candidate that gives `anchor_item_id` without
+/// `anchor_title` (one more lookup, for those candidates only).
+///
+/// Embeddings: a request's candidates either all have one (inline or cached) and the request
+/// is ranked with them, or the request is ranked without embeddings (similarity then comes
+/// from category, brand and shop for every candidate; counted in
+/// `tactful_catalog_partial_embeddings_total`). Treating the missing rows as zero vectors was
+/// not chosen: a zero vector is "unlike everything", which would lift the items nobody
+/// described above the others and give DPP a direction it can never pick. While the catalog
+/// cannot supply embeddings (empty, or `catalog.dim` = 0), a request's embeddings must be all
+/// or none, as they always had to be: a missing one can only be the client's mistake. Inline
+/// and cached embeddings of different lengths in one request are INVALID_ARGUMENT.
+pub fn rank_call_with_catalog(
     mut req: pb::RankRequest,
     limits: &Limits,
+    catalog: Option<&Catalog>,
     now_ms: i64,
     caller_timeout: Option<std::time::Duration>,
 ) -> Result<RankCall, ApiError> {
@@ -127,17 +205,18 @@ pub fn rank_call(
         denied.insert(dimension(d, || format!("consent.denied[{i}]"))?);
     }
 
-    let dim = req.candidates.first().map_or(0, |c| c.embedding.len());
-    if dim > limits.max_embedding_dim {
-        return Err(ApiError::invalid(
-            "candidates[0].embedding",
-            format!(
-                "has {dim} values, the maximum is {}",
-                limits.max_embedding_dim
-            ),
-        ));
-    }
-    let mut flat: Vec<f32> = Vec::with_capacity(n * dim);
+    // Lookups are skipped while the catalog is empty: a server without one pays nothing.
+    let catalog = catalog.filter(|c| !c.is_empty());
+    let cached_embeddings = catalog.is_some_and(Catalog::supplies_embeddings);
+    // Without cached embeddings the old rule holds: every candidate has candidates[0]'s length.
+    let first_len = req.candidates.first().map_or(0, |c| c.embedding.len());
+    // The request's embedding length, from the first candidate that had one.
+    let mut width: Option<Width> = None;
+    // Rows of the leading candidates that all had an embedding; once one has none, the
+    // request will be ranked without, and nothing more is copied.
+    let mut flat: Vec<f32> = Vec::new();
+    let mut rows = 0;
+    let (mut hits, mut misses) = (0, 0);
     let mut seen: HashMap<u64, usize> = HashMap::with_capacity(n);
     let mut candidates = Vec::with_capacity(n);
     for (i, c) in req.candidates.iter_mut().enumerate() {
@@ -175,13 +254,22 @@ pub fn rank_call(
                 "must not be negative (0 = unknown)",
             ));
         }
-        if c.embedding.len() != dim {
+        let len = c.embedding.len();
+        if len > limits.max_embedding_dim {
             return Err(ApiError::invalid(
                 field("embedding"),
                 format!(
-                    "has {} values but candidates[0] has {dim}: all embeddings of a request \
-                     have the same length, or none has one",
-                    c.embedding.len()
+                    "has {len} values, the maximum is {}",
+                    limits.max_embedding_dim
+                ),
+            ));
+        }
+        if !cached_embeddings && len != first_len {
+            return Err(ApiError::invalid(
+                field("embedding"),
+                format!(
+                    "has {len} values but candidates[0] has {first_len}: all embeddings of a \
+                     request have the same length, or none has one"
                 ),
             ));
         }
@@ -191,12 +279,11 @@ pub fn rank_call(
                 "must be a finite number",
             ));
         }
-        flat.extend_from_slice(&c.embedding);
         let mut evidence = DimensionSet::EMPTY;
         for (j, &d) in c.evidence.iter().enumerate() {
             evidence.insert(dimension(d, || format!("candidates[{i}].evidence[{j}]"))?);
         }
-        candidates.push(Candidate {
+        let mut candidate = Candidate {
             item_id: c.item_id,
             score: c.score,
             category_id: c.category_id,
@@ -210,12 +297,71 @@ pub fn rank_call(
             anchor_item_id: c.anchor_item_id,
             anchor_title: mem::take(&mut c.anchor_title),
             cross_platform_seen_ms: c.cross_platform_seen_ms,
-        });
+        };
+        {
+            // Holds the item's shard for reading until the end of this block: no other
+            // lookup may happen inside it.
+            let cached = catalog.and_then(|catalog| catalog.get(c.item_id));
+            match &cached {
+                Some(item) => {
+                    hits += 1;
+                    fill_from_catalog(&mut candidate, item);
+                }
+                None if catalog.is_some() => misses += 1,
+                None => {}
+            }
+            let row: &[f32] = match &cached {
+                _ if len > 0 => &c.embedding,
+                Some(item) => &item.embedding,
+                None => &[],
+            };
+            if !row.is_empty() {
+                let from_catalog = len == 0;
+                match width {
+                    None => {
+                        width = Some(Width {
+                            len: row.len(),
+                            index: i,
+                            from_catalog,
+                        });
+                        if i == 0 {
+                            flat.reserve_exact(n * row.len());
+                        }
+                    }
+                    Some(w) if w.len != row.len() => {
+                        return Err(ApiError::invalid(
+                            field("embedding"),
+                            w.conflict(row.len(), from_catalog, c.item_id),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if rows == i {
+                    flat.extend_from_slice(row);
+                    rows += 1;
+                }
+            }
+        }
+        if candidate.anchor_item_id != 0
+            && candidate.anchor_title.is_empty()
+            && let Some(title) = catalog.and_then(|c| c.title_of(candidate.anchor_item_id))
+        {
+            candidate.anchor_title = title;
+        }
+        candidates.push(candidate);
+    }
+    let complete = width.is_some() && rows == n;
+    if let Some(catalog) = catalog {
+        catalog.count_lookups(hits, misses, width.is_some() && !complete);
     }
     let diversity = diversity_request(req.diversity.take().unwrap_or_default())?;
-    let embeddings = (dim > 0).then(|| {
-        Array2::from_shape_vec((n, dim), flat).expect("n rows of dim values were collected")
-    });
+    let embeddings = match width {
+        Some(w) if complete => Some(
+            Array2::from_shape_vec((n, w.len), flat)
+                .map_err(|e| ApiError::invalid("candidates", format!("embeddings: {e}")))?,
+        ),
+        _ => None,
+    };
     Ok(RankCall {
         user_id: req.user_id,
         policy: req.policy,
@@ -417,6 +563,23 @@ pub fn event_type(kind: EventKind) -> pb::EventType {
         EventKind::UnblockBrand => T::UnblockBrand,
         EventKind::BlockShop => T::BlockShop,
         EventKind::UnblockShop => T::UnblockShop,
+    }
+}
+
+/// A catalog item off the wire, to be checked by the catalog (its vectors are moved, not
+/// copied).
+pub fn catalog_item(item: pb::CatalogItem) -> ItemFields {
+    ItemFields {
+        item_id: item.item_id,
+        category_id: item.category_id,
+        brand_id: item.brand_id,
+        shop_id: item.shop_id,
+        price: item.price,
+        popularity: item.popularity,
+        embedding: item.embedding,
+        title: item.title,
+        complement_categories: item.complement_categories,
+        deleted: item.deleted,
     }
 }
 
@@ -944,6 +1107,210 @@ mod tests {
                 .evidence
                 .contains(DataDimension::Browsing)
         );
+    }
+
+    /// A catalog of 2-dim items: 1 a phone, 2 a case.
+    fn shop_catalog() -> Catalog {
+        let catalog = Catalog::new(10, 2);
+        let phone = ItemFields {
+            item_id: 1,
+            category_id: 10,
+            brand_id: 7,
+            shop_id: 70,
+            price: 699.0,
+            popularity: 3.0,
+            embedding: vec![1.0, 0.0],
+            title: "Nova X phone".into(),
+            ..Default::default()
+        };
+        let case = ItemFields {
+            item_id: 2,
+            category_id: 13,
+            embedding: vec![0.0, 1.0],
+            ..Default::default()
+        };
+        let changes = vec![catalog.check(phone).unwrap(), catalog.check(case).unwrap()];
+        catalog.apply(changes).unwrap();
+        catalog
+    }
+
+    fn call_with(catalog: &Catalog, candidates: Vec<pb::Candidate>) -> Result<RankCall, ApiError> {
+        rank_call_with_catalog(
+            request(candidates),
+            &Limits::default(),
+            Some(catalog),
+            1,
+            None,
+        )
+    }
+
+    #[test]
+    fn ids_and_scores_are_filled_from_the_catalog() {
+        let catalog = shop_catalog();
+        let call = call_with(&catalog, vec![candidate(1, 0.9), candidate(2, 0.8)]).unwrap();
+        let phone = &call.input.candidates[0];
+        assert_eq!(
+            (phone.category_id, phone.brand_id, phone.shop_id),
+            (10, 7, 70)
+        );
+        assert_eq!((phone.price, phone.popularity), (699.0, 3.0));
+        let e = call.input.embeddings.unwrap();
+        assert_eq!(e.shape(), &[2, 2]);
+        assert_eq!(e.row(0).to_vec(), vec![1.0, 0.0]);
+        assert_eq!(e.row(1).to_vec(), vec![0.0, 1.0]);
+        let s = catalog.stats();
+        assert_eq!((s.hits, s.misses, s.partial_embeddings), (2, 0, 0));
+    }
+
+    #[test]
+    fn what_the_request_carries_wins_field_by_field() {
+        let catalog = shop_catalog();
+        let mut own = candidate(1, 0.9);
+        own.brand_id = 5;
+        own.price = 10.0;
+        own.embedding = vec![0.6, 0.8];
+        let call = call_with(&catalog, vec![own, candidate(2, 0.8)]).unwrap();
+        let phone = &call.input.candidates[0];
+        assert_eq!(
+            (phone.category_id, phone.brand_id, phone.shop_id),
+            (10, 5, 70)
+        );
+        assert_eq!((phone.price, phone.popularity), (10.0, 3.0));
+        let e = call.input.embeddings.unwrap();
+        assert_eq!(e.row(0).to_vec(), vec![0.6, 0.8]);
+        assert_eq!(e.row(1).to_vec(), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn unknown_items_rank_with_what_the_request_has_and_without_embeddings() {
+        let catalog = shop_catalog();
+        for order in [[1, 3, 2], [3, 1, 2]] {
+            let candidates = order.iter().map(|&i| candidate(i, 0.5)).collect();
+            let call = call_with(&catalog, candidates).unwrap();
+            assert!(call.input.embeddings.is_none(), "{order:?}");
+            let unknown = call
+                .input
+                .candidates
+                .iter()
+                .find(|c| c.item_id == 3)
+                .unwrap();
+            assert_eq!((unknown.category_id, unknown.price), (0, 0.0));
+            let phone = call
+                .input
+                .candidates
+                .iter()
+                .find(|c| c.item_id == 1)
+                .unwrap();
+            assert_eq!(
+                phone.category_id, 10,
+                "attributes still come from the catalog"
+            );
+        }
+        let s = catalog.stats();
+        assert_eq!((s.hits, s.misses, s.partial_embeddings), (4, 2, 2));
+        // An unknown item with its own embedding completes the matrix.
+        let mut own = candidate(3, 0.5);
+        own.embedding = vec![0.0, -1.0];
+        let call = call_with(&catalog, vec![candidate(1, 0.9), own]).unwrap();
+        assert_eq!(
+            call.input.embeddings.unwrap().row(1).to_vec(),
+            vec![0.0, -1.0]
+        );
+    }
+
+    #[test]
+    fn embeddings_of_two_lengths_are_refused_naming_the_candidate() {
+        let catalog = shop_catalog();
+        let mut long = candidate(3, 0.5);
+        long.embedding = vec![1.0, 2.0, 3.0];
+        let err = call_with(&catalog, vec![candidate(1, 0.9), long.clone()]).unwrap_err();
+        let ApiError::InvalidArgument { field, message } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(field, "candidates[1].embedding");
+        assert!(
+            message.contains("the catalog's embedding of candidates[0]"),
+            "{message}"
+        );
+        let err = call_with(&catalog, vec![long, candidate(2, 0.9)]).unwrap_err();
+        let ApiError::InvalidArgument { field, message } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(field, "candidates[1].embedding");
+        assert!(
+            message.contains("catalog's embedding of item 2 has 2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_catalog_without_embeddings_keeps_them_all_or_none() {
+        let catalog = Catalog::new(10, 0);
+        let item = ItemFields {
+            item_id: 1,
+            category_id: 4,
+            ..Default::default()
+        };
+        catalog.apply(vec![catalog.check(item).unwrap()]).unwrap();
+        let mut a = candidate(1, 1.0);
+        a.embedding = vec![1.0, 0.0];
+        let err = call_with(&catalog, vec![a, candidate(2, 0.5)]).unwrap_err();
+        assert!(
+            matches!(err, ApiError::InvalidArgument { ref field, .. } if field == "candidates[1].embedding")
+        );
+        let call = call_with(&catalog, vec![candidate(1, 1.0), candidate(2, 0.5)]).unwrap();
+        assert_eq!(call.input.candidates[0].category_id, 4);
+        assert!(call.input.embeddings.is_none());
+    }
+
+    #[test]
+    fn an_anchor_without_a_title_is_named_from_the_catalog() {
+        let catalog = shop_catalog();
+        let mut case = candidate(2, 0.8);
+        case.anchor_item_id = 1;
+        let mut titled = candidate(3, 0.7);
+        titled.anchor_item_id = 1;
+        titled.anchor_title = "my phone".into();
+        let mut unknown_anchor = candidate(4, 0.6);
+        unknown_anchor.anchor_item_id = 99;
+        let call = call_with(&catalog, vec![case, titled, unknown_anchor]).unwrap();
+        let titles: Vec<&str> = call
+            .input
+            .candidates
+            .iter()
+            .map(|c| c.anchor_title.as_str())
+            .collect();
+        assert_eq!(titles, ["Nova X phone", "my phone", ""]);
+    }
+
+    #[test]
+    fn catalog_items_leave_the_wire_unchanged() {
+        let wire = pb::CatalogItem {
+            item_id: 1,
+            category_id: 2,
+            brand_id: 3,
+            shop_id: 4,
+            price: 5.0,
+            popularity: 6.0,
+            embedding: vec![7.0],
+            title: "t".into(),
+            complement_categories: vec![8],
+            deleted: true,
+        };
+        let f = catalog_item(wire);
+        assert_eq!(
+            (
+                f.item_id,
+                f.category_id,
+                f.brand_id,
+                f.shop_id,
+                f.price,
+                f.popularity
+            ),
+            (1, 2, 3, 4, 5.0, 6.0)
+        );
+        assert_eq!((f.embedding, f.title.as_str()), (vec![7.0], "t"));
+        assert_eq!((f.complement_categories, f.deleted), (vec![8], true));
     }
 
     #[test]

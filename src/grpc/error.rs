@@ -3,6 +3,7 @@
 
 use tonic::Status;
 
+use crate::catalog::CatalogError;
 use crate::engine::{Degraded, RankError};
 use crate::state::{RecordError, StateError};
 
@@ -16,6 +17,9 @@ pub enum ApiError {
     /// The state store cannot take or serve this now (its disk or Redis failed): retry.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A catalog change refused whole (the item limit).
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
 }
 
 impl ApiError {
@@ -57,6 +61,11 @@ impl From<ApiError> for Status {
                 RankError::State(_) => Status::unavailable(format!("{r} (strict request)")),
             },
             ApiError::State(s) => Status::unavailable(format!("{s}; nothing was lost, retry")),
+            ApiError::Catalog(c) => match c {
+                CatalogError::Full { .. } => {
+                    Status::resource_exhausted(format!("{c}; nothing of this stream was applied"))
+                }
+            },
         }
     }
 }
@@ -85,6 +94,15 @@ mod tests {
             ),
             (RankError::Overloaded.into(), Code::ResourceExhausted),
             (RankError::Internal("boom".into()).into(), Code::Internal),
+            (
+                CatalogError::Full {
+                    held: 3,
+                    after: 4,
+                    max: 3,
+                }
+                .into(),
+                Code::ResourceExhausted,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(Status::from(e).code(), code);

@@ -3,6 +3,13 @@
 //! is sent only once every explicit event in it is durable; if the state store cannot make
 //! them durable the call fails with UNAVAILABLE (retrying it is safe: explicit feedback is
 //! idempotent).
+//!
+//! A behavioural event (impression, click, cart, favourite, purchase) that names an item the
+//! catalog holds gets the attributes it leaves unset from there, as a Rank candidate does, so
+//! that a platform sending ids only still builds category and brand fatigue, learned
+//! interests and cooling-off windows. Explicit feedback is recorded exactly as sent: the
+//! user's words are not widened (an item's brand added to a "fewer like this" would mute the
+//! brand as well).
 
 use std::sync::Arc;
 
@@ -10,10 +17,11 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ApiError, convert};
+use crate::catalog::Catalog;
 use crate::config::Limits;
 use crate::engine::{Engine, now_ms};
 use crate::pb;
-use crate::state::{RecordError, Ticket};
+use crate::state::{Event, EventKind, RecordError, Ticket};
 
 /// Rejections reported per response; the total is always reported.
 const MAX_REJECTIONS_LISTED: usize = 1000;
@@ -42,7 +50,10 @@ impl Tally {
         let now = now_ms();
         let store = engine.store();
         let result = match convert::event(e, now, limits) {
-            Ok(event) => store.record(store.key(&e.user_id), &event, now).await,
+            Ok(mut event) => {
+                fill_from_catalog(&mut event, engine.catalog());
+                store.record(store.key(&e.user_id), &event, now).await
+            }
             Err(invalid) => Err(RecordError::Invalid(invalid)),
         };
         let r = &mut self.response;
@@ -75,6 +86,38 @@ impl Tally {
     async fn finish(self, engine: &Engine) -> Result<pb::RecordResponse, ApiError> {
         engine.store().durable(self.ticket).await?;
         Ok(self.response)
+    }
+}
+
+/// Takes from the catalog what a behavioural event about an item leaves at its zero value
+/// (category, brand, shop, price; a purchase's title). One lookup, none while the catalog is
+/// empty.
+fn fill_from_catalog(event: &mut Event, catalog: &Catalog) {
+    use EventKind as K;
+    let behavioural = matches!(
+        event.kind,
+        K::Impression | K::Click | K::Cart | K::Favorite | K::Purchase
+    );
+    if !behavioural || event.item_id == 0 || catalog.is_empty() {
+        return;
+    }
+    let Some(item) = catalog.get(event.item_id) else {
+        return;
+    };
+    if event.category_id == 0 {
+        event.category_id = item.category_id;
+    }
+    if event.brand_id == 0 {
+        event.brand_id = item.brand_id;
+    }
+    if event.shop_id == 0 {
+        event.shop_id = item.shop_id;
+    }
+    if event.price == 0.0 {
+        event.price = item.price;
+    }
+    if event.kind == K::Purchase && event.title.is_empty() {
+        event.title = item.title.to_string();
     }
 }
 
@@ -129,5 +172,57 @@ impl pb::events_server::Events for EventsService {
             index += 1;
         }
         Ok(Response::new(tally.finish(&self.engine).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::ItemFields;
+
+    #[test]
+    fn behavioural_events_are_filled_and_explicit_ones_kept_as_sent() {
+        let catalog = Catalog::new(10, 0);
+        let phone = ItemFields {
+            item_id: 9,
+            category_id: 12,
+            brand_id: 7,
+            shop_id: 70,
+            price: 699.0,
+            title: "Nova X phone".into(),
+            ..Default::default()
+        };
+        catalog.apply(vec![catalog.check(phone).unwrap()]).unwrap();
+        let about = |kind: EventKind| Event {
+            item_id: 9,
+            ..Event::new(kind, 1)
+        };
+        let mut buy = about(EventKind::Purchase);
+        buy.brand_id = 8;
+        fill_from_catalog(&mut buy, &catalog);
+        assert_eq!(
+            (buy.category_id, buy.brand_id, buy.shop_id, buy.price),
+            (12, 8, 70, 699.0)
+        );
+        assert_eq!(buy.title, "Nova X phone");
+        let mut seen = about(EventKind::Impression);
+        fill_from_catalog(&mut seen, &catalog);
+        assert_eq!((seen.category_id, seen.title.as_str()), (12, ""));
+        for kind in [EventKind::FewerLikeThis, EventKind::NotInterested] {
+            let mut words = about(kind);
+            fill_from_catalog(&mut words, &catalog);
+            assert_eq!((words.category_id, words.brand_id), (0, 0), "{kind:?}");
+        }
+        let mut unknown = Event {
+            item_id: 10,
+            ..Event::new(EventKind::Click, 1)
+        };
+        fill_from_catalog(&mut unknown, &catalog);
+        assert_eq!(unknown.category_id, 0);
+        // A catalog title always fits in an event.
+        assert_eq!(
+            crate::catalog::MAX_TITLE_BYTES,
+            crate::state::event::MAX_TITLE_BYTES
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! Errors become `tonic::Status` in exactly one place (`error.rs`).
 
 pub mod auth;
+pub mod catalog;
 pub mod convert;
 pub mod error;
 pub mod events;

@@ -1,4 +1,5 @@
-//! `tactful.v1.Ranker`: validate → convert → rank (engine) → convert.
+//! `tactful.v1.Ranker`: validate → convert (filling candidates from the item catalog) → rank
+//! (engine) → convert.
 
 use std::sync::Arc;
 
@@ -24,7 +25,13 @@ impl pb::ranker_server::Ranker for RankerService {
         let mut req = request.into_inner();
         super::note_user(&self.engine, &req.user_id);
         let request_id = std::mem::take(&mut req.request_id);
-        let call = convert::rank_call(req, &self.limits, now_ms(), caller_timeout)?;
+        let call = convert::rank_call_with_catalog(
+            req,
+            &self.limits,
+            Some(self.engine.catalog()),
+            now_ms(),
+            caller_timeout,
+        )?;
         let outcome = self
             .engine
             .rank(call)

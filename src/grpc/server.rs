@@ -15,18 +15,21 @@ use tonic_health::ServingStatus;
 
 use super::auth::{AuthLayer, Tokens};
 use super::observe::ObserveLayer;
-use super::{events::EventsService, profile::ProfileService, ranker::RankerService};
+use super::{
+    catalog::CatalogService, events::EventsService, profile::ProfileService, ranker::RankerService,
+};
 use crate::admin::Readiness;
 use crate::config::{Config, ConfigError, TlsSettings};
 use crate::engine::Engine;
 use crate::pb;
 
 /// Names under which health is reported: the whole server ("") and each service.
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "",
     "tactful.v1.Ranker",
     "tactful.v1.Events",
     "tactful.v1.Profile",
+    "tactful.v1.Catalog",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +138,11 @@ pub async fn serve_with(
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
+    let catalog = pb::catalog_server::CatalogServer::new(CatalogService {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let profile = pb::profile_server::ProfileServer::new(ProfileService { engine, limits })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -180,6 +188,7 @@ pub async fn serve_with(
         .add_service(ranker)
         .add_service(events)
         .add_service(profile)
+        .add_service(catalog)
         .serve_with_incoming_shutdown(incoming, signal);
     // The listener is bound: connections made from now on queue until the server polls.
     readiness.serving();

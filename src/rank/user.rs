@@ -113,6 +113,10 @@ pub struct UserView {
     pub tags: Vec<Tag>,
     /// Sorted sensitive categories the user opted in to.
     pub sensitive_opt_in: Vec<u64>,
+    /// Sorted by item: the complement categories the platform's item catalog gives for items
+    /// in `purchases` (not stored with the user: looked up for each ranking). They add to the
+    /// policy's complement graph. Empty without a catalog.
+    pub catalog_complements: Vec<(u64, Vec<u64>)>,
 }
 
 impl UserView {
@@ -137,6 +141,7 @@ impl UserView {
             sightings: Vec::new(),
             tags: Vec::new(),
             sensitive_opt_in: Vec::new(),
+            catalog_complements: Vec::new(),
         }
     }
 
@@ -168,6 +173,13 @@ impl UserView {
             .iter()
             .take_while(|t| **t != 0 && i64::from(**t) >= since_s)
             .count()
+    }
+
+    /// The catalog's complement categories of a bought item (empty if none are known).
+    pub fn catalog_complements_of(&self, item_id: u64) -> &[u64] {
+        self.catalog_complements
+            .binary_search_by_key(&item_id, |(item, _)| *item)
+            .map_or(&[], |i| &self.catalog_complements[i].1)
     }
 
     /// Decayed ignored impressions of the item's category and brand, the larger of the two.

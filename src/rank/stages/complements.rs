@@ -2,7 +2,9 @@
 //! just bought are what the user needs next (phone → case, charger, earphones). A category
 //! complement graph in the policy boosts them, fading over the window, with the reason
 //! "goes with your new …". The graph is the platform's (category ids are its own); fitting it
-//! from logs is the replay evaluation's job.
+//! from logs is the replay evaluation's job. The item catalog adds per-item complements: the
+//! categories it lists for the very item bought (`UserView::catalog_complements`) count as
+//! edges too.
 //!
 //! Uses the user's purchases, so it runs only with consent for purchase data.
 
@@ -86,25 +88,27 @@ impl Stage for Complements {
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
         let (input, user) = (slate.input, slate.user);
         if user.purchases.is_empty()
-            || self.0.graph.is_empty()
+            || (self.0.graph.is_empty() && user.catalog_complements.is_empty())
             || !user.consent.allows(DataDimension::Purchases)
         {
             return Ok(());
         }
         let window = (self.0.days * DAY_MS) as i64;
         let now = input.now_ms;
-        let recent: Vec<&Purchase> = user
+        // Each recent purchase with the catalog's complements of the item bought.
+        let recent: Vec<(&Purchase, &[u64])> = user
             .purchases
             .iter()
             .rev()
             .filter(|p| now - p.at_ms < window)
+            .map(|p| (p, user.catalog_complements_of(p.item_id)))
             .collect();
         let mut boost = Array1::<f32>::zeros(input.candidates.len());
         for (i, c) in input.candidates.iter().enumerate() {
-            let Some(p) = recent
-                .iter()
-                .find(|p| self.0.goes_with(p.category_id, c.category_id))
-            else {
+            let Some((p, _)) = recent.iter().find(|(p, listed)| {
+                self.0.goes_with(p.category_id, c.category_id)
+                    || (c.category_id != 0 && listed.contains(&c.category_id))
+            }) else {
                 continue;
             };
             let left = 1.0 - (now - p.at_ms).max(0) as f32 / window as f32;
@@ -182,5 +186,50 @@ mod tests {
         assert_eq!(cause.text, "Goes with your new Pixel 9");
         assert!(slate.causes[2].is_none());
         assert_eq!(text("", Locale::ZhCn), "搭配你最近买的商品");
+    }
+
+    #[test]
+    fn the_catalogs_complements_of_the_item_bought_count_as_edges() {
+        let input = RankInput {
+            candidates: [(1, 13), (2, 14), (3, 0)]
+                .map(|(item_id, category_id)| Candidate {
+                    item_id,
+                    category_id,
+                    ..Default::default()
+                })
+                .to_vec(),
+            now_ms: 15 * DAY,
+            ..Default::default()
+        };
+        let mut user = UserView::unknown(Consent::privacy_default());
+        user.purchases = vec![Purchase {
+            item_id: 9,
+            category_id: 12,
+            at_ms: 0,
+            title: "Pixel 9".into(),
+            ..Default::default()
+        }];
+        // No graph in the policy: the catalog lists category 14 for item 9 (and 0 matches
+        // nothing).
+        user.catalog_complements = vec![(9, vec![14, 0])];
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        Complements(ComplementParams::default())
+            .apply(&mut slate, &Deadline::none())
+            .unwrap();
+        assert_eq!(slate.score.to_vec(), vec![0.0, 0.15, 0.0]);
+        assert_eq!(
+            slate.causes[1].as_ref().unwrap().text,
+            "Goes with your new Pixel 9"
+        );
+        // Without consent to purchase data, nothing.
+        user.consent = user.consent.restrict(
+            crate::rank::DimensionSet::of([DataDimension::Purchases]),
+            false,
+        );
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        Complements(ComplementParams::default())
+            .apply(&mut slate, &Deadline::none())
+            .unwrap();
+        assert_eq!(slate.score.to_vec(), vec![0.0, 0.0, 0.0]);
     }
 }
