@@ -4,12 +4,15 @@
 //!   2 purchases, 3 explicit events each), then times reopening it after a crash with the
 //!   default snapshot settings, after a crash with everything still in the log (no snapshot
 //!   ever taken: the worst case), and after a clean shutdown.
+//! - `per-user`: loads N typical users into memory (no durability, no cap) and reports what
+//!   each costs: the growth of the process RSS per user, and the store's own account.
 //! - `memory-cap`: streams N distinct users (4 impressions, a blocked brand and a "not
 //!   interested" each) into a store capped at M MiB, samples the process RSS, then checks that
 //!   a sample of users evicted along the way still has its explicit feedback.
 //!
 //! ```text
 //! cargo run --release --example durability -- recovery --users 1000000
+//! cargo run --release --example durability -- per-user --users 1000000
 //! cargo run --release --example durability -- memory-cap --users 5000000 --cap-mib 256
 //! ```
 
@@ -35,6 +38,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Recovery {
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
+    },
+    PerUser {
         #[arg(long, default_value_t = 1_000_000)]
         users: u64,
     },
@@ -202,6 +209,33 @@ async fn recovery(users: u64) {
     println!("  clean shutdown:                recovered in {clean:.2} s");
 }
 
+async fn per_user(users: u64) {
+    let config = StateConfig {
+        memory_cap_bytes: usize::MAX,
+        ..StateConfig::default()
+    };
+    let store = UserStore::open(config, &StateBackend::Memory).expect("open");
+    let (before, _) = rss_mib();
+    let now = now_ms();
+    let started = Instant::now();
+    for u in 0..users {
+        typical_user(&store, u, now).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let (after, _) = rss_mib();
+    let stats = store.stats();
+    let per_user = |mib: f64| mib * (1 << 20) as f64 / users as f64;
+    println!(
+        "per-user: {users} typical users (30 events each) in {took:.1} s ({:.0} events/s); \
+         rss grew {:.0} MiB = {:.0} bytes per user; the store accounts {:.0} bytes per user",
+        users as f64 * 30.0 / took,
+        after - before,
+        per_user(after - before),
+        stats.bytes as f64 / users as f64,
+    );
+    std::mem::forget(store);
+}
+
 async fn memory_cap(users: u64, cap_mib: usize, sample: u64) -> bool {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = StateConfig {
@@ -293,6 +327,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Recovery { users } => {
                 recovery(users).await;
+                ExitCode::SUCCESS
+            }
+            Command::PerUser { users } => {
+                per_user(users).await;
                 ExitCode::SUCCESS
             }
             Command::MemoryCap {

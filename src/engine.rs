@@ -487,7 +487,6 @@ impl Engine {
         let metrics = self.metrics.clone();
         let queued_at = Instant::now();
         self.pool.spawn(move || {
-            let _permit = permit;
             let c = &*job_call;
             let queued = queued_at.elapsed();
             let mut stages = Vec::with_capacity(16);
@@ -497,6 +496,9 @@ impl Engine {
                 job_pipeline.run_observed(&c.input, &job_user, &deadline, Some(&mut observe))
             }))
             .map_err(|panic| panic_message(&panic));
+            // The work is done: the slot is free before the answer leaves, so a client that
+            // sends its next request as soon as it hears back never finds it still taken.
+            drop(permit);
             // The receiver is gone when the caller gave up; nothing to do then.
             let _ = tx.send(result);
             // After the answer has left: metrics never delay it.
