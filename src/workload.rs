@@ -85,8 +85,13 @@ pub fn rank_request(user_id: &str, n: usize, dim: usize, k: u32, seed: u64) -> p
 
 /// The core's input for [`rank_request`] (as the server would convert it), for benches that
 /// run the pipeline without a server.
+/// Lists longer than the default limit are allowed, as for an operator who raised it.
 pub fn rank_input(n: usize, dim: usize, k: u32) -> crate::rank::RankInput {
-    let limits = crate::config::Limits::default();
+    let default = crate::config::Limits::default();
+    let limits = crate::config::Limits {
+        max_candidates: default.max_candidates.max(n),
+        ..default
+    };
     crate::grpc::convert::rank_call(
         rank_request("bench", n, dim, k, 42),
         &limits,

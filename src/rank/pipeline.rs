@@ -116,8 +116,18 @@ impl Parallelism {
         min_work: usize::MAX,
     };
 
+    /// What one candidate's pass through a per-candidate rule (a few lookups in the user's
+    /// state) counts as, in multiply-adds, when deciding to split: with the default
+    /// `min_work`, lists from 2048 candidates are scored across threads.
+    pub const PER_CANDIDATE: usize = 32;
+
     pub fn splits(self, work: usize) -> bool {
         work >= self.min_work
+    }
+
+    /// Whether per-candidate rules over `n` candidates are split across threads.
+    pub fn splits_candidates(self, n: usize) -> bool {
+        self.splits(n.saturating_mul(Self::PER_CANDIDATE))
     }
 
     /// `out[i] = rows[i] · v` for every `d`-long row of `rows`.
@@ -288,6 +298,9 @@ pub struct Cause {
     pub strength: f32,
 }
 
+/// Candidates per task when a per-candidate rule is split: enough to amortise scheduling.
+const PAR_MIN_CANDIDATES: usize = 512;
+
 /// The working state of one ranking, shared by its stages.
 pub struct Slate<'a> {
     pub input: &'a RankInput,
@@ -383,9 +396,40 @@ impl<'a> Slate<'a> {
         }
     }
 
-    /// Drops every candidate for which `rule` names a hard rule.
-    pub fn drop_by(&mut self, rule: impl Fn(&Candidate, &UserView) -> Option<DropRule>) {
+    /// One value per candidate, computed across the pool's threads when the list is long
+    /// enough to pay for it.
+    pub fn per_candidate(&self, value: impl Fn(&Candidate) -> f32 + Sync) -> Array1<f32> {
+        let candidates = &self.input.candidates;
+        if self.parallelism.splits_candidates(candidates.len()) {
+            let values: Vec<f32> = candidates
+                .par_iter()
+                .with_min_len(PAR_MIN_CANDIDATES)
+                .map(&value)
+                .collect();
+            Array1::from(values)
+        } else {
+            candidates.iter().map(value).collect()
+        }
+    }
+
+    /// Drops every candidate for which `rule` names a hard rule. The rule is evaluated across
+    /// threads for long lists; the drops are applied in upstream order either way.
+    pub fn drop_by(&mut self, rule: impl Fn(&Candidate, &UserView) -> Option<DropRule> + Sync) {
         let (input, user) = (self.input, self.user);
+        if self.parallelism.splits_candidates(input.candidates.len()) {
+            let rules: Vec<Option<DropRule>> = input
+                .candidates
+                .par_iter()
+                .with_min_len(PAR_MIN_CANDIDATES)
+                .map(|c| rule(c, user))
+                .collect();
+            for (i, r) in rules.into_iter().enumerate() {
+                if let Some(r) = r {
+                    self.drop_candidate(i, r);
+                }
+            }
+            return;
+        }
         for (i, c) in input.candidates.iter().enumerate() {
             if let Some(r) = rule(c, user) {
                 self.drop_candidate(i, r);
@@ -662,6 +706,32 @@ mod tests {
             assert!(close(out[0]), "{len}");
             assert!(close(dot_lanes::<8>(&a, &b)), "{len}");
         }
+    }
+
+    #[test]
+    fn a_long_list_split_across_threads_ranks_exactly_as_on_one_thread() {
+        // Long enough that every per-candidate rule and vector pass splits at min_work 1.
+        let mut input = crate::workload::rank_input(3000, 16, 50);
+        input.explain = true;
+        let user = crate::workload::user_with_history(&input);
+        let policies = |p| crate::rank::Policies::build(&Default::default(), p).unwrap();
+        let (one, split) = (
+            policies(Parallelism::SEQUENTIAL),
+            policies(Parallelism { min_work: 1 }),
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let run = |p: &crate::rank::Policies| {
+            pool.install(|| {
+                p.get("default")
+                    .unwrap()
+                    .run(&input, &user, &Deadline::none())
+                    .unwrap()
+            })
+        };
+        assert_eq!(run(&one), run(&split));
     }
 
     #[test]

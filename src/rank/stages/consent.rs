@@ -10,7 +10,6 @@
 //!   with consent, because an item that follows the user from another app minutes later
 //!   feels like surveillance.
 
-use ndarray::Array1;
 use serde::Deserialize;
 
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
@@ -90,20 +89,15 @@ impl Stage for ConsentDiscount {
 
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
         let consent = slate.user.consent;
-        let discount: Array1<f32> = slate
-            .input
-            .candidates
-            .iter()
-            .map(|c| {
-                let personal = c.evidence.iter().filter(|d| d.is_personal()).count();
-                let denied = c.evidence.iter().filter(|d| !consent.allows(*d)).count();
-                if personal == 0 {
-                    0.0
-                } else {
-                    -self.0 * denied as f32 / personal as f32
-                }
-            })
-            .collect();
+        let discount = slate.per_candidate(|c| {
+            let personal = c.evidence.iter().filter(|d| d.is_personal()).count();
+            let denied = c.evidence.iter().filter(|d| !consent.allows(*d)).count();
+            if personal == 0 {
+                0.0
+            } else {
+                -self.0 * denied as f32 / personal as f32
+            }
+        });
         slate.add_component(Component::ConsentDiscount, discount);
         Ok(())
     }
@@ -151,23 +145,18 @@ impl Stage for TooSoon {
             // Without consent, cross-platform evidence is not used at all (see the gate).
             return Ok(());
         }
-        let penalty: Array1<f32> = slate
-            .input
-            .candidates
-            .iter()
-            .map(|c| {
-                if !c.evidence.contains(DataDimension::CrossPlatform) {
-                    return 0.0;
+        let penalty = slate.per_candidate(|c| {
+            if !c.evidence.contains(DataDimension::CrossPlatform) {
+                return 0.0;
+            }
+            match cross_platform_seen_ms(c, user) {
+                Some(seen) if now - seen < self.delay_ms => {
+                    let age = (now - seen).max(0) as f32 / self.delay_ms as f32;
+                    -self.weight * (1.0 - age)
                 }
-                match cross_platform_seen_ms(c, user) {
-                    Some(seen) if now - seen < self.delay_ms => {
-                        let age = (now - seen).max(0) as f32 / self.delay_ms as f32;
-                        -self.weight * (1.0 - age)
-                    }
-                    _ => 0.0,
-                }
-            })
-            .collect();
+                _ => 0.0,
+            }
+        });
         slate.add_component(Component::TooSoon, penalty);
         Ok(())
     }

@@ -7,7 +7,6 @@
 //! Fatigue uses only tactful's own exposure log and can only lower an item, so it runs whenever
 //! personalisation is on; with personalisation off it uses nothing.
 
-use ndarray::Array1;
 use serde::Deserialize;
 
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
@@ -73,17 +72,12 @@ impl Stage for Fatigue {
         {
             return Ok(());
         }
-        let penalty: Array1<f32> = slate
-            .input
-            .candidates
-            .iter()
-            .map(|c| {
-                self.0.penalty(user.ignored_impressions(c.item_id))
-                    + self
-                        .0
-                        .group_penalty(user.ignored_group(c.category_id, c.brand_id))
-            })
-            .collect();
+        let penalty = slate.per_candidate(|c| {
+            self.0.penalty(user.ignored_impressions(c.item_id))
+                + self
+                    .0
+                    .group_penalty(user.ignored_group(c.category_id, c.brand_id))
+        });
         slate.add_component(Component::Fatigue, penalty);
         Ok(())
     }

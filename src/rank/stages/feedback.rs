@@ -2,7 +2,6 @@
 //! blocked shop remove the candidate outright; "fewer like this" on a category or brand is a
 //! decaying down-weight. Nothing here may be overridden by relevance.
 
-use ndarray::Array1;
 use serde::Deserialize;
 
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
@@ -69,12 +68,8 @@ impl Stage for FewerLikeThis {
         if user.fewer_categories.is_empty() && user.fewer_brands.is_empty() {
             return Ok(());
         }
-        let penalty: Array1<f32> = slate
-            .input
-            .candidates
-            .iter()
-            .map(|c| -self.0.weight * user.fewer_like_this(c.category_id, c.brand_id))
-            .collect();
+        let penalty = slate
+            .per_candidate(|c| -self.0.weight * user.fewer_like_this(c.category_id, c.brand_id));
         slate.add_component(Component::FewerLikeThis, penalty);
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! popularity itself, and "fits the user" has no meaning.
 
 use ndarray::Array1;
+use rayon::slice::ParallelSliceMut;
 use serde::Deserialize;
 
 use super::relevance::normalize;
@@ -50,7 +51,12 @@ impl Stage for LongTail {
         if known.len() < 2 {
             return Ok(());
         }
-        known.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let by_popularity = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0);
+        if slate.parallelism.splits_candidates(known.len()) {
+            known.par_sort_unstable_by(by_popularity);
+        } else {
+            known.sort_unstable_by(by_popularity);
+        }
         let fit = normalize(&input.candidates.iter().map(|c| c.score).collect());
         let mut boost = Array1::zeros(slate.len());
         let last = (known.len() - 1) as f32;
