@@ -713,6 +713,8 @@ mod tests {
         // Long enough that every per-candidate rule and vector pass splits at min_work 1.
         let mut input = crate::workload::rank_input(3000, 16, 50);
         input.explain = true;
+        // Every candidate in the answer, so that every score is compared.
+        input.k = input.candidates.len();
         let user = crate::workload::user_with_history(&input);
         let policies = |p| crate::rank::Policies::build(&Default::default(), p).unwrap();
         let (one, split) = (
