@@ -451,7 +451,6 @@ impl Engine {
         let metrics = self.metrics.clone();
         let queued_at = Instant::now();
         self.pool.spawn(move || {
-            let _permit = permit;
             let c = &*job_call;
             let queued = queued_at.elapsed();
             let mut stages = Vec::with_capacity(16);
@@ -461,6 +460,10 @@ impl Engine {
                 job_pipeline.run_observed(&c.input, &job_user, &deadline, Some(&mut observe))
             }))
             .map_err(|panic| panic_message(&panic));
+            // The ranking is over: its place is free before the answer leaves, or a caller
+            // that sends its next request as soon as it has the answer could find it still
+            // taken and be failed open as overloaded.
+            drop(permit);
             // The receiver is gone when the caller gave up; nothing to do then.
             let _ = tx.send(result);
             // After the answer has left: metrics never delay it.
