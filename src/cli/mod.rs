@@ -6,6 +6,9 @@
 mod access;
 mod client;
 mod load;
+mod load_events;
+mod payload;
+mod proc_usage;
 mod replay;
 mod serve;
 mod table;
