@@ -129,12 +129,10 @@ pub async fn serve_with(
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let events = pb::events_server::EventsServer::new(EventsService {
-        engine: engine.clone(),
-        limits: limits.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+    let events =
+        pb::events_server::EventsServer::new(EventsService::new(engine.clone(), limits.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let profile = pb::profile_server::ProfileServer::new(ProfileService { engine, limits })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
