@@ -28,8 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Events per measured iteration: one acknowledgement each on disk.
 const BATCH: usize = 4096;
-/// Distinct events generated up front, replayed in turn (the same user sees new items as the
-/// pool cycles, so per-user lists reach their caps as in a long run).
+/// Events generated up front and replayed in turn. Each pass shifts the item ids, so a user
+/// keeps meeting new items as in a long stream (their item lists fill up and the stalest
+/// entries are evicted) instead of the same ones again, which would stay cheap hits.
 const POOL: usize = 1 << 18;
 
 /// The pool: each event with its user's id, converted as the gRPC edge converts it.
@@ -70,9 +71,14 @@ async fn apply(
     let mut ticket = Ticket::NONE;
     for _ in 0..count {
         let (user, event) = &pool[*at % pool.len()];
+        let pass = (*at / pool.len()) as u64;
         *at += 1;
+        let mut event = event.clone();
+        if event.item_id != 0 {
+            event.item_id = event.item_id.wrapping_add(pass.wrapping_mul(1_000_003));
+        }
         let t = store
-            .record(store.key(user), event, now)
+            .record(store.key(user), &event, now)
             .await
             .expect("applied");
         ticket = ticket.join(t);
