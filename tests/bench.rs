@@ -110,7 +110,11 @@ async fn events_through_stream_and_record_are_all_applied_over_many_users() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ghz_payload_is_ranked_for_each_of_the_users_asked_for() {
-    let server = TestServer::start(Config::default()).await;
+    // Every call ranked, however slow a debug build on a busy machine: this is about what is
+    // sent, not how fast (the default 50 ms budget would fail some open).
+    let mut config = Config::default();
+    config.rank.budget_ms = 10_000;
+    let server = TestServer::start(config).await;
     // Known users, so that each profile can show what rankings relied on.
     let mut events = server.events().await;
     let users: Vec<String> = (0..4).map(|j| format!("ghz-user-1-{j}")).collect();
@@ -138,6 +142,8 @@ async fn the_ghz_payload_is_ranked_for_each_of_the_users_asked_for() {
                 "30",
                 "--concurrency",
                 "2",
+                "--timeout-ms",
+                "20000",
             ],
         )
     });
