@@ -24,6 +24,9 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo check --features otlp (trace export must keep compiling)"
 cargo check --locked --features otlp
 
+echo "== cargo check --features system-allocator (the allocator comparison must keep compiling)"
+cargo check --locked --features system-allocator
+
 echo "== cargo test"
 cargo test --all-targets --locked
 cargo test --doc --locked

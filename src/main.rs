@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+// mimalloc unless built with `--features system-allocator` (for comparing the two; see the
+// README's Performance section).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

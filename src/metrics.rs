@@ -397,6 +397,12 @@ impl Metrics {
         self.events.with_label_values(&[kind, outcome]).inc();
     }
 
+    /// The counter [`Metrics::event`] adds to, for a caller that counts so many events that
+    /// it keeps the handle (looking the labels up costs more than the count).
+    pub fn event_counter(&self, kind: &str, outcome: &str) -> IntCounter {
+        self.events.with_label_values(&[kind, outcome])
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
     }

@@ -1,8 +1,12 @@
 //! Synthetic requests for benchmarks and the load generator: candidate lists shaped like a
 //! recommender's (skewed categories and brands, scores falling with position, evidence from
-//! several dimensions, optional unit embeddings), deterministic for a seed so that runs compare.
+//! several dimensions, optional unit embeddings) and a stream of user events with a realistic
+//! mix, deterministic for a seed so that runs compare.
+
+use std::sync::Arc;
 
 use crate::pb;
+use crate::pb::EventType as T;
 
 /// SplitMix64: a tiny, fast, well-mixed generator; statistical quality is all a workload needs.
 pub struct SplitMix(u64);
@@ -128,10 +132,114 @@ pub fn user_with_history(input: &crate::rank::RankInput) -> crate::rank::UserVie
     u
 }
 
+/// Items in the generated catalogue; a few are far more popular than the rest.
+const ITEMS: u64 = 100_000;
+
+/// What users do between two explicit words, by share: mostly scrolling past items.
+pub const COUNTER_MIX: [(T, f64); 5] = [
+    (T::Impression, 0.85),
+    (T::Click, 0.09),
+    (T::Search, 0.03),
+    (T::Cart, 0.02),
+    (T::Favorite, 0.01),
+];
+
+/// The events that wait for durability, by share among themselves.
+pub const EXPLICIT_MIX: [(T, f64); 7] = [
+    (T::Purchase, 0.35),
+    (T::NotInterested, 0.30),
+    (T::FewerLikeThis, 0.15),
+    (T::BlockBrand, 0.08),
+    (T::UnblockBrand, 0.04),
+    (T::BlockShop, 0.05),
+    (T::UnblockShop, 0.03),
+];
+
+fn pick(mix: &[(T, f64)], u: f64) -> T {
+    let mut acc = 0.0;
+    for (t, share) in mix {
+        acc += share;
+        if u < acc {
+            return *t;
+        }
+    }
+    mix[mix.len() - 1].0
+}
+
+/// A well-spread id in `1..=n` derived from `item`, so an item keeps its category, brand and
+/// shop across events.
+fn attribute(item: u64, salt: u64, n: u64) -> u64 {
+    1 + (item ^ salt).wrapping_mul(0x9e37_79b9_7f4a_7c15) % n
+}
+
+/// User ids `bench-user-0` to `bench-user-<n-1>`, as the load generator names its users.
+pub fn users(n: usize) -> Arc<Vec<String>> {
+    Arc::new((0..n).map(|j| format!("bench-user-{j}")).collect())
+}
+
+/// Events as a platform sends them, deterministic for a seed: many users, a few of them heavy;
+/// mostly impressions, some engagement, and a chosen share of explicit feedback and purchases
+/// (the events the server makes durable before it acknowledges them).
+pub struct EventMix {
+    users: Arc<Vec<String>>,
+    explicit_share: f64,
+    rng: SplitMix,
+}
+
+impl EventMix {
+    pub fn new(users: Arc<Vec<String>>, explicit_share: f64, seed: u64) -> Self {
+        Self {
+            users,
+            explicit_share,
+            rng: SplitMix::new(seed),
+        }
+    }
+
+    /// A generator with the same users and mix, seeded from this one's next number.
+    pub fn fork(&mut self) -> Self {
+        Self::new(self.users.clone(), self.explicit_share, self.rng.next_u64())
+    }
+
+    pub fn next_event(&mut self) -> pb::Event {
+        let rng = &mut self.rng;
+        // Skewed: the first users are the heavy ones, as on any platform.
+        let user = rng.skewed(self.users.len() as u64) as usize;
+        let explicit = (rng.unit() as f64) < self.explicit_share;
+        let kind = if explicit {
+            pick(&EXPLICIT_MIX, rng.unit() as f64)
+        } else {
+            pick(&COUNTER_MIX, rng.unit() as f64)
+        };
+        let item = 1 + rng.skewed(ITEMS);
+        let mut e = pb::Event {
+            user_id: self.users[user].clone(),
+            r#type: kind.into(),
+            item_id: item,
+            category_id: attribute(item, 1, 400),
+            brand_id: attribute(item, 2, 3_000),
+            shop_id: attribute(item, 3, 8_000),
+            surface: String::new(),
+            source: pb::DataDimension::Browsing.into(),
+            ..Default::default()
+        };
+        match kind {
+            T::Search => e.item_id = 0,
+            T::Purchase => e.price = 5.0 + 500.0 * rng.unit(),
+            // One subject each, as a client sends them.
+            T::FewerLikeThis => (e.item_id, e.brand_id, e.shop_id) = (0, 0, 0),
+            T::BlockBrand | T::UnblockBrand => (e.item_id, e.category_id, e.shop_id) = (0, 0, 0),
+            T::BlockShop | T::UnblockShop => (e.item_id, e.category_id, e.brand_id) = (0, 0, 0),
+            _ => {}
+        }
+        e
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Limits;
+    use std::collections::BTreeMap;
 
     #[test]
     fn requests_are_valid_and_deterministic() {
@@ -140,5 +248,34 @@ mod tests {
         assert_ne!(a, rank_request("u", 200, 32, 20, 10));
         let call = crate::grpc::convert::rank_call(a, &Limits::default(), 1, None).unwrap();
         assert_eq!(call.input.embeddings.unwrap().shape(), &[200, 32]);
+    }
+
+    #[test]
+    fn the_mix_is_mostly_impressions_with_the_explicit_share_asked_for() {
+        let users: Arc<Vec<String>> = Arc::new((0..1000).map(|j| format!("u{j}")).collect());
+        let mut mix = EventMix::new(users, 0.05, 7);
+        let n = 100_000;
+        let mut kinds = BTreeMap::new();
+        let mut distinct = std::collections::HashSet::new();
+        let now = crate::engine::now_ms();
+        for _ in 0..n {
+            let e = mix.next_event();
+            // Every generated event is one the server applies.
+            let core = crate::grpc::convert::event(&e, now, &Default::default()).unwrap();
+            core.check(now).unwrap();
+            *kinds.entry(e.r#type().as_str_name()).or_insert(0u32) += 1;
+            distinct.insert(e.user_id);
+        }
+        let share = |k: &str| f64::from(kinds[k]) / f64::from(n);
+        assert!(
+            (share("EVENT_TYPE_IMPRESSION") - 0.95 * 0.85).abs() < 0.01,
+            "{kinds:?}"
+        );
+        let explicit: f64 = EXPLICIT_MIX
+            .iter()
+            .map(|(t, _)| share(t.as_str_name()))
+            .sum();
+        assert!((explicit - 0.05).abs() < 0.005, "{kinds:?}");
+        assert!(distinct.len() > 900, "many users: {}", distinct.len());
     }
 }

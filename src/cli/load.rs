@@ -10,17 +10,26 @@
 //!
 //! Both run until `requests` were sent or `max_seconds` passed, and report throughput and
 //! latency percentiles — of all answers, of those actually ranked and of the fail-open ones —
-//! fail-open answers by reason, and errors by gRPC code; `--json` prints one JSON object.
+//! fail-open answers by reason, errors by gRPC code, and, when the server runs on this machine,
+//! its CPU time per request and memory (`proc_usage`); `--json` prints one JSON object.
 //! Loopback targets only unless `--allow-remote` is given.
+//!
+//! Requests are generated (`workload`), or read from `--payload FILE` (protobuf JSON, the ghz
+//! payloads; `payload`); `--users N` spreads them over N users. `--events record|stream` loads
+//! the Events service instead (`load_events`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use tonic::transport::Channel;
 
 use super::client::Failure;
+use super::load_events::{self, EventsArgs};
+use super::proc_usage::{self, Watch};
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::pb;
 use crate::workload::rank_request;
@@ -32,7 +41,7 @@ pub struct BenchArgs {
     /// Requests to measure (after the warm-up).
     #[arg(long, default_value_t = 5000)]
     pub requests: usize,
-    /// Requests sent first and not measured.
+    /// Requests (with --events: events) sent first and not measured.
     #[arg(long, default_value_t = 500)]
     pub warmup: usize,
     /// Requests in flight at once.
@@ -41,14 +50,31 @@ pub struct BenchArgs {
     /// HTTP/2 connections shared by the workers.
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
-    /// Candidates per request.
+    /// Candidates per generated request (not with --payload).
     #[arg(long, default_value_t = 200)]
     pub candidates: usize,
-    /// Embedding length (0 = none).
+    /// Embedding length of generated requests, 0 = none (not with --payload).
     #[arg(long, default_value_t = 32)]
     pub dim: usize,
+    /// k of generated requests (not with --payload).
     #[arg(long, default_value_t = 20)]
     pub k: u32,
+    /// A RankRequest in protobuf JSON, as ghz takes it (e.g. benches/ghz/data/rank-default.json),
+    /// sent instead of generated requests. --candidates, --dim and --k do not apply; --policy
+    /// and --strict, when given, override the file's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["candidates", "dim", "k"])]
+    pub payload: Option<PathBuf>,
+    /// Spread the requests over this many users, `<id>-0` to `<id>-<N-1>` (`<id>`: the
+    /// payload's user, or bench-user), so that per-user state is exercised. Without it: the
+    /// payload's user, or bench-user-0..15 for generated requests. With --events: the users the
+    /// events are spread over [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub users: Option<usize>,
+    /// The server's process id, for its CPU time per request and its memory. Without it, the
+    /// process listening on the target's port is looked up in /proc when the target is on this
+    /// machine; "unknown" when none can be read.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
     #[arg(long, default_value = "")]
     pub policy: String,
     /// Deadline sent with each request, in milliseconds.
@@ -79,6 +105,8 @@ pub struct BenchArgs {
     pub catalog: bool,
     #[command(flatten)]
     pub access: super::Access,
+    #[command(flatten)]
+    pub events: EventsArgs,
 }
 
 /// What one run measured.
@@ -241,6 +269,8 @@ fn is_loopback(addr: &str) -> bool {
 struct Shots {
     clients: Vec<pb::ranker_client::RankerClient<tonic::transport::Channel>>,
     requests: Arc<Vec<pb::RankRequest>>,
+    /// With `--users`: request `i` goes to user `i % len`.
+    users: Option<Arc<Vec<String>>>,
     timeout: Duration,
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
@@ -249,7 +279,11 @@ impl Shots {
     /// Sends request `i` and counts its answer into `report`, timed from `due`.
     async fn fire(&self, i: usize, due: Instant) -> Report {
         let mut client = self.clients[i % self.clients.len()].clone();
-        let mut req = tonic::Request::new(self.requests[i % self.requests.len()].clone());
+        let mut msg = self.requests[i % self.requests.len()].clone();
+        if let Some(users) = &self.users {
+            msg.user_id.clone_from(&users[i % users.len()]);
+        }
+        let mut req = tonic::Request::new(msg);
         req.set_timeout(self.timeout);
         if let Some(token) = &self.authorization {
             req.metadata_mut().insert("authorization", token.clone());
@@ -332,8 +366,49 @@ impl Shots {
     }
 }
 
+/// `connections` channels to the target.
+async fn channels(args: &BenchArgs) -> Result<Vec<Channel>, Failure> {
+    let endpoint = args.access.endpoint(&args.addr)?.tcp_nodelay(true);
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Failure(format!("cannot reach {}: {e}", args.addr), EXIT_UNAVAILABLE))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// The requests to send: the payload file's, or 16 generated ones.
+fn requests(args: &BenchArgs) -> Result<Vec<pb::RankRequest>, Failure> {
+    let Some(path) = &args.payload else {
+        return Ok((0..16)
+            .map(|seed| {
+                let mut r = rank_request(
+                    &format!("bench-user-{seed}"),
+                    args.candidates,
+                    args.dim,
+                    args.k,
+                    seed,
+                );
+                r.policy = args.policy.clone();
+                r.strict = args.strict;
+                r
+            })
+            .collect());
+    };
+    let mut r = super::payload::read_rank_request(path).map_err(|e| Failure(e, EXIT_USAGE))?;
+    if !args.policy.is_empty() {
+        r.policy = args.policy.clone();
+    }
+    r.strict |= args.strict;
+    Ok(vec![r])
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {
-    if !args.allow_remote && !is_loopback(&args.addr) {
+    let local = is_loopback(&args.addr);
+    if !args.allow_remote && !local {
         return Err(Failure(
             format!(
                 "{} is not a loopback address; pass --allow-remote to load it",
@@ -348,42 +423,59 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             EXIT_USAGE,
         ));
     }
-    let endpoint = args.access.endpoint(&args.addr)?.tcp_nodelay(true);
-    let authorization = args.access.authorization()?;
-    let mut clients = Vec::new();
-    for _ in 0..args.connections {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Failure(format!("cannot reach {}: {e}", args.addr), EXIT_UNAVAILABLE))?;
-        clients.push(pb::ranker_client::RankerClient::new(channel));
+    if args.users == Some(0) {
+        return Err(Failure("--users must be above 0".into(), EXIT_USAGE));
     }
-    let mut requests: Vec<pb::RankRequest> = (0..16)
-        .map(|seed| {
-            let mut r = rank_request(
-                &format!("bench-user-{seed}"),
-                args.candidates,
-                args.dim,
-                args.k,
-                seed,
-            );
-            r.policy = args.policy.clone();
-            r.strict = args.strict;
-            r
-        })
-        .collect();
+    let events = args
+        .events
+        .events
+        .map(|via| load_events::settle(&args, via))
+        .transpose()?;
+    let mut requests = requests(&args)?;
+    let authorization = args.access.authorization()?;
     if args.catalog {
+        let endpoint = args.access.endpoint(&args.addr)?;
         super::catalog::move_to_catalog(&endpoint, authorization.as_ref(), &mut requests).await?;
     }
+    let channels = channels(&args).await?;
+    // Looked up before any load: a scan of /proc is not free.
+    let server_pid = proc_usage::server_pid(args.server_pid, &args.addr, local);
+    if let Some(settings) = events {
+        return load_events::run(&args, settings, channels, server_pid).await;
+    }
+    let users = args.users.map(|n| {
+        let base = match &args.payload {
+            Some(_) if !requests[0].user_id.is_empty() => requests[0].user_id.clone(),
+            _ => "bench-user".to_owned(),
+        };
+        Arc::new((0..n).map(|j| format!("{base}-{j}")).collect::<Vec<_>>())
+    });
+    let first = &requests[0];
+    let (n, dim, k) = (
+        first.candidates.len(),
+        first.candidates.first().map_or(0, |c| c.embedding.len()),
+        first.k,
+    );
+    let policy = if first.policy.is_empty() {
+        "default".to_owned()
+    } else {
+        first.policy.clone()
+    };
     let shots = Shots {
-        clients,
+        clients: channels
+            .into_iter()
+            .map(pb::ranker_client::RankerClient::new)
+            .collect(),
         requests: Arc::new(requests),
+        users,
         timeout: Duration::from_millis(args.timeout_ms),
         authorization,
     };
     let cap = Duration::from_secs(args.max_seconds);
     // The warm-up is closed loop either way: it only opens connections and fills caches.
     shots.closed(args.warmup, args.concurrency, cap).await;
+    let server = server_pid.and_then(|pid| Watch::start(Some(pid)));
+    let client = Watch::start(None);
     let report = if args.rate > 0 {
         shots
             .open(args.requests, args.rate, args.max_outstanding, cap)
@@ -391,28 +483,39 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     } else {
         shots.closed(args.requests, args.concurrency, cap).await
     };
+    let server = server.and_then(Watch::stop);
+    let client = client.and_then(Watch::stop);
+    let answered = report.sent as u64;
     if args.json {
-        println!("{}", report.json());
+        let mut out = report.json();
+        out["server"] = server.map_or(serde_json::Value::Null, |u| u.json(answered));
+        out["client"] = client.map_or(serde_json::Value::Null, |u| u.json(answered));
+        println!("{out}");
         return Ok(());
     }
-    let policy = if args.policy.is_empty() {
-        "default"
-    } else {
-        &args.policy
-    };
     let mode = if args.rate > 0 {
         format!("open loop at {} req/s", args.rate)
     } else {
         format!("concurrency {}", args.concurrency)
     };
+    let source = match &args.payload {
+        Some(path) => format!(" from {}", path.display()),
+        None => String::new(),
+    };
+    let users = args
+        .users
+        .map(|u| format!(", {u} users"))
+        .unwrap_or_default();
     println!(
-        "Rank: {} candidates, dim {}, k {}, policy {policy:?}, {mode}, connections {}",
-        args.candidates, args.dim, args.k, args.connections
+        "Rank: {n} candidates, dim {dim}, k {k}{source}, policy {policy:?}, {mode}, \
+         connections {}{users}",
+        args.connections
     );
     if args.catalog {
         println!("candidates carry ids, scores and evidence; the rest comes from the catalog");
     }
     print!("{}", report.text());
+    print!("{}", proc_usage::text(server, client, answered, "request"));
     Ok(())
 }
 

@@ -191,6 +191,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             policies = ?engine.policies().names().collect::<Vec<_>>(),
             tls,
             auth,
+            allocator = crate::alloc::NAME,
             "tactful listening on {addr}"
         );
         admin.attach(engine.clone());

@@ -11,8 +11,9 @@
 //! user's words are not widened (an item's brand added to a "fewer like this" would mute the
 //! brand as well).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use prometheus::IntCounter;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -27,8 +28,64 @@ use crate::state::{Event, EventKind, RecordError, Ticket};
 const MAX_REJECTIONS_LISTED: usize = 1000;
 
 pub struct EventsService {
-    pub engine: Arc<Engine>,
-    pub limits: Limits,
+    engine: Arc<Engine>,
+    limits: Limits,
+    counters: Counters,
+}
+
+impl EventsService {
+    pub fn new(engine: Arc<Engine>, limits: Limits) -> Self {
+        Self {
+            engine,
+            limits,
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// What became of an event, as `tactful_events_total` labels it.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Applied,
+    Rejected,
+    Unavailable,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Rejected => "rejected",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `EventType` numbers 0..=12 (unspecified included), then one slot for numbers no
+/// `EventType` has.
+const TYPE_SLOTS: usize = 14;
+
+/// The `tactful_events_total` counter of each type and outcome, looked up on its first event
+/// (so a series appears when it first counts, as with a lookup per event) and then counted with
+/// one atomic add: a label string and a hashed lookup per event took some 3.5% of the server's
+/// CPU under Events.Stream load.
+#[derive(Default)]
+struct Counters([[OnceLock<IntCounter>; 3]; TYPE_SLOTS]);
+
+impl Counters {
+    fn count(&self, engine: &Engine, event_type: i32, outcome: Outcome) {
+        let slot = usize::try_from(event_type)
+            .ok()
+            .filter(|&t| t < TYPE_SLOTS - 1)
+            .unwrap_or(TYPE_SLOTS - 1);
+        self.0[slot][outcome as usize]
+            .get_or_init(|| {
+                engine
+                    .metrics()
+                    .event_counter(&type_label(event_type), outcome.label())
+            })
+            .inc();
+    }
 }
 
 /// Counts what happened to a sequence of events.
@@ -44,9 +101,9 @@ impl Tally {
         &mut self,
         index: usize,
         e: &pb::Event,
-        engine: &Engine,
-        limits: &Limits,
+        service: &EventsService,
     ) -> Result<(), ApiError> {
+        let (engine, limits) = (&*service.engine, &service.limits);
         let now = now_ms();
         let store = engine.store();
         let result = match convert::event(e, now, limits) {
@@ -57,19 +114,19 @@ impl Tally {
             Err(invalid) => Err(RecordError::Invalid(invalid)),
         };
         let r = &mut self.response;
-        let count = |outcome| engine.metrics().event(&type_label(e.r#type), outcome);
+        let count = |outcome| service.counters.count(engine, e.r#type, outcome);
         match result {
             Ok(ticket) => {
-                count("applied");
+                count(Outcome::Applied);
                 r.applied += 1;
                 self.ticket = self.ticket.join(ticket);
             }
             Err(RecordError::Unavailable(e)) => {
-                count("unavailable");
+                count(Outcome::Unavailable);
                 return Err(e.into());
             }
             Err(RecordError::Invalid(err)) => {
-                count("rejected");
+                count(Outcome::Rejected);
                 r.rejected_total += 1;
                 if r.rejected.len() < MAX_REJECTIONS_LISTED {
                     r.rejected.push(pb::RejectedEvent {
@@ -155,7 +212,7 @@ impl pb::events_server::Events for EventsService {
         }
         let mut tally = Tally::default();
         for (i, e) in events.iter().enumerate() {
-            tally.apply(i, e, &self.engine, &self.limits).await?;
+            tally.apply(i, e, self).await?;
         }
         Ok(Response::new(tally.finish(&self.engine).await?))
     }
@@ -168,7 +225,7 @@ impl pb::events_server::Events for EventsService {
         let mut tally = Tally::default();
         let mut index = 0;
         while let Some(e) = stream.next().await {
-            tally.apply(index, &e?, &self.engine, &self.limits).await?;
+            tally.apply(index, &e?, self).await?;
             index += 1;
         }
         Ok(Response::new(tally.finish(&self.engine).await?))

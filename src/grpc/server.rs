@@ -132,12 +132,10 @@ pub async fn serve_with(
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let events = pb::events_server::EventsServer::new(EventsService {
-        engine: engine.clone(),
-        limits: limits.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
+    let events =
+        pb::events_server::EventsServer::new(EventsService::new(engine.clone(), limits.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
     let catalog = pb::catalog_server::CatalogServer::new(CatalogService {
         engine: engine.clone(),
     })
