@@ -67,6 +67,30 @@ pub struct Item {
 const ENTRY_BYTES: usize = std::mem::size_of::<(u64, Item)>() + 1;
 
 impl Item {
+    /// Fills each of these attributes that the caller left at its zero value from this item:
+    /// what a request or an event carries wins, field by field. Rank candidates and behavioural
+    /// events both go through here, so they complete an item the same way.
+    pub fn fill_unset(
+        &self,
+        category_id: &mut u64,
+        brand_id: &mut u64,
+        shop_id: &mut u64,
+        price: &mut f32,
+    ) {
+        for (mine, cached) in [
+            (category_id, self.category_id),
+            (brand_id, self.brand_id),
+            (shop_id, self.shop_id),
+        ] {
+            if *mine == 0 {
+                *mine = cached;
+            }
+        }
+        if *price == 0.0 {
+            *price = self.price;
+        }
+    }
+
     /// The memory the item takes: its entry and its heap parts.
     fn bytes(&self) -> usize {
         ENTRY_BYTES

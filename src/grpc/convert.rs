@@ -107,18 +107,12 @@ impl Width {
 
 /// Takes from the catalog's item every attribute the request left at its zero value.
 fn fill_from_catalog(c: &mut Candidate, item: &Item) {
-    if c.category_id == 0 {
-        c.category_id = item.category_id;
-    }
-    if c.brand_id == 0 {
-        c.brand_id = item.brand_id;
-    }
-    if c.shop_id == 0 {
-        c.shop_id = item.shop_id;
-    }
-    if c.price == 0.0 {
-        c.price = item.price;
-    }
+    item.fill_unset(
+        &mut c.category_id,
+        &mut c.brand_id,
+        &mut c.shop_id,
+        &mut c.price,
+    );
     if c.popularity == 0.0 {
         c.popularity = item.popularity;
     }

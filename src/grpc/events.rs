@@ -161,18 +161,12 @@ fn fill_from_catalog(event: &mut Event, catalog: &Catalog) {
     let Some(item) = catalog.get(event.item_id) else {
         return;
     };
-    if event.category_id == 0 {
-        event.category_id = item.category_id;
-    }
-    if event.brand_id == 0 {
-        event.brand_id = item.brand_id;
-    }
-    if event.shop_id == 0 {
-        event.shop_id = item.shop_id;
-    }
-    if event.price == 0.0 {
-        event.price = item.price;
-    }
+    item.fill_unset(
+        &mut event.category_id,
+        &mut event.brand_id,
+        &mut event.shop_id,
+        &mut event.price,
+    );
     if event.kind == K::Purchase && event.title.is_empty() {
         event.title = item.title.to_string();
     }
