@@ -190,9 +190,11 @@ pub struct RankSettings {
     pub max_inflight: usize,
     /// Threads of the ranking pool; 0 = one per core.
     pub threads: usize,
-    /// Multiply-adds in one vector pass above which it is split across the pool's threads.
-    /// 65536 (e.g. 1024 candidates × 64 dims) is where splitting stops costing more than it
-    /// saves on this class of machine.
+    /// Multiply-adds in one vector pass above which it is split across the pool's threads;
+    /// per-candidate rules count `Parallelism::PER_CANDIDATE` (32) per candidate against it.
+    /// 65536 (e.g. 1024 candidates × 64 dims, or 2048 candidates through a rule) is where
+    /// splitting stops costing more than it saves on this class of machine
+    /// (`cargo bench --bench parallel`).
     pub parallel_min_work: usize,
 }
 
