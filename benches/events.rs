@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tactful::config::Limits;
-use tactful::engine::now_ms;
 use tactful::state::{Event, StateBackend, StateConfig, Ticket, UserStore};
+use tactful::time::now_ms;
 use tactful::workload::{EventMix, users};
 
 #[cfg(not(feature = "system-allocator"))]

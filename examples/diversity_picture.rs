@@ -74,7 +74,7 @@ const CANDIDATES: usize = 200;
 const TOP: usize = 20;
 /// Share of the upstream score that comes from popularity rather than genre taste.
 const POPULARITY_BLEND: f64 = 0.3;
-const DAY_MS: i64 = 86_400_000;
+use tactful::time::DAY_MS;
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);

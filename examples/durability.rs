@@ -22,9 +22,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
-use tactful::engine::now_ms;
 use tactful::rank::DimensionSet;
 use tactful::state::{Event, EventKind, StateBackend, StateConfig, UserStore};
+use tactful::time::now_ms;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::pseudonym::Pseudonyms;
+use crate::time::{now_ms, rfc3339_millis};
 
 /// What was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +128,7 @@ impl AuditLog {
 
     pub fn record(&self, entry: Entry<'_>) {
         let line = Line {
-            at: rfc3339_millis(crate::engine::now_ms()),
+            at: rfc3339_millis(now_ms()),
             action: entry.action.name(),
             who: entry.who,
             user: entry.user_id.map(|id| self.pseudonyms.of(id)),
@@ -153,28 +154,9 @@ impl AuditLog {
     }
 }
 
-/// `2026-11-23T20:39:15.630Z` for unix milliseconds (proleptic Gregorian, UTC).
-pub fn rfc3339_millis(at_ms: i64) -> String {
-    let (days, ms) = (at_ms.div_euclid(86_400_000), at_ms.rem_euclid(86_400_000));
-    let (year, month, day) = crate::rank::stages::context::civil_from_days(days);
-    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(
-            rfc3339_millis(1_795_466_355_630),
-            "2026-11-23T20:39:15.630Z"
-        );
-        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
-    }
 
     #[test]
     fn a_file_gets_one_json_line_per_record_with_no_user_id() {

@@ -10,7 +10,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
@@ -26,13 +26,6 @@ use crate::rank::{
     Parallelism, Pipeline, Policies, Policy, RankInput, Ranking, UserView,
 };
 use crate::state::{StateError, UserKey, UserStore};
-
-/// The server's clock, unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// One ranking to run.
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@
 //! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
 //! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
 //! - [`telemetry`]: logs, the span of each call, OTLP export (feature `otlp`).
+//! - [`time`]: the leaf every module takes the clock, `DAY_MS` and civil dates from.
 //! - [`cli`]: the command line: `serve` and the client subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
@@ -53,6 +54,7 @@ pub mod rank;
 pub mod replay;
 pub mod state;
 pub mod telemetry;
+pub mod time;
 pub mod workload;
 
 /// Generated protobuf types, clients and servers of `tactful.v1`.

@@ -257,7 +257,7 @@ mod tests {
         let n = 100_000;
         let mut kinds = BTreeMap::new();
         let mut distinct = std::collections::HashSet::new();
-        let now = crate::engine::now_ms();
+        let now = crate::time::now_ms();
         for _ in 0..n {
             let e = mix.next_event();
             // Every generated event is one the server applies.

@@ -22,9 +22,9 @@ mod common;
 
 use common::*;
 use tactful::config::Config;
-use tactful::engine::now_ms;
 use tactful::pb;
 use tactful::rank::{DropRule, Policy};
+use tactful::time::now_ms;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;

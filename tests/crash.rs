@@ -41,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tactful::pb;
 use tactful::pb::DataDimension as D;
+use tactful::time::now_ms;
 use tonic::transport::Channel;
 
 /// Users written to, split between the clients so each user's requests stay in order.
@@ -155,13 +156,6 @@ impl Rng {
     fn between(&mut self, (lo, hi): (u64, u64)) -> u64 {
         lo + self.below(hi - lo + 1)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn user_id(u: usize) -> String {

@@ -29,7 +29,7 @@ use tactful::rank::{
 };
 
 const NOW_MS: i64 = 1_800_000_000_000;
-const DAY_MS: i64 = 86_400_000;
+use tactful::time::DAY_MS;
 /// The sensitive category of the full policy.
 const SENSITIVE: u64 = 4;
 

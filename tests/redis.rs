@@ -626,7 +626,7 @@ async fn evicted_users_are_read_back_from_redis_with_their_words() {
             .await
             .unwrap(),
     );
-    let now = tactful::engine::now_ms();
+    let now = tactful::time::now_ms();
     let users = 2_000u64;
     // Concurrently: with `appendfsync always`, Redis answers a write only after an fsync, so
     // writes one after another would cost an fsync each.

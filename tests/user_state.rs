@@ -89,7 +89,7 @@ async fn ignored_impressions_make_an_item_sink_and_a_click_restores_it() {
     // Shown six minutes ago and never clicked: past the five-minute window, so ignored.
     let mut seen = event("di", pb::EventType::Impression);
     seen.item_id = 1;
-    seen.at_ms = tactful::engine::now_ms() - 6 * 60_000;
+    seen.at_ms = tactful::time::now_ms() - 6 * 60_000;
     record(&server, vec![seen.clone(); 4]).await;
     let tired = rank_ids(&server, request("di", catalogue())).await;
     assert!(position(&tired, 1) >= 3, "item 1 should sink: {tired:?}");
@@ -335,7 +335,7 @@ async fn the_profile_shows_what_was_recorded() {
     not_interested.item_id = 4;
     let mut seen = event("io", pb::EventType::Impression);
     seen.item_id = 2;
-    seen.at_ms = tactful::engine::now_ms() - 6 * 60_000;
+    seen.at_ms = tactful::time::now_ms() - 6 * 60_000;
     record(&server, vec![block, not_interested, seen.clone(), seen]).await;
     let p = profiles
         .get(pb::GetProfileRequest {

@@ -187,7 +187,7 @@ async fn event(args: EventArgs) -> Result<(), Failure> {
         at_ms: if args.ago_minutes == 0 {
             0
         } else {
-            crate::engine::now_ms() - i64::from(args.ago_minutes) * 60_000
+            crate::time::now_ms() - i64::from(args.ago_minutes) * crate::time::MINUTE_MS
         },
         r#type: event_type(args.kind).into(),
         item_id: args.item,

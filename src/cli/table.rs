@@ -19,14 +19,7 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
 
 /// A unix-millisecond time as UTC, minute precision: `2026-11-23 12:00Z`.
 fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = crate::rank::stages::context::civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60
-    )
+    crate::time::date_time_minutes(ms, 0) + "Z"
 }
 
 fn lifecycle_name(stage: i32) -> String {

@@ -20,9 +20,10 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{ApiError, convert};
 use crate::catalog::Catalog;
 use crate::config::Limits;
-use crate::engine::{Engine, now_ms};
+use crate::engine::Engine;
 use crate::pb;
 use crate::state::{Event, EventKind, RecordError, Ticket};
+use crate::time::now_ms;
 
 /// Rejections reported per response; the total is always reported.
 const MAX_REJECTIONS_LISTED: usize = 1000;

@@ -10,9 +10,10 @@ use super::auth::Caller;
 use super::{ApiError, convert};
 use crate::audit::{Action, Entry};
 use crate::config::Limits;
-use crate::engine::{Engine, now_ms};
+use crate::engine::Engine;
 use crate::pb;
 use crate::state::{RecordError, Ticket};
+use crate::time::now_ms;
 
 pub struct ProfileService {
     pub engine: Arc<Engine>,

@@ -7,8 +7,9 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, timeout};
 use crate::config::Limits;
-use crate::engine::{Engine, now_ms};
+use crate::engine::Engine;
 use crate::pb;
+use crate::time::now_ms;
 
 pub struct RankerService {
     pub engine: Arc<Engine>,

@@ -7,8 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::types::{Candidate, Consent, DimensionSet, LifecycleStage};
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+use crate::time::DAY_MS;
 
 /// How many impression times are kept per item: the largest frequency cap a policy may set.
 pub const SHOWN_TIMES: usize = 8;

@@ -23,8 +23,7 @@ use std::fmt::Write as _;
 
 use super::{Action, LogEvent};
 use crate::rank::Policy;
-
-const DAY_MS: f64 = 86_400_000.0;
+use crate::time::DAY_MS;
 
 /// Thresholds of the fit, chosen a priori.
 #[derive(Debug, Clone)]
@@ -139,7 +138,7 @@ pub fn fit(events: &[LogEvent], p: &FitParams) -> Fitted {
             let ms = s.shortest_gap_ms.unwrap_or(s.longest_watch_ms);
             Durable {
                 category_id: *c,
-                days: round2((ms as f64 / DAY_MS).clamp(p.min_days, 365.0)),
+                days: round2((ms as f64 / DAY_MS as f64).clamp(p.min_days, 365.0)),
                 buyers: s.buyers.len(),
                 occasions: s.occasions,
                 repeats: s.repeats,
@@ -148,7 +147,7 @@ pub fn fit(events: &[LogEvent], p: &FitParams) -> Fitted {
         .collect();
     // Complements.
     let buyers = occasions.len();
-    let window = (p.window_days * DAY_MS) as i64;
+    let window = (p.window_days * DAY_MS as f64) as i64;
     let mut pair_users: BTreeMap<(u64, u64), usize> = BTreeMap::new();
     for mine in occasions.values() {
         let mut pairs = BTreeSet::new();
@@ -247,7 +246,7 @@ impl Fitted {
     pub fn windows_ms(&self) -> HashMap<u64, i64> {
         self.durables
             .iter()
-            .map(|d| (d.category_id, (d.days * DAY_MS) as i64))
+            .map(|d| (d.category_id, (d.days * DAY_MS as f64) as i64))
             .collect()
     }
 }
@@ -262,7 +261,7 @@ mod tests {
             item: user * 1000 + category,
             category,
             action: Action::Buy,
-            at_ms: (day * DAY_MS) as i64,
+            at_ms: (day * DAY_MS as f64) as i64,
         }
     }
 

@@ -413,15 +413,7 @@ fn escape(s: &str) -> String {
 
 /// "2017-12-01 00:00" in local time at the offset.
 fn local_time(ms: i64, utc_offset_minutes: i32) -> String {
-    let secs = ms.div_euclid(1000) + i64::from(utc_offset_minutes) * 60;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::rank::stages::context::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    crate::time::date_time_minutes(ms, utc_offset_minutes)
 }
 
 #[cfg(test)]

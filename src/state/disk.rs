@@ -240,7 +240,7 @@ impl Disk {
             .collect();
         changed.sort_unstable();
         let old = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let now_ms = crate::engine::now_ms();
+        let now_ms = crate::time::now_ms();
         let mut out = TableWriter::create(&self.dir, boundary)?;
         let mut old_rows = old.scan()?.peekable();
         let mut changed = changed.into_iter().peekable();

@@ -267,7 +267,7 @@ pub(super) fn keeper_loop(inner: &Inner) {
             return;
         }
         if last_expire.elapsed() >= EXPIRE_EVERY {
-            inner.expire(crate::engine::now_ms());
+            inner.expire(crate::time::now_ms());
             last_expire = Instant::now();
         }
         if inner.bytes() > high_water(cap) {

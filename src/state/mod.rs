@@ -32,6 +32,7 @@ pub mod wal;
 use std::path::Path;
 
 use crate::rank::Consent;
+use crate::time::DAY_MS;
 
 pub use event::{Event, EventError, EventKind};
 pub use key::UserKey;
@@ -59,9 +60,6 @@ impl StateError {
         }
     }
 }
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Limits and time constants of the state store.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +140,7 @@ mod tests {
     use crate::rank::{DataDimension, DimensionSet};
 
     /// Snapshots expire counters by the wall clock, so tests live in the present.
-    static NOW: std::sync::LazyLock<i64> = std::sync::LazyLock::new(crate::engine::now_ms);
+    static NOW: std::sync::LazyLock<i64> = std::sync::LazyLock::new(crate::time::now_ms);
 
     fn block(brand: u64) -> Event {
         let mut e = Event::new(EventKind::BlockBrand, *NOW);

@@ -861,7 +861,7 @@ impl Redis {
             // Short enough already, or a history that does not decode (reads report it).
             return replayed.map(|_| ());
         };
-        state.expire(crate::engine::now_ms(), config);
+        state.expire(crate::time::now_ms(), config);
         let mut tx = redis::pipe();
         tx.atomic();
         if state.is_empty() {

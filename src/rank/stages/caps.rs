@@ -11,8 +11,8 @@ use serde::Deserialize;
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::DropRule;
 use crate::rank::user::SHOWN_TIMES;
+use crate::time::HOUR_MS;
 
-const HOUR_MS: f64 = 3_600_000.0;
 /// The longest window a cap may count over: impression times are kept for a week.
 pub const MAX_WINDOW_HOURS: f64 = 7.0 * 24.0;
 
@@ -101,7 +101,7 @@ impl Stage for FrequencyCap {
         let Some(cap) = self.0.for_surface(&input.surface) else {
             return Ok(());
         };
-        let since = input.now_ms - (cap.window_hours * HOUR_MS) as i64;
+        let since = input.now_ms - (cap.window_hours * HOUR_MS as f64) as i64;
         let max = cap.max_impressions as usize;
         for (i, c) in input.candidates.iter().enumerate() {
             if user.shown_since(c.item_id, since) >= max {

@@ -14,8 +14,7 @@ use serde::Deserialize;
 use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Component, DataDimension, DimensionSet, Locale, ReasonCode};
 use crate::rank::user::Purchase;
-
-const DAY_MS: f64 = 86_400_000.0;
+use crate::time::DAY_MS;
 
 /// The categories that go with one category.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -93,7 +92,7 @@ impl Stage for Complements {
         {
             return Ok(());
         }
-        let window = (self.0.days * DAY_MS) as i64;
+        let window = (self.0.days * DAY_MS as f64) as i64;
         let now = input.now_ms;
         // Each recent purchase with the catalog's complements of the item bought.
         let recent: Vec<(&Purchase, &[u64])> = user
@@ -146,7 +145,7 @@ mod tests {
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
 
-    const DAY: i64 = 86_400_000;
+    const DAY: i64 = crate::time::DAY_MS;
 
     #[test]
     fn accessories_of_a_new_phone_are_boosted_with_their_reason() {

@@ -15,8 +15,7 @@ use serde::Deserialize;
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Candidate, Component, DataDimension, DropRule};
 use crate::rank::user::UserView;
-
-const HOUR_MS: i64 = 3_600_000;
+use crate::time::HOUR_MS;
 
 pub fn rule_for(c: &Candidate, user: &UserView) -> Option<DropRule> {
     let allowed = user.consent.allowed(c.evidence);

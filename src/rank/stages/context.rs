@@ -8,8 +8,7 @@ use serde::Deserialize;
 
 use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Component, DataDimension, DimensionSet, Locale, ReasonCode};
-
-const DAY_MS: i64 = 86_400_000;
+use crate::time::{DAY_MS, days_from_civil};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,31 +45,6 @@ pub struct ContextParams {
     pub holidays: Vec<String>,
     /// None by default: which categories suit which moment is the platform's knowledge.
     pub rules: Vec<ContextRule>,
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian date (year, month, day) of a day counted from 1970-01-01: the
-/// inverse of [`days_from_civil`], for every place that prints a date.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 fn parse_date(s: &str) -> Option<i64> {

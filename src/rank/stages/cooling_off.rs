@@ -17,8 +17,8 @@ use ndarray::Array1;
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Candidate, Component, DataDimension, DropRule};
 use crate::rank::user::{Purchase, UserView};
+use crate::time::DAY_MS;
 
-const DAY_MS: f64 = 86_400_000.0;
 /// Purchases are kept a year: no window may be longer.
 pub const MAX_DAYS: f64 = 365.0;
 
@@ -81,7 +81,7 @@ impl CoolingOffParams {
             .iter()
             .find(|c| c.category_id == category_id)
             .map_or(self.default_days, |c| c.days);
-        (days * DAY_MS) as i64
+        (days * DAY_MS as f64) as i64
     }
 
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -125,7 +125,7 @@ impl CoolingOffParams {
         user: &'u UserView,
         now: i64,
     ) -> Option<&'u Purchase> {
-        let window = (self.price_drop_days * DAY_MS) as i64;
+        let window = (self.price_drop_days * DAY_MS as f64) as i64;
         user.purchases
             .iter()
             .rev()
@@ -217,7 +217,7 @@ pub fn windows(p: &CoolingOffParams, user: &UserView, now_ms: i64) -> Vec<Window
                 } else {
                     p.window_ms(b.category_id)
                 },
-            price_drops_until_ms: b.at_ms + (p.price_drop_days * DAY_MS) as i64,
+            price_drops_until_ms: b.at_ms + (p.price_drop_days * DAY_MS as f64) as i64,
         })
         .filter(|w| w.substitutes_until_ms.max(w.price_drops_until_ms) > now_ms)
         .collect()
@@ -243,7 +243,7 @@ mod tests {
     use crate::rank::pipeline::Parallelism;
     use crate::rank::types::{Consent, DimensionSet, RankInput};
 
-    const DAY: i64 = 86_400_000;
+    const DAY: i64 = crate::time::DAY_MS;
     const PHONES: u64 = 12;
     const MILK: u64 = 30;
 

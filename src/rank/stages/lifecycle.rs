@@ -15,8 +15,7 @@ use crate::rank::types::{
     Component, DataDimension, DimensionSet, LifecycleStage, Locale, ReasonCode,
 };
 use crate::rank::user::LifecycleThresholds;
-
-const DAY_MS: f64 = 86_400_000.0;
+use crate::time::DAY_MS;
 
 /// What one lifecycle stage changes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -194,7 +193,7 @@ impl Stage for Lifecycle {
             }
         }
         if rules.repeat_penalty > 0.0 && !user.shown.is_empty() {
-            let since = input.now_ms - (rules.repeat_days * DAY_MS) as i64;
+            let since = input.now_ms - (rules.repeat_days * DAY_MS as f64) as i64;
             let mut penalty = Array1::<f32>::zeros(n);
             for (i, c) in input.candidates.iter().enumerate() {
                 if user.shown_since(c.item_id, since) > 0 {
@@ -227,7 +226,7 @@ mod tests {
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::{SHOWN_TIMES, UserView};
 
-    const DAY: i64 = 86_400_000;
+    const DAY: i64 = crate::time::DAY_MS;
 
     fn run(
         first_seen_days_ago: i64,
