@@ -6,9 +6,19 @@ cd "$(dirname "$0")/.."
 
 # The shared-state tests need a Redis: scripts/redis.sh installs and starts one on loopback
 # (or set TACTFUL_TEST_REDIS to use another). Tests that need it fail in CI without it.
+# A Redis that script starts here is shut down when this script exits, however it exits; one
+# that already answered on the port is reused and left running, as is TACTFUL_TEST_REDIS's.
 if [ -z "${TACTFUL_TEST_REDIS:-}" ]; then
     echo "== redis for the shared-state tests"
-    TACTFUL_TEST_REDIS="$(./scripts/redis.sh)"
+    redis_started="$(mktemp "${TMPDIR:-/tmp}/tactful-redis-started.XXXXXX")"
+    stop_redis() {
+        if [ -s "$redis_started" ]; then ./scripts/redis.sh stop "$(cat "$redis_started")" || true; fi
+        rm -f "$redis_started"
+    }
+    trap stop_redis EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    TACTFUL_TEST_REDIS="$(./scripts/redis.sh --record "$redis_started")"
 fi
 export TACTFUL_TEST_REDIS
 
