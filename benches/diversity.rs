@@ -2,7 +2,8 @@
 //! N ∈ {100, 1000} candidates, d ∈ {32, 128} embedding dims, k ∈ {20, 100} picks, each next
 //! to the reference bound: `k` passes of one N×d multiply-add (`dot_rows`, the kernel every
 //! similarity pass runs on). A method's cost over the reference's is how close it is to the
-//! O(k·N·d) bound. `scripts/diversity-table.py` turns the results into the README's table.
+//! O(k·N·d) bound. `scripts/diversity-table.py` turns the results into the table of
+//! docs/performance.md.
 //!
 //! Run: `cargo bench --bench diversity` then `python3 scripts/diversity-table.py`.
 

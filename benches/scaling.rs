@@ -1,7 +1,7 @@
 //! How the full default pipeline's cost grows with the list (N), the embedding length (d) and
 //! the answer (k): criterion, one thread, no server. Each case runs the default policy (MMR
 //! selection) and the same policy with DPP selection, for a user with some history.
-//! `scripts/scaling-plot.py` turns the results into the README's table and plot.
+//! `scripts/scaling-plot.py` turns the results into the table and plot of docs/performance.md.
 //!
 //! Run: `cargo bench --bench scaling` then `python3 scripts/scaling-plot.py`.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the README's diversity benchmark table from criterion's results.
+"""Prints docs/performance.md's diversity benchmark table from criterion's results.
 
 Run `cargo bench --bench diversity` first. For each case it reads the median time of MMR,
 DPP and the reference (k passes of one N×d multiply-add) and prints each method's ratio to

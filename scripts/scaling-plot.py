@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The README's scaling table and plot, from `cargo bench --bench scaling`.
+"""The scaling table and plot of docs/performance.md, from `cargo bench --bench scaling`.
 
 Prints a Markdown table of median times (µs) of the full default pipeline (MMR) and of the
 same policy with DPP, for every N, d and k, and writes docs/scaling.svg: time against N on
