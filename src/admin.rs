@@ -12,7 +12,6 @@
 //! Must not: serve anything about users. It reports counts only.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -24,46 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::metrics::{self, Metrics};
-
-const LOADING: u8 = 0;
-const SERVING: u8 = 1;
-const DRAINING: u8 = 2;
-
-/// Whether the server should receive traffic: a latch shared by the gRPC server (which sets
-/// it) and `/ready` (which reads it). Starts as loading.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicU8>);
-
-impl Readiness {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The port is open and the state loaded.
-    pub fn serving(&self) {
-        // A drain is final: a late `serving` must not undo it.
-        let _ = self
-            .0
-            .compare_exchange(LOADING, SERVING, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// A drain has begun.
-    pub fn draining(&self) {
-        self.0.store(DRAINING, Ordering::Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire) == SERVING
-    }
-
-    fn describe(&self) -> &'static str {
-        match self.0.load(Ordering::Acquire) {
-            LOADING => "loading",
-            SERVING => "ready",
-            _ => "draining",
-        }
-    }
-}
+use crate::readiness::Readiness;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -124,21 +84,4 @@ async fn ready(State(admin): State<Admin>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, format!("{}\n", admin.readiness.describe()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readiness_goes_loading_serving_draining_and_stays_drained() {
-        let r = Readiness::new();
-        assert!(!r.is_ready());
-        r.serving();
-        assert!(r.is_ready());
-        r.draining();
-        r.serving();
-        assert!(!r.is_ready());
-        assert_eq!(r.describe(), "draining");
-    }
 }

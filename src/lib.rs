@@ -16,6 +16,7 @@
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
 //! - [`metrics`]: the Prometheus metrics (names, labels, what each counts).
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
+//! - [`readiness`]: the readiness latch the gRPC server moves and `/ready` reads (a leaf).
 //! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
 //! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
 //! - [`telemetry`]: logs, the span of each call, OTLP export (feature `otlp`).
@@ -51,6 +52,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod pseudonym;
 pub mod rank;
+pub mod readiness;
 pub mod replay;
 pub mod state;
 pub mod telemetry;

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
-use crate::admin::{Admin, Readiness};
+use crate::admin::Admin;
 use crate::config::{Config, Overrides, ProcessEnv, parse_listen_or_off};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::state::UserStore;
 
 /// Completes on SIGTERM or SIGINT.

@@ -18,10 +18,10 @@ use super::observe::ObserveLayer;
 use super::{
     catalog::CatalogService, events::EventsService, profile::ProfileService, ranker::RankerService,
 };
-use crate::admin::Readiness;
 use crate::config::{Config, ConfigError, TlsSettings};
 use crate::engine::Engine;
 use crate::pb;
+use crate::readiness::Readiness;
 
 /// Names under which health is reported: the whole server ("") and each service.
 const SERVICES: [&str; 5] = [

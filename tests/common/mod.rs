@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tactful::admin::{Admin, Readiness};
+use tactful::admin::Admin;
 use tactful::config::Config;
 use tactful::engine::Engine;
 use tactful::grpc::ServeError;
@@ -21,6 +21,7 @@ use tactful::rank::stages::{
 };
 use tactful::rank::user::LifecycleThresholds;
 use tactful::rank::{Deadline, Interrupted, Parallelism, Pipeline, Policies, Slate, Stage};
+use tactful::readiness::Readiness;
 use tactful::state::{StateConfig, UserStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
