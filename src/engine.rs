@@ -233,7 +233,7 @@ impl Engine {
         &self.catalog
     }
 
-    pub fn audit(&self) -> &AuditLog {
+    pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
     }
 

@@ -62,6 +62,33 @@ async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Co
     let _ = (engine, overrides, running);
 }
 
+/// The gRPC services over the engine's parts.
+fn services(engine: &Arc<Engine>, config: &Config) -> crate::grpc::Services {
+    use crate::grpc::{catalog, events, profile, ranker};
+    let limits = &config.limits;
+    crate::grpc::Services {
+        ranker: ranker::RankerService::new(
+            engine.clone(),
+            engine.catalog().clone(),
+            engine.audit().pseudonyms().clone(),
+            limits.clone(),
+        ),
+        events: events::EventsService::new(
+            engine.store().clone(),
+            engine.catalog().clone(),
+            engine.metrics().clone(),
+            limits.clone(),
+        ),
+        profile: profile::ProfileService::new(
+            engine.store().clone(),
+            engine.audit().clone(),
+            engine.clone(),
+            limits.clone(),
+        ),
+        catalog: catalog::CatalogService::new(engine.catalog().clone()),
+    }
+}
+
 pub fn run(args: ServeArgs) -> ExitCode {
     let admin_listen = match args
         .admin_listen
@@ -201,8 +228,17 @@ pub fn run(args: ServeArgs) -> ExitCode {
             overrides.clone(),
             config.clone(),
         ));
-        let served =
-            crate::grpc::serve_with(listener, &config, engine, shutdown_signal(), readiness).await;
+        let services = services(&engine, &config);
+        let metrics = engine.metrics().clone();
+        let served = crate::grpc::serve(
+            listener,
+            &config,
+            services,
+            metrics,
+            shutdown_signal(),
+            readiness,
+        )
+        .await;
         // A last snapshot, so that the next start has little log to replay.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         reloader.abort();

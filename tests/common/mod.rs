@@ -132,6 +132,33 @@ async fn test_store(
     }
 }
 
+/// The gRPC services over the engine's parts.
+fn services(engine: &Arc<Engine>, config: &Config) -> tactful::grpc::Services {
+    use tactful::grpc::{catalog, events, profile, ranker};
+    let limits = &config.limits;
+    tactful::grpc::Services {
+        ranker: ranker::RankerService::new(
+            engine.clone(),
+            engine.catalog().clone(),
+            engine.audit().pseudonyms().clone(),
+            limits.clone(),
+        ),
+        events: events::EventsService::new(
+            engine.store().clone(),
+            engine.catalog().clone(),
+            engine.metrics().clone(),
+            limits.clone(),
+        ),
+        profile: profile::ProfileService::new(
+            engine.store().clone(),
+            engine.audit().clone(),
+            engine.clone(),
+            limits.clone(),
+        ),
+        catalog: catalog::CatalogService::new(engine.catalog().clone()),
+    }
+}
+
 impl TestServer {
     pub async fn start(config: Config) -> Self {
         Self::with_pipelines(config, Vec::new()).await
@@ -195,7 +222,9 @@ impl TestServer {
             let shutdown = async {
                 let _ = rx.await;
             };
-            tactful::grpc::serve_with(listener, &config, server_engine, shutdown, readiness).await
+            let services = services(&server_engine, &config);
+            let metrics = server_engine.metrics().clone();
+            tactful::grpc::serve(listener, &config, services, metrics, shutdown, readiness).await
         });
         Self {
             addr,
