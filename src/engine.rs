@@ -165,68 +165,47 @@ pub struct Engine {
 /// What the pool sends back.
 type JobResult = Result<Result<Ranking, Interrupted>, String>;
 
-impl Engine {
-    /// An engine with the configured policies over `store`.
-    pub fn new(config: &Config, store: Arc<UserStore>) -> Result<Self, ConfigError> {
-        let policies =
-            Policies::build(&config.policies, config.parallelism()).map_err(|e| ConfigError {
-                setting: e.field,
-                message: e.message,
-            })?;
-        Self::with_parts(config, policies, store)
-    }
+/// What an engine works with, built by the composition root ([`crate::app`]): the engine
+/// builds none of it.
+pub struct Parts {
+    /// The policies to start with (built from the configuration, plus any added in code).
+    pub policies: Policies,
+    pub store: Arc<UserStore>,
+    pub catalog: Arc<Catalog>,
+    /// Where rankings run.
+    pub pool: Arc<rayon::ThreadPool>,
+    pub metrics: Arc<Metrics>,
+    pub audit: Arc<AuditLog>,
+}
 
-    /// For embedding: run with your own policies (e.g. pipelines with custom stages) or store.
-    /// Loads the catalog's start-up file (`catalog.path`) if one is set: a bad file is an
-    /// error naming its line.
-    pub fn with_parts(
-        config: &Config,
-        policies: Policies,
-        store: Arc<UserStore>,
-    ) -> Result<Self, ConfigError> {
-        let pseudonyms = Arc::new(crate::pseudonym::Pseudonyms::new(
-            config.user_hash_key.as_ref().map(|k| k.0.as_str()),
-        ));
-        let audit = match &config.audit.path {
-            Some(path) => AuditLog::to_file(path, pseudonyms).map_err(|e| ConfigError {
-                setting: "audit.path".into(),
-                message: format!("cannot open {}: {e}", path.display()),
-            })?,
-            None => AuditLog::to_log(pseudonyms),
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.rank.threads)
-            .thread_name(|i| format!("tactful-rank-{i}"))
-            .build()
-            .map_err(|e| ConfigError {
-                setting: "rank.threads".into(),
-                message: e.to_string(),
-            })?;
-        let (catalog, loaded) = Catalog::open(&config.catalog).map_err(|e| ConfigError {
-            setting: "catalog.path".into(),
-            message: e.to_string(),
-        })?;
-        if let Some(path) = &config.catalog.path {
-            tracing::info!(
-                path = %path.display(),
-                lines = loaded,
-                items = catalog.len(),
-                "catalog loaded"
-            );
-        }
-        Ok(Self {
-            policies: ArcSwap::from_pointee(policies),
+/// The built-in policies plus those `configured`, or the setting at fault.
+pub fn build_policies(
+    configured: &std::collections::BTreeMap<String, Policy>,
+    parallelism: Parallelism,
+) -> Result<Policies, ConfigError> {
+    Policies::build(configured, parallelism).map_err(|e| ConfigError {
+        setting: e.field,
+        message: e.message,
+    })
+}
+
+impl Engine {
+    /// An engine over `parts`, with the deadline, in-flight limit and parallelism of
+    /// `config.rank`.
+    pub fn new(config: &Config, parts: Parts) -> Self {
+        Self {
+            policies: ArcSwap::from_pointee(parts.policies),
             parallelism: config.parallelism(),
             avoidance: AvoidanceTotals::default(),
-            store,
-            pool: Arc::new(pool),
+            store: parts.store,
+            pool: parts.pool,
             inflight: Arc::new(Semaphore::new(config.rank.max_inflight)),
             max_inflight: config.rank.max_inflight,
             budget: Duration::from_millis(config.rank.budget_ms),
-            metrics: Arc::new(Metrics::new()),
-            audit: Arc::new(audit),
-            catalog: Arc::new(catalog),
-        })
+            metrics: parts.metrics,
+            audit: parts.audit,
+            catalog: parts.catalog,
+        }
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -235,13 +214,6 @@ impl Engine {
 
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
-    }
-
-    /// Reports into `metrics` (e.g. a registry the admin server already serves) instead of
-    /// the engine's own.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
-        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -308,10 +280,7 @@ impl Engine {
         who: &str,
     ) -> Result<Vec<(String, String)>, ConfigError> {
         let before = self.policy_versions();
-        let built = Policies::build(configured, self.parallelism).map_err(|e| ConfigError {
-            setting: e.field,
-            message: e.message,
-        });
+        let built = build_policies(configured, self.parallelism);
         // Built before the swap, so a ranking never waits for a reload.
         let result = built.map(|policies| {
             self.policies.store(Arc::new(policies));

@@ -42,6 +42,7 @@
 
 pub mod admin;
 pub mod alloc;
+pub mod app;
 pub mod audit;
 pub mod catalog;
 pub mod cli;

@@ -203,7 +203,18 @@ impl TestServer {
         store: UserStore,
         with_admin: bool,
     ) -> Self {
-        let engine = Arc::new(Engine::with_parts(&config, policies, Arc::new(store)).unwrap());
+        let (catalog, _) = tactful::app::open_catalog(&config).unwrap();
+        let engine = Arc::new(Engine::new(
+            &config,
+            tactful::engine::Parts {
+                policies,
+                store: Arc::new(store),
+                catalog: Arc::new(catalog),
+                pool: Arc::new(tactful::app::rank_pool(&config).unwrap()),
+                metrics: Arc::new(tactful::metrics::Metrics::new()),
+                audit: Arc::new(tactful::app::audit_log(&config).unwrap()),
+            },
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let readiness = Readiness::new();
