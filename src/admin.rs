@@ -9,6 +9,10 @@
 //! The server starts before the user state is loaded (so `/live` answers during recovery)
 //! and stops only after the gRPC server has drained (so `/ready` says 503 throughout).
 //!
+//! What a scrape reports beyond the request counters comes from an observer the composition
+//! root ([`crate::app`]) attaches once the parts exist, so this server knows no engine, store
+//! or catalog: it depends on `metrics` and `readiness` only.
+//!
 //! Must not: serve anything about users. It reports counts only.
 
 use std::future::Future;
@@ -21,9 +25,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::engine::Engine;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, Observed};
 use crate::readiness::Readiness;
+
+/// Reads what the running parts count themselves, at each scrape.
+pub type Observer = Box<dyn Fn() -> Observed + Send + Sync>;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -32,7 +38,7 @@ pub struct Admin {
     readiness: Readiness,
     /// Set once the state is loaded and the engine built; until then only the request-free
     /// metrics are reported.
-    engine: Arc<OnceLock<Arc<Engine>>>,
+    observer: Arc<OnceLock<Observer>>,
 }
 
 impl Admin {
@@ -40,13 +46,14 @@ impl Admin {
         Self {
             metrics,
             readiness,
-            engine: Arc::new(OnceLock::new()),
+            observer: Arc::new(OnceLock::new()),
         }
     }
 
-    /// From now on, scrapes include what the engine and its store count.
-    pub fn attach(&self, engine: Arc<Engine>) {
-        let _ = self.engine.set(engine);
+    /// From now on, scrapes include what `observe` reads (the engine, the store, the catalog
+    /// and the audit log count themselves). Only the first observer attached is kept.
+    pub fn attach(&self, observe: impl Fn() -> Observed + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(observe));
     }
 
     /// Serves until `shutdown` completes.
@@ -67,8 +74,8 @@ impl Admin {
 }
 
 async fn scrape(State(admin): State<Admin>) -> impl IntoResponse {
-    if let Some(engine) = admin.engine.get() {
-        admin.metrics.observe(&engine.observed());
+    if let Some(observe) = admin.observer.get() {
+        admin.metrics.observe(&observe());
     }
     admin.metrics.set_ready(admin.readiness.is_ready());
     (

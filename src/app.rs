@@ -21,15 +21,17 @@
 //! Everything is built here and nowhere else: no part builds another, and the engine only
 //! ranks. This module sits at the top of the crate: nothing but `cli` depends on it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
-use crate::audit::AuditLog;
+use crate::audit::{Action, AuditLog, Entry};
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError};
 use crate::engine::{self, Engine};
@@ -37,9 +39,9 @@ use crate::grpc::{self, ServeError, Services};
 use crate::grpc::{
     catalog::CatalogService, events::EventsService, profile::ProfileService, ranker::RankerService,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Observed};
 use crate::pseudonym::Pseudonyms;
-use crate::rank::Policies;
+use crate::rank::{Component, DropRule, Policies, Policy};
 use crate::readiness::Readiness;
 use crate::state::{StateError, UserStore};
 
@@ -77,7 +79,7 @@ struct AdminTask {
 
 /// Every part of one tactful server, built and ready to serve.
 pub struct App {
-    config: Config,
+    config: Arc<Config>,
     metrics: Arc<Metrics>,
     readiness: Readiness,
     audit: Arc<AuditLog>,
@@ -161,7 +163,6 @@ fn build(
             catalog: catalog.clone(),
             pool,
             metrics,
-            audit: audit.clone(),
         },
     );
     Ok((engine, audit, catalog))
@@ -217,9 +218,17 @@ impl App {
         };
         let (engine, audit, catalog) = built.map_err(|e| StartError::Build(e.to_string()))??;
         let engine = Arc::new(engine);
-        admin_server.attach(engine.clone());
+        admin_server.attach({
+            let (engine, store, catalog, audit) = (
+                engine.clone(),
+                store.clone(),
+                catalog.clone(),
+                audit.clone(),
+            );
+            move || observed(&engine, &store, &catalog, &audit)
+        });
         Ok(Self {
-            config,
+            config: Arc::new(config),
             metrics,
             readiness,
             audit,
@@ -258,6 +267,15 @@ impl App {
         &self.readiness
     }
 
+    /// What reloads this server's policies (on SIGHUP, or a test's call).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            engine: self.engine.clone(),
+            audit: self.audit.clone(),
+            running: self.config.clone(),
+        }
+    }
+
     /// The gRPC services, each with the parts it uses.
     fn services(&self) -> Services {
         let limits = &self.config.limits;
@@ -292,7 +310,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let config = &self.config;
+        let config = &*self.config;
         let addr = listener.local_addr().map_or(config.listen, |a| a);
         let tls = match (config.tls.enabled(), config.tls.client_ca.is_some()) {
             (false, _) => "off",
@@ -315,7 +333,7 @@ impl App {
         );
         let served = grpc::serve(
             listener,
-            config,
+            &self.config,
             self.services(),
             self.metrics.clone(),
             shutdown,
@@ -329,5 +347,112 @@ impl App {
             let _ = admin.task.await;
         }
         served
+    }
+}
+
+/// What the running parts count themselves, for a metrics scrape.
+fn observed(engine: &Engine, store: &UserStore, catalog: &Catalog, audit: &AuditLog) -> Observed {
+    let stats = store.stats();
+    let items = catalog.stats();
+    let a = engine.avoidance();
+    let (inflight, max_inflight) = engine.inflight();
+    Observed {
+        rankings: a.rankings.load(Ordering::Relaxed),
+        dropped: DropRule::ALL
+            .iter()
+            .map(|r| (r.name(), a.dropped_by(*r)))
+            .collect(),
+        penalised: Component::PENALTIES
+            .iter()
+            .map(|c| (c.name(), a.penalised_by(*c)))
+            .collect(),
+        users: stats.users,
+        state_bytes: stats.bytes,
+        memory_cap_bytes: store.config().memory_cap_bytes,
+        evicted_total: stats.evicted_total,
+        snapshots_total: stats.snapshots_total,
+        inflight,
+        max_inflight,
+        audit_errors: audit.errors(),
+        policies: engine.policy_versions(),
+        catalog_items: items.items,
+        catalog_bytes: items.bytes,
+        catalog_max_items: items.max_items,
+        catalog_upserted: items.upserted,
+        catalog_deleted: items.deleted,
+        catalog_rejected: items.rejected,
+        catalog_hits: items.hits,
+        catalog_misses: items.misses,
+        catalog_partial_embeddings: items.partial_embeddings,
+    }
+}
+
+/// Reloads the policies of a running server, and audits every attempt (who asked, the
+/// versions before and after, whether it took). Cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    engine: Arc<Engine>,
+    audit: Arc<AuditLog>,
+    /// The configuration the server started with, to tell which changed settings need a
+    /// restart.
+    running: Arc<Config>,
+}
+
+impl Reloader {
+    /// Puts the policies `configured` (plus the built-in ones) in force for every ranking
+    /// that starts from now on (see [`Engine::replace_policies`]); on an invalid policy
+    /// nothing changes. Audited as done by `who`.
+    pub fn reload_policies(
+        &self,
+        configured: &BTreeMap<String, Policy>,
+        who: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let before = self.engine.policy_versions();
+        let result = self.engine.replace_policies(configured);
+        let versions = |v: &[(String, String)]| -> Vec<String> {
+            v.iter().map(|(_, version)| version.clone()).collect()
+        };
+        self.audit.record(Entry {
+            action: Action::PolicyReload,
+            who,
+            user_id: None,
+            result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            detail: serde_json::json!({
+                "before": versions(&before),
+                "after": result.as_ref().map_or_else(|_| versions(&before), |v| versions(v)),
+            }),
+        });
+        result
+    }
+
+    /// Reloads what can change while serving — the policies — from `loaded`, a configuration
+    /// just read again (or the error reading it); warns about any other setting that differs
+    /// from the one the server started with, which takes a restart. Audited as done by `who`.
+    pub fn reload(
+        &self,
+        loaded: Result<Config, ConfigError>,
+        who: &str,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let config = match loaded {
+            Ok(config) => config,
+            Err(e) => {
+                self.audit.record(Entry {
+                    action: Action::PolicyReload,
+                    who,
+                    user_id: None,
+                    result: Err(e.to_string()),
+                    detail: serde_json::Value::Null,
+                });
+                return Err(e);
+            }
+        };
+        let needs_restart = self.running.differences_outside_policies(&config);
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                settings = ?needs_restart,
+                "these settings changed in the configuration but take effect only at restart"
+            );
+        }
+        self.reload_policies(&config.policies, who)
     }
 }

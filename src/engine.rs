@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::audit::{Action, AuditLog, Entry};
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError};
-use crate::metrics::{Metrics, Observed};
+use crate::metrics::Metrics;
 use crate::rank::policy::DEFAULT_POLICY;
 use crate::rank::stages::cooling_off;
 use crate::rank::{
@@ -147,7 +146,6 @@ pub struct Engine {
     /// How reloaded policies split vector work (a setting that needs a restart).
     parallelism: Parallelism,
     avoidance: AvoidanceTotals,
-    store: Arc<UserStore>,
     pool: Arc<rayon::ThreadPool>,
     inflight: Arc<Semaphore>,
     /// The semaphore's size, to report how many permits are taken.
@@ -155,10 +153,9 @@ pub struct Engine {
     budget: Duration,
     /// Where rankings report their size, stage timings and fail-open reasons.
     metrics: Arc<Metrics>,
-    /// Where consent changes, erasures and policy reloads are recorded.
-    audit: Arc<AuditLog>,
-    /// The item catalog: the edge fills candidates from it, and rankings read the complement
-    /// categories of what the user bought from it.
+    /// Where a ranking reads the user's view (and notes the data dimensions it used).
+    store: Arc<UserStore>,
+    /// Where a ranking reads the complement categories of what the user bought.
     catalog: Arc<Catalog>,
 }
 
@@ -175,7 +172,6 @@ pub struct Parts {
     /// Where rankings run.
     pub pool: Arc<rayon::ThreadPool>,
     pub metrics: Arc<Metrics>,
-    pub audit: Arc<AuditLog>,
 }
 
 /// The built-in policies plus those `configured`, or the setting at fault.
@@ -203,59 +199,16 @@ impl Engine {
             max_inflight: config.rank.max_inflight,
             budget: Duration::from_millis(config.rank.budget_ms),
             metrics: parts.metrics,
-            audit: parts.audit,
             catalog: parts.catalog,
         }
     }
 
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
-    pub fn audit(&self) -> &Arc<AuditLog> {
-        &self.audit
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// What the engine and its store count themselves, for a metrics scrape.
-    pub fn observed(&self) -> Observed {
-        let stats = self.store.stats();
-        let catalog = self.catalog.stats();
-        let a = &self.avoidance;
-        Observed {
-            rankings: a.rankings.load(Ordering::Relaxed),
-            dropped: DropRule::ALL
-                .iter()
-                .map(|r| (r.name(), a.dropped_by(*r)))
-                .collect(),
-            penalised: Component::PENALTIES
-                .iter()
-                .map(|c| (c.name(), a.penalised_by(*c)))
-                .collect(),
-            users: stats.users,
-            state_bytes: stats.bytes,
-            memory_cap_bytes: self.store.config().memory_cap_bytes,
-            evicted_total: stats.evicted_total,
-            snapshots_total: stats.snapshots_total,
-            inflight: self
-                .max_inflight
-                .saturating_sub(self.inflight.available_permits()),
-            max_inflight: self.max_inflight,
-            audit_errors: self.audit.errors(),
-            policies: self.policy_versions(),
-            catalog_items: catalog.items,
-            catalog_bytes: catalog.bytes,
-            catalog_max_items: catalog.max_items,
-            catalog_upserted: catalog.upserted,
-            catalog_deleted: catalog.deleted,
-            catalog_rejected: catalog.rejected,
-            catalog_hits: catalog.hits,
-            catalog_misses: catalog.misses,
-            catalog_partial_embeddings: catalog.partial_embeddings,
-        }
+    /// Rankings in flight now (queued or running), and the most allowed (`rank.max_inflight`).
+    pub fn inflight(&self) -> (usize, usize) {
+        let taken = self
+            .max_inflight
+            .saturating_sub(self.inflight.available_permits());
+        (taken, self.max_inflight)
     }
 
     /// `(name, name@version)` of each policy in force.
@@ -271,71 +224,18 @@ impl Engine {
     }
 
     /// Replaces the policies with those `configured` (plus the built-in ones) for every
-    /// ranking that starts from now on; rankings in flight finish with the pipelines they
-    /// started with. On an invalid policy nothing changes. Policies added in code
-    /// ([`Policies::insert`]) are not kept. Audited as done by `who`.
-    pub fn reload_policies(
+    /// ranking that starts from now on, and returns the versions now in force; rankings in
+    /// flight finish with the pipelines they started with. On an invalid policy nothing
+    /// changes. Policies added in code ([`Policies::insert`]) are not kept. (Auditing the
+    /// reload is the caller's: see `app::Reloader`.)
+    pub fn replace_policies(
         &self,
         configured: &std::collections::BTreeMap<String, Policy>,
-        who: &str,
     ) -> Result<Vec<(String, String)>, ConfigError> {
-        let before = self.policy_versions();
-        let built = build_policies(configured, self.parallelism);
         // Built before the swap, so a ranking never waits for a reload.
-        let result = built.map(|policies| {
-            self.policies.store(Arc::new(policies));
-            self.policy_versions()
-        });
-        let versions = |v: &[(String, String)]| -> Vec<String> {
-            v.iter().map(|(_, version)| version.clone()).collect()
-        };
-        self.audit.record(Entry {
-            action: Action::PolicyReload,
-            who,
-            user_id: None,
-            result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-            detail: serde_json::json!({
-                "before": versions(&before),
-                "after": result.as_ref().map_or_else(|_| versions(&before), |v| versions(v)),
-            }),
-        });
-        result
-    }
-
-    /// Reloads what can change while serving — the policies — from `loaded`, a configuration
-    /// just read again (or the error reading it); warns about any other setting that differs
-    /// from `running`, which takes a restart. Audited as done by `who`.
-    pub fn reload(
-        &self,
-        loaded: Result<Config, ConfigError>,
-        running: &Config,
-        who: &str,
-    ) -> Result<Vec<(String, String)>, ConfigError> {
-        let config = match loaded {
-            Ok(config) => config,
-            Err(e) => {
-                self.audit.record(Entry {
-                    action: Action::PolicyReload,
-                    who,
-                    user_id: None,
-                    result: Err(e.to_string()),
-                    detail: serde_json::Value::Null,
-                });
-                return Err(e);
-            }
-        };
-        let needs_restart = running.differences_outside_policies(&config);
-        if !needs_restart.is_empty() {
-            tracing::warn!(
-                settings = ?needs_restart,
-                "these settings changed in the configuration but take effect only at restart"
-            );
-        }
-        self.reload_policies(&config.policies, who)
-    }
-
-    pub fn store(&self) -> &Arc<UserStore> {
-        &self.store
+        let policies = build_policies(configured, self.parallelism)?;
+        self.policies.store(Arc::new(policies));
+        Ok(self.policy_versions())
     }
 
     /// The policies in force now (a reload may replace them at any time).

@@ -3,12 +3,10 @@
 //! drain and the one that reloads the policies (SIGHUP). What runs is [`crate::app`].
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
-use crate::app::{self, App, StartError};
+use crate::app::{self, App, Reloader, StartError};
 use crate::config::{Config, Overrides, ProcessEnv, parse_listen_or_off};
-use crate::engine::Engine;
 
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -35,7 +33,7 @@ async fn shutdown_signal() {
 /// On every SIGHUP, reads the configuration again (same file, environment and flags) and
 /// reloads the policies; a bad file leaves the running ones in force. Runs until the process
 /// ends.
-async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Config) {
+async fn reload_on_sighup(reloader: Reloader, overrides: Overrides) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -45,7 +43,7 @@ async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Co
         };
         while hangups.recv().await.is_some() {
             let loaded = Config::load(&ProcessEnv, &overrides);
-            match engine.reload(loaded, &running, "sighup") {
+            match reloader.reload(loaded, "sighup") {
                 Ok(versions) => {
                     let versions: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
                     tracing::info!(?versions, "policies reloaded");
@@ -57,7 +55,7 @@ async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Co
         }
     }
     #[cfg(not(unix))]
-    let _ = (engine, overrides, running);
+    let _ = (reloader, overrides);
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -140,11 +138,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let reloader = tokio::spawn(reload_on_sighup(
-            app.engine().clone(),
-            overrides.clone(),
-            config.clone(),
-        ));
+        let reloader = tokio::spawn(reload_on_sighup(app.reloader(), overrides.clone()));
         let served = app.serve(listener, shutdown_signal()).await;
         reloader.abort();
         match served {
