@@ -6,7 +6,7 @@
 //! turns signals into a shutdown or a reload.
 //!
 //! The start is ordered so that an operator can watch it:
-//! 1. The configuration is checked ([`check`]) before any port is bound.
+//! 1. The caller checks the configuration ([`check`]) before it binds any port.
 //! 2. [`App::start`] starts the admin server first (on a listener the caller bound), so that
 //!    `/live` answers and `/ready` says "loading" during what follows.
 //! 3. The user state is opened and recovered, then (off the runtime's threads) the policies,
@@ -43,7 +43,7 @@ use crate::metrics::{Metrics, Observed};
 use crate::pseudonym::Pseudonyms;
 use crate::rank::{Component, DropRule, Policies, Policy};
 use crate::readiness::Readiness;
-use crate::state::{StateError, UserStore};
+use crate::state::{StateBackend, StateError, UserStore};
 
 /// Why a server could not start. `tactful serve` exits with a code of its own for each.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,12 @@ pub struct Given {
     /// A store already open (e.g. two servers on one Redis namespace); default: opened, and
     /// recovered, from `config.state`.
     pub store: Option<UserStore>,
+}
+
+/// Where the user state comes from.
+enum StateSource {
+    Given(UserStore),
+    Open(StateBackend),
 }
 
 /// The running admin server and how to stop it.
@@ -182,9 +188,9 @@ impl App {
         given: Given,
     ) -> Result<Self, StartError> {
         grpc::check_tls(&config)?;
-        let backend = match given.store {
-            Some(_) => None,
-            None => Some(config.state_backend()?),
+        let state = match given.store {
+            Some(store) => StateSource::Given(store),
+            None => StateSource::Open(config.state_backend()?),
         };
         // The admin server comes first, so that /live answers (and /ready says "loading")
         // while the state is recovered.
@@ -203,10 +209,11 @@ impl App {
             AdminTask { stop, task }
         });
         // Recovery runs before the gRPC port opens: nothing is served from half-loaded state.
-        let store = match (given.store, backend) {
-            (Some(store), _) => store,
-            (None, Some(backend)) => UserStore::open_async(config.state_config(), &backend).await?,
-            (None, None) => unreachable!("a backend is read whenever no store is given"),
+        let store = match state {
+            StateSource::Given(store) => store,
+            StateSource::Open(backend) => {
+                UserStore::open_async(config.state_config(), &backend).await?
+            }
         };
         let store = Arc::new(store);
         // Off the runtime's threads: the catalog's start-up file may take seconds, and the

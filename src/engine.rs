@@ -5,7 +5,15 @@
 //! fails open: the upstream order, minus what the user's explicit feedback and consent remove,
 //! marked degraded. Strict callers get an error instead.
 //!
-//! Knows tokio and rayon; must not know tonic or prost (the edge converts).
+//! It holds only what ranking needs: the policies in force (swapped whole on a reload), the
+//! pool, the in-flight limit and budget, the store it reads the user's view from, the catalog
+//! it reads the complement categories of purchases from, and the metrics it records. It
+//! builds none of them ([`crate::app`] does, and hands the same store, catalog and audit log
+//! to the services that need them directly), and it audits nothing: an audited reload is
+//! `app::Reloader`.
+//!
+//! Knows tokio and rayon; must not know tonic or prost (the edge converts). Depends on `rank`,
+//! `state`, `catalog`, `metrics` and `config`; nothing below it imports it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
