@@ -9,10 +9,13 @@
 //! The server starts before the user state is loaded (so `/live` answers during recovery)
 //! and stops only after the gRPC server has drained (so `/ready` says 503 throughout).
 //!
+//! What a scrape reports beyond the request counters comes from an observer the composition
+//! root ([`crate::app`]) attaches once the parts exist, so this server knows no engine, store
+//! or catalog: it depends on `metrics` and `readiness` only.
+//!
 //! Must not: serve anything about users. It reports counts only.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -22,48 +25,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::engine::Engine;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, Observed};
+use crate::readiness::Readiness;
 
-const LOADING: u8 = 0;
-const SERVING: u8 = 1;
-const DRAINING: u8 = 2;
-
-/// Whether the server should receive traffic: a latch shared by the gRPC server (which sets
-/// it) and `/ready` (which reads it). Starts as loading.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicU8>);
-
-impl Readiness {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The port is open and the state loaded.
-    pub fn serving(&self) {
-        // A drain is final: a late `serving` must not undo it.
-        let _ = self
-            .0
-            .compare_exchange(LOADING, SERVING, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// A drain has begun.
-    pub fn draining(&self) {
-        self.0.store(DRAINING, Ordering::Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire) == SERVING
-    }
-
-    fn describe(&self) -> &'static str {
-        match self.0.load(Ordering::Acquire) {
-            LOADING => "loading",
-            SERVING => "ready",
-            _ => "draining",
-        }
-    }
-}
+/// Reads what the running parts count themselves, at each scrape.
+pub type Observer = Box<dyn Fn() -> Observed + Send + Sync>;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -72,7 +38,7 @@ pub struct Admin {
     readiness: Readiness,
     /// Set once the state is loaded and the engine built; until then only the request-free
     /// metrics are reported.
-    engine: Arc<OnceLock<Arc<Engine>>>,
+    observer: Arc<OnceLock<Observer>>,
 }
 
 impl Admin {
@@ -80,13 +46,14 @@ impl Admin {
         Self {
             metrics,
             readiness,
-            engine: Arc::new(OnceLock::new()),
+            observer: Arc::new(OnceLock::new()),
         }
     }
 
-    /// From now on, scrapes include what the engine and its store count.
-    pub fn attach(&self, engine: Arc<Engine>) {
-        let _ = self.engine.set(engine);
+    /// From now on, scrapes include what `observe` reads (the engine, the store, the catalog
+    /// and the audit log count themselves). Only the first observer attached is kept.
+    pub fn attach(&self, observe: impl Fn() -> Observed + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(observe));
     }
 
     /// Serves until `shutdown` completes.
@@ -107,8 +74,8 @@ impl Admin {
 }
 
 async fn scrape(State(admin): State<Admin>) -> impl IntoResponse {
-    if let Some(engine) = admin.engine.get() {
-        admin.metrics.observe(&engine.observed());
+    if let Some(observe) = admin.observer.get() {
+        admin.metrics.observe(&observe());
     }
     admin.metrics.set_ready(admin.readiness.is_ready());
     (
@@ -124,21 +91,4 @@ async fn ready(State(admin): State<Admin>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, format!("{}\n", admin.readiness.describe()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn readiness_goes_loading_serving_draining_and_stays_drained() {
-        let r = Readiness::new();
-        assert!(!r.is_ready());
-        r.serving();
-        assert!(r.is_ready());
-        r.draining();
-        r.serving();
-        assert!(!r.is_ready());
-        assert_eq!(r.describe(), "draining");
-    }
 }

@@ -25,6 +25,9 @@
 //! field named rather than as a syntax error), unknown fields refused. Blank lines are
 //! skipped. Errors name the line.
 //!
+//! Its settings are its own ([`CatalogSettings`], `[catalog]` in the configuration), so it
+//! imports nothing from the configuration that embeds them.
+//!
 //! Must not: know tonic, prost or the ranking core's types (the edge and the engine convert);
 //! hold a lock longer than one item's copy; panic on any input.
 
@@ -37,15 +40,48 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use serde::Deserialize;
-
-use crate::config::CatalogSettings;
+use serde::{Deserialize, Serialize};
 
 /// Bytes of an item's title, as of an event's: a product name (60 Chinese characters are 180
 /// bytes of UTF-8), not a description.
 pub const MAX_TITLE_BYTES: usize = 200;
 /// Complement categories of one item: an item goes with a few categories, not a catalogue.
 pub const MAX_COMPLEMENTS: usize = 64;
+
+/// The catalog's settings, `[catalog]` in the configuration file (`TACTFUL_CATALOG_*` in the
+/// environment; [`crate::config`] reads them and checks the bounds).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// Items held at most; a change that would pass it is refused whole (RESOURCE_EXHAUSTED
+    /// for an Upsert, exit code 64 for the start-up file), never made room for by evicting
+    /// items, which would then rank without their attributes unnoticed. 1,000,000 holds the
+    /// live assortment of a large shop; each item takes about 150 bytes plus 4 per embedding
+    /// value plus its title (≈ 0.45 GB for a million items at dim 64), so size the pod for it.
+    pub max_items: usize,
+    /// Length of every embedding the catalog holds; an item whose embedding has another length
+    /// is refused, naming this setting. 0 (the default): the catalog holds attributes only,
+    /// because the length is the platform's model's and a guess would refuse every item.
+    pub dim: usize,
+    /// A JSON-lines file of `CatalogItem`s (protobuf's JSON form, one per line) loaded before
+    /// the port opens; a bad line stops the start (exit code 64) naming the line. None: the
+    /// catalog starts empty.
+    pub path: Option<PathBuf>,
+}
+
+/// The most items `catalog.max_items` may allow: far beyond one pod's memory, so only a typo
+/// reaches it.
+pub const MAX_CATALOG_ITEMS: usize = 100_000_000;
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self {
+            max_items: 1_000_000,
+            dim: 0,
+            path: None,
+        }
+    }
+}
 
 /// One item as the catalog holds it. Immutable: an upsert replaces it whole.
 #[derive(Debug, Clone, PartialEq)]

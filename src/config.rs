@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{CatalogSettings, MAX_CATALOG_ITEMS};
 use crate::rank::{DataDimension, DimensionSet, Parallelism, Policies, Policy};
 use crate::state::{StateBackend, StateConfig};
 
@@ -363,41 +364,6 @@ impl TlsSettings {
             }
         }
         Ok(())
-    }
-}
-
-/// The item catalog (see [`crate::catalog`]): attributes and embeddings cached here so that
-/// Rank requests can carry ids and scores only.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CatalogSettings {
-    /// Items held at most; a change that would pass it is refused whole (RESOURCE_EXHAUSTED
-    /// for an Upsert, exit code 64 for the start-up file), never made room for by evicting
-    /// items, which would then rank without their attributes unnoticed. 1,000,000 holds the
-    /// live assortment of a large shop; each item takes about 150 bytes plus 4 per embedding
-    /// value plus its title (≈ 0.45 GB for a million items at dim 64), so size the pod for it.
-    pub max_items: usize,
-    /// Length of every embedding the catalog holds; an item whose embedding has another length
-    /// is refused, naming this setting. 0 (the default): the catalog holds attributes only,
-    /// because the length is the platform's model's and a guess would refuse every item.
-    pub dim: usize,
-    /// A JSON-lines file of `CatalogItem`s (protobuf's JSON form, one per line) loaded before
-    /// the port opens; a bad line stops the start (exit code 64) naming the line. None: the
-    /// catalog starts empty.
-    pub path: Option<PathBuf>,
-}
-
-/// The most items `catalog.max_items` may allow: far beyond one pod's memory, so only a typo
-/// reaches it.
-pub const MAX_CATALOG_ITEMS: usize = 100_000_000;
-
-impl Default for CatalogSettings {
-    fn default() -> Self {
-        Self {
-            max_items: 1_000_000,
-            dim: 0,
-            path: None,
-        }
     }
 }
 

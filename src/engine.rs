@@ -5,7 +5,15 @@
 //! fails open: the upstream order, minus what the user's explicit feedback and consent remove,
 //! marked degraded. Strict callers get an error instead.
 //!
-//! Knows tokio and rayon; must not know tonic or prost (the edge converts).
+//! It holds only what ranking needs: the policies in force (swapped whole on a reload), the
+//! pool, the in-flight limit and budget, the store it reads the user's view from, the catalog
+//! it reads the complement categories of purchases from, and the metrics it records. It
+//! builds none of them ([`crate::app`] does, and hands the same store, catalog and audit log
+//! to the services that need them directly), and it audits nothing: an audited reload is
+//! `app::Reloader`.
+//!
+//! Knows tokio and rayon; must not know tonic or prost (the edge converts). Depends on `rank`,
+//! `state`, `catalog`, `metrics` and `config`; nothing below it imports it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -15,10 +23,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::audit::{Action, AuditLog, Entry};
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError};
-use crate::metrics::{Metrics, Observed};
+use crate::metrics::Metrics;
 use crate::rank::policy::DEFAULT_POLICY;
 use crate::rank::stages::cooling_off;
 use crate::rank::{
@@ -147,7 +154,6 @@ pub struct Engine {
     /// How reloaded policies split vector work (a setting that needs a restart).
     parallelism: Parallelism,
     avoidance: AvoidanceTotals,
-    store: Arc<UserStore>,
     pool: Arc<rayon::ThreadPool>,
     inflight: Arc<Semaphore>,
     /// The semaphore's size, to report how many permits are taken.
@@ -155,135 +161,62 @@ pub struct Engine {
     budget: Duration,
     /// Where rankings report their size, stage timings and fail-open reasons.
     metrics: Arc<Metrics>,
-    /// Where consent changes, erasures and policy reloads are recorded.
-    audit: Arc<AuditLog>,
-    /// The item catalog: the edge fills candidates from it, and rankings read the complement
-    /// categories of what the user bought from it.
+    /// Where a ranking reads the user's view (and notes the data dimensions it used).
+    store: Arc<UserStore>,
+    /// Where a ranking reads the complement categories of what the user bought.
     catalog: Arc<Catalog>,
 }
 
 /// What the pool sends back.
 type JobResult = Result<Result<Ranking, Interrupted>, String>;
 
-impl Engine {
-    /// An engine with the configured policies over `store`.
-    pub fn new(config: &Config, store: Arc<UserStore>) -> Result<Self, ConfigError> {
-        let policies =
-            Policies::build(&config.policies, config.parallelism()).map_err(|e| ConfigError {
-                setting: e.field,
-                message: e.message,
-            })?;
-        Self::with_parts(config, policies, store)
-    }
+/// What an engine works with, built by the composition root ([`crate::app`]): the engine
+/// builds none of it.
+pub struct Parts {
+    /// The policies to start with (built from the configuration, plus any added in code).
+    pub policies: Policies,
+    pub store: Arc<UserStore>,
+    pub catalog: Arc<Catalog>,
+    /// Where rankings run.
+    pub pool: Arc<rayon::ThreadPool>,
+    pub metrics: Arc<Metrics>,
+}
 
-    /// For embedding: run with your own policies (e.g. pipelines with custom stages) or store.
-    /// Loads the catalog's start-up file (`catalog.path`) if one is set: a bad file is an
-    /// error naming its line.
-    pub fn with_parts(
-        config: &Config,
-        policies: Policies,
-        store: Arc<UserStore>,
-    ) -> Result<Self, ConfigError> {
-        let pseudonyms = Arc::new(crate::pseudonym::Pseudonyms::new(
-            config.user_hash_key.as_ref().map(|k| k.0.as_str()),
-        ));
-        let audit = match &config.audit.path {
-            Some(path) => AuditLog::to_file(path, pseudonyms).map_err(|e| ConfigError {
-                setting: "audit.path".into(),
-                message: format!("cannot open {}: {e}", path.display()),
-            })?,
-            None => AuditLog::to_log(pseudonyms),
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.rank.threads)
-            .thread_name(|i| format!("tactful-rank-{i}"))
-            .build()
-            .map_err(|e| ConfigError {
-                setting: "rank.threads".into(),
-                message: e.to_string(),
-            })?;
-        let (catalog, loaded) = Catalog::open(&config.catalog).map_err(|e| ConfigError {
-            setting: "catalog.path".into(),
-            message: e.to_string(),
-        })?;
-        if let Some(path) = &config.catalog.path {
-            tracing::info!(
-                path = %path.display(),
-                lines = loaded,
-                items = catalog.len(),
-                "catalog loaded"
-            );
-        }
-        Ok(Self {
-            policies: ArcSwap::from_pointee(policies),
+/// The built-in policies plus those `configured`, or the setting at fault.
+pub fn build_policies(
+    configured: &std::collections::BTreeMap<String, Policy>,
+    parallelism: Parallelism,
+) -> Result<Policies, ConfigError> {
+    Policies::build(configured, parallelism).map_err(|e| ConfigError {
+        setting: e.field,
+        message: e.message,
+    })
+}
+
+impl Engine {
+    /// An engine over `parts`, with the deadline, in-flight limit and parallelism of
+    /// `config.rank`.
+    pub fn new(config: &Config, parts: Parts) -> Self {
+        Self {
+            policies: ArcSwap::from_pointee(parts.policies),
             parallelism: config.parallelism(),
             avoidance: AvoidanceTotals::default(),
-            store,
-            pool: Arc::new(pool),
+            store: parts.store,
+            pool: parts.pool,
             inflight: Arc::new(Semaphore::new(config.rank.max_inflight)),
             max_inflight: config.rank.max_inflight,
             budget: Duration::from_millis(config.rank.budget_ms),
-            metrics: Arc::new(Metrics::new()),
-            audit: Arc::new(audit),
-            catalog: Arc::new(catalog),
-        })
-    }
-
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
-    pub fn audit(&self) -> &AuditLog {
-        &self.audit
-    }
-
-    /// Reports into `metrics` (e.g. a registry the admin server already serves) instead of
-    /// the engine's own.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// What the engine and its store count themselves, for a metrics scrape.
-    pub fn observed(&self) -> Observed {
-        let stats = self.store.stats();
-        let catalog = self.catalog.stats();
-        let a = &self.avoidance;
-        Observed {
-            rankings: a.rankings.load(Ordering::Relaxed),
-            dropped: DropRule::ALL
-                .iter()
-                .map(|r| (r.name(), a.dropped_by(*r)))
-                .collect(),
-            penalised: Component::PENALTIES
-                .iter()
-                .map(|c| (c.name(), a.penalised_by(*c)))
-                .collect(),
-            users: stats.users,
-            state_bytes: stats.bytes,
-            memory_cap_bytes: self.store.config().memory_cap_bytes,
-            evicted_total: stats.evicted_total,
-            snapshots_total: stats.snapshots_total,
-            inflight: self
-                .max_inflight
-                .saturating_sub(self.inflight.available_permits()),
-            max_inflight: self.max_inflight,
-            audit_errors: self.audit.errors(),
-            policies: self.policy_versions(),
-            catalog_items: catalog.items,
-            catalog_bytes: catalog.bytes,
-            catalog_max_items: catalog.max_items,
-            catalog_upserted: catalog.upserted,
-            catalog_deleted: catalog.deleted,
-            catalog_rejected: catalog.rejected,
-            catalog_hits: catalog.hits,
-            catalog_misses: catalog.misses,
-            catalog_partial_embeddings: catalog.partial_embeddings,
+            metrics: parts.metrics,
+            catalog: parts.catalog,
         }
+    }
+
+    /// Rankings in flight now (queued or running), and the most allowed (`rank.max_inflight`).
+    pub fn inflight(&self) -> (usize, usize) {
+        let taken = self
+            .max_inflight
+            .saturating_sub(self.inflight.available_permits());
+        (taken, self.max_inflight)
     }
 
     /// `(name, name@version)` of each policy in force.
@@ -299,74 +232,18 @@ impl Engine {
     }
 
     /// Replaces the policies with those `configured` (plus the built-in ones) for every
-    /// ranking that starts from now on; rankings in flight finish with the pipelines they
-    /// started with. On an invalid policy nothing changes. Policies added in code
-    /// ([`Policies::insert`]) are not kept. Audited as done by `who`.
-    pub fn reload_policies(
+    /// ranking that starts from now on, and returns the versions now in force; rankings in
+    /// flight finish with the pipelines they started with. On an invalid policy nothing
+    /// changes. Policies added in code ([`Policies::insert`]) are not kept. (Auditing the
+    /// reload is the caller's: see `app::Reloader`.)
+    pub fn replace_policies(
         &self,
         configured: &std::collections::BTreeMap<String, Policy>,
-        who: &str,
     ) -> Result<Vec<(String, String)>, ConfigError> {
-        let before = self.policy_versions();
-        let built = Policies::build(configured, self.parallelism).map_err(|e| ConfigError {
-            setting: e.field,
-            message: e.message,
-        });
         // Built before the swap, so a ranking never waits for a reload.
-        let result = built.map(|policies| {
-            self.policies.store(Arc::new(policies));
-            self.policy_versions()
-        });
-        let versions = |v: &[(String, String)]| -> Vec<String> {
-            v.iter().map(|(_, version)| version.clone()).collect()
-        };
-        self.audit.record(Entry {
-            action: Action::PolicyReload,
-            who,
-            user_id: None,
-            result: result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-            detail: serde_json::json!({
-                "before": versions(&before),
-                "after": result.as_ref().map_or_else(|_| versions(&before), |v| versions(v)),
-            }),
-        });
-        result
-    }
-
-    /// Reloads what can change while serving — the policies — from `loaded`, a configuration
-    /// just read again (or the error reading it); warns about any other setting that differs
-    /// from `running`, which takes a restart. Audited as done by `who`.
-    pub fn reload(
-        &self,
-        loaded: Result<Config, ConfigError>,
-        running: &Config,
-        who: &str,
-    ) -> Result<Vec<(String, String)>, ConfigError> {
-        let config = match loaded {
-            Ok(config) => config,
-            Err(e) => {
-                self.audit.record(Entry {
-                    action: Action::PolicyReload,
-                    who,
-                    user_id: None,
-                    result: Err(e.to_string()),
-                    detail: serde_json::Value::Null,
-                });
-                return Err(e);
-            }
-        };
-        let needs_restart = running.differences_outside_policies(&config);
-        if !needs_restart.is_empty() {
-            tracing::warn!(
-                settings = ?needs_restart,
-                "these settings changed in the configuration but take effect only at restart"
-            );
-        }
-        self.reload_policies(&config.policies, who)
-    }
-
-    pub fn store(&self) -> &Arc<UserStore> {
-        &self.store
+        let policies = build_policies(configured, self.parallelism)?;
+        self.policies.store(Arc::new(policies));
+        Ok(self.policy_versions())
     }
 
     /// The policies in force now (a reload may replace them at any time).

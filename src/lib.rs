@@ -3,24 +3,35 @@
 //! is shown (fatigue, ignored feedback, privacy intrusion) and boosts for diversity, each item
 //! with a reason. It fails open to the upstream order rather than ever hurting the host.
 //!
-//! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`,
-//! `catalog`):
+//! Crate map. Dependencies point one way: `cli` → `app` → `grpc` → `engine` → `rank`,
+//! `state`, `catalog`; `app` → `admin`, which needs only `metrics` and `readiness`. The leaves `time`, `readiness`, `metrics` and `pseudonym` (and
+//! `audit`, over `pseudonym` and `time`) are used from any level and use nothing above them;
+//! `config` embeds the settings of the parts it configures. Nothing below `engine` imports
+//! it, `grpc` and `admin` do not import each other, and only `cli` imports `app`.
+//! - [`app`]: the composition root: from one `Config` it builds the metrics, readiness, audit
+//!   log, user state, catalog, ranking pool and engine, gives each gRPC service the parts it
+//!   uses, and runs the gRPC and admin servers; `tactful serve` and the integration tests
+//!   both run it.
 //! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
 //! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
 //!   made durable on local disk, or shared by replicas through Redis.
 //! - [`catalog`]: the optional item cache (category, brand, shop, price, popularity,
 //!   embedding, title, complement categories), bounded, filled by `Catalog.Upsert` and a
 //!   start-up file, so that Rank requests can carry ids and scores only.
-//! - [`engine`]: runs a ranking on the rayon pool under a deadline; decides fail-open.
-//! - [`grpc`]: the tonic edge: validation and conversion, services, server wiring.
+//! - [`engine`]: ranks: holds the policies in force, runs a ranking on the rayon pool under a
+//!   deadline, decides fail-open. Builds nothing.
+//! - [`grpc`]: the tonic edge: validation and conversion, services (each holding the parts it
+//!   uses), server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
 //! - [`metrics`]: the Prometheus metrics (names, labels, what each counts).
 //! - [`admin`]: the admin HTTP server: `/metrics`, `/live`, `/ready`.
+//! - [`readiness`]: the readiness latch the gRPC server moves and `/ready` reads.
 //! - [`audit`]: the audit log of consent changes, erasures and policy reloads.
 //! - [`pseudonym`]: user ids as keyed hashes, for everything outside the state store.
 //! - [`telemetry`]: logs, the span of each call, OTLP export (feature `otlp`).
 //! - [`time`]: the leaf every module takes the clock, `DAY_MS` and civil dates from.
-//! - [`cli`]: the command line: `serve` and the client subcommands.
+//! - [`cli`]: the command line: `serve` (arguments, ports, signals) and the client
+//!   subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
 //!   evaluation and pictures; never used at request time.
@@ -41,6 +52,7 @@
 
 pub mod admin;
 pub mod alloc;
+pub mod app;
 pub mod audit;
 pub mod catalog;
 pub mod cli;
@@ -51,6 +63,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod pseudonym;
 pub mod rank;
+pub mod readiness;
 pub mod replay;
 pub mod state;
 pub mod telemetry;

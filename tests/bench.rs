@@ -82,7 +82,7 @@ async fn events_through_stream_and_record_are_all_applied_over_many_users() {
     assert!(streamed["events_per_s"].as_f64().unwrap() > 0.0);
     assert_server_cpu_found(&streamed);
     // Heavy and light users alike: all fifty are known now.
-    assert_eq!(server.engine.store().len(), 50);
+    assert_eq!(server.store.len(), 50);
 
     let recorded = tokio::task::block_in_place(|| {
         bench(
@@ -104,7 +104,7 @@ async fn events_through_stream_and_record_are_all_applied_over_many_users() {
     assert_eq!(recorded["errors"], serde_json::json!({}));
     // Four workers of 250 events in batches of 16: 15 full and one of 10 each.
     assert_eq!(recorded["calls"], 64);
-    assert_eq!(server.engine.store().len(), 80);
+    assert_eq!(server.store.len(), 80);
     server.stop().await;
 }
 
@@ -193,6 +193,6 @@ async fn flags_that_do_not_belong_together_are_refused_before_anything_is_sent()
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    assert_eq!(server.engine.store().len(), 0, "nothing was sent");
+    assert_eq!(server.store.len(), 0, "nothing was sent");
     server.stop().await;
 }

@@ -254,12 +254,9 @@ async fn bad_items_are_named_and_nothing_of_their_stream_is_applied() {
             message.contains("nothing of this stream was applied"),
             "{message}"
         );
-        assert!(server.engine.catalog().is_empty(), "{says}: half-applied");
+        assert!(server.catalog.is_empty(), "{says}: half-applied");
     }
-    assert_eq!(
-        server.engine.catalog().stats().rejected,
-        1 + 4 + 5 + 6 + 7 + 8 + 10
-    );
+    assert_eq!(server.catalog.stats().rejected, 1 + 4 + 5 + 6 + 7 + 8 + 10);
     server.stop().await;
 }
 
@@ -278,8 +275,8 @@ async fn the_item_limit_refuses_a_stream_whole_and_tombstones_make_room() {
         ),
         "{message}"
     );
-    assert_eq!(server.engine.catalog().len(), 6, "nothing was applied");
-    assert!(server.engine.catalog().get(7).is_none());
+    assert_eq!(server.catalog.len(), 6, "nothing was applied");
+    assert!(server.catalog.get(7).is_none());
     let mut stream: Vec<pb::CatalogItem> = [1, 2]
         .map(|item_id| pb::CatalogItem {
             item_id,
@@ -299,7 +296,7 @@ async fn the_item_limit_refuses_a_stream_whole_and_tombstones_make_room() {
         message.starts_with("items: a stream carries at most catalog.max_items (8)"),
         "{message}"
     );
-    assert_eq!(server.engine.catalog().len(), 8);
+    assert_eq!(server.catalog.len(), 8);
     server.stop().await;
 }
 
@@ -435,7 +432,7 @@ async fn upsert_needs_a_token_when_auth_is_on_and_health_reports_the_service() {
             .code();
         assert_eq!(code, Code::Unauthenticated, "{token:?}");
     }
-    assert!(server.engine.catalog().is_empty());
+    assert!(server.catalog.is_empty());
     let r = upsert_with(&server, items(), Some(TOKEN)).await.unwrap();
     assert_eq!(r.items, 10);
 
@@ -491,7 +488,7 @@ async fn a_start_up_file_fills_the_catalog_before_the_first_rank() {
     let mut config = with_catalog(4, 100);
     config.catalog.path = Some(path);
     let server = TestServer::start(config).await;
-    assert_eq!(server.engine.catalog().len(), 10);
+    assert_eq!(server.catalog.len(), 10);
     let inline = server.rank(request("ana", inline_candidates())).await;
     let bare = server.rank(request("ana", bare_candidates())).await;
     assert_eq!(ranked(&bare), ranked(&inline));

@@ -180,9 +180,10 @@ async fn ready_turns_503_when_the_drain_begins_while_live_stays_200() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(http_get(admin, "/ready").await, (503, "draining\n".into()));
     assert_eq!(http_get(admin, "/live").await.0, 200);
+    // The admin server stops once the drain is over (as in `tactful serve`): scraped during it.
+    let (_, page) = http_get(admin, "/metrics").await;
+    assert_eq!(metric(&page, "tactful_ready"), Some(0.0));
     let r = in_flight.await.unwrap().unwrap().into_inner();
     assert!(!r.degraded);
     server.stopped().await.unwrap();
-    let (_, page) = http_get(admin, "/metrics").await;
-    assert_eq!(metric(&page, "tactful_ready"), Some(0.0));
 }

@@ -125,13 +125,13 @@ async fn a_change_on_one_instance_is_honoured_by_the_others_next_rank() {
     let b = TestServer::with_store(Config::default(), open(&url, &namespace).await).await;
     let user = "shared-user";
     assert_eq!(
-        a.engine.store().key(user),
-        b.engine.store().key(user),
+        a.store.key(user),
+        b.store.key(user),
         "the replicas agree on the user-key secret"
     );
 
     // B holds the user in memory before A records anything (unknown users are cached too).
-    let store_b = b.engine.store();
+    let store_b = &b.store;
     store_b.warm(store_b.key(user)).await.unwrap();
     assert_eq!(store_b.len(), 1);
     assert!(rank_ids(&b, user).await.contains(&3));
@@ -466,7 +466,7 @@ async fn forget_leaves_no_trace_in_redis_nor_in_the_other_instance() {
     let a = TestServer::with_store(Config::default(), open(&url, &namespace).await).await;
     let b = TestServer::with_store(Config::default(), open(&url, &namespace).await).await;
     let (user, other) = ("erin.forget-me@example.com", "frank");
-    let key = a.engine.store().key(user);
+    let key = a.store.key(user);
 
     let mut not_interested = event(user, pb::EventType::NotInterested);
     not_interested.item_id = 5;
@@ -572,10 +572,7 @@ async fn a_long_history_is_compacted_and_reads_back_the_same() {
     record(&server, events).await.unwrap();
     let expected: Vec<u64> = (1..=100).step_by(2).collect();
 
-    let list = format!(
-        "{namespace}:{{{}}}:ops",
-        server.engine.store().key(user).to_hex()
-    );
+    let list = format!("{namespace}:{{{}}}:ops", server.store.key(user).to_hex());
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let start = Instant::now();

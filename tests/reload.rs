@@ -60,7 +60,7 @@ async fn a_reload_swaps_the_policies_without_failing_a_ranking() {
     });
     for version in 4..=13 {
         server
-            .engine
+            .reloader
             .reload_policies(&default_at(version), "test")
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -82,7 +82,10 @@ async fn a_reload_swaps_the_policies_without_failing_a_ranking() {
 
     let mut broken = default_at(14);
     broken.get_mut("default").unwrap().diversity.same_brand = 2.0;
-    let err = server.engine.reload_policies(&broken, "test").unwrap_err();
+    let err = server
+        .reloader
+        .reload_policies(&broken, "test")
+        .unwrap_err();
     assert_eq!(err.setting, "policies.default.diversity.same_brand");
     assert_eq!(
         server

@@ -149,6 +149,6 @@ async fn a_rejected_request_changes_nothing() {
     let mut bad = request("ka", catalogue());
     bad.candidates[0].score = f32::NAN;
     assert!(server.ranker().await.rank(bad).await.is_err());
-    assert_eq!(server.engine.store().len(), 0);
+    assert_eq!(server.store.len(), 0);
     server.stop().await;
 }

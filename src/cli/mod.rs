@@ -433,12 +433,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     let checked = Config::load(&ProcessEnv, &overrides).and_then(|config| {
         crate::grpc::check_tls(&config)?;
         // The catalog's file is read whole, as `serve` would, so a bad line is found here.
-        let catalog = crate::catalog::Catalog::open(&config.catalog).map_err(|e| {
-            crate::config::ConfigError {
-                setting: "catalog.path".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let catalog = crate::app::open_catalog(&config)?;
         // The file parsed as a Config, so it is a TOML table.
         let raw: Option<toml::Table> = std::fs::read_to_string(file)
             .ok()

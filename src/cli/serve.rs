@@ -1,15 +1,12 @@
-//! `tactful serve`: configuration, telemetry, the runtime, the signal that starts a drain, and
-//! the one that reloads the policies (SIGHUP).
+//! `tactful serve`: the arguments, telemetry, the runtime, binding the ports (the admin one
+//! before the start, the gRPC one once the state is recovered), the signal that starts a
+//! drain and the one that reloads the policies (SIGHUP). What runs is [`crate::app`].
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
-use crate::admin::{Admin, Readiness};
+use crate::app::{self, App, Reloader, StartError};
 use crate::config::{Config, Overrides, ProcessEnv, parse_listen_or_off};
-use crate::engine::Engine;
-use crate::metrics::Metrics;
-use crate::state::UserStore;
 
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -36,7 +33,7 @@ async fn shutdown_signal() {
 /// On every SIGHUP, reads the configuration again (same file, environment and flags) and
 /// reloads the policies; a bad file leaves the running ones in force. Runs until the process
 /// ends.
-async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Config) {
+async fn reload_on_sighup(reloader: Reloader, overrides: Overrides) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -46,7 +43,7 @@ async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Co
         };
         while hangups.recv().await.is_some() {
             let loaded = Config::load(&ProcessEnv, &overrides);
-            match engine.reload(loaded, &running, "sighup") {
+            match reloader.reload(loaded, "sighup") {
                 Ok(versions) => {
                     let versions: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
                     tracing::info!(?versions, "policies reloaded");
@@ -58,7 +55,7 @@ async fn reload_on_sighup(engine: Arc<Engine>, overrides: Overrides, running: Co
         }
     }
     #[cfg(not(unix))]
-    let _ = (engine, overrides, running);
+    let _ = (reloader, overrides);
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -105,33 +102,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
         crate::telemetry::init(&config)
     };
     let code = runtime.block_on(async move {
-        let backend = match config.state_backend() {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("tactful: configuration error: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        };
-        if let Err(e) = crate::grpc::check_tls(&config) {
+        if let Err(e) = app::check(&config) {
             eprintln!("tactful: configuration error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
-        // The admin server comes first, so that /live answers (and /ready says "loading")
-        // while the state is recovered.
-        let metrics = Arc::new(Metrics::new());
-        let readiness = Readiness::new();
-        let admin = Admin::new(metrics.clone(), readiness.clone());
-        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin_task = match config.admin_listen {
+        let admin = match config.admin_listen {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    let addr = listener.local_addr().map_or(addr, |a| a);
-                    tracing::info!(%addr, "admin server on http://{addr} (/metrics, /live, /ready)");
-                    let stopped = async {
-                        let _ = admin_stopped.await;
-                    };
-                    Some(tokio::spawn(admin.clone().serve(listener, stopped)))
-                }
+                Ok(listener) => Some(listener),
                 Err(e) => {
                     eprintln!(
                         "tactful: cannot listen on {addr} (admin_listen): {e}; choose another \
@@ -142,31 +119,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
             },
             None => None,
         };
-        // Recovery runs before the port opens: nothing is served from half-loaded state.
-        let store = match UserStore::open_async(config.state_config(), &backend).await {
-            Ok(s) => Arc::new(s),
+        let app = match App::start(config.clone(), admin).await {
+            Ok(app) => app,
             Err(e) => {
-                eprintln!("tactful: cannot open user state: {e}");
-                return ExitCode::from(EXIT_UNAVAILABLE);
+                eprintln!("tactful: {e}");
+                return match e {
+                    StartError::Config(_) => ExitCode::from(EXIT_USAGE),
+                    StartError::State(_) => ExitCode::from(EXIT_UNAVAILABLE),
+                    StartError::Build(_) => ExitCode::FAILURE,
+                };
             }
         };
-        // Off the runtime's threads: the engine loads the catalog's start-up file, which may
-        // take seconds, and the admin server keeps answering meanwhile.
-        let built = {
-            let (config, store) = (config.clone(), store.clone());
-            tokio::task::spawn_blocking(move || Engine::new(&config, store)).await
-        };
-        let engine = match built {
-            Ok(Ok(e)) => Arc::new(e.with_metrics(metrics)),
-            Ok(Err(e)) => {
-                eprintln!("tactful: configuration error: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-            Err(e) => {
-                eprintln!("tactful: cannot build the engine: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        // Bound only now that the state is recovered and the engine built.
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -174,41 +138,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener.local_addr().map_or(config.listen, |a| a);
-        let tls = match (config.tls.enabled(), config.tls.client_ca.is_some()) {
-            (false, _) => "off",
-            (true, false) => "on",
-            (true, true) => "mutual",
-        };
-        let tokens = config.auth.tokens().map_or(0, |t| t.len());
-        let auth = match (tokens, config.auth.rank_open) {
-            (0, _) => "off".to_owned(),
-            (n, true) => format!("{n} token(s); Rank open"),
-            (n, false) => format!("{n} token(s)"),
-        };
-        tracing::info!(
-            %addr,
-            policies = ?engine.policies().names().collect::<Vec<_>>(),
-            tls,
-            auth,
-            allocator = crate::alloc::NAME,
-            "tactful listening on {addr}"
-        );
-        admin.attach(engine.clone());
-        let reloader = tokio::spawn(reload_on_sighup(
-            engine.clone(),
-            overrides.clone(),
-            config.clone(),
-        ));
-        let served =
-            crate::grpc::serve_with(listener, &config, engine, shutdown_signal(), readiness).await;
-        // A last snapshot, so that the next start has little log to replay.
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let reloader = tokio::spawn(reload_on_sighup(app.reloader(), overrides.clone()));
+        let served = app.serve(listener, shutdown_signal()).await;
         reloader.abort();
-        let _ = admin_stop.send(());
-        if let Some(task) = admin_task {
-            let _ = task.await;
-        }
         match served {
             Ok(()) => {
                 tracing::info!("stopped");

@@ -16,11 +16,17 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ApiError, convert};
-use crate::engine::Engine;
+use crate::catalog::Catalog;
 use crate::pb;
 
 pub struct CatalogService {
-    pub engine: Arc<Engine>,
+    catalog: Arc<Catalog>,
+}
+
+impl CatalogService {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
+    }
 }
 
 #[tonic::async_trait]
@@ -29,7 +35,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         &self,
         request: Request<Streaming<pb::CatalogItem>>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
-        let catalog = self.engine.catalog();
+        let catalog = &*self.catalog;
         let mut stream = request.into_inner();
         let mut changes = Vec::new();
         let refuse = |received: usize, e: ApiError| {

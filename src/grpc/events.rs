@@ -20,24 +20,35 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{ApiError, convert};
 use crate::catalog::Catalog;
 use crate::config::Limits;
-use crate::engine::Engine;
+use crate::metrics::Metrics;
 use crate::pb;
-use crate::state::{Event, EventKind, RecordError, Ticket};
+use crate::state::{Event, EventKind, RecordError, Ticket, UserStore};
 use crate::time::now_ms;
 
 /// Rejections reported per response; the total is always reported.
 const MAX_REJECTIONS_LISTED: usize = 1000;
 
 pub struct EventsService {
-    engine: Arc<Engine>,
+    store: Arc<UserStore>,
+    /// Completes behavioural events that name an item it holds.
+    catalog: Arc<Catalog>,
+    /// Where `tactful_events_total` is counted.
+    metrics: Arc<Metrics>,
     limits: Limits,
     counters: Counters,
 }
 
 impl EventsService {
-    pub fn new(engine: Arc<Engine>, limits: Limits) -> Self {
+    pub fn new(
+        store: Arc<UserStore>,
+        catalog: Arc<Catalog>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> Self {
         Self {
-            engine,
+            store,
+            catalog,
+            metrics,
             limits,
             counters: Counters::default(),
         }
@@ -74,17 +85,13 @@ const TYPE_SLOTS: usize = 14;
 struct Counters([[OnceLock<IntCounter>; 3]; TYPE_SLOTS]);
 
 impl Counters {
-    fn count(&self, engine: &Engine, event_type: i32, outcome: Outcome) {
+    fn count(&self, metrics: &Metrics, event_type: i32, outcome: Outcome) {
         let slot = usize::try_from(event_type)
             .ok()
             .filter(|&t| t < TYPE_SLOTS - 1)
             .unwrap_or(TYPE_SLOTS - 1);
         self.0[slot][outcome as usize]
-            .get_or_init(|| {
-                engine
-                    .metrics()
-                    .event_counter(&type_label(event_type), outcome.label())
-            })
+            .get_or_init(|| metrics.event_counter(&type_label(event_type), outcome.label()))
             .inc();
     }
 }
@@ -104,18 +111,17 @@ impl Tally {
         e: &pb::Event,
         service: &EventsService,
     ) -> Result<(), ApiError> {
-        let (engine, limits) = (&*service.engine, &service.limits);
+        let (store, limits) = (&service.store, &service.limits);
         let now = now_ms();
-        let store = engine.store();
         let result = match convert::event(e, now, limits) {
             Ok(mut event) => {
-                fill_from_catalog(&mut event, engine.catalog());
+                fill_from_catalog(&mut event, &service.catalog);
                 store.record(store.key(&e.user_id), &event, now).await
             }
             Err(invalid) => Err(RecordError::Invalid(invalid)),
         };
         let r = &mut self.response;
-        let count = |outcome| service.counters.count(engine, e.r#type, outcome);
+        let count = |outcome| service.counters.count(&service.metrics, e.r#type, outcome);
         match result {
             Ok(ticket) => {
                 count(Outcome::Applied);
@@ -141,8 +147,8 @@ impl Tally {
     }
 
     /// Waits until the applied events are durable, then gives the response.
-    async fn finish(self, engine: &Engine) -> Result<pb::RecordResponse, ApiError> {
-        engine.store().durable(self.ticket).await?;
+    async fn finish(self, store: &UserStore) -> Result<pb::RecordResponse, ApiError> {
+        store.durable(self.ticket).await?;
         Ok(self.response)
     }
 }
@@ -209,7 +215,7 @@ impl pb::events_server::Events for EventsService {
         for (i, e) in events.iter().enumerate() {
             tally.apply(i, e, self).await?;
         }
-        Ok(Response::new(tally.finish(&self.engine).await?))
+        Ok(Response::new(tally.finish(&self.store).await?))
     }
 
     async fn stream(
@@ -223,7 +229,7 @@ impl pb::events_server::Events for EventsService {
             tally.apply(index, &e?, self).await?;
             index += 1;
         }
-        Ok(Response::new(tally.finish(&self.engine).await?))
+        Ok(Response::new(tally.finish(&self.store).await?))
     }
 }
 

@@ -8,17 +8,12 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
 use super::{ApiError, convert};
-use crate::audit::{Action, Entry};
+use crate::audit::{Action, AuditLog, Entry};
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::pb;
-use crate::state::{RecordError, Ticket};
+use crate::state::{RecordError, Ticket, UserStore};
 use crate::time::now_ms;
-
-pub struct ProfileService {
-    pub engine: Arc<Engine>,
-    pub limits: Limits,
-}
 
 /// The id of the token the call carried (see [`super::auth`]).
 fn caller<T>(request: &Request<T>) -> std::sync::Arc<str> {
@@ -28,7 +23,35 @@ fn caller<T>(request: &Request<T>) -> std::sync::Arc<str> {
         .map_or_else(|| Caller::ANONYMOUS.into(), |c| c.id.clone())
 }
 
+pub struct ProfileService {
+    store: Arc<UserStore>,
+    /// Consent changes and erasures are recorded here; its pseudonyms name the call's user.
+    audit: Arc<AuditLog>,
+    /// Only for the policy in force: the lifecycle stage and cooling-off windows it sees.
+    engine: Arc<Engine>,
+    limits: Limits,
+}
+
 impl ProfileService {
+    pub fn new(
+        store: Arc<UserStore>,
+        audit: Arc<AuditLog>,
+        engine: Arc<Engine>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            audit,
+            engine,
+            limits,
+        }
+    }
+
+    /// Names the call's user in its span (as a pseudonym).
+    fn note_user(&self, user_id: &str) {
+        super::note_user(self.audit.pseudonyms(), user_id);
+    }
+
     /// Writes the audit record of `action` on `user_id` with its result.
     fn audit<T>(
         &self,
@@ -38,7 +61,7 @@ impl ProfileService {
         result: &Result<T, ApiError>,
         detail: serde_json::Value,
     ) {
-        self.engine.audit().record(Entry {
+        self.audit.record(Entry {
             action,
             who,
             user_id: Some(user_id),
@@ -49,7 +72,7 @@ impl ProfileService {
 
     async fn profile(&self, user_id: String) -> Result<pb::UserProfile, ApiError> {
         let now = now_ms();
-        let store = self.engine.store();
+        let store = &self.store;
         let profile = store.profile(store.key(&user_id), now).await?;
         let stage = self.engine.lifecycle(&profile.view, now);
         let cooling_off = self.engine.cooling_off(&profile.view, now);
@@ -62,8 +85,7 @@ impl ProfileService {
         user_id: String,
         ticket: Result<Ticket, RecordError>,
     ) -> Result<Response<pb::UserProfile>, Status> {
-        let store = self.engine.store();
-        store
+        self.store
             .durable(ticket.map_err(ApiError::from)?)
             .await
             .map_err(ApiError::from)?;
@@ -79,7 +101,7 @@ impl pb::profile_server::Profile for ProfileService {
     ) -> Result<Response<pb::UserProfile>, Status> {
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
-        super::note_user(&self.engine, &req.user_id);
+        self.note_user(&req.user_id);
         Ok(Response::new(self.profile(req.user_id).await?))
     }
 
@@ -89,10 +111,10 @@ impl pb::profile_server::Profile for ProfileService {
     ) -> Result<Response<pb::UserProfile>, Status> {
         let mut req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
-        super::note_user(&self.engine, &req.user_id);
+        self.note_user(&req.user_id);
         let user_id = std::mem::take(&mut req.user_id);
         let changes = convert::interest_changes(req)?;
-        let store = self.engine.store();
+        let store = &self.store;
         let ticket = store
             .update_interests(store.key(&user_id), changes, now_ms())
             .await;
@@ -106,10 +128,10 @@ impl pb::profile_server::Profile for ProfileService {
         let who = caller(&request);
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
-        super::note_user(&self.engine, &req.user_id);
+        self.note_user(&req.user_id);
         let changes = convert::consent_changes(&req)?;
         let sensitive = convert::sensitive_changes(&req)?;
-        let store = self.engine.store();
+        let store = &self.store;
         let key = store.key(&req.user_id);
         let ticket = store
             .set_consent(key, &changes, req.personalization, &sensitive, now_ms())
@@ -150,9 +172,9 @@ impl pb::profile_server::Profile for ProfileService {
     ) -> Result<Response<pb::UserProfile>, Status> {
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
-        super::note_user(&self.engine, &req.user_id);
+        self.note_user(&req.user_id);
         let undo = convert::undo(&req)?;
-        let store = self.engine.store();
+        let store = &self.store;
         let ticket = store.undo(store.key(&req.user_id), undo, now_ms()).await;
         self.changed(req.user_id, ticket).await
     }
@@ -164,8 +186,8 @@ impl pb::profile_server::Profile for ProfileService {
         let who = caller(&request);
         let req = request.into_inner();
         convert::user_id(&req.user_id, "user_id", &self.limits)?;
-        super::note_user(&self.engine, &req.user_id);
-        let store = self.engine.store();
+        self.note_user(&req.user_id);
+        let store = &self.store;
         let forgotten = store
             .forget(store.key(&req.user_id))
             .await

@@ -6,14 +6,36 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{convert, timeout};
+use crate::catalog::Catalog;
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::pb;
+use crate::pseudonym::Pseudonyms;
 use crate::time::now_ms;
 
 pub struct RankerService {
-    pub engine: Arc<Engine>,
-    pub limits: Limits,
+    engine: Arc<Engine>,
+    /// Fills what candidates leave unset.
+    catalog: Arc<Catalog>,
+    /// Names the caller's user in the call's span.
+    pseudonyms: Arc<Pseudonyms>,
+    limits: Limits,
+}
+
+impl RankerService {
+    pub fn new(
+        engine: Arc<Engine>,
+        catalog: Arc<Catalog>,
+        pseudonyms: Arc<Pseudonyms>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            engine,
+            catalog,
+            pseudonyms,
+            limits,
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -24,12 +46,12 @@ impl pb::ranker_server::Ranker for RankerService {
     ) -> Result<Response<pb::RankResponse>, Status> {
         let caller_timeout = timeout::caller_timeout(request.metadata());
         let mut req = request.into_inner();
-        super::note_user(&self.engine, &req.user_id);
+        super::note_user(&self.pseudonyms, &req.user_id);
         let request_id = std::mem::take(&mut req.request_id);
         let call = convert::rank_call_with_catalog(
             req,
             &self.limits,
-            Some(self.engine.catalog()),
+            Some(&self.catalog),
             now_ms(),
             caller_timeout,
         )?;

@@ -18,10 +18,10 @@ use super::observe::ObserveLayer;
 use super::{
     catalog::CatalogService, events::EventsService, profile::ProfileService, ranker::RankerService,
 };
-use crate::admin::Readiness;
 use crate::config::{Config, ConfigError, TlsSettings};
-use crate::engine::Engine;
+use crate::metrics::Metrics;
 use crate::pb;
+use crate::readiness::Readiness;
 
 /// Names under which health is reported: the whole server ("") and each service.
 const SERVICES: [&str; 5] = [
@@ -86,27 +86,26 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Serves on `listener` until `shutdown` completes, then drains. Takes the shutdown future as
-/// an argument so tests drive it.
+/// The tactful services, each built with the parts it uses (see [`crate::app`]).
+pub struct Services {
+    pub ranker: RankerService,
+    pub events: EventsService,
+    pub profile: ProfileService,
+    pub catalog: CatalogService,
+}
+
+/// Serves `services` on `listener` until `shutdown` completes, then drains. Reports readiness
+/// through `readiness` (which the admin server's `/ready` reads): serving once the services
+/// are in place, draining from the shutdown signal on. Counts every call in `metrics`. Takes
+/// the shutdown future as an argument so tests drive it.
 pub async fn serve(
     listener: TcpListener,
     config: &Config,
-    engine: Arc<Engine>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    serve_with(listener, config, engine, shutdown, Readiness::new()).await
-}
-
-/// [`serve`], reporting readiness through `readiness` (which the admin server's `/ready`
-/// reads): serving once the services are in place, draining from the shutdown signal on.
-pub async fn serve_with(
-    listener: TcpListener,
-    config: &Config,
-    engine: Arc<Engine>,
+    services: Services,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     readiness: Readiness,
 ) -> Result<(), ServeError> {
-    let metrics = engine.metrics().clone();
     let tokens = Tokens::from_settings(&config.auth)?;
     let tls = tls_config(&config.tls)?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -124,24 +123,17 @@ pub async fn serve_with(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let limits = config.limits.clone();
-    let max = limits.max_message_bytes;
-    let ranker = pb::ranker_server::RankerServer::new(RankerService {
-        engine: engine.clone(),
-        limits: limits.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let events =
-        pb::events_server::EventsServer::new(EventsService::new(engine.clone(), limits.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-    let catalog = pb::catalog_server::CatalogServer::new(CatalogService {
-        engine: engine.clone(),
-    })
-    .max_decoding_message_size(max)
-    .max_encoding_message_size(max);
-    let profile = pb::profile_server::ProfileServer::new(ProfileService { engine, limits })
+    let max = config.limits.max_message_bytes;
+    let ranker = pb::ranker_server::RankerServer::new(services.ranker)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let events = pb::events_server::EventsServer::new(services.events)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let catalog = pb::catalog_server::CatalogServer::new(services.catalog)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let profile = pb::profile_server::ProfileServer::new(services.profile)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 

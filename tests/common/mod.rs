@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tactful::admin::{Admin, Readiness};
+use tactful::app::{App, Given, Reloader};
+use tactful::catalog::Catalog;
 use tactful::config::Config;
 use tactful::engine::Engine;
 use tactful::grpc::ServeError;
@@ -28,9 +29,14 @@ use tonic::transport::Channel;
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    /// The admin HTTP server's address, when started with one.
+    /// The admin HTTP server's address, when started with one. It stops once the gRPC
+    /// server has drained, as in `tactful serve`.
     pub admin: Option<SocketAddr>,
     pub engine: Arc<Engine>,
+    pub store: Arc<UserStore>,
+    pub catalog: Arc<Catalog>,
+    /// Reloads the policies, audited, as SIGHUP does.
+    pub reloader: Reloader,
     shutdown: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), ServeError>>,
     /// The Redis namespace to delete when the server stops, if it made one of its own.
@@ -169,37 +175,47 @@ impl TestServer {
         Self::serve_inner(config, policies, store, false).await
     }
 
+    /// Starts the server as `tactful serve` does ([`App::start_with`], then [`App::serve`]),
+    /// on ports of its own.
     async fn serve_inner(
         config: Config,
         policies: Policies,
         store: UserStore,
         with_admin: bool,
     ) -> Self {
-        let engine = Arc::new(Engine::with_parts(&config, policies, Arc::new(store)).unwrap());
+        let admin_listener = if with_admin {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        } else {
+            None
+        };
+        let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
+        let given = Given {
+            policies: Some(policies),
+            store: Some(store),
+        };
+        let app = App::start_with(config, admin_listener, given)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let readiness = Readiness::new();
-        let mut admin = None;
-        if with_admin {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            admin = Some(listener.local_addr().unwrap());
-            let server = Admin::new(engine.metrics().clone(), readiness.clone());
-            server.attach(engine.clone());
-            // Outlives the gRPC server, as in `tactful serve`, so a test can watch the drain.
-            tokio::spawn(server.serve(listener, std::future::pending()));
-        }
+        let (engine, store, catalog) = (
+            app.engine().clone(),
+            app.store().clone(),
+            app.catalog().clone(),
+        );
+        let reloader = app.reloader();
         let (tx, rx) = oneshot::channel::<()>();
-        let server_engine = engine.clone();
-        let handle = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = rx.await;
-            };
-            tactful::grpc::serve_with(listener, &config, server_engine, shutdown, readiness).await
-        });
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let handle = tokio::spawn(app.serve(listener, shutdown));
         Self {
             addr,
             admin,
             engine,
+            store,
+            catalog,
+            reloader,
             shutdown: Some(tx),
             handle,
             cleanup: None,
