@@ -86,16 +86,23 @@ async fn ignored_impressions_make_an_item_sink_and_a_click_restores_it() {
     let before = rank_ids(&server, request("di", catalogue())).await;
     assert_eq!(position(&before, 1), 0);
 
-    // Shown six minutes ago and never clicked: past the five-minute window, so ignored.
+    // Shown four times, six minutes ago, a second apart, and never clicked: ignored. (One
+    // showing reported twice, same item and second, would count once.)
     let mut seen = event("di", pb::EventType::Impression);
     seen.item_id = 1;
-    seen.at_ms = tactful::time::now_ms() - 6 * 60_000;
-    record(&server, vec![seen.clone(); 4]).await;
+    let shown_at = |from: i64| {
+        let seen = seen.clone();
+        move |i: i64| pb::Event {
+            at_ms: tactful::time::now_ms() - 6 * 60_000 + (from + i) * 1000,
+            ..seen.clone()
+        }
+    };
+    record(&server, (0..4).map(shown_at(0)).collect()).await;
     let tired = rank_ids(&server, request("di", catalogue())).await;
     assert!(position(&tired, 1) >= 3, "item 1 should sink: {tired:?}");
 
     // Shown eight times today: the frequency cap (six a day) holds it back altogether.
-    record(&server, vec![seen.clone(); 4]).await;
+    record(&server, (0..4).map(shown_at(4)).collect()).await;
     let wearier = rank_ids(&server, request("di", catalogue())).await;
     assert!(!wearier.contains(&1), "{wearier:?}");
 
@@ -336,7 +343,9 @@ async fn the_profile_shows_what_was_recorded() {
     let mut seen = event("io", pb::EventType::Impression);
     seen.item_id = 2;
     seen.at_ms = tactful::time::now_ms() - 6 * 60_000;
-    record(&server, vec![block, not_interested, seen.clone(), seen]).await;
+    let mut seen_again = seen.clone();
+    seen_again.at_ms += 1000;
+    record(&server, vec![block, not_interested, seen, seen_again]).await;
     let p = profiles
         .get(pb::GetProfileRequest {
             user_id: "io".into(),

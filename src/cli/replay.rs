@@ -163,7 +163,11 @@ pub fn run_fit(args: FitArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return usage(e),
     };
-    let fitted = replay::fit_log(&log, until, &Default::default());
+    let cfg = replay::ReplayConfig {
+        fit_until_ms: until,
+        ..Default::default()
+    };
+    let fitted = replay::fit_log(&log, &cfg);
     let about = format!(
         "{} before unix time {} ({} events)",
         log.name,

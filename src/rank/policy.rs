@@ -205,6 +205,10 @@ impl Policy {
         }
         for check in [
             self.caps.validate(),
+            self.fatigue
+                .learned
+                .as_ref()
+                .map_or(Ok(()), |l| l.validate()),
             self.cooling_off.validate(),
             self.complements.validate(),
             self.lifecycle.validate(),

@@ -95,6 +95,9 @@ pub struct UserView {
     pub last_active_ms: Option<i64>,
     /// Sorted by item: unix seconds of its latest impressions, newest first, 0 = none.
     pub shown: Vec<(u64, [u32; SHOWN_TIMES])>,
+    /// Sorted by item: when the user last engaged with it (clicked, carted, favourited,
+    /// bought), for items tactful still holds. Empty when personalisation is off.
+    pub engaged: Vec<(u64, i64)>,
     /// Sorted by category: impressions without engagement, decayed to now.
     pub ignored_categories: Vec<(u64, f32)>,
     /// Sorted by brand: impressions without engagement, decayed to now.
@@ -132,6 +135,7 @@ impl UserView {
             first_seen_ms: None,
             last_active_ms: None,
             shown: Vec::new(),
+            engaged: Vec::new(),
             ignored_categories: Vec::new(),
             ignored_brands: Vec::new(),
             recent_impressions: 0.0,
@@ -230,6 +234,14 @@ impl UserView {
 
     pub fn is_shop_blocked(&self, shop_id: u64) -> bool {
         shop_id != 0 && self.blocked_shops.binary_search(&shop_id).is_ok()
+    }
+
+    /// When the user last engaged with the item, if tactful knows.
+    pub fn engaged_at(&self, item_id: u64) -> Option<i64> {
+        self.engaged
+            .binary_search_by_key(&item_id, |(k, _)| *k)
+            .ok()
+            .map(|i| self.engaged[i].1)
     }
 
     /// Decayed count of the item's impressions the user did not engage with.

@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
+use super::discount::DiscountFit;
 use super::{Action, LogEvent};
 use crate::rank::Policy;
 use crate::time::DAY_MS;
@@ -84,6 +85,9 @@ pub struct Fitted {
     pub purchases: usize,
     pub buyers: usize,
     pub categories_bought: usize,
+    /// Fatigue's impression discount (see [`super::discount`]); filled by the replay, which
+    /// holds the candidate generator the fit replays.
+    pub discount: DiscountFit,
 }
 
 /// Fits on `events` (time-ordered, the fitting part only).
@@ -183,6 +187,7 @@ pub fn fit(events: &[LogEvent], p: &FitParams) -> Fitted {
         purchases,
         buyers,
         categories_bought: by_category.len(),
+        discount: DiscountFit::default(),
     }
 }
 
@@ -233,6 +238,27 @@ impl Fitted {
             );
         }
         s.push_str("]\n");
+        if let Some(d) = self.discount.learned() {
+            let curve = |c: &[f32]| {
+                c.iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let trials = |t: &super::discount::Trials| t.shown.iter().sum::<u64>();
+            let _ = write!(
+                s,
+                "\n# Relevance kept after 0, 1, 2, ... ignored impressions, from {} / {} / {} shown slots.\n\
+                 [fatigue.learned]\nnever = [{}]\nrecent = [{}]\nearlier = [{}]\nrecent_hours = {:?}\n",
+                trials(&self.discount.never),
+                trials(&self.discount.recent),
+                trials(&self.discount.earlier),
+                curve(&d.never),
+                curve(&d.recent),
+                curve(&d.earlier),
+                d.recent_hours
+            );
+        }
         s
     }
 

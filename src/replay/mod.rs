@@ -25,6 +25,7 @@
 //! Must not: read the wall clock, or let an event influence anything ranked before it.
 
 pub mod candidates;
+pub mod discount;
 pub mod fit;
 pub mod report;
 
@@ -208,7 +209,7 @@ pub fn run_observed(
 ) -> Report {
     let started = Instant::now();
     let split = log.split(cfg.fit_until_ms);
-    let fitted = fit::fit(&log.events[..split], &cfg.fit);
+    let fitted = fit_part(&log.events[..split], cfg);
     let tested = tested.unwrap_or_else(|| Arm {
         name: "fitted".into(),
         policy: fitted.policy(),
@@ -402,9 +403,17 @@ fn apply(state: &mut UserState, e: &Event, cfg: &StateConfig) {
     }
 }
 
-/// Runs the fit alone on the events before `fit_until_ms`.
-pub fn fit_log(log: &Log, fit_until_ms: i64, params: &FitParams) -> Fitted {
-    fit::fit(&log.events[..log.split(fit_until_ms)], params)
+/// Runs the fit alone on the events before `cfg.fit_until_ms`.
+pub fn fit_log(log: &Log, cfg: &ReplayConfig) -> Fitted {
+    fit_part(&log.events[..log.split(cfg.fit_until_ms)], cfg)
+}
+
+/// The whole fit of the fitting part: purchases ([`fit`]) and fatigue's discount
+/// ([`discount`], which replays the part through the generator).
+fn fit_part(events: &[LogEvent], cfg: &ReplayConfig) -> Fitted {
+    let mut fitted = fit::fit(events, &cfg.fit);
+    fitted.discount = discount::fit(events, &cfg.generator, cfg.k, cfg.warmup);
+    fitted
 }
 
 /// Unix milliseconds of local midnight starting `date` (YYYY-MM-DD) at the offset.

@@ -245,17 +245,21 @@ mod tests {
     async fn replay_after_a_snapshot_does_not_count_twice() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = StateConfig::default();
-        // Older than the ignore window, so each one counts as ignored at NOW.
-        let mut seen = Event::new(EventKind::Impression, *NOW - 10 * 60 * 1000);
-        seen.item_id = 5;
+        // Older than the ignore window, so each one counts as ignored at NOW; a second apart,
+        // since one item shown twice in the same second is one impression.
+        let seen = |i: i64| {
+            let mut e = Event::new(EventKind::Impression, *NOW - 10 * 60 * 1000 + i * 1000);
+            e.item_id = 5;
+            e
+        };
         {
             let store = disk(dir.path());
             let u = store.key("carol");
-            for _ in 0..3 {
-                store.record(u, &seen, *NOW).await.unwrap();
+            for i in 0..3 {
+                store.record(u, &seen(i), *NOW).await.unwrap();
             }
             store.snapshot().unwrap();
-            store.record(u, &seen, *NOW).await.unwrap();
+            store.record(u, &seen(3), *NOW).await.unwrap();
             // Make the counter durable, then crash.
             let t = store.record(u, &block(1), *NOW).await.unwrap();
             store.durable(t).await.unwrap();

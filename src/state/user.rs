@@ -44,6 +44,13 @@ const SHOWN_HORIZON_MS: i64 = 7 * 24 * 3_600_000;
 /// Purchases are kept this long: the longest cooling-off window a policy may set.
 pub const PURCHASE_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
 
+/// The unix second an impression is kept at (0 marks an empty slot, so at least 1).
+fn shown_second(at_ms: i64) -> u32 {
+    u32::try_from(at_ms.div_euclid(1000))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 /// Exposure of one item to this user.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct ItemSignal {
@@ -79,9 +86,7 @@ impl ItemSignal {
     }
 
     fn record_shown(&mut self, at_ms: i64) {
-        let s = u32::try_from(at_ms.div_euclid(1000))
-            .unwrap_or(u32::MAX)
-            .max(1);
+        let s = shown_second(at_ms);
         // Kept newest first; a late impression goes to its place in time.
         let pos = self
             .shown
@@ -94,15 +99,19 @@ impl ItemSignal {
         }
     }
 
-    /// Ignored impressions as of `now_ms`: impressions younger than the ignore window may
-    /// still be engaged with, so they do not count yet.
-    fn ignored_at(&self, now_ms: i64, cfg: &StateConfig) -> f32 {
+    /// Ignored impressions as of `now_ms`. An impression may still be engaged with, so it
+    /// does not count yet, while it is younger than the ignore window *and* nothing of the
+    /// user's came after it: once the user's next event (a later impression, a click on
+    /// something else) or next ranking request arrives in a later second, the item was seen
+    /// and passed over. `latest_s` is the unix second of the latest of those.
+    fn ignored_at(&self, now_ms: i64, latest_s: u32, cfg: &StateConfig) -> f32 {
         let hl = cfg.exposure_half_life_ms;
         let pending: f32 = self
             .shown
             .iter()
+            .take_while(|t| **t >= latest_s && **t > 0)
             .map(|t| i64::from(*t) * 1000)
-            .take_while(|t| *t > 0 && now_ms - *t < cfg.ignore_window_ms)
+            .take_while(|t| now_ms - *t < cfg.ignore_window_ms)
             .filter(|t| *t > self.engaged_at_ms && *t <= now_ms)
             .map(|t| super::decay::factor(now_ms - t, hl))
             .sum();
@@ -474,14 +483,17 @@ impl UserState {
         }
         match e.kind {
             K::Impression => {
-                self.impression(e, cfg);
-                let hl = cfg.session_half_life_ms;
-                self.session.impressions.add(1.0, e.at_ms, hl);
+                if self.impression(e, cfg) {
+                    let hl = cfg.session_half_life_ms;
+                    self.session.impressions.add(1.0, e.at_ms, hl);
+                }
             }
             K::Click | K::Cart | K::Favorite | K::Purchase | K::Search => {
-                // Engagement with the item ends its fatigue.
-                if let Ok(i) = self.items.binary_search_by_key(&e.item_id, |s| s.item_id) {
-                    let s = &mut self.items[i];
+                // Engagement with the item ends its fatigue, and is remembered: restraint
+                // learned from logs treats an item the user came back to apart from one they
+                // never touched.
+                if e.item_id != 0 {
+                    let s = self.item_signal(e.item_id, cfg);
                     if e.at_ms >= s.engaged_at_ms {
                         s.engaged_at_ms = e.at_ms;
                         s.ignored = Decayed::default();
@@ -556,13 +568,14 @@ impl UserState {
         Ok(())
     }
 
-    fn impression(&mut self, e: &Event, cfg: &StateConfig) {
-        let hl = cfg.exposure_half_life_ms;
-        let pos = match self.items.binary_search_by_key(&e.item_id, |s| s.item_id) {
+    /// The item's signal, made room for if new (past the per-user cap the least recently
+    /// touched item is forgotten).
+    fn item_signal(&mut self, item_id: u64, cfg: &StateConfig) -> &mut ItemSignal {
+        let pos = match self.items.binary_search_by_key(&item_id, |s| s.item_id) {
             Ok(i) => i,
             Err(i) => {
                 let fresh = ItemSignal {
-                    item_id: e.item_id,
+                    item_id,
                     ignored: Decayed::default(),
                     engaged_at_ms: 0,
                     shown: [0; SHOWN_TIMES],
@@ -581,7 +594,18 @@ impl UserState {
                 }
             }
         };
-        let s = &mut self.items[pos];
+        &mut self.items[pos]
+    }
+
+    /// Records an impression; false when the item was already recorded as shown in the same
+    /// second (a host that reports impressions and also asks Rank to record its answer must
+    /// not count one showing twice).
+    fn impression(&mut self, e: &Event, cfg: &StateConfig) -> bool {
+        let hl = cfg.exposure_half_life_ms;
+        let s = self.item_signal(e.item_id, cfg);
+        if s.shown.contains(&shown_second(e.at_ms)) {
+            return false;
+        }
         s.record_shown(e.at_ms);
         if e.at_ms > s.engaged_at_ms {
             s.ignored.add(1.0, e.at_ms, hl);
@@ -596,6 +620,7 @@ impl UserState {
                 g.ignored.add(1.0, e.at_ms, hl);
             }
         }
+        true
     }
 
     fn engage(&mut self, e: &Event, amount: f32, source: DataDimension, cfg: &StateConfig) {
@@ -708,17 +733,32 @@ impl UserState {
             return view;
         }
         let hl = cfg.exposure_half_life_ms;
+        let latest_s = self
+            .items
+            .iter()
+            .map(|s| s.shown[0])
+            .max()
+            .unwrap_or(0)
+            .max(shown_second(self.last_active_ms))
+            // The ranking request itself comes after what was shown in an earlier second.
+            .max(shown_second(now_ms));
         view.ignored = self
             .items
             .iter()
-            .map(|s| (s.item_id, s.ignored_at(now_ms, cfg)))
+            .map(|s| (s.item_id, s.ignored_at(now_ms, latest_s, cfg)))
             .filter(|(_, n)| *n >= IGNORED_FLOOR)
+            .collect();
+        view.engaged = self
+            .items
+            .iter()
+            .filter(|s| s.engaged_at_ms > 0)
+            .map(|s| (s.item_id, s.engaged_at_ms))
             .collect();
         let shown_from = (now_ms - SHOWN_HORIZON_MS).div_euclid(1000);
         view.shown = self
             .items
             .iter()
-            .filter(|s| i64::from(s.shown[0]) >= shown_from)
+            .filter(|s| s.shown[0] > 0 && i64::from(s.shown[0]) >= shown_from)
             .map(|s| (s.item_id, s.shown_since_engaged()))
             .collect();
         let ignored_groups = |kind: TagKind| {
@@ -921,11 +961,14 @@ mod tests {
         };
         let mut u = UserState::default();
         for t in 0..4 {
-            u.apply(&event(EventKind::Impression, HOUR + t), &cfg)
+            u.apply(&event(EventKind::Impression, HOUR + t * 1000), &cfg)
                 .unwrap();
         }
+        // The same showing reported twice (same item, same second) counts once.
+        u.apply(&event(EventKind::Impression, HOUR + 3500), &cfg)
+            .unwrap();
         let consent = Consent::privacy_default();
-        let v = u.view(HOUR + 10, consent, &cfg);
+        let v = u.view(HOUR + 10_000, consent, &cfg);
         assert!((v.ignored_impressions(1) - 4.0).abs() < 1e-3);
         let later = u.view(HOUR + cfg.exposure_half_life_ms, consent, &cfg);
         assert!((later.ignored_impressions(1) - 2.0).abs() < 1e-2);
@@ -991,7 +1034,7 @@ mod tests {
         let mut u = UserState::default();
         for (item, times) in [(1, 3), (2, 1), (3, 2), (4, 2)] {
             for t in 0..times {
-                let mut e = event(EventKind::Impression, HOUR + t);
+                let mut e = event(EventKind::Impression, HOUR + t * 1000);
                 e.item_id = item;
                 u.apply(&e, &cfg).unwrap();
             }
@@ -1042,20 +1085,37 @@ mod tests {
     }
 
     #[test]
-    fn an_impression_is_ignored_only_once_its_window_has_passed() {
+    fn an_impression_is_pending_until_the_next_request_or_event() {
         let cfg = cfg();
+        let consent = Consent::privacy_default();
         let mut u = UserState::default();
         u.apply(&at(EventKind::Impression, HOUR, 1, 5), &cfg)
             .unwrap();
-        let consent = Consent::privacy_default();
+        u.apply(&at(EventKind::Impression, HOUR + 10, 2, 5), &cfg)
+            .unwrap();
+        // A ranking in the same second: the list was just shown, nothing is ignored yet.
         assert_eq!(
-            u.view(HOUR + 1000, consent, &cfg).ignored_impressions(1),
+            u.view(HOUR + 500, consent, &cfg).ignored_impressions(1),
             0.0
         );
-        let later = u.view(HOUR + cfg.ignore_window_ms, consent, &cfg);
-        assert!(later.ignored_impressions(1) > 0.99);
+        // The next ranking request, a second later: seen and passed over.
+        assert!(u.view(HOUR + 1000, consent, &cfg).ignored_impressions(1) > 0.99);
+        // Engaging with item 2 in the same second as the impressions leaves item 1 pending for
+        // that second, and item 2 engaged, not ignored.
+        u.apply(&at(EventKind::Click, HOUR + 20, 2, 5), &cfg)
+            .unwrap();
+        let v = u.view(HOUR + 900, consent, &cfg);
+        assert_eq!(v.ignored_impressions(1), 0.0);
+        assert_eq!(v.engaged_at(2), Some(HOUR + 20));
+        let next = u.view(HOUR + 2000, consent, &cfg);
+        assert!(next.ignored_impressions(1) > 0.99);
+        assert_eq!(next.ignored_impressions(2), 0.0);
+        // A later event of the user passes it over too, whatever the ranking's clock says.
+        u.apply(&at(EventKind::Impression, HOUR + 3000, 3, 5), &cfg)
+            .unwrap();
+        assert!(u.view(HOUR + 1000, consent, &cfg).ignored_impressions(1) > 0.99);
         // Frequency caps count every showing at once.
-        assert_eq!(u.view(HOUR + 1000, consent, &cfg).shown_since(1, HOUR), 1);
+        assert_eq!(u.view(HOUR + 500, consent, &cfg).shown_since(1, HOUR), 1);
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! whatever its relevance: repetition past a few showings is what users describe as being
 //! flooded.
 //!
+//! The cap is a ceiling for items the user never engaged with: an item they clicked, carted,
+//! favourited or bought before is one users come back to (a quarter of next views in
+//! e-commerce logs are items seen before), so it is never held back here; fatigue restrains
+//! it instead.
+//!
 //! Impressions are counted across surfaces (the user saw the item, wherever it was); the cap
 //! that applies is the one set for the request's surface, else the `"*"` cap.
 
@@ -104,7 +109,10 @@ impl Stage for FrequencyCap {
         let since = input.now_ms - (cap.window_hours * HOUR_MS as f64) as i64;
         let max = cap.max_impressions as usize;
         for (i, c) in input.candidates.iter().enumerate() {
-            if user.shown_since(c.item_id, since) >= max {
+            // A ceiling for what the user never responded to: an item they engaged with
+            // before is one they come back to, restrained by fatigue's learned discount
+            // instead.
+            if user.engaged_at(c.item_id).is_none() && user.shown_since(c.item_id, since) >= max {
                 slate.drop_candidate(i, DropRule::FrequencyCap);
             }
         }
@@ -160,6 +168,31 @@ mod tests {
             run(CapParams::default(), "home_feed"),
             vec![Some(DropRule::FrequencyCap), None, None]
         );
+    }
+
+    #[test]
+    fn an_item_the_user_engaged_with_before_is_never_capped() {
+        let input = RankInput {
+            candidates: vec![Candidate {
+                item_id: 1,
+                ..Default::default()
+            }],
+            now_ms: i64::from(NOW_S) * 1000,
+            ..Default::default()
+        };
+        let mut user = UserView::unknown(Consent::privacy_default());
+        user.shown = vec![(1, times(&[0, 1, 2, 3, 4, 5, 6, 7]))];
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        FrequencyCap(CapParams::default())
+            .apply(&mut slate, &Deadline::none())
+            .unwrap();
+        assert_eq!(slate.dropped, vec![Some(DropRule::FrequencyCap)]);
+        user.engaged = vec![(1, i64::from(NOW_S - 9 * 3600) * 1000)];
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        FrequencyCap(CapParams::default())
+            .apply(&mut slate, &Deadline::none())
+            .unwrap();
+        assert_eq!(slate.dropped, vec![None]);
     }
 
     #[test]

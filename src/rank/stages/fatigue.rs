@@ -4,6 +4,14 @@
 //! impressions decay with time in the state store, so an item recovers; engaging with the
 //! item (or anything of the category or brand) resets them.
 //!
+//! With a **learned discount** (`[fatigue.learned]`, written by `tactful fit` from a log's
+//! fitting part) the item term follows the data instead of the hand-set curve: the item keeps
+//! the share `d(n)` of its relevance that the log says is left after `n` ignored impressions,
+//! with one curve for items the user never engaged with and two for items they engaged with
+//! recently or earlier (people come back to what they looked at; they do not come back to
+//! what they scrolled past). This is impression discounting as fitted from logs (Lee et al.,
+//! KDD 2014).
+//!
 //! Fatigue uses only tactful's own exposure log and can only lower an item, so it runs whenever
 //! personalisation is on; with personalisation off it uses nothing.
 
@@ -11,6 +19,7 @@ use serde::Deserialize;
 
 use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::Component;
+use crate::time::HOUR_MS;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +39,82 @@ pub struct FatigueParams {
     /// Ignored impressions of a category or brand at which its penalty reaches 63%: ten, a
     /// few screens of it.
     pub group_saturation: f32,
+    /// The fitted impression discount; when set it replaces `weight`/`saturation` for items.
+    pub learned: Option<LearnedDiscount>,
+}
+
+/// Longest discount curve: ignored impressions past it use its last value.
+pub const MAX_DISCOUNT_STEPS: usize = 16;
+
+/// Relevance kept after `n` ignored impressions, fitted from a log (see `tactful fit`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedDiscount {
+    /// For items the user never engaged with: the share of relevance kept after 0, 1, 2, …
+    /// ignored impressions (the last value holds beyond), each in [0, 1].
+    pub never: Vec<f32>,
+    /// For items the user engaged with less than `recent_hours` ago.
+    pub recent: Vec<f32>,
+    /// For items the user engaged with longer ago.
+    pub earlier: Vec<f32>,
+    pub recent_hours: f64,
+}
+
+impl LearnedDiscount {
+    /// The share kept after `ignored` (decayed, so fractional) impressions: linear between
+    /// the fitted steps.
+    pub fn kept(curve: &[f32], ignored: f32) -> f32 {
+        let Some(last) = curve.last() else {
+            return 1.0;
+        };
+        let n = ignored.max(0.0);
+        let i = n.floor() as usize;
+        if i + 1 >= curve.len() {
+            return *last;
+        }
+        let f = n - i as f32;
+        curve[i] * (1.0 - f) + curve[i + 1] * f
+    }
+
+    /// The curve for an item last engaged with at `engaged_at` (`None`: never), as of `now_ms`.
+    pub fn curve(&self, engaged_at: Option<i64>, now_ms: i64) -> &[f32] {
+        match engaged_at {
+            None => &self.never,
+            Some(t) if ((now_ms - t) as f64) < self.recent_hours * HOUR_MS as f64 => &self.recent,
+            Some(_) => &self.earlier,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (name, curve) in [
+            ("never", &self.never),
+            ("recent", &self.recent),
+            ("earlier", &self.earlier),
+        ] {
+            if curve.len() > MAX_DISCOUNT_STEPS {
+                return Err((
+                    format!("fatigue.learned.{name}"),
+                    format!("must have at most {MAX_DISCOUNT_STEPS} values"),
+                ));
+            }
+            if let Some(i) = curve
+                .iter()
+                .position(|v| !(v.is_finite() && (0.0..=1.0).contains(v)))
+            {
+                return Err((
+                    format!("fatigue.learned.{name}[{i}]"),
+                    "must be a number from 0 to 1".into(),
+                ));
+            }
+        }
+        if !(self.recent_hours.is_finite() && self.recent_hours > 0.0) {
+            return Err((
+                "fatigue.learned.recent_hours".into(),
+                "must be a number above 0".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for FatigueParams {
@@ -40,6 +125,7 @@ impl Default for FatigueParams {
             saturation: 3.0,
             group_weight: 0.2,
             group_saturation: 10.0,
+            learned: None,
         }
     }
 }
@@ -72,12 +158,35 @@ impl Stage for Fatigue {
         {
             return Ok(());
         }
-        let penalty = slate.per_candidate(|c| {
-            self.0.penalty(user.ignored_impressions(c.item_id))
-                + self
-                    .0
-                    .group_penalty(user.ignored_group(c.category_id, c.brand_id))
-        });
+        let now_ms = slate.input.now_ms;
+        let penalty = match &self.0.learned {
+            None => slate.per_candidate(|c| {
+                self.0.penalty(user.ignored_impressions(c.item_id))
+                    + self
+                        .0
+                        .group_penalty(user.ignored_group(c.category_id, c.brand_id))
+            }),
+            Some(learned) => {
+                // On the relevance scale: an item keeps the fitted share of what it has so far.
+                let relevance = slate.score.clone();
+                let group = slate.per_candidate(|c| {
+                    self.0
+                        .group_penalty(user.ignored_group(c.category_id, c.brand_id))
+                });
+                let candidates = &slate.input.candidates;
+                ndarray::Array1::from_shape_fn(candidates.len(), |i| {
+                    let c = &candidates[i];
+                    let ignored = user.ignored_impressions(c.item_id);
+                    let item = if ignored > 0.0 {
+                        let curve = learned.curve(user.engaged_at(c.item_id), now_ms);
+                        -relevance[i].max(0.0) * (1.0 - LearnedDiscount::kept(curve, ignored))
+                    } else {
+                        0.0
+                    };
+                    item + group[i]
+                })
+            }
+        };
         slate.add_component(Component::Fatigue, penalty);
         Ok(())
     }
@@ -142,6 +251,62 @@ mod tests {
         assert!(slate.score[0] < -0.1 && slate.score[0] > -0.2);
         assert_eq!(slate.score[0], slate.score[1]);
         assert_eq!(slate.score[2], 0.0);
+    }
+
+    #[test]
+    fn a_learned_discount_keeps_the_fitted_share_of_relevance() {
+        let learned = LearnedDiscount {
+            never: vec![1.0, 0.5, 0.25],
+            recent: vec![1.0, 1.0, 0.9],
+            earlier: vec![1.0, 0.8],
+            recent_hours: 24.0,
+        };
+        assert_eq!(LearnedDiscount::kept(&learned.never, 0.0), 1.0);
+        assert_eq!(LearnedDiscount::kept(&learned.never, 1.5), 0.375);
+        assert_eq!(LearnedDiscount::kept(&learned.never, 9.0), 0.25);
+        assert_eq!(LearnedDiscount::kept(&[], 3.0), 1.0);
+
+        let mut input = input();
+        input.now_ms = 100 * HOUR_MS;
+        let mut user = UserView::unknown(Consent::privacy_default());
+        // Items 1, 2, 3 each ignored twice: 1 never engaged, 2 engaged an hour ago, 3 a week ago.
+        user.ignored = vec![(1, 2.0), (2, 2.0), (3, 2.0)];
+        user.engaged = vec![(2, 99 * HOUR_MS), (3, 100 * HOUR_MS - 7 * 24 * HOUR_MS)];
+        let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
+        slate.add_component(Component::Relevance, ndarray::arr1(&[0.8, 0.8, 0.8]));
+        let p = FatigueParams {
+            learned: Some(learned),
+            ..FatigueParams::default()
+        };
+        Fatigue(p).apply(&mut slate, &Deadline::none()).unwrap();
+        let kept: Vec<f32> = slate
+            .score
+            .iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect();
+        assert_eq!(kept, vec![0.2, 0.72, 0.64]);
+    }
+
+    #[test]
+    fn learned_discounts_are_validated() {
+        let mut learned = LearnedDiscount {
+            never: vec![1.0, 1.5],
+            recent: vec![],
+            earlier: vec![],
+            recent_hours: 24.0,
+        };
+        assert_eq!(
+            learned.validate().unwrap_err().0,
+            "fatigue.learned.never[1]"
+        );
+        learned.never = vec![1.0; MAX_DISCOUNT_STEPS + 1];
+        assert_eq!(learned.validate().unwrap_err().0, "fatigue.learned.never");
+        learned.never = vec![1.0];
+        learned.recent_hours = 0.0;
+        assert_eq!(
+            learned.validate().unwrap_err().0,
+            "fatigue.learned.recent_hours"
+        );
     }
 
     #[test]
