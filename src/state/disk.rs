@@ -15,14 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::key::{Keyer, UserKey, random_secret};
+use super::map::UserMap;
 use super::op::Op;
 use super::snapshot::{Table, TableWriter};
-use super::store::{Entry, Inner, Users};
+use super::store::Inner;
 use super::user::UserState;
 use super::wal::{self, Wal};
 use super::{StateConfig, StateError};
@@ -37,7 +37,7 @@ pub(super) struct Disk {
 pub(super) struct Recovered {
     pub(super) disk: Disk,
     pub(super) keyer: Keyer,
-    pub(super) users: Users,
+    pub(super) map: UserMap,
     pub(super) forgotten: HashSet<UserKey>,
     /// Log records applied on top of the snapshot.
     pub(super) replayed: u64,
@@ -128,7 +128,7 @@ impl Disk {
         let keyer = Keyer::new(load_secret(dir)?);
         let table = Table::open_latest(dir)?;
         let base = table.base_seq();
-        let users = Users::default();
+        let map = UserMap::new();
         let mut forgotten = HashSet::new();
         // The seq captured with each user's snapshot row: their ops below it are in the row.
         let mut floors: HashMap<UserKey, u64> = HashMap::new();
@@ -142,13 +142,13 @@ impl Disk {
             next_seq = next_seq.max(record.seq + 1);
             let key = record.key;
             if record.op == Op::Forget {
-                users.remove(&key);
+                map.remove(key);
                 floors.remove(&key);
                 forgotten.insert(key);
                 replayed += 1;
                 return;
             }
-            if !users.contains_key(&key) {
+            if !map.contains(key) {
                 let stored = if forgotten.contains(&key) {
                     None
                 } else {
@@ -165,18 +165,19 @@ impl Disk {
                 };
                 let (floor, state) = stored.unwrap_or_default();
                 floors.insert(key, floor);
-                users.insert(key, Entry::new(state, false));
+                map.insert_recovered(key, state);
             }
             if record.seq < floors.get(&key).copied().unwrap_or(0) {
                 return;
             }
-            if let Some(mut e) = users.get_mut(&key) {
-                if let Err(err) = record.op.apply(&mut e.state, cfg) {
+            let applied = map.replay(key, |state| {
+                if let Err(err) = record.op.apply(state, cfg) {
                     // Only applied ops are logged; a refusal now means the limits were
                     // lowered since. Keep going: the rest of the user's words still count.
                     tracing::warn!(seq = record.seq, error = %err, "a logged op no longer applies");
                 }
-                e.dirty = true;
+            });
+            if applied {
                 replayed += 1;
             }
         })?;
@@ -192,7 +193,7 @@ impl Disk {
             dir = %dir.display(),
             snapshot_users = table.rows(),
             replayed,
-            in_memory = users.len(),
+            in_memory = map.len(),
             "recovered user state"
         );
         Ok(Recovered {
@@ -202,7 +203,7 @@ impl Disk {
                 table: RwLock::new(Arc::new(table)),
             },
             keyer,
-            users,
+            map,
             forgotten,
             replayed,
         })
@@ -232,13 +233,7 @@ impl Disk {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut changed: Vec<UserKey> = inner
-            .users
-            .iter()
-            .filter(|e| e.dirty)
-            .map(|e| *e.key())
-            .collect();
-        changed.sort_unstable();
+        let changed = inner.map.changed();
         let old = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
         let now_ms = crate::time::now_ms();
         let mut out = TableWriter::create(&self.dir, boundary)?;
@@ -301,27 +296,18 @@ impl Disk {
         now_ms: i64,
         out: &mut TableWriter,
     ) -> Result<(), StateError> {
-        let Some(mut e) = inner.users.get_mut(&key) else {
-            return Ok(());
-        };
-        // Read under the user's lock: every op already applied to this user is below it.
-        let seq = self.wal.next_seq();
-        let before = e.state.heap_bytes();
-        e.state.expire(now_ms, &inner.config);
-        let after = e.state.heap_bytes();
-        inner
-            .heap
-            .fetch_sub(before.saturating_sub(after), Ordering::Relaxed);
-        let bytes = if e.state.is_empty() {
-            None
-        } else {
-            Some(postcard::to_allocvec(&e.state).map_err(|err| {
+        let row = inner.map.write_out(key, now_ms, &inner.config, |state| {
+            // Read under the user's lock: every op already applied to this user is below it.
+            let seq = self.wal.next_seq();
+            if state.is_empty() {
+                return Ok(None);
+            }
+            let bytes = postcard::to_allocvec(state).map_err(|err| {
                 StateError::Corrupt(format!("a user state does not encode: {err}"))
-            })?)
-        };
-        e.dirty = false;
-        drop(e);
-        if let Some(bytes) = bytes {
+            })?;
+            Ok(Some((seq, bytes)))
+        });
+        if let Some((seq, bytes)) = row.transpose()?.flatten() {
             out.push(key, seq, &bytes)?;
         }
         Ok(())

@@ -10,8 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::StateError;
-use super::key::UserKey;
-use super::store::{Backend, Entry, Inner};
+use super::store::{Backend, Inner};
 
 /// Coordination with the keeper thread.
 #[derive(Default)]
@@ -88,100 +87,26 @@ impl Inner {
         if bytes <= target {
             return;
         }
-        let len = self.users.len().max(1);
+        let len = self.map.len().max(1);
         let per_user = (bytes / len).max(1);
         let want = ((bytes - target) / per_user + 1).min(len);
-        if matches!(self.backend, Backend::Redis(_)) {
-            self.evict_cached(want);
-            return;
-        }
-        // Without a durable backend nothing is ever written out, so "changed" cannot protect
-        // anyone: memory-only state is evicted coldest first, and lost.
-        let durable = !matches!(self.backend, Backend::Memory);
-        let evictable = |e: &Entry| !(durable && e.dirty);
-        let mut ages: Vec<u32> = self
-            .users
-            .iter()
-            .filter(|e| evictable(e))
-            .map(|e| e.touched.load(Ordering::Relaxed))
-            .collect();
-        if ages.is_empty() {
-            return;
-        }
-        let nth = want.min(ages.len()) - 1;
-        let (_, cutoff, _) = ages.select_nth_unstable(nth);
-        let cutoff = *cutoff;
-        let mut removed = 0;
-        let mut freed = 0;
-        self.users.retain(|_, e| {
-            let keep =
-                !evictable(e) || e.touched.load(Ordering::Relaxed) > cutoff || removed >= want;
-            if !keep {
-                removed += 1;
-                freed += e.state.heap_bytes();
-            }
-            keep
-        });
-        self.heap.fetch_sub(freed, Ordering::Relaxed);
-        self.evicted_total.fetch_add(removed, Ordering::Relaxed);
-        if self.users.len() < self.users.capacity() / 4 {
-            self.users.shrink_to_fit();
-        }
+        let removed = match &self.backend {
+            // Redis holds every explicit word already, so none is kept back (this replica's
+            // counters for them are lost, as counters may be); each removal is announced, so
+            // that no read in flight can resurrect the user.
+            Backend::Redis(r) => self.map.evict_each(want, |key| r.removing(key)),
+            // Without a durable backend nothing is ever written out, so "changed" cannot
+            // protect anyone: memory-only state is evicted coldest first, and lost.
+            Backend::Memory => self.map.evict_coldest(want, false),
+            Backend::Disk(_) => self.map.evict_coldest(want, true),
+        };
         tracing::debug!(removed, bytes = self.bytes(), "evicted the coldest users");
-    }
-
-    /// Evicts the `want` coldest users of a Redis-backed cache: Redis holds every explicit
-    /// word already, so none is kept back (this replica's counters for them are lost, as
-    /// counters may be). Each goes through `drop_user`, so no read in flight can resurrect it.
-    pub(super) fn evict_cached(&self, want: usize) {
-        let mut ages: Vec<(u32, UserKey)> = self
-            .users
-            .iter()
-            .map(|e| (e.touched.load(Ordering::Relaxed), *e.key()))
-            .collect();
-        if ages.is_empty() || want == 0 {
-            return;
-        }
-        let nth = want.min(ages.len()) - 1;
-        ages.select_nth_unstable(nth);
-        let mut removed = 0;
-        for &(touched, key) in &ages[..=nth] {
-            // Skipped if used since it was picked.
-            if self
-                .users
-                .get(&key)
-                .is_some_and(|e| e.touched.load(Ordering::Relaxed) <= touched)
-            {
-                self.drop_user(key);
-                removed += 1;
-            }
-        }
-        self.evicted_total.fetch_add(removed, Ordering::Relaxed);
-        if self.users.len() < self.users.capacity() / 4 {
-            self.users.shrink_to_fit();
-        }
-        tracing::debug!(
-            removed,
-            bytes = self.bytes(),
-            "evicted the coldest cached users"
-        );
     }
 
     /// Drops expired counters and feedback. Counters may be approximate, so this does not
     /// mark anyone for the next snapshot.
     pub(super) fn expire(&self, now_ms: i64) {
-        let mut delta: isize = 0;
-        self.users.iter_mut().for_each(|mut e| {
-            let before = e.state.heap_bytes() as isize;
-            if e.state.expire(now_ms, &self.config) {
-                delta += e.state.heap_bytes() as isize - before;
-            }
-        });
-        if delta < 0 {
-            self.heap.fetch_sub((-delta) as usize, Ordering::Relaxed);
-        } else {
-            self.heap.fetch_add(delta as usize, Ordering::Relaxed);
-        }
+        self.map.expire(now_ms, &self.config);
     }
 }
 

@@ -22,6 +22,7 @@ mod disk;
 pub mod event;
 mod keeper;
 pub mod key;
+mod map;
 pub mod op;
 mod redis;
 pub mod snapshot;

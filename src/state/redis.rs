@@ -52,8 +52,9 @@ use tokio::task::AbortHandle;
 use tokio_stream::StreamExt;
 
 use super::key::{Keyer, PassThrough, UserKey, random_secret};
+use super::map::Loaded;
 use super::op::Op;
-use super::store::{Inner, Loaded};
+use super::store::Inner;
 use super::user::UserState;
 use super::{StateConfig, StateError};
 
@@ -442,7 +443,7 @@ impl Redis {
     /// each time.
     pub(super) async fn load(&self, inner: &Inner, key: UserKey) -> Result<(), StateError> {
         for _ in 0..LOAD_ATTEMPTS {
-            if inner.users.contains_key(&key) {
+            if inner.map.contains(key) {
                 return Ok(());
             }
             self.check_up()?;

@@ -13,17 +13,15 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
-
-use dashmap::DashMap;
 
 use super::disk::Disk;
 use super::event::{Event, EventError};
 use super::keeper::{KeeperState, keeper_loop};
-use super::key::{Keyer, PassThrough, UserKey};
+use super::key::{Keyer, UserKey};
+use super::map::{Loaded, UserMap};
 use super::op::Op;
 use super::redis::{DEFAULT_NAMESPACE, Redis};
 use super::user::UserState;
@@ -107,60 +105,22 @@ pub struct Stats {
     pub snapshots_total: usize,
 }
 
-/// One user in memory.
-pub(super) struct Entry {
-    pub(super) state: UserState,
-    /// Changed since it was last written to a snapshot: may not be evicted before it is.
-    pub(super) dirty: bool,
-    /// Seconds since the store opened, at the latest access: the coldest go first.
-    pub(super) touched: AtomicU32,
-    /// The data dimensions rankings relied on for this user since they were loaded: shown in
-    /// the profile ("what was used recently"). Not durable: it describes this process's work.
-    pub(super) used: AtomicU16,
-}
-
-impl Entry {
-    pub(super) fn new(state: UserState, dirty: bool) -> Self {
-        Self {
-            state,
-            dirty,
-            touched: AtomicU32::new(0),
-            used: AtomicU16::new(0),
-        }
-    }
-}
-
-pub(super) type Users = DashMap<UserKey, Entry, PassThrough>;
-
 pub(super) enum Backend {
     Memory,
     Disk(Disk),
     Redis(Arc<Redis>),
 }
 
-/// What became of a user read from a shared backend.
-pub(super) enum Loaded {
-    Inserted,
-    /// Someone else put the user in the map first: theirs stays.
-    Present,
-    /// The user was removed while the read was in flight: what was read may be old.
-    Raced,
-}
-
 pub(super) struct Inner {
-    pub(super) users: Users,
+    pub(super) map: UserMap,
     pub(super) config: StateConfig,
     pub(super) keyer: Keyer,
     pub(super) backend: Backend,
-    /// Sum of `heap_bytes` over the users in memory.
-    pub(super) heap: AtomicUsize,
-    pub(super) epoch: Instant,
     pub(super) keeper: Mutex<KeeperState>,
     pub(super) keeper_wake: Condvar,
     pub(super) over_cap: AtomicBool,
     /// Growths seen, to measure the store on one in `keeper::CAP_CHECK_EVERY`.
     pub(super) cap_checks: AtomicUsize,
-    pub(super) evicted_total: AtomicUsize,
     pub(super) snapshots_total: AtomicUsize,
     /// Users forgotten since the last snapshot: their rows in it must not be read back.
     pub(super) forgotten: Mutex<HashSet<UserKey>>,
@@ -175,16 +135,11 @@ pub struct UserStore {
     keeper: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Bytes of one map slot: key, entry, and hashbrown's control byte, at its 7/8 load.
-fn slot_bytes() -> usize {
-    (size_of::<(UserKey, Entry)>() + 1) * 8 / 7
-}
-
 impl UserStore {
     /// A store whose state lives only as long as the process.
     pub fn in_memory(config: StateConfig) -> Self {
         let keyer = Keyer::random().unwrap_or_else(|_| Keyer::new([0x5a; 16]));
-        Self::assemble(config, keyer, Backend::Memory, Users::default())
+        Self::assemble(config, keyer, Backend::Memory, UserMap::new())
     }
 
     /// Opens the store on its backend; for `Disk`, recovers what the directory holds first.
@@ -197,7 +152,7 @@ impl UserStore {
                     config,
                     recovered.keyer,
                     Backend::Disk(recovered.disk),
-                    recovered.users,
+                    recovered.map,
                 );
                 store
                     .inner
@@ -246,26 +201,22 @@ impl UserStore {
             config.clone(),
             keyer,
             Backend::Redis(redis.clone()),
-            Users::default(),
+            UserMap::new(),
         );
         redis.start(Arc::downgrade(&store.inner), config);
         Ok(store)
     }
 
-    fn assemble(config: StateConfig, keyer: Keyer, backend: Backend, users: Users) -> Self {
-        let heap = users.iter().map(|e| e.state.heap_bytes()).sum();
+    fn assemble(config: StateConfig, keyer: Keyer, backend: Backend, map: UserMap) -> Self {
         let inner = Arc::new(Inner {
-            users,
+            map,
             config,
             keyer,
             backend,
-            heap: AtomicUsize::new(heap),
-            epoch: Instant::now(),
             keeper: Mutex::new(KeeperState::default()),
             keeper_wake: Condvar::new(),
             over_cap: AtomicBool::new(false),
             cap_checks: AtomicUsize::new(0),
-            evicted_total: AtomicUsize::new(0),
             snapshots_total: AtomicUsize::new(0),
             forgotten: Mutex::new(HashSet::new()),
             loads: RwLock::new(()),
@@ -292,18 +243,18 @@ impl UserStore {
 
     /// Users held in memory.
     pub fn len(&self) -> usize {
-        self.inner.users.len()
+        self.inner.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.users.is_empty()
+        self.inner.map.is_empty()
     }
 
     pub fn stats(&self) -> Stats {
         Stats {
-            users: self.inner.users.len(),
+            users: self.inner.map.len(),
             bytes: self.inner.bytes(),
-            evicted_total: self.inner.evicted_total.load(Ordering::Relaxed),
+            evicted_total: self.inner.map.evicted_total(),
             snapshots_total: self.inner.snapshots_total.load(Ordering::Relaxed),
         }
     }
@@ -349,9 +300,8 @@ impl UserStore {
         f: impl Fn(Option<&UserState>) -> R,
     ) -> Result<R, StateError> {
         for _ in 0..4 {
-            if let Some(e) = self.inner.users.get(&key) {
-                self.inner.touch(&e);
-                return Ok(f(Some(&e.state)));
+            if let Some(r) = self.inner.map.read(key, |s| f(Some(s))) {
+                return Ok(r);
             }
             match &self.inner.backend {
                 Backend::Memory => return Ok(f(None)),
@@ -359,8 +309,8 @@ impl UserStore {
                     if !self.inner.load(key, false)? {
                         return Ok(f(None));
                     }
-                    if let Some(e) = self.inner.users.get(&key) {
-                        return Ok(f(Some(&e.state)));
+                    if let Some(r) = self.inner.map.read(key, |s| f(Some(s))) {
+                        return Ok(r);
                     }
                     // Evicted again at once under pressure: the row is the truth.
                     let _no_swap = self.inner.loads.read().unwrap_or_else(|e| e.into_inner());
@@ -513,11 +463,7 @@ impl UserStore {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key);
             }
-            if let Some((_, e)) = self.inner.users.remove(&key) {
-                self.inner
-                    .heap
-                    .fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
-            }
+            self.inner.map.remove(key);
             ticket
         };
         self.durable(ticket).await?;
@@ -548,8 +494,8 @@ impl UserStore {
         })
         .await
         .map(|mut p| {
-            if let Some(e) = self.inner.users.get(&key) {
-                p.used_recently = DimensionSet::from_bits(e.used.load(Ordering::Relaxed));
+            if let Some(used) = self.inner.map.used(key) {
+                p.used_recently = used;
             }
             p
         })
@@ -561,9 +507,7 @@ impl UserStore {
         if dims.is_empty() {
             return;
         }
-        if let Some(e) = self.inner.users.get(&key) {
-            e.used.fetch_or(dims.bits(), Ordering::Relaxed);
-        }
+        self.inner.map.note_used(key, dims);
     }
 
     /// Takes a snapshot now and waits for it (no-op without a disk backend).
@@ -597,30 +541,12 @@ impl Drop for UserStore {
 }
 
 impl Inner {
-    fn now_s(&self) -> u32 {
-        self.epoch.elapsed().as_secs() as u32
-    }
-
-    /// An entry for a user being loaded now: the hottest, not the coldest, for eviction.
-    fn fresh(&self, state: UserState, dirty: bool) -> Entry {
-        let e = Entry::new(state, dirty);
-        e.touched.store(self.now_s(), Ordering::Relaxed);
-        e
-    }
-
-    fn touch(&self, e: &Entry) {
-        let now = self.now_s();
-        if e.touched.load(Ordering::Relaxed) != now {
-            e.touched.store(now, Ordering::Relaxed);
-        }
-    }
-
     pub(super) fn bytes(&self) -> usize {
         let index = match &self.backend {
             Backend::Disk(d) => d.index_bytes(),
             Backend::Memory | Backend::Redis(_) => 0,
         };
-        self.users.capacity() * slot_bytes() + self.heap.load(Ordering::Relaxed) + index
+        self.map.bytes() + index
     }
 
     /// Makes sure the user is in memory if the backend knows them; with `create` (a change is
@@ -629,15 +555,13 @@ impl Inner {
     ///
     /// Returns false when the backend holds nothing about the user (and none was created).
     fn load(&self, key: UserKey, create: bool) -> Result<bool, StateError> {
-        if self.users.contains_key(&key) {
+        if self.map.contains(key) {
             return Ok(true);
         }
         match &self.backend {
             Backend::Memory => {
                 if create {
-                    self.users
-                        .entry(key)
-                        .or_insert_with(|| self.fresh(UserState::default(), true));
+                    self.map.insert(key, UserState::default(), true, || true);
                 }
                 Ok(create)
             }
@@ -653,14 +577,7 @@ impl Inner {
                     return Ok(false);
                 }
                 let state = stored.map(|(_, s)| s).unwrap_or_default();
-                let heap = state.heap_bytes();
-                let mut inserted = false;
-                self.users.entry(key).or_insert_with(|| {
-                    inserted = true;
-                    self.fresh(state, create)
-                });
-                if inserted {
-                    self.heap.fetch_add(heap, Ordering::Relaxed);
+                if self.map.insert(key, state, create, || true) == Loaded::Inserted {
                     self.check_cap();
                 }
                 Ok(true)
@@ -679,20 +596,11 @@ impl Inner {
         state: UserState,
         current: impl FnOnce() -> bool,
     ) -> Loaded {
-        let heap = state.heap_bytes();
-        match self.users.entry(key) {
-            dashmap::Entry::Occupied(_) => return Loaded::Present,
-            dashmap::Entry::Vacant(slot) => {
-                if !current() {
-                    return Loaded::Raced;
-                }
-                let e = slot.insert(self.fresh(state, false));
-                self.touch(&e);
-            }
+        let loaded = self.map.insert(key, state, false, current);
+        if loaded == Loaded::Inserted {
+            self.check_cap();
         }
-        self.heap.fetch_add(heap, Ordering::Relaxed);
-        self.check_cap();
-        Loaded::Inserted
+        loaded
     }
 
     /// Removes a user from memory; the next access reads the backend again. With Redis, a
@@ -701,9 +609,7 @@ impl Inner {
         if let Backend::Redis(r) = &self.backend {
             r.removing(key);
         }
-        if let Some((_, e)) = self.users.remove(&key) {
-            self.heap.fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
-        }
+        self.map.remove(key);
     }
 
     /// Removes every user from memory (Redis: after the subscription to changes was lost).
@@ -711,33 +617,19 @@ impl Inner {
         if let Backend::Redis(r) = &self.backend {
             r.removing_all();
         }
-        let mut freed = 0;
-        self.users.retain(|_, e| {
-            freed += e.state.heap_bytes();
-            false
-        });
-        self.heap.fetch_sub(freed, Ordering::Relaxed);
+        self.map.clear();
     }
 
     /// Applies an op to a user in memory and hands it to the backend under the same lock.
     /// `None` when the user is not in memory (evicted since it was loaded).
     fn apply(&self, key: UserKey, op: &Op) -> Option<Result<Ticket, RecordError>> {
-        let mut e = self.users.get_mut(&key)?;
-        self.touch(&e);
-        let before = e.state.heap_bytes();
-        if let Err(err) = op.apply(&mut e.state, &self.config) {
+        let mut user = self.map.lock(key)?;
+        if let Err(err) = user.change(|s| op.apply(s, &self.config)) {
             return Some(Err(err.into()));
-        }
-        let after = e.state.heap_bytes();
-        if after >= before {
-            self.heap.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.heap.fetch_sub(before - after, Ordering::Relaxed);
         }
         let ticket = match &self.backend {
             Backend::Memory => Ok(Ticket::NONE),
             Backend::Disk(d) => {
-                e.dirty = true;
                 if op.is_explicit() || self.config.log_counters {
                     d.wal.append(key, op).map(|seq| {
                         if op.is_explicit() {
@@ -754,8 +646,9 @@ impl Inner {
             Backend::Redis(r) if op.is_explicit() => r.append(key, op).map(Ticket::at),
             Backend::Redis(_) => Ok(Ticket::NONE),
         };
-        drop(e);
-        if after > before {
+        let grew = user.grew();
+        drop(user);
+        if grew {
             self.check_cap();
         }
         Some(ticket.map_err(RecordError::from))
