@@ -1,11 +1,20 @@
 //! Per-user state: a concurrent map from user key to [`UserState`] (the hot cache every
 //! ranking reads), kept durable by a backend and bounded by a memory cap.
 //!
+//! How it is built (arrows point to what a file uses; nothing below `store` uses it):
+//! - `store` ([`UserStore`], the API the rest of the crate sees) → `map`, `backend`, `keeper`.
+//! - `map`: the users in memory, their accounting and eviction order (fields private).
+//! - `backend`: the [`Ticket`] and the `Backend` trait the store and the keeper reach every
+//!   backend through; `memory`, `disk` (with `wal` and `snapshot`) and `redis` implement it,
+//!   and this file opens the one the settings name (the only place naming them).
+//! - `keeper`: the background thread that snapshots, expires and evicts → `map`, `backend`.
+//!
+//! The backends:
 //! - `memory`: nothing leaves the process (tests, benchmarks, throwaway runs).
 //! - `disk` (the default): every change goes to a write-ahead log before it is acknowledged
-//!   (explicit words fsynced first, counters in batches); a keeper thread writes snapshots,
-//!   truncates the log, evicts the coldest users past the memory cap, and reads an evicted
-//!   user back from the snapshot on next access.
+//!   (explicit words fsynced first, counters in batches); the keeper has it write snapshots
+//!   and truncate the log, evicts the coldest users past the memory cap, and an evicted user
+//!   is read back from the snapshot on next access.
 //! - `redis`: the user's explicit words are written through to Redis, shared by replicas;
 //!   counters stay per replica. The map is a cache: a change made on another replica drops
 //!   the user from it (announced over pub/sub), and the next access reads Redis again.
@@ -17,12 +26,14 @@
 //! anything that cannot be bounded per user (every list has a cap), or name a user in clear
 //! outside the process (see [`key`]).
 
+mod backend;
 pub mod decay;
 mod disk;
 pub mod event;
 mod keeper;
 pub mod key;
 mod map;
+mod memory;
 pub mod op;
 mod redis;
 pub mod snapshot;
@@ -30,17 +41,71 @@ mod store;
 pub mod user;
 pub mod wal;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::rank::Consent;
 use crate::time::DAY_MS;
 
+pub use backend::Ticket;
 pub use event::{Event, EventError, EventKind};
 pub use key::UserKey;
 pub use op::Op;
 pub use redis::DEFAULT_NAMESPACE as DEFAULT_REDIS_NAMESPACE;
-pub use store::{Profile, RecordError, StateBackend, Stats, Ticket, UserStore};
+pub use store::{Profile, RecordError, Stats, UserStore};
 pub use user::{InterestChange, Undo, UserState};
+
+use backend::Opened;
+
+/// Where state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Nothing leaves the process.
+    Memory,
+    /// Write-ahead log and snapshots in this directory.
+    Disk(PathBuf),
+    /// Explicit words written through to Redis at this URL, shared by replicas.
+    Redis(String),
+}
+
+// The one place that names the concrete backends: the store opens them through these and
+// knows them afterwards only as a `dyn Backend`.
+
+fn open_memory() -> Opened {
+    memory::Memory::open()
+}
+
+/// Opens the backend `at` names, blocking (the disk's recovery reads the whole log). Redis
+/// needs the runtime: [`open_backend_async`].
+fn open_backend(config: &StateConfig, at: &StateBackend) -> Result<Opened, StateError> {
+    match at {
+        StateBackend::Memory => Ok(open_memory()),
+        StateBackend::Disk(dir) => disk::Disk::open(dir, config),
+        StateBackend::Redis(url) => Err(StateError::Unavailable(format!(
+            "{url}: the redis backend is opened with UserStore::open_async"
+        ))),
+    }
+}
+
+/// Opens any backend: Redis under the default namespace; the others on a blocking thread.
+async fn open_backend_async(config: &StateConfig, at: &StateBackend) -> Result<Opened, StateError> {
+    match at {
+        StateBackend::Redis(url) => open_redis(config, url, DEFAULT_REDIS_NAMESPACE).await,
+        other => {
+            let (config, other) = (config.clone(), other.clone());
+            tokio::task::spawn_blocking(move || open_backend(&config, &other))
+                .await
+                .map_err(|e| StateError::Unavailable(e.to_string()))?
+        }
+    }
+}
+
+async fn open_redis(
+    config: &StateConfig,
+    url: &str,
+    namespace: &str,
+) -> Result<Opened, StateError> {
+    redis::Redis::open(url, namespace, config).await
+}
 
 /// Why the state store cannot do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
