@@ -58,6 +58,7 @@ use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket
 use super::key::{Keyer, PassThrough, UserKey, random_secret};
 use super::map::{Loaded, UserMap};
 use super::op::Op;
+use super::settings::redact;
 use super::user::UserState;
 use super::{StateConfig, StateError};
 
@@ -187,14 +188,6 @@ pub(super) struct Redis {
 
 fn unavailable(what: &str, addr: &str, e: impl std::fmt::Display) -> StateError {
     StateError::Unavailable(format!("redis at {addr}: {what}: {e}"))
-}
-
-/// The URL without its password, for messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
 }
 
 /// Refuses a namespace written in another data layout (ops are not self-describing, so a
@@ -1016,15 +1009,6 @@ impl Drop for ReadGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(
-            redact("redis://user:s3cret@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
-    }
 
     #[test]
     fn a_replayed_history_is_the_state_it_built() {
