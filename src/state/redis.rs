@@ -58,7 +58,7 @@ use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket
 use super::key::{Keyer, PassThrough, UserKey, random_secret};
 use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::settings::redact;
+use super::settings::{check_redis_url, redact};
 use super::user::UserState;
 use super::{StateConfig, StateError};
 
@@ -289,6 +289,9 @@ impl Redis {
                 "redis namespace {namespace:?}: must be non-empty, without braces"
             )));
         }
+        // The check `tactful config check` and the configuration make, for callers that
+        // skip them.
+        check_redis_url(url).map_err(StateError::Unavailable)?;
         let client = redis::Client::open(url).map_err(|e| unavailable("bad URL", &addr, e))?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

@@ -180,7 +180,8 @@ impl StateSettings {
         self.backend().map(|_| ())
     }
 
-    /// Where user state is kept, from `backend` and `data_dir`.
+    /// Where user state is kept, from `backend` and `data_dir`: refused here, not when the
+    /// server opens it, if this build cannot use it.
     pub fn backend(&self) -> Result<StateBackend, InvalidSetting> {
         match self.backend.as_str() {
             "disk" => {
@@ -191,6 +192,7 @@ impl StateSettings {
             }
             "memory" => Ok(StateBackend::Memory),
             url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                check_redis_url(url).map_err(|message| invalid("state.backend", message))?;
                 Ok(StateBackend::Redis(url.to_owned()))
             }
             other => Err(invalid(
@@ -224,6 +226,21 @@ impl StateSettings {
             log_counters: self.log_counters,
         }
     }
+}
+
+/// Whether this build can connect to Redis at `url` (the message never shows a password).
+/// TLS to Redis is not built in: a `rediss://` URL is refused rather than sent in clear.
+pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") {
+        return Err(format!(
+            "{}: TLS to Redis (rediss://) is not supported by this build; use a redis:// URL \
+             (Redis next to tactful, or a TLS tunnel such as a sidecar proxy)",
+            redact(url)
+        ));
+    }
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(|_| ())
+        .map_err(|e| format!("{} is not a usable redis URL: {e}", redact(url)))
 }
 
 /// The URL without its password, for messages and logs.
@@ -297,6 +314,33 @@ mod tests {
         assert_eq!((c.max_items_per_user, c.max_explicit_per_kind), (256, 1000));
         assert!(c.log_counters && c.counter_sync_ms == 1000);
         assert_eq!(StateSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn backends_this_build_cannot_use_are_refused_by_name() {
+        let with = |backend: &str| StateSettings {
+            backend: backend.into(),
+            ..StateSettings::default()
+        };
+        assert_eq!(
+            with("redis://127.0.0.1:6379/0").backend(),
+            Ok(StateBackend::Redis("redis://127.0.0.1:6379/0".into()))
+        );
+        let e = with("rediss://user:s3cret@host:6380/0")
+            .backend()
+            .unwrap_err();
+        assert_eq!(e.setting, "state.backend");
+        assert!(e.message.contains("rediss://"), "{e}");
+        assert!(e.message.contains("not supported"), "{e}");
+        assert!(!e.message.contains("s3cret"), "{e}");
+        let e = with("redis://host:notaport/0").backend().unwrap_err();
+        assert_eq!(e.setting, "state.backend");
+        assert!(with("postgres://x").validate().is_err());
+        let no_dir = StateSettings {
+            data_dir: PathBuf::new(),
+            ..StateSettings::default()
+        };
+        assert_eq!(no_dir.backend().unwrap_err().setting, "state.data_dir");
     }
 
     #[test]
