@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::rank::{Parallelism, Policies, Policy};
-use crate::state::{InvalidSetting, StateBackend, StateConfig, StateSettings};
+/// The `[state]` section, owned by the state store (re-exported where it always was).
+pub use crate::state::StateSettings;
+use crate::state::{InvalidSetting, StateBackend, StateConfig};
 
 /// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
 /// beyond its pod unless asked.
