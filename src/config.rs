@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogSettings, MAX_CATALOG_ITEMS};
-use crate::rank::{DataDimension, DimensionSet, Parallelism, Policies, Policy};
-use crate::state::{StateBackend, StateConfig};
+use crate::rank::{Parallelism, Policies, Policy};
+/// The `[state]` section, owned by the state store (re-exported where it always was).
+pub use crate::state::StateSettings;
+use crate::state::{InvalidSetting, StateBackend, StateConfig};
 
 /// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
 /// beyond its pod unless asked.
@@ -385,61 +387,6 @@ pub struct TraceSettings {
     pub otlp_endpoint: Option<String>,
 }
 
-/// User state settings; see [`StateConfig`] for the reasons behind each default.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StateSettings {
-    pub exposure_half_life_hours: f64,
-    pub fewer_like_this_half_life_days: f64,
-    pub not_interested_days: f64,
-    pub ignored_after_minutes: f64,
-    pub session_half_life_minutes: f64,
-    pub interest_half_life_days: f64,
-    pub max_items_per_user: usize,
-    pub max_explicit_per_kind: usize,
-    /// Dimensions denied to users who have not chosen, on top of the privacy default (a
-    /// platform may start stricter, never looser).
-    pub consent_denied_by_default: Vec<DataDimension>,
-    /// Start users with personalisation off until they turn it on.
-    pub personalization_off_by_default: bool,
-    /// `disk` (write-ahead log and snapshots in `data_dir`: nothing else to run), `memory`
-    /// (nothing survives a restart: tests and benchmarks only), or `redis://host:port/db`.
-    pub backend: String,
-    pub data_dir: PathBuf,
-    pub memory_cap_mib: u64,
-    pub counter_retention_days: f64,
-    pub snapshot_interval_s: u64,
-    pub snapshot_log_mib: u64,
-    pub counter_sync_ms: u64,
-    pub log_counters: bool,
-}
-
-impl Default for StateSettings {
-    fn default() -> Self {
-        let d = StateConfig::default();
-        Self {
-            exposure_half_life_hours: d.exposure_half_life_ms as f64 / 3_600_000.0,
-            fewer_like_this_half_life_days: d.fewer_like_this_half_life_ms as f64 / 86_400_000.0,
-            not_interested_days: d.not_interested_ms as f64 / 86_400_000.0,
-            ignored_after_minutes: d.ignore_window_ms as f64 / 60_000.0,
-            session_half_life_minutes: d.session_half_life_ms as f64 / 60_000.0,
-            interest_half_life_days: d.interest_half_life_ms as f64 / 86_400_000.0,
-            max_items_per_user: d.max_items_per_user,
-            max_explicit_per_kind: d.max_explicit_per_kind,
-            consent_denied_by_default: Vec::new(),
-            personalization_off_by_default: false,
-            backend: "disk".into(),
-            data_dir: PathBuf::from("tactful-data"),
-            memory_cap_mib: (d.memory_cap_bytes >> 20) as u64,
-            counter_retention_days: d.counter_retention_ms as f64 / 86_400_000.0,
-            snapshot_interval_s: (d.snapshot_interval_ms / 1000) as u64,
-            snapshot_log_mib: d.snapshot_log_bytes >> 20,
-            counter_sync_ms: d.counter_sync_ms,
-            log_counters: d.log_counters,
-        }
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -458,6 +405,7 @@ pub struct Config {
     pub limits: Limits,
     pub grpc: GrpcSettings,
     pub rank: RankSettings,
+    /// `[state]`: owned, documented and checked by the state store.
     pub state: StateSettings,
     pub catalog: CatalogSettings,
     pub auth: AuthSettings,
@@ -502,6 +450,12 @@ pub struct ConfigError {
     /// The file path, environment variable or dotted setting at fault.
     pub setting: String,
     pub message: String,
+}
+
+impl From<InvalidSetting> for ConfigError {
+    fn from(e: InvalidSetting) -> Self {
+        error(e.setting, e.message)
+    }
 }
 
 fn error(setting: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -769,21 +723,6 @@ impl Config {
             ("limits.max_message_bytes", self.limits.max_message_bytes),
             ("rank.max_inflight", self.rank.max_inflight),
             ("rank.budget_ms", self.rank.budget_ms as usize),
-            ("state.max_items_per_user", self.state.max_items_per_user),
-            (
-                "state.max_explicit_per_kind",
-                self.state.max_explicit_per_kind,
-            ),
-            ("state.memory_cap_mib", self.state.memory_cap_mib as usize),
-            (
-                "state.snapshot_interval_s",
-                self.state.snapshot_interval_s as usize,
-            ),
-            (
-                "state.snapshot_log_mib",
-                self.state.snapshot_log_mib as usize,
-            ),
-            ("state.counter_sync_ms", self.state.counter_sync_ms as usize),
             ("catalog.max_items", self.catalog.max_items),
         ];
         for (setting, v) in positive {
@@ -791,40 +730,7 @@ impl Config {
                 return Err(error(setting, "must be above 0"));
             }
         }
-        for (setting, v) in [
-            (
-                "state.exposure_half_life_hours",
-                self.state.exposure_half_life_hours,
-            ),
-            (
-                "state.fewer_like_this_half_life_days",
-                self.state.fewer_like_this_half_life_days,
-            ),
-            ("state.not_interested_days", self.state.not_interested_days),
-            (
-                "state.ignored_after_minutes",
-                self.state.ignored_after_minutes,
-            ),
-            (
-                "state.session_half_life_minutes",
-                self.state.session_half_life_minutes,
-            ),
-            (
-                "state.interest_half_life_days",
-                self.state.interest_half_life_days,
-            ),
-            (
-                "state.counter_retention_days",
-                self.state.counter_retention_days,
-            ),
-        ] {
-            if !(v.is_finite() && v > 0.0 && v < 100_000.0) {
-                return Err(error(
-                    setting,
-                    "must be a number above 0 (and below 100000)",
-                ));
-            }
-        }
+        self.state.validate()?;
         if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(error(
                 "admin_listen",
@@ -897,30 +803,15 @@ impl Config {
                 ));
             }
         }
-        self.state_backend()?;
         Policies::build(&self.policies, self.parallelism())
             .map_err(|e| error(e.field, e.message))?;
         Ok(())
     }
 
-    /// Where user state is kept, from `state.backend` and `state.data_dir`.
+    /// Where user state is kept, from `state.backend` and `state.data_dir` (checked as
+    /// [`Config::validate`] checks it).
     pub fn state_backend(&self) -> Result<StateBackend, ConfigError> {
-        match self.state.backend.as_str() {
-            "disk" => {
-                if self.state.data_dir.as_os_str().is_empty() {
-                    return Err(error("state.data_dir", "must not be empty"));
-                }
-                Ok(StateBackend::Disk(self.state.data_dir.clone()))
-            }
-            "memory" => Ok(StateBackend::Memory),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                Ok(StateBackend::Redis(url.to_owned()))
-            }
-            other => Err(error(
-                "state.backend",
-                format!("{other:?} is not disk, memory or a redis:// URL"),
-            )),
-        }
+        Ok(self.state.backend()?)
     }
 
     pub fn parallelism(&self) -> Parallelism {
@@ -929,31 +820,9 @@ impl Config {
         }
     }
 
+    /// The state store's limits in the units it computes with.
     pub fn state_config(&self) -> StateConfig {
-        let s = &self.state;
-        let ms = |units: f64, unit_ms: f64| (units * unit_ms).round() as i64;
-        let mut consent = crate::rank::Consent::privacy_default();
-        consent = consent.restrict(
-            DimensionSet::of(s.consent_denied_by_default.iter().copied()),
-            s.personalization_off_by_default,
-        );
-        StateConfig {
-            consent_default: consent,
-            exposure_half_life_ms: ms(s.exposure_half_life_hours, 3_600_000.0),
-            fewer_like_this_half_life_ms: ms(s.fewer_like_this_half_life_days, 86_400_000.0),
-            not_interested_ms: ms(s.not_interested_days, 86_400_000.0),
-            ignore_window_ms: ms(s.ignored_after_minutes, 60_000.0),
-            session_half_life_ms: ms(s.session_half_life_minutes, 60_000.0),
-            interest_half_life_ms: ms(s.interest_half_life_days, 86_400_000.0),
-            max_items_per_user: s.max_items_per_user,
-            max_explicit_per_kind: s.max_explicit_per_kind,
-            counter_retention_ms: ms(s.counter_retention_days, 86_400_000.0),
-            memory_cap_bytes: usize::try_from(s.memory_cap_mib << 20).unwrap_or(usize::MAX),
-            snapshot_interval_ms: (s.snapshot_interval_s as i64).saturating_mul(1000),
-            snapshot_log_bytes: s.snapshot_log_mib << 20,
-            counter_sync_ms: s.counter_sync_ms,
-            log_counters: s.log_counters,
-        }
+        self.state.config()
     }
 }
 
@@ -962,6 +831,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::rank::DataDimension;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -6,7 +6,8 @@
 //!    responses carry the new policy version; a broken file leaves the running policies in
 //!    force and is audited as failed.
 //! 3. `tactful config check FILE` prints the effective configuration as TOML for a good file
-//!    and exits 64 naming the setting for a bad one.
+//!    and exits 64 naming the setting for a bad one, including a state backend `tactful serve`
+//!    could not open (`rediss://`: this build has no TLS to Redis).
 
 mod common;
 
@@ -241,10 +242,36 @@ fn config_check_prints_the_effective_configuration_or_names_the_bad_setting() {
             "policies.soft.diversity.same_brand",
         ),
         ("admin_listen = \"9464\"\n", "not an address"),
+        (
+            "[state]\nbackend = \"rediss://default:s3cret@127.0.0.1:6380/0\"\n",
+            "state.backend: rediss://***@127.0.0.1:6380/0: TLS to Redis (rediss://) is not supported",
+        ),
+        (
+            "[state]\nbackend = \"redis://127.0.0.1:notaport/0\"\n",
+            "state.backend",
+        ),
     ] {
         let out = check(bad);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{bad}: {stderr}");
         assert!(stderr.contains(setting), "{bad}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{bad}: {stderr}");
     }
+
+    // `serve` refuses that backend with the same words, through the same check, before it
+    // opens anything (it used to pass `config check` and fail only when connecting).
+    let out = Command::new(env!("CARGO_BIN_EXE_tactful"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args(["--state", "rediss://127.0.0.1:6380/0"])
+        .env_remove("TACTFUL_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(
+            "state.backend: rediss://127.0.0.1:6380/0: TLS to Redis (rediss://) is not supported"
+        ),
+        "{stderr}"
+    );
 }

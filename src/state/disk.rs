@@ -8,6 +8,13 @@
 //! Replay is exact, not approximate: each snapshot row carries the seq that was next when the
 //! row was captured (under the user's lock), and replay skips that user's ops below it.
 //!
+//! Reading a user back: a user not in memory is read from their snapshot row (their later
+//! ops are in memory: a changed user is never evicted before a snapshot holds them). A user
+//! forgotten since the last snapshot still has a row there, so such users are listed until
+//! the next snapshot drops their rows, and are never read back. Loads hold `loads` shared from
+//! lookup to insert; a snapshot's swap of the table and an erasure hold it exclusively, so
+//! that no load can insert what was just replaced or erased.
+//!
 //! Files: `format` (the layout version of everything here), `secret` (the user-key secret,
 //! 0600), `wal-*.log`, `snapshot-*.tbl`.
 
@@ -15,32 +22,28 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
 use super::key::{Keyer, UserKey, random_secret};
+use super::map::{Loaded, UserMap};
 use super::op::Op;
 use super::snapshot::{Table, TableWriter};
-use super::store::{Entry, Inner, Users};
 use super::user::UserState;
 use super::wal::{self, Wal};
 use super::{StateConfig, StateError};
 
 pub(super) struct Disk {
     dir: PathBuf,
-    pub(super) wal: Wal,
+    config: StateConfig,
+    wal: Wal,
     table: RwLock<Arc<Table>>,
-}
-
-/// What recovery found.
-pub(super) struct Recovered {
-    pub(super) disk: Disk,
-    pub(super) keyer: Keyer,
-    pub(super) users: Users,
-    pub(super) forgotten: HashSet<UserKey>,
-    /// Log records applied on top of the snapshot.
-    pub(super) replayed: u64,
+    /// Users forgotten since the last snapshot: their rows in it must not be read back.
+    forgotten: Mutex<HashSet<UserKey>>,
+    /// Loads hold it shared from lookup to insert; a snapshot swap and a forget hold it
+    /// exclusively, so that no load can insert what was just replaced or erased.
+    loads: RwLock<()>,
 }
 
 fn decode(bytes: &[u8]) -> Result<UserState, StateError> {
@@ -74,12 +77,9 @@ fn load_secret(dir: &Path) -> Result<[u8; 16], StateError> {
     }
 }
 
-/// The layout of the log records and snapshot rows this build writes. Log frames carry no
-/// version of their own, so a directory written by another layout must be refused as a whole:
-/// read with the wrong layout, a record would look torn and everything after it would be lost.
-pub const DATA_FORMAT: u32 = 2;
-
-/// Refuses a data directory written in another layout; marks a new one with this build's.
+/// Refuses a data directory written in another layout ([`DATA_FORMAT`]: read with the wrong
+/// layout, a log record would look torn and everything after it would be lost); marks a new
+/// one with this build's.
 fn check_format(dir: &Path) -> Result<(), StateError> {
     let path = dir.join("format");
     match fs::read_to_string(&path) {
@@ -122,13 +122,15 @@ fn check_format(dir: &Path) -> Result<(), StateError> {
 }
 
 impl Disk {
-    pub(super) fn recover(dir: &Path, cfg: &StateConfig) -> Result<Recovered, StateError> {
+    /// Opens the data directory: recovers the latest snapshot's index and replays the log
+    /// written since into the map.
+    pub(super) fn open(dir: &Path, cfg: &StateConfig) -> Result<Opened, StateError> {
         fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
         check_format(dir)?;
         let keyer = Keyer::new(load_secret(dir)?);
         let table = Table::open_latest(dir)?;
         let base = table.base_seq();
-        let users = Users::default();
+        let map = UserMap::new();
         let mut forgotten = HashSet::new();
         // The seq captured with each user's snapshot row: their ops below it are in the row.
         let mut floors: HashMap<UserKey, u64> = HashMap::new();
@@ -142,13 +144,13 @@ impl Disk {
             next_seq = next_seq.max(record.seq + 1);
             let key = record.key;
             if record.op == Op::Forget {
-                users.remove(&key);
+                map.remove(key);
                 floors.remove(&key);
                 forgotten.insert(key);
                 replayed += 1;
                 return;
             }
-            if !users.contains_key(&key) {
+            if !map.contains(key) {
                 let stored = if forgotten.contains(&key) {
                     None
                 } else {
@@ -165,18 +167,19 @@ impl Disk {
                 };
                 let (floor, state) = stored.unwrap_or_default();
                 floors.insert(key, floor);
-                users.insert(key, Entry::new(state, false));
+                map.insert_recovered(key, state);
             }
             if record.seq < floors.get(&key).copied().unwrap_or(0) {
                 return;
             }
-            if let Some(mut e) = users.get_mut(&key) {
-                if let Err(err) = record.op.apply(&mut e.state, cfg) {
+            let applied = map.replay(key, |state| {
+                if let Err(err) = record.op.apply(state, cfg) {
                     // Only applied ops are logged; a refusal now means the limits were
                     // lowered since. Keep going: the rest of the user's words still count.
                     tracing::warn!(seq = record.seq, error = %err, "a logged op no longer applies");
                 }
-                e.dirty = true;
+            });
+            if applied {
                 replayed += 1;
             }
         })?;
@@ -192,24 +195,34 @@ impl Disk {
             dir = %dir.display(),
             snapshot_users = table.rows(),
             replayed,
-            in_memory = users.len(),
+            in_memory = map.len(),
             "recovered user state"
         );
-        Ok(Recovered {
-            disk: Disk {
-                dir: dir.to_owned(),
-                wal,
-                table: RwLock::new(Arc::new(table)),
-            },
+        let disk = Disk {
+            dir: dir.to_owned(),
+            config: cfg.clone(),
+            wal,
+            table: RwLock::new(Arc::new(table)),
+            forgotten: Mutex::new(forgotten),
+            loads: RwLock::new(()),
+        };
+        Ok(Opened {
+            backend: Arc::new(disk),
             keyer,
-            users,
-            forgotten,
-            replayed,
+            map: Arc::new(map),
+            snapshot_soon: replayed > 0,
         })
     }
 
-    /// A user's row in the current snapshot (callers hold `Inner::loads`).
-    pub(super) fn get(&self, key: UserKey) -> Result<Option<(u64, UserState)>, StateError> {
+    fn is_forgotten(&self, key: UserKey) -> bool {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+    }
+
+    /// A user's row in the current snapshot (callers hold `loads`).
+    fn row(&self, key: UserKey) -> Result<Option<(u64, UserState)>, StateError> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
         match table.get(key)? {
             Some((seq, bytes)) => Ok(Some((seq, decode(&bytes)?))),
@@ -217,28 +230,36 @@ impl Disk {
         }
     }
 
-    /// Memory the snapshot index takes.
-    pub(super) fn index_bytes(&self) -> usize {
-        let rows = self.table.read().unwrap_or_else(|e| e.into_inner()).rows() as usize;
-        rows.div_ceil(64) * 24
+    fn load_now(&self, map: &UserMap, key: UserKey, create: bool) -> Result<Load, StateError> {
+        if map.contains(key) {
+            return Ok(Load::Present);
+        }
+        let _guard = self.loads.read().unwrap_or_else(|e| e.into_inner());
+        let stored = if self.is_forgotten(key) {
+            None
+        } else {
+            self.row(key)?
+        };
+        if stored.is_none() && !create {
+            return Ok(Load::Unknown);
+        }
+        let state = stored.map(|(_, s)| s).unwrap_or_default();
+        Ok(match map.insert(key, state, create, || true) {
+            Loaded::Inserted => Load::Inserted,
+            Loaded::Present | Loaded::Raced => Load::Present,
+        })
     }
 
     /// Writes a new snapshot: the previous one merged with every changed user, without the
     /// forgotten ones; then deletes the log segments it covers. Returns the rows written.
-    pub(super) fn snapshot(&self, inner: &Inner) -> Result<u64, StateError> {
+    fn write_snapshot(&self, map: &UserMap) -> Result<u64, StateError> {
         let boundary = self.wal.rotate()?;
-        let forgotten: HashSet<UserKey> = inner
+        let forgotten: HashSet<UserKey> = self
             .forgotten
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut changed: Vec<UserKey> = inner
-            .users
-            .iter()
-            .filter(|e| e.dirty)
-            .map(|e| *e.key())
-            .collect();
-        changed.sort_unstable();
+        let changed = map.changed();
         let old = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
         let now_ms = crate::time::now_ms();
         let mut out = TableWriter::create(&self.dir, boundary)?;
@@ -266,7 +287,7 @@ impl Disk {
                     if o == Some(c) {
                         old_rows.next();
                     }
-                    self.capture(inner, c, now_ms, &mut out)?;
+                    self.capture(map, c, now_ms, &mut out)?;
                 }
                 (Some(_), None) => unreachable!("covered by the first arm"),
             }
@@ -275,10 +296,9 @@ impl Disk {
         let table = out.finish()?;
         let new_path = table.path().map(Path::to_owned);
         {
-            let _no_loads = inner.loads.write().unwrap_or_else(|e| e.into_inner());
+            let _no_loads = self.loads.write().unwrap_or_else(|e| e.into_inner());
             *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
-            inner
-                .forgotten
+            self.forgotten
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|k| !forgotten.contains(k));
@@ -296,34 +316,105 @@ impl Disk {
     /// changed user no longer in memory was forgotten: changed users are never evicted.
     fn capture(
         &self,
-        inner: &Inner,
+        map: &UserMap,
         key: UserKey,
         now_ms: i64,
         out: &mut TableWriter,
     ) -> Result<(), StateError> {
-        let Some(mut e) = inner.users.get_mut(&key) else {
-            return Ok(());
-        };
-        // Read under the user's lock: every op already applied to this user is below it.
-        let seq = self.wal.next_seq();
-        let before = e.state.heap_bytes();
-        e.state.expire(now_ms, &inner.config);
-        let after = e.state.heap_bytes();
-        inner
-            .heap
-            .fetch_sub(before.saturating_sub(after), Ordering::Relaxed);
-        let bytes = if e.state.is_empty() {
-            None
-        } else {
-            Some(postcard::to_allocvec(&e.state).map_err(|err| {
+        let row = map.write_out(key, now_ms, &self.config, |state| {
+            // Read under the user's lock: every op already applied to this user is below it.
+            let seq = self.wal.next_seq();
+            if state.is_empty() {
+                return Ok(None);
+            }
+            let bytes = postcard::to_allocvec(state).map_err(|err| {
                 StateError::Corrupt(format!("a user state does not encode: {err}"))
-            })?)
-        };
-        e.dirty = false;
-        drop(e);
-        if let Some(bytes) = bytes {
+            })?;
+            Ok(Some((seq, bytes)))
+        });
+        if let Some((seq, bytes)) = row.transpose()?.flatten() {
             out.push(key, seq, &bytes)?;
         }
         Ok(())
+    }
+}
+
+impl Backend for Disk {
+    fn load<'a>(
+        &'a self,
+        map: &'a UserMap,
+        key: UserKey,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Load, StateError>> {
+        Box::pin(std::future::ready(self.load_now(map, key, create)))
+    }
+
+    /// The snapshot row is the truth for a user evicted again right after being loaded: a
+    /// user with changes no snapshot holds is never evicted.
+    fn read_cold(&self, key: UserKey) -> Result<Cold, StateError> {
+        let _no_swap = self.loads.read().unwrap_or_else(|e| e.into_inner());
+        if self.is_forgotten(key) {
+            return Ok(Cold::Unknown);
+        }
+        Ok(match self.row(key)? {
+            Some((_, state)) => Cold::State(state),
+            None => Cold::Unknown,
+        })
+    }
+
+    /// Explicit words are acknowledged once fsynced; counters are logged (unless
+    /// `log_counters` is off) and reach disk in the next batch, acknowledged at once.
+    fn append(&self, key: UserKey, op: &Op) -> Result<Ticket, StateError> {
+        if !(op.is_explicit() || self.config.log_counters) {
+            return Ok(Ticket::NONE);
+        }
+        let seq = self.wal.append(key, op)?;
+        Ok(if op.is_explicit() {
+            Ticket::at(seq + 1)
+        } else {
+            Ticket::NONE
+        })
+    }
+
+    fn durable(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(self.wal.durable(ticket.last))
+    }
+
+    /// Logs the erasure and lists the user as forgotten until a snapshot without their row
+    /// replaces the current one (which the store waits for).
+    fn forget(&self, map: &UserMap, key: UserKey) -> Result<Ticket, StateError> {
+        let _no_loads = self.loads.write().unwrap_or_else(|e| e.into_inner());
+        let ticket = Ticket::at(self.wal.append(key, &Op::Forget)? + 1);
+        // Until the next snapshot drops their row, it must not be read back.
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        map.remove(key);
+        Ok(ticket)
+    }
+
+    fn takes_snapshots(&self) -> bool {
+        true
+    }
+
+    fn log_bytes(&self) -> u64 {
+        self.wal.bytes_since_rotation()
+    }
+
+    fn snapshot(&self, map: &UserMap) -> Result<u64, StateError> {
+        self.write_snapshot(map)
+    }
+
+    /// Memory the snapshot index takes.
+    fn index_bytes(&self) -> usize {
+        let rows = self.table.read().unwrap_or_else(|e| e.into_inner()).rows() as usize;
+        rows.div_ceil(64) * 24
+    }
+
+    /// Users changed since the last snapshot stay: their changes exist only in memory and
+    /// the log until a snapshot writes them out.
+    fn evict(&self, map: &UserMap, want: usize) -> usize {
+        map.evict_coldest(want, true)
     }
 }

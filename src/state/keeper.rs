@@ -1,34 +1,88 @@
-//! The keeper thread: it writes snapshots (on schedule, when the log has grown, on request,
-//! under memory pressure and at shutdown), sweeps expired counters, and evicts the coldest
-//! users when the store nears its memory cap. Changes that arrive while the store is over its
-//! cap wait for it briefly (backpressure); rankings never do.
+//! The [`Keeper`] and its thread: it has the backend write snapshots (on schedule, when the
+//! log has grown, on request, under memory pressure and at shutdown), sweeps expired counters,
+//! and has the backend evict the coldest users when the store nears its memory cap. Changes
+//! that arrive while the store is over its cap wait for it briefly (backpressure); rankings
+//! never do.
 //!
-//! Must not: evict a user whose changes exist only in memory and the log (a snapshot first
-//! makes them durable), or hold a user's lock while writing.
+//! It knows the backend only through the [`Backend`] trait: whether it takes snapshots, how
+//! much it has logged since the last, and how it can afford to lose users.
+//!
+//! Must not: evict a user whose changes exist only in memory and the log (the backend spares
+//! them until a snapshot makes them durable), or hold a user's lock while writing.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::StateError;
-use super::key::UserKey;
-use super::store::{Backend, Entry, Inner};
+use super::backend::Backend;
+use super::map::UserMap;
+use super::{StateConfig, StateError};
 
 /// Coordination with the keeper thread.
 #[derive(Default)]
-pub(super) struct KeeperState {
+struct KeeperState {
     /// Snapshots started and completed.
     started: u64,
     completed: u64,
     /// Someone waits for a snapshot that starts after their request.
     wanted: bool,
     last_error: Option<StateError>,
-    pub(super) shutdown: bool,
+    shutdown: bool,
 }
 
-impl Inner {
-    /// Called when a user's state grew. Measuring the store locks every shard, so it is done
-    /// on one growth in `CAP_CHECK_EVERY`: the headroom below the cap absorbs the rest.
-    pub(super) fn check_cap(&self) {
+/// What the keeper thread works on, and how the store talks to it.
+pub(super) struct Keeper {
+    map: Arc<UserMap>,
+    backend: Arc<dyn Backend>,
+    config: StateConfig,
+    state: Mutex<KeeperState>,
+    wake: Condvar,
+    over_cap: AtomicBool,
+    /// Growths seen, to measure the store on one in `CAP_CHECK_EVERY`.
+    cap_checks: AtomicUsize,
+    snapshots_total: AtomicUsize,
+}
+
+impl Keeper {
+    /// Starts the keeper thread (`None` in the handle if the thread could not be made: the
+    /// store then works without snapshots and eviction).
+    pub(super) fn start(
+        map: Arc<UserMap>,
+        backend: Arc<dyn Backend>,
+        config: StateConfig,
+    ) -> (Arc<Self>, Option<JoinHandle<()>>) {
+        let keeper = Arc::new(Self {
+            map,
+            backend,
+            config,
+            state: Mutex::new(KeeperState::default()),
+            wake: Condvar::new(),
+            over_cap: AtomicBool::new(false),
+            cap_checks: AtomicUsize::new(0),
+            snapshots_total: AtomicUsize::new(0),
+        });
+        let running = keeper.clone();
+        let thread = std::thread::Builder::new()
+            .name("tactful-keeper".into())
+            .spawn(move || running.run())
+            .ok();
+        (keeper, thread)
+    }
+
+    /// Memory accounted to user state: the map's slots and heap, and the backend's index.
+    pub(super) fn bytes(&self) -> usize {
+        self.map.bytes() + self.backend.index_bytes()
+    }
+
+    pub(super) fn snapshots_total(&self) -> usize {
+        self.snapshots_total.load(Ordering::Relaxed)
+    }
+
+    /// Called when the map grew (a user loaded, a state grown). Measuring the store locks
+    /// every shard, so it is done on one growth in `CAP_CHECK_EVERY`: the headroom below the
+    /// cap absorbs the rest.
+    pub(super) fn grew(&self) {
         if !self
             .cap_checks
             .fetch_add(1, Ordering::Relaxed)
@@ -39,7 +93,7 @@ impl Inner {
         if self.bytes() > high_water(self.config.memory_cap_bytes)
             && !self.over_cap.swap(true, Ordering::Relaxed)
         {
-            self.keeper_wake.notify_all();
+            self.wake.notify_all();
         }
     }
 
@@ -54,26 +108,28 @@ impl Inner {
             if self.bytes() <= cap {
                 return;
             }
-            self.keeper_wake.notify_all();
+            self.wake.notify_all();
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
-    pub(super) fn request_snapshot(&self) {
-        let mut k = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
-        k.wanted = true;
-        drop(k);
-        self.keeper_wake.notify_all();
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeeperState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the keeper for a snapshot that starts after this call, and waits for it.
+    pub(super) fn request_snapshot(&self) {
+        self.lock().wanted = true;
+        self.wake.notify_all();
+    }
+
+    /// Asks for a snapshot that starts after this call, and waits for it.
     pub(super) fn snapshot_and_wait(&self) -> Result<(), StateError> {
-        let mut k = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = self.lock();
         let target = k.started + 1;
         k.wanted = true;
-        self.keeper_wake.notify_all();
+        self.wake.notify_all();
         while k.completed < target && !k.shutdown {
-            k = self.keeper_wake.wait(k).unwrap_or_else(|e| e.into_inner());
+            k = self.wake.wait(k).unwrap_or_else(|e| e.into_inner());
         }
         match &k.last_error {
             Some(e) => Err(e.clone()),
@@ -82,105 +138,94 @@ impl Inner {
         }
     }
 
-    /// Evicts the coldest clean users until the accounted memory is below `target`.
-    pub(super) fn evict(&self, target: usize) {
+    /// Tells the thread to take a last snapshot and stop.
+    pub(super) fn stop(&self) {
+        self.lock().shutdown = true;
+        self.wake.notify_all();
+    }
+
+    /// Has the backend evict the coldest users until the accounted memory is below `target`.
+    fn evict(&self, target: usize) {
         let bytes = self.bytes();
         if bytes <= target {
             return;
         }
-        let len = self.users.len().max(1);
+        let len = self.map.len().max(1);
         let per_user = (bytes / len).max(1);
         let want = ((bytes - target) / per_user + 1).min(len);
-        if matches!(self.backend, Backend::Redis(_)) {
-            self.evict_cached(want);
-            return;
-        }
-        // Without a durable backend nothing is ever written out, so "changed" cannot protect
-        // anyone: memory-only state is evicted coldest first, and lost.
-        let durable = !matches!(self.backend, Backend::Memory);
-        let evictable = |e: &Entry| !(durable && e.dirty);
-        let mut ages: Vec<u32> = self
-            .users
-            .iter()
-            .filter(|e| evictable(e))
-            .map(|e| e.touched.load(Ordering::Relaxed))
-            .collect();
-        if ages.is_empty() {
-            return;
-        }
-        let nth = want.min(ages.len()) - 1;
-        let (_, cutoff, _) = ages.select_nth_unstable(nth);
-        let cutoff = *cutoff;
-        let mut removed = 0;
-        let mut freed = 0;
-        self.users.retain(|_, e| {
-            let keep =
-                !evictable(e) || e.touched.load(Ordering::Relaxed) > cutoff || removed >= want;
-            if !keep {
-                removed += 1;
-                freed += e.state.heap_bytes();
-            }
-            keep
-        });
-        self.heap.fetch_sub(freed, Ordering::Relaxed);
-        self.evicted_total.fetch_add(removed, Ordering::Relaxed);
-        if self.users.len() < self.users.capacity() / 4 {
-            self.users.shrink_to_fit();
-        }
+        let removed = self.backend.evict(&self.map, want);
         tracing::debug!(removed, bytes = self.bytes(), "evicted the coldest users");
     }
 
-    /// Evicts the `want` coldest users of a Redis-backed cache: Redis holds every explicit
-    /// word already, so none is kept back (this replica's counters for them are lost, as
-    /// counters may be). Each goes through `drop_user`, so no read in flight can resurrect it.
-    pub(super) fn evict_cached(&self, want: usize) {
-        let mut ages: Vec<(u32, UserKey)> = self
-            .users
-            .iter()
-            .map(|e| (e.touched.load(Ordering::Relaxed), *e.key()))
-            .collect();
-        if ages.is_empty() || want == 0 {
-            return;
-        }
-        let nth = want.min(ages.len()) - 1;
-        ages.select_nth_unstable(nth);
-        let mut removed = 0;
-        for &(touched, key) in &ages[..=nth] {
-            // Skipped if used since it was picked.
-            if self
-                .users
-                .get(&key)
-                .is_some_and(|e| e.touched.load(Ordering::Relaxed) <= touched)
-            {
-                self.drop_user(key);
-                removed += 1;
+    fn run(&self) {
+        let mut last_snapshot = Instant::now();
+        let mut last_expire = Instant::now();
+        loop {
+            let (wanted, shutdown) = {
+                let mut k = self.lock();
+                if !k.wanted && !k.shutdown && !self.over_cap.load(Ordering::Relaxed) {
+                    k = self
+                        .wake
+                        .wait_timeout(k, KEEPER_TICK)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                (k.wanted, k.shutdown)
+            };
+            let cap = self.config.memory_cap_bytes;
+            let over = self.bytes() > high_water(cap);
+            if self.backend.takes_snapshots() {
+                let log = self.backend.log_bytes();
+                let due = log > 0
+                    && last_snapshot.elapsed().as_millis() as i64
+                        >= self.config.snapshot_interval_ms;
+                let pressed = over && last_snapshot.elapsed() >= KEEPER_TICK;
+                if wanted || shutdown || pressed || due || log >= self.config.snapshot_log_bytes {
+                    {
+                        let mut k = self.lock();
+                        k.started += 1;
+                        k.wanted = false;
+                    }
+                    let started = Instant::now();
+                    let result = self.backend.snapshot(&self.map);
+                    match &result {
+                        Ok(rows) => {
+                            self.snapshots_total.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(
+                                rows,
+                                took_ms = started.elapsed().as_millis() as u64,
+                                "snapshot written"
+                            );
+                        }
+                        Err(e) => tracing::error!(error = %e, "snapshot failed"),
+                    }
+                    last_snapshot = Instant::now();
+                    let mut k = self.lock();
+                    k.completed = k.started;
+                    k.last_error = result.err();
+                    drop(k);
+                    self.wake.notify_all();
+                }
+            } else if wanted {
+                let mut k = self.lock();
+                k.started += 1;
+                k.completed = k.started;
+                k.wanted = false;
+                drop(k);
+                self.wake.notify_all();
             }
-        }
-        self.evicted_total.fetch_add(removed, Ordering::Relaxed);
-        if self.users.len() < self.users.capacity() / 4 {
-            self.users.shrink_to_fit();
-        }
-        tracing::debug!(
-            removed,
-            bytes = self.bytes(),
-            "evicted the coldest cached users"
-        );
-    }
-
-    /// Drops expired counters and feedback. Counters may be approximate, so this does not
-    /// mark anyone for the next snapshot.
-    pub(super) fn expire(&self, now_ms: i64) {
-        let mut delta: isize = 0;
-        self.users.iter_mut().for_each(|mut e| {
-            let before = e.state.heap_bytes() as isize;
-            if e.state.expire(now_ms, &self.config) {
-                delta += e.state.heap_bytes() as isize - before;
+            if shutdown {
+                return;
             }
-        });
-        if delta < 0 {
-            self.heap.fetch_sub((-delta) as usize, Ordering::Relaxed);
-        } else {
-            self.heap.fetch_add(delta as usize, Ordering::Relaxed);
+            if last_expire.elapsed() >= EXPIRE_EVERY {
+                // Counters may be approximate, so this marks nobody for the next snapshot.
+                self.map.expire(crate::time::now_ms(), &self.config);
+                last_expire = Instant::now();
+            }
+            if self.bytes() > high_water(cap) {
+                self.evict(low_water(cap));
+            }
+            self.over_cap.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -206,73 +251,3 @@ const BACKPRESSURE_MAX_WAITS: u32 = 2000;
 const KEEPER_TICK: Duration = Duration::from_secs(1);
 /// How often expired counters are swept.
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
-
-pub(super) fn keeper_loop(inner: &Inner) {
-    let mut last_snapshot = Instant::now();
-    let mut last_expire = Instant::now();
-    loop {
-        let (wanted, shutdown) = {
-            let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
-            if !k.wanted && !k.shutdown && !inner.over_cap.load(Ordering::Relaxed) {
-                k = inner
-                    .keeper_wake
-                    .wait_timeout(k, KEEPER_TICK)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            (k.wanted, k.shutdown)
-        };
-        let cap = inner.config.memory_cap_bytes;
-        let over = inner.bytes() > high_water(cap);
-        if let Backend::Disk(d) = &inner.backend {
-            let log = d.wal.bytes_since_rotation();
-            let due = log > 0
-                && last_snapshot.elapsed().as_millis() as i64 >= inner.config.snapshot_interval_ms;
-            let pressed = over && last_snapshot.elapsed() >= KEEPER_TICK;
-            if wanted || shutdown || pressed || due || log >= inner.config.snapshot_log_bytes {
-                {
-                    let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
-                    k.started += 1;
-                    k.wanted = false;
-                }
-                let started = Instant::now();
-                let result = d.snapshot(inner);
-                match &result {
-                    Ok(rows) => {
-                        inner.snapshots_total.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(
-                            rows,
-                            took_ms = started.elapsed().as_millis() as u64,
-                            "snapshot written"
-                        );
-                    }
-                    Err(e) => tracing::error!(error = %e, "snapshot failed"),
-                }
-                last_snapshot = Instant::now();
-                let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
-                k.completed = k.started;
-                k.last_error = result.err();
-                drop(k);
-                inner.keeper_wake.notify_all();
-            }
-        } else if wanted {
-            let mut k = inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
-            k.started += 1;
-            k.completed = k.started;
-            k.wanted = false;
-            drop(k);
-            inner.keeper_wake.notify_all();
-        }
-        if shutdown {
-            return;
-        }
-        if last_expire.elapsed() >= EXPIRE_EVERY {
-            inner.expire(crate::time::now_ms());
-            last_expire = Instant::now();
-        }
-        if inner.bytes() > high_water(cap) {
-            inner.evict(low_water(cap));
-        }
-        inner.over_cap.store(false, Ordering::Relaxed);
-    }
-}

@@ -1,11 +1,20 @@
 //! Per-user state: a concurrent map from user key to [`UserState`] (the hot cache every
 //! ranking reads), kept durable by a backend and bounded by a memory cap.
 //!
+//! How it is built (arrows point to what a file uses; nothing below `store` uses it):
+//! - `store` ([`UserStore`], the API the rest of the crate sees) → `map`, `backend`, `keeper`.
+//! - `map`: the users in memory, their accounting and eviction order (fields private).
+//! - `backend`: the [`Ticket`] and the `Backend` trait the store and the keeper reach every
+//!   backend through; `memory`, `disk` (with `wal` and `snapshot`) and `redis` implement it,
+//!   and this file opens the one the settings name (the only place naming them).
+//! - `keeper`: the background thread that snapshots, expires and evicts → `map`, `backend`.
+//!
+//! The backends:
 //! - `memory`: nothing leaves the process (tests, benchmarks, throwaway runs).
 //! - `disk` (the default): every change goes to a write-ahead log before it is acknowledged
-//!   (explicit words fsynced first, counters in batches); a keeper thread writes snapshots,
-//!   truncates the log, evicts the coldest users past the memory cap, and reads an evicted
-//!   user back from the snapshot on next access.
+//!   (explicit words fsynced first, counters in batches); the keeper has it write snapshots
+//!   and truncate the log, evicts the coldest users past the memory cap, and an evicted user
+//!   is read back from the snapshot on next access.
 //! - `redis`: the user's explicit words are written through to Redis, shared by replicas;
 //!   counters stay per replica. The map is a cache: a change made on another replica drops
 //!   the user from it (announced over pub/sub), and the next access reads Redis again.
@@ -17,13 +26,17 @@
 //! anything that cannot be bounded per user (every list has a cap), or name a user in clear
 //! outside the process (see [`key`]).
 
+mod backend;
 pub mod decay;
 mod disk;
 pub mod event;
 mod keeper;
 pub mod key;
+mod map;
+mod memory;
 pub mod op;
 mod redis;
+mod settings;
 pub mod snapshot;
 mod store;
 pub mod user;
@@ -31,15 +44,56 @@ pub mod wal;
 
 use std::path::Path;
 
-use crate::rank::Consent;
-use crate::time::DAY_MS;
-
+pub use backend::Ticket;
 pub use event::{Event, EventError, EventKind};
 pub use key::UserKey;
 pub use op::Op;
 pub use redis::DEFAULT_NAMESPACE as DEFAULT_REDIS_NAMESPACE;
-pub use store::{Profile, RecordError, StateBackend, Stats, Ticket, UserStore};
+pub use settings::{InvalidSetting, StateBackend, StateConfig, StateSettings};
+pub use store::{Profile, RecordError, Stats, UserStore};
 pub use user::{InterestChange, Undo, UserState};
+
+use backend::Opened;
+
+// The one place that names the concrete backends: the store opens them through these and
+// knows them afterwards only as a `dyn Backend`.
+
+fn open_memory() -> Opened {
+    memory::Memory::open()
+}
+
+/// Opens the backend `at` names, blocking (the disk's recovery reads the whole log). Redis
+/// needs the runtime: [`open_backend_async`].
+fn open_backend(config: &StateConfig, at: &StateBackend) -> Result<Opened, StateError> {
+    match at {
+        StateBackend::Memory => Ok(open_memory()),
+        StateBackend::Disk(dir) => disk::Disk::open(dir, config),
+        StateBackend::Redis(url) => Err(StateError::Unavailable(format!(
+            "{url}: the redis backend is opened with UserStore::open_async"
+        ))),
+    }
+}
+
+/// Opens any backend: Redis under the default namespace; the others on a blocking thread.
+async fn open_backend_async(config: &StateConfig, at: &StateBackend) -> Result<Opened, StateError> {
+    match at {
+        StateBackend::Redis(url) => open_redis(config, url, DEFAULT_REDIS_NAMESPACE).await,
+        other => {
+            let (config, other) = (config.clone(), other.clone());
+            tokio::task::spawn_blocking(move || open_backend(&config, &other))
+                .await
+                .map_err(|e| StateError::Unavailable(e.to_string()))?
+        }
+    }
+}
+
+async fn open_redis(
+    config: &StateConfig,
+    url: &str,
+    namespace: &str,
+) -> Result<Opened, StateError> {
+    redis::Redis::open(url, namespace, config).await
+}
 
 /// Why the state store cannot do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,79 +111,6 @@ impl StateError {
         Self::Io {
             path: path.as_ref().display().to_string(),
             message: e.to_string(),
-        }
-    }
-}
-
-/// Limits and time constants of the state store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StateConfig {
-    /// Consent for users who have chosen nothing: the privacy default, or stricter.
-    pub consent_default: Consent,
-    /// Ignored exposure halves in a day: yesterday's scrolling matters less today and the
-    /// item is back to nearly fresh within a week.
-    pub exposure_half_life_ms: i64,
-    /// "Fewer like this" halves in 30 days: a clear request, honoured for weeks, not forever.
-    pub fewer_like_this_half_life_ms: i64,
-    /// A "not interested" without its own expiry lasts 90 days: a season, after which tastes
-    /// and assortments have moved on.
-    pub not_interested_ms: i64,
-    /// An impression counts as ignored once this long has passed without a click, cart or
-    /// favourite of the item: five minutes covers a shopper who opens an item after reading the
-    /// rest of the screen, yet the next visit already sees the fatigue.
-    pub ignore_window_ms: i64,
-    /// The overload meter (impressions against engagement) halves every three minutes: it
-    /// describes the current session, not the day.
-    pub session_half_life_ms: i64,
-    /// Engagement with a category or brand (the source of learned interest tags) halves in 30
-    /// days: interests change by the season, not by the day.
-    pub interest_half_life_ms: i64,
-    /// Items with exposure counters per user. 256 covers several days of a heavy user's feed;
-    /// past it the faintest is forgotten (counters may be approximate).
-    pub max_items_per_user: usize,
-    /// Entries of each kind of explicit feedback per user (blocked brands, blocked shops,
-    /// not-interested items, fewer-like-this categories and brands). Past it, new feedback of
-    /// that kind is refused with a clear error rather than silently lost.
-    pub max_explicit_per_kind: usize,
-    /// Exposure counters untouched for 30 days are forgotten: fatigue has long decayed by
-    /// then, and keeping them would only grow memory and snapshots.
-    pub counter_retention_ms: i64,
-    /// Memory for user state (map slots, per-user heap, snapshot index). Past it, the
-    /// coldest users are evicted (and read back from the snapshot or Redis when they return).
-    /// 1 GiB holds several million typical users; size it to the pod's limit minus ~100 MiB.
-    pub memory_cap_bytes: usize,
-    /// A snapshot is taken at least this often while the log grows: it bounds recovery time.
-    pub snapshot_interval_ms: i64,
-    /// ... and whenever the log has grown by this much since the last one: replay after a
-    /// crash reads at most this much (128 MiB: about 2 s for a million users on two cores),
-    /// while a snapshot rewrites every user, so much smaller would cost more writing.
-    pub snapshot_log_bytes: u64,
-    /// Counters (impressions, clicks) reach disk in batches at least this often; explicit
-    /// feedback and consent are fsynced before they are acknowledged, whatever this says.
-    pub counter_sync_ms: u64,
-    /// Whether counters are logged at all. Off, they are durable only as of the last
-    /// snapshot: a crash loses minutes of fatigue, never a user's explicit words.
-    pub log_counters: bool,
-}
-
-impl Default for StateConfig {
-    fn default() -> Self {
-        Self {
-            consent_default: Consent::privacy_default(),
-            exposure_half_life_ms: DAY_MS,
-            fewer_like_this_half_life_ms: 30 * DAY_MS,
-            not_interested_ms: 90 * DAY_MS,
-            ignore_window_ms: 5 * 60 * 1000,
-            session_half_life_ms: 3 * 60 * 1000,
-            interest_half_life_ms: 30 * DAY_MS,
-            max_items_per_user: 256,
-            max_explicit_per_kind: 1000,
-            counter_retention_ms: 30 * DAY_MS,
-            memory_cap_bytes: 1 << 30,
-            snapshot_interval_ms: 5 * 60 * 1000,
-            snapshot_log_bytes: 128 << 20,
-            counter_sync_ms: 1000,
-            log_counters: true,
         }
     }
 }

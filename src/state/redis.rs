@@ -14,10 +14,10 @@
 //!   drops that user from its cache when another replica changed them (the next access reads
 //!   Redis again).
 //!
-//! Writes: [`Redis::append`] runs under the user's map lock, so it only queues the op (with a
+//! Writes: [`Backend::append`] runs under the user's map lock, so it only queues the op (with a
 //! ticket). One writer task sends everything queued in one pipeline (RPUSH per op, then one
-//! PUBLISH per user) and then publishes the highest ticket it settled; [`Redis::durable`] waits
-//! for it. A failed write drops its users from the cache (the next access reads Redis' truth)
+//! PUBLISH per user) and then publishes the highest ticket it settled; [`Backend::durable`]
+//! waits for it. A failed write drops its users from the cache (the next access reads Redis' truth)
 //! and fails the tickets it covered: the caller answers UNAVAILABLE and the client retries
 //! (explicit words are idempotent). Users of a write that failed are announced again once Redis
 //! answers, in case the write landed but its announcement did not.
@@ -29,8 +29,11 @@
 //! the subscription is lost, cached users may be stale; once it is back, the whole cache is
 //! dropped, so the bound is then the time to reconnect (a few hundred milliseconds after Redis
 //! answers again). Dropping a user also drops this replica's counters for them: counters are
-//! per replica and approximate. A read that finds its user dropped right after loading them
-//! loads again (`UserStore::view`), so a ranking never sees a user half-gone.
+//! per replica and approximate. Every removal from the map (an announcement, a failed write,
+//! an erasure, eviction, a lost subscription) is told to the reads of the user in flight
+//! first, so that none of them puts back what it read; a read that finds its user dropped
+//! right after loading them loads again ([`Cold::Reload`]), so a ranking never sees a user
+//! half-gone. The map is a cache of what Redis holds: any user may be evicted.
 //!
 //! Redis down: a known-down Redis refuses changes before anything is touched, users not in
 //! memory cannot be read (rankings fail open with reason STATE), users already in memory are
@@ -51,9 +54,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_stream::StreamExt;
 
+use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
 use super::key::{Keyer, PassThrough, UserKey, random_secret};
+use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::store::{Inner, Loaded};
+use super::settings::{check_redis_url, redact};
 use super::user::UserState;
 use super::{StateConfig, StateError};
 
@@ -152,6 +157,7 @@ struct Startup {
 pub(super) struct Redis {
     /// Printable address (no password), for messages.
     addr: String,
+    config: StateConfig,
     namespace: String,
     channel: String,
     /// Tells this replica's announcements from the others'.
@@ -184,14 +190,6 @@ fn unavailable(what: &str, addr: &str, e: impl std::fmt::Display) -> StateError 
     StateError::Unavailable(format!("redis at {addr}: {what}: {e}"))
 }
 
-/// The URL without its password, for messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 /// Refuses a namespace written in another data layout (ops are not self-describing, so a
 /// wrong layout would misread them); marks a new namespace with this build's.
 async fn check_format(
@@ -213,7 +211,7 @@ async fn check_format(
     .await
     .map_err(|_| unavailable("read the data format", addr, "timed out"))?
     .map_err(|e| unavailable("read the data format", addr, e))?;
-    let format = super::disk::DATA_FORMAT;
+    let format = DATA_FORMAT;
     match stored {
         Some(f) if f == format => Ok(()),
         Some(f) => Err(StateError::Corrupt(format!(
@@ -260,19 +258,30 @@ fn replay(ops: &[Vec<u8>], cfg: &StateConfig) -> Result<UserState, StateError> {
     Ok(state)
 }
 
-/// Outcome of one read of a user.
-enum Read {
-    Done,
-    /// The user was removed while the read was in flight: read again.
-    Raced,
-}
-
 impl Redis {
-    /// Connects, agrees on the user-key secret with the other replicas, and subscribes to
-    /// their announcements before anything is served, so that none is missed.
-    pub(super) async fn connect(
+    /// Connects, agrees on the user-key secret with the other replicas, subscribes to their
+    /// announcements before anything is served (so that none is missed), and starts the tasks
+    /// that keep the new, empty map a cache of what Redis holds.
+    pub(super) async fn open(
         url: &str,
         namespace: &str,
+        config: &StateConfig,
+    ) -> Result<Opened, StateError> {
+        let (redis, keyer) = Self::connect(url, namespace, config).await?;
+        let map = Arc::new(UserMap::new());
+        redis.start(Arc::downgrade(&map));
+        Ok(Opened {
+            backend: redis,
+            keyer,
+            map,
+            snapshot_soon: false,
+        })
+    }
+
+    async fn connect(
+        url: &str,
+        namespace: &str,
+        config: &StateConfig,
     ) -> Result<(Arc<Self>, Keyer), StateError> {
         let addr = redact(url);
         if namespace.is_empty() || namespace.contains(['{', '}']) {
@@ -280,8 +289,11 @@ impl Redis {
                 "redis namespace {namespace:?}: must be non-empty, without braces"
             )));
         }
+        // The check `tactful config check` and the configuration make, for callers that
+        // skip them.
+        check_redis_url(url).map_err(StateError::Unavailable)?;
         let client = redis::Client::open(url).map_err(|e| unavailable("bad URL", &addr, e))?;
-        let config = ConnectionManagerConfig::new()
+        let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(WRITE_TIMEOUT))
             .set_number_of_retries(1)
@@ -289,7 +301,7 @@ impl Redis {
             .set_max_delay(Duration::from_millis(200));
         let mut conn = tokio::time::timeout(
             CONNECT_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), config),
+            ConnectionManager::new_with_config(client.clone(), manager),
         )
         .await
         .map_err(|_| unavailable("connect", &addr, "timed out"))?
@@ -331,6 +343,7 @@ impl Redis {
         let (compact, compactions) = mpsc::channel(COMPACT_QUEUE);
         let redis = Arc::new(Self {
             addr,
+            config: config.clone(),
             namespace: namespace.to_owned(),
             channel,
             instance,
@@ -360,8 +373,8 @@ impl Redis {
     }
 
     /// Starts the writer, the subscriber, the watchman and the compactor. They hold the map
-    /// weakly (it owns them, not the other way round); [`Redis::close`] stops them.
-    pub(super) fn start(self: &Arc<Self>, inner: Weak<Inner>, config: StateConfig) {
+    /// weakly (the store owns both); [`Backend::close`] stops them.
+    fn start(self: &Arc<Self>, map: Weak<UserMap>) {
         let Some(startup) = self
             .startup
             .lock()
@@ -371,29 +384,16 @@ impl Redis {
             return;
         };
         // The writer is not aborted on close: it drains what was queued, then stops.
-        tokio::spawn(self.clone().write_loop(startup.writes, inner.clone()));
+        tokio::spawn(self.clone().write_loop(startup.writes, map.clone()));
         let tasks = [
-            tokio::spawn(self.clone().subscribe_loop(startup.subscription, inner)),
+            tokio::spawn(self.clone().subscribe_loop(startup.subscription, map)),
             tokio::spawn(self.clone().watch_loop()),
-            tokio::spawn(self.clone().compact_loop(startup.compactions, config)),
+            tokio::spawn(self.clone().compact_loop(startup.compactions)),
         ];
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(tasks.iter().map(|t| t.abort_handle()));
-    }
-
-    /// Stops taking writes (the writer finishes what is queued) and stops the other tasks.
-    pub(super) fn close(&self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).tx = None;
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            task.abort();
-        }
     }
 
     fn list_key(&self, key: UserKey) -> String {
@@ -407,12 +407,12 @@ impl Redis {
         m
     }
 
-    pub(super) fn is_up(&self) -> bool {
+    fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
     /// Refuses at once when Redis is known to be down.
-    pub(super) fn check_up(&self) -> Result<(), StateError> {
+    fn check_up(&self) -> Result<(), StateError> {
         if self.is_up() {
             Ok(())
         } else {
@@ -440,15 +440,16 @@ impl Redis {
     /// Makes sure the user is in the cache: read from Redis if not. A user Redis does not
     /// know gets an empty entry too, so that rankings for anonymous users do not ask Redis
     /// each time.
-    pub(super) async fn load(&self, inner: &Inner, key: UserKey) -> Result<(), StateError> {
+    async fn load_user(&self, map: &UserMap, key: UserKey) -> Result<Load, StateError> {
         for _ in 0..LOAD_ATTEMPTS {
-            if inner.users.contains_key(&key) {
-                return Ok(());
+            if map.contains(key) {
+                return Ok(Load::Present);
             }
             self.check_up()?;
-            match self.read(inner, key).await? {
-                Read::Done => return Ok(()),
-                Read::Raced => continue,
+            match self.read(map, key).await? {
+                Loaded::Inserted => return Ok(Load::Inserted),
+                Loaded::Present => return Ok(Load::Present),
+                Loaded::Raced => continue,
             }
         }
         Err(StateError::Unavailable(
@@ -456,7 +457,8 @@ impl Redis {
         ))
     }
 
-    async fn read(&self, inner: &Inner, key: UserKey) -> Result<Read, StateError> {
+    /// Reads the user and offers them to the map; `Raced` when they were removed meanwhile.
+    async fn read(&self, map: &UserMap, key: UserKey) -> Result<Loaded, StateError> {
         let guard = ReadGuard::enter(self, key);
         // This replica's own writes for the user must be in Redis before it is read.
         let own = self.pending.get(&key).map(|t| *t);
@@ -488,16 +490,19 @@ impl Redis {
         if ops.len() > COMPACT_AT {
             let _ = self.compact.try_send(key);
         }
-        let state = replay(&ops, &inner.config)?;
-        Ok(match inner.insert_loaded(key, state, || guard.current()) {
-            Loaded::Inserted | Loaded::Present => Read::Done,
-            Loaded::Raced => Read::Raced,
-        })
+        let state = replay(&ops, &self.config)?;
+        Ok(map.insert(key, state, false, || guard.current()))
+    }
+
+    /// Removes a user from the cache; the next access reads Redis again.
+    fn drop_user(&self, map: &UserMap, key: UserKey) {
+        self.removing(key);
+        map.remove(key);
     }
 
     /// Called before a user is removed from the cache: a read of them in flight must not put
     /// what it read back afterwards.
-    pub(super) fn removing(&self, key: UserKey) {
+    fn removing(&self, key: UserKey) {
         if let Some(r) = self
             .reading
             .lock()
@@ -508,9 +513,10 @@ impl Redis {
         }
     }
 
-    /// Called before the whole cache is dropped.
-    pub(super) fn removing_all(&self) {
+    /// Removes every user from the cache (after the subscription to changes was lost).
+    fn drop_all(&self, map: &UserMap) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        map.clear();
     }
 
     // ---- writes ---------------------------------------------------------------------------
@@ -529,8 +535,8 @@ impl Redis {
     }
 
     /// Queues an explicit op of the user (called under the user's map lock: never waits).
-    /// Wait for the returned ticket with [`Redis::durable`].
-    pub(super) fn append(&self, key: UserKey, op: &Op) -> Result<u64, StateError> {
+    /// Wait for the returned ticket with [`Redis::wait_durable`].
+    fn queue_op(&self, key: UserKey, op: &Op) -> Result<u64, StateError> {
         let bytes = postcard::to_allocvec(op)
             .map_err(|e| StateError::Corrupt(format!("an op does not encode: {e}")))?;
         self.enqueue(
@@ -544,7 +550,7 @@ impl Redis {
     }
 
     /// Queues the erasure of the user's list, after every write queued before it.
-    pub(super) fn forget(&self, key: UserKey) -> Result<u64, StateError> {
+    fn queue_forget(&self, key: UserKey) -> Result<u64, StateError> {
         self.enqueue(|ticket| Write::Forget { ticket, key }, key)
     }
 
@@ -566,7 +572,7 @@ impl Redis {
     /// Waits until every ticket in `first..=last` is in Redis; fails if any of them failed.
     /// Conservative: another caller's failed ticket inside the range fails this one too (the
     /// client retries; explicit words are idempotent), never the other way round.
-    pub(super) async fn durable(&self, first: u64, last: u64) -> Result<(), StateError> {
+    async fn wait_durable(&self, first: u64, last: u64) -> Result<(), StateError> {
         self.wait_settled(last).await?;
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match failures.iter().find(|f| f.first <= last && first <= f.last) {
@@ -606,7 +612,7 @@ impl Redis {
     async fn write_loop(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<Write>,
-        inner: Weak<Inner>,
+        map: Weak<UserMap>,
     ) {
         let mut batch: Vec<Write> = Vec::new();
         while let Some(first) = rx.recv().await {
@@ -641,9 +647,9 @@ impl Redis {
                     tracing::warn!(tickets = hi - lo + 1, error = %why, "writes to redis failed");
                     self.record_failure(lo, hi, why);
                     // What these users have in memory may not be what Redis has: read again.
-                    if let Some(inner) = inner.upgrade() {
+                    if let Some(map) = map.upgrade() {
                         for &key in &users {
-                            inner.drop_user(key);
+                            self.drop_user(&map, key);
                         }
                     }
                     self.unannounced
@@ -687,15 +693,15 @@ impl Redis {
 
     /// Listens to the other replicas' announcements, and subscribes again when the
     /// subscription is lost (then drops the whole cache: anything may have changed meanwhile).
-    async fn subscribe_loop(self: Arc<Self>, first: redis::aio::PubSub, inner: Weak<Inner>) {
+    async fn subscribe_loop(self: Arc<Self>, first: redis::aio::PubSub, map: Weak<UserMap>) {
         let mut subscription = Some(first);
         loop {
             let pubsub = match subscription.take() {
                 Some(s) => s,
                 None => match subscribe(&self.client, &self.channel).await {
                     Ok(s) => {
-                        let Some(inner) = inner.upgrade() else { return };
-                        inner.drop_all();
+                        let Some(map) = map.upgrade() else { return };
+                        self.drop_all(&map);
                         tracing::info!(
                             redis = %self.addr,
                             "subscribed again to changes; dropped the cached users"
@@ -715,8 +721,8 @@ impl Redis {
                 tokio::select! {
                     message = stream.next() => {
                         let Some(message) = message else { break };
-                        let Some(inner) = inner.upgrade() else { return };
-                        self.on_announcement(&inner, message.get_payload_bytes());
+                        let Some(map) = map.upgrade() else { return };
+                        self.on_announcement(&map, message.get_payload_bytes());
                     }
                     _ = ping.tick() => {
                         let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>());
@@ -733,7 +739,7 @@ impl Redis {
         }
     }
 
-    fn on_announcement(&self, inner: &Inner, payload: &[u8]) {
+    fn on_announcement(&self, map: &UserMap, payload: &[u8]) {
         let Some((instance, key)) = payload.split_first_chunk::<8>() else {
             return;
         };
@@ -741,7 +747,7 @@ impl Redis {
             return;
         };
         if *instance != self.instance {
-            inner.drop_user(UserKey(key));
+            self.drop_user(map, UserKey(key));
         }
     }
 
@@ -805,7 +811,7 @@ impl Redis {
     /// Replaces long lists by one `Restore` each. Uses a connection of its own, never shared
     /// and never silently reconnected: WATCH state belongs to a connection, and a transaction
     /// sent on a fresh one would run unguarded.
-    async fn compact_loop(self: Arc<Self>, mut rx: mpsc::Receiver<UserKey>, config: StateConfig) {
+    async fn compact_loop(self: Arc<Self>, mut rx: mpsc::Receiver<UserKey>) {
         let mut conn: Option<MultiplexedConnection> = None;
         while let Some(key) = rx.recv().await {
             if conn.is_none() {
@@ -818,7 +824,7 @@ impl Redis {
                 .and_then(Result::ok);
             }
             let Some(c) = conn.as_mut() else { continue };
-            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key, &config)).await {
+            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "compaction abandoned");
@@ -829,12 +835,8 @@ impl Redis {
         }
     }
 
-    async fn compact(
-        &self,
-        conn: &mut MultiplexedConnection,
-        key: UserKey,
-        config: &StateConfig,
-    ) -> Result<(), String> {
+    async fn compact(&self, conn: &mut MultiplexedConnection, key: UserKey) -> Result<(), String> {
+        let config = &self.config;
         let list = self.list_key(key);
         redis::cmd("WATCH")
             .arg(&list)
@@ -878,6 +880,70 @@ impl Redis {
             tracing::debug!("compaction met a concurrent change; left for later");
         }
         Ok(())
+    }
+}
+
+impl Backend for Redis {
+    /// Redis caches users it does not know too (`create` changes nothing).
+    fn load<'a>(
+        &'a self,
+        map: &'a UserMap,
+        key: UserKey,
+        _create: bool,
+    ) -> BoxFuture<'a, Result<Load, StateError>> {
+        Box::pin(self.load_user(map, key))
+    }
+
+    /// A miss right after a load means the user was evicted or invalidated meanwhile: what
+    /// the map would have held may be stale already, so the read loads again.
+    fn read_cold(&self, _key: UserKey) -> Result<Cold, StateError> {
+        Ok(Cold::Reload)
+    }
+
+    fn check_writable(&self) -> Result<(), StateError> {
+        self.check_up()
+    }
+
+    /// Counters stay in this replica's memory; explicit words go to Redis.
+    fn append(&self, key: UserKey, op: &Op) -> Result<Ticket, StateError> {
+        if op.is_explicit() {
+            self.queue_op(key, op).map(Ticket::at)
+        } else {
+            Ok(Ticket::NONE)
+        }
+    }
+
+    fn durable(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(self.wait_durable(ticket.first, ticket.last))
+    }
+
+    /// The user's list is deleted after every write queued before (a read that starts after
+    /// the removal waits for the deletion), and the other replicas are told to drop the user.
+    fn forget(&self, map: &UserMap, key: UserKey) -> Result<Ticket, StateError> {
+        self.check_up()?;
+        let ticket = self.queue_forget(key)?;
+        self.drop_user(map, key);
+        Ok(Ticket::at(ticket))
+    }
+
+    /// Redis holds every explicit word already, so none is kept back (this replica's
+    /// counters for the evicted are lost, as counters may be); each removal is told to the
+    /// reads in flight, so that none can resurrect the user.
+    fn evict(&self, map: &UserMap, want: usize) -> usize {
+        map.evict_each(want, |key| self.removing(key))
+    }
+
+    /// Stops taking writes (the writer finishes what is queued) and stops the other tasks.
+    fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).tx = None;
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 
@@ -946,15 +1012,6 @@ impl Drop for ReadGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(
-            redact("redis://user:s3cret@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
-    }
 
     #[test]
     fn a_replayed_history_is_the_state_it_built() {

@@ -1,77 +1,33 @@
-//! [`UserStore`]: the hot map and the backend that makes it durable (the keeper thread that
-//! snapshots, expires and evicts is in `keeper.rs`).
+//! [`UserStore`]: all users' state, as the engine, the gRPC services and the command line see
+//! it. It holds the hot [`UserMap`], the [`Backend`] that keeps state beyond it (named only
+//! through the trait: the settings pick it, `mod.rs` opens it), and the [`Keeper`] whose thread
+//! snapshots, expires and evicts.
 //!
-//! Every change goes through one path: make sure the user is in memory (`warm`), apply the op
-//! under the user's map lock, and hand the op to the backend while still holding that lock, so
-//! that the log (or the Redis list) holds each user's ops in the order they were applied. The
-//! acknowledgement waits for the returned [`Ticket`] outside the lock.
+//! Every change goes through one path: make sure the user is in memory (the backend's load),
+//! apply the op under the user's map lock, and hand the op to the backend while still holding
+//! that lock, so that the backend (the log, the Redis list) holds each user's ops in the order
+//! they were applied. The acknowledgement waits for the returned [`Ticket`] outside the lock.
 //!
-//! With Redis the map is a cache of what Redis holds: nothing in it is ever "changed since
-//! written" (Redis has every explicit word before it is acknowledged), so any user may be
-//! evicted, and every removal goes through [`Inner::drop_user`] so that a read of the user in
-//! flight cannot put an older state back.
+//! Every read goes through one path too: the map if the user is there, else the backend's load
+//! into it, else (the user evicted again at once, under memory pressure) the backend's own
+//! copy or another load, whichever the backend says; a reader never sees a user half-loaded.
+//!
+//! Must not: wait for I/O while holding a user's lock, or answer a change before the backend
+//! has what its ticket covers.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use dashmap::DashMap;
-
-use super::disk::Disk;
+use super::backend::{Backend, Cold, Load, Opened, Ticket};
 use super::event::{Event, EventError};
-use super::keeper::{KeeperState, keeper_loop};
-use super::key::{Keyer, PassThrough, UserKey};
+use super::keeper::Keeper;
+use super::key::{Keyer, UserKey};
+use super::map::UserMap;
 use super::op::Op;
-use super::redis::{DEFAULT_NAMESPACE, Redis};
 use super::user::UserState;
 use super::user::{InterestChange, Undo};
-use super::{StateConfig, StateError};
+use super::{StateBackend, StateConfig, StateError};
 use crate::rank::{DataDimension, DimensionSet, UserView};
-
-/// Where state is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateBackend {
-    /// Nothing leaves the process.
-    Memory,
-    /// Write-ahead log and snapshots in this directory.
-    Disk(PathBuf),
-    /// Explicit words written through to Redis at this URL, shared by replicas.
-    Redis(String),
-}
-
-/// What an acknowledgement must wait for: nothing ([`Ticket::NONE`]), or the backend's
-/// tickets `first..=last`. A range, not a watermark alone: with Redis, a later write can
-/// succeed after an earlier one failed, and an acknowledgement covering both must fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Ticket {
-    pub(super) first: u64,
-    pub(super) last: u64,
-}
-
-impl Ticket {
-    pub const NONE: Ticket = Ticket { first: 0, last: 0 };
-
-    pub(super) fn at(n: u64) -> Self {
-        Ticket { first: n, last: n }
-    }
-
-    /// What waiting for both tickets waits for.
-    pub fn join(self, other: Ticket) -> Ticket {
-        if self == Ticket::NONE {
-            other
-        } else if other == Ticket::NONE {
-            self
-        } else {
-            Ticket {
-                first: self.first.min(other.first),
-                last: self.last.max(other.last),
-            }
-        }
-    }
-}
 
 /// Why an event or a consent change was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,113 +63,27 @@ pub struct Stats {
     pub snapshots_total: usize,
 }
 
-/// One user in memory.
-pub(super) struct Entry {
-    pub(super) state: UserState,
-    /// Changed since it was last written to a snapshot: may not be evicted before it is.
-    pub(super) dirty: bool,
-    /// Seconds since the store opened, at the latest access: the coldest go first.
-    pub(super) touched: AtomicU32,
-    /// The data dimensions rankings relied on for this user since they were loaded: shown in
-    /// the profile ("what was used recently"). Not durable: it describes this process's work.
-    pub(super) used: AtomicU16,
-}
-
-impl Entry {
-    pub(super) fn new(state: UserState, dirty: bool) -> Self {
-        Self {
-            state,
-            dirty,
-            touched: AtomicU32::new(0),
-            used: AtomicU16::new(0),
-        }
-    }
-}
-
-pub(super) type Users = DashMap<UserKey, Entry, PassThrough>;
-
-pub(super) enum Backend {
-    Memory,
-    Disk(Disk),
-    Redis(Arc<Redis>),
-}
-
-/// What became of a user read from a shared backend.
-pub(super) enum Loaded {
-    Inserted,
-    /// Someone else put the user in the map first: theirs stays.
-    Present,
-    /// The user was removed while the read was in flight: what was read may be old.
-    Raced,
-}
-
-pub(super) struct Inner {
-    pub(super) users: Users,
-    pub(super) config: StateConfig,
-    pub(super) keyer: Keyer,
-    pub(super) backend: Backend,
-    /// Sum of `heap_bytes` over the users in memory.
-    pub(super) heap: AtomicUsize,
-    pub(super) epoch: Instant,
-    pub(super) keeper: Mutex<KeeperState>,
-    pub(super) keeper_wake: Condvar,
-    pub(super) over_cap: AtomicBool,
-    /// Growths seen, to measure the store on one in `keeper::CAP_CHECK_EVERY`.
-    pub(super) cap_checks: AtomicUsize,
-    pub(super) evicted_total: AtomicUsize,
-    pub(super) snapshots_total: AtomicUsize,
-    /// Users forgotten since the last snapshot: their rows in it must not be read back.
-    pub(super) forgotten: Mutex<HashSet<UserKey>>,
-    /// Loads hold it shared from lookup to insert; a snapshot swap and a forget hold it
-    /// exclusively, so that no load can insert what was just replaced or erased.
-    pub(super) loads: RwLock<()>,
-}
-
 /// All users' state.
 pub struct UserStore {
-    inner: Arc<Inner>,
-    keeper: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// Bytes of one map slot: key, entry, and hashbrown's control byte, at its 7/8 load.
-fn slot_bytes() -> usize {
-    (size_of::<(UserKey, Entry)>() + 1) * 8 / 7
+    config: StateConfig,
+    keyer: Keyer,
+    map: Arc<UserMap>,
+    backend: Arc<dyn Backend>,
+    keeper: Arc<Keeper>,
+    keeper_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl UserStore {
     /// A store whose state lives only as long as the process.
     pub fn in_memory(config: StateConfig) -> Self {
-        let keyer = Keyer::random().unwrap_or_else(|_| Keyer::new([0x5a; 16]));
-        Self::assemble(config, keyer, Backend::Memory, Users::default())
+        Self::assemble(config, super::open_memory())
     }
 
     /// Opens the store on its backend; for `Disk`, recovers what the directory holds first.
+    /// Redis needs the runtime: [`UserStore::open_async`].
     pub fn open(config: StateConfig, backend: &StateBackend) -> Result<Self, StateError> {
-        match backend {
-            StateBackend::Memory => Ok(Self::in_memory(config)),
-            StateBackend::Disk(dir) => {
-                let recovered = Disk::recover(dir, &config)?;
-                let store = Self::assemble(
-                    config,
-                    recovered.keyer,
-                    Backend::Disk(recovered.disk),
-                    recovered.users,
-                );
-                store
-                    .inner
-                    .forgotten
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend(recovered.forgotten);
-                if recovered.replayed > 0 {
-                    store.inner.request_snapshot();
-                }
-                Ok(store)
-            }
-            StateBackend::Redis(url) => Err(StateError::Unavailable(format!(
-                "{url}: the redis backend is opened with UserStore::open_async"
-            ))),
-        }
+        let opened = super::open_backend(&config, backend)?;
+        Ok(Self::assemble(config, opened))
     }
 
     /// Opens the store on any backend (Redis needs the runtime; the disk's recovery runs on
@@ -222,15 +92,8 @@ impl UserStore {
         config: StateConfig,
         backend: &StateBackend,
     ) -> Result<Self, StateError> {
-        match backend {
-            StateBackend::Redis(url) => Self::open_redis(config, url, DEFAULT_NAMESPACE).await,
-            other => {
-                let other = other.clone();
-                tokio::task::spawn_blocking(move || Self::open(config, &other))
-                    .await
-                    .map_err(|e| StateError::Unavailable(e.to_string()))?
-            }
-        }
+        let opened = super::open_backend_async(&config, backend).await?;
+        Ok(Self::assemble(config, opened))
     }
 
     /// Opens a store whose explicit words live in Redis at `url`, under keys that start with
@@ -241,80 +104,71 @@ impl UserStore {
         url: &str,
         namespace: &str,
     ) -> Result<Self, StateError> {
-        let (redis, keyer) = Redis::connect(url, namespace).await?;
-        let store = Self::assemble(
-            config.clone(),
-            keyer,
-            Backend::Redis(redis.clone()),
-            Users::default(),
-        );
-        redis.start(Arc::downgrade(&store.inner), config);
-        Ok(store)
+        let opened = super::open_redis(&config, url, namespace).await?;
+        Ok(Self::assemble(config, opened))
     }
 
-    fn assemble(config: StateConfig, keyer: Keyer, backend: Backend, users: Users) -> Self {
-        let heap = users.iter().map(|e| e.state.heap_bytes()).sum();
-        let inner = Arc::new(Inner {
-            users,
+    fn assemble(config: StateConfig, opened: Opened) -> Self {
+        let Opened {
+            backend,
+            keyer,
+            map,
+            snapshot_soon,
+        } = opened;
+        let (keeper, thread) = Keeper::start(map.clone(), backend.clone(), config.clone());
+        if snapshot_soon {
+            keeper.request_snapshot();
+        }
+        Self {
             config,
             keyer,
+            map,
             backend,
-            heap: AtomicUsize::new(heap),
-            epoch: Instant::now(),
-            keeper: Mutex::new(KeeperState::default()),
-            keeper_wake: Condvar::new(),
-            over_cap: AtomicBool::new(false),
-            cap_checks: AtomicUsize::new(0),
-            evicted_total: AtomicUsize::new(0),
-            snapshots_total: AtomicUsize::new(0),
-            forgotten: Mutex::new(HashSet::new()),
-            loads: RwLock::new(()),
-        });
-        let keeper_inner = inner.clone();
-        let keeper = std::thread::Builder::new()
-            .name("tactful-keeper".into())
-            .spawn(move || keeper_loop(&keeper_inner))
-            .ok();
-        Self {
-            inner,
-            keeper: Mutex::new(keeper),
+            keeper,
+            keeper_thread: Mutex::new(thread),
         }
     }
 
     pub fn config(&self) -> &StateConfig {
-        &self.inner.config
+        &self.config
     }
 
     /// The key the store knows this user by.
     pub fn key(&self, user_id: &str) -> UserKey {
-        self.inner.keyer.key(user_id)
+        self.keyer.key(user_id)
     }
 
     /// Users held in memory.
     pub fn len(&self) -> usize {
-        self.inner.users.len()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.users.is_empty()
+        self.map.is_empty()
     }
 
     pub fn stats(&self) -> Stats {
         Stats {
-            users: self.inner.users.len(),
-            bytes: self.inner.bytes(),
-            evicted_total: self.inner.evicted_total.load(Ordering::Relaxed),
-            snapshots_total: self.inner.snapshots_total.load(Ordering::Relaxed),
+            users: self.map.len(),
+            bytes: self.keeper.bytes(),
+            evicted_total: self.map.evicted_total(),
+            snapshots_total: self.keeper.snapshots_total(),
         }
+    }
+
+    /// Has the backend put the user into the map, and tells the keeper if the map grew.
+    async fn load(&self, key: UserKey, create: bool) -> Result<Load, StateError> {
+        let load = self.backend.load(&self.map, key, create).await?;
+        if load == Load::Inserted {
+            self.keeper.grew();
+        }
+        Ok(load)
     }
 
     /// Brings the user into memory if the backend holds them (a prefetch: [`UserStore::view`]
     /// and the changes load the user on their own).
     pub async fn warm(&self, key: UserKey) -> Result<(), StateError> {
-        match &self.inner.backend {
-            Backend::Redis(r) => r.load(&self.inner, key).await,
-            _ => self.inner.load(key, false).map(|_| ()),
-        }
+        self.load(key, false).await.map(|_| ())
     }
 
     /// The snapshot a ranking at `now_ms` works from, with the request's consent override
@@ -326,7 +180,7 @@ impl UserStore {
         denied: DimensionSet,
         personalization_off: bool,
     ) -> Result<UserView, StateError> {
-        let cfg = &self.inner.config;
+        let cfg = &self.config;
         self.read(key, |state| match state {
             Some(s) => {
                 let consent = s
@@ -342,45 +196,27 @@ impl UserStore {
 
     /// Runs `f` on the user's current state (`None`: nobody knows them). Whatever eviction
     /// does meanwhile, `f` sees what the backend holds, never a user half-loaded or just
-    /// evicted: with a snapshot the row is read directly; with Redis the load is retried.
+    /// evicted: a user evicted again right after the load is read from the backend's own copy
+    /// ([`Backend::read_cold`]), or loaded again.
     async fn read<R>(
         &self,
         key: UserKey,
         f: impl Fn(Option<&UserState>) -> R,
     ) -> Result<R, StateError> {
         for _ in 0..4 {
-            if let Some(e) = self.inner.users.get(&key) {
-                self.inner.touch(&e);
-                return Ok(f(Some(&e.state)));
+            if let Some(r) = self.map.read(key, |s| f(Some(s))) {
+                return Ok(r);
             }
-            match &self.inner.backend {
-                Backend::Memory => return Ok(f(None)),
-                Backend::Disk(d) => {
-                    if !self.inner.load(key, false)? {
-                        return Ok(f(None));
-                    }
-                    if let Some(e) = self.inner.users.get(&key) {
-                        return Ok(f(Some(&e.state)));
-                    }
-                    // Evicted again at once under pressure: the row is the truth.
-                    let _no_swap = self.inner.loads.read().unwrap_or_else(|e| e.into_inner());
-                    if self
-                        .inner
-                        .forgotten
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains(&key)
-                    {
-                        return Ok(f(None));
-                    }
-                    return Ok(match d.get(key)? {
-                        Some((_, state)) => f(Some(&state)),
-                        None => f(None),
-                    });
-                }
-                // Redis caches unknown users too, so a miss right after a load means the
-                // user was evicted or invalidated meanwhile: load again.
-                Backend::Redis(r) => r.load(&self.inner, key).await?,
+            if self.load(key, false).await? == Load::Unknown {
+                return Ok(f(None));
+            }
+            if let Some(r) = self.map.read(key, |s| f(Some(s))) {
+                return Ok(r);
+            }
+            match self.backend.read_cold(key)? {
+                Cold::Unknown => return Ok(f(None)),
+                Cold::State(state) => return Ok(f(Some(&state))),
+                Cold::Reload => continue,
             }
         }
         Err(StateError::Unavailable(
@@ -388,8 +224,6 @@ impl UserStore {
         ))
     }
 
-    /// Checks and applies one event; it is visible to the very next [`UserStore::view`].
-    /// The returned ticket says what to wait for before acknowledging it.
     pub async fn record(
         &self,
         key: UserKey,
@@ -449,32 +283,40 @@ impl UserStore {
     }
 
     async fn change(&self, key: UserKey, op: Op) -> Result<Ticket, RecordError> {
-        self.inner.backpressure().await;
-        // Nearly every change is for a user already in memory: applied at once, that is one
-        // map lookup instead of two. With Redis, the check that it is up comes first.
-        if !matches!(self.inner.backend, Backend::Redis(_))
-            && let Some(result) = self.inner.apply(key, &op)
-        {
+        self.keeper.backpressure().await;
+        // A backend known to be unable to take the change refuses before anything in memory
+        // is touched. Nearly every change is for a user already in memory: applied at once,
+        // that is one map lookup instead of two.
+        self.backend.check_writable()?;
+        if let Some(result) = self.apply(key, &op) {
             return result;
         }
         // An eviction can slip between loading and applying; then load again.
         for _ in 0..4 {
-            match &self.inner.backend {
-                Backend::Redis(r) => {
-                    // A known-down Redis refuses before anything in memory is touched.
-                    r.check_up()?;
-                    r.load(&self.inner, key).await?;
-                    r.check_up()?;
-                }
-                _ => {
-                    self.inner.load(key, true)?;
-                }
-            }
-            if let Some(result) = self.inner.apply(key, &op) {
+            self.backend.check_writable()?;
+            self.load(key, true).await?;
+            self.backend.check_writable()?;
+            if let Some(result) = self.apply(key, &op) {
                 return result;
             }
         }
         Err(StateError::Unavailable("the user kept being evicted; retry".into()).into())
+    }
+
+    /// Applies an op to a user in memory and hands it to the backend under the same lock.
+    /// `None` when the user is not in memory (evicted since it was loaded).
+    fn apply(&self, key: UserKey, op: &Op) -> Option<Result<Ticket, RecordError>> {
+        let mut user = self.map.lock(key)?;
+        if let Err(err) = user.change(|s| op.apply(s, &self.config)) {
+            return Some(Err(err.into()));
+        }
+        let ticket = self.backend.append(key, op);
+        let grew = user.grew();
+        drop(user);
+        if grew {
+            self.keeper.grew();
+        }
+        Some(ticket.map_err(RecordError::from))
     }
 
     /// Waits until everything the ticket covers is durable.
@@ -482,48 +324,19 @@ impl UserStore {
         if ticket == Ticket::NONE {
             return Ok(());
         }
-        match &self.inner.backend {
-            Backend::Memory => Ok(()),
-            Backend::Disk(d) => d.wal.durable(ticket.last).await,
-            Backend::Redis(r) => r.durable(ticket.first, ticket.last).await,
-        }
+        self.backend.durable(ticket).await
     }
 
-    /// Erases everything about the user: from memory at once, and from the log and the
-    /// snapshot by a snapshot that starts after the erasure, which this waits for. With
-    /// Redis: the user's list is deleted (after every write queued before) and the other
-    /// replicas are told to drop the user.
+    /// Erases everything about the user: from memory at once, and from the backend once the
+    /// erasure is durable, which this waits for. With snapshots, that means a snapshot that
+    /// starts after the erasure; with Redis, the user's list is deleted (after every write
+    /// queued before) and the other replicas are told to drop the user.
     pub async fn forget(&self, key: UserKey) -> Result<(), StateError> {
-        if let Backend::Redis(r) = &self.inner.backend {
-            r.check_up()?;
-            // Queued first: a read that starts after the removal waits for the deletion.
-            let ticket = r.forget(key)?;
-            self.inner.drop_user(key);
-            return self.durable(Ticket::at(ticket)).await;
-        }
-        let ticket = {
-            let _no_loads = self.inner.loads.write().unwrap_or_else(|e| e.into_inner());
-            let mut ticket = Ticket::NONE;
-            if let Backend::Disk(d) = &self.inner.backend {
-                ticket = Ticket::at(d.wal.append(key, &Op::Forget)? + 1);
-                // Until the next snapshot drops their row, it must not be read back.
-                self.inner
-                    .forgotten
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key);
-            }
-            if let Some((_, e)) = self.inner.users.remove(&key) {
-                self.inner
-                    .heap
-                    .fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
-            }
-            ticket
-        };
+        let ticket = self.backend.forget(&self.map, key)?;
         self.durable(ticket).await?;
-        if matches!(self.inner.backend, Backend::Disk(_)) {
-            let inner = self.inner.clone();
-            tokio::task::spawn_blocking(move || inner.snapshot_and_wait())
+        if self.backend.takes_snapshots() {
+            let keeper = self.keeper.clone();
+            tokio::task::spawn_blocking(move || keeper.snapshot_and_wait())
                 .await
                 .map_err(|e| StateError::Unavailable(e.to_string()))??;
         }
@@ -531,7 +344,7 @@ impl UserStore {
     }
 
     pub async fn profile(&self, key: UserKey, now_ms: i64) -> Result<Profile, StateError> {
-        let cfg = &self.inner.config;
+        let cfg = &self.config;
         self.read(key, |state| match state {
             Some(s) if !s.is_empty() => Profile {
                 known: true,
@@ -548,8 +361,8 @@ impl UserStore {
         })
         .await
         .map(|mut p| {
-            if let Some(e) = self.inner.users.get(&key) {
-                p.used_recently = DimensionSet::from_bits(e.used.load(Ordering::Relaxed));
+            if let Some(used) = self.map.used(key) {
+                p.used_recently = used;
             }
             p
         })
@@ -561,203 +374,36 @@ impl UserStore {
         if dims.is_empty() {
             return;
         }
-        if let Some(e) = self.inner.users.get(&key) {
-            e.used.fetch_or(dims.bits(), Ordering::Relaxed);
-        }
+        self.map.note_used(key, dims);
     }
 
-    /// Takes a snapshot now and waits for it (no-op without a disk backend).
+    /// Takes a snapshot now and waits for it (no-op for a backend without snapshots).
     pub fn snapshot(&self) -> Result<(), StateError> {
-        match self.inner.backend {
-            Backend::Disk(_) => self.inner.snapshot_and_wait(),
-            Backend::Memory | Backend::Redis(_) => Ok(()),
+        if self.backend.takes_snapshots() {
+            self.keeper.snapshot_and_wait()
+        } else {
+            Ok(())
         }
     }
 
-    /// Stops the keeper after a last snapshot, so that the next start has little to replay.
+    /// Stops the keeper after a last snapshot, so that the next start has little to replay,
+    /// then the backend.
     pub fn close(&self) {
+        self.keeper.stop();
+        if let Some(handle) = self
+            .keeper_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
         {
-            let mut k = self.inner.keeper.lock().unwrap_or_else(|e| e.into_inner());
-            k.shutdown = true;
-        }
-        self.inner.keeper_wake.notify_all();
-        if let Some(handle) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = handle.join();
         }
-        if let Backend::Redis(r) = &self.inner.backend {
-            r.close();
-        }
+        self.backend.close();
     }
 }
 
 impl Drop for UserStore {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-impl Inner {
-    fn now_s(&self) -> u32 {
-        self.epoch.elapsed().as_secs() as u32
-    }
-
-    /// An entry for a user being loaded now: the hottest, not the coldest, for eviction.
-    fn fresh(&self, state: UserState, dirty: bool) -> Entry {
-        let e = Entry::new(state, dirty);
-        e.touched.store(self.now_s(), Ordering::Relaxed);
-        e
-    }
-
-    fn touch(&self, e: &Entry) {
-        let now = self.now_s();
-        if e.touched.load(Ordering::Relaxed) != now {
-            e.touched.store(now, Ordering::Relaxed);
-        }
-    }
-
-    pub(super) fn bytes(&self) -> usize {
-        let index = match &self.backend {
-            Backend::Disk(d) => d.index_bytes(),
-            Backend::Memory | Backend::Redis(_) => 0,
-        };
-        self.users.capacity() * slot_bytes() + self.heap.load(Ordering::Relaxed) + index
-    }
-
-    /// Makes sure the user is in memory if the backend knows them; with `create` (a change is
-    /// coming), an empty entry is made for a user nobody knows, and the entry is marked
-    /// changed at once so that eviction cannot take it before the change lands.
-    ///
-    /// Returns false when the backend holds nothing about the user (and none was created).
-    fn load(&self, key: UserKey, create: bool) -> Result<bool, StateError> {
-        if self.users.contains_key(&key) {
-            return Ok(true);
-        }
-        match &self.backend {
-            Backend::Memory => {
-                if create {
-                    self.users
-                        .entry(key)
-                        .or_insert_with(|| self.fresh(UserState::default(), true));
-                }
-                Ok(create)
-            }
-            Backend::Disk(d) => {
-                let _guard = self.loads.read().unwrap_or_else(|e| e.into_inner());
-                let forgotten = self
-                    .forgotten
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&key);
-                let stored = if forgotten { None } else { d.get(key)? };
-                if stored.is_none() && !create {
-                    return Ok(false);
-                }
-                let state = stored.map(|(_, s)| s).unwrap_or_default();
-                let heap = state.heap_bytes();
-                let mut inserted = false;
-                self.users.entry(key).or_insert_with(|| {
-                    inserted = true;
-                    self.fresh(state, create)
-                });
-                if inserted {
-                    self.heap.fetch_add(heap, Ordering::Relaxed);
-                    self.check_cap();
-                }
-                Ok(true)
-            }
-            // Read asynchronously, by `UserStore::warm` and `UserStore::change`.
-            Backend::Redis(_) => Ok(true),
-        }
-    }
-
-    /// Puts a user read from Redis into the map, unless someone put them there first or
-    /// `current` (asked with the user's shard locked, so that no removal slips between the
-    /// question and the insert) says the user was removed while the read was in flight.
-    pub(super) fn insert_loaded(
-        &self,
-        key: UserKey,
-        state: UserState,
-        current: impl FnOnce() -> bool,
-    ) -> Loaded {
-        let heap = state.heap_bytes();
-        match self.users.entry(key) {
-            dashmap::Entry::Occupied(_) => return Loaded::Present,
-            dashmap::Entry::Vacant(slot) => {
-                if !current() {
-                    return Loaded::Raced;
-                }
-                let e = slot.insert(self.fresh(state, false));
-                self.touch(&e);
-            }
-        }
-        self.heap.fetch_add(heap, Ordering::Relaxed);
-        self.check_cap();
-        Loaded::Inserted
-    }
-
-    /// Removes a user from memory; the next access reads the backend again. With Redis, a
-    /// read of the user in flight is told first, so that it cannot put back what it read.
-    pub(super) fn drop_user(&self, key: UserKey) {
-        if let Backend::Redis(r) = &self.backend {
-            r.removing(key);
-        }
-        if let Some((_, e)) = self.users.remove(&key) {
-            self.heap.fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
-        }
-    }
-
-    /// Removes every user from memory (Redis: after the subscription to changes was lost).
-    pub(super) fn drop_all(&self) {
-        if let Backend::Redis(r) = &self.backend {
-            r.removing_all();
-        }
-        let mut freed = 0;
-        self.users.retain(|_, e| {
-            freed += e.state.heap_bytes();
-            false
-        });
-        self.heap.fetch_sub(freed, Ordering::Relaxed);
-    }
-
-    /// Applies an op to a user in memory and hands it to the backend under the same lock.
-    /// `None` when the user is not in memory (evicted since it was loaded).
-    fn apply(&self, key: UserKey, op: &Op) -> Option<Result<Ticket, RecordError>> {
-        let mut e = self.users.get_mut(&key)?;
-        self.touch(&e);
-        let before = e.state.heap_bytes();
-        if let Err(err) = op.apply(&mut e.state, &self.config) {
-            return Some(Err(err.into()));
-        }
-        let after = e.state.heap_bytes();
-        if after >= before {
-            self.heap.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.heap.fetch_sub(before - after, Ordering::Relaxed);
-        }
-        let ticket = match &self.backend {
-            Backend::Memory => Ok(Ticket::NONE),
-            Backend::Disk(d) => {
-                e.dirty = true;
-                if op.is_explicit() || self.config.log_counters {
-                    d.wal.append(key, op).map(|seq| {
-                        if op.is_explicit() {
-                            Ticket::at(seq + 1)
-                        } else {
-                            Ticket::NONE
-                        }
-                    })
-                } else {
-                    Ok(Ticket::NONE)
-                }
-            }
-            // Counters stay in this replica's memory; explicit words go to Redis.
-            Backend::Redis(r) if op.is_explicit() => r.append(key, op).map(Ticket::at),
-            Backend::Redis(_) => Ok(Ticket::NONE),
-        };
-        drop(e);
-        if after > before {
-            self.check_cap();
-        }
-        Some(ticket.map_err(RecordError::from))
     }
 }

@@ -1,0 +1,354 @@
+//! What the state store is configured with, in two forms:
+//! - [`StateSettings`]: the `[state]` section of the configuration, as people write it (hours,
+//!   days, MiB, a backend name or URL), deserialized here and embedded by `crate::config`. The
+//!   defaults and the reasons behind them live here, once.
+//! - [`StateConfig`]: the same limits in the units the store computes with (milliseconds,
+//!   bytes, a resolved default consent), derived from the settings by
+//!   [`StateSettings::config`]; tests and benchmarks also build it directly.
+//!
+//! [`StateSettings::validate`] is the one check of the section: `tactful config check` and
+//! `tactful serve` both run it (through `Config::validate`), so that no setting passes the
+//! one and is refused by the other.
+//!
+//! Must not: depend on anything else in `state` (every other file may use this one).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rank::{Consent, DataDimension, DimensionSet};
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS};
+
+/// Where state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateBackend {
+    /// Nothing leaves the process.
+    Memory,
+    /// Write-ahead log and snapshots in this directory.
+    Disk(PathBuf),
+    /// Explicit words written through to Redis at this URL, shared by replicas.
+    Redis(String),
+}
+
+/// A `[state]` setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct InvalidSetting {
+    /// The dotted setting at fault, e.g. `state.backend`.
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> InvalidSetting {
+    InvalidSetting {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// The `[state]` section: limits, time constants and where state is kept.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSettings {
+    /// Ignored exposure halves in a day: yesterday's scrolling matters less today and the
+    /// item is back to nearly fresh within a week.
+    pub exposure_half_life_hours: f64,
+    /// "Fewer like this" halves in 30 days: a clear request, honoured for weeks, not forever.
+    pub fewer_like_this_half_life_days: f64,
+    /// A "not interested" without its own expiry lasts 90 days: a season, after which tastes
+    /// and assortments have moved on.
+    pub not_interested_days: f64,
+    /// An impression counts as ignored once this long has passed without a click, cart or
+    /// favourite of the item: five minutes covers a shopper who opens an item after reading the
+    /// rest of the screen, yet the next visit already sees the fatigue.
+    pub ignored_after_minutes: f64,
+    /// The overload meter (impressions against engagement) halves every three minutes: it
+    /// describes the current session, not the day.
+    pub session_half_life_minutes: f64,
+    /// Engagement with a category or brand (the source of learned interest tags) halves in 30
+    /// days: interests change by the season, not by the day.
+    pub interest_half_life_days: f64,
+    /// Items with exposure counters per user. 256 covers several days of a heavy user's feed;
+    /// past it the faintest is forgotten (counters may be approximate).
+    pub max_items_per_user: usize,
+    /// Entries of each kind of explicit feedback per user (blocked brands, blocked shops,
+    /// not-interested items, fewer-like-this categories and brands). Past it, new feedback of
+    /// that kind is refused with a clear error rather than silently lost.
+    pub max_explicit_per_kind: usize,
+    /// Dimensions denied to users who have not chosen, on top of the privacy default (a
+    /// platform may start stricter, never looser).
+    pub consent_denied_by_default: Vec<DataDimension>,
+    /// Start users with personalisation off until they turn it on.
+    pub personalization_off_by_default: bool,
+    /// `disk` (write-ahead log and snapshots in `data_dir`: nothing else to run), `memory`
+    /// (nothing survives a restart: tests and benchmarks only), or `redis://host:port/db`.
+    pub backend: String,
+    /// The `disk` backend's directory (relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Memory for user state (map slots, per-user heap, snapshot index). Past it, the
+    /// coldest users are evicted (and read back from the snapshot or Redis when they return).
+    /// 1 GiB holds several million typical users; size it to the pod's limit minus ~100 MiB.
+    pub memory_cap_mib: u64,
+    /// Exposure counters untouched for 30 days are forgotten: fatigue has long decayed by
+    /// then, and keeping them would only grow memory and snapshots.
+    pub counter_retention_days: f64,
+    /// A snapshot is taken at least this often while the log grows: it bounds recovery time.
+    pub snapshot_interval_s: u64,
+    /// ... and whenever the log has grown by this much since the last one: replay after a
+    /// crash reads at most this much (128 MiB: about 2 s for a million users on two cores),
+    /// while a snapshot rewrites every user, so much smaller would cost more writing.
+    pub snapshot_log_mib: u64,
+    /// Counters (impressions, clicks) reach disk in batches at least this often; explicit
+    /// feedback and consent are fsynced before they are acknowledged, whatever this says.
+    pub counter_sync_ms: u64,
+    /// Whether counters are logged at all. Off, they are durable only as of the last
+    /// snapshot: a crash loses minutes of fatigue, never a user's explicit words.
+    pub log_counters: bool,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self {
+            exposure_half_life_hours: 24.0,
+            fewer_like_this_half_life_days: 30.0,
+            not_interested_days: 90.0,
+            ignored_after_minutes: 5.0,
+            session_half_life_minutes: 3.0,
+            interest_half_life_days: 30.0,
+            max_items_per_user: 256,
+            max_explicit_per_kind: 1000,
+            consent_denied_by_default: Vec::new(),
+            personalization_off_by_default: false,
+            backend: "disk".into(),
+            data_dir: PathBuf::from("tactful-data"),
+            memory_cap_mib: 1024,
+            counter_retention_days: 30.0,
+            snapshot_interval_s: 5 * 60,
+            snapshot_log_mib: 128,
+            counter_sync_ms: 1000,
+            log_counters: true,
+        }
+    }
+}
+
+impl StateSettings {
+    /// Checks every setting of the section, naming the first one at fault.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (setting, v) in [
+            ("state.max_items_per_user", self.max_items_per_user),
+            ("state.max_explicit_per_kind", self.max_explicit_per_kind),
+            ("state.memory_cap_mib", self.memory_cap_mib as usize),
+            (
+                "state.snapshot_interval_s",
+                self.snapshot_interval_s as usize,
+            ),
+            ("state.snapshot_log_mib", self.snapshot_log_mib as usize),
+            ("state.counter_sync_ms", self.counter_sync_ms as usize),
+        ] {
+            if v == 0 {
+                return Err(invalid(setting, "must be above 0"));
+            }
+        }
+        for (setting, v) in [
+            (
+                "state.exposure_half_life_hours",
+                self.exposure_half_life_hours,
+            ),
+            (
+                "state.fewer_like_this_half_life_days",
+                self.fewer_like_this_half_life_days,
+            ),
+            ("state.not_interested_days", self.not_interested_days),
+            ("state.ignored_after_minutes", self.ignored_after_minutes),
+            (
+                "state.session_half_life_minutes",
+                self.session_half_life_minutes,
+            ),
+            (
+                "state.interest_half_life_days",
+                self.interest_half_life_days,
+            ),
+            ("state.counter_retention_days", self.counter_retention_days),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v < 100_000.0) {
+                return Err(invalid(
+                    setting,
+                    "must be a number above 0 (and below 100000)",
+                ));
+            }
+        }
+        self.backend().map(|_| ())
+    }
+
+    /// Where user state is kept, from `backend` and `data_dir`: refused here, not when the
+    /// server opens it, if this build cannot use it.
+    pub fn backend(&self) -> Result<StateBackend, InvalidSetting> {
+        match self.backend.as_str() {
+            "disk" => {
+                if self.data_dir.as_os_str().is_empty() {
+                    return Err(invalid("state.data_dir", "must not be empty"));
+                }
+                Ok(StateBackend::Disk(self.data_dir.clone()))
+            }
+            "memory" => Ok(StateBackend::Memory),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                check_redis_url(url).map_err(|message| invalid("state.backend", message))?;
+                Ok(StateBackend::Redis(url.to_owned()))
+            }
+            other => Err(invalid(
+                "state.backend",
+                format!("{other:?} is not disk, memory or a redis:// URL"),
+            )),
+        }
+    }
+
+    /// The settings in the units the store computes with.
+    pub fn config(&self) -> StateConfig {
+        let ms = |units: f64, unit_ms: i64| (units * unit_ms as f64).round() as i64;
+        StateConfig {
+            consent_default: Consent::privacy_default().restrict(
+                DimensionSet::of(self.consent_denied_by_default.iter().copied()),
+                self.personalization_off_by_default,
+            ),
+            exposure_half_life_ms: ms(self.exposure_half_life_hours, HOUR_MS),
+            fewer_like_this_half_life_ms: ms(self.fewer_like_this_half_life_days, DAY_MS),
+            not_interested_ms: ms(self.not_interested_days, DAY_MS),
+            ignore_window_ms: ms(self.ignored_after_minutes, MINUTE_MS),
+            session_half_life_ms: ms(self.session_half_life_minutes, MINUTE_MS),
+            interest_half_life_ms: ms(self.interest_half_life_days, DAY_MS),
+            max_items_per_user: self.max_items_per_user,
+            max_explicit_per_kind: self.max_explicit_per_kind,
+            counter_retention_ms: ms(self.counter_retention_days, DAY_MS),
+            memory_cap_bytes: usize::try_from(self.memory_cap_mib << 20).unwrap_or(usize::MAX),
+            snapshot_interval_ms: (self.snapshot_interval_s as i64).saturating_mul(SECOND_MS),
+            snapshot_log_bytes: self.snapshot_log_mib << 20,
+            counter_sync_ms: self.counter_sync_ms,
+            log_counters: self.log_counters,
+        }
+    }
+}
+
+/// Whether this build can connect to Redis at `url` (the message never shows a password).
+/// TLS to Redis is not built in: a `rediss://` URL is refused rather than sent in clear.
+pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
+    if url.starts_with("rediss://") {
+        return Err(format!(
+            "{}: TLS to Redis (rediss://) is not supported by this build; use a redis:// URL \
+             (Redis next to tactful, or a TLS tunnel such as a sidecar proxy)",
+            redact(url)
+        ));
+    }
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(|_| ())
+        .map_err(|e| format!("{} is not a usable redis URL: {e}", redact(url)))
+}
+
+/// The URL without its password, for messages and logs.
+pub(super) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The store's limits and time constants, in the units it computes with. From the
+/// configuration: [`StateSettings::config`] (whose fields say the reasons for each default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// Consent for users who have chosen nothing: the privacy default, or stricter.
+    pub consent_default: Consent,
+    /// [`StateSettings::exposure_half_life_hours`].
+    pub exposure_half_life_ms: i64,
+    /// [`StateSettings::fewer_like_this_half_life_days`].
+    pub fewer_like_this_half_life_ms: i64,
+    /// [`StateSettings::not_interested_days`].
+    pub not_interested_ms: i64,
+    /// [`StateSettings::ignored_after_minutes`].
+    pub ignore_window_ms: i64,
+    /// [`StateSettings::session_half_life_minutes`].
+    pub session_half_life_ms: i64,
+    /// [`StateSettings::interest_half_life_days`].
+    pub interest_half_life_ms: i64,
+    /// [`StateSettings::max_items_per_user`].
+    pub max_items_per_user: usize,
+    /// [`StateSettings::max_explicit_per_kind`].
+    pub max_explicit_per_kind: usize,
+    /// [`StateSettings::counter_retention_days`].
+    pub counter_retention_ms: i64,
+    /// [`StateSettings::memory_cap_mib`].
+    pub memory_cap_bytes: usize,
+    /// [`StateSettings::snapshot_interval_s`].
+    pub snapshot_interval_ms: i64,
+    /// [`StateSettings::snapshot_log_mib`].
+    pub snapshot_log_bytes: u64,
+    /// [`StateSettings::counter_sync_ms`].
+    pub counter_sync_ms: u64,
+    /// [`StateSettings::log_counters`].
+    pub log_counters: bool,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateSettings::default().config()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let c = StateConfig::default();
+        assert_eq!(c.consent_default, Consent::privacy_default());
+        assert_eq!(c.exposure_half_life_ms, DAY_MS);
+        assert_eq!(c.fewer_like_this_half_life_ms, 30 * DAY_MS);
+        assert_eq!(c.not_interested_ms, 90 * DAY_MS);
+        assert_eq!(c.ignore_window_ms, HOUR_MS / 12);
+        assert_eq!(c.session_half_life_ms, HOUR_MS / 20);
+        assert_eq!(c.interest_half_life_ms, 30 * DAY_MS);
+        assert_eq!(c.counter_retention_ms, 30 * DAY_MS);
+        assert_eq!(c.memory_cap_bytes, 1 << 30);
+        assert_eq!(c.snapshot_interval_ms, 5 * 60 * 1000);
+        assert_eq!(c.snapshot_log_bytes, 128 << 20);
+        assert_eq!((c.max_items_per_user, c.max_explicit_per_kind), (256, 1000));
+        assert!(c.log_counters && c.counter_sync_ms == 1000);
+        assert_eq!(StateSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn backends_this_build_cannot_use_are_refused_by_name() {
+        let with = |backend: &str| StateSettings {
+            backend: backend.into(),
+            ..StateSettings::default()
+        };
+        assert_eq!(
+            with("redis://127.0.0.1:6379/0").backend(),
+            Ok(StateBackend::Redis("redis://127.0.0.1:6379/0".into()))
+        );
+        let e = with("rediss://user:s3cret@host:6380/0")
+            .backend()
+            .unwrap_err();
+        assert_eq!(e.setting, "state.backend");
+        assert!(e.message.contains("rediss://"), "{e}");
+        assert!(e.message.contains("not supported"), "{e}");
+        assert!(!e.message.contains("s3cret"), "{e}");
+        let e = with("redis://host:notaport/0").backend().unwrap_err();
+        assert_eq!(e.setting, "state.backend");
+        assert!(with("postgres://x").validate().is_err());
+        let no_dir = StateSettings {
+            data_dir: PathBuf::new(),
+            ..StateSettings::default()
+        };
+        assert_eq!(no_dir.backend().unwrap_err().setting, "state.data_dir");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("redis://user:s3cret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+    }
+}
