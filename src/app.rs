@@ -289,8 +289,10 @@ impl App {
         Services {
             ranker: RankerService::new(
                 self.engine.clone(),
+                self.store.clone(),
                 self.catalog.clone(),
                 self.audit.pseudonyms().clone(),
+                &self.metrics,
                 limits.clone(),
             ),
             events: EventsService::new(

@@ -10,6 +10,9 @@
 //! 6. Consent: candidates backed only by a non-consented dimension are dropped (cross-platform
 //!    by default); SetConsent grants it; the request override and personalisation off restrict.
 //! 7. Profile.Get shows what was recorded.
+//! 8. A Rank request that says what was shown records those items as impressions (the first
+//!    `shown`, or `all_shown`), once even when the host also sends the same impression; both
+//!    at once is INVALID_ARGUMENT naming `shown`.
 
 mod common;
 
@@ -365,5 +368,62 @@ async fn the_profile_shows_what_was_recorded() {
     assert_eq!(p.fatigue.len(), 1);
     assert!((p.fatigue[0].ignored_impressions - 2.0).abs() < 0.01);
     assert!(p.last_active_ms > 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rank_that_says_what_was_shown_records_its_items_as_impressions() {
+    let server = TestServer::start(Config::default()).await;
+    let ten_seconds_ago = tactful::time::now_ms() - 10_000;
+    let mut req = request("sh", catalogue());
+    req.k = 5;
+    req.shown = 3;
+    req.context = Some(pb::Context {
+        now_ms: ten_seconds_ago,
+        ..Default::default()
+    });
+    let answer = rank_ids(&server, req.clone()).await;
+    // The host also reports the first item itself, at the same moment: counted once.
+    let mut also = event("sh", pb::EventType::Impression);
+    also.item_id = answer[0];
+    also.at_ms = ten_seconds_ago;
+    record(&server, vec![also]).await;
+
+    // Recording happens after the answer: wait for it (bounded).
+    let mut profiles = server.profile().await;
+    let mut fatigue = Vec::new();
+    for _ in 0..100 {
+        let p = profiles
+            .get(pb::GetProfileRequest {
+                user_id: "sh".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        fatigue = p.fatigue;
+        if fatigue.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut recorded: Vec<u64> = fatigue.iter().map(|f| f.item_id).collect();
+    recorded.sort_unstable();
+    let mut first_three = answer[..3].to_vec();
+    first_three.sort_unstable();
+    assert_eq!(recorded, first_three, "the first three of {answer:?}");
+    for f in &fatigue {
+        // Seen ten seconds ago and passed over by the Profile read: one ignored impression.
+        assert!(
+            (f.ignored_impressions - 1.0).abs() < 0.01,
+            "item {} counted {}",
+            f.item_id,
+            f.ignored_impressions
+        );
+    }
+
+    req.all_shown = true;
+    let status = server.ranker().await.rank(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("shown"), "{}", status.message());
     server.stop().await;
 }

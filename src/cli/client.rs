@@ -157,6 +157,8 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
         policy: args.policy,
         explain: args.explain,
         strict: args.strict,
+        shown: args.shown,
+        all_shown: args.all_shown,
         consent: Some(pb::ConsentOverride {
             denied: args.deny.iter().map(|d| d.number()).collect(),
             personalization_off: false,

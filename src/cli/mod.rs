@@ -159,6 +159,12 @@ pub struct RankArgs {
     /// Return an error instead of the upstream order when ranking cannot finish in time.
     #[arg(long)]
     pub strict: bool,
+    /// Record the first N items of the answer as shown to the user (impressions).
+    #[arg(long, default_value_t = 0, conflicts_with = "all_shown")]
+    pub shown: u32,
+    /// Record every item of the answer as shown to the user.
+    #[arg(long)]
+    pub all_shown: bool,
     /// Data dimensions not to use for this request only (e.g. cross-platform).
     #[arg(long, value_delimiter = ',', value_parser = parse_dimension)]
     pub deny: Vec<DataDimension>,

@@ -382,6 +382,19 @@ pub fn rank_call_with_catalog(
     })
 }
 
+/// How many of the answer's items a Rank request asks to record as shown (0: none).
+pub fn shown_to_record(req: &pb::RankRequest) -> Result<usize, ApiError> {
+    match (req.shown, req.all_shown) {
+        (0, false) => Ok(0),
+        (n, false) => Ok(n as usize),
+        (0, true) => Ok(usize::MAX),
+        (_, true) => Err(ApiError::invalid(
+            "shown",
+            "set shown or all_shown, not both",
+        )),
+    }
+}
+
 /// The request's diversity adjustments, checked against their bounds.
 fn diversity_request(d: pb::DiversityOptions) -> Result<DiversityRequest, ApiError> {
     let method = match pb::DiversityMethod::try_from(d.method) {
