@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ndarray::{Array1, Array2};
-use tactful::rank::pipeline::dot_rows;
+use tactful::rank::kernel::dot_rows;
 use tactful::rank::stages::mmr::DiversityParams;
 use tactful::rank::stages::select::Select;
 use tactful::rank::{

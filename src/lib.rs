@@ -5,7 +5,8 @@
 //!
 //! Crate map (dependencies point one way: `cli`/`grpc` → `engine` → `rank`, `state`,
 //! `catalog`):
-//! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
+//! - [`rank`]: the pure core. Types, policies, the stage contract, the stages, the pipeline
+//!   that runs them, vector kernels. No I/O, no async.
 //! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
 //!   made durable on local disk, or shared by replicas through Redis.
 //! - [`catalog`]: the optional item cache (category, brand, shop, price, popularity,

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
-use tactful::rank::pipeline::Pick;
+use tactful::rank::stage::Pick;
 use tactful::rank::stages::hard_caps::{GroupCap, HardCapParams};
 use tactful::rank::stages::mmr::{DiversityParams, attributes};
 use tactful::rank::stages::select::Select;

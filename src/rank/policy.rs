@@ -8,20 +8,22 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::pipeline::{Parallelism, Pipeline, Stage};
+use super::kernel::Parallelism;
+use super::pipeline::Pipeline;
+use super::stage::Stage;
 use super::stages::{
-    HardRules,
     calibration::CalibrationParams,
     caps::{CapParams, FrequencyCap},
     complements::{ComplementParams, Complements},
     consent::{ConsentDiscount, ConsentGate, ConsentParams, TooSoon},
     context::{Context, ContextParams},
     cooling_off::{CoolingOff, CoolingOffParams},
-    explain::Explain,
+    explain::{Explain, drop_detail},
     exploration::ExplorationParams,
     fatigue::{Fatigue, FatigueParams},
     feedback::{ExplicitFeedback, FewerLikeThis, FewerLikeThisParams},
     hard_caps::HardCapParams,
+    hard_rules::HardRules,
     interests::{InterestParams, Interests},
     lifecycle::{Lifecycle, LifecycleParams},
     long_tail::{LongTail, LongTailParams},
@@ -220,7 +222,9 @@ impl Policy {
         Ok(())
     }
 
-    /// The stages this policy runs, in order (see `stages/mod.rs` for why this order).
+    /// The stages this policy runs, in order (see `stages/mod.rs` for why this order), and
+    /// those of its fail-open answer: the hard rules, when the policy has them, then the
+    /// upstream order.
     pub fn pipeline(&self, name: &str, parallelism: Parallelism) -> Pipeline {
         let mut sensitive = self.consent.sensitive_categories.clone();
         sensitive.sort_unstable();
@@ -282,15 +286,22 @@ impl Policy {
             }
             None => stages.push(Box::new(Upstream)),
         }
+        let mut fallback: Vec<Box<dyn Stage>> = Vec::new();
+        if self.hard_rules {
+            // The user's own words and consent hold even in a fail-open answer.
+            fallback.push(Box::new(HardRules {
+                sensitive_categories: sensitive,
+            }));
+        }
+        fallback.push(Box::new(Upstream));
         Pipeline::new(
             format!("{name}@{}", self.version),
             stages,
-            self.hard_rules.then_some(HardRules {
-                sensitive_categories: sensitive,
-            }),
+            fallback,
             self.lifecycle.thresholds(),
             parallelism,
         )
+        .with_drop_detail(drop_detail)
     }
 }
 

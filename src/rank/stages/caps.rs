@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::DropRule;
 use crate::rank::user::SHOWN_TIMES;
 use crate::time::HOUR_MS;
@@ -115,7 +115,7 @@ impl Stage for FrequencyCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
 

@@ -36,7 +36,7 @@ use std::collections::VecDeque;
 use super::hard_caps::{UNKNOWN, number_groups};
 use super::mmr::DiversityParams;
 use super::select::Greedy;
-use crate::rank::pipeline::{Parallelism, dot_rows};
+use crate::rank::kernel::{Parallelism, dot_rows};
 use crate::rank::types::RankInput;
 
 /// Below this weight `exp(Δs / w)` leaves the range of an f64 for ordinary score gaps.

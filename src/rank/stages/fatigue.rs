@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::Component;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -86,7 +86,7 @@ impl Stage for Fatigue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, DimensionSet, RankInput};
     use crate::rank::user::UserView;
 

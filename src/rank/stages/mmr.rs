@@ -15,7 +15,7 @@ use ndarray::{CowArray, Ix2};
 use serde::Deserialize;
 
 use super::select::Greedy;
-use crate::rank::pipeline::dot_rows;
+use crate::rank::kernel::dot_rows;
 use crate::rank::types::{Candidate, RankInput};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -293,8 +293,8 @@ mod tests {
     use ndarray::{Array1, Array2, array};
 
     use super::*;
-    use crate::rank::pipeline::Parallelism;
-    use crate::rank::pipeline::{Deadline, Pick, Slate, Stage};
+    use crate::rank::kernel::Parallelism;
+    use crate::rank::stage::{Deadline, Pick, Slate, Stage};
     use crate::rank::stages::select::Select;
     use crate::rank::types::{Consent, Method};
     use crate::rank::user::UserView;

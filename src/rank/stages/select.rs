@@ -26,7 +26,7 @@ use super::dpp::{self, DppState};
 use super::exploration::{ExplorationParams, Slots};
 use super::hard_caps::{CapTracker, HardCapParams};
 use super::mmr::{DiversityParams, MmrState};
-use crate::rank::pipeline::{Deadline, Interrupted, Pick, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Pick, Slate, Stage};
 use crate::rank::types::Method;
 
 /// How a method orders the pool of candidates still to place. Implementations keep their
