@@ -12,26 +12,25 @@ use super::kernel::Parallelism;
 use super::pipeline::Pipeline;
 use super::stage::Stage;
 use super::stages::{
-    calibration::CalibrationParams,
     caps::{CapParams, FrequencyCap},
     complements::{ComplementParams, Complements},
     consent::{ConsentDiscount, ConsentGate, ConsentParams, TooSoon},
     context::{Context, ContextParams},
     cooling_off::{CoolingOff, CoolingOffParams},
     explain::{Explain, drop_detail},
-    exploration::ExplorationParams,
     fatigue::{Fatigue, FatigueParams},
     feedback::{ExplicitFeedback, FewerLikeThis, FewerLikeThisParams},
-    hard_caps::HardCapParams,
     hard_rules::HardRules,
     interests::{InterestParams, Interests},
     lifecycle::{Lifecycle, LifecycleParams},
     long_tail::{LongTail, LongTailParams},
-    mmr::DiversityParams,
     order::Upstream,
     overload::{Overload, OverloadParams},
     relevance::Relevance,
-    select::Select,
+    select::{
+        Select, calibration::CalibrationParams, exploration::ExplorationParams,
+        list_caps::ListCapParams, mmr::DiversityParams,
+    },
 };
 use super::types::Method;
 
@@ -85,7 +84,9 @@ pub struct Policy {
     pub long_tail: LongTailParams,
     pub selection: Selection,
     pub diversity: DiversityParams,
-    pub hard_caps: HardCapParams,
+    /// How many of one category, brand or shop one list may hold (`select/list_caps.rs`).
+    #[serde(rename = "hard_caps")]
+    pub list_caps: ListCapParams,
     pub exploration: ExplorationParams,
     pub calibration: CalibrationParams,
 }
@@ -109,7 +110,7 @@ impl Default for Policy {
             long_tail: LongTailParams::default(),
             selection: Selection::Mmr,
             diversity: DiversityParams::default(),
-            hard_caps: HardCapParams::default(),
+            list_caps: ListCapParams::default(),
             exploration: ExplorationParams::default(),
             calibration: CalibrationParams::default(),
         }
@@ -211,7 +212,7 @@ impl Policy {
             self.complements.validate(),
             self.lifecycle.validate(),
             self.context.validate(),
-            self.hard_caps.validate(),
+            self.list_caps.validate(),
             self.exploration.validate(),
             self.calibration.validate(),
         ] {
@@ -278,7 +279,7 @@ impl Policy {
                 stages.push(Box::new(Select {
                     method,
                     diversity: self.diversity.clone(),
-                    caps: self.hard_caps.clone(),
+                    list_caps: self.list_caps.clone(),
                     exploration: self.exploration.clone(),
                     calibration: self.calibration.clone(),
                 }));

@@ -109,7 +109,7 @@ pub struct Pick {
     pub diversity: f32,
     /// The calibration term (the list's category mix against the user's), already in `score`.
     pub calibration: f32,
-    /// How far the score was lowered so that scores never increase down the list (a hard cap
+    /// How far the score was lowered so that scores never increase down the list (a list cap
     /// or an exploration slot placed a weaker item above), already in `score`.
     pub placement: f32,
     /// True when a candidate with a higher pre-selection score was passed over for this one.

@@ -1,35 +1,32 @@
 //! One file per stage. Each stage is a small type implementing [`Stage`](super::stage::Stage)
 //! with its knobs next to it (defaults with the reason for each); `policy.rs` composes them.
+//! Selection is the one stage with parts: `select/` holds it and what shapes its list.
 //!
 //! Order in the default policy:
-//! 1. hard filters: explicit feedback, consent and sensitive categories, frequency caps,
-//!    cooling-off, overload (sponsored items held back);
+//! 1. hard filters: explicit feedback (`feedback.rs`), consent and sensitive categories
+//!    (`consent.rs`), frequency caps (`caps.rs`), cooling-off, overload (sponsored items held
+//!    back);
 //! 2. the user's lifecycle stage (how many items, how much popularity and diversity);
 //! 3. relevance, then penalties: consent discount, "too soon", fatigue, fewer-like-this;
 //! 4. boosts: complements of recent purchases, interest tags, context rules, the long tail;
-//! 5. selection (`select.rs`: MMR or DPP diversity, hard caps, exploration slots,
+//! 5. selection (`select/`: MMR or DPP diversity, per-list caps, exploration slots,
 //!    calibration), then reasons (`explain.rs`, which also words the dropped candidates).
 //!
 //! A fail-open answer runs `hard_rules.rs` (explicit feedback and consent in one pass) and
 //! then the upstream order (`order.rs`); the identity baseline runs the upstream order alone.
 
-pub mod calibration;
 pub mod caps;
 pub mod complements;
 pub mod consent;
 pub mod context;
 pub mod cooling_off;
-pub mod dpp;
 pub mod explain;
-pub mod exploration;
 pub mod fatigue;
 pub mod feedback;
-pub mod hard_caps;
 pub mod hard_rules;
 pub mod interests;
 pub mod lifecycle;
 pub mod long_tail;
-pub mod mmr;
 pub mod order;
 pub mod overload;
 pub mod relevance;

@@ -33,9 +33,9 @@
 
 use std::collections::VecDeque;
 
-use super::hard_caps::{UNKNOWN, number_groups};
+use super::Greedy;
+use super::list_caps::{UNKNOWN, number_groups};
 use super::mmr::DiversityParams;
-use super::select::Greedy;
 use crate::rank::kernel::{Parallelism, dot_rows};
 use crate::rank::types::RankInput;
 

@@ -7,14 +7,14 @@
 //! opposite is no reason for a boost), or, when the request carries none, a weighted match of
 //! category, brand and shop. Each candidate's `max_sim` is cached and brought up to date lazily,
 //! only while its bound could still win a place, so the cost is at most O(k·N·d), never
-//! O(k²·N), and usually far less. The greedy loop itself (hard caps, exploration slots,
-//! calibration, the tail past `depth`) is `select.rs`'s; this file holds only the similarity
+//! O(k²·N), and usually far less. The greedy loop itself (list caps, exploration slots,
+//! calibration, the tail past `depth`) is `select/mod.rs`'s; this file holds only the similarity
 //! and MMR's objective.
 
 use ndarray::{CowArray, Ix2};
 use serde::Deserialize;
 
-use super::select::Greedy;
+use super::Greedy;
 use crate::rank::kernel::dot_rows;
 use crate::rank::types::{Candidate, RankInput};
 
@@ -306,7 +306,7 @@ mod tests {
         let select = Select {
             method: Method::Mmr,
             diversity: params,
-            caps: Default::default(),
+            list_caps: Default::default(),
             exploration: Default::default(),
             calibration: Default::default(),
         };
