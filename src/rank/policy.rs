@@ -12,7 +12,6 @@ use super::kernel::Parallelism;
 use super::pipeline::Pipeline;
 use super::stage::Stage;
 use super::stages::{
-    caps::{CapParams, FrequencyCap},
     complements::{ComplementParams, Complements},
     consent::{ConsentDiscount, ConsentGate, ConsentParams, TooSoon},
     context::{Context, ContextParams},
@@ -20,6 +19,7 @@ use super::stages::{
     explain::{Explain, drop_detail},
     fatigue::{Fatigue, FatigueParams},
     feedback::{ExplicitFeedback, FewerLikeThis, FewerLikeThisParams},
+    frequency_cap::{FrequencyCap, FrequencyCapParams},
     hard_rules::HardRules,
     interests::{InterestParams, Interests},
     lifecycle::{Lifecycle, LifecycleParams},
@@ -72,7 +72,9 @@ pub struct Policy {
     /// off.
     pub hard_rules: bool,
     pub consent: ConsentParams,
-    pub caps: CapParams,
+    /// How often one item may be shown to the user (`frequency_cap.rs`).
+    #[serde(rename = "caps")]
+    pub frequency_cap: FrequencyCapParams,
     pub cooling_off: CoolingOffParams,
     pub overload: OverloadParams,
     pub lifecycle: LifecycleParams,
@@ -98,7 +100,7 @@ impl Default for Policy {
             version: 3,
             hard_rules: true,
             consent: ConsentParams::default(),
-            caps: CapParams::default(),
+            frequency_cap: FrequencyCapParams::default(),
             cooling_off: CoolingOffParams::default(),
             overload: OverloadParams::default(),
             lifecycle: LifecycleParams::default(),
@@ -135,7 +137,7 @@ impl Policy {
             selection: Selection::Upstream,
             ..Default::default()
         };
-        p.caps.enabled = false;
+        p.frequency_cap.enabled = false;
         p.cooling_off.enabled = false;
         p.overload.enabled = false;
         p.lifecycle.enabled = false;
@@ -207,7 +209,7 @@ impl Policy {
             return err("consent.too_soon_hours", "must be from 0 to 8760");
         }
         for check in [
-            self.caps.validate(),
+            self.frequency_cap.validate(),
             self.cooling_off.validate(),
             self.complements.validate(),
             self.lifecycle.validate(),
@@ -237,8 +239,8 @@ impl Policy {
                 sensitive_categories: sensitive.clone(),
             }));
         }
-        if self.caps.enabled {
-            stages.push(Box::new(FrequencyCap(self.caps.clone())));
+        if self.frequency_cap.enabled {
+            stages.push(Box::new(FrequencyCap(self.frequency_cap.clone())));
         }
         if self.cooling_off.enabled {
             stages.push(Box::new(CoolingOff(self.cooling_off.clone())));
@@ -449,6 +451,17 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.field, "policies.identity");
+    }
+
+    #[test]
+    fn the_caps_keep_their_configuration_keys() {
+        let p: Policy =
+            toml::from_str("[caps]\nenabled = false\n[hard_caps]\ncategory = { max = 2 }\n")
+                .unwrap();
+        assert!(!p.frequency_cap.enabled);
+        assert_eq!(p.list_caps.category.max, 2);
+        assert!(toml::from_str::<Policy>("[frequency_cap]\nenabled = false").is_err());
+        assert!(toml::from_str::<Policy>("[list_caps]\ncategory = { max = 2 }").is_err());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! Order in the default policy:
 //! 1. hard filters: explicit feedback (`feedback.rs`), consent and sensitive categories
-//!    (`consent.rs`), frequency caps (`caps.rs`), cooling-off, overload (sponsored items held
-//!    back);
+//!    (`consent.rs`), the frequency cap (`frequency_cap.rs`), cooling-off, overload
+//!    (sponsored items held back);
 //! 2. the user's lifecycle stage (how many items, how much popularity and diversity);
 //! 3. relevance, then penalties: consent discount, "too soon", fatigue, fewer-like-this;
 //! 4. boosts: complements of recent purchases, interest tags, context rules, the long tail;
@@ -15,7 +15,6 @@
 //! A fail-open answer runs `hard_rules.rs` (explicit feedback and consent in one pass) and
 //! then the upstream order (`order.rs`); the identity baseline runs the upstream order alone.
 
-pub mod caps;
 pub mod complements;
 pub mod consent;
 pub mod context;
@@ -23,6 +22,7 @@ pub mod cooling_off;
 pub mod explain;
 pub mod fatigue;
 pub mod feedback;
+pub mod frequency_cap;
 pub mod hard_rules;
 pub mod interests;
 pub mod lifecycle;

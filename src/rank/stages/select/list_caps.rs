@@ -2,8 +2,8 @@
 //! in the whole list, and at most `max_in_window` of one within any `window` consecutive
 //! positions. Unlike diversity weights, a cap is never traded against relevance: a candidate
 //! that would break one is not placed, and when every remaining candidate would, the list ends
-//! shorter than `k`. Not to be confused with the frequency caps (`caps.rs`), which hold
-//! back an item the user has been shown too often, across lists.
+//! shorter than `k`. Not to be confused with the frequency cap (`frequency_cap.rs`), which
+//! holds back an item the user has been shown too often, across lists.
 //!
 //! The selection loop (`select/mod.rs`) asks [`ListCapTracker::allowed`] for each candidate
 //! at each position, so the check is three array lookups: groups are numbered densely per

@@ -1,7 +1,8 @@
-//! Frequency caps (stage 1 of the avoidance chain: restraint). An item shown to the user at
-//! least `max_impressions` times within the last `window_hours` is held back on that surface,
-//! whatever its relevance: repetition past a few showings is what users describe as being
-//! flooded.
+//! The frequency cap (stage 1 of the avoidance chain: restraint; a policy's `[caps]`). An
+//! item shown to the user at least `max_impressions` times within the last `window_hours` is
+//! held back on that surface, whatever its relevance: repetition past a few showings is what
+//! users describe as being flooded. Not to be confused with the list caps
+//! (`select/list_caps.rs`), which limit how many of one category, brand or shop one list holds.
 //!
 //! Impressions are counted across surfaces (the user saw the item, wherever it was); the cap
 //! that applies is the one set for the request's surface, else the `"*"` cap.
@@ -19,7 +20,7 @@ pub const MAX_WINDOW_HOURS: f64 = 7.0 * 24.0;
 /// One surface's cap.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cap {
+pub struct SurfaceCap {
     /// The request's `surface`, or `"*"` for every surface without a cap of its own.
     pub surface: String,
     /// Held back once shown this many times in the window; at most 8.
@@ -29,18 +30,18 @@ pub struct Cap {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct CapParams {
+pub struct FrequencyCapParams {
     pub enabled: bool,
     /// By default: six showings a day on any surface. A feed refreshed through the day can
     /// show a strong item morning, noon and evening, twice each, before it is rested.
-    pub caps: Vec<Cap>,
+    pub caps: Vec<SurfaceCap>,
 }
 
-impl Default for CapParams {
+impl Default for FrequencyCapParams {
     fn default() -> Self {
         Self {
             enabled: true,
-            caps: vec![Cap {
+            caps: vec![SurfaceCap {
                 surface: "*".into(),
                 max_impressions: 6,
                 window_hours: 24.0,
@@ -49,9 +50,9 @@ impl Default for CapParams {
     }
 }
 
-impl CapParams {
+impl FrequencyCapParams {
     /// The cap for a surface: its own, else the `"*"` one.
-    pub fn for_surface(&self, surface: &str) -> Option<&Cap> {
+    pub fn for_surface(&self, surface: &str) -> Option<&SurfaceCap> {
         self.caps
             .iter()
             .find(|c| c.surface == surface)
@@ -86,7 +87,7 @@ impl CapParams {
     }
 }
 
-pub struct FrequencyCap(pub CapParams);
+pub struct FrequencyCap(pub FrequencyCapParams);
 
 impl Stage for FrequencyCap {
     fn name(&self) -> &'static str {
@@ -129,7 +130,7 @@ mod tests {
         t
     }
 
-    fn run(params: CapParams, surface: &str) -> Vec<Option<DropRule>> {
+    fn run(params: FrequencyCapParams, surface: &str) -> Vec<Option<DropRule>> {
         let input = RankInput {
             candidates: (1..=3)
                 .map(|item_id| Candidate {
@@ -157,15 +158,15 @@ mod tests {
     #[test]
     fn an_item_shown_up_to_the_cap_within_the_window_is_held_back() {
         assert_eq!(
-            run(CapParams::default(), "home_feed"),
+            run(FrequencyCapParams::default(), "home_feed"),
             vec![Some(DropRule::FrequencyCap), None, None]
         );
     }
 
     #[test]
     fn a_surface_can_have_its_own_cap() {
-        let mut p = CapParams::default();
-        p.caps.push(Cap {
+        let mut p = FrequencyCapParams::default();
+        p.caps.push(SurfaceCap {
             surface: "cart".into(),
             max_impressions: 3,
             window_hours: 72.0,
@@ -183,7 +184,7 @@ mod tests {
 
     #[test]
     fn caps_are_validated() {
-        let mut p = CapParams::default();
+        let mut p = FrequencyCapParams::default();
         p.caps[0].max_impressions = 9;
         assert_eq!(p.validate().unwrap_err().0, "caps.caps[0].max_impressions");
         p.caps[0].max_impressions = 2;
