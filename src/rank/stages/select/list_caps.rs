@@ -88,13 +88,12 @@ impl ListCapParams {
         Ok(())
     }
 
-    /// Numbers each pool candidate's category, brand and shop densely, and returns the
-    /// tracker for them.
-    pub fn track(&self, input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, ListCapTracker) {
-        let (groups, counts) = number_groups(input, pool);
+    /// The tracker for a request whose attributes have `groups` distinct values each (as
+    /// [`number_groups`] numbers them).
+    pub fn tracker(&self, groups: [usize; 3]) -> ListCapTracker {
         let caps = self.caps();
-        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], counts[a]));
-        (groups, ListCapTracker { attrs })
+        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], groups[a]));
+        ListCapTracker { attrs }
     }
 }
 
@@ -281,7 +280,8 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let (groups, _) = ListCapParams::default().track(&input, &[0, 1, 2]);
+        let (groups, counts) = number_groups(&input, &[0, 1, 2]);
+        assert_eq!(counts, [2, 1, 1]);
         assert_eq!(
             groups,
             vec![[0, UNKNOWN, 0], [1, 0, 0], [0, 0, UNKNOWN]],

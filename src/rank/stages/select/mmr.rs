@@ -64,6 +64,15 @@ pub fn attributes(c: &Candidate) -> Attributes {
 }
 
 impl DiversityParams {
+    /// The weights of category, brand and shop, scaled down to sum at most 1: what one item
+    /// like another in each attribute counts for, so that an exact duplicate counts at most 1.
+    pub fn attribute_weights(&self) -> [f32; 3] {
+        let weights = [self.same_category, self.same_brand, self.same_shop];
+        let total: f32 = weights.iter().sum();
+        let shrink = if total > 1.0 { 1.0 / total } else { 1.0 };
+        weights.map(|w| w * shrink)
+    }
+
     /// Similarity of two items from their attributes, in [0, 1]. Unknown (0) ids never match.
     pub fn attribute_similarity(&self, a: Attributes, b: Attributes) -> f32 {
         let same = |x: u64, y: u64| x != 0 && x == y;

@@ -30,7 +30,7 @@ pub mod mmr;
 use self::calibration::{CalibrationParams, Calibrator};
 use self::dpp::DppState;
 use self::exploration::{ExplorationParams, Slots};
-use self::list_caps::{ListCapParams, ListCapTracker};
+use self::list_caps::{ListCapParams, ListCapTracker, number_groups};
 use self::mmr::{DiversityParams, MmrState};
 use crate::rank::stage::{Deadline, Interrupted, Pick, Slate, Stage};
 use crate::rank::types::Method;
@@ -162,12 +162,15 @@ impl Stage for Select {
         let score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
         let take = input.limit().min(index.len());
 
-        let (groups, caps) = if self.list_caps.is_active() {
-            let (groups, tracker) = self.list_caps.track(input, &index);
-            (groups, Some(tracker))
+        let (groups, counts) = if self.list_caps.is_active() {
+            number_groups(input, &index)
         } else {
-            (Vec::new(), None)
+            (Vec::new(), [0; 3])
         };
+        let caps = self
+            .list_caps
+            .is_active()
+            .then(|| self.list_caps.tracker(counts));
         let share = ask.exploration_share.unwrap_or(self.exploration.share);
         let slots = Slots::new(share, self.exploration.first_slot)
             .filter(|s| (0..take).any(|p| s.contains(p)));
