@@ -11,9 +11,9 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ndarray::{Array1, Array2};
-use tactful::rank::pipeline::dot_rows;
-use tactful::rank::stages::mmr::DiversityParams;
+use tactful::rank::kernel::dot_rows;
 use tactful::rank::stages::select::Select;
+use tactful::rank::stages::select::mmr::DiversityParams;
 use tactful::rank::{
     Candidate, Consent, Deadline, Method, Parallelism, RankInput, Slate, Stage, UserView,
 };
@@ -49,7 +49,7 @@ fn stage(method: Method) -> Select {
     Select {
         method,
         diversity: DiversityParams::default(),
-        caps: Default::default(),
+        list_caps: Default::default(),
         exploration: Default::default(),
         calibration: Default::default(),
     }

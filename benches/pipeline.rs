@@ -48,7 +48,7 @@ fn kernel(c: &mut Criterion) {
         let mut out = vec![0.0; n];
         group.throughput(Throughput::Elements((n * d) as u64));
         group.bench_function(format!("dot_rows_n{n}_d{d}"), |b| {
-            b.iter(|| tactful::rank::pipeline::dot_rows(black_box(&flat), d, &v, &mut out))
+            b.iter(|| tactful::rank::kernel::dot_rows(black_box(&flat), d, &v, &mut out))
         });
     }
     group.finish();

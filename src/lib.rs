@@ -12,7 +12,8 @@
 //!   log, user state, catalog, ranking pool and engine, gives each gRPC service the parts it
 //!   uses, and runs the gRPC and admin servers; `tactful serve` and the integration tests
 //!   both run it.
-//! - [`rank`]: the pure core. Types, policies, the pipeline and its stages. No I/O, no async.
+//! - [`rank`]: the pure core. Types, policies, the stage contract, the stages, the pipeline
+//!   that runs them, vector kernels. No I/O, no async.
 //! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
 //!   made durable on local disk, or shared by replicas through Redis, behind one backend
 //!   trait; owns its `[state]` settings.

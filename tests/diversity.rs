@@ -22,17 +22,17 @@ use std::collections::HashSet;
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
-use tactful::rank::pipeline::Pick;
-use tactful::rank::stages::hard_caps::{GroupCap, HardCapParams};
-use tactful::rank::stages::mmr::{DiversityParams, attributes};
+use tactful::rank::stage::Pick;
 use tactful::rank::stages::select::Select;
+use tactful::rank::stages::select::list_caps::{GroupCap, ListCapParams};
+use tactful::rank::stages::select::mmr::{DiversityParams, attributes};
 use tactful::rank::{
     Candidate, Consent, Deadline, Method, Parallelism, RankInput, Slate, Stage, UserView,
 };
 
 /// Runs the selection stage alone on these pre-selection scores.
 fn select(input: &RankInput, score: &[f32], method: Method, params: &DiversityParams) -> Vec<Pick> {
-    select_with(input, score, method, params, HardCapParams::default())
+    select_with(input, score, method, params, ListCapParams::default())
 }
 
 fn select_with(
@@ -40,7 +40,7 @@ fn select_with(
     score: &[f32],
     method: Method,
     params: &DiversityParams,
-    caps: HardCapParams,
+    caps: ListCapParams,
 ) -> Vec<Pick> {
     let user = UserView::unknown(Consent::privacy_default());
     let mut slate = Slate::new(input, &user, Parallelism::SEQUENTIAL);
@@ -48,7 +48,7 @@ fn select_with(
     let stage = Select {
         method,
         diversity: params.clone(),
-        caps,
+        list_caps: caps,
         exploration: Default::default(),
         calibration: Default::default(),
     };
@@ -305,7 +305,7 @@ proptest! {
         depth in 1usize..12,
     ) {
         let window_cap = if window > 0 { GroupCap { window, max_in_window: in_window.min(window - 1), max: 0 } } else { GroupCap::default() };
-        let caps = HardCapParams {
+        let caps = ListCapParams {
             category: GroupCap { max, ..Default::default() },
             brand: window_cap,
             shop: GroupCap::default(),
@@ -380,7 +380,7 @@ fn calibration_case() -> (RankInput, Vec<f32>, UserView) {
 
 #[test]
 fn calibration_makes_the_category_mix_follow_the_users() {
-    use tactful::rank::stages::calibration::CalibrationParams;
+    use tactful::rank::stages::select::calibration::CalibrationParams;
     let (input, score, user) = calibration_case();
     for method in [Method::Score, Method::Mmr, Method::Dpp] {
         let run = |weight: f32| {
@@ -393,7 +393,7 @@ fn calibration_makes_the_category_mix_follow_the_users() {
                     weight: 0.0,
                     ..Default::default()
                 },
-                caps: Default::default(),
+                list_caps: Default::default(),
                 exploration: Default::default(),
                 calibration: CalibrationParams {
                     weight,

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use ndarray::Array2;
 use proptest::prelude::*;
-use tactful::rank::stages::HardRules;
+use tactful::rank::stages::hard_rules::HardRules;
 use tactful::rank::user::{Purchase, SHOWN_TIMES, Sighting, Tag, TagKind, TagSource};
 use tactful::rank::{
     Candidate, Consent, DataDimension, Deadline, DimensionSet, Parallelism, Policies, Policy,

@@ -8,28 +8,29 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::pipeline::{Parallelism, Pipeline, Stage};
+use super::kernel::Parallelism;
+use super::pipeline::Pipeline;
+use super::stage::Stage;
 use super::stages::{
-    HardRules,
-    calibration::CalibrationParams,
-    caps::{CapParams, FrequencyCap},
     complements::{ComplementParams, Complements},
     consent::{ConsentDiscount, ConsentGate, ConsentParams, TooSoon},
     context::{Context, ContextParams},
     cooling_off::{CoolingOff, CoolingOffParams},
-    explain::Explain,
-    exploration::ExplorationParams,
+    explain::{Explain, drop_detail},
     fatigue::{Fatigue, FatigueParams},
     feedback::{ExplicitFeedback, FewerLikeThis, FewerLikeThisParams},
-    hard_caps::HardCapParams,
+    frequency_cap::{FrequencyCap, FrequencyCapParams},
+    hard_rules::HardRules,
     interests::{InterestParams, Interests},
     lifecycle::{Lifecycle, LifecycleParams},
     long_tail::{LongTail, LongTailParams},
-    mmr::DiversityParams,
     order::Upstream,
     overload::{Overload, OverloadParams},
     relevance::Relevance,
-    select::Select,
+    select::{
+        Select, calibration::CalibrationParams, exploration::ExplorationParams,
+        list_caps::ListCapParams, mmr::DiversityParams,
+    },
 };
 use super::types::Method;
 
@@ -71,7 +72,9 @@ pub struct Policy {
     /// off.
     pub hard_rules: bool,
     pub consent: ConsentParams,
-    pub caps: CapParams,
+    /// How often one item may be shown to the user (`frequency_cap.rs`).
+    #[serde(rename = "caps")]
+    pub frequency_cap: FrequencyCapParams,
     pub cooling_off: CoolingOffParams,
     pub overload: OverloadParams,
     pub lifecycle: LifecycleParams,
@@ -83,7 +86,9 @@ pub struct Policy {
     pub long_tail: LongTailParams,
     pub selection: Selection,
     pub diversity: DiversityParams,
-    pub hard_caps: HardCapParams,
+    /// How many of one category, brand or shop one list may hold (`select/list_caps.rs`).
+    #[serde(rename = "hard_caps")]
+    pub list_caps: ListCapParams,
     pub exploration: ExplorationParams,
     pub calibration: CalibrationParams,
 }
@@ -95,7 +100,7 @@ impl Default for Policy {
             version: 3,
             hard_rules: true,
             consent: ConsentParams::default(),
-            caps: CapParams::default(),
+            frequency_cap: FrequencyCapParams::default(),
             cooling_off: CoolingOffParams::default(),
             overload: OverloadParams::default(),
             lifecycle: LifecycleParams::default(),
@@ -107,7 +112,7 @@ impl Default for Policy {
             long_tail: LongTailParams::default(),
             selection: Selection::Mmr,
             diversity: DiversityParams::default(),
-            hard_caps: HardCapParams::default(),
+            list_caps: ListCapParams::default(),
             exploration: ExplorationParams::default(),
             calibration: CalibrationParams::default(),
         }
@@ -132,7 +137,7 @@ impl Policy {
             selection: Selection::Upstream,
             ..Default::default()
         };
-        p.caps.enabled = false;
+        p.frequency_cap.enabled = false;
         p.cooling_off.enabled = false;
         p.overload.enabled = false;
         p.lifecycle.enabled = false;
@@ -204,7 +209,7 @@ impl Policy {
             return err("consent.too_soon_hours", "must be from 0 to 8760");
         }
         for check in [
-            self.caps.validate(),
+            self.frequency_cap.validate(),
             self.fatigue
                 .learned
                 .as_ref()
@@ -213,7 +218,7 @@ impl Policy {
             self.complements.validate(),
             self.lifecycle.validate(),
             self.context.validate(),
-            self.hard_caps.validate(),
+            self.list_caps.validate(),
             self.exploration.validate(),
             self.calibration.validate(),
         ] {
@@ -224,7 +229,9 @@ impl Policy {
         Ok(())
     }
 
-    /// The stages this policy runs, in order (see `stages/mod.rs` for why this order).
+    /// The stages this policy runs, in order (see `stages/mod.rs` for why this order), and
+    /// those of its fail-open answer: the hard rules, when the policy has them, then the
+    /// upstream order.
     pub fn pipeline(&self, name: &str, parallelism: Parallelism) -> Pipeline {
         let mut sensitive = self.consent.sensitive_categories.clone();
         sensitive.sort_unstable();
@@ -236,8 +243,8 @@ impl Policy {
                 sensitive_categories: sensitive.clone(),
             }));
         }
-        if self.caps.enabled {
-            stages.push(Box::new(FrequencyCap(self.caps.clone())));
+        if self.frequency_cap.enabled {
+            stages.push(Box::new(FrequencyCap(self.frequency_cap.clone())));
         }
         if self.cooling_off.enabled {
             stages.push(Box::new(CoolingOff(self.cooling_off.clone())));
@@ -278,7 +285,7 @@ impl Policy {
                 stages.push(Box::new(Select {
                     method,
                     diversity: self.diversity.clone(),
-                    caps: self.hard_caps.clone(),
+                    list_caps: self.list_caps.clone(),
                     exploration: self.exploration.clone(),
                     calibration: self.calibration.clone(),
                 }));
@@ -286,15 +293,22 @@ impl Policy {
             }
             None => stages.push(Box::new(Upstream)),
         }
+        let mut fallback: Vec<Box<dyn Stage>> = Vec::new();
+        if self.hard_rules {
+            // The user's own words and consent hold even in a fail-open answer.
+            fallback.push(Box::new(HardRules {
+                sensitive_categories: sensitive,
+            }));
+        }
+        fallback.push(Box::new(Upstream));
         Pipeline::new(
             format!("{name}@{}", self.version),
             stages,
-            self.hard_rules.then_some(HardRules {
-                sensitive_categories: sensitive,
-            }),
+            fallback,
             self.lifecycle.thresholds(),
             parallelism,
         )
+        .with_drop_detail(drop_detail)
     }
 }
 
@@ -441,6 +455,17 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.field, "policies.identity");
+    }
+
+    #[test]
+    fn the_caps_keep_their_configuration_keys() {
+        let p: Policy =
+            toml::from_str("[caps]\nenabled = false\n[hard_caps]\ncategory = { max = 2 }\n")
+                .unwrap();
+        assert!(!p.frequency_cap.enabled);
+        assert_eq!(p.list_caps.category.max, 2);
+        assert!(toml::from_str::<Policy>("[frequency_cap]\nenabled = false").is_err());
+        assert!(toml::from_str::<Policy>("[list_caps]\ncategory = { max = 2 }").is_err());
     }
 
     #[test]

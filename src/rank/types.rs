@@ -312,7 +312,7 @@ pub enum Method {
     Mmr,
     /// Determinantal point process: similarity to everything already placed, as volume.
     Dpp,
-    /// By score alone (hard caps and exploration slots still apply).
+    /// By score alone (list caps and exploration slots still apply).
     Score,
 }
 
@@ -458,7 +458,7 @@ pub enum Component {
     LongTail,
     /// Moves the list's category mix toward the user's interests (calibration).
     Calibration,
-    /// Lowered to its place in the list: a hard cap or an exploration slot put a weaker item
+    /// Lowered to its place in the list: a list cap or an exploration slot put a weaker item
     /// above it, and scores never increase down the list.
     Placement,
 }

@@ -18,7 +18,11 @@ use tactful::engine::Engine;
 use tactful::grpc::ServeError;
 use tactful::pb;
 use tactful::rank::stages::{
-    HardRules, explain::Explain, feedback::ExplicitFeedback, order::ByScore, relevance::Relevance,
+    explain::{Explain, drop_detail},
+    feedback::ExplicitFeedback,
+    hard_rules::HardRules,
+    order::{ByScore, Upstream},
+    relevance::Relevance,
 };
 use tactful::rank::user::LifecycleThresholds;
 use tactful::rank::{Deadline, Interrupted, Parallelism, Pipeline, Policies, Slate, Stage};
@@ -330,10 +334,11 @@ pub fn pipeline_with(name: &str, stage: impl Stage + 'static) -> Pipeline {
             Box::new(ByScore),
             Box::new(Explain),
         ],
-        Some(HardRules::default()),
+        vec![Box::new(HardRules::default()), Box::new(Upstream)],
         LifecycleThresholds::default(),
         Parallelism::SEQUENTIAL,
     )
+    .with_drop_detail(drop_detail)
 }
 
 /// Holds its thread until the ranking's deadline has passed: whatever the machine's speed,

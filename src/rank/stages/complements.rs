@@ -11,7 +11,7 @@
 use ndarray::Array1;
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Component, DataDimension, DimensionSet, Locale, ReasonCode};
 use crate::rank::user::Purchase;
 use crate::time::DAY_MS;
@@ -141,7 +141,7 @@ fn text(title: &str, locale: Locale) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
 

@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Candidate, Component, DataDimension, DropRule};
 use crate::rank::user::UserView;
 use crate::time::HOUR_MS;
@@ -164,7 +164,7 @@ impl Stage for TooSoon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Consent, DataDimension as D, DimensionSet, RankInput};
 
     fn with_evidence(item_id: u64, dims: &[D]) -> Candidate {

@@ -6,7 +6,7 @@
 use ndarray::Array1;
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Component, DataDimension, DimensionSet, Locale, ReasonCode};
 use crate::time::{DAY_MS, days_from_civil};
 
@@ -215,7 +215,7 @@ fn cause(rule: &ContextRule, day: DayType, strength: f32, locale: Locale) -> Cau
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use ndarray::Array1;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Candidate, Component, DataDimension, DropRule};
 use crate::rank::user::{Purchase, UserView};
 use crate::time::DAY_MS;
@@ -240,7 +240,7 @@ pub fn detail(c: &Candidate, user: &UserView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Consent, DimensionSet, RankInput};
 
     const DAY: i64 = crate::time::DAY_MS;

@@ -8,11 +8,17 @@
 //! also bought this"); the strongest boost a stage offered (an interest tag, a context rule,
 //! popularity for a new user); a diversity promotion ("a change from similar items"); nearby or
 //! social popularity; other personal activity; trending; editorial; plain relevance.
+//!
+//! A dropped candidate gets its words here too ([`drop_detail`], English only: it is for the
+//! platform's engineers, not the user); the policy hands them to the pipeline.
 
-use crate::rank::pipeline::{Cause, Deadline, Interrupted, Pick, Slate, Stage};
+use super::cooling_off;
+use crate::rank::stage::{Cause, Deadline, Interrupted, Pick, Slate, Stage};
 use crate::rank::types::{
-    Candidate, Consent, DataDimension as D, DimensionSet, Locale, Reason, ReasonCode,
+    Candidate, Consent, DataDimension as D, DimensionSet, DropRule, Locale, RankInput, Reason,
+    ReasonCode,
 };
+use crate::rank::user::UserView;
 
 pub struct Explain;
 
@@ -220,6 +226,45 @@ fn activity_text(dims: DimensionSet, locale: Locale) -> String {
             format!("Based on your {list}")
         }
         Locale::ZhCn => format!("根据你的{}", words.join("、")),
+    }
+}
+
+/// Plain words for a dropped candidate, shown only when a request asks to explain.
+pub fn drop_detail(rule: DropRule, c: &Candidate, user: &UserView, input: &RankInput) -> String {
+    match rule {
+        DropRule::NotInterested => format!("the user said not interested in item {}", c.item_id),
+        DropRule::BlockedBrand => format!("the user blocked brand {}", c.brand_id),
+        DropRule::BlockedShop => format!("the user blocked shop {}", c.shop_id),
+        DropRule::Consent => {
+            let denied: Vec<&str> = c
+                .evidence
+                .iter()
+                .filter(|d| !user.consent.allows(*d))
+                .map(|d| d.name())
+                .collect();
+            format!(
+                "all evidence comes from data the user has not consented to: {}",
+                denied.join(", ")
+            )
+        }
+        DropRule::FrequencyCap => format!(
+            "item {} was shown {} times lately: more than the {} surface allows",
+            c.item_id,
+            user.shown_since(c.item_id, 0),
+            if input.surface.is_empty() {
+                "default"
+            } else {
+                &input.surface
+            }
+        ),
+        DropRule::CoolingOff => cooling_off::detail(c, user),
+        DropRule::Sensitive => format!(
+            "category {} is sensitive and the user has not opted in",
+            c.category_id
+        ),
+        DropRule::Overload => {
+            "a sponsored item held back while the user skims without engaging".to_owned()
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::Component;
 use crate::time::HOUR_MS;
 
@@ -195,7 +195,7 @@ impl Stage for Fatigue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, DimensionSet, RankInput};
     use crate::rank::user::UserView;
 

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Candidate, Component, DropRule};
 use crate::rank::user::UserView;
 
@@ -78,7 +78,7 @@ impl Stage for FewerLikeThis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Consent, RankInput};
 
     fn candidate(item_id: u64, brand_id: u64, shop_id: u64) -> Candidate {

@@ -6,7 +6,7 @@
 use ndarray::Array1;
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{Component, DimensionSet, Locale, ReasonCode};
 use crate::rank::user::{Tag, TagSource};
 
@@ -76,7 +76,7 @@ fn cause(tag: &Tag, strength: f32, locale: Locale) -> Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, DataDimension, RankInput};
     use crate::rank::user::{TagKind, UserView};
 

@@ -10,7 +10,7 @@ use ndarray::Array1;
 use serde::Deserialize;
 
 use super::relevance::normalize;
-use crate::rank::pipeline::{Cause, Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{
     Component, DataDimension, DimensionSet, LifecycleStage, Locale, ReasonCode,
 };
@@ -222,7 +222,7 @@ fn popular(strength: f32, locale: Locale) -> Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::{SHOWN_TIMES, UserView};
 

@@ -13,7 +13,7 @@ use rayon::slice::ParallelSliceMut;
 use serde::Deserialize;
 
 use super::relevance::normalize;
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::Component;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -76,7 +76,7 @@ impl Stage for LongTail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
 

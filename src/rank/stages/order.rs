@@ -1,7 +1,7 @@
 //! Selection without diversity: by score (a policy with diversity turned off), or the upstream
 //! order unchanged (the identity baseline, and the shape of every fail-open answer).
 
-use crate::rank::pipeline::{Deadline, Interrupted, Pick, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Pick, Slate, Stage};
 
 use super::explain;
 
@@ -57,7 +57,7 @@ mod tests {
     use ndarray::array;
 
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, DropRule, RankInput, ReasonCode};
     use crate::rank::user::UserView;
 

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::DropRule;
 use crate::rank::user::UserView;
 
@@ -75,7 +75,7 @@ impl Stage for Overload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
 
     fn slate_after(impressions: f32, engagements: f32) -> (Vec<Option<DropRule>>, f32, f32) {

@@ -7,7 +7,7 @@
 
 use ndarray::Array1;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::Component;
 
 pub struct Relevance;
@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn personalisation_off_ranks_by_popularity_or_the_editorial_order() {
-        use crate::rank::pipeline::Parallelism;
+        use crate::rank::kernel::Parallelism;
         use crate::rank::types::{Candidate, Consent, DimensionSet, RankInput};
         use crate::rank::user::UserView;
         let mut input = RankInput {

@@ -33,10 +33,10 @@
 
 use std::collections::VecDeque;
 
-use super::hard_caps::{UNKNOWN, number_groups};
+use super::Greedy;
+use super::list_caps::{UNKNOWN, number_groups};
 use super::mmr::DiversityParams;
-use super::select::Greedy;
-use crate::rank::pipeline::{Parallelism, dot_rows};
+use crate::rank::kernel::{Parallelism, dot_rows};
 use crate::rank::types::RankInput;
 
 /// Below this weight `exp(Δs / w)` leaves the range of an f64 for ordinary score gaps.
@@ -113,10 +113,7 @@ impl DppState {
             }
             _ => {
                 let (coords, dim) = attribute_coords(input, pool);
-                let weights = [params.same_category, params.same_brand, params.same_shop];
-                let total: f32 = weights.iter().sum();
-                let shrink = if total > 1.0 { 1.0 / total } else { 1.0 };
-                let scale = weights.map(|w| (w * shrink).sqrt());
+                let scale = params.attribute_weights().map(f32::sqrt);
                 (Rows::Sparse { coords, scale }, dim, vec![1.0; n])
             }
         };

@@ -1,11 +1,14 @@
-//! Hard caps on the answer: at most `max` items of one category, brand or shop in the whole
-//! list, and at most `max_in_window` of one within any `window` consecutive positions. Unlike
-//! diversity weights, a cap is never traded against relevance: a candidate that would break
-//! one is not placed, and when every remaining candidate would, the list ends shorter than `k`.
+//! List caps (a policy's `[hard_caps]`): at most `max` items of one category, brand or shop
+//! in the whole list, and at most `max_in_window` of one within any `window` consecutive
+//! positions. Unlike diversity weights, a cap is never traded against relevance: a candidate
+//! that would break one is not placed, and when every remaining candidate would, the list ends
+//! shorter than `k`. Not to be confused with the frequency cap (`frequency_cap.rs`), which
+//! holds back an item the user has been shown too often, across lists.
 //!
-//! The selection loop (`select.rs`) asks [`CapTracker::allowed`] for each candidate at each
-//! position, so the check is three array lookups: groups are numbered densely per request and
-//! their counts kept in vectors, never hashed in the loop. Unknown ids (0) are never capped.
+//! The selection loop (`select/mod.rs`) asks [`ListCapTracker::allowed`] for each candidate
+//! at each position, so the check is three array lookups: groups are numbered densely per
+//! request and their counts kept in vectors, never hashed in the loop. Unknown ids (0) are
+//! never capped.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -39,7 +42,7 @@ impl GroupCap {
 /// (e.g. "never more than 2 of one brand in any 5 positions" for a marketplace).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct HardCapParams {
+pub struct ListCapParams {
     pub category: GroupCap,
     pub brand: GroupCap,
     pub shop: GroupCap,
@@ -48,7 +51,7 @@ pub struct HardCapParams {
 /// A group's dense number within one request; `UNKNOWN` for id 0.
 pub const UNKNOWN: u32 = u32::MAX;
 
-impl HardCapParams {
+impl ListCapParams {
     pub fn is_active(&self) -> bool {
         self.caps().iter().any(GroupCap::is_active)
     }
@@ -85,13 +88,12 @@ impl HardCapParams {
         Ok(())
     }
 
-    /// Numbers each pool candidate's category, brand and shop densely, and returns the
-    /// tracker for them.
-    pub fn track(&self, input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, CapTracker) {
-        let (groups, counts) = number_groups(input, pool);
+    /// The tracker for a request whose attributes have `groups` distinct values each (as
+    /// [`number_groups`] numbers them).
+    pub fn tracker(&self, groups: [usize; 3]) -> ListCapTracker {
         let caps = self.caps();
-        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], counts[a]));
-        (groups, CapTracker { attrs })
+        let attrs = std::array::from_fn(|a| AttrState::new(caps[a], groups[a]));
+        ListCapTracker { attrs }
     }
 }
 
@@ -121,7 +123,7 @@ pub fn number_groups(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, [usiz
 }
 
 /// Where the list stands against the caps, position by position.
-pub struct CapTracker {
+pub struct ListCapTracker {
     attrs: [AttrState; 3],
 }
 
@@ -181,7 +183,7 @@ impl AttrState {
     }
 }
 
-impl CapTracker {
+impl ListCapTracker {
     /// Whether a candidate of these groups may take the next position.
     #[inline]
     pub fn allowed(&self, g: [u32; 3]) -> bool {
@@ -212,13 +214,13 @@ impl CapTracker {
 mod tests {
     use super::*;
 
-    fn tracker(cap: GroupCap, groups: usize) -> CapTracker {
-        let params = HardCapParams {
+    fn tracker(cap: GroupCap, groups: usize) -> ListCapTracker {
+        let params = ListCapParams {
             category: cap,
             ..Default::default()
         };
         let caps = params.caps();
-        CapTracker {
+        ListCapTracker {
             attrs: std::array::from_fn(|a| AttrState::new(caps[a], groups)),
         }
     }
@@ -278,7 +280,8 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let (groups, _) = HardCapParams::default().track(&input, &[0, 1, 2]);
+        let (groups, counts) = number_groups(&input, &[0, 1, 2]);
+        assert_eq!(counts, [2, 1, 1]);
         assert_eq!(
             groups,
             vec![[0, UNKNOWN, 0], [1, 0, 0], [0, 0, UNKNOWN]],
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn caps_that_cannot_work_are_refused_by_field() {
-        let mut p = HardCapParams::default();
+        let mut p = ListCapParams::default();
         assert!(p.validate().is_ok());
         p.brand = GroupCap {
             window: 4,

@@ -7,15 +7,15 @@
 //! opposite is no reason for a boost), or, when the request carries none, a weighted match of
 //! category, brand and shop. Each candidate's `max_sim` is cached and brought up to date lazily,
 //! only while its bound could still win a place, so the cost is at most O(k·N·d), never
-//! O(k²·N), and usually far less. The greedy loop itself (hard caps, exploration slots,
-//! calibration, the tail past `depth`) is `select.rs`'s; this file holds only the similarity
+//! O(k²·N), and usually far less. The greedy loop itself (list caps, exploration slots,
+//! calibration, the tail past `depth`) is `select/mod.rs`'s; this file holds only the similarity
 //! and MMR's objective.
 
 use ndarray::{CowArray, Ix2};
 use serde::Deserialize;
 
-use super::select::Greedy;
-use crate::rank::pipeline::dot_rows;
+use super::Greedy;
+use crate::rank::kernel::dot_rows;
 use crate::rank::types::{Candidate, RankInput};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -64,6 +64,15 @@ pub fn attributes(c: &Candidate) -> Attributes {
 }
 
 impl DiversityParams {
+    /// The weights of category, brand and shop, scaled down to sum at most 1: what one item
+    /// like another in each attribute counts for, so that an exact duplicate counts at most 1.
+    pub fn attribute_weights(&self) -> [f32; 3] {
+        let weights = [self.same_category, self.same_brand, self.same_shop];
+        let total: f32 = weights.iter().sum();
+        let shrink = if total > 1.0 { 1.0 / total } else { 1.0 };
+        weights.map(|w| w * shrink)
+    }
+
     /// Similarity of two items from their attributes, in [0, 1]. Unknown (0) ids never match.
     pub fn attribute_similarity(&self, a: Attributes, b: Attributes) -> f32 {
         let same = |x: u64, y: u64| x != 0 && x == y;
@@ -293,8 +302,8 @@ mod tests {
     use ndarray::{Array1, Array2, array};
 
     use super::*;
-    use crate::rank::pipeline::Parallelism;
-    use crate::rank::pipeline::{Deadline, Pick, Slate, Stage};
+    use crate::rank::kernel::Parallelism;
+    use crate::rank::stage::{Deadline, Pick, Slate, Stage};
     use crate::rank::stages::select::Select;
     use crate::rank::types::{Consent, Method};
     use crate::rank::user::UserView;
@@ -306,7 +315,7 @@ mod tests {
         let select = Select {
             method: Method::Mmr,
             diversity: params,
-            caps: Default::default(),
+            list_caps: Default::default(),
             exploration: Default::default(),
             calibration: Default::default(),
         };

@@ -1,7 +1,8 @@
-//! Frequency caps (stage 1 of the avoidance chain: restraint). An item shown to the user at
-//! least `max_impressions` times within the last `window_hours` is held back on that surface,
-//! whatever its relevance: repetition past a few showings is what users describe as being
-//! flooded.
+//! The frequency cap (stage 1 of the avoidance chain: restraint; a policy's `[caps]`). An
+//! item shown to the user at least `max_impressions` times within the last `window_hours` is
+//! held back on that surface, whatever its relevance: repetition past a few showings is what
+//! users describe as being flooded. Not to be confused with the list caps
+//! (`select/list_caps.rs`), which limit how many of one category, brand or shop one list holds.
 //!
 //! The cap is a ceiling for items the user never engaged with: an item they clicked, carted,
 //! favourited or bought before is one users come back to (a quarter of next views in
@@ -13,7 +14,7 @@
 
 use serde::Deserialize;
 
-use crate::rank::pipeline::{Deadline, Interrupted, Slate, Stage};
+use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::DropRule;
 use crate::rank::user::SHOWN_TIMES;
 use crate::time::HOUR_MS;
@@ -24,7 +25,7 @@ pub const MAX_WINDOW_HOURS: f64 = 7.0 * 24.0;
 /// One surface's cap.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cap {
+pub struct SurfaceCap {
     /// The request's `surface`, or `"*"` for every surface without a cap of its own.
     pub surface: String,
     /// Held back once shown this many times in the window; at most 8.
@@ -34,18 +35,18 @@ pub struct Cap {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct CapParams {
+pub struct FrequencyCapParams {
     pub enabled: bool,
     /// By default: six showings a day on any surface. A feed refreshed through the day can
     /// show a strong item morning, noon and evening, twice each, before it is rested.
-    pub caps: Vec<Cap>,
+    pub caps: Vec<SurfaceCap>,
 }
 
-impl Default for CapParams {
+impl Default for FrequencyCapParams {
     fn default() -> Self {
         Self {
             enabled: true,
-            caps: vec![Cap {
+            caps: vec![SurfaceCap {
                 surface: "*".into(),
                 max_impressions: 6,
                 window_hours: 24.0,
@@ -54,9 +55,9 @@ impl Default for CapParams {
     }
 }
 
-impl CapParams {
+impl FrequencyCapParams {
     /// The cap for a surface: its own, else the `"*"` one.
-    pub fn for_surface(&self, surface: &str) -> Option<&Cap> {
+    pub fn for_surface(&self, surface: &str) -> Option<&SurfaceCap> {
         self.caps
             .iter()
             .find(|c| c.surface == surface)
@@ -91,7 +92,7 @@ impl CapParams {
     }
 }
 
-pub struct FrequencyCap(pub CapParams);
+pub struct FrequencyCap(pub FrequencyCapParams);
 
 impl Stage for FrequencyCap {
     fn name(&self) -> &'static str {
@@ -123,7 +124,7 @@ impl Stage for FrequencyCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rank::pipeline::Parallelism;
+    use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
 
@@ -137,7 +138,7 @@ mod tests {
         t
     }
 
-    fn run(params: CapParams, surface: &str) -> Vec<Option<DropRule>> {
+    fn run(params: FrequencyCapParams, surface: &str) -> Vec<Option<DropRule>> {
         let input = RankInput {
             candidates: (1..=3)
                 .map(|item_id| Candidate {
@@ -165,7 +166,7 @@ mod tests {
     #[test]
     fn an_item_shown_up_to_the_cap_within_the_window_is_held_back() {
         assert_eq!(
-            run(CapParams::default(), "home_feed"),
+            run(FrequencyCapParams::default(), "home_feed"),
             vec![Some(DropRule::FrequencyCap), None, None]
         );
     }
@@ -183,13 +184,13 @@ mod tests {
         let mut user = UserView::unknown(Consent::privacy_default());
         user.shown = vec![(1, times(&[0, 1, 2, 3, 4, 5, 6, 7]))];
         let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
-        FrequencyCap(CapParams::default())
+        FrequencyCap(FrequencyCapParams::default())
             .apply(&mut slate, &Deadline::none())
             .unwrap();
         assert_eq!(slate.dropped, vec![Some(DropRule::FrequencyCap)]);
         user.engaged = vec![(1, i64::from(NOW_S - 9 * 3600) * 1000)];
         let mut slate = Slate::new(&input, &user, Parallelism::SEQUENTIAL);
-        FrequencyCap(CapParams::default())
+        FrequencyCap(FrequencyCapParams::default())
             .apply(&mut slate, &Deadline::none())
             .unwrap();
         assert_eq!(slate.dropped, vec![None]);
@@ -197,8 +198,8 @@ mod tests {
 
     #[test]
     fn a_surface_can_have_its_own_cap() {
-        let mut p = CapParams::default();
-        p.caps.push(Cap {
+        let mut p = FrequencyCapParams::default();
+        p.caps.push(SurfaceCap {
             surface: "cart".into(),
             max_impressions: 3,
             window_hours: 72.0,
@@ -216,7 +217,7 @@ mod tests {
 
     #[test]
     fn caps_are_validated() {
-        let mut p = CapParams::default();
+        let mut p = FrequencyCapParams::default();
         p.caps[0].max_impressions = 9;
         assert_eq!(p.validate().unwrap_err().0, "caps.caps[0].max_impressions");
         p.caps[0].max_impressions = 2;

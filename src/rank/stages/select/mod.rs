@@ -1,12 +1,12 @@
 //! The final order: one greedy loop that every selection method shares. Position by
-//! position it places the candidate with the best key among those the hard caps allow; an
+//! position it places the candidate with the best key among those the list caps allow; an
 //! exploration slot takes the best of the candidates outside the user's dominant categories;
 //! calibration adds each candidate's change in category divergence. The method (MMR, DPP or
 //! plain score) only says how a candidate's key depends on what is already placed
 //! ([`Greedy`]).
 //!
 //! Past the policy's `depth` the keys are frozen (similarity stops being updated) and the rest
-//! follow by their objective, still under the hard caps: a request for every survivor of a
+//! follow by their objective, still under the list caps: a request for every survivor of a
 //! long list costs a sort, not k·N·d.
 //!
 //! Scores never increase down the list: where a cap or an exploration slot put a weaker item
@@ -21,12 +21,18 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::calibration::{CalibrationParams, Calibrator};
-use super::dpp::{self, DppState};
-use super::exploration::{ExplorationParams, Slots};
-use super::hard_caps::{CapTracker, HardCapParams};
-use super::mmr::{DiversityParams, MmrState};
-use crate::rank::pipeline::{Deadline, Interrupted, Pick, Slate, Stage};
+pub mod calibration;
+pub mod dpp;
+pub mod exploration;
+pub mod list_caps;
+pub mod mmr;
+
+use self::calibration::{CalibrationParams, Calibrator};
+use self::dpp::DppState;
+use self::exploration::{ExplorationParams, Slots};
+use self::list_caps::{ListCapParams, ListCapTracker, number_groups};
+use self::mmr::{DiversityParams, MmrState};
+use crate::rank::stage::{Deadline, Interrupted, Pick, Slate, Stage};
 use crate::rank::types::Method;
 
 /// How a method orders the pool of candidates still to place. Implementations keep their
@@ -91,7 +97,7 @@ pub struct Select {
     /// The policy's method; a request may choose another.
     pub method: Method,
     pub diversity: DiversityParams,
-    pub caps: HardCapParams,
+    pub list_caps: ListCapParams,
     pub exploration: ExplorationParams,
     pub calibration: CalibrationParams,
 }
@@ -128,9 +134,9 @@ impl Pool {
     }
 }
 
-/// What shapes a list besides the method: hard caps, exploration slots, calibration.
+/// What shapes a list besides the method: list caps, exploration slots, calibration.
 struct Rules {
-    caps: Option<CapTracker>,
+    caps: Option<ListCapTracker>,
     slots: Option<Slots>,
     calibrator: Option<Calibrator>,
     /// Positions chosen greedily.
@@ -156,12 +162,15 @@ impl Stage for Select {
         let score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
         let take = input.limit().min(index.len());
 
-        let (groups, caps) = if self.caps.is_active() {
-            let (groups, tracker) = self.caps.track(input, &index);
-            (groups, Some(tracker))
+        let (groups, counts) = if self.list_caps.is_active() {
+            number_groups(input, &index)
         } else {
-            (Vec::new(), None)
+            (Vec::new(), [0; 3])
         };
+        let caps = self
+            .list_caps
+            .is_active()
+            .then(|| self.list_caps.tracker(counts));
         let share = ask.exploration_share.unwrap_or(self.exploration.share);
         let slots = Slots::new(share, self.exploration.first_slot)
             .filter(|s| (0..take).any(|p| s.contains(p)));
@@ -329,7 +338,7 @@ impl ScoreOrder {
 /// Where the search for each place looks: the caps, whether the place is an exploration slot,
 /// and the calibration adjustment of each calibration slot.
 struct Search<'a> {
-    caps: Option<&'a CapTracker>,
+    caps: Option<&'a ListCapTracker>,
     explore_only: bool,
     adjustments: &'a [f64],
     neutral: f64,
