@@ -184,12 +184,16 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
 }
 
 async fn event(args: EventArgs) -> Result<(), Failure> {
+    let repeat = i64::from(args.repeat.max(1));
+    // Repeats are separate showings a second apart, the last at the time asked for: one item
+    // reported twice in the same second is one impression.
+    let last_ms = crate::time::now_ms() - i64::from(args.ago_minutes) * crate::time::MINUTE_MS;
     let e = pb::Event {
         user_id: args.user,
-        at_ms: if args.ago_minutes == 0 {
+        at_ms: if args.ago_minutes == 0 && repeat == 1 {
             0
         } else {
-            crate::time::now_ms() - i64::from(args.ago_minutes) * crate::time::MINUTE_MS
+            last_ms
         },
         r#type: event_type(args.kind).into(),
         item_id: args.item,
@@ -202,7 +206,16 @@ async fn event(args: EventArgs) -> Result<(), Failure> {
         expires_at_ms: 0,
         title: args.title,
     };
-    let events = vec![e; args.repeat.max(1) as usize];
+    let events = (0..repeat)
+        .map(|i| pb::Event {
+            at_ms: if e.at_ms == 0 {
+                0
+            } else {
+                e.at_ms - (repeat - 1 - i) * crate::time::SECOND_MS
+            },
+            ..e.clone()
+        })
+        .collect();
     let mut client = pb::events_client::EventsClient::new(connect(&args.target).await?);
     let r = client
         .record(with_timeout(pb::RecordRequest { events }, &args.target))

@@ -219,11 +219,12 @@ pub struct EventArgs {
     /// For purchase: the item's title, used in "goes with your new …".
     #[arg(long, default_value = "")]
     pub title: String,
-    /// Repeat the event this many times (e.g. several impressions).
+    /// Repeat the event this many times (e.g. several impressions), a second apart, the last
+    /// at the time given by --ago-minutes.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
     /// Stamp the event this many minutes in the past (0 = now). An impression counts as
-    /// ignored once a few minutes pass without a click.
+    /// ignored once the next request comes or a few minutes pass without a click.
     #[arg(long, default_value_t = 0)]
     pub ago_minutes: u32,
 }
