@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::EXIT_USAGE;
+use crate::datasets::Format;
+use crate::datasets::generic::Mapping;
 use crate::rank::Policy;
 use crate::replay::{self, Arm, Log, ReplayConfig};
 
@@ -14,18 +16,46 @@ use crate::replay::{self, Arm, Log, ReplayConfig};
 pub enum LogFormat {
     /// Taobao UserBehavior CSV (`user_id,item_id,category_id,behavior,unix_ts`).
     Taobao,
+    /// REES46 / Open CDP `events.csv` (`event_time,event_type,product_id,...`).
+    Rees46,
+    /// Tmall IJCAI-15 `user_log_format1.csv`, or its 11-column variant.
+    Tmall,
     /// A MovieLens 100K folder (`u.data`, `u.item`, `u.genre`).
     Movielens,
+    /// A MovieLens "latest" folder (`ratings.csv`, `movies.csv`).
+    MovielensLatest,
+    /// The platform's own CSV, read through `--columns` or `--mapping`.
+    Csv,
+}
+
+impl From<LogFormat> for Format {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Taobao => Self::Taobao,
+            LogFormat::Rees46 => Self::Rees46,
+            LogFormat::Tmall => Self::Tmall,
+            LogFormat::Movielens => Self::MovieLens100k,
+            LogFormat::MovielensLatest => Self::MovieLensLatest,
+            LogFormat::Csv => Self::Csv,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// The log: a Taobao UserBehavior.csv, or a MovieLens 100K folder.
+    /// The log: a file, or a folder holding one (docs/logs.md lists the formats).
     #[arg(long)]
     pub log: PathBuf,
-    /// Its format [default: movielens for a folder, else taobao].
+    /// Its format [default: told from the path and the first line; csv with a mapping].
     #[arg(long, value_enum)]
     pub format: Option<LogFormat>,
+    /// The columns of a platform's own CSV:
+    /// `user=COL,item=COL,time=COL[,category=..][,brand=..][,shop=..][,price=..][,action=..][,time_format=unix|unix_ms|datetime][,delimiter=..][,header=false][,utc_offset_minutes=N]`.
+    #[arg(long, conflicts_with = "mapping")]
+    pub columns: Option<String>,
+    /// The same as a TOML file, which may also list the action words (docs/logs.md).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
     /// Where the fitting part ends: a date (YYYY-MM-DD, midnight in the log's local time,
     /// UTC+8 for Taobao) or unix seconds [default: two thirds into the log's time span].
     #[arg(long)]
@@ -74,16 +104,29 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
 
 /// The log and the fitting part's end (unix ms).
 fn load(args: &LogArgs) -> Result<(Log, i64), String> {
-    let format = args.format.unwrap_or(if args.log.is_dir() {
-        LogFormat::Movielens
-    } else {
-        LogFormat::Taobao
-    });
-    let log = match format {
-        LogFormat::Taobao => Log::taobao(&args.log),
-        LogFormat::Movielens => Log::movielens(&args.log),
+    let mapping = match (&args.columns, &args.mapping) {
+        (Some(spec), _) => Some(Mapping::from_spec(spec).map_err(|e| format!("--columns: {e}"))?),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("--mapping {}: {e}", file.display()))?;
+            Some(Mapping::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))?)
+        }
+        (None, None) => None,
+    };
+    let format = args.format.map(Format::from);
+    match (format, &mapping) {
+        (Some(Format::Csv), None) => {
+            return Err("--format csv needs --columns or --mapping (see docs/logs.md)".into());
+        }
+        (Some(f), Some(_)) if f != Format::Csv => {
+            return Err(format!(
+                "--columns and --mapping read a platform's own CSV, not a {} log",
+                f.name()
+            ));
+        }
+        _ => {}
     }
-    .map_err(|e| e.to_string())?;
+    let log = Log::open(&args.log, format, mapping.as_ref()).map_err(|e| e.to_string())?;
     let (first, last) = match (log.events.first(), log.events.last()) {
         (Some(f), Some(l)) => (f.at_ms, l.at_ms),
         _ => return Err(format!("{}: the log has no events", args.log.display())),
@@ -196,6 +239,8 @@ mod tests {
         LogArgs {
             log: file.to_owned(),
             format: None,
+            columns: None,
+            mapping: None,
             fit_until: fit_until.map(str::to_owned),
         }
     }
@@ -219,6 +264,50 @@ mod tests {
             until(None)
                 .unwrap_err()
                 .ends_with("log.csv:1: behavior \"look\" is not one of pv, cart, fav, buy")
+        );
+    }
+
+    #[test]
+    fn a_platform_csv_is_read_through_its_mapping_and_never_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.csv");
+        std::fs::write(
+            &file,
+            "visitor,sku,ts,maker\nv1,A,1700000000,acme\nv2,B,1700000100,\n",
+        )
+        .unwrap();
+        let mut args = taobao_args(None, &file);
+        let err = load(&args).unwrap_err();
+        assert!(
+            err.contains("mine.csv: cannot tell the log's format"),
+            "{err}"
+        );
+        args.columns = Some("user=visitor,item=sku,time=ts,brand=maker".into());
+        let (log, _) = load(&args).unwrap();
+        assert_eq!(log.events.len(), 2);
+        assert!(log.has_brands);
+        args.format = Some(LogFormat::Taobao);
+        assert!(load(&args).unwrap_err().contains("not a taobao log"));
+        args.columns = None;
+        args.format = Some(LogFormat::Csv);
+        assert!(
+            load(&args)
+                .unwrap_err()
+                .contains("--format csv needs --columns or --mapping")
+        );
+        let mapping = dir.path().join("mine.toml");
+        std::fs::write(
+            &mapping,
+            "user = \"visitor\"\nitem = \"sku\"\ntime = \"ts\"\n",
+        )
+        .unwrap();
+        args.mapping = Some(mapping);
+        assert_eq!(load(&args).unwrap().0.events.len(), 2);
+        args.columns = Some("user=visitor".into());
+        assert!(
+            load(&args)
+                .unwrap_err()
+                .starts_with("--columns: missing field")
         );
     }
 

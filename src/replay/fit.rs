@@ -16,6 +16,8 @@
 //!   `P(B later | bought A) / P(B)` (users, among users with a purchase) is at least
 //!   [`FitParams::min_lift`].
 //!
+//! Purchases of an unknown category (0) count as purchases but teach nothing.
+//!
 //! Nothing here looks past the events it is given: the caller passes the fitting part only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -94,6 +96,10 @@ pub fn fit(events: &[LogEvent], p: &FitParams) -> Fitted {
     let mut purchases = 0;
     for e in events.iter().filter(|e| e.action == Action::Buy) {
         purchases += 1;
+        if e.category == 0 {
+            // A purchase in no known category says nothing about any category's cycle.
+            continue;
+        }
         let mine = occasions.entry(e.user).or_default();
         let same = mine
             .iter()
@@ -262,6 +268,7 @@ mod tests {
             category,
             action: Action::Buy,
             at_ms: (day * DAY_MS as f64) as i64,
+            ..LogEvent::default()
         }
     }
 

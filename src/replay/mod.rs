@@ -33,8 +33,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::datasets::movielens::{LoadError, MovieLens};
-use crate::datasets::taobao::{self, Behavior};
+use crate::datasets::generic::Mapping;
+use crate::datasets::{self, Format, LoadError, taobao};
 use crate::rank::policy::Policy;
 use crate::rank::{
     Candidate, DataDimension, Deadline, DimensionSet, Parallelism, Pipeline, Policies, RankInput,
@@ -46,35 +46,20 @@ use candidates::{Generator, Params as GeneratorParams};
 use fit::{FitParams, Fitted};
 use report::{ArmMetrics, Report, Slate};
 
-/// What a user did, in the replay's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Opened an item (Taobao `pv`, a MovieLens rating): the interaction decisions predict.
-    View,
-    Cart,
-    Favorite,
-    Buy,
-}
-
-/// One event of a log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogEvent {
-    pub user: u64,
-    pub item: u64,
-    /// Never 0 (unknown).
-    pub category: u64,
-    pub action: Action,
-    pub at_ms: i64,
-}
+pub use crate::datasets::{Action, LogEvent};
 
 /// A log in time order (ties keep the file's order).
 #[derive(Debug, Clone)]
 pub struct Log {
     /// What it is, for reports: "taobao-users/UserBehavior.csv".
     pub name: String,
+    /// The format it was read in; `None` for a log built in code.
+    pub format: Option<Format>,
     pub events: Vec<LogEvent>,
     /// The platform's offset from UTC, for requests' local time.
     pub utc_offset_minutes: i32,
+    /// Whether any event names a brand (brand walls are measured only then).
+    pub has_brands: bool,
 }
 
 impl Log {
@@ -86,6 +71,8 @@ impl Log {
         events.sort_by_key(|e| e.at_ms);
         Self {
             name: name.into(),
+            format: None,
+            has_brands: events.iter().any(|e| e.brand != 0),
             events,
             utc_offset_minutes,
         }
@@ -93,52 +80,24 @@ impl Log {
 
     /// From Taobao rows.
     pub fn from_taobao(name: impl Into<String>, rows: &[taobao::Row]) -> Self {
-        let events = rows
-            .iter()
-            .map(|r| LogEvent {
-                user: r.user_id,
-                item: r.item_id,
-                category: r.category_id,
-                action: match r.behavior {
-                    Behavior::PageView => Action::View,
-                    Behavior::Cart => Action::Cart,
-                    Behavior::Favorite => Action::Favorite,
-                    Behavior::Buy => Action::Buy,
-                },
-                at_ms: r.timestamp * 1000,
-            })
-            .collect();
-        Self::new(name, events, (taobao::UTC_OFFSET_SECONDS / 60) as i32)
+        Self::new(
+            name,
+            taobao::events(rows),
+            (taobao::UTC_OFFSET_SECONDS / 60) as i32,
+        )
     }
 
-    /// Reads a Taobao UserBehavior file.
-    pub fn taobao(path: &Path) -> Result<Self, LoadError> {
-        Ok(Self::from_taobao(
-            path.display().to_string(),
-            &taobao::load(path)?,
-        ))
-    }
-
-    /// Reads MovieLens 100K (`u.data`, `u.item`, `u.genre`): each rating is a view of the
-    /// movie, its category its first genre (ids from 1: genre index + 1). MovieLens has no
-    /// purchases, so purchase metrics, cooling-off and complements stay empty.
-    pub fn movielens(dir: &Path) -> Result<Self, LoadError> {
-        let ml = MovieLens::load(dir)?;
-        let events = ml
-            .ratings
-            .iter()
-            .map(|r| LogEvent {
-                user: u64::from(r.user_id),
-                item: u64::from(r.item_id),
-                category: ml
-                    .movie(r.item_id)
-                    .and_then(|m| m.genres.first())
-                    .map_or(1, |g| g as u64 + 1),
-                action: Action::View,
-                at_ms: r.timestamp * 1000,
-            })
-            .collect();
-        Ok(Self::new(dir.display().to_string(), events, 0))
+    /// Reads the log at `path` (a file or a folder) in `format`, or in the format
+    /// `datasets::detect` tells; a generic CSV through its `mapping`.
+    pub fn open(
+        path: &Path,
+        format: Option<Format>,
+        mapping: Option<&Mapping>,
+    ) -> Result<Self, LoadError> {
+        let loaded = datasets::load(path, format, mapping)?;
+        let mut log = Self::new(loaded.name, loaded.events, loaded.utc_offset_minutes);
+        log.format = Some(loaded.format);
+        Ok(log)
     }
 
     /// Index of the first event at or after `at_ms`.
@@ -281,6 +240,9 @@ pub fn run_observed(
                             item_id: p.item_id,
                             score: p.score,
                             category_id: p.category_id,
+                            brand_id: p.brand_id,
+                            shop_id: p.shop_id,
+                            price: p.price,
                             popularity: p.popularity as f32,
                             evidence: if p.personal {
                                 DimensionSet::of([DataDimension::Browsing])
@@ -348,6 +310,9 @@ pub fn run_observed(
                         let mut imp = Event::new(EventKind::Impression, e.at_ms);
                         imp.item_id = c.item_id;
                         imp.category_id = c.category_id;
+                        imp.brand_id = c.brand_id;
+                        imp.shop_id = c.shop_id;
+                        imp.price = c.price;
                         apply(state, &imp, &state_cfg);
                         *arm.unclicked.entry((e.user, c.item_id)).or_default() += 1;
                     }
@@ -363,6 +328,9 @@ pub fn run_observed(
         let mut event = Event::new(kind, e.at_ms);
         event.item_id = e.item;
         event.category_id = e.category;
+        event.brand_id = e.brand;
+        event.shop_id = e.shop;
+        event.price = e.price;
         for arm in &mut arms {
             apply(arm.states.entry(e.user).or_default(), &event, &state_cfg);
             arm.unclicked.remove(&(e.user, e.item));
@@ -373,7 +341,7 @@ pub fn run_observed(
                 .or_default()
                 .push((e.category, e.at_ms));
         }
-        generator.observe(e.user, e.item, e.category, e.at_ms);
+        generator.observe(e);
     }
     Report {
         log: log.name.clone(),
@@ -410,23 +378,15 @@ pub fn fit_log(log: &Log, fit_until_ms: i64, params: &FitParams) -> Fitted {
 /// Unix milliseconds of local midnight starting `date` (YYYY-MM-DD) at the offset.
 pub fn local_midnight_ms(date: &str, utc_offset_minutes: i32) -> Option<i64> {
     let mut parts = date.split('-');
-    let (y, m, d) = (
+    let ymd = (
         parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
     );
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if parts.next().is_some() {
         return None;
     }
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 - i64::from(utc_offset_minutes) * 60) * 1000)
+    datasets::text::civil_ms(ymd, (0, 0, 0, 0), utc_offset_minutes)
 }
 
 #[cfg(test)]

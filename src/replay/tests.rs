@@ -118,3 +118,47 @@ fn a_tiny_replay_measures_both_arms() {
     assert!(md.contains("| HitRate@10, next interaction |"));
     assert!(report.svg().starts_with("<svg"));
 }
+
+/// A Tmall-format log (detected from its header) with brands and shops: two users browse the
+/// same items of one brand and shop over several days, a third follows them.
+fn tmall_log() -> (tempfile::TempDir, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = String::from("user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n");
+    for day in 1..=9u32 {
+        for u in 1..=3u64 {
+            for item in (1..=4u64).map(|i| i + u64::from(day)) {
+                let (category, shop, brand) = (50 + item % 2, 700 + item % 4, 900 + item % 3);
+                s += &format!("{u},{item},{category},{shop},{brand},10{day:02},0\n");
+            }
+        }
+    }
+    let path = dir.path().join("user_log_format1.csv");
+    std::fs::write(&path, s).unwrap();
+    let log = Log::open(dir.path(), None, None).unwrap();
+    (dir, log)
+}
+
+#[test]
+fn brands_shops_and_prices_reach_the_candidates() {
+    let (_dir, log) = tmall_log();
+    assert_eq!(log.format, Some(Format::Tmall));
+    assert!(log.has_brands);
+    let attributes: std::collections::HashMap<u64, (u64, u64)> = log
+        .events
+        .iter()
+        .map(|e| (e.item, (e.brand, e.shop)))
+        .collect();
+    let mut proposals = 0;
+    let cfg = ReplayConfig {
+        fit_until_ms: log.events[log.events.len() / 2].at_ms,
+        ..ReplayConfig::default()
+    };
+    run_observed(&log, None, &cfg, &mut |_, candidates| {
+        for c in candidates {
+            assert_eq!(attributes[&c.item_id], (c.brand_id, c.shop_id));
+            assert!(c.brand_id != 0 && c.shop_id != 0);
+            proposals += 1;
+        }
+    });
+    assert!(proposals > 100, "{proposals}");
+}
