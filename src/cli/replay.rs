@@ -83,6 +83,9 @@ pub struct ReplayArgs {
     /// Write the SVG chart here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Write the results as JSON here (schema in docs/logs.md).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
     /// No progress on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -190,7 +193,15 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
     let command: Vec<String> = std::env::args().skip(1).collect();
     let markdown = report.markdown(&format!("cargo run --release -- {}", command.join(" ")));
     print!("{markdown}");
-    for (path, text) in [(&args.out, markdown), (&args.svg, report.svg())] {
+    let json = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&report.json()).expect("a JSON value serialises")
+    );
+    for (path, text) in [
+        (&args.out, markdown),
+        (&args.svg, report.svg()),
+        (&args.json, json),
+    ] {
         if let Some(path) = path
             && let Err(e) = write(path, &text)
         {
@@ -309,6 +320,46 @@ mod tests {
                 .unwrap_err()
                 .starts_with("--columns: missing field")
         );
+    }
+
+    #[test]
+    fn replay_writes_its_results_as_json() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.csv");
+        let mut text = String::new();
+        for n in 0..60i64 {
+            text += &format!(
+                "{},{},{},pv,{}\n",
+                1 + n % 3,
+                10 + n % 7,
+                1 + n % 2,
+                1_512_000_000 + n * 60
+            );
+        }
+        std::fs::write(&log, text).unwrap();
+        let out = dir.path().join("r.json");
+        let cli = super::super::Cli::try_parse_from([
+            "tactful",
+            "replay",
+            "--log",
+            log.to_str().unwrap(),
+            "--quiet",
+            "--json",
+            out.to_str().unwrap(),
+        ])
+        .unwrap();
+        let super::super::Command::Replay(args) = cli.command else {
+            panic!("not replay");
+        };
+        assert_eq!(run_replay(args), ExitCode::SUCCESS);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(json["log"], log.display().to_string());
+        assert!(json["decisions"].as_u64().unwrap() > 0);
+        for arm in ["identity", "policy"] {
+            assert!(json["arms"][arm]["hit_rate"].is_f64(), "{json}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! What a replay measures per arm, and how it is written: a Markdown table and an SVG chart.
+//! What a replay measures per arm, and how it is written: a Markdown table, an SVG chart and
+//! a JSON document for machines ([`Report::json`], schema in `docs/logs.md`).
 //!
 //! Per decision (one top-k list):
 //! - **HitRate@k / NDCG@k of the next interaction**: whether the item the user opens next is
@@ -18,6 +19,8 @@
 //! - **degraded answers**: lists that fell back to the upstream order.
 
 use std::fmt::Write as _;
+
+use serde_json::{Value, json};
 
 use super::fit::Fitted;
 use crate::rank::metrics;
@@ -270,6 +273,32 @@ impl Report {
         out
     }
 
+    /// The machine-readable report: the log, the split, what the fit learned, and per arm
+    /// (`identity`, then `policy`, the policy under test) every measure, shares as fractions
+    /// in [0, 1].
+    pub fn json(&self) -> Value {
+        let (a, b) = self.pair();
+        json!({
+            "log": self.log,
+            "events": self.events,
+            "fit_events": self.fit_events,
+            "fit_until_ms": self.fit_until_ms,
+            "decisions": a.decisions,
+            "purchase_decisions": a.buy_decisions,
+            "fitted": {
+                "purchases": self.fitted.purchases,
+                "buyers": self.fitted.buyers,
+                "durable_categories": self.fitted.durables.len(),
+                "complement_pairs": self.fitted.complements.len(),
+            },
+            "arms": {
+                "identity": arm_json(&self.arms[0].0, a),
+                "policy": arm_json(&self.arms[1].0, b),
+            },
+            "seconds": self.seconds,
+        })
+    }
+
     /// The Markdown report.
     pub fn markdown(&self, command: &str) -> String {
         let (a, b) = self.pair();
@@ -403,6 +432,24 @@ impl Report {
         s.push_str("</svg>\n");
         s
     }
+}
+
+/// One arm's measures as JSON.
+fn arm_json(name: &str, m: &ArmMetrics) -> Value {
+    json!({
+        "name": name,
+        "decisions": m.decisions,
+        "hit_rate": m.hit_rate(),
+        "ndcg": m.ndcg(),
+        "purchase_hit_rate": m.buy_hit_rate(),
+        "purchase_ndcg": m.buy_ndcg(),
+        "repeated_ignored_exposure": m.repeated_ignored_share(),
+        "categories_per_list": m.categories_per_list(),
+        "long_tail_share": m.long_tail_share(),
+        "substitute_slots": m.substitute_share(),
+        "feedback_violations": m.violations,
+        "degraded": m.degraded,
+    })
 }
 
 fn escape(s: &str) -> String {

@@ -117,6 +117,28 @@ fn a_tiny_replay_measures_both_arms() {
     let md = report.markdown("tactful replay ...");
     assert!(md.contains("| HitRate@10, next interaction |"));
     assert!(report.svg().starts_with("<svg"));
+
+    let json = report.json();
+    assert_eq!(json["log"], "tiny");
+    assert_eq!(json["decisions"], 21);
+    for (arm, m) in [("identity", a), ("policy", b)] {
+        let o = &json["arms"][arm];
+        assert_eq!(o["hit_rate"], m.hit_rate(), "{arm}");
+        for share in [
+            "hit_rate",
+            "ndcg",
+            "purchase_hit_rate",
+            "repeated_ignored_exposure",
+            "long_tail_share",
+            "substitute_slots",
+        ] {
+            let v = o[share].as_f64().unwrap_or_else(|| panic!("{arm}.{share}"));
+            assert!((0.0..=1.0).contains(&v), "{arm}.{share} = {v}");
+        }
+        assert_eq!(o["feedback_violations"], 0);
+        assert_eq!(o["degraded"], 0);
+    }
+    assert_eq!(json["arms"]["policy"]["name"], "fitted");
 }
 
 /// A Tmall-format log (detected from its header) with brands and shops: two users browse the
