@@ -10,6 +10,7 @@ use super::EXIT_USAGE;
 use crate::datasets::Format;
 use crate::datasets::generic::Mapping;
 use crate::rank::Policy;
+use crate::replay::fit::Fitted;
 use crate::replay::{self, Arm, Log, ReplayConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,7 +58,8 @@ pub struct LogArgs {
     #[arg(long)]
     pub mapping: Option<PathBuf>,
     /// Where the fitting part ends: a date (YYYY-MM-DD, midnight in the log's local time,
-    /// UTC+8 for Taobao) or unix seconds [default: two thirds into the log's time span].
+    /// UTC+8 for Taobao) or unix seconds [default: the time two thirds of the events precede,
+    /// a quantile of the timestamps, so a stray early or late row does not move it].
     #[arg(long)]
     pub fit_until: Option<String>,
 }
@@ -130,12 +132,11 @@ fn load(args: &LogArgs) -> Result<(Log, i64), String> {
         _ => {}
     }
     let log = Log::open(&args.log, format, mapping.as_ref()).map_err(|e| e.to_string())?;
-    let (first, last) = match (log.events.first(), log.events.last()) {
-        (Some(f), Some(l)) => (f.at_ms, l.at_ms),
-        _ => return Err(format!("{}: the log has no events", args.log.display())),
+    let Some(quantile) = log.quantile_ms(replay::DEFAULT_FIT_SHARE) else {
+        return Err(format!("{}: the log has no events", args.log.display()));
     };
     let until = match &args.fit_until {
-        None => first + (last - first) * 2 / 3,
+        None => quantile,
         Some(s) => match s.parse::<i64>() {
             Ok(secs) => secs * 1000,
             Err(_) => replay::local_midnight_ms(s, log.utc_offset_minutes)
@@ -147,6 +148,20 @@ fn load(args: &LogArgs) -> Result<(Log, i64), String> {
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A fit that found nothing makes "fitted" the built-in default: say so, or a comparison of
+/// the two would look like a finding.
+fn warn_if_nothing_learned(fitted: &Fitted, log: &Log, until: i64) {
+    if fitted.learned_nothing() {
+        eprintln!(
+            "tactful: warning: the fit learned nothing from the {} events before {} ({} purchases by {} users): no durable category, no complement pair; a fitted policy is the built-in default",
+            log.split(until),
+            crate::time::date_time_minutes(until, log.utc_offset_minutes),
+            fitted.purchases,
+            fitted.buyers
+        );
+    }
 }
 
 /// `tactful replay`.
@@ -190,6 +205,7 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
         ..ReplayConfig::default()
     };
     let report = replay::run(&log, tested, &cfg);
+    warn_if_nothing_learned(&report.fitted, &log, until);
     let command: Vec<String> = std::env::args().skip(1).collect();
     let markdown = report.markdown(&format!("cargo run --release -- {}", command.join(" ")));
     print!("{markdown}");
@@ -218,6 +234,7 @@ pub fn run_fit(args: FitArgs) -> ExitCode {
         Err(e) => return usage(e),
     };
     let fitted = replay::fit_log(&log, until, &Default::default());
+    warn_if_nothing_learned(&fitted, &log, until);
     let about = format!(
         "{} before unix time {} ({} events)",
         log.name,
@@ -257,14 +274,31 @@ mod tests {
     }
 
     #[test]
-    fn the_split_is_a_local_date_unix_seconds_or_two_thirds() {
+    fn the_split_is_a_local_date_unix_seconds_or_the_two_thirds_quantile() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("log.csv");
         std::fs::write(&file, "1,2,3,pv,1512000000\n1,4,3,pv,1512090000\n").unwrap();
         let until = |s| load(&taobao_args(s, &file)).map(|(_, u)| u);
         assert_eq!(until(Some("2017-12-01")), Ok(1_512_057_600_000));
         assert_eq!(until(Some("1512050000")), Ok(1_512_050_000_000));
-        assert_eq!(until(None), Ok(1_512_060_000_000));
+        // Two events: the one at index ⌊2 · 2/3⌋ = 1 starts the measured part.
+        assert_eq!(until(None), Ok(1_512_090_000_000));
+
+        // Nine days of one event an hour; a stray row two months early moves the default
+        // split by at most one event, where a split between the first and last times moved
+        // by weeks.
+        let mut text = String::new();
+        for h in 0..9 * 24 {
+            text += &format!("1,{},3,pv,{}\n", 10 + h, 1_511_539_200 + h * 3600);
+        }
+        std::fs::write(&file, &text).unwrap();
+        let (log, clean) = load(&taobao_args(None, &file)).unwrap();
+        assert_eq!(log.split(clean), 9 * 24 * 2 / 3);
+        text += "1,9,3,pv,1506268800\n";
+        std::fs::write(&file, &text).unwrap();
+        let (log, stray) = load(&taobao_args(None, &file)).unwrap();
+        assert!((stray - clean).abs() <= 3_600_000, "{stray} vs {clean}");
+        assert!(log.split(stray).abs_diff(log.split(clean)) <= 1);
         assert!(
             until(Some("12/01/2017"))
                 .unwrap_err()

@@ -197,6 +197,12 @@ fn round2(x: f64) -> f64 {
 }
 
 impl Fitted {
+    /// Whether the fit found neither a durable category nor a complement pair: a policy
+    /// "fitted" on it is the built-in default.
+    pub fn learned_nothing(&self) -> bool {
+        self.durables.is_empty() && self.complements.is_empty()
+    }
+
     /// The policy file: the built-in default plus the fitted cycles and complement graph.
     /// `about` goes into the header comment (what it was fitted on).
     pub fn to_toml(&self, about: &str) -> String {
@@ -318,5 +324,7 @@ mod tests {
         assert!(policy.cooling_off.cycles.iter().any(|c| c.category_id == 1));
         assert_eq!(policy.complements.graph[0].complements, vec![2]);
         policy.validate("fitted").unwrap();
+        assert!(!f.learned_nothing());
+        assert!(fit(&events[..1], &FitParams::default()).learned_nothing(), "one buyer");
     }
 }

@@ -5,7 +5,8 @@
 //! How a replay runs (`run`):
 //! 1. The log is split by time at `fit_until`: the policy is fitted on the part before
 //!    ([`fit`]); decisions are evaluated on the part after only, so nothing is tuned on what
-//!    is measured. Every event of both parts still flows into the user state and the
+//!    is measured. By default the split is the time two thirds of the events precede
+//!    ([`DEFAULT_FIT_SHARE`], a quantile of the timestamps, robust to stray rows). Every event of both parts still flows into the user state and the
 //!    candidate generator, in time order, as a live system would have seen them.
 //! 2. A **decision point** is each page view (Taobao `pv`, a MovieLens rating) in the
 //!    evaluation part by a user with at least `warmup` earlier events: the moment just before
@@ -104,7 +105,22 @@ impl Log {
     pub fn split(&self, at_ms: i64) -> usize {
         self.events.partition_point(|e| e.at_ms < at_ms)
     }
+
+    /// The time of the event at the `share` quantile of the events in time order (the event
+    /// at index ⌊share · n⌋), so that `share` of the events, up to ties at that instant, come
+    /// before it; `None` for an empty log. A quantile of the events' times, not a point
+    /// between the first and the last: a stray row far from the rest moves it by at most one
+    /// event.
+    pub fn quantile_ms(&self, share: f64) -> Option<i64> {
+        let n = self.events.len();
+        let i = ((n as f64 * share.clamp(0.0, 1.0)) as usize).min(n.checked_sub(1)?);
+        Some(self.events[i].at_ms)
+    }
 }
+
+/// The share of a log's events before the default end of the fitting part: two thirds fit
+/// the policy, the last third is measured ([`Log::quantile_ms`]).
+pub const DEFAULT_FIT_SHARE: f64 = 2.0 / 3.0;
 
 /// How to run a replay.
 #[derive(Debug, Clone)]
@@ -150,6 +166,8 @@ struct Running {
     states: HashMap<u64, UserState>,
     /// Per (user, item): times shown since the user last interacted with it.
     unclicked: HashMap<(u64, u64), u32>,
+    /// Per (user, item): times shown in all.
+    shown: HashMap<(u64, u64), u32>,
     metrics: ArmMetrics,
 }
 
@@ -176,6 +194,7 @@ pub fn run_observed(
     configured.insert("tested".to_owned(), tested.policy.clone());
     let policies = Policies::build(&configured, Parallelism::SEQUENTIAL)
         .unwrap_or_else(|e| panic!("the tested policy is invalid: {e}"));
+    let windows = fitted.windows_ms();
     let mut arms: Vec<Running> = [
         ("identity".to_owned(), "identity"),
         (tested.name.clone(), "tested"),
@@ -186,11 +205,11 @@ pub fn run_observed(
         pipeline: policies.get(key).expect("built above").clone(),
         states: HashMap::new(),
         unclicked: HashMap::new(),
-        metrics: ArmMetrics::default(),
+        shown: HashMap::new(),
+        metrics: ArmMetrics::new(log.has_brands, !windows.is_empty()),
     })
     .collect();
     let state_cfg = StateConfig::default();
-    let windows = fitted.windows_ms();
 
     // Long tail: the head is the 20% most popular items of the fitting part; items first
     // seen later are tail.
@@ -209,6 +228,12 @@ pub fn run_observed(
         if e.action == Action::Buy {
             pending.insert(e.user, e.item);
         }
+    }
+
+    // The index of each (user, item)'s last event: a showing after it is never engaged with.
+    let mut last_touch: HashMap<(u64, u64), usize> = HashMap::new();
+    for (i, e) in log.events.iter().enumerate() {
+        last_touch.insert((e.user, e.item), i);
     }
 
     let mut generator = Generator::new(cfg.generator.clone());
@@ -275,6 +300,7 @@ pub fn run_observed(
                     let slate = Slate {
                         items: shown.iter().map(|c| c.item_id).collect(),
                         categories: shown.iter().map(|c| c.category_id).collect(),
+                        brands: shown.iter().map(|c| c.brand_id).collect(),
                         popularity: shown
                             .iter()
                             .map(|c| fit_popularity.get(&c.item_id).copied().unwrap_or(0))
@@ -287,6 +313,14 @@ pub fn run_observed(
                                     .copied()
                                     .unwrap_or(0)
                                     >= 3
+                            })
+                            .count(),
+                        repeated_unwanted: shown
+                            .iter()
+                            .filter(|c| {
+                                let key = (e.user, c.item_id);
+                                arm.shown.get(&key).copied().unwrap_or(0) >= 2
+                                    && last_touch.get(&key).is_none_or(|&j| j < i)
                             })
                             .count(),
                         substitutes: shown
@@ -315,6 +349,7 @@ pub fn run_observed(
                         imp.price = c.price;
                         apply(state, &imp, &state_cfg);
                         *arm.unclicked.entry((e.user, c.item_id)).or_default() += 1;
+                        *arm.shown.entry((e.user, c.item_id)).or_default() += 1;
                     }
                 }
             }
@@ -351,6 +386,10 @@ pub fn run_observed(
         utc_offset_minutes: log.utc_offset_minutes,
         fitted,
         arms: arms.into_iter().map(|a| (a.name, a.metrics)).collect(),
+        source: log
+            .format
+            .map_or("the log given", |f| f.source())
+            .to_owned(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }

@@ -114,6 +114,12 @@ fn a_tiny_replay_measures_both_arms() {
         b.repeated_ignored_slots < a.repeated_ignored_slots,
         "{a:?} {b:?}"
     );
+    assert!(
+        a.repeated_unwanted_slots > 0 && b.repeated_unwanted_slots < a.repeated_unwanted_slots,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(a.brand_wall_share(), None, "Taobao has no brands");
+    assert!(a.substitute_share().is_some(), "the fit found a window");
     let md = report.markdown("tactful replay ...");
     assert!(md.contains("| HitRate@10, next interaction |"));
     assert!(report.svg().starts_with("<svg"));
@@ -131,10 +137,13 @@ fn a_tiny_replay_measures_both_arms() {
             "repeated_ignored_exposure",
             "long_tail_share",
             "substitute_slots",
+            "repeated_unwanted_exposure",
+            "walls_category",
         ] {
             let v = o[share].as_f64().unwrap_or_else(|| panic!("{arm}.{share}"));
             assert!((0.0..=1.0).contains(&v), "{arm}.{share} = {v}");
         }
+        assert!(o["walls_brand"].is_null());
         assert_eq!(o["feedback_violations"], 0);
         assert_eq!(o["degraded"], 0);
     }
@@ -149,7 +158,9 @@ fn tmall_log() -> (tempfile::TempDir, Log) {
     for day in 1..=9u32 {
         for u in 1..=3u64 {
             for item in (1..=4u64).map(|i| i + u64::from(day)) {
-                let (category, shop, brand) = (50 + item % 2, 700 + item % 4, 900 + item % 3);
+                // Three brands of four items are one brand's.
+                let brand = if item % 4 == 0 { 901 } else { 900 };
+                let (category, shop) = (50 + item % 2, 700 + item % 4);
                 s += &format!("{u},{item},{category},{shop},{brand},10{day:02},0\n");
             }
         }
@@ -183,4 +194,28 @@ fn brands_shops_and_prices_reach_the_candidates() {
         }
     });
     assert!(proposals > 100, "{proposals}");
+    let report = run(&log, None, &cfg);
+    let (a, b) = (&report.arms[0].1, &report.arms[1].1);
+    assert!(a.brand_wall_share().is_some(), "brands are measured");
+    assert!(b.brand_walls <= a.brand_walls, "{a:?} {b:?}");
+}
+
+#[test]
+fn a_brand_cap_in_the_policy_takes_effect_in_the_replay() {
+    let (_dir, log) = tmall_log();
+    let cfg = ReplayConfig {
+        fit_until_ms: log.events[log.events.len() / 2].at_ms,
+        ..ReplayConfig::default()
+    };
+    let mut policy = Policy::default();
+    policy.hard_caps.brand.max = 2;
+    let capped = Arm {
+        name: "capped".into(),
+        policy,
+    };
+    let report = run(&log, Some(capped), &cfg);
+    let (a, b) = (&report.arms[0].1, &report.arms[1].1);
+    assert!(a.brand_walls > 0, "the upstream order stacks brands: {a:?}");
+    assert_eq!(b.brand_walls, 0, "at most 2 of a brand per list");
+    assert_eq!(a.decisions, b.decisions);
 }
