@@ -10,6 +10,7 @@ use super::EXIT_USAGE;
 use crate::datasets::Format;
 use crate::datasets::generic::Mapping;
 use crate::rank::Policy;
+use crate::replay::feedback::Simulation;
 use crate::replay::fit::Fitted;
 use crate::replay::{self, Arm, Log, ReplayConfig};
 
@@ -91,6 +92,14 @@ pub struct ReplayArgs {
     /// No progress on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Simulate explicit feedback: on this share (0 to 1] of the shown items a user ignores,
+    /// the user says "not interested", "fewer like this" or blocks the brand, heard by a third
+    /// arm (the policy again); reports its violations and the relevance it costs.
+    #[arg(long, value_name = "SHARE")]
+    pub simulate_feedback: Option<f64>,
+    /// The seed of the simulated feedback: the same seed gives the same words.
+    #[arg(long, default_value_t = 0, requires = "simulate_feedback")]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -197,11 +206,20 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
     if !(1..=100).contains(&args.k) {
         return usage("--k must be from 1 to 100");
     }
+    if let Some(share) = args.simulate_feedback
+        && !(share > 0.0 && share <= 1.0)
+    {
+        return usage("--simulate-feedback must be a share above 0 and at most 1");
+    }
     let cfg = ReplayConfig {
         fit_until_ms: until,
         k: args.k,
         warmup: args.warmup,
         progress: !args.quiet,
+        feedback: args.simulate_feedback.map(|share| Simulation {
+            share,
+            seed: args.seed,
+        }),
         ..ReplayConfig::default()
     };
     let report = replay::run(&log, tested, &cfg);
@@ -416,6 +434,27 @@ mod tests {
             panic!("not replay");
         };
         assert_eq!((args.policy.as_str(), args.k), ("default", 10));
+        assert_eq!(args.simulate_feedback, None);
+        let cli = super::super::Cli::try_parse_from([
+            "tactful",
+            "replay",
+            "--log",
+            "x.csv",
+            "--simulate-feedback",
+            "0.05",
+            "--seed",
+            "7",
+        ])
+        .unwrap();
+        let super::super::Command::Replay(args) = cli.command else {
+            panic!("not replay");
+        };
+        assert_eq!((args.simulate_feedback, args.seed), (Some(0.05), 7));
+        assert!(
+            super::super::Cli::try_parse_from(["tactful", "replay", "--log", "x", "--seed", "7"])
+                .is_err(),
+            "a seed without a simulation is a mistake"
+        );
         assert!(super::super::Cli::try_parse_from(["tactful", "fit", "--log", "x.csv"]).is_ok());
     }
 }

@@ -325,6 +325,9 @@ mod tests {
         assert_eq!(policy.complements.graph[0].complements, vec![2]);
         policy.validate("fitted").unwrap();
         assert!(!f.learned_nothing());
-        assert!(fit(&events[..1], &FitParams::default()).learned_nothing(), "one buyer");
+        assert!(
+            fit(&events[..1], &FitParams::default()).learned_nothing(),
+            "one buyer"
+        );
     }
 }

@@ -21,11 +21,16 @@
 //!    still engagement, as it would be in production), cart, favourite and purchase are
 //!    themselves. Only then does the generator learn from it.
 //!
+//! 5. With simulated feedback ([`feedback`]), a third arm runs the policy under test again
+//!    and, after each of its lists, receives the simulated user's explicit words about items
+//!    the user ignores, as the events the server accepts, at that moment.
+//!
 //! Metrics per arm are in [`report`].
 //!
 //! Must not: read the wall clock, or let an event influence anything ranked before it.
 
 pub mod candidates;
+pub mod feedback;
 pub mod fit;
 pub mod report;
 
@@ -44,8 +49,9 @@ use crate::rank::{
 use crate::state::{Event, EventKind, StateConfig, UserState};
 
 use candidates::{Generator, Params as GeneratorParams};
+use feedback::{Ledger, Simulation};
 use fit::{FitParams, Fitted};
-use report::{ArmMetrics, Report, Slate};
+use report::{ArmMetrics, FeedbackReport, Report, Slate};
 
 pub use crate::datasets::{Action, LogEvent};
 
@@ -136,6 +142,11 @@ pub struct ReplayConfig {
     pub fit: FitParams,
     /// Print progress to stderr every 10% of the events.
     pub progress: bool,
+    /// Simulate explicit feedback in a third arm (the policy under test again): see
+    /// [`feedback`].
+    pub feedback: Option<Simulation>,
+    /// The user state's limits and time constants: the store's defaults.
+    pub state: StateConfig,
 }
 
 impl Default for ReplayConfig {
@@ -147,6 +158,8 @@ impl Default for ReplayConfig {
             generator: GeneratorParams::default(),
             fit: FitParams::default(),
             progress: false,
+            feedback: None,
+            state: StateConfig::default(),
         }
     }
 }
@@ -169,6 +182,10 @@ struct Running {
     /// Per (user, item): times shown in all.
     shown: HashMap<(u64, u64), u32>,
     metrics: ArmMetrics,
+    /// Whether the simulated user speaks to this arm.
+    speaks: bool,
+    /// What the user said to this arm.
+    ledger: Ledger,
 }
 
 /// Replays the log with the identity baseline and `tested` (the fitted policy when `None`).
@@ -196,20 +213,24 @@ pub fn run_observed(
         .unwrap_or_else(|e| panic!("the tested policy is invalid: {e}"));
     let windows = fitted.windows_ms();
     let mut arms: Vec<Running> = [
-        ("identity".to_owned(), "identity"),
-        (tested.name.clone(), "tested"),
+        ("identity".to_owned(), "identity", false),
+        (tested.name.clone(), "tested", false),
+        (format!("{} + feedback", tested.name), "tested", true),
     ]
     .into_iter()
-    .map(|(name, key)| Running {
+    .filter(|(_, _, speaks)| !speaks || cfg.feedback.is_some())
+    .map(|(name, key, speaks)| Running {
         name,
         pipeline: policies.get(key).expect("built above").clone(),
         states: HashMap::new(),
         unclicked: HashMap::new(),
         shown: HashMap::new(),
         metrics: ArmMetrics::new(log.has_brands, !windows.is_empty()),
+        speaks,
+        ledger: Ledger::default(),
     })
     .collect();
-    let state_cfg = StateConfig::default();
+    let state_cfg = &cfg.state;
 
     // Long tail: the head is the 20% most popular items of the fitting part; items first
     // seen later are tail.
@@ -285,7 +306,7 @@ pub fn run_observed(
                 };
                 let bought = purchases.get(&e.user).map_or(&[][..], Vec::as_slice);
                 for arm in &mut arms {
-                    let view = view_of(arm.states.get(&e.user), e.at_ms, &state_cfg);
+                    let view = view_of(arm.states.get(&e.user), e.at_ms, state_cfg);
                     let (ranking, degraded) =
                         match arm.pipeline.run(&input, &view, &Deadline::none()) {
                             Ok(r) => (r, false),
@@ -334,7 +355,7 @@ pub fn run_observed(
                             .count(),
                         violations: shown
                             .iter()
-                            .filter(|c| view.not_interested.binary_search(&c.item_id).is_ok())
+                            .filter(|c| arm.ledger.violates(e.user, c.item_id, c.brand_id, e.at_ms))
                             .count(),
                         degraded,
                     };
@@ -347,9 +368,34 @@ pub fn run_observed(
                         imp.brand_id = c.brand_id;
                         imp.shop_id = c.shop_id;
                         imp.price = c.price;
-                        apply(state, &imp, &state_cfg);
+                        apply(state, &imp, state_cfg);
                         *arm.unclicked.entry((e.user, c.item_id)).or_default() += 1;
                         *arm.shown.entry((e.user, c.item_id)).or_default() += 1;
+                    }
+                    if let Some(sim) = cfg.feedback.filter(|_| arm.speaks) {
+                        for c in &shown {
+                            let ignored = c.item_id != e.item
+                                && last_touch.get(&(e.user, c.item_id)).is_none_or(|&j| j < i);
+                            let Some(word) = ignored
+                                .then(|| sim.word(i, c.item_id, c.category_id, c.brand_id))
+                                .flatten()
+                            else {
+                                continue;
+                            };
+                            let event = word.event(e.at_ms);
+                            match event
+                                .check(e.at_ms)
+                                .and_then(|_| state.apply(&event, state_cfg))
+                            {
+                                Ok(()) => arm.ledger.record(
+                                    e.user,
+                                    word,
+                                    e.at_ms,
+                                    state_cfg.not_interested_ms,
+                                ),
+                                Err(_) => arm.ledger.refused += 1,
+                            }
+                        }
                     }
                 }
             }
@@ -367,7 +413,7 @@ pub fn run_observed(
         event.shop_id = e.shop;
         event.price = e.price;
         for arm in &mut arms {
-            apply(arm.states.entry(e.user).or_default(), &event, &state_cfg);
+            apply(arm.states.entry(e.user).or_default(), &event, state_cfg);
             arm.unclicked.remove(&(e.user, e.item));
         }
         if e.action == Action::Buy {
@@ -385,6 +431,14 @@ pub fn run_observed(
         fit_until_ms: cfg.fit_until_ms,
         utc_offset_minutes: log.utc_offset_minutes,
         fitted,
+        feedback: cfg.feedback.map(|sim| {
+            let ledger = arms
+                .iter()
+                .find(|a| a.speaks)
+                .map(|a| a.ledger.clone())
+                .unwrap_or_default();
+            FeedbackReport { sim, ledger }
+        }),
         arms: arms.into_iter().map(|a| (a.name, a.metrics)).collect(),
         source: log
             .format

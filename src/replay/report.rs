@@ -32,6 +32,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::feedback::{Ledger, Simulation};
 use super::fit::Fitted;
 use crate::rank::metrics;
 
@@ -184,6 +185,13 @@ impl ArmMetrics {
     }
 }
 
+/// What the simulated user said to the third arm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackReport {
+    pub sim: Simulation,
+    pub ledger: Ledger,
+}
+
 /// A replay's outcome.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -194,8 +202,10 @@ pub struct Report {
     pub fit_until_ms: i64,
     pub utc_offset_minutes: i32,
     pub fitted: Fitted,
-    /// The baseline first, then the policy under test.
+    /// The baseline first, then the policy under test, then (with simulated feedback) the
+    /// policy under test that heard the user's words.
     pub arms: Vec<(String, ArmMetrics)>,
+    pub feedback: Option<FeedbackReport>,
     /// The source to cite with the results.
     pub source: String,
     pub seconds: f64,
@@ -332,12 +342,43 @@ impl Report {
         (&self.arms[0].1, &self.arms[1].1)
     }
 
-    /// Each target: (metric, verdict, how it went).
+    /// Whether any explicit word reached an arm.
+    fn words_given(&self) -> bool {
+        self.feedback.as_ref().is_some_and(|f| f.ledger.words() > 0)
+    }
+
+    /// Each target: (metric, verdict, how it went). The violations target is judged on
+    /// every arm under test, the one that heard simulated feedback included, and only when a
+    /// word was given: a log without any cannot show a violation.
     pub fn targets(&self) -> Vec<(&'static str, Verdict, String)> {
         let (a, b) = self.pair();
         let mut out = Vec::new();
         for (name, value, _, target) in ROWS {
             if matches!(target, Target::None) {
+                continue;
+            }
+            if let Target::Exactly(t) = *target {
+                let worst = self.arms[1..]
+                    .iter()
+                    .filter_map(|(_, m)| value(m))
+                    .fold(0.0, f64::max);
+                out.push(if !self.words_given() {
+                    (
+                        *name,
+                        Verdict::NotApplicable,
+                        "n/a: no explicit feedback in this replay (--simulate-feedback)".into(),
+                    )
+                } else {
+                    (
+                        *name,
+                        if worst == t {
+                            Verdict::Met
+                        } else {
+                            Verdict::Missed
+                        },
+                        format!("{worst:.0} with simulated feedback (target {t:.0})"),
+                    )
+                });
                 continue;
             }
             let (Some(va), Some(vb)) = (value(a), value(b)) else {
@@ -352,8 +393,7 @@ impl Report {
             let judged =
                 |met: bool, text: String| (if met { Verdict::Met } else { Verdict::Missed }, text);
             let (verdict, text) = match (*target, change(Some(va), Some(vb))) {
-                (Target::None, _) => unreachable!("skipped above"),
-                (Target::Exactly(t), _) => judged(vb == t, format!("{vb:.0} (target {t:.0})")),
+                (Target::None | Target::Exactly(_), _) => unreachable!("judged above"),
                 (_, None) => (
                     Verdict::NotApplicable,
                     "n/a: the baseline is 0, nothing to compare with".into(),
@@ -379,10 +419,18 @@ impl Report {
     }
 
     /// The machine-readable report: the log, the split, what the fit learned, and per arm
-    /// (`identity`, then `policy`, the policy under test) every measure, shares as fractions
-    /// in [0, 1] and `null` where a measure does not apply.
+    /// (`identity`; `policy`, the policy under test; `policy_with_feedback` when feedback is
+    /// simulated) every measure, shares as fractions in [0, 1] and `null` where a measure does
+    /// not apply.
     pub fn json(&self) -> Value {
         let (a, b) = self.pair();
+        let mut arms = serde_json::Map::new();
+        for (key, (name, m)) in ["identity", "policy", "policy_with_feedback"]
+            .into_iter()
+            .zip(&self.arms)
+        {
+            arms.insert(key.into(), arm_json(name, m));
+        }
         json!({
             "log": self.log,
             "events": self.events,
@@ -396,11 +444,25 @@ impl Report {
                 "durable_categories": self.fitted.durables.len(),
                 "complement_pairs": self.fitted.complements.len(),
             },
-            "arms": {
-                "identity": arm_json(&self.arms[0].0, a),
-                "policy": arm_json(&self.arms[1].0, b),
-            },
+            "arms": arms,
             "hit_rate_kept": (a.hit_rate() > 0.0).then(|| b.hit_rate() / a.hit_rate()),
+            "feedback": self.feedback.as_ref().map(|f| {
+                let heard = &self.arms[2].1;
+                json!({
+                    "share": f.sim.share,
+                    "seed": f.sim.seed,
+                    "words": {
+                        "not_interested": f.ledger.not_interested_words,
+                        "fewer_like_this": f.ledger.fewer_like_this_words,
+                        "block_brand": f.ledger.block_brand_words,
+                    },
+                    "refused": f.ledger.refused,
+                    "violations": heard.violations,
+                    "hit_rate_without": b.hit_rate(),
+                    "hit_rate_with": heard.hit_rate(),
+                    "hit_rate_change": change(Some(b.hit_rate()), Some(heard.hit_rate())),
+                })
+            }),
             "seconds": self.seconds,
         })
     }
@@ -464,7 +526,40 @@ impl Report {
             );
         }
         s.push('\n');
+        if let Some(f) = &self.feedback {
+            self.feedback_markdown(f, &mut s);
+        }
         s
+    }
+
+    /// The section on simulated feedback: what was said, and the policy with and without it.
+    fn feedback_markdown(&self, f: &FeedbackReport, s: &mut String) {
+        let (b, heard) = (&self.arms[1], &self.arms[2]);
+        let l = &f.ledger;
+        let _ = writeln!(
+            s,
+            "## Simulated explicit feedback\n\nOn {:.1}% of the shown items the user ignored (not opened then, never engaged with later in the log), the simulated user (seed {}) said \"not interested\" ({}), \"fewer like this\" on the category ({}) or blocked the brand ({}); {} words were refused by the user state's cap. The words reached the `{}` arm, as the events the server accepts, at the moment of the list.\n",
+            f.sim.share * 100.0,
+            f.sim.seed,
+            l.not_interested_words,
+            l.fewer_like_this_words,
+            l.block_brand_words,
+            l.refused,
+            heard.0
+        );
+        let _ = writeln!(s, "| metric | {} | {} | change |", b.0, heard.0);
+        s.push_str("|---|---:|---:|---:|\n");
+        for (name, value, percent, _) in ROWS {
+            let (vb, vh) = (value(&b.1), value(&heard.1));
+            let c = change(vb, vh).map_or("—".into(), |c| format!("{:+.1}%", c * 100.0));
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {c} |",
+                show(vb, *percent),
+                show(vh, *percent)
+            );
+        }
+        s.push('\n');
     }
 
     /// A grouped bar chart: per metric that applies to the log, both arms' values scaled to
@@ -662,6 +757,7 @@ mod tests {
             utc_offset_minutes: 0,
             fitted: Fitted::default(),
             arms: vec![("identity".into(), a), ("p".into(), b)],
+            feedback: None,
             source: String::new(),
             seconds: 0.0,
         };
@@ -687,6 +783,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| brand walls (lists with ≥ 5 of one brand) | n/a | n/a |"));
+        assert!(
+            md.contains("| explicit-feedback violations | 0 | 0 | — | n/a: no explicit feedback"),
+            "no word, no vacuous met: {md}"
+        );
         let json = r.json();
         assert!(json["arms"]["policy"]["substitute_slots"].is_null());
         assert!(json["arms"]["policy"]["walls_brand"].is_null());
