@@ -35,8 +35,9 @@
 //! - [`cli`]: the command line: `serve` (arguments, ports, signals) and the client
 //!   subcommands.
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
-//! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
-//!   evaluation and pictures; never used at request time.
+//! - [`datasets`]: readers for interaction logs (Taobao, REES46, Tmall, MovieLens, a platform's
+//!   own CSV through a column mapping), for offline evaluation and pictures; never used at
+//!   request time.
 //! - [`replay`]: offline replay of real logs through two policies in time order, and the fit of
 //!   a policy (durable categories, complements) from a log's earlier part.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.

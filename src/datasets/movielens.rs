@@ -1,6 +1,7 @@
-//! MovieLens 100K (GroupLens; Harper & Konstan, "The MovieLens Datasets: History and Context",
-//! ACM TiiS 2015): 1,682 movies with 19 genre flags and 100,000 ratings by 943 users.
+//! MovieLens (GroupLens; Harper & Konstan, "The MovieLens Datasets: History and Context",
+//! ACM TiiS 2015), in its two layouts.
 //!
+//! **100K** ([`MovieLens`]): 1,682 movies with 19 genre flags and 100,000 ratings by 943 users.
 //! Three files of the folder are read:
 //! - `u.genre`: `name|index`, the genre names in flag order (index 0 is "unknown");
 //! - `u.item`: `id|title|release date|video release date|IMDb URL|` then one `0`/`1` flag per
@@ -8,11 +9,20 @@
 //!   is decoded byte by byte as Latin-1, never as UTF-8;
 //! - `u.data`: `user item rating timestamp`, tab-separated, rating 1 to 5, unix seconds.
 //!
+//! **"Latest"** ([`Latest`]: `ml-latest-small`, `ml-latest`, `ml-25m`…): `movies.csv`
+//! (`movieId,title,genres`, genres `|`-separated, titles with a comma in quotes) and
+//! `ratings.csv` (`userId,movieId,rating,timestamp`, 0.5 to 5 stars in halves), UTF-8, each
+//! with its header. The genre table is the distinct names in ascending order, so it does not
+//! depend on the order of the rows.
+//!
 //! Malformed input is an error naming the file and the line, never a panic or a silent skip:
 //! a replay over a damaged file must not quietly measure something else.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub use super::LoadError;
+use super::text::{self, number};
+use super::{Action, LogEvent, malformed};
 
 /// The genres of one movie, as a bit set over genre indices (bit `g` set = flag `g` is 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -98,54 +108,13 @@ pub struct MovieLens {
     pub ratings: Vec<Rating>,
 }
 
-/// Why a data set could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// `line` is 1-based; 0 means the file as a whole.
-    #[error("{}", Located(file, *line, message))]
-    Malformed {
-        file: String,
-        line: usize,
-        message: String,
-    },
-}
-
-/// "file:line: message", or "file: message" for the whole file.
-struct Located<'a>(&'a String, usize, &'a String);
-
-impl fmt::Display for Located<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.1 {
-            0 => write!(f, "{}: {}", self.0, self.2),
-            line => write!(f, "{}:{line}: {}", self.0, self.2),
-        }
-    }
-}
-
-fn malformed(file: &str, line: usize, message: impl Into<String>) -> LoadError {
-    LoadError::Malformed {
-        file: file.to_owned(),
-        line,
-        message: message.into(),
-    }
-}
-
 impl MovieLens {
     /// Reads `u.genre`, `u.item` and `u.data` from `dir`, and checks that every rating names
     /// a listed movie.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
         let read = |name: &str| {
             let path = dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|source| LoadError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let bytes = text::read(&path)?;
             Ok::<_, LoadError>((path.display().to_string(), bytes))
         };
         let (file, bytes) = read("u.genre")?;
@@ -164,11 +133,45 @@ impl MovieLens {
 
     /// The movie with this id.
     pub fn movie(&self, id: u32) -> Option<&Movie> {
-        self.movies
-            .binary_search_by_key(&id, |m| m.id)
-            .ok()
-            .map(|i| &self.movies[i])
+        find(&self.movies, id)
     }
+
+    /// The ratings as replay events: each rating is a view of the movie, its category its
+    /// first genre (ids from 1: genre index + 1). MovieLens has no purchases, brands or prices.
+    pub fn events(&self) -> Vec<LogEvent> {
+        rating_events(
+            &self.movies,
+            self.ratings
+                .iter()
+                .map(|r| (r.user_id, r.item_id, r.timestamp)),
+        )
+    }
+}
+
+fn find(movies: &[Movie], id: u32) -> Option<&Movie> {
+    movies
+        .binary_search_by_key(&id, |m| m.id)
+        .ok()
+        .map(|i| &movies[i])
+}
+
+/// Ratings (user, movie, unix seconds) as views of the movie in its first genre.
+fn rating_events(
+    movies: &[Movie],
+    ratings: impl Iterator<Item = (u32, u32, i64)>,
+) -> Vec<LogEvent> {
+    ratings
+        .map(|(user, item, ts)| LogEvent {
+            user: u64::from(user),
+            item: u64::from(item),
+            category: find(movies, item)
+                .and_then(|m| m.genres.first())
+                .map_or(1, |g| g as u64 + 1),
+            action: Action::View,
+            at_ms: ts * 1000,
+            ..LogEvent::default()
+        })
+        .collect()
 }
 
 /// Parses `u.genre`: `name|index` per line, indices 0, 1, 2… in order; blank lines are
@@ -313,6 +316,214 @@ fn ratings(
     Ok(ratings)
 }
 
+/// One line of a "latest" `ratings.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HalfStarRating {
+    pub user_id: u32,
+    pub item_id: u32,
+    /// 1 to 10 half stars (0.5 to 5 stars).
+    pub half_stars: u8,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+/// A MovieLens "latest" folder (`ml-latest-small`, `ml-latest`, `ml-25m`, `ml-32m`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    /// Genre names in ascending order, indexed like the flags of [`Genres`];
+    /// "(no genres listed)" is one of them when a movie says so.
+    pub genres: Vec<String>,
+    /// Sorted by id.
+    pub movies: Vec<Movie>,
+    /// In file order.
+    pub ratings: Vec<HalfStarRating>,
+}
+
+/// The header `movies.csv` must start with.
+pub const LATEST_MOVIES_HEADER: &str = "movieId,title,genres";
+/// The header `ratings.csv` must start with.
+pub const LATEST_RATINGS_HEADER: &str = "userId,movieId,rating,timestamp";
+
+impl Latest {
+    /// Reads `movies.csv` and `ratings.csv` from `dir`, and checks that every rating names a
+    /// listed movie.
+    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        let movies_path = dir.join("movies.csv");
+        let file = movies_path.display().to_string();
+        let (genres, movies) = parse_latest_movies(&text::read(&movies_path)?, &file)?;
+        let ratings_path = dir.join("ratings.csv");
+        let file = ratings_path.display().to_string();
+        let known = |id: u32| find(&movies, id).is_some();
+        let ratings = parse_latest_ratings(&text::read(&ratings_path)?, &file, Some(&known))?;
+        Ok(Self {
+            genres,
+            movies,
+            ratings,
+        })
+    }
+
+    /// The movie with this id.
+    pub fn movie(&self, id: u32) -> Option<&Movie> {
+        find(&self.movies, id)
+    }
+
+    /// The ratings as replay events, as for MovieLens 100K: views of the movie in its first
+    /// genre (in ascending name order; ids from 1).
+    pub fn events(&self) -> Vec<LogEvent> {
+        rating_events(
+            &self.movies,
+            self.ratings
+                .iter()
+                .map(|r| (r.user_id, r.item_id, r.timestamp)),
+        )
+    }
+}
+
+/// Checks that the first non-blank line is `header` (its columns, case-insensitively) and
+/// returns the lines after it.
+fn after_header<'a>(
+    text: &'a str,
+    file: &str,
+    header: &str,
+) -> Result<impl Iterator<Item = (usize, &'a str)>, LoadError> {
+    let mut lines = text::lines(text);
+    let found = lines.next().map_or("", |(_, l)| l);
+    let names: Vec<String> = text::fields(found, ',')
+        .iter()
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
+    let wanted: Vec<String> = header.split(',').map(str::to_ascii_lowercase).collect();
+    if !names.starts_with(&wanted) {
+        return Err(malformed(
+            file,
+            1,
+            format!("expected the header `{header}`, found {found:?}"),
+        ));
+    }
+    Ok(lines)
+}
+
+/// Parses a "latest" `movies.csv`: the genre names (sorted) and the movies (sorted by id).
+pub fn parse_latest_movies(
+    bytes: &[u8],
+    file: &str,
+) -> Result<(Vec<String>, Vec<Movie>), LoadError> {
+    let text = text::utf8(bytes, file)?;
+    let mut rows = Vec::new();
+    for (line, raw) in after_header(text, file, LATEST_MOVIES_HEADER)? {
+        let fields = text::fields(raw, ',');
+        let [id, title, genres] = &fields[..] else {
+            return Err(malformed(
+                file,
+                line,
+                format!(
+                    "expected 3 fields (movieId,title,genres; a title with a comma in quotes), found {}",
+                    fields.len()
+                ),
+            ));
+        };
+        let id: u32 = number(id, file, line, "movie id")?;
+        let names: Vec<String> = genres
+            .split('|')
+            .map(|g| g.trim().to_owned())
+            .map(|g| {
+                if g.is_empty() {
+                    "(no genres listed)".to_owned()
+                } else {
+                    g
+                }
+            })
+            .collect();
+        rows.push((line, id, title.to_string(), names));
+    }
+    let mut genres: Vec<String> = rows.iter().flat_map(|r| r.3.iter().cloned()).collect();
+    genres.sort_unstable();
+    genres.dedup();
+    if genres.len() > Genres::MAX {
+        return Err(malformed(
+            file,
+            0,
+            format!(
+                "{} distinct genres, at most {} are supported",
+                genres.len(),
+                Genres::MAX
+            ),
+        ));
+    }
+    let mut movies: Vec<Movie> = rows
+        .into_iter()
+        .map(|(_, id, title, names)| {
+            let mut set = Genres::default();
+            for name in &names {
+                set.insert(genres.binary_search(name).expect("collected above"));
+            }
+            Movie {
+                id,
+                year: year_in_title(&title),
+                title,
+                genres: set,
+            }
+        })
+        .collect();
+    movies.sort_by_key(|m| m.id);
+    if let Some(w) = movies.windows(2).find(|w| w[0].id == w[1].id) {
+        return Err(malformed(
+            file,
+            0,
+            format!("movie id {} is listed twice", w[0].id),
+        ));
+    }
+    Ok((genres, movies))
+}
+
+/// Parses a "latest" `ratings.csv`; with `known_movie`, a rating of an unlisted movie is an
+/// error.
+pub fn parse_latest_ratings(
+    bytes: &[u8],
+    file: &str,
+    known_movie: Option<&dyn Fn(u32) -> bool>,
+) -> Result<Vec<HalfStarRating>, LoadError> {
+    let text = text::utf8(bytes, file)?;
+    let mut ratings = Vec::with_capacity(bytes.len() / 24);
+    for (line, raw) in after_header(text, file, LATEST_RATINGS_HEADER)? {
+        let fields: Vec<&str> = raw.split(',').map(str::trim).collect();
+        let [user, item, rating, ts] = fields[..] else {
+            return Err(malformed(
+                file,
+                line,
+                format!(
+                    "expected 4 fields (userId,movieId,rating,timestamp), found {}",
+                    fields.len()
+                ),
+            ));
+        };
+        let item_id = number(item, file, line, "movie id")?;
+        if known_movie.is_some_and(|known| !known(item_id)) {
+            return Err(malformed(
+                file,
+                line,
+                format!("movie {item_id} is not listed in movies.csv"),
+            ));
+        }
+        let stars: f64 = number(rating, file, line, "rating")?;
+        let half = stars * 2.0;
+        if !(1.0..=10.0).contains(&half) || half.fract() != 0.0 {
+            return Err(malformed(
+                file,
+                line,
+                format!("rating {rating} is not 0.5 to 5 in half stars"),
+            ));
+        }
+        ratings.push(HalfStarRating {
+            user_id: number(user, file, line, "user id")?,
+            item_id,
+            half_stars: half as u8,
+            timestamp: number(ts, file, line, "timestamp")?,
+        });
+    }
+    Ok(ratings)
+}
+
 /// Non-blank lines with their 1-based numbers, decoded as Latin-1 (each byte is the code
 /// point of the same value), without the line ending.
 fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, String)> + '_ {
@@ -327,17 +538,6 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, String)> + '_ {
             )
         })
         .filter(|(_, text)| !text.trim().is_empty())
-}
-
-fn number<T: std::str::FromStr>(
-    text: &str,
-    file: &str,
-    line: usize,
-    what: &str,
-) -> Result<T, LoadError> {
-    text.trim()
-        .parse()
-        .map_err(|_| malformed(file, line, format!("{what} {text:?} is not a valid number")))
 }
 
 /// The year of the last "(yyyy)" in a title: "Land Before Time III (1995) (V)" → 1995.
@@ -479,6 +679,67 @@ mod tests {
         assert!(ml.movie(2).is_none());
         let missing = MovieLens::load(&dir.path().join("nope")).unwrap_err();
         assert!(matches!(missing, LoadError::Io { .. }), "{missing}");
+    }
+
+    #[test]
+    fn a_latest_folder_loads_with_quoted_titles_half_stars_and_genre_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("movies.csv"),
+            "movieId,title,genres\n\
+             1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n\
+             11,\"American President, The (1995)\",Comedy|Drama|Romance\n\
+             9,Untitled,(no genres listed)\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("ratings.csv"),
+            "userId,movieId,rating,timestamp\n1,11,3.5,964982703\n2,1,5.0,964981247\n",
+        )
+        .unwrap();
+        let ml = Latest::load(dir.path()).unwrap();
+        assert_eq!(ml.genres[0], "(no genres listed)");
+        assert_eq!(ml.genres[1], "Adventure");
+        let president = ml.movie(11).unwrap();
+        assert_eq!(president.title, "American President, The (1995)");
+        assert_eq!(president.year, Some(1995));
+        let comedy = ml.genres.iter().position(|g| g == "Comedy").unwrap();
+        assert_eq!(president.genres.first(), Some(comedy));
+        assert_eq!(ml.ratings[0].half_stars, 7);
+        let events = ml.events();
+        assert_eq!(events[0].category, comedy as u64 + 1);
+        assert_eq!(
+            events[1].category, 2,
+            "Toy Story's first genre is Adventure"
+        );
+        assert_eq!(events[0].at_ms, 964_982_703_000);
+        assert_eq!(ml.movie(9).unwrap().genres.first(), Some(0));
+
+        std::fs::write(
+            dir.path().join("ratings.csv"),
+            "userId,movieId,rating,timestamp\n1,11,3.25,1\n",
+        )
+        .unwrap();
+        let err = Latest::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with("ratings.csv:2: rating 3.25 is not 0.5 to 5 in half stars"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("ratings.csv"),
+            "userId,movieId,rating,timestamp\n1,12,3,1\n",
+        )
+        .unwrap();
+        let err = Latest::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with("ratings.csv:2: movie 12 is not listed in movies.csv"),
+            "{err}"
+        );
+        let err = parse_latest_ratings(b"user,movie\n", "r.csv", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "r.csv:1: expected the header `userId,movieId,rating,timestamp`, found \"user,movie\""
+        );
     }
 
     #[test]

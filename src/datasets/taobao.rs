@@ -9,7 +9,11 @@
 
 use std::path::Path;
 
-use super::movielens::LoadError;
+use super::text::{self, positive};
+use super::{Action, LoadError, LogEvent, malformed};
+
+/// The log's file name in a folder of it.
+pub const FILE_NAME: &str = "UserBehavior.csv";
 
 /// What the user did with the item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,7 +36,8 @@ impl Behavior {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The log's word read back.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "pv" => Some(Self::PageView),
             "cart" => Some(Self::Cart),
@@ -60,38 +65,19 @@ pub const UTC_OFFSET_SECONDS: i64 = 8 * 3600;
 
 /// Reads a log file.
 pub fn load(path: &Path) -> Result<Vec<Row>, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(&bytes, &path.display().to_string())
+    parse(&text::read(path)?, &path.display().to_string())
 }
 
 /// Parses the log's bytes; `file` names the source in errors. Blank lines (and a trailing
 /// carriage return) are allowed, anything else malformed stops the parse at its line.
 pub fn parse(bytes: &[u8], file: &str) -> Result<Vec<Row>, LoadError> {
-    let malformed = |line: usize, message: String| LoadError::Malformed {
-        file: file.to_owned(),
-        line,
-        message,
-    };
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count();
-        malformed(line, "not UTF-8 text".into())
-    })?;
+    let text = text::utf8(bytes, file)?;
     let mut rows = Vec::with_capacity(bytes.len() / 40);
-    for (n, raw) in text.lines().enumerate() {
-        let line = n + 1;
-        let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
+    for (line, raw) in text::lines(text) {
         let fields: Vec<&str> = raw.split(',').map(str::trim).collect();
         let [user, item, category, behavior, ts] = fields[..] else {
             return Err(malformed(
+                file,
                 line,
                 format!(
                     "expected 5 comma-separated fields (user_id,item_id,category_id,behavior,unix_ts), found {}",
@@ -99,32 +85,44 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<Vec<Row>, LoadError> {
                 ),
             ));
         };
-        let id = |s: &str, what: &str| {
-            s.parse::<u64>()
-                .ok()
-                .filter(|v| *v != 0)
-                .ok_or_else(|| malformed(line, format!("{what} {s:?} is not a positive integer")))
-        };
         let behavior = Behavior::parse(behavior).ok_or_else(|| {
             malformed(
+                file,
                 line,
                 format!("behavior {behavior:?} is not one of pv, cart, fav, buy"),
             )
         })?;
-        let timestamp = ts
-            .parse::<i64>()
-            .ok()
-            .filter(|t| *t >= 0)
-            .ok_or_else(|| malformed(line, format!("timestamp {ts:?} is not unix seconds")))?;
+        let timestamp = ts.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
+            malformed(file, line, format!("timestamp {ts:?} is not unix seconds"))
+        })?;
         rows.push(Row {
-            user_id: id(user, "user id")?,
-            item_id: id(item, "item id")?,
-            category_id: id(category, "category id")?,
+            user_id: positive(user, file, line, "user id")?,
+            item_id: positive(item, file, line, "item id")?,
+            category_id: positive(category, file, line, "category id")?,
             behavior,
             timestamp,
         });
     }
     Ok(rows)
+}
+
+/// The rows as replay events: `pv` is a view; no brands, shops or prices.
+pub fn events(rows: &[Row]) -> Vec<LogEvent> {
+    rows.iter()
+        .map(|r| LogEvent {
+            user: r.user_id,
+            item: r.item_id,
+            category: r.category_id,
+            action: match r.behavior {
+                Behavior::PageView => Action::View,
+                Behavior::Cart => Action::Cart,
+                Behavior::Favorite => Action::Favorite,
+                Behavior::Buy => Action::Buy,
+            },
+            at_ms: r.timestamp * 1000,
+            ..LogEvent::default()
+        })
+        .collect()
 }
 
 #[cfg(test)]

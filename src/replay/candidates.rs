@@ -15,9 +15,15 @@
 //! - **global popularity** fills up: `0.05 · count / max count`, from a ranking refreshed every
 //!   [`Params::popular_refresh`] events.
 //!
+//! Each proposal carries the item's category, brand, shop and price as last seen in the log
+//! (what a host's catalog would attach), so the policy's brand and shop rules see them.
+//!
 //! Ties are broken by item id, so replays are deterministic.
 
 use std::collections::{HashMap, VecDeque};
+
+use super::LogEvent;
+use crate::rank::{Candidate, DataDimension, DimensionSet};
 
 /// Knobs of the generator, fixed a priori (not fitted to any log).
 #[derive(Debug, Clone)]
@@ -57,6 +63,12 @@ impl Default for Params {
 pub struct Proposal {
     pub item_id: u64,
     pub category_id: u64,
+    /// 0 = unknown.
+    pub brand_id: u64,
+    /// 0 = unknown.
+    pub shop_id: u64,
+    /// 0 = unknown.
+    pub price: f32,
     /// The generator's relevance, higher is better.
     pub score: f32,
     /// Interactions with the item so far.
@@ -66,13 +78,36 @@ pub struct Proposal {
     pub personal: bool,
 }
 
+impl Proposal {
+    /// The Rank candidate the host would send for it: personal sources as browsing evidence,
+    /// popularity fill-ups as trending.
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            item_id: self.item_id,
+            score: self.score,
+            category_id: self.category_id,
+            brand_id: self.brand_id,
+            shop_id: self.shop_id,
+            price: self.price,
+            popularity: self.popularity as f32,
+            evidence: if self.personal {
+                DimensionSet::of([DataDimension::Browsing])
+            } else {
+                DimensionSet::of([DataDimension::Trending])
+            },
+            ..Candidate::default()
+        }
+    }
+}
+
 /// What the generator has learned from the events fed so far.
 #[derive(Debug, Default)]
 pub struct Generator {
     params: Params,
     covisits: HashMap<u64, HashMap<u64, u32>>,
     popularity: HashMap<u64, u32>,
-    category_of: HashMap<u64, u64>,
+    /// Per item: the latest (category, brand, shop, price) seen.
+    attributes: HashMap<u64, (u64, u64, u64, f32)>,
     category_items: HashMap<u64, HashMap<u64, u32>>,
     /// Per user, newest first: (item, at_ms).
     history: HashMap<u64, VecDeque<(u64, i64)>>,
@@ -89,7 +124,8 @@ impl Generator {
     }
 
     /// Learns from one event (after every decision point that precedes it).
-    pub fn observe(&mut self, user: u64, item: u64, category: u64, at_ms: i64) {
+    pub fn observe(&mut self, e: &LogEvent) {
+        let (user, item, category, at_ms) = (e.user, e.item, e.category, e.at_ms);
         let p = &self.params;
         let history = self.history.entry(user).or_default();
         for &(other, at) in history.iter().take(p.pair_span) {
@@ -113,7 +149,8 @@ impl Generator {
         history.push_front((item, at_ms));
         history.truncate(p.history);
         *self.popularity.entry(item).or_default() += 1;
-        self.category_of.insert(item, category);
+        self.attributes
+            .insert(item, (category, e.brand, e.shop, e.price));
         *self
             .category_items
             .entry(category)
@@ -164,7 +201,7 @@ impl Generator {
         }
         let mut categories: HashMap<u64, usize> = HashMap::new();
         for (item, _) in history {
-            if let Some(c) = self.category_of.get(item) {
+            if let Some((c, ..)) = self.attributes.get(item) {
                 *categories.entry(*c).or_default() += 1;
             }
         }
@@ -186,12 +223,19 @@ impl Generator {
         }
         let mut out: Vec<Proposal> = score
             .into_iter()
-            .map(|(item_id, (score, personal))| Proposal {
-                item_id,
-                category_id: self.category_of.get(&item_id).copied().unwrap_or(0),
-                score,
-                popularity: self.popularity(item_id),
-                personal,
+            .map(|(item_id, (score, personal))| {
+                let (category_id, brand_id, shop_id, price) =
+                    self.attributes.get(&item_id).copied().unwrap_or_default();
+                Proposal {
+                    item_id,
+                    category_id,
+                    brand_id,
+                    shop_id,
+                    price,
+                    score,
+                    popularity: self.popularity(item_id),
+                    personal,
+                }
             })
             .collect();
         out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.item_id.cmp(&b.item_id)));
@@ -204,18 +248,29 @@ impl Generator {
 mod tests {
     use super::*;
 
+    /// A view of `item` in `category` by `user` at `at_ms`.
+    fn view(user: u64, item: u64, category: u64, at_ms: i64) -> LogEvent {
+        LogEvent {
+            user,
+            item,
+            category,
+            at_ms,
+            ..LogEvent::default()
+        }
+    }
+
     #[test]
     fn co_visited_items_are_proposed_and_ranked_by_evidence() {
         let mut g = Generator::new(Params::default());
         // Users 1 and 2 both view 10 then 11; user 1 also views 12 much later.
-        g.observe(1, 10, 1, 0);
-        g.observe(1, 11, 1, 1000);
-        g.observe(2, 10, 1, 2000);
-        g.observe(2, 11, 1, 3000);
-        g.observe(1, 12, 2, 10 * 3_600_000);
+        g.observe(&view(1, 10, 1, 0));
+        g.observe(&view(1, 11, 1, 1000));
+        g.observe(&view(2, 10, 1, 2000));
+        g.observe(&view(2, 11, 1, 3000));
+        g.observe(&view(1, 12, 2, 10 * 3_600_000));
         // User 3 viewed 10: 11 (co-visited twice) comes first, then 10 itself (recently
         // viewed), and 12 (never within the window) only through popularity.
-        g.observe(3, 10, 1, 20 * 3_600_000);
+        g.observe(&view(3, 10, 1, 20 * 3_600_000));
         let c = g.candidates(3);
         assert_eq!(c[0].item_id, 11);
         assert_eq!(c[1].item_id, 10);
@@ -234,7 +289,7 @@ mod tests {
         });
         for i in 0..10u64 {
             for _ in 0..=i {
-                g.observe(100 + i, i + 1, 7, i as i64);
+                g.observe(&view(100 + i, i + 1, 7, i as i64));
             }
         }
         let c = g.candidates(999);

@@ -19,9 +19,9 @@
 use std::collections::HashMap;
 
 use super::candidates::{Generator, Params as GeneratorParams};
-use super::{Action, LogEvent};
+use super::{Action, LogEvent, impression, state_event};
 use crate::rank::stages::fatigue::{LearnedDiscount, MAX_DISCOUNT_STEPS};
-use crate::state::{Event, EventKind, StateConfig, UserState};
+use crate::state::{StateConfig, UserState};
 
 /// An item engaged with less than this long ago is "recent": a day, one shopping errand.
 pub const RECENT_HOURS: f64 = 24.0;
@@ -121,24 +121,12 @@ pub fn fit(
                 class.hits[n] += u64::from(p.item_id == e.item);
             }
             for p in proposals.iter().take(k) {
-                let mut imp = Event::new(EventKind::Impression, e.at_ms);
-                imp.item_id = p.item_id;
-                imp.category_id = p.category_id;
                 // Impressions of the generator's own proposals are always well-formed.
-                let _ = state.apply(&imp, &cfg);
+                let _ = state.apply(&impression(&p.candidate(), e.at_ms), &cfg);
             }
         }
-        let kind = match e.action {
-            Action::View => EventKind::Click,
-            Action::Cart => EventKind::Cart,
-            Action::Favorite => EventKind::Favorite,
-            Action::Buy => EventKind::Purchase,
-        };
-        let mut event = Event::new(kind, e.at_ms);
-        event.item_id = e.item;
-        event.category_id = e.category;
-        let _ = state.apply(&event, &cfg);
-        generator.observe(e.user, e.item, e.category, e.at_ms);
+        let _ = state.apply(&state_event(e), &cfg);
+        generator.observe(e);
     }
     out
 }
@@ -193,6 +181,7 @@ mod tests {
                     category: 1,
                     action: Action::View,
                     at_ms: 1_700_000_000_000 + step * 60_000 + user as i64,
+                    ..LogEvent::default()
                 });
             }
         }

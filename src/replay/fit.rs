@@ -16,6 +16,8 @@
 //!   `P(B later | bought A) / P(B)` (users, among users with a purchase) is at least
 //!   [`FitParams::min_lift`].
 //!
+//! Purchases of an unknown category (0) count as purchases but teach nothing.
+//!
 //! Nothing here looks past the events it is given: the caller passes the fitting part only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -98,6 +100,10 @@ pub fn fit(events: &[LogEvent], p: &FitParams) -> Fitted {
     let mut purchases = 0;
     for e in events.iter().filter(|e| e.action == Action::Buy) {
         purchases += 1;
+        if e.category == 0 {
+            // A purchase in no known category says nothing about any category's cycle.
+            continue;
+        }
         let mine = occasions.entry(e.user).or_default();
         let same = mine
             .iter()
@@ -196,6 +202,12 @@ fn round2(x: f64) -> f64 {
 }
 
 impl Fitted {
+    /// Whether the fit found neither a durable category nor a complement pair: a policy
+    /// "fitted" on it is the built-in default.
+    pub fn learned_nothing(&self) -> bool {
+        self.durables.is_empty() && self.complements.is_empty()
+    }
+
     /// The policy file: the built-in default plus the fitted cycles and complement graph.
     /// `about` goes into the header comment (what it was fitted on).
     pub fn to_toml(&self, about: &str) -> String {
@@ -288,6 +300,7 @@ mod tests {
             category,
             action: Action::Buy,
             at_ms: (day * DAY_MS as f64) as i64,
+            ..LogEvent::default()
         }
     }
 
@@ -337,5 +350,10 @@ mod tests {
         assert!(policy.cooling_off.cycles.iter().any(|c| c.category_id == 1));
         assert_eq!(policy.complements.graph[0].complements, vec![2]);
         policy.validate("fitted").unwrap();
+        assert!(!f.learned_nothing());
+        assert!(
+            fit(&events[..1], &FitParams::default()).learned_nothing(),
+            "one buyer"
+        );
     }
 }

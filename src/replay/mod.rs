@@ -5,7 +5,8 @@
 //! How a replay runs (`run`):
 //! 1. The log is split by time at `fit_until`: the policy is fitted on the part before
 //!    ([`fit`]); decisions are evaluated on the part after only, so nothing is tuned on what
-//!    is measured. Every event of both parts still flows into the user state and the
+//!    is measured. By default the split is the time two thirds of the events precede
+//!    ([`DEFAULT_FIT_SHARE`], a quantile of the timestamps, robust to stray rows). Every event of both parts still flows into the user state and the
 //!    candidate generator, in time order, as a live system would have seen them.
 //! 2. A **decision point** is each page view (Taobao `pv`, a MovieLens rating) in the
 //!    evaluation part by a user with at least `warmup` earlier events: the moment just before
@@ -20,12 +21,17 @@
 //!    still engagement, as it would be in production), cart, favourite and purchase are
 //!    themselves. Only then does the generator learn from it.
 //!
+//! 5. With simulated feedback ([`feedback`]), a third arm runs the policy under test again
+//!    and, after each of its lists, receives the simulated user's explicit words about items
+//!    the user ignores, as the events the server accepts, at that moment.
+//!
 //! Metrics per arm are in [`report`].
 //!
 //! Must not: read the wall clock, or let an event influence anything ranked before it.
 
 pub mod candidates;
 pub mod discount;
+pub mod feedback;
 pub mod fit;
 pub mod report;
 
@@ -34,48 +40,33 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::datasets::movielens::{LoadError, MovieLens};
-use crate::datasets::taobao::{self, Behavior};
+use crate::datasets::generic::Mapping;
+use crate::datasets::{self, Format, LoadError, taobao};
 use crate::rank::policy::Policy;
 use crate::rank::{
-    Candidate, DataDimension, Deadline, DimensionSet, Parallelism, Pipeline, Policies, RankInput,
-    UserView, metrics,
+    Candidate, Deadline, Parallelism, Pipeline, Policies, RankInput, UserView, metrics,
 };
 use crate::state::{Event, EventKind, StateConfig, UserState};
 
-use candidates::{Generator, Params as GeneratorParams};
+use candidates::{Generator, Params as GeneratorParams, Proposal};
+use feedback::{Ledger, Simulation};
 use fit::{FitParams, Fitted};
-use report::{ArmMetrics, Report, Slate};
+use report::{ArmMetrics, FeedbackReport, Report, Slate};
 
-/// What a user did, in the replay's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Opened an item (Taobao `pv`, a MovieLens rating): the interaction decisions predict.
-    View,
-    Cart,
-    Favorite,
-    Buy,
-}
-
-/// One event of a log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogEvent {
-    pub user: u64,
-    pub item: u64,
-    /// Never 0 (unknown).
-    pub category: u64,
-    pub action: Action,
-    pub at_ms: i64,
-}
+pub use crate::datasets::{Action, LogEvent};
 
 /// A log in time order (ties keep the file's order).
 #[derive(Debug, Clone)]
 pub struct Log {
     /// What it is, for reports: "taobao-users/UserBehavior.csv".
     pub name: String,
+    /// The format it was read in; `None` for a log built in code.
+    pub format: Option<Format>,
     pub events: Vec<LogEvent>,
     /// The platform's offset from UTC, for requests' local time.
     pub utc_offset_minutes: i32,
+    /// Whether any event names a brand (brand walls are measured only then).
+    pub has_brands: bool,
 }
 
 impl Log {
@@ -87,6 +78,8 @@ impl Log {
         events.sort_by_key(|e| e.at_ms);
         Self {
             name: name.into(),
+            format: None,
+            has_brands: events.iter().any(|e| e.brand != 0),
             events,
             utc_offset_minutes,
         }
@@ -94,59 +87,46 @@ impl Log {
 
     /// From Taobao rows.
     pub fn from_taobao(name: impl Into<String>, rows: &[taobao::Row]) -> Self {
-        let events = rows
-            .iter()
-            .map(|r| LogEvent {
-                user: r.user_id,
-                item: r.item_id,
-                category: r.category_id,
-                action: match r.behavior {
-                    Behavior::PageView => Action::View,
-                    Behavior::Cart => Action::Cart,
-                    Behavior::Favorite => Action::Favorite,
-                    Behavior::Buy => Action::Buy,
-                },
-                at_ms: r.timestamp * 1000,
-            })
-            .collect();
-        Self::new(name, events, (taobao::UTC_OFFSET_SECONDS / 60) as i32)
+        Self::new(
+            name,
+            taobao::events(rows),
+            (taobao::UTC_OFFSET_SECONDS / 60) as i32,
+        )
     }
 
-    /// Reads a Taobao UserBehavior file.
-    pub fn taobao(path: &Path) -> Result<Self, LoadError> {
-        Ok(Self::from_taobao(
-            path.display().to_string(),
-            &taobao::load(path)?,
-        ))
-    }
-
-    /// Reads MovieLens 100K (`u.data`, `u.item`, `u.genre`): each rating is a view of the
-    /// movie, its category its first genre (ids from 1: genre index + 1). MovieLens has no
-    /// purchases, so purchase metrics, cooling-off and complements stay empty.
-    pub fn movielens(dir: &Path) -> Result<Self, LoadError> {
-        let ml = MovieLens::load(dir)?;
-        let events = ml
-            .ratings
-            .iter()
-            .map(|r| LogEvent {
-                user: u64::from(r.user_id),
-                item: u64::from(r.item_id),
-                category: ml
-                    .movie(r.item_id)
-                    .and_then(|m| m.genres.first())
-                    .map_or(1, |g| g as u64 + 1),
-                action: Action::View,
-                at_ms: r.timestamp * 1000,
-            })
-            .collect();
-        Ok(Self::new(dir.display().to_string(), events, 0))
+    /// Reads the log at `path` (a file or a folder) in `format`, or in the format
+    /// `datasets::detect` tells; a generic CSV through its `mapping`.
+    pub fn open(
+        path: &Path,
+        format: Option<Format>,
+        mapping: Option<&Mapping>,
+    ) -> Result<Self, LoadError> {
+        let loaded = datasets::load(path, format, mapping)?;
+        let mut log = Self::new(loaded.name, loaded.events, loaded.utc_offset_minutes);
+        log.format = Some(loaded.format);
+        Ok(log)
     }
 
     /// Index of the first event at or after `at_ms`.
     pub fn split(&self, at_ms: i64) -> usize {
         self.events.partition_point(|e| e.at_ms < at_ms)
     }
+
+    /// The time of the event at the `share` quantile of the events in time order (the event
+    /// at index ⌊share · n⌋), so that `share` of the events, up to ties at that instant, come
+    /// before it; `None` for an empty log. A quantile of the events' times, not a point
+    /// between the first and the last: a stray row far from the rest moves it by at most one
+    /// event.
+    pub fn quantile_ms(&self, share: f64) -> Option<i64> {
+        let n = self.events.len();
+        let i = ((n as f64 * share.clamp(0.0, 1.0)) as usize).min(n.checked_sub(1)?);
+        Some(self.events[i].at_ms)
+    }
 }
+
+/// The share of a log's events before the default end of the fitting part: two thirds fit
+/// the policy, the last third is measured ([`Log::quantile_ms`]).
+pub const DEFAULT_FIT_SHARE: f64 = 2.0 / 3.0;
 
 /// How to run a replay.
 #[derive(Debug, Clone)]
@@ -162,6 +142,11 @@ pub struct ReplayConfig {
     pub fit: FitParams,
     /// Print progress to stderr every 10% of the events.
     pub progress: bool,
+    /// Simulate explicit feedback in a third arm (the policy under test again): see
+    /// [`feedback`].
+    pub feedback: Option<Simulation>,
+    /// The user state's limits and time constants: the store's defaults.
+    pub state: StateConfig,
 }
 
 impl Default for ReplayConfig {
@@ -173,6 +158,8 @@ impl Default for ReplayConfig {
             generator: GeneratorParams::default(),
             fit: FitParams::default(),
             progress: false,
+            feedback: None,
+            state: StateConfig::default(),
         }
     }
 }
@@ -192,7 +179,13 @@ struct Running {
     states: HashMap<u64, UserState>,
     /// Per (user, item): times shown since the user last interacted with it.
     unclicked: HashMap<(u64, u64), u32>,
+    /// Per (user, item): times shown in all.
+    shown: HashMap<(u64, u64), u32>,
     metrics: ArmMetrics,
+    /// Whether the simulated user speaks to this arm.
+    speaks: bool,
+    /// What the user said to this arm.
+    ledger: Ledger,
 }
 
 /// Replays the log with the identity baseline and `tested` (the fitted policy when `None`).
@@ -218,21 +211,26 @@ pub fn run_observed(
     configured.insert("tested".to_owned(), tested.policy.clone());
     let policies = Policies::build(&configured, Parallelism::SEQUENTIAL)
         .unwrap_or_else(|e| panic!("the tested policy is invalid: {e}"));
+    let windows = fitted.windows_ms();
     let mut arms: Vec<Running> = [
-        ("identity".to_owned(), "identity"),
-        (tested.name.clone(), "tested"),
+        ("identity".to_owned(), "identity", false),
+        (tested.name.clone(), "tested", false),
+        (format!("{} + feedback", tested.name), "tested", true),
     ]
     .into_iter()
-    .map(|(name, key)| Running {
+    .filter(|(_, _, speaks)| !speaks || cfg.feedback.is_some())
+    .map(|(name, key, speaks)| Running {
         name,
         pipeline: policies.get(key).expect("built above").clone(),
         states: HashMap::new(),
         unclicked: HashMap::new(),
-        metrics: ArmMetrics::default(),
+        shown: HashMap::new(),
+        metrics: ArmMetrics::new(log.has_brands, !windows.is_empty()),
+        speaks,
+        ledger: Ledger::default(),
     })
     .collect();
-    let state_cfg = StateConfig::default();
-    let windows = fitted.windows_ms();
+    let state_cfg = &cfg.state;
 
     // Long tail: the head is the 20% most popular items of the fitting part; items first
     // seen later are tail.
@@ -251,6 +249,12 @@ pub fn run_observed(
         if e.action == Action::Buy {
             pending.insert(e.user, e.item);
         }
+    }
+
+    // The index of each (user, item)'s last event: a showing after it is never engaged with.
+    let mut last_touch: HashMap<(u64, u64), usize> = HashMap::new();
+    for (i, e) in log.events.iter().enumerate() {
+        last_touch.insert((e.user, e.item), i);
     }
 
     let mut generator = Generator::new(cfg.generator.clone());
@@ -276,21 +280,7 @@ pub fn run_observed(
                 decisions += 1;
                 observe(i, &proposals);
                 let input = RankInput {
-                    candidates: proposals
-                        .iter()
-                        .map(|p| Candidate {
-                            item_id: p.item_id,
-                            score: p.score,
-                            category_id: p.category_id,
-                            popularity: p.popularity as f32,
-                            evidence: if p.personal {
-                                DimensionSet::of([DataDimension::Browsing])
-                            } else {
-                                DimensionSet::of([DataDimension::Trending])
-                            },
-                            ..Candidate::default()
-                        })
-                        .collect(),
+                    candidates: proposals.iter().map(Proposal::candidate).collect(),
                     k: cfg.k,
                     now_ms: e.at_ms,
                     surface: "home_feed".into(),
@@ -299,7 +289,7 @@ pub fn run_observed(
                 };
                 let bought = purchases.get(&e.user).map_or(&[][..], Vec::as_slice);
                 for arm in &mut arms {
-                    let view = view_of(arm.states.get(&e.user), e.at_ms, &state_cfg);
+                    let view = view_of(arm.states.get(&e.user), e.at_ms, state_cfg);
                     let (ranking, degraded) =
                         match arm.pipeline.run(&input, &view, &Deadline::none()) {
                             Ok(r) => (r, false),
@@ -314,6 +304,7 @@ pub fn run_observed(
                     let slate = Slate {
                         items: shown.iter().map(|c| c.item_id).collect(),
                         categories: shown.iter().map(|c| c.category_id).collect(),
+                        brands: shown.iter().map(|c| c.brand_id).collect(),
                         popularity: shown
                             .iter()
                             .map(|c| fit_popularity.get(&c.item_id).copied().unwrap_or(0))
@@ -328,6 +319,14 @@ pub fn run_observed(
                                     >= 3
                             })
                             .count(),
+                        repeated_unwanted: shown
+                            .iter()
+                            .filter(|c| {
+                                let key = (e.user, c.item_id);
+                                arm.shown.get(&key).copied().unwrap_or(0) >= 2
+                                    && last_touch.get(&key).is_none_or(|&j| j < i)
+                            })
+                            .count(),
                         substitutes: shown
                             .iter()
                             .filter(|c| {
@@ -339,33 +338,48 @@ pub fn run_observed(
                             .count(),
                         violations: shown
                             .iter()
-                            .filter(|c| view.not_interested.binary_search(&c.item_id).is_ok())
+                            .filter(|c| arm.ledger.violates(e.user, c.item_id, c.brand_id, e.at_ms))
                             .count(),
                         degraded,
                     };
                     arm.metrics.add(&slate, e.item, next_buy[i], head);
                     let state = arm.states.entry(e.user).or_default();
                     for c in &shown {
-                        let mut imp = Event::new(EventKind::Impression, e.at_ms);
-                        imp.item_id = c.item_id;
-                        imp.category_id = c.category_id;
-                        apply(state, &imp, &state_cfg);
+                        apply(state, &impression(c, e.at_ms), state_cfg);
                         *arm.unclicked.entry((e.user, c.item_id)).or_default() += 1;
+                        *arm.shown.entry((e.user, c.item_id)).or_default() += 1;
+                    }
+                    if let Some(sim) = cfg.feedback.filter(|_| arm.speaks) {
+                        for c in &shown {
+                            let ignored = c.item_id != e.item
+                                && last_touch.get(&(e.user, c.item_id)).is_none_or(|&j| j < i);
+                            let Some(word) = ignored
+                                .then(|| sim.word(i, c.item_id, c.category_id, c.brand_id))
+                                .flatten()
+                            else {
+                                continue;
+                            };
+                            let event = word.event(e.at_ms);
+                            match event
+                                .check(e.at_ms)
+                                .and_then(|_| state.apply(&event, state_cfg))
+                            {
+                                Ok(()) => arm.ledger.record(
+                                    e.user,
+                                    word,
+                                    e.at_ms,
+                                    state_cfg.not_interested_ms,
+                                ),
+                                Err(_) => arm.ledger.refused += 1,
+                            }
+                        }
                     }
                 }
             }
         }
-        let kind = match e.action {
-            Action::View => EventKind::Click,
-            Action::Cart => EventKind::Cart,
-            Action::Favorite => EventKind::Favorite,
-            Action::Buy => EventKind::Purchase,
-        };
-        let mut event = Event::new(kind, e.at_ms);
-        event.item_id = e.item;
-        event.category_id = e.category;
+        let event = state_event(e);
         for arm in &mut arms {
-            apply(arm.states.entry(e.user).or_default(), &event, &state_cfg);
+            apply(arm.states.entry(e.user).or_default(), &event, state_cfg);
             arm.unclicked.remove(&(e.user, e.item));
         }
         if e.action == Action::Buy {
@@ -374,7 +388,7 @@ pub fn run_observed(
                 .or_default()
                 .push((e.category, e.at_ms));
         }
-        generator.observe(e.user, e.item, e.category, e.at_ms);
+        generator.observe(e);
     }
     Report {
         log: log.name.clone(),
@@ -383,8 +397,51 @@ pub fn run_observed(
         fit_until_ms: cfg.fit_until_ms,
         utc_offset_minutes: log.utc_offset_minutes,
         fitted,
+        feedback: cfg.feedback.map(|sim| {
+            let ledger = arms
+                .iter()
+                .find(|a| a.speaks)
+                .map(|a| a.ledger.clone())
+                .unwrap_or_default();
+            FeedbackReport { sim, ledger }
+        }),
         arms: arms.into_iter().map(|a| (a.name, a.metrics)).collect(),
+        source: log
+            .format
+            .map_or("the log given", |f| f.source())
+            .to_owned(),
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The state event a log event is: a page view is a click on the item (so a shown item the
+/// user opens next counts as clicked), cart, favourite and purchase are themselves.
+pub(crate) fn state_event(e: &LogEvent) -> Event {
+    let kind = match e.action {
+        Action::View => EventKind::Click,
+        Action::Cart => EventKind::Cart,
+        Action::Favorite => EventKind::Favorite,
+        Action::Buy => EventKind::Purchase,
+    };
+    Event {
+        item_id: e.item,
+        category_id: e.category,
+        brand_id: e.brand,
+        shop_id: e.shop,
+        price: e.price,
+        ..Event::new(kind, e.at_ms)
+    }
+}
+
+/// The impression of a shown candidate at `at_ms`.
+pub(crate) fn impression(c: &Candidate, at_ms: i64) -> Event {
+    Event {
+        item_id: c.item_id,
+        category_id: c.category_id,
+        brand_id: c.brand_id,
+        shop_id: c.shop_id,
+        price: c.price,
+        ..Event::new(EventKind::Impression, at_ms)
     }
 }
 
@@ -419,23 +476,15 @@ fn fit_part(events: &[LogEvent], cfg: &ReplayConfig) -> Fitted {
 /// Unix milliseconds of local midnight starting `date` (YYYY-MM-DD) at the offset.
 pub fn local_midnight_ms(date: &str, utc_offset_minutes: i32) -> Option<i64> {
     let mut parts = date.split('-');
-    let (y, m, d) = (
+    let ymd = (
         parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
     );
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if parts.next().is_some() {
         return None;
     }
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 - i64::from(utc_offset_minutes) * 60) * 1000)
+    datasets::text::civil_ms(ymd, (0, 0, 0, 0), utc_offset_minutes)
 }
 
 #[cfg(test)]

@@ -114,7 +114,180 @@ fn a_tiny_replay_measures_both_arms() {
         b.repeated_ignored_slots < a.repeated_ignored_slots,
         "{a:?} {b:?}"
     );
+    assert!(
+        a.repeated_unwanted_slots > 0 && b.repeated_unwanted_slots < a.repeated_unwanted_slots,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(a.brand_wall_share(), None, "Taobao has no brands");
+    assert!(a.substitute_share().is_some(), "the fit found a window");
     let md = report.markdown("tactful replay ...");
     assert!(md.contains("| HitRate@10, next interaction |"));
     assert!(report.svg().starts_with("<svg"));
+
+    let json = report.json();
+    assert_eq!(json["log"], "tiny");
+    assert_eq!(json["decisions"], 21);
+    for (arm, m) in [("identity", a), ("policy", b)] {
+        let o = &json["arms"][arm];
+        assert_eq!(o["hit_rate"], m.hit_rate(), "{arm}");
+        for share in [
+            "hit_rate",
+            "ndcg",
+            "purchase_hit_rate",
+            "repeated_ignored_exposure",
+            "long_tail_share",
+            "substitute_slots",
+            "repeated_unwanted_exposure",
+            "walls_category",
+        ] {
+            let v = o[share].as_f64().unwrap_or_else(|| panic!("{arm}.{share}"));
+            assert!((0.0..=1.0).contains(&v), "{arm}.{share} = {v}");
+        }
+        assert!(o["walls_brand"].is_null());
+        assert_eq!(o["feedback_violations"], 0);
+        assert_eq!(o["degraded"], 0);
+    }
+    assert_eq!(json["arms"]["policy"]["name"], "fitted");
+}
+
+/// A Tmall-format log (detected from its header) with brands and shops: two users browse the
+/// same items of one brand and shop over several days, a third follows them.
+fn tmall_log() -> (tempfile::TempDir, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = String::from("user_id,item_id,cat_id,seller_id,brand_id,time_stamp,action_type\n");
+    for day in 1..=9u32 {
+        for u in 1..=3u64 {
+            for item in (1..=4u64).map(|i| i + u64::from(day)) {
+                // Three brands of four items are one brand's.
+                let brand = if item % 4 == 0 { 901 } else { 900 };
+                let (category, shop) = (50 + item % 2, 700 + item % 4);
+                s += &format!("{u},{item},{category},{shop},{brand},10{day:02},0\n");
+            }
+        }
+    }
+    let path = dir.path().join("user_log_format1.csv");
+    std::fs::write(&path, s).unwrap();
+    let log = Log::open(dir.path(), None, None).unwrap();
+    (dir, log)
+}
+
+#[test]
+fn brands_shops_and_prices_reach_the_candidates() {
+    let (_dir, log) = tmall_log();
+    assert_eq!(log.format, Some(Format::Tmall));
+    assert!(log.has_brands);
+    let attributes: std::collections::HashMap<u64, (u64, u64)> = log
+        .events
+        .iter()
+        .map(|e| (e.item, (e.brand, e.shop)))
+        .collect();
+    let mut proposals = 0;
+    let cfg = ReplayConfig {
+        fit_until_ms: log.events[log.events.len() / 2].at_ms,
+        ..ReplayConfig::default()
+    };
+    run_observed(&log, None, &cfg, &mut |_, candidates| {
+        for c in candidates {
+            assert_eq!(attributes[&c.item_id], (c.brand_id, c.shop_id));
+            assert!(c.brand_id != 0 && c.shop_id != 0);
+            proposals += 1;
+        }
+    });
+    assert!(proposals > 100, "{proposals}");
+    let report = run(&log, None, &cfg);
+    let (a, b) = (&report.arms[0].1, &report.arms[1].1);
+    assert!(a.brand_wall_share().is_some(), "brands are measured");
+    assert!(b.brand_walls <= a.brand_walls, "{a:?} {b:?}");
+}
+
+#[test]
+fn a_brand_cap_in_the_policy_takes_effect_in_the_replay() {
+    let (_dir, log) = tmall_log();
+    let cfg = ReplayConfig {
+        fit_until_ms: log.events[log.events.len() / 2].at_ms,
+        ..ReplayConfig::default()
+    };
+    let mut policy = Policy::default();
+    policy.list_caps.brand.max = 2;
+    let capped = Arm {
+        name: "capped".into(),
+        policy,
+    };
+    let report = run(&log, Some(capped), &cfg);
+    let (a, b) = (&report.arms[0].1, &report.arms[1].1);
+    assert!(a.brand_walls > 0, "the upstream order stacks brands: {a:?}");
+    assert_eq!(b.brand_walls, 0, "at most 2 of a brand per list");
+    assert_eq!(a.decisions, b.decisions);
+}
+
+#[test]
+fn simulated_feedback_is_honoured_and_deterministic_for_a_seed() {
+    let (_dir, log) = tmall_log();
+    let cfg = |seed| ReplayConfig {
+        fit_until_ms: log.events[log.events.len() / 3].at_ms,
+        feedback: Some(feedback::Simulation { share: 0.3, seed }),
+        ..ReplayConfig::default()
+    };
+    let report = run(&log, None, &cfg(7));
+    assert_eq!(report.arms.len(), 3);
+    assert_eq!(report.arms[2].0, "fitted + feedback");
+    let f = report.feedback.as_ref().unwrap();
+    let l = &f.ledger;
+    assert!(
+        l.not_interested_words > 0 && l.fewer_like_this_words > 0 && l.block_brand_words > 0,
+        "{l:?}"
+    );
+    assert_eq!(l.refused, 0);
+    for (name, m) in &report.arms {
+        assert_eq!(m.violations, 0, "{name} showed what the user refused");
+    }
+    let (policy, heard) = (&report.arms[1].1, &report.arms[2].1);
+    assert_eq!(policy.decisions, heard.decisions);
+    assert_ne!(policy, heard, "the words changed the lists");
+    // The same seed replays the same words and the same lists; another seed does not.
+    let again = run(&log, None, &cfg(7));
+    assert_eq!(again.feedback, report.feedback);
+    assert_eq!(again.arms, report.arms);
+    let other = run(&log, None, &cfg(8));
+    assert_ne!(other.feedback, report.feedback);
+    // The two arms without feedback do not hear it.
+    assert_eq!(other.arms[..2], report.arms[..2]);
+
+    let json = report.json();
+    assert_eq!(
+        json["arms"]["policy_with_feedback"]["feedback_violations"],
+        0
+    );
+    assert_eq!(json["feedback"]["violations"], 0);
+    assert_eq!(json["feedback"]["seed"], 7);
+    assert_eq!(json["feedback"]["hit_rate_with"], heard.hit_rate());
+    let md = report.markdown("x");
+    assert!(md.contains("## Simulated explicit feedback"), "{md}");
+    assert!(md.contains("| explicit-feedback violations | 0 | 0 | — | met: 0 with simulated feedback (target 0) |"), "{md}");
+}
+
+#[test]
+fn words_against_a_state_at_its_cap_are_refused_not_recorded() {
+    // Every ignored item draws a word; the tiny log's user 4 ignores many.
+    let mut cfg = ReplayConfig {
+        feedback: Some(feedback::Simulation {
+            share: 1.0,
+            seed: 1,
+        }),
+        ..cfg()
+    };
+    let report = run(&log_of(&tiny()), None, &cfg);
+    let l = &report.feedback.as_ref().unwrap().ledger;
+    assert!(l.words() > 10 && l.refused == 0, "{l:?}");
+    assert_eq!(report.arms[2].1.violations, 0);
+
+    cfg.state.max_explicit_per_kind = 2;
+    let report = run(&log_of(&tiny()), None, &cfg);
+    let l = &report.feedback.as_ref().unwrap().ledger;
+    assert!(l.refused > 0, "{l:?}");
+    assert!(l.not_interested_words <= 2, "two items at most: {l:?}");
+    assert_eq!(
+        report.arms[2].1.violations, 0,
+        "a refused word promised nothing"
+    );
 }
