@@ -1,19 +1,25 @@
 //! The selection methods against textbook reference implementations, on random small inputs
 //! (proptest, no server):
 //! 1. MMR places, at every position, the candidate the naive definition picks (every
-//!    max-similarity recomputed against every placed item), with embeddings and with
-//!    category/brand/shop similarity; each item's diversity term is the naive one, and past
-//!    the greedy depth the rest follow their objective against the whole head;
-//! 2. DPP places, at every position, the candidate with the best gain under the paper's
-//!    Algorithm 1 on the full N×N kernel (Chen, Zhang & Zhou 2018), and that is the candidate
-//!    whose addition gives the largest log-determinant computed from scratch (brute-force
-//!    greedy); each item's diversity term is `w·ln` of its residual;
+//!    max-similarity and every repeat count recomputed against every placed item), with
+//!    embeddings and with category/brand/shop similarity; each item's diversity term is the
+//!    naive one, and past the greedy depth the rest follow their objective against the whole
+//!    head; with the repetition decay off (decay or floor at 1) that is plain MMR, the order
+//!    before the decay existed;
+//! 2. with the repetition decay off, DPP places, at every position, the candidate with the
+//!    best gain under the paper's Algorithm 1 on the full N×N kernel (Chen, Zhang & Zhou
+//!    2018), and that is the candidate whose addition gives the largest log-determinant
+//!    computed from scratch (brute-force greedy); each item's diversity term is `w·ln` of its
+//!    residual;
 //! 3. hard caps are never broken, whatever the method, and the list ends only when every
 //!    remaining candidate would break one;
 //! 4. calibration makes the list's category mix follow the user's interest tags, with any
 //!    method;
 //! 5. past the rank of the embeddings (k > d), DPP's window keeps it selecting and
-//!    diversifying.
+//!    diversifying;
+//! 6. the default policy breaks a wall: one category and brand scoring far above ten others
+//!    fills at most a few of the top ten, by MMR and by DPP, for a new user and an active one,
+//!    and the best item still leads.
 //!
 //! "Places the same candidate" allows for floating-point ties: where the reference's two best
 //! gains are closer than its precision, either is accepted.
@@ -102,6 +108,41 @@ fn mmr_similarity(input: &RankInput, p: &DiversityParams, a: usize, b: usize) ->
             attributes(&input.candidates[b]),
         ) as f64,
     }
+}
+
+/// The repetition decay drawn for a case: on (the defaults, or a random decay and floor), or
+/// off by either knob at 1.
+fn repeats() -> impl Strategy<Value = (f32, f32)> {
+    prop_oneof![
+        Just((0.5f32, 0.25f32)),
+        (0.0f32..1.0, 0.0f32..1.0),
+        Just((1.0, 0.25)),
+        (0.0f32..1.0).prop_map(|d| (d, 1.0)),
+    ]
+}
+
+/// The share of its score candidate `i` keeps with the repeats `placed` hold, from scratch:
+/// per placed item, the attribute weights of what it shares with `i` (known ids only).
+fn naive_repetition(input: &RankInput, p: &DiversityParams, i: usize, placed: &[usize]) -> f64 {
+    if p.repeat_decay >= 1.0 || p.repeat_floor >= 1.0 {
+        return 1.0;
+    }
+    let w = [p.same_category, p.same_brand, p.same_shop].map(f64::from);
+    let shrink = 1.0 / w.iter().sum::<f64>().max(1.0);
+    let a = &input.candidates[i];
+    let same = |x: u64, y: u64| x != 0 && x == y;
+    let n: f64 = placed
+        .iter()
+        .map(|&j| {
+            let b = &input.candidates[j];
+            shrink
+                * (w[0] * f64::from(same(a.category_id, b.category_id) as u8)
+                    + w[1] * f64::from(same(a.brand_id, b.brand_id) as u8)
+                    + w[2] * f64::from(same(a.shop_id, b.shop_id) as u8))
+        })
+        .sum();
+    let (decay, floor) = (f64::from(p.repeat_decay), f64::from(p.repeat_floor));
+    floor + (1.0 - floor) * decay.powf(n)
 }
 
 /// The DPP's similarity kernel S (unit diagonal) in f64.
@@ -197,8 +238,12 @@ proptest! {
 
     // 1
     #[test]
-    fn mmr_matches_the_naive_definition((input, score, w) in case(), depth in 1usize..24) {
-        let params = DiversityParams { weight: w, depth, ..Default::default() };
+    fn mmr_matches_the_naive_definition(
+        (input, score, w) in case(),
+        depth in 1usize..24,
+        (repeat_decay, repeat_floor) in repeats(),
+    ) {
+        let params = DiversityParams { weight: w, depth, repeat_decay, repeat_floor, ..Default::default() };
         let picks = select(&input, &score, Method::Mmr, &params);
         let ours: Vec<usize> = picks.iter().map(|p| p.index).collect();
         prop_assert_eq!(ours.len(), input.limit());
@@ -210,16 +255,24 @@ proptest! {
                 .map(|&p| mmr_similarity(&input, &params, i, p))
                 .fold(0.0, f64::max)
         };
+        // The score a candidate loses to its repeats (scores here are never negative).
+        let repetition = |i: usize, placed: &[usize]| {
+            -(1.0 - naive_repetition(&input, &params, i, placed)) * score[i] as f64
+        };
         check_greedy(&ours[..head], n, 1e-5, |placed| {
             (0..n)
-                .map(|i| (!placed.contains(&i)).then(|| score[i] as f64 - w as f64 * max_sim(i, placed)))
+                .map(|i| {
+                    (!placed.contains(&i)).then(|| {
+                        score[i] as f64 - w as f64 * max_sim(i, placed) + repetition(i, placed)
+                    })
+                })
                 .collect()
         })?;
         // Each item's diversity term is against what was placed before it, or, past the
         // greedy depth, against the whole head; the tail follows its objective.
         for (t, p) in picks.iter().enumerate() {
             let against = &ours[..t.min(head)];
-            let expected = -(w as f64) * max_sim(p.index, against);
+            let expected = -(w as f64) * max_sim(p.index, against) + repetition(p.index, against);
             prop_assert!(
                 (p.diversity as f64 - expected).abs() < 1e-5,
                 "position {t} (depth {depth}): diversity {} against the naive {expected}",
@@ -234,13 +287,23 @@ proptest! {
 
     // 2
     #[test]
-    fn dpp_matches_the_paper_and_the_brute_force_log_det((mut input, score, w) in case()) {
+    fn dpp_matches_the_paper_and_the_brute_force_log_det(
+        (mut input, score, w) in case(),
+        off in prop_oneof![Just((1.0f32, 0.25f32)), Just((0.5, 1.0))],
+    ) {
         let n = input.candidates.len();
         // Within the kernel's rank (the embedding length), where the greedy MAP is exact.
         if let Some(e) = &input.embeddings {
             input.k = input.k.min(e.ncols());
         }
-        let params = DiversityParams { weight: w, window: 64, ..Default::default() };
+        // With the repetition decay off by either knob: the paper's DPP.
+        let params = DiversityParams {
+            weight: w,
+            window: 64,
+            repeat_decay: off.0,
+            repeat_floor: off.1,
+            ..Default::default()
+        };
         let picks = select(&input, &score, Method::Dpp, &params);
         let ours: Vec<usize> = picks.iter().map(|p| p.index).collect();
         prop_assert_eq!(ours.len(), input.limit());
@@ -460,4 +523,94 @@ fn past_the_kernels_rank_dpp_keeps_selecting_and_diversifying() {
         picks[10..].iter().any(|p| p.diversity > -0.3 * 13.0),
         "not all at the floor"
     );
+}
+
+// 6
+#[test]
+fn the_default_policy_breaks_a_wall_of_one_category_and_brand() {
+    use std::collections::BTreeMap;
+    use tactful::rank::{LifecycleStage, Policies, Policy, ReasonCode};
+    const NOW_MS: i64 = 1_800_000_000_000;
+    const DAY_MS: i64 = 86_400_000;
+    // 20 of category 1, brand 7, scored 0.99 down to 0.80; then one each of ten other
+    // categories and brands, scored 0.59 down to 0.50.
+    let candidates: Vec<Candidate> = (0..30u64)
+        .map(|i| {
+            let wall = i < 20;
+            Candidate {
+                item_id: i + 1,
+                category_id: if wall { 1 } else { i - 18 },
+                brand_id: if wall { 7 } else { 100 + i },
+                score: if wall {
+                    0.99 - i as f32 * 0.01
+                } else {
+                    0.59 - (i - 20) as f32 * 0.01
+                },
+                ..Default::default()
+            }
+        })
+        .collect();
+    let input = RankInput {
+        candidates,
+        k: 10,
+        now_ms: NOW_MS,
+        explain: true,
+        ..Default::default()
+    };
+    let dpp: Policy = toml::from_str("selection = \"dpp\"").unwrap();
+    let policies = Policies::build(
+        &BTreeMap::from([("dpp".to_owned(), dpp)]),
+        Parallelism::SEQUENTIAL,
+    )
+    .unwrap();
+    let new = UserView::unknown(Consent::privacy_default());
+    let mut active = new.clone();
+    active.first_seen_ms = Some(NOW_MS - 90 * DAY_MS);
+    active.last_active_ms = Some(NOW_MS - DAY_MS);
+    for policy in ["default", "dpp"] {
+        for (user, stage) in [
+            (&new, LifecycleStage::New),
+            (&active, LifecycleStage::Active),
+        ] {
+            let ranking = policies
+                .get(policy)
+                .unwrap()
+                .run(&input, user, &Deadline::none())
+                .unwrap();
+            assert_eq!(ranking.lifecycle, Some(stage));
+            let shown: Vec<&Candidate> = ranking
+                .items
+                .iter()
+                .take(10)
+                .map(|r| &input.candidates[r.index])
+                .collect();
+            assert_eq!(shown.len(), 10);
+            let categories: HashSet<u64> = shown.iter().map(|c| c.category_id).collect();
+            assert!(
+                categories.len() >= 4,
+                "{policy}, {stage:?}: {} categories in {:?}",
+                categories.len(),
+                shown.iter().map(|c| c.item_id).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                shown[0].item_id, 1,
+                "{policy}, {stage:?}: the best item leads"
+            );
+            // What the decay brought up says so, as every diversity promotion does.
+            for item in ranking.items.iter().take(10) {
+                if input.candidates[item.index].category_id != 1 {
+                    assert_eq!(
+                        item.reason.code,
+                        ReasonCode::Diversity,
+                        "{policy}, {stage:?}"
+                    );
+                }
+            }
+            // The breakdown still explains every score.
+            for item in &ranking.items {
+                let sum: f32 = item.breakdown.iter().map(|(_, v)| v).sum();
+                assert!((sum - item.score).abs() < 1e-4, "{item:?}");
+            }
+        }
+    }
 }

@@ -149,7 +149,7 @@ async fn metrics_count_calls_outcomes_stages_events_and_avoidance() {
     assert_eq!(m("tactful_rank_inflight"), 0.0);
     assert_eq!(m("tactful_rank_max_inflight"), 1024.0);
     assert_eq!(
-        m(r#"tactful_policy_info{policy="default",version="default@3"}"#),
+        m(r#"tactful_policy_info{policy="default",version="default@4"}"#),
         1.0
     );
     assert_eq!(m("tactful_ready"), 1.0);

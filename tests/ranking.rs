@@ -24,7 +24,7 @@ async fn default_policy_returns_k_items_with_reasons_and_falling_scores() {
     req.request_id = "req-1".into();
     let r = server.rank(req).await;
     assert_eq!(r.items.len(), 5);
-    assert_eq!(r.policy_version, "default@3");
+    assert_eq!(r.policy_version, "default@4");
     assert_eq!(r.request_id, "req-1");
     assert!(!r.degraded);
     for w in r.items.windows(2) {

@@ -186,7 +186,7 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("policy default@3"), "{stdout}");
+    assert!(stdout.contains("policy default@4"), "{stdout}");
     assert!(
         stdout.contains("Because you viewed Nova X phone"),
         "{stdout}"

@@ -45,7 +45,8 @@ pub enum Selection {
     Mmr,
     /// Greedy diversity by a determinantal point process: similarity to all items placed.
     Dpp,
-    /// By score alone (hard caps, exploration slots and calibration still apply).
+    /// By score alone (list caps, exploration slots and calibration still apply; repeats do
+    /// not decay).
     Score,
     /// The upstream order: no rule but validation (the identity baseline).
     Upstream,
@@ -97,7 +98,7 @@ impl Default for Policy {
     /// The full tactful policy.
     fn default() -> Self {
         Self {
-            version: 3,
+            version: 4,
             hard_rules: true,
             consent: ConsentParams::default(),
             frequency_cap: FrequencyCapParams::default(),
@@ -186,6 +187,8 @@ impl Policy {
             ("diversity.same_category", self.diversity.same_category),
             ("diversity.same_brand", self.diversity.same_brand),
             ("diversity.same_shop", self.diversity.same_shop),
+            ("diversity.repeat_decay", self.diversity.repeat_decay),
+            ("diversity.repeat_floor", self.diversity.repeat_floor),
             (
                 "overload.max_engagement_rate",
                 self.overload.max_engagement_rate,
@@ -433,7 +436,7 @@ mod tests {
             ]
         );
         assert_eq!(p.get("identity").unwrap().stage_names(), vec!["upstream"]);
-        assert_eq!(p.get("default").unwrap().version(), "default@3");
+        assert_eq!(p.get("default").unwrap().version(), "default@4");
         assert!(p.get("nope").is_none());
     }
 
@@ -447,6 +450,17 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.field, "policies.soft.fatigue.weight");
+
+        for (toml, field) in [
+            ("[diversity]\nrepeat_decay = 1.5", "diversity.repeat_decay"),
+            ("[diversity]\nrepeat_floor = -0.1", "diversity.repeat_floor"),
+            ("[diversity]\nrepeat_floor = nan", "diversity.repeat_floor"),
+        ] {
+            let bad: Policy = toml::from_str(toml).unwrap();
+            let err = bad.validate("soft").unwrap_err();
+            assert_eq!(err.field, format!("policies.soft.{field}"));
+            assert_eq!(err.message, "must be a number from 0 to 1");
+        }
 
         let err = Policies::build(
             &BTreeMap::from([("identity".to_owned(), Policy::default())]),

@@ -105,7 +105,8 @@ pub struct Pick {
     pub index: usize,
     /// The value the selector ordered by.
     pub score: f32,
-    /// The selector's similarity term (MMR's or DPP's), already in `score`.
+    /// The selector's diversity term, already in `score`: MMR's or DPP's similarity term plus
+    /// the repetition decay (`select/repetition.rs`).
     pub diversity: f32,
     /// The calibration term (the list's category mix against the user's), already in `score`.
     pub calibration: f32,

@@ -312,7 +312,7 @@ pub enum Method {
     Mmr,
     /// Determinantal point process: similarity to everything already placed, as volume.
     Dpp,
-    /// By score alone (list caps and exploration slots still apply).
+    /// By score alone (list caps and exploration slots still apply; repeats do not decay).
     Score,
 }
 

@@ -1,13 +1,16 @@
 //! The final order: one greedy loop that every selection method shares. Position by
 //! position it places the candidate with the best key among those the list caps allow; an
 //! exploration slot takes the best of the candidates outside the user's dominant categories;
-//! calibration adds each candidate's change in category divergence. The method (MMR, DPP or
+//! calibration adds each candidate's change in category divergence; under MMR and DPP, each
+//! item like those already placed keeps less of its score the more of them there are
+//! (`repetition.rs`), so no category, brand or shop fills the list. The method (MMR, DPP or
 //! plain score) only says how a candidate's key depends on what is already placed
-//! ([`Greedy`]).
+//! ([`Greedy`]); calibration and repetition are terms on the relevance scale that each method
+//! turns into its own units ([`Greedy::adjustment`]).
 //!
-//! Past the policy's `depth` the keys are frozen (similarity stops being updated) and the rest
-//! follow by their objective, still under the list caps: a request for every survivor of a
-//! long list costs a sort, not k·N·d.
+//! Past the policy's `depth` the keys are frozen (similarity and repeats stop being updated)
+//! and the rest follow by their objective, still under the list caps: a request for every
+//! survivor of a long list costs a sort, not k·N·d.
 //!
 //! Scores never increase down the list: where a cap or an exploration slot put a weaker item
 //! above a stronger one, the stronger one's score is lowered to its predecessor's and the
@@ -26,12 +29,14 @@ pub mod dpp;
 pub mod exploration;
 pub mod list_caps;
 pub mod mmr;
+pub mod repetition;
 
 use self::calibration::{CalibrationParams, Calibrator};
 use self::dpp::DppState;
 use self::exploration::{ExplorationParams, Slots};
 use self::list_caps::{ListCapParams, ListCapTracker, number_groups};
 use self::mmr::{DiversityParams, MmrState};
+use self::repetition::Repetition;
 use crate::rank::stage::{Deadline, Interrupted, Pick, Slate, Stage};
 use crate::rank::types::Method;
 
@@ -39,7 +44,8 @@ use crate::rank::types::Method;
 /// per-candidate state dense over the pool: position `p` is pool position `p`, and every
 /// vector shrinks by `swap_remove` together with the pool's.
 pub trait Greedy {
-    /// What a calibration term (on the relevance scale) becomes in this method's key.
+    /// What a term on the relevance scale (calibration, repetition) becomes in this method's
+    /// key.
     fn adjustment(&self, calibration: f32) -> f64;
     /// The ordering key of pool position `pos` (larger is better), given its score and its
     /// calibration adjustment.
@@ -134,9 +140,11 @@ impl Pool {
     }
 }
 
-/// What shapes a list besides the method: list caps, exploration slots, calibration.
+/// What shapes a list besides the method: list caps, repetition decay, exploration slots,
+/// calibration.
 struct Rules {
     caps: Option<ListCapTracker>,
+    repetition: Option<Repetition>,
     slots: Option<Slots>,
     calibrator: Option<Calibrator>,
     /// Positions chosen greedily.
@@ -162,7 +170,15 @@ impl Stage for Select {
         let score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
         let take = input.limit().min(index.len());
 
-        let (groups, counts) = if self.list_caps.is_active() {
+        // Repeats decay when the list is diversified (MMR or DPP with a weight that counts);
+        // by score is by score alone, and a weight of 0 turns diversity off altogether.
+        let diversifies = match method {
+            Method::Mmr => weight > 0.0,
+            Method::Dpp => weight >= dpp::MIN_WEIGHT,
+            Method::Score => false,
+        };
+        let repeats = diversifies && self.diversity.repeats_decay();
+        let (groups, counts) = if self.list_caps.is_active() || repeats {
             number_groups(input, &index)
         } else {
             (Vec::new(), [0; 3])
@@ -171,6 +187,9 @@ impl Stage for Select {
             .list_caps
             .is_active()
             .then(|| self.list_caps.tracker(counts));
+        let repetition = repeats
+            .then(|| Repetition::new(&self.diversity, counts))
+            .flatten();
         let share = ask.exploration_share.unwrap_or(self.exploration.share);
         let slots = Slots::new(share, self.exploration.first_slot)
             .filter(|s| (0..take).any(|p| s.contains(p)));
@@ -213,6 +232,7 @@ impl Stage for Select {
         let positional = slots.is_some() || calibrator.is_some();
         let mut rules = Rules {
             caps,
+            repetition,
             slots,
             calibrator,
             depth: take.min(self.diversity.depth),
@@ -236,8 +256,9 @@ impl Stage for Select {
                 select(m, pool, &mut rules, deadline, name)?
             }
             _ => {
-                // Without similarity the keys never change, unless a slot or calibration
-                // depends on position: then the head is greedy, else all of it is a sort.
+                // Without similarity the keys never change (nor do repeats decay), unless a
+                // slot or calibration depends on position: then the head is greedy, else all
+                // of it is a sort.
                 if !positional {
                     rules.depth = 0;
                 }
@@ -336,12 +357,14 @@ impl ScoreOrder {
 }
 
 /// Where the search for each place looks: the caps, whether the place is an exploration slot,
-/// and the calibration adjustment of each calibration slot.
+/// the calibration term and adjustment of each calibration slot, and the repeats so far.
 struct Search<'a> {
     caps: Option<&'a ListCapTracker>,
     explore_only: bool,
+    terms: &'a [f32],
     adjustments: &'a [f64],
     neutral: f64,
+    repetition: Option<&'a Repetition>,
 }
 
 impl Search<'_> {
@@ -358,9 +381,31 @@ impl Search<'_> {
         }
     }
 
+    /// The calibration term of `pos`, on the relevance scale.
+    fn calibration(&self, pool: &Pool, pos: usize) -> f32 {
+        if self.terms.is_empty() {
+            0.0
+        } else {
+            self.terms[pool.slot[pos]]
+        }
+    }
+
+    /// The repetition term of `pos`, on the relevance scale.
+    fn repetition(&self, pool: &Pool, pos: usize) -> f32 {
+        self.repetition
+            .map_or(0.0, |r| r.term(pool.groups[pos], pool.score[pos]))
+    }
+
     fn ranked<G: Greedy>(&self, g: &G, pool: &Pool, pos: usize) -> Ranked {
+        let repetition = self.repetition(pool, pos);
+        let adjustment = if repetition == 0.0 {
+            self.adjustment(pool, pos)
+        } else {
+            // Like calibration, a term on the relevance scale, in the method's own units.
+            g.adjustment(self.calibration(pool, pos) + repetition)
+        };
         Ranked {
-            key: g.key(pos, pool.score[pos], self.adjustment(pool, pos)),
+            key: g.key(pos, pool.score[pos], adjustment),
             index: pool.index[pos],
             pos,
         }
@@ -467,8 +512,10 @@ fn select<G: Greedy>(
         let mut search = Search {
             caps: rules.caps.as_ref(),
             explore_only: slot,
+            terms: &terms,
             adjustments: &adjustments,
             neutral,
+            repetition: rules.repetition.as_ref(),
         };
         let (mut pos, top) = search.best(&mut g, &pool, order.as_mut());
         let explored = slot && pos.is_some();
@@ -481,12 +528,8 @@ fn select<G: Greedy>(
             ended = true;
             break;
         };
-        let calibration = if terms.is_empty() {
-            0.0
-        } else {
-            terms[pool.slot[pos]]
-        };
-        let diversity = g.diversity(pos);
+        let calibration = search.calibration(&pool, pos);
+        let diversity = g.diversity(pos) + search.repetition(&pool, pos);
         picks.push(Pick {
             index: pool.index[pos],
             score: pool.score[pos] + diversity + calibration,
@@ -501,6 +544,9 @@ fn select<G: Greedy>(
         }
         if let Some(c) = &mut rules.calibrator {
             c.place(pool.slot[pos]);
+        }
+        if let Some(r) = &mut rules.repetition {
+            r.place(pool.groups[pos]);
         }
         g.take(pos);
         let index = pool.index[pos];
@@ -517,21 +563,26 @@ fn select<G: Greedy>(
     Ok(picks)
 }
 
-/// The rest, by objective against the head, under the caps: a candidate a window cap holds
-/// back waits for the first place it may take.
+/// The rest, by objective against the head (similarity, repeats and calibration as the head
+/// left them), under the caps: a candidate a window cap holds back waits for the first place
+/// it may take.
 fn place_tail<G: Greedy>(g: &G, pool: &Pool, rules: &mut Rules, picks: &mut Vec<Pick>) {
     let mut terms = Vec::new();
     if let Some(c) = &rules.calibrator {
         c.terms(&mut terms);
     }
+    let head = Search {
+        caps: None,
+        explore_only: false,
+        terms: &terms,
+        adjustments: &[],
+        neutral: 0.0,
+        repetition: rules.repetition.as_ref(),
+    };
     let mut tail: Vec<Pick> = (0..pool.len())
         .map(|pos| {
-            let diversity = g.diversity(pos);
-            let calibration = if terms.is_empty() {
-                0.0
-            } else {
-                terms[pool.slot[pos]]
-            };
+            let diversity = g.diversity(pos) + head.repetition(pool, pos);
+            let calibration = head.calibration(pool, pos);
             Pick {
                 index: pool.index[pos],
                 score: pool.score[pos] + diversity + calibration,
