@@ -39,7 +39,8 @@
 //!   own CSV through a column mapping), for offline evaluation and pictures; never used at
 //!   request time.
 //! - [`replay`]: offline replay of real logs through two policies in time order, and the fit of
-//!   a policy (durable categories, complements) from a log's earlier part.
+//!   a policy (durable categories, complements, fatigue's impression discount) from a log's
+//!   earlier part.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
 //! - [`alloc`]: the binary's allocator settings.
 //!
