@@ -37,8 +37,9 @@
 //! - [`workload`]: synthetic requests for benchmarks and the load generator.
 //! - [`datasets`]: readers for the public logs under `../shared/data` (MovieLens, Taobao), for offline
 //!   evaluation and pictures; never used at request time.
-//! - [`replay`]: offline replay of real logs through two policies in time order, and the fit of
-//!   a policy (durable categories, complements) from a log's earlier part.
+//! - [`replay`]: offline replay of real logs through two policies in time order, the fit of
+//!   a policy (durable categories, complements) from a log's earlier part, and the tune of its
+//!   main knobs on that part alone.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
 //! - [`alloc`]: the binary's allocator settings.
 //!

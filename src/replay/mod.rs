@@ -27,7 +27,9 @@
 pub mod candidates;
 pub mod discount;
 pub mod fit;
+pub mod prepared;
 pub mod report;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -162,6 +164,8 @@ pub struct ReplayConfig {
     pub fit: FitParams,
     /// Print progress to stderr every 10% of the events.
     pub progress: bool,
+    /// The fit and candidates, computed once for many runs ([`prepared`]); `None` computes them.
+    pub prepared: Option<Arc<prepared::Prepared>>,
 }
 
 impl Default for ReplayConfig {
@@ -173,6 +177,7 @@ impl Default for ReplayConfig {
             generator: GeneratorParams::default(),
             fit: FitParams::default(),
             progress: false,
+            prepared: None,
         }
     }
 }
@@ -209,7 +214,13 @@ pub fn run_observed(
 ) -> Report {
     let started = Instant::now();
     let split = log.split(cfg.fit_until_ms);
-    let fitted = fit_part(&log.events[..split], cfg);
+    let fitted = match &cfg.prepared {
+        Some(p) => {
+            p.check(log, cfg);
+            p.fitted.clone()
+        }
+        None => fit_part(&log.events[..split], cfg),
+    };
     let tested = tested.unwrap_or_else(|| Arm {
         name: "fitted".into(),
         policy: fitted.policy(),
@@ -271,7 +282,10 @@ pub fn run_observed(
         let decide = i >= split && e.action == Action::View && *history >= cfg.warmup;
         *history += 1;
         if decide {
-            let proposals = generator.candidates(e.user);
+            let proposals = match &cfg.prepared {
+                Some(p) => p.proposals(i),
+                None => generator.candidates(e.user),
+            };
             if !proposals.is_empty() {
                 decisions += 1;
                 observe(i, &proposals);
