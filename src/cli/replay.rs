@@ -67,13 +67,13 @@ pub struct FitArgs {
     pub out: Option<PathBuf>,
 }
 
-fn usage(message: impl std::fmt::Display) -> ExitCode {
+pub(super) fn usage(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("tactful: {message}");
     ExitCode::from(EXIT_USAGE)
 }
 
 /// The log and the fitting part's end (unix ms).
-fn load(args: &LogArgs) -> Result<(Log, i64), String> {
+pub(super) fn load(args: &LogArgs) -> Result<(Log, i64), String> {
     let format = args.format.unwrap_or(if args.log.is_dir() {
         LogFormat::Movielens
     } else {
@@ -99,7 +99,7 @@ fn load(args: &LogArgs) -> Result<(Log, i64), String> {
     Ok((log, until))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
