@@ -21,6 +21,9 @@ pub struct TuneArgs {
     /// Write the picked policy TOML here.
     #[arg(long, default_value = "tuned.toml")]
     pub out: PathBuf,
+    /// Write the frontier chart (SVG) here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
     /// Write the Markdown table here too (it is printed either way).
     #[arg(long)]
     pub table: Option<PathBuf>,
@@ -68,10 +71,12 @@ pub fn run_tune(args: TuneArgs) -> ExitCode {
     if let Err(e) = write(&args.out, &tuning.toml()) {
         return usage(e);
     }
-    if let Some(path) = &args.table
-        && let Err(e) = write(path, &markdown)
-    {
-        return usage(e);
+    for (path, text) in [(&args.table, markdown), (&args.svg, tuning.svg())] {
+        if let Some(path) = path
+            && let Err(e) = write(path, &text)
+        {
+            return usage(e);
+        }
     }
     if !args.quiet {
         let p = tuning.picked_point();
@@ -98,6 +103,8 @@ mod tests {
             "x.csv",
             "--fit-until",
             "2017-12-01",
+            "--svg",
+            "frontier.svg",
         ])
         .unwrap();
         let super::super::Command::Tune(args) = cli.command else {
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(args.min_kept, 0.95);
         assert_eq!(args.out.to_str(), Some("tuned.toml"));
         assert_eq!(args.log.fit_until.as_deref(), Some("2017-12-01"));
+        assert_eq!(args.svg.unwrap().to_str(), Some("frontier.svg"));
         assert!(
             super::super::Cli::try_parse_from([
                 "tactful",

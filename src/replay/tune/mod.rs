@@ -37,6 +37,8 @@
 //!
 //! Must not: read anything at or after `fit_until`, or depend on thread timing.
 
+mod svg;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -397,6 +399,9 @@ impl Measures {
     }
 }
 
+/// One of the measures, as a chart axis or a sort key.
+type Axis = fn(&Measures) -> f64;
+
 /// Indices of the points `(x, y)` no other point beats on both (at least as high on each,
 /// higher on one), by ascending `x`; of identical points only the first.
 pub fn frontier(points: &[(f64, f64)]) -> Vec<usize> {
@@ -433,13 +438,13 @@ pub struct Pick {
 /// none keeps enough: the one that keeps the most (ties: more removed, then more
 /// categories). `None` for no points.
 pub fn pick(points: &[Measures], min_kept: f64) -> Option<Pick> {
-    let better = |a: &Measures, b: &Measures, keys: [fn(&Measures) -> f64; 3]| {
+    let better = |a: &Measures, b: &Measures, keys: [Axis; 3]| {
         keys.iter()
             .map(|k| k(a).total_cmp(&k(b)))
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     };
-    let best = |keys: [fn(&Measures) -> f64; 3], only_met: bool| {
+    let best = |keys: [Axis; 3], only_met: bool| {
         let mut best: Option<usize> = None;
         for (i, m) in points.iter().enumerate() {
             if only_met && m.kept < min_kept {
@@ -452,10 +457,8 @@ pub fn pick(points: &[Measures], min_kept: f64) -> Option<Pick> {
         }
         best
     };
-    let removed: [fn(&Measures) -> f64; 3] =
-        [|m| m.ignored_removed, |m| m.categories_gain, |m| m.kept];
-    let kept: [fn(&Measures) -> f64; 3] =
-        [|m| m.kept, |m| m.ignored_removed, |m| m.categories_gain];
+    let removed: [Axis; 3] = [|m| m.ignored_removed, |m| m.categories_gain, |m| m.kept];
+    let kept: [Axis; 3] = [|m| m.kept, |m| m.ignored_removed, |m| m.categories_gain];
     best(removed, true)
         .map(|index| Pick { index, met: true })
         .or_else(|| best(kept, false).map(|index| Pick { index, met: false }))
@@ -831,6 +834,11 @@ impl Tuning {
         policy_toml(&self.fitted, &p.variant.knobs, &h)
     }
 
+    /// The frontier chart (SVG).
+    pub fn svg(&self) -> String {
+        svg::frontier_chart(self)
+    }
+
     /// Indices of the points on their family's frontier for either avoidance measure.
     pub fn frontier_points(&self) -> Vec<usize> {
         let mut on = vec![false; self.points.len()];
@@ -838,10 +846,9 @@ impl Tuning {
             let members: Vec<usize> = (0..self.points.len())
                 .filter(|&i| self.points[i].variant.family == family)
                 .collect();
-            for y in [
-                (|m: &Measures| m.ignored_removed) as fn(&Measures) -> f64,
-                |m| m.categories_gain,
-            ] {
+            for y in [(|m: &Measures| m.ignored_removed) as Axis, |m| {
+                m.categories_gain
+            }] {
                 let xy: Vec<(f64, f64)> = members
                     .iter()
                     .map(|&i| (self.points[i].measures.kept, y(&self.points[i].measures)))

@@ -9,7 +9,9 @@
 //!    the policy that was evaluated;
 //! 5. end to end on a generated log: the written policy is valid, the pick keeps at least
 //!    `min_kept` on the inner evaluation part, a plain replay of the picked policy reproduces
-//!    its numbers, and the same inputs give the same output.
+//!    its numbers, the same inputs give the same output, and the chart draws every family;
+//! 6. a replay with prepared parts (fit and candidates computed once) is the same replay, and
+//!    parts prepared for another split are refused.
 
 use super::*;
 use crate::replay::discount::{DiscountFit, Trials};
@@ -402,6 +404,12 @@ fn a_tune_of_a_generated_log_writes_a_valid_policy_within_the_bound() {
     // A table of the frontier, the pick and the fitted policy.
     let md = t.markdown("tune");
     assert!(md.contains("(picked)") && md.contains("(fitted)"), "{md}");
+    // The chart: per panel, a frontier line per family, the pick and the bound.
+    let svg = t.svg();
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+    assert_eq!(svg.matches("<polyline").count(), 2 * Family::ALL.len());
+    assert_eq!(svg.matches(">picked<").count(), 2);
+    assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
 }
 
 #[test]
