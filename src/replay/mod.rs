@@ -388,7 +388,9 @@ pub fn run_observed(
                 .or_default()
                 .push((e.category, e.at_ms));
         }
-        generator.observe(e.user, e.item, e.category, e.at_ms);
+        if cfg.prepared.is_none() {
+            generator.observe(e.user, e.item, e.category, e.at_ms);
+        }
     }
     Report {
         log: log.name.clone(),

@@ -25,8 +25,8 @@
 //!    change in distinct categories per list.
 //! 5. **Pick** ([`pick`]): of the variants around the fitted policy, the one that removes the
 //!    most repeated ignored exposure while keeping at least `min_kept` of identity's HitRate;
-//!    ties go to more categories per list, then to more relevance, then to the earlier grid
-//!    entry. When none keeps enough, the one that keeps the most, marked as a miss. Single-rule
+//!    ties (differences under a percentage point, [`TIE`]) go to more categories per list,
+//!    then to more relevance, then to the earlier grid entry. When none keeps enough, the one that keeps the most, marked as a miss. Single-rule
 //!    baselines are drawn for comparison and never picked: the written policy is the fitted
 //!    policy plus knobs, with every other rule of the product still in force.
 //! 6. **Output**: the [`frontier`] of each family (kept against each avoidance measure), a
@@ -236,9 +236,10 @@ pub fn single_rule_base() -> Policy {
 pub struct Grid {
     /// `diversity.weight` (MMR) of the tuned family.
     pub diversity_weights: Vec<f32>,
-    /// The frequency cap's `max_impressions` per 24 h of the tuned family.
-    pub max_impressions: Vec<u32>,
-    /// Hand-set `fatigue.weight`s of the tuned family (besides learned and off).
+    /// The frequency cap's `max_impressions` per 24 h of the tuned family; `None`: no cap.
+    pub max_impressions: Vec<Option<u32>>,
+    /// Hand-set `fatigue.weight`s of the tuned family (besides learned and off): the built-in
+    /// 0.6 and gentler ones.
     pub fatigue_weights: Vec<f32>,
     /// Baselines: the cap's `max_impressions`, fatigue's hand-set weights (learned is added
     /// when the fit learned one), MMR's and DPP's weights.
@@ -249,14 +250,14 @@ pub struct Grid {
 }
 
 impl Default for Grid {
-    /// 6 weights × 3 caps × 4 fatigue settings × 2 cooling-off modes = 144 variants around
-    /// the fitted policy, and 21 baselines: about two minutes for a log of 100,000 events
-    /// on two cores.
+    /// 6 weights × 4 caps (2, 3 or 6 a day, or none) × 5 fatigue settings × 2 cooling-off
+    /// modes = 240 variants around the fitted policy, and 21 baselines: well within two
+    /// minutes for a log of 100,000 events on two cores.
     fn default() -> Self {
         Self {
             diversity_weights: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.5],
-            max_impressions: vec![2, 3, 6],
-            fatigue_weights: vec![0.3, 0.6],
+            max_impressions: vec![Some(2), Some(3), Some(6), None],
+            fatigue_weights: vec![0.15, 0.3, 0.6],
             cap_only: vec![1, 2, 3, 4, 5, 6],
             fatigue_only: vec![0.2, 0.4, 0.6, 1.0],
             mmr_only: vec![0.05, 0.1, 0.2, 0.3, 0.5],
@@ -306,7 +307,7 @@ impl Grid {
                         let knobs = Knobs {
                             selection: Selection::Mmr,
                             diversity_weight: w,
-                            max_impressions: Some(m),
+                            max_impressions: m,
                             fatigue: f,
                             cooling_off: Some(mode),
                         };
@@ -433,35 +434,39 @@ pub struct Pick {
     pub met: bool,
 }
 
+/// Differences under this (one percentage point) in the exposure removed or in the
+/// categories gain are ties in [`pick`]: the inner evaluation part is a few thousand lists,
+/// and a pick should not give up ten points of categories for a tenth of a point of exposure.
+pub const TIE: f64 = 0.01;
+
 /// The variant that removes the most repeated ignored exposure among those keeping at least
-/// `min_kept`; ties: more categories per list, then more kept, then the earlier one. When
-/// none keeps enough: the one that keeps the most (ties: more removed, then more
-/// categories). `None` for no points.
+/// `min_kept`; ties (within [`TIE`]): more categories per list (within [`TIE`]), then more
+/// kept, then the earlier one. When none keeps enough: the one that keeps the most (ties:
+/// more removed, then more categories), marked as a miss. `None` for no points.
 pub fn pick(points: &[Measures], min_kept: f64) -> Option<Pick> {
-    let better = |a: &Measures, b: &Measures, keys: [Axis; 3]| {
-        keys.iter()
-            .map(|k| k(a).total_cmp(&k(b)))
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
+    let removed: Axis = |m| m.ignored_removed;
+    let categories: Axis = |m| m.categories_gain;
+    let kept: Axis = |m| m.kept;
+    let within: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].kept >= min_kept)
+        .collect();
+    let met = !within.is_empty();
+    let (mut left, keys) = if met {
+        (within, [(removed, TIE), (categories, TIE), (kept, 0.0)])
+    } else {
+        (
+            (0..points.len()).collect(),
+            [(kept, 0.0), (removed, TIE), (categories, TIE)],
+        )
     };
-    let best = |keys: [Axis; 3], only_met: bool| {
-        let mut best: Option<usize> = None;
-        for (i, m) in points.iter().enumerate() {
-            if only_met && m.kept < min_kept {
-                continue;
-            }
-            // Strictly better replaces: ties keep the earlier.
-            if best.is_none_or(|b| better(m, &points[b], keys).is_gt()) {
-                best = Some(i);
-            }
-        }
-        best
-    };
-    let removed: [Axis; 3] = [|m| m.ignored_removed, |m| m.categories_gain, |m| m.kept];
-    let kept: [Axis; 3] = [|m| m.kept, |m| m.ignored_removed, |m| m.categories_gain];
-    best(removed, true)
-        .map(|index| Pick { index, met: true })
-        .or_else(|| best(kept, false).map(|index| Pick { index, met: false }))
+    for (key, tolerance) in keys {
+        let best = left
+            .iter()
+            .map(|&i| key(&points[i]))
+            .fold(f64::NEG_INFINITY, f64::max);
+        left.retain(|&i| key(&points[i]) >= best - tolerance);
+    }
+    left.first().map(|&index| Pick { index, met })
 }
 
 /// How to tune.
@@ -791,7 +796,11 @@ impl Tuning {
              and {} single-rule baselines for comparison (cap, fatigue, MMR, DPP alone).",
             self.tuned_count(),
             list(&g.diversity_weights),
-            list(&g.max_impressions),
+            g.max_impressions
+                .iter()
+                .map(|m| m.map_or("off".into(), |m| m.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
             CAP_WINDOW_HOURS,
             list(&g.fatigue_weights),
             self.points.len() - self.tuned_count(),
@@ -801,7 +810,7 @@ impl Tuning {
             let _ = writeln!(
                 h,
                 "Picked: {picked}. It removes {} of the repeated ignored exposure (shown >= 3x unclicked) at {} of identity's\n\
-                 HitRate@10, the most of the variants keeping >= {} (ties: more categories per list, then more relevance);\n\
+                 HitRate@10, the most of the variants keeping >= {} (ties within a point: more categories per list, then more relevance);\n\
                  categories per top-10 {}.",
                 pct(m.ignored_removed),
                 pct(m.kept),
@@ -839,26 +848,28 @@ impl Tuning {
         svg::frontier_chart(self)
     }
 
-    /// Indices of the points on their family's frontier for either avoidance measure.
-    pub fn frontier_points(&self) -> Vec<usize> {
-        let mut on = vec![false; self.points.len()];
+    /// Per point: whether it is on its family's frontier of relevance kept against repeated
+    /// ignored exposure removed, and against the categories-per-list gain.
+    pub fn on_frontier(&self) -> Vec<[bool; 2]> {
+        let mut on = vec![[false; 2]; self.points.len()];
         for family in Family::ALL {
             let members: Vec<usize> = (0..self.points.len())
                 .filter(|&i| self.points[i].variant.family == family)
                 .collect();
-            for y in [(|m: &Measures| m.ignored_removed) as Axis, |m| {
+            let axes = [(|m: &Measures| m.ignored_removed) as Axis, |m| {
                 m.categories_gain
-            }] {
+            }];
+            for (axis, y) in axes.into_iter().enumerate() {
                 let xy: Vec<(f64, f64)> = members
                     .iter()
                     .map(|&i| (self.points[i].measures.kept, y(&self.points[i].measures)))
                     .collect();
                 for f in frontier(&xy) {
-                    on[members[f]] = true;
+                    on[members[f]][axis] = true;
                 }
             }
         }
-        (0..self.points.len()).filter(|&i| on[i]).collect()
+        on
     }
 
     /// The Markdown summary and the table of the frontier points (plus the pick and the
@@ -902,10 +913,16 @@ impl Tuning {
             signed_pct(p.measures.categories_gain)
         );
         s.push_str(
-            "| family | knobs | HitRate kept | NDCG kept | repeated ignored | removed | categories / top-10 | change | substitute slots |\n",
+            "Rows: the points on their family's frontier of relevance kept against repeated ignored exposure removed (`ignored`), against the categories-per-list gain (`categories`), or both; the pick; the fitted policy. Measured on the inner evaluation part against identity.\n\n",
         );
-        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-        let mut rows = self.frontier_points();
+        s.push_str(
+            "| family | knobs | HitRate kept | NDCG kept | repeated ignored | removed | categories / top-10 | change | substitute slots | frontier of |\n",
+        );
+        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        let on = self.on_frontier();
+        let mut rows: Vec<usize> = (0..self.points.len())
+            .filter(|&i| on[i].contains(&true))
+            .collect();
         rows.push(self.picked.index);
         rows.extend(self.fitted_point);
         rows.sort_by(|&a, &b| {
@@ -929,7 +946,7 @@ impl Tuning {
             }
             let _ = writeln!(
                 s,
-                "| {} | {knobs} | {} | {} | {} | {} | {:.2} | {} | {} |",
+                "| {} | {knobs} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
                 pt.variant.family.name(),
                 pct(m.kept),
                 pct(m.ndcg_kept),
@@ -941,6 +958,12 @@ impl Tuning {
                     "—".into()
                 } else {
                     signed_pct(m.substitutes_change)
+                },
+                match on[i] {
+                    [true, true] => "both",
+                    [true, false] => "ignored",
+                    [false, true] => "categories",
+                    [false, false] => "",
                 }
             );
         }

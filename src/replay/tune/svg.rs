@@ -3,7 +3,9 @@
 //! against repeated ignored exposure removed (left) and the change in distinct categories per
 //! list (right). Per family, every variant is a dot and the family's frontier a line; identity
 //! sits at (100%, 0), the fitted policy and the pick are marked, and the `min_kept` bound is
-//! a dashed line.
+//! a dashed line. The x axis reaches at most [`SPAN_BELOW_BOUND`] below the bound: variants
+//! that keep less are far from any choice and would squeeze the rest; they are clipped, and
+//! the subtitle counts them.
 
 use std::fmt::Write as _;
 
@@ -16,6 +18,8 @@ const TOP: f64 = 96.0;
 const PLOT_W: f64 = 470.0;
 const PLOT_H: f64 = 380.0;
 const LEFT: [f64; 2] = [90.0, 690.0];
+/// How far below the `min_kept` bound the x axis reaches, at most.
+pub const SPAN_BELOW_BOUND: f64 = 0.25;
 
 fn color(f: Family) -> &'static str {
     match f {
@@ -83,7 +87,17 @@ pub fn frontier_chart(t: &Tuning) -> String {
             m.categories_gain
         }),
     ];
-    let x = domain(t.points.iter().map(|p| p.measures.kept), &[1.0, t.min_kept]);
+    let floor = t.min_kept - SPAN_BELOW_BOUND;
+    let shown = |kept: f64| kept >= floor;
+    let x = domain(
+        t.points
+            .iter()
+            .map(|p| p.measures.kept)
+            .filter(|&k| shown(k)),
+        // Room right of identity (100%) for its label.
+        &[1.01, t.min_kept],
+    );
+    let off_chart = t.points.iter().filter(|p| !shown(p.measures.kept)).count();
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -97,13 +111,28 @@ pub fn frontier_chart(t: &Tuning) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="20" y="54" font-size="12.5" fill="#555555">Inner evaluation part: the fitting part's last {:.0}% of events, from {} ({} decisions), each variant against identity. Lines: each family's frontier.</text>"##,
+        r##"<text x="20" y="54" font-size="12.5" fill="#555555">Inner evaluation part: the fitting part's last {:.0}% of events, from {} ({} decisions), each of {} variants against identity.{}</text>"##,
         (1.0 - t.inner_share) * 100.0,
         crate::time::date_time_minutes(t.inner_until_ms, t.utc_offset_minutes),
-        t.identity.decisions
+        t.identity.decisions,
+        t.points.len(),
+        if off_chart > 0 {
+            format!(
+                " {off_chart} keeping under {:.0}% are off the chart.",
+                floor * 100.0
+            )
+        } else {
+            String::new()
+        }
     );
     for (panel_index, (title, y_of)) in measures.iter().enumerate() {
-        let y = domain(t.points.iter().map(|p| y_of(&p.measures)), &[0.0]);
+        let y = domain(
+            t.points
+                .iter()
+                .filter(|p| shown(p.measures.kept))
+                .map(|p| y_of(&p.measures)),
+            &[0.0],
+        );
         let p = Panel {
             left: LEFT[panel_index],
             x,
@@ -157,7 +186,12 @@ pub fn frontier_chart(t: &Tuning) -> String {
             y0 + 14.0,
             t.min_kept * 100.0
         );
-        // Families: the tuned grid's cloud under everything, then each frontier.
+        // Families: the tuned grid's cloud under everything, then each frontier, clipped to
+        // the plot.
+        let _ = writeln!(
+            s,
+            r##"<clipPath id="plot{panel_index}"><rect x="{x0}" y="{y0}" width="{PLOT_W}" height="{PLOT_H}"/></clipPath><g clip-path="url(#plot{panel_index})">"##
+        );
         for family in Family::ALL {
             let members: Vec<usize> = (0..t.points.len())
                 .filter(|&i| t.points[i].variant.family == family)
@@ -237,6 +271,7 @@ pub fn frontier_chart(t: &Tuning) -> String {
                 "picked (missed)"
             }
         );
+        s.push_str("</g>\n");
     }
     // Legend.
     let legend_y = TOP + PLOT_H + 64.0;
@@ -268,7 +303,7 @@ pub fn frontier_chart(t: &Tuning) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="20" y="{}" font-size="12" fill="#666666">Baselines turn every other rule off. Data: {}.</text>"##,
+        r##"<text x="20" y="{}" font-size="12" fill="#666666">Lines: each family's frontier (no variant of the family keeps more and removes more). Baselines turn every other rule off. Data: {}.</text>"##,
         H - 16.0,
         if t.log.to_ascii_lowercase().contains("movielens") {
             "MovieLens 100K (Harper &amp; Konstan, ACM TiiS 2015)"
