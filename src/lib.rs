@@ -40,7 +40,7 @@
 //!   request time.
 //! - [`replay`]: offline replay of real logs through two policies in time order, and the fit of
 //!   a policy (durable categories, complements, fatigue's impression discount) from a log's
-//!   earlier part.
+//!   earlier part, and the tune of its main knobs on that part alone.
 //! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
 //! - [`alloc`]: the binary's allocator settings.
 //!

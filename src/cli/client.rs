@@ -339,10 +339,11 @@ pub fn run(command: Command) -> ExitCode {
             Command::Serve(_)
             | Command::Replay(_)
             | Command::Fit(_)
+            | Command::Tune(_)
             | Command::UserHash { .. }
             | Command::Config(_) => {
                 unreachable!(
-                    "serve, replay, fit, user-hash and config are dispatched before the client"
+                    "serve, replay, fit, tune, user-hash and config are dispatched before the client"
                 )
             }
         }

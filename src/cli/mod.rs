@@ -1,5 +1,5 @@
 //! The command line: `tactful serve` runs the sidecar; `rank`, `event`, `profile` and
-//! `catalog` are a client for trying it by hand and scripting it; `replay` and `fit` evaluate policies offline
+//! `catalog` are a client for trying it by hand and scripting it; `replay`, `fit` and `tune` evaluate policies offline
 //! on real logs, with no server. Exit codes follow sysexits: 64 for bad usage
 //! or configuration, 69 when the server cannot be reached, 1 when a call fails.
 
@@ -13,6 +13,7 @@ mod proc_usage;
 mod replay;
 mod serve;
 mod table;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Fit a policy's durable categories and complements from a log's earlier part.
     Fit(replay::FitArgs),
+    /// Choose a policy's main knobs on a log's earlier part (relevance kept against avoidance
+    /// removed) and write the pick as a policy file.
+    Tune(tune::TuneArgs),
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -494,6 +498,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Replay(args) => replay::run_replay(args),
         Command::Fit(args) => replay::run_fit(args),
+        Command::Tune(args) => tune::run_tune(args),
         Command::UserHash { user } => user_hash(&user),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         other => client::run(other),

@@ -111,13 +111,13 @@ pub struct FitArgs {
     pub out: Option<PathBuf>,
 }
 
-fn usage(message: impl std::fmt::Display) -> ExitCode {
+pub(super) fn usage(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("tactful: {message}");
     ExitCode::from(EXIT_USAGE)
 }
 
 /// The log and the fitting part's end (unix ms).
-fn load(args: &LogArgs) -> Result<(Log, i64), String> {
+pub(super) fn load(args: &LogArgs) -> Result<(Log, i64), String> {
     let mapping = match (&args.columns, &args.mapping) {
         (Some(spec), _) => Some(Mapping::from_spec(spec).map_err(|e| format!("--columns: {e}"))?),
         (None, Some(file)) => {
@@ -155,7 +155,7 @@ fn load(args: &LogArgs) -> Result<(Log, i64), String> {
     Ok((log, until))
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 

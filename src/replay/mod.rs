@@ -33,7 +33,9 @@ pub mod candidates;
 pub mod discount;
 pub mod feedback;
 pub mod fit;
+pub mod prepared;
 pub mod report;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -147,6 +149,8 @@ pub struct ReplayConfig {
     pub feedback: Option<Simulation>,
     /// The user state's limits and time constants: the store's defaults.
     pub state: StateConfig,
+    /// The fit and candidates, computed once for many runs ([`prepared`]); `None` computes them.
+    pub prepared: Option<Arc<prepared::Prepared>>,
 }
 
 impl Default for ReplayConfig {
@@ -160,6 +164,7 @@ impl Default for ReplayConfig {
             progress: false,
             feedback: None,
             state: StateConfig::default(),
+            prepared: None,
         }
     }
 }
@@ -202,7 +207,13 @@ pub fn run_observed(
 ) -> Report {
     let started = Instant::now();
     let split = log.split(cfg.fit_until_ms);
-    let fitted = fit_part(&log.events[..split], cfg);
+    let fitted = match &cfg.prepared {
+        Some(p) => {
+            p.check(log, cfg);
+            p.fitted.clone()
+        }
+        None => fit_part(&log.events[..split], cfg),
+    };
     let tested = tested.unwrap_or_else(|| Arm {
         name: "fitted".into(),
         policy: fitted.policy(),
@@ -275,7 +286,10 @@ pub fn run_observed(
         let decide = i >= split && e.action == Action::View && *history >= cfg.warmup;
         *history += 1;
         if decide {
-            let proposals = generator.candidates(e.user);
+            let proposals = match &cfg.prepared {
+                Some(p) => p.proposals(i),
+                None => generator.candidates(e.user),
+            };
             if !proposals.is_empty() {
                 decisions += 1;
                 observe(i, &proposals);
@@ -388,7 +402,9 @@ pub fn run_observed(
                 .or_default()
                 .push((e.category, e.at_ms));
         }
-        generator.observe(e);
+        if cfg.prepared.is_none() {
+            generator.observe(e);
+        }
     }
     Report {
         log: log.name.clone(),

@@ -663,7 +663,7 @@ fn arm_json(name: &str, m: &ArmMetrics) -> Value {
     })
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
