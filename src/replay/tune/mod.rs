@@ -122,6 +122,9 @@ pub enum FatigueKnob {
 pub struct Knobs {
     pub selection: Selection,
     pub diversity_weight: f32,
+    /// `diversity.repeat_decay`: how fast each repeat of a category, brand or shop loses
+    /// score (1: no decay, plain MMR).
+    pub repeat_decay: f32,
     /// The frequency cap's `max_impressions` within [`CAP_WINDOW_HOURS`]; `None`: no cap.
     pub max_impressions: Option<u32>,
     pub fatigue: FatigueKnob,
@@ -135,6 +138,7 @@ impl Knobs {
         Self {
             selection: p.selection,
             diversity_weight: p.diversity.weight,
+            repeat_decay: p.diversity.repeat_decay,
             max_impressions: p
                 .frequency_cap
                 .enabled
@@ -154,6 +158,7 @@ impl Knobs {
         let mut p = base.clone();
         p.selection = self.selection;
         p.diversity.weight = self.diversity_weight;
+        p.diversity.repeat_decay = self.repeat_decay;
         match self.max_impressions {
             Some(max_impressions) => {
                 p.frequency_cap.enabled = true;
@@ -190,9 +195,15 @@ impl Knobs {
 
     /// A short description: every knob for the tuned family, the one rule for a baseline.
     pub fn label(&self, family: Family) -> String {
+        // The decay acts only with a diversity weight; 1 is none.
+        let decay = if self.diversity_weight > 0.0 && self.repeat_decay < 1.0 {
+            format!(" decay {}", self.repeat_decay)
+        } else {
+            String::new()
+        };
         let selection = match self.selection {
-            Selection::Mmr => format!("MMR {}", self.diversity_weight),
-            Selection::Dpp => format!("DPP {}", self.diversity_weight),
+            Selection::Mmr => format!("MMR {}{decay}", self.diversity_weight),
+            Selection::Dpp => format!("DPP {}{decay}", self.diversity_weight),
             Selection::Score => "score order".into(),
             Selection::Upstream => "upstream order".into(),
         };
@@ -236,6 +247,9 @@ pub fn single_rule_base() -> Policy {
 pub struct Grid {
     /// `diversity.weight` (MMR) of the tuned family.
     pub diversity_weights: Vec<f32>,
+    /// `diversity.repeat_decay` tried with every weight above 0: the built-in 0.5 and 1
+    /// (no decay: each repeat is penalised by similarity alone, as plain MMR does).
+    pub repeat_decays: Vec<f32>,
     /// The frequency cap's `max_impressions` per 24 h of the tuned family; `None`: no cap.
     pub max_impressions: Vec<Option<u32>>,
     /// Hand-set `fatigue.weight`s of the tuned family (besides learned and off): the built-in
@@ -250,12 +264,14 @@ pub struct Grid {
 }
 
 impl Default for Grid {
-    /// 6 weights × 4 caps (2, 3 or 6 a day, or none) × 5 fatigue settings × 2 cooling-off
-    /// modes = at most 240 variants around the fitted policy, and 21 baselines: within two
-    /// minutes for MovieLens 100K (116 variants) on two shared cores.
+    /// 11 selection settings (no diversity, or 5 weights × 2 decays) × 4 caps (2, 3 or 6 a
+    /// day, or none) × 5 fatigue settings × 2 cooling-off modes = at most 440 variants around
+    /// the fitted policy, and 21 baselines: within two minutes for MovieLens 100K (196
+    /// variants) on two shared cores.
     fn default() -> Self {
         Self {
             diversity_weights: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.5],
+            repeat_decays: vec![0.5, 1.0],
             max_impressions: vec![Some(2), Some(3), Some(6), None],
             fatigue_weights: vec![0.15, 0.3, 0.6],
             cap_only: vec![1, 2, 3, 4, 5, 6],
@@ -300,13 +316,29 @@ impl Grid {
             &[Mode::Hard]
         };
         let mut out = Vec::new();
-        for &w in &self.diversity_weights {
+        // Without a diversity weight the decay does nothing: one selection setting, not one
+        // per decay.
+        let fitted_decay = fitted.diversity.repeat_decay;
+        let selections: Vec<(f32, f32)> = self
+            .diversity_weights
+            .iter()
+            .flat_map(|&w| {
+                let decays = if w > 0.0 {
+                    self.repeat_decays.clone()
+                } else {
+                    vec![fitted_decay]
+                };
+                decays.into_iter().map(move |d| (w, d))
+            })
+            .collect();
+        for &(w, decay) in &selections {
             for &m in &self.max_impressions {
                 for &f in &fatigue {
                     for &mode in modes {
                         let knobs = Knobs {
                             selection: Selection::Mmr,
                             diversity_weight: w,
+                            repeat_decay: decay,
                             max_impressions: m,
                             fatigue: f,
                             cooling_off: Some(mode),
@@ -702,7 +734,11 @@ pub fn policy_toml(fitted: &Fitted, knobs: &Knobs, header: &str) -> String {
         Selection::Upstream => "upstream",
     };
     let _ = writeln!(s, "\nselection = \"{selection}\"\n");
-    let _ = writeln!(s, "[diversity]\nweight = {:?}\n", knobs.diversity_weight);
+    let _ = writeln!(
+        s,
+        "[diversity]\nweight = {:?}\nrepeat_decay = {:?}\n",
+        knobs.diversity_weight, knobs.repeat_decay
+    );
     match knobs.max_impressions {
         Some(m) => {
             let _ = writeln!(
@@ -796,11 +832,12 @@ impl Tuning {
         );
         let _ = writeln!(
             h,
-            "Tried {} variants of the fitted policy: diversity.weight {{{}}} (MMR) x caps max_impressions {{{}}} per {} h\n\
+            "Tried {} variants of the fitted policy: diversity.weight {{{}}} (MMR; above 0 with repeat_decay {{{}}}) x caps max_impressions {{{}}} per {} h\n\
              x fatigue {{{learned}off, hand-set weight {}}} x cooling_off.mode {modes};\n\
              and {} single-rule baselines for comparison (cap, fatigue, MMR, DPP alone).",
             self.tuned_count(),
             list(&g.diversity_weights),
+            list(&g.repeat_decays),
             g.max_impressions
                 .iter()
                 .map(|m| m.map_or("off".into(), |m| m.to_string()))

@@ -197,7 +197,8 @@ fn every_variant_is_written_as_the_policy_that_was_evaluated() {
             .filter(|v| v.family == Family::Tuned)
             .collect();
         let fatigue_settings = if learned.is_some() { 5 } else { 4 };
-        assert_eq!(tuned.len(), 6 * 4 * fatigue_settings * 2);
+        // 11 selection settings: no diversity, or 5 weights × 2 decays.
+        assert_eq!(tuned.len(), 11 * 4 * fatigue_settings * 2);
         for v in tuned {
             let text = policy_toml(&fitted, &v.knobs, "a header\nover two lines");
             let read: Policy = toml::from_str(&text)
@@ -216,7 +217,7 @@ fn baselines_turn_everything_else_off() {
     let variants = Grid::default().variants(&fitted.policy(), learned.as_ref(), false);
     let count = |f| variants.iter().filter(|v| v.family == f).count();
     // Without durables, only the hard cooling-off mode is tried.
-    assert_eq!(count(Family::Tuned), 6 * 4 * 5);
+    assert_eq!(count(Family::Tuned), 11 * 4 * 5);
     assert_eq!(
         (
             count(Family::FrequencyCap),
@@ -322,6 +323,7 @@ fn generated_log() -> Log {
 fn small_grid() -> Grid {
     Grid {
         diversity_weights: vec![0.0, 0.3],
+        repeat_decays: vec![0.5],
         max_impressions: vec![Some(3), Some(6)],
         fatigue_weights: vec![0.6],
         cap_only: vec![2],
