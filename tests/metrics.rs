@@ -16,9 +16,9 @@ use tactful::config::Config;
 use tactful::pb;
 
 /// Scrapes until `series` reaches `at_least` (stage timings are recorded just after the
-/// answer leaves, so a scrape can come a moment early) or two seconds pass; returns the page.
+/// answer leaves, so a scrape can come a moment early) or ten seconds pass; returns the page.
 async fn scrape_until(admin: std::net::SocketAddr, series: &str, at_least: f64) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (status, page) = http_get(admin, "/metrics").await;
         assert_eq!(status, 200);
@@ -74,6 +74,14 @@ async fn metrics_count_calls_outcomes_stages_events_and_avoidance() {
         .unwrap_err();
     assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
 
+    // The stalled ranking answered at its deadline, but its job records its stages only when
+    // the stall returns, on the pool: wait for that before reading the rest.
+    scrape_until(
+        admin,
+        r#"tactful_rank_stage_duration_seconds_count{stage="stall_past_deadline"}"#,
+        1.0,
+    )
+    .await;
     let page = scrape_until(
         admin,
         r#"tactful_rank_stage_duration_seconds_count{stage="explain"}"#,
