@@ -10,7 +10,9 @@
 //!   [`FitParams::max_repeat_share`] are followed by another occasion of the same user in the
 //!   same category. Its cycle: the shortest repurchase gap seen, if any; otherwise the
 //!   longest time the log watched one of its buyers after a purchase without a repurchase
-//!   (what the data vouches for), at least [`FitParams::min_days`].
+//!   (what the data vouches for), at least [`FitParams::min_days`]. Its `support` is the
+//!   number of buyers behind it: the policy filters substitutes only from
+//!   `cooling_off.full_support` buyers on, and below that lowers them in proportion.
 //! - **Complements**: category B goes with A when at least [`FitParams::min_pair_users`]
 //!   users bought B strictly after A within [`FitParams::window_days`], and the lift
 //!   `P(B later | bought A) / P(B)` (users, among users with a purchase) is at least
@@ -227,7 +229,7 @@ impl Fitted {
         for d in &self.durables {
             let _ = writeln!(
                 s,
-                "  {{ category_id = {}, days = {:?} }},  # {} buyers, {} of {} occasions repurchased",
+                "  {{ category_id = {}, days = {:?}, support = {} }},  # {} of {} occasions repurchased",
                 d.category_id, d.days, d.buyers, d.repeats, d.occasions
             );
         }
@@ -347,7 +349,16 @@ mod tests {
         );
         // The policy reads back with the fitted knowledge.
         let policy = f.policy();
-        assert!(policy.cooling_off.cycles.iter().any(|c| c.category_id == 1));
+        let phones = policy
+            .cooling_off
+            .cycles
+            .iter()
+            .find(|c| c.category_id == 1);
+        assert_eq!(
+            phones.map(|c| c.support),
+            Some(Some(4)),
+            "the cycle carries the buyers behind it"
+        );
         assert_eq!(policy.complements.graph[0].complements, vec![2]);
         policy.validate("fitted").unwrap();
         assert!(!f.learned_nothing());

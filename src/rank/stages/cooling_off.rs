@@ -8,6 +8,12 @@
 //! unlisted categories get `default_days` (0: no substitute rule). The price-drop rule needs
 //! no configuration and applies to every purchase.
 //!
+//! A cycle fitted from a log carries its *support*, the number of buyers behind it. A cycle
+//! backed by fewer than `full_support` buyers is evidence too thin for a hard filter: its
+//! substitutes get a fading penalty scaled by `support / full_support` instead, whatever the
+//! mode, so one or two buyers' habits cannot hide a whole category. A cycle the platform sets
+//! by hand (no `support`) is taken at full strength.
+//!
 //! Uses the user's purchases, so it runs only with consent for purchase data.
 
 use serde::Deserialize;
@@ -39,6 +45,21 @@ pub struct Cycle {
     pub category_id: u64,
     /// Days after a purchase during which substitutes are kept back.
     pub days: f64,
+    /// Buyers behind a fitted cycle (`tactful fit` writes it); absent when the platform sets
+    /// the cycle itself, which then counts as fully supported.
+    #[serde(default)]
+    pub support: Option<u32>,
+}
+
+impl Cycle {
+    /// How far the evidence carries the cycle: 1 at `full_support` buyers or more (or when
+    /// the platform set it), otherwise `support / full_support`.
+    pub fn strength(&self, full_support: u32) -> f32 {
+        match self.support {
+            Some(n) if n < full_support => n as f32 / full_support as f32,
+            _ => 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -58,6 +79,11 @@ pub struct CoolingOffParams {
     /// knows which of its categories are durables.
     pub default_days: f64,
     pub cycles: Vec<Cycle>,
+    /// Buyers a fitted cycle needs before it may act as a hard filter: 10, chosen a priori
+    /// (a fit calls a category durable from 2 buyers; 10 is where one household's habit no
+    /// longer decides). Below it the substitutes get `penalty × support / full_support`,
+    /// fading over the window.
+    pub full_support: u32,
 }
 
 impl Default for CoolingOffParams {
@@ -69,6 +95,7 @@ impl Default for CoolingOffParams {
             price_drop_days: 30.0,
             default_days: 0.0,
             cycles: Vec::new(),
+            full_support: 10,
         }
     }
 }
@@ -76,12 +103,20 @@ impl Default for CoolingOffParams {
 impl CoolingOffParams {
     /// The cooling-off window of a category, in milliseconds.
     pub fn window_ms(&self, category_id: u64) -> i64 {
-        let days = self
+        self.window(category_id).0
+    }
+
+    /// The cooling-off window of a category in milliseconds, with the strength of the
+    /// evidence behind it (1 for `default_days` and hand-set cycles).
+    pub fn window(&self, category_id: u64) -> (i64, f32) {
+        let (days, strength) = self
             .cycles
             .iter()
             .find(|c| c.category_id == category_id)
-            .map_or(self.default_days, |c| c.days);
-        (days * DAY_MS as f64) as i64
+            .map_or((self.default_days, 1.0), |c| {
+                (c.days, c.strength(self.full_support))
+            });
+        ((days * DAY_MS as f64) as i64, strength)
     }
 
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -108,6 +143,12 @@ impl CoolingOffParams {
                 ));
             }
         }
+        if !(1..=1_000_000).contains(&self.full_support) {
+            return Err((
+                "cooling_off.full_support".into(),
+                "must be from 1 to 1000000 buyers".into(),
+            ));
+        }
         if !(self.penalty.is_finite() && (0.0..=10.0).contains(&self.penalty)) {
             return Err((
                 "cooling_off.penalty".into(),
@@ -133,17 +174,17 @@ impl CoolingOffParams {
     }
 
     /// The latest purchase that makes `c` a substitute (another item of its category within
-    /// the category's window), with the share of the window still to run.
+    /// the category's window).
     pub fn substitute_of<'u>(
         &self,
         c: &Candidate,
         user: &'u UserView,
         now: i64,
-    ) -> Option<(&'u Purchase, f32)> {
+    ) -> Option<Substitute<'u>> {
         if c.category_id == 0 {
             return None;
         }
-        let window = self.window_ms(c.category_id);
+        let (window, strength) = self.window(c.category_id);
         if window <= 0 {
             return None;
         }
@@ -151,8 +192,32 @@ impl CoolingOffParams {
             .iter()
             .rev()
             .find(|p| p.category_id == c.category_id && now - p.at_ms < window)
-            .map(|p| (p, 1.0 - (now - p.at_ms).max(0) as f32 / window as f32))
+            .map(|p| Substitute {
+                purchase: p,
+                left: 1.0 - (now - p.at_ms).max(0) as f32 / window as f32,
+                strength,
+            })
     }
+
+    /// What happens to a substitute: dropped when the mode is hard and the cycle is fully
+    /// supported, otherwise the penalty (≤ 0), fading over the window and scaled by the
+    /// evidence.
+    pub fn substitute_penalty(&self, s: &Substitute<'_>) -> Option<f32> {
+        match self.mode {
+            Mode::Hard if s.strength >= 1.0 => None,
+            _ => Some(-self.penalty * s.strength * s.left),
+        }
+    }
+}
+
+/// A candidate that is a substitute of something the user bought.
+#[derive(Debug, Clone, Copy)]
+pub struct Substitute<'u> {
+    pub purchase: &'u Purchase,
+    /// The share of the window still to run, in (0, 1].
+    pub left: f32,
+    /// The evidence behind the category's cycle, in (0, 1] (see [`Cycle::strength`]).
+    pub strength: f32,
 }
 
 pub struct CoolingOff(pub CoolingOffParams);
@@ -172,10 +237,10 @@ impl Stage for CoolingOff {
         for (i, c) in input.candidates.iter().enumerate() {
             if self.0.price_drop(c, user, now).is_some() {
                 slate.drop_candidate(i, DropRule::CoolingOff);
-            } else if let Some((_, left)) = self.0.substitute_of(c, user, now) {
-                match self.0.mode {
-                    Mode::Hard => slate.drop_candidate(i, DropRule::CoolingOff),
-                    Mode::Penalty => penalty[i] = -self.0.penalty * left,
+            } else if let Some(sub) = self.0.substitute_of(c, user, now) {
+                match self.0.substitute_penalty(&sub) {
+                    None => slate.drop_candidate(i, DropRule::CoolingOff),
+                    Some(p) => penalty[i] = p,
                 }
             }
         }
@@ -281,6 +346,7 @@ mod tests {
             cycles: vec![Cycle {
                 category_id: PHONES,
                 days: 14.0,
+                support: None,
             }],
             ..Default::default()
         }
@@ -340,6 +406,49 @@ mod tests {
             Some(DropRule::CoolingOff),
             "price drops stay hard"
         );
+    }
+
+    #[test]
+    fn a_thinly_supported_cycle_fades_instead_of_filtering() {
+        let mut thin = params(Mode::Hard);
+        thin.cycles[0].support = Some(2);
+        let (dropped, score) = run(thin.clone(), 7, Consent::privacy_default());
+        assert_eq!(
+            dropped[1], None,
+            "2 buyers of 10 do not hide the rival phone"
+        );
+        // 0.8 × (2 / 10) × (7 days of 14 left).
+        assert!((score[1] + 0.08).abs() < 1e-4, "{score:?}");
+        assert_eq!(
+            dropped[0],
+            Some(DropRule::CoolingOff),
+            "price drops need no cycle and stay hard"
+        );
+        let (_, later) = run(thin.clone(), 11, Consent::privacy_default());
+        assert!(later[1] > score[1] && later[1] < 0.0, "fades: {later:?}");
+
+        thin.cycles[0].support = Some(10);
+        let (dropped, _) = run(thin.clone(), 7, Consent::privacy_default());
+        assert_eq!(
+            dropped[1],
+            Some(DropRule::CoolingOff),
+            "full support is hard"
+        );
+        thin.cycles[0].support = Some(5);
+        thin.full_support = 5;
+        let (dropped, _) = run(thin, 7, Consent::privacy_default());
+        assert_eq!(
+            dropped[1],
+            Some(DropRule::CoolingOff),
+            "the threshold is a setting"
+        );
+    }
+
+    #[test]
+    fn full_support_is_validated() {
+        let mut p = params(Mode::Hard);
+        p.full_support = 0;
+        assert_eq!(p.validate().unwrap_err().0, "cooling_off.full_support");
     }
 
     #[test]
