@@ -13,7 +13,8 @@
 //!    ([`Grid`]) varies the main knobs: `diversity.weight` (MMR), the frequency cap's
 //!    `max_impressions` within 24 h (or no cap), fatigue (the learned discount, off, or the hand-set
 //!    curve at a few weights) and the cooling-off mode (hard or penalty; only when the inner
-//!    fit found a durable category, since without cycles both modes do nothing). Beside them,
+//!    fit found a durable category with full support, since without cycles both modes do
+//!    nothing and a thinly supported cycle is a fading penalty in both). Beside them,
 //!    **single-rule baselines** with every other rule off ([`single_rule_base`]): the
 //!    frequency cap alone over the upstream order, fatigue alone, MMR alone and DPP alone.
 //! 3. **Evaluation.** Each variant is replayed on the fitting part split at the inner split
@@ -37,6 +38,7 @@
 //!
 //! Must not: read anything at or after `fit_until`, or depend on thread timing.
 
+pub mod dominance;
 mod svg;
 
 use std::fmt::Write as _;
@@ -247,8 +249,8 @@ pub fn single_rule_base() -> Policy {
 pub struct Grid {
     /// `diversity.weight` (MMR) of the tuned family.
     pub diversity_weights: Vec<f32>,
-    /// `diversity.repeat_decay` tried with every weight above 0: the built-in 0.5 and 1
-    /// (no decay: each repeat is penalised by similarity alone, as plain MMR does).
+    /// `diversity.repeat_decay` tried with every weight above 0: the built-in 0.5, a gentler
+    /// 0.8 and 1 (no decay: each repeat is penalised by similarity alone, as plain MMR does).
     pub repeat_decays: Vec<f32>,
     /// The frequency cap's `max_impressions` per 24 h of the tuned family; `None`: no cap.
     pub max_impressions: Vec<Option<u32>>,
@@ -264,16 +266,19 @@ pub struct Grid {
 }
 
 impl Default for Grid {
-    /// 11 selection settings (no diversity, or 5 weights × 2 decays) × 4 caps (2, 3 or 6 a
-    /// day, or none) × 5 fatigue settings × 2 cooling-off modes = at most 440 variants around
-    /// the fitted policy, and 21 baselines: within two minutes for MovieLens 100K (196
-    /// variants) on two shared cores.
+    /// 16 selection settings (no diversity, or 5 weights × 3 decays) × 3 caps (2 or 3 a day,
+    /// or none: 6 a day came close to none on every shared log) × 6 fatigue settings (learned,
+    /// off, 4 hand-set) × 2
+    /// cooling-off modes = at most 576 variants around the fitted policy, and 21 baselines.
+    /// The hand-set weights include the fatigue-only baseline's 0.2 and the decays a gentle
+    /// 0.8 so that the tuned family has a point wherever a single rule does
+    /// (see `dominance.rs`).
     fn default() -> Self {
         Self {
             diversity_weights: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.5],
-            repeat_decays: vec![0.5, 1.0],
-            max_impressions: vec![Some(2), Some(3), Some(6), None],
-            fatigue_weights: vec![0.15, 0.3, 0.6],
+            repeat_decays: vec![0.5, 0.8, 1.0],
+            max_impressions: vec![Some(2), Some(3), None],
+            fatigue_weights: vec![0.15, 0.2, 0.3, 0.6],
             cap_only: vec![1, 2, 3, 4, 5, 6],
             fatigue_only: vec![0.2, 0.4, 0.6, 1.0],
             mmr_only: vec![0.05, 0.1, 0.2, 0.3, 0.5],
@@ -293,7 +298,8 @@ pub struct Variant {
 impl Grid {
     /// The variants, tuned family first, in a fixed order. `fitted` is the policy fitted on
     /// the inner fit part, `learned` its discount (fatigue's learned variants need it),
-    /// `durables` whether it has cooling-off cycles (else only the hard mode is tried).
+    /// `durables` whether it has a cooling-off cycle the mode acts on (else only the hard
+    /// mode is tried).
     pub fn variants(
         &self,
         fitted: &Policy,
@@ -436,7 +442,7 @@ impl Measures {
 }
 
 /// One of the measures, as a chart axis or a sort key.
-type Axis = fn(&Measures) -> f64;
+pub type Axis = fn(&Measures) -> f64;
 
 /// Indices of the points `(x, y)` no other point beats on both (at least as high on each,
 /// higher on one), by ascending `x`; of identical points only the first.
@@ -617,7 +623,11 @@ pub fn tune(log: &Log, cfg: &TuneConfig) -> Result<Tuning, TuneError> {
     let variants = cfg.grid.variants(
         &fitted_policy,
         learned.as_ref(),
-        !inner_fitted.durables.is_empty(),
+        // A cycle with thin support is a fading penalty in either mode.
+        inner_fitted
+            .durables
+            .iter()
+            .any(|d| d.buyers >= fitted_policy.cooling_off.full_support as usize),
     );
     let fitted_point = variants
         .iter()
@@ -1010,6 +1020,7 @@ impl Tuning {
             );
         }
         s.push('\n');
+        s.push_str(&self.dominance_markdown());
         s
     }
 }
