@@ -132,6 +132,9 @@ pub struct Knobs {
     pub fatigue: FatigueKnob,
     /// `None`: cooling-off off.
     pub cooling_off: Option<Mode>,
+    /// Discovery: the exploration slots and the long-tail lift at the base policy's settings
+    /// (`true`), or both off. Each costs relevance a single rule does not pay.
+    pub discovery: bool,
 }
 
 impl Knobs {
@@ -152,6 +155,7 @@ impl Knobs {
                 (true, None) => FatigueKnob::HandSet(p.fatigue.weight),
             },
             cooling_off: p.cooling_off.enabled.then_some(p.cooling_off.mode),
+            discovery: p.exploration.share > 0.0 || p.long_tail.weight > 0.0,
         }
     }
 
@@ -192,6 +196,10 @@ impl Knobs {
             }
             None => p.cooling_off.enabled = false,
         }
+        if !self.discovery {
+            p.exploration.share = 0.0;
+            p.long_tail.weight = 0.0;
+        }
         p
     }
 
@@ -222,8 +230,9 @@ impl Knobs {
             Some(Mode::Hard) => "cooling-off hard",
             Some(Mode::Penalty) => "cooling-off penalty",
         };
+        let discovery = if self.discovery { "" } else { ", no discovery" };
         match family {
-            Family::Tuned => format!("{selection}, {cap}, {fatigue}, {cooling}"),
+            Family::Tuned => format!("{selection}, {cap}, {fatigue}, {cooling}{discovery}"),
             Family::FrequencyCap => cap,
             Family::Fatigue => fatigue,
             Family::Mmr | Family::Dpp => selection,
@@ -257,6 +266,8 @@ pub struct Grid {
     /// Hand-set `fatigue.weight`s of the tuned family (besides learned and off): the built-in
     /// 0.6 and gentler ones.
     pub fatigue_weights: Vec<f32>,
+    /// Discovery (exploration slots and long-tail lift) on, off, or both tried.
+    pub discovery: Vec<bool>,
     /// Baselines: the cap's `max_impressions`, fatigue's hand-set weights (learned is added
     /// when the fit learned one), MMR's and DPP's weights.
     pub cap_only: Vec<u32>,
@@ -266,19 +277,21 @@ pub struct Grid {
 }
 
 impl Default for Grid {
-    /// 16 selection settings (no diversity, or 5 weights × 3 decays) × 3 caps (2 or 3 a day,
-    /// or none: 6 a day came close to none on every shared log) × 6 fatigue settings (learned,
-    /// off, 4 hand-set) × 2
-    /// cooling-off modes = at most 576 variants around the fitted policy, and 21 baselines.
-    /// The hand-set weights include the fatigue-only baseline's 0.2 and the decays a gentle
-    /// 0.8 so that the tuned family has a point wherever a single rule does
-    /// (see `dominance.rs`).
+    /// 11 selection settings (no diversity, or 5 weights × 2 decays) × 3 caps (2 or 3 a day,
+    /// or none: 6 a day came close to none on every shared log) × 5 fatigue settings
+    /// (learned, off, 3 hand-set) × discovery on or off × 2 cooling-off modes = at most 660
+    /// variants around the fitted policy, and 21 baselines; 264 on MovieLens 100K (no learned
+    /// discount, no purchases), about two minutes on two cores. The hand-set weights are the
+    /// fatigue-only baseline's, and discovery off lets the family do what a single rule does
+    /// without the relevance the exploration slot and long-tail lift cost (see
+    /// `dominance.rs`).
     fn default() -> Self {
         Self {
             diversity_weights: vec![0.0, 0.05, 0.1, 0.2, 0.3, 0.5],
-            repeat_decays: vec![0.5, 0.8, 1.0],
+            repeat_decays: vec![0.5, 1.0],
             max_impressions: vec![Some(2), Some(3), None],
-            fatigue_weights: vec![0.15, 0.2, 0.3, 0.6],
+            fatigue_weights: vec![0.2, 0.4, 0.6],
+            discovery: vec![true, false],
             cap_only: vec![1, 2, 3, 4, 5, 6],
             fatigue_only: vec![0.2, 0.4, 0.6, 1.0],
             mmr_only: vec![0.05, 0.1, 0.2, 0.3, 0.5],
@@ -340,20 +353,23 @@ impl Grid {
         for &(w, decay) in &selections {
             for &m in &self.max_impressions {
                 for &f in &fatigue {
-                    for &mode in modes {
-                        let knobs = Knobs {
-                            selection: Selection::Mmr,
-                            diversity_weight: w,
-                            repeat_decay: decay,
-                            max_impressions: m,
-                            fatigue: f,
-                            cooling_off: Some(mode),
-                        };
-                        out.push(Variant {
-                            family: Family::Tuned,
-                            policy: knobs.apply(fitted, learned),
-                            knobs,
-                        });
+                    for &discovery in &self.discovery {
+                        for &mode in modes {
+                            let knobs = Knobs {
+                                selection: Selection::Mmr,
+                                diversity_weight: w,
+                                repeat_decay: decay,
+                                max_impressions: m,
+                                fatigue: f,
+                                cooling_off: Some(mode),
+                                discovery,
+                            };
+                            out.push(Variant {
+                                family: Family::Tuned,
+                                policy: knobs.apply(fitted, learned),
+                                knobs,
+                            });
+                        }
                     }
                 }
             }
@@ -767,6 +783,9 @@ pub fn policy_toml(fitted: &Fitted, knobs: &Knobs, header: &str) -> String {
             let _ = writeln!(s, "[fatigue]\nenabled = true\nweight = {w:?}\n");
         }
     }
+    if !knobs.discovery {
+        s.push_str("[exploration]\nshare = 0.0\n\n[long_tail]\nweight = 0.0\n\n");
+    }
     let cooling = match knobs.cooling_off {
         None => "enabled = false\n",
         Some(Mode::Hard) => "enabled = true\nmode = \"hard\"\n",
@@ -843,7 +862,7 @@ impl Tuning {
         let _ = writeln!(
             h,
             "Tried {} variants of the fitted policy: diversity.weight {{{}}} (MMR; above 0 with repeat_decay {{{}}}) x caps max_impressions {{{}}} per {} h\n\
-             x fatigue {{{learned}off, hand-set weight {}}} x cooling_off.mode {modes};\n\
+             x fatigue {{{learned}off, hand-set weight {}}} x discovery (exploration slots, long-tail lift) {{{}}} x cooling_off.mode {modes};\n\
              and {} single-rule baselines for comparison (cap, fatigue, MMR, DPP alone).",
             self.tuned_count(),
             list(&g.diversity_weights),
@@ -855,6 +874,11 @@ impl Tuning {
                 .join(", "),
             CAP_WINDOW_HOURS,
             list(&g.fatigue_weights),
+            g.discovery
+                .iter()
+                .map(|&d| if d { "on" } else { "off" })
+                .collect::<Vec<_>>()
+                .join(", "),
             self.points.len() - self.tuned_count(),
         );
         let picked = p.label();

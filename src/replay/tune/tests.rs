@@ -196,9 +196,10 @@ fn every_variant_is_written_as_the_policy_that_was_evaluated() {
             .iter()
             .filter(|v| v.family == Family::Tuned)
             .collect();
-        let fatigue_settings = if learned.is_some() { 6 } else { 5 };
-        // 16 selection settings: no diversity, or 5 weights × 3 decays.
-        assert_eq!(tuned.len(), 16 * 3 * fatigue_settings * 2);
+        let fatigue_settings = if learned.is_some() { 5 } else { 4 };
+        // 11 selection settings: no diversity, or 5 weights × 2 decays; discovery on or off;
+        // two cooling-off modes.
+        assert_eq!(tuned.len(), 11 * 3 * fatigue_settings * 2 * 2);
         for v in tuned {
             let text = policy_toml(&fitted, &v.knobs, "a header\nover two lines");
             let read: Policy = toml::from_str(&text)
@@ -217,7 +218,7 @@ fn baselines_turn_everything_else_off() {
     let variants = Grid::default().variants(&fitted.policy(), learned.as_ref(), false);
     let count = |f| variants.iter().filter(|v| v.family == f).count();
     // Without durables, only the hard cooling-off mode is tried.
-    assert_eq!(count(Family::Tuned), 16 * 3 * 6);
+    assert_eq!(count(Family::Tuned), 11 * 3 * 5 * 2);
     assert_eq!(
         (
             count(Family::FrequencyCap),
@@ -326,6 +327,7 @@ fn small_grid() -> Grid {
         repeat_decays: vec![0.5],
         max_impressions: vec![Some(3), Some(6)],
         fatigue_weights: vec![0.6],
+        discovery: vec![true],
         cap_only: vec![2],
         fatigue_only: vec![0.6],
         mmr_only: vec![0.3],
