@@ -458,6 +458,18 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 catalog.0.len()
             ));
         }
+        // Read-only: the check never creates, locks for long or changes the data directory;
+        // it says whether a server owns it (a second `serve` there would exit 64).
+        if let crate::state::StateBackend::Disk(dir) = config.state_backend()?
+            && dir.is_dir()
+        {
+            let owner = match crate::state::lock::DirLock::holder(&dir) {
+                Some(0) => "in use by another process (pid unknown)".to_owned(),
+                Some(pid) => format!("in use by pid {pid}"),
+                None => "not in use".to_owned(),
+            };
+            text.push_str(&format!("# state.data_dir {}: {owner}\n", dir.display()));
+        }
         Ok(text)
     });
     match checked {

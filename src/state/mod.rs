@@ -32,6 +32,7 @@ mod disk;
 pub mod event;
 mod keeper;
 pub mod key;
+pub mod lock;
 mod map;
 mod memory;
 pub mod op;
@@ -104,6 +105,9 @@ pub enum StateError {
     Corrupt(String),
     #[error("user state is unavailable: {0}")]
     Unavailable(String),
+    /// Another process holds the data directory ([`lock`]).
+    #[error("{dir} is in use by another process ({}): one process at a time owns a data directory; stop it first, or give this one another --data-dir", holder.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}")))]
+    Locked { dir: String, holder: Option<u32> },
 }
 
 impl StateError {
@@ -211,7 +215,7 @@ mod tests {
                 .unwrap();
             store.durable(t).await.unwrap();
             // Dropped without a clean close: what a crash leaves (the log and a snapshot).
-            std::mem::forget(store);
+            store.abandon();
         }
         let store = disk(dir.path());
         assert!(blocked(&store, "alice", 1).await && blocked(&store, "alice", 3).await);
@@ -244,7 +248,7 @@ mod tests {
             // Make the counter durable, then crash.
             let t = store.record(u, &block(1), *NOW).await.unwrap();
             store.durable(t).await.unwrap();
-            std::mem::forget(store);
+            store.abandon();
         }
         let store = disk(dir.path());
         let u = store.key("carol");

@@ -386,6 +386,14 @@ impl UserStore {
         }
     }
 
+    /// Leaves the store as a crash would (no last snapshot, no clean close: its threads are
+    /// leaked) but lets go of the data directory's lock, so that the same process can open
+    /// the directory again: for crash tests and recovery measurements.
+    pub fn abandon(self) {
+        self.backend.abandon();
+        std::mem::forget(self);
+    }
+
     /// Stops the keeper after a last snapshot, so that the next start has little to replay,
     /// then the backend.
     pub fn close(&self) {
