@@ -15,6 +15,7 @@ mod common;
 
 mod connections;
 mod lock;
+mod wire;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
