@@ -9,9 +9,7 @@ use super::{Server, fd_limit};
 /// Opens `n` TCP connections that never send a byte.
 fn silent(server: &Server, n: usize) -> Vec<TcpStream> {
     (0..n)
-        .map(|i| {
-            TcpStream::connect(server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}"))
-        })
+        .map(|i| TcpStream::connect(server.addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
         .collect()
 }
 
@@ -50,7 +48,10 @@ fn silent_connections_neither_starve_the_server_nor_stay_open() {
     // Accepted by now (the accept loop is not blocked by silence).
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.metric("tactful_grpc_connections").unwrap_or(0.0) < n as f64 {
-        assert!(Instant::now() < deadline, "the connections were not accepted");
+        assert!(
+            Instant::now() < deadline,
+            "the connections were not accepted"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // While they are open (and still within their handshake time), the server serves.
@@ -65,7 +66,11 @@ fn silent_connections_neither_starve_the_server_nor_stay_open() {
     // Within the handshake timeout (20 s here, 10 s by default) of the last one, every one
     // is closed.
     let deadline = Instant::now() + Duration::from_secs(handshake_s + 5);
-    while server.metric("tactful_grpc_connections").unwrap_or(f64::MAX) > 0.0 {
+    while server
+        .metric("tactful_grpc_connections")
+        .unwrap_or(f64::MAX)
+        > 0.0
+    {
         assert!(
             Instant::now() < deadline,
             "silent connections still open {:?} after they were made",
@@ -89,15 +94,19 @@ fn connections_past_the_bound_are_closed_at_once_and_idle_ones_in_time() {
         ("TACTFUL_MAX_CONNECTIONS", "20"),
         ("TACTFUL_IDLE_TIMEOUT_S", "2"),
     ]);
-    assert_eq!(
-        server.metric("tactful_grpc_max_connections"),
-        Some(20.0),
-        "the bound in force"
-    );
+    // Set as the server starts serving, a moment after it logs its address.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("tactful_grpc_max_connections") != Some(20.0) {
+        assert!(Instant::now() < deadline, "the bound in force is not 20");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut held = silent(&server, 20);
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.metric("tactful_grpc_connections").unwrap_or(0.0) < 20.0 {
-        assert!(Instant::now() < deadline, "the connections were not accepted");
+        assert!(
+            Instant::now() < deadline,
+            "the connections were not accepted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut extra = silent(&server, 5);
@@ -125,8 +134,15 @@ fn connections_past_the_bound_are_closed_at_once_and_idle_ones_in_time() {
     );
     drop(held.drain(..));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("tactful_grpc_connections").unwrap_or(f64::MAX) > 0.0 {
-        assert!(Instant::now() < deadline, "closed connections still counted");
+    while server
+        .metric("tactful_grpc_connections")
+        .unwrap_or(f64::MAX)
+        > 0.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections still counted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
