@@ -190,9 +190,9 @@ pub async fn serve(
         .max_concurrent_streams(
             (grpc.max_concurrent_streams > 0).then_some(grpc.max_concurrent_streams),
         )
-        .layer(ObserveLayer::new(metrics))
+        .layer(ObserveLayer::new(metrics.clone()))
         .layer(AuthLayer::new(tokens, config.auth.rank_open))
-        .layer(WireLayer)
+        .layer(WireLayer::new(metrics))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -21,7 +21,12 @@
 //!   that hyper, which checks for a reset whenever a call is pending, drops them first: see
 //!   [`crate::grpc::catalog`].)
 //! - Each call is stamped with its arrival ([`super::timeout::Arrived`]), from which the
-//!   caller's deadline counts.
+//!   caller's deadline counts. tonic runs a timer of its own on `grpc-timeout` from the
+//!   arrival, outside every layer here, and answers CANCELLED when it fires: so a call that
+//!   has not answered by the engine's fail-open deadline (e.g. its body was still arriving)
+//!   is answered DEADLINE_EXCEEDED here just before (for Rank, counted as a fail-open for
+//!   `deadline`). A Rank that has its candidates answers degraded at that same moment, and is
+//!   polled first.
 //! - Each call is counted on its connection's [`Activity`](super::connections::Activity) until
 //!   its response body is done, which is what the idle limit of
 //!   [`super::connections`] measures.
@@ -30,8 +35,9 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
@@ -42,6 +48,8 @@ use tonic::transport::server::TlsConnectInfo;
 use tower::{Layer, Service};
 
 use super::connections::{CallGuard, ConnInfo};
+use crate::engine::fail_open_reserve;
+use crate::metrics::Metrics;
 
 /// Methods whose request is a stream (every other served method takes one message).
 fn client_streaming_methods() -> &'static HashSet<String> {
@@ -85,21 +93,41 @@ fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
     value == "application/grpc" || value == "application/grpc+proto"
 }
 
-#[derive(Clone, Default)]
-pub struct WireLayer;
+#[derive(Clone)]
+pub struct WireLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl WireLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        client_streaming_methods();
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for WireLayer {
     type Service = Wire<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        client_streaming_methods();
-        Wire { inner }
+        Wire {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Wire<S> {
     inner: S,
+    metrics: Arc<Metrics>,
+}
+
+/// When a call with the caller's `timeout`, arrived at `arrived`, is answered
+/// DEADLINE_EXCEEDED here if it has not answered itself: with the engine's fail-open
+/// deadline (a Rank that has its candidates answers degraded by then, and is polled first),
+/// and before tonic's own timer at the full timeout, which would answer CANCELLED.
+fn wire_deadline(arrived: Instant, timeout: Duration) -> Instant {
+    arrived + (timeout - fail_open_reserve(timeout))
 }
 
 impl<S> Service<http::Request<TonicBody>> for Wire<S>
@@ -119,9 +147,15 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<TonicBody>) -> Self::Future {
+        let arrived = Instant::now();
         request
             .extensions_mut()
-            .insert(super::timeout::Arrived(std::time::Instant::now()));
+            .insert(super::timeout::Arrived(arrived));
+        let deadline = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| super::timeout::parse(v.to_str().ok()?))
+            .map(|t| wire_deadline(arrived, t));
         let guard = {
             let ext = request.extensions();
             ext.get::<ConnInfo>()
@@ -137,6 +171,8 @@ where
                 Ok(guarded(response, guard))
             });
         }
+        let rank = request.uri().path() == "/tactful.v1.Ranker/Rank";
+        let metrics = self.metrics.clone();
         let unary = !client_streaming_methods().contains(request.uri().path());
         let encoded = request.headers().contains_key("grpc-encoding");
         let request = request.map(|body| {
@@ -153,7 +189,23 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let mut response = inner.call(request).await?;
+            let call = inner.call(request);
+            let mut response = match deadline {
+                None => call.await?,
+                Some(at) => match tokio::time::timeout_at(at.into(), call).await {
+                    Ok(response) => response?,
+                    Err(_) => {
+                        if rank {
+                            metrics.degraded("deadline");
+                        }
+                        Status::deadline_exceeded(
+                            "the caller's deadline (grpc-timeout, counted from the call's \
+                             arrival) passed before the call could be answered",
+                        )
+                        .into_http()
+                    }
+                },
+            };
             blame_undecodable(&mut response);
             Ok(guarded(response, guard))
         })

@@ -9,6 +9,14 @@
 //!    closed within `grpc.handshake_timeout_s`; past `grpc.max_connections` new connections
 //!    are closed at once; a connection idle for `grpc.idle_timeout_s` is closed, and its
 //!    client's next call simply reconnects; `tactful_grpc_connections` counts them.
+//! 3. A Catalog.Upsert stream the client resets (CANCEL or NO_ERROR) or lets pass its
+//!    deadline changes nothing; one it ends itself is applied.
+//! 4. `grpc-timeout: 8m` on a 5,000 × 128 Rank gets a degraded answer or DEADLINE_EXCEEDED
+//!    (never tonic's CANCELLED), counted in `tactful_rank_degraded_total{reason="deadline"}`;
+//!    a strict one gets DEADLINE_EXCEEDED.
+//! 5. A garbage message, a lying length prefix, a wrong content type, two messages or none in
+//!    a unary call, a compressed flag without an encoding: INVALID_ARGUMENT saying what is
+//!    wrong, never counted as `outcome="internal"`.
 
 #[path = "../common/mod.rs"]
 mod common;

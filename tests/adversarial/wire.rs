@@ -1,5 +1,6 @@
-//! 3. A cut-off Catalog.Upsert changes nothing; 7. unreadable messages are the client's
-//! fault. Both through a raw HTTP/2 client, which sends what gRPC clients never do.
+//! A cut-off Catalog.Upsert changes nothing (3), a tight caller deadline fails open (4),
+//! unreadable messages are the client's fault (5): through a raw HTTP/2 client, which sends
+//! what gRPC clients never do.
 
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ async fn connect(server: &Server) -> h2::client::SendRequest<Bytes> {
     client.ready().await.unwrap()
 }
 
-fn request(server: &Server, path: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+pub(super) fn request(server: &Server, path: &str, headers: &[(&str, &str)]) -> http::Request<()> {
     let mut r = http::Request::post(format!("http://{}{path}", server.addr))
         .header("te", "trailers")
         .header("content-type", "application/grpc");
@@ -139,7 +140,9 @@ fn unreadable_messages_are_the_clients_fault() {
     two.extend_from_slice(&frame(&good));
     let mut lying = vec![0, 0, 0, 0x10, 0];
     lying.extend_from_slice(&good);
-    let cases: Vec<(&str, Vec<(&str, &str)>, Bytes, &str)> = vec![
+    /// What is sent wrong, extra headers, the body, and what the answer must say.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Bytes, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "garbage",
             vec![],
@@ -153,13 +156,23 @@ fn unreadable_messages_are_the_clients_fault() {
             frame(&good),
             "content-type",
         ),
-        ("two messages in a unary call", vec![], two.into(), "exactly one message"),
+        (
+            "two messages in a unary call",
+            vec![],
+            two.into(),
+            "exactly one message",
+        ),
         ("no message", vec![], Bytes::new(), "carries none"),
-        ("compressed without an encoding", vec![], {
-            let mut f = frame(&good).to_vec();
-            f[0] = 1;
-            f.into()
-        }, "grpc-encoding"),
+        (
+            "compressed without an encoding",
+            vec![],
+            {
+                let mut f = frame(&good).to_vec();
+                f[0] = 1;
+                f.into()
+            },
+            "grpc-encoding",
+        ),
     ];
     runtime.block_on(async {
         for (case, headers, body, says) in cases {
@@ -180,10 +193,111 @@ fn unreadable_messages_are_the_clients_fault() {
         &page,
         r#"tactful_grpc_requests_total{method="tactful.v1.Ranker/Rank",outcome="internal"}"#,
     );
-    assert_eq!(internal.unwrap_or(0.0), 0.0, "counted as the server's fault");
+    assert_eq!(
+        internal.unwrap_or(0.0),
+        0.0,
+        "counted as the server's fault"
+    );
     let invalid = super::common::metric(
         &page,
         r#"tactful_grpc_requests_total{method="tactful.v1.Ranker/Rank",outcome="invalid_argument"}"#,
     );
     assert_eq!(invalid, Some(6.0));
+}
+
+/// The answer to a Rank sent with `grpc-timeout` and no timer of the client's own: the status
+/// code, and whether the answer is degraded.
+async fn rank_with_timeout(
+    server: &Server,
+    request: &pb::RankRequest,
+    timeout: &str,
+) -> (i32, bool) {
+    // Encoded before the headers leave: the deadline counts from their arrival.
+    let body = frame(&request.encode_to_vec());
+    let mut client = connect(server).await;
+    let (response, mut stream) = client
+        .send_request(
+            super::wire::request(
+                server,
+                "/tactful.v1.Ranker/Rank",
+                &[("grpc-timeout", timeout)],
+            ),
+            false,
+        )
+        .unwrap();
+    // Sent in pieces as flow control allows.
+    let mut rest = body;
+    while !rest.is_empty() {
+        stream.reserve_capacity(rest.len());
+        // None once the server has answered (and closed the stream).
+        let Some(Ok(capacity)) = std::future::poll_fn(|cx| stream.poll_capacity(cx)).await else {
+            break;
+        };
+        let chunk = rest.split_to(capacity.min(rest.len()));
+        if stream.send_data(chunk, rest.is_empty()).is_err() {
+            break;
+        }
+    }
+    let response = response.await.unwrap();
+    if let Some(code) = response.headers().get("grpc-status") {
+        let message = response.headers().get("grpc-message");
+        eprintln!("trailers-only: {code:?} {message:?}");
+        return (code.to_str().unwrap().parse().unwrap(), false);
+    }
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    let code = trailers
+        .get("grpc-status")
+        .map(|c| c.to_str().unwrap().parse().unwrap())
+        .unwrap_or(-1);
+    let degraded = bytes.len() > 5 && pb::RankResponse::decode(&bytes[5..]).unwrap().degraded;
+    (code, degraded)
+}
+
+#[test]
+fn a_tight_caller_deadline_fails_open_and_is_counted() {
+    let server = Server::start(&[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let request = pb::RankRequest {
+        user_id: "tight".into(),
+        candidates: (1..=5_000u64)
+            .map(|i| pb::Candidate {
+                item_id: i,
+                score: 1.0 / i as f32,
+                category_id: i % 50 + 1,
+                embedding: (0..128)
+                    .map(|d| ((i * 31 + d) % 97) as f32 / 97.0)
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    runtime.block_on(async {
+        for _ in 0..3 {
+            let (code, degraded) = rank_with_timeout(&server, &request, "8m").await;
+            eprintln!("grpc-timeout 8m on 5,000 x 128: grpc-status {code}, degraded {degraded}");
+            // A fail-open answer, or DEADLINE_EXCEEDED: never CANCELLED from a timer.
+            assert!(
+                (code == 0 && degraded) || code == 4,
+                "grpc-status {code}, degraded {degraded}"
+            );
+        }
+        let strict = pb::RankRequest {
+            strict: true,
+            ..request.clone()
+        };
+        let (code, _) = rank_with_timeout(&server, &strict, "8m").await;
+        assert_eq!(code, 4, "a strict call gets DEADLINE_EXCEEDED");
+    });
+    let deadline = server
+        .metric(r#"tactful_rank_degraded_total{reason="deadline"}"#)
+        .unwrap();
+    assert!(deadline >= 3.0, "{deadline} deadline fail-opens counted");
 }
