@@ -298,9 +298,20 @@ mod tests {
         }
     }
 
+    /// Files of `from` (all but the lock) copied to `to`: what a crash would leave.
+    fn copy_as_crashed(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n != lock::LOCK_FILE) {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+
     #[tokio::test]
-    async fn forget_erases_the_user_from_memory_log_and_snapshot() {
+    async fn forget_erases_the_user_at_once_and_from_every_file_at_the_next_snapshot() {
         let dir = tempfile::tempdir().unwrap();
+        let crashed = tempfile::tempdir().unwrap();
         let needle = 0x5eed_cafe_f00d_u64;
         {
             let store = disk(dir.path());
@@ -310,17 +321,26 @@ mod tests {
             store.snapshot().unwrap();
             let t = store.record(dave, &block(needle + 1), *NOW).await.unwrap();
             store.durable(t).await.unwrap();
-            store
+            let t = store
                 .record(store.key("erin"), &block(7), *NOW)
                 .await
                 .unwrap();
+            store.durable(t).await.unwrap();
+            let snapshots = store.stats().snapshots_total;
             store.forget(dave).await.unwrap();
+            // A tombstone in the log, not a new snapshot: erasure costs what the user's data
+            // costs.
+            assert_eq!(store.stats().snapshots_total, snapshots);
             assert!(!blocked(&store, "dave", needle).await);
             assert!(!store.profile(dave, *NOW).await.unwrap().known);
             assert!(
                 !blocked(&store, "dave", needle).await,
                 "not read back from the snapshot"
             );
+            // A crash now: the tombstone is honoured on recovery.
+            copy_as_crashed(dir.path(), crashed.path());
+            // The next regular snapshot deletes the user's rows and log records.
+            store.snapshot().unwrap();
             let key_bytes = dave.0;
             for entry in std::fs::read_dir(dir.path()).unwrap() {
                 let path = entry.unwrap().path();
@@ -333,12 +353,16 @@ mod tests {
                 assert!(!contains(&bytes, b"dave"));
             }
         }
-        let store = disk(dir.path());
-        assert!(!blocked(&store, "dave", needle).await);
-        assert!(
-            blocked(&store, "erin", 7).await,
-            "other users are untouched"
-        );
+        for dir in [dir.path(), crashed.path()] {
+            let store = disk(dir);
+            assert!(!blocked(&store, "dave", needle).await, "{}", dir.display());
+            assert!(!blocked(&store, "dave", needle + 1).await);
+            assert!(!store.profile(store.key("dave"), *NOW).await.unwrap().known);
+            assert!(
+                blocked(&store, "erin", 7).await,
+                "other users are untouched"
+            );
+        }
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -328,19 +328,16 @@ impl UserStore {
     }
 
     /// Erases everything about the user: from memory at once, and from the backend once the
-    /// erasure is durable, which this waits for. With snapshots, that means a snapshot that
-    /// starts after the erasure; with Redis, the user's list is deleted (after every write
-    /// queued before) and the other replicas are told to drop the user.
+    /// erasure is durable, which this waits for. With snapshots, that means a tombstone in
+    /// the log (fsynced): from then on the user is never read back, also after a crash (the
+    /// replay honours it), and the next regular snapshot (within `snapshot_interval_s`, since
+    /// the tombstone grew the log) is written without the user's row and deletes the log
+    /// segments holding their history. Waiting for that snapshot here would make every
+    /// erasure cost a rewrite of everyone's state. With Redis, the user's list is deleted
+    /// (after every write queued before) and the other replicas are told to drop the user.
     pub async fn forget(&self, key: UserKey) -> Result<(), StateError> {
         let ticket = self.backend.forget(&self.map, key)?;
-        self.durable(ticket).await?;
-        if self.backend.takes_snapshots() {
-            let keeper = self.keeper.clone();
-            tokio::task::spawn_blocking(move || keeper.snapshot_and_wait())
-                .await
-                .map_err(|e| StateError::Unavailable(e.to_string()))??;
-        }
-        Ok(())
+        self.durable(ticket).await
     }
 
     pub async fn profile(&self, key: UserKey, now_ms: i64) -> Result<Profile, StateError> {
