@@ -52,7 +52,7 @@ pub(super) struct Disk {
 }
 
 fn decode(bytes: &[u8]) -> Result<UserState, StateError> {
-    postcard::from_bytes(bytes)
+    UserState::from_row(bytes)
         .map_err(|e| StateError::Corrupt(format!("a snapshot row does not decode: {e}")))
 }
 
@@ -335,7 +335,7 @@ impl Disk {
             if state.is_empty() {
                 return Ok(None);
             }
-            let bytes = postcard::to_allocvec(state).map_err(|err| {
+            let bytes = state.to_row().map_err(|err| {
                 StateError::Corrupt(format!("a user state does not encode: {err}"))
             })?;
             Ok(Some((seq, bytes)))

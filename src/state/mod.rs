@@ -185,6 +185,78 @@ mod tests {
         assert!(!store.profile(store.key("other"), 5).await.unwrap().known);
     }
 
+    fn at(kind: EventKind, brand: u64, at_ms: i64) -> Event {
+        let mut e = Event::new(kind, at_ms);
+        e.brand_id = brand;
+        e
+    }
+
+    #[tokio::test]
+    async fn blocks_and_unblocks_resolve_by_when_the_user_said_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = *NOW;
+        {
+            let store = disk(dir.path());
+            let u = store.key("u");
+            // BLOCK at t-1 s arrives first, a delayed UNBLOCK said at t-5 s arrives second.
+            for e in [
+                at(EventKind::BlockBrand, 8, now - 1000),
+                at(EventKind::UnblockBrand, 8, now - 5000),
+                // The other way round for brand 9: the newer unblock wins.
+                at(EventKind::UnblockBrand, 9, now - 1000),
+                at(EventKind::BlockBrand, 9, now - 5000),
+                // Ties go to the later arrival.
+                at(EventKind::BlockBrand, 10, now - 1000),
+                at(EventKind::UnblockBrand, 10, now - 1000),
+            ] {
+                let t = store.record(u, &e, now).await.unwrap();
+                store.durable(t).await.unwrap();
+            }
+            assert!(
+                blocked(&store, "u", 8).await,
+                "an older unblock lost to a newer block"
+            );
+            assert!(
+                !blocked(&store, "u", 9).await,
+                "an older block lost to a newer unblock"
+            );
+            assert!(
+                !blocked(&store, "u", 10).await,
+                "a tie goes to the later arrival"
+            );
+            // The times survive a snapshot: a block older than the unblock of 9 still loses.
+            store.snapshot().unwrap();
+            let t = store
+                .record(u, &at(EventKind::BlockBrand, 9, now - 2000), now)
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+            assert!(!blocked(&store, "u", 9).await);
+            // An unblock from the preference centre is the newest word.
+            store.undo(u, Undo::BlockedBrand(8), now).await.unwrap();
+            let t = store
+                .record(u, &at(EventKind::BlockBrand, 8, now - 500), now)
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+            assert!(!blocked(&store, "u", 8).await);
+        }
+        // Restarted (snapshot and log), the same.
+        let store = disk(dir.path());
+        let u = store.key("u");
+        assert!(!blocked(&store, "u", 8).await);
+        assert!(!blocked(&store, "u", 9).await);
+        let t = store
+            .record(u, &at(EventKind::BlockBrand, 9, now - 3000), now)
+            .await
+            .unwrap();
+        store.durable(t).await.unwrap();
+        assert!(
+            !blocked(&store, "u", 9).await,
+            "the times survive a restart"
+        );
+    }
+
     fn disk(dir: &Path) -> UserStore {
         UserStore::open(StateConfig::default(), &StateBackend::Disk(dir.to_owned())).unwrap()
     }
