@@ -257,6 +257,66 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn profile_changes_that_change_nothing_create_no_user() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = disk(dir.path());
+            let u = store.key("nobody");
+            store.undo(u, Undo::BlockedBrand(3), *NOW).await.unwrap();
+            store.undo(u, Undo::NotInterested(3), *NOW).await.unwrap();
+            store.set_consent(u, &[], None, &[], *NOW).await.unwrap();
+            store
+                .update_interests(
+                    u,
+                    vec![InterestChange {
+                        kind: crate::rank::user::TagKind::Category,
+                        id: 5,
+                        weight: 0.0,
+                        label: None,
+                    }],
+                    *NOW,
+                )
+                .await
+                .unwrap();
+            assert!(!store.profile(u, *NOW).await.unwrap().known);
+            assert!(store.is_empty());
+            // A refusal is still a refusal.
+            let too_many: Vec<(u64, bool)> = (1..=65).map(|c| (c, true)).collect();
+            let err = store
+                .set_consent(u, &[], None, &too_many, *NOW)
+                .await
+                .unwrap_err();
+            let RecordError::Invalid(err) = err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(err.field, "sensitive_categories");
+            assert!(
+                err.message.contains("65 sensitive categories"),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains("has 0 now"), "{}", err.message);
+            // A real change does create the user.
+            store
+                .set_consent(u, &[(DataDimension::Location, true)], None, &[], *NOW)
+                .await
+                .unwrap();
+            assert!(store.profile(u, *NOW).await.unwrap().known);
+            store.forget(u).await.unwrap();
+            store.undo(u, Undo::BlockedBrand(3), *NOW).await.unwrap();
+        }
+        let store = disk(dir.path());
+        assert!(
+            !store
+                .profile(store.key("nobody"), *NOW)
+                .await
+                .unwrap()
+                .known
+        );
+        assert!(store.is_empty());
+    }
+
     fn disk(dir: &Path) -> UserStore {
         UserStore::open(StateConfig::default(), &StateBackend::Disk(dir.to_owned())).unwrap()
     }

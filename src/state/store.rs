@@ -291,6 +291,16 @@ impl UserStore {
         if let Some(result) = self.apply(key, &op) {
             return result;
         }
+        // Data minimisation: a change that leaves a user tactful knows nothing about with
+        // nothing to hold (an undo of nothing, an empty consent change, removing a tag never
+        // set) creates no user and writes nothing. Refusals are still refusals.
+        if self.load(key, false).await? == Load::Unknown {
+            let mut probe = UserState::default();
+            op.apply(&mut probe, &self.config)?;
+            if probe.holds_nothing_but_times() {
+                return Ok(Ticket::NONE);
+            }
+        }
         // An eviction can slip between loading and applying; then load again.
         for _ in 0..4 {
             self.backend.check_writable()?;

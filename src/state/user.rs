@@ -798,10 +798,22 @@ impl UserState {
         let mut opted = self.consent.sensitive.clone();
         for &(category, granted) in sensitive {
             if granted {
-                insert_sorted(&mut opted, category, MAX_INTERESTS, "sensitive_categories")?;
+                insert_sorted(&mut opted, category, usize::MAX, "sensitive_categories")?;
             } else {
                 remove_sorted(&mut opted, category);
             }
+        }
+        // Checked on the outcome, so that the message says what the request would do.
+        if opted.len() > MAX_INTERESTS {
+            return Err(EventError::new(
+                "sensitive_categories",
+                format!(
+                    "this change would leave the user opted in to {} sensitive categories; at \
+                     most {MAX_INTERESTS} are kept (the user has {} now)",
+                    opted.len(),
+                    self.consent.sensitive.len()
+                ),
+            ));
         }
         self.consent.sensitive = opted;
         for &(d, granted) in changes {
@@ -941,6 +953,22 @@ impl UserState {
     /// True when nothing is held: such a user need not be stored.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether the state holds nothing but the times it was seen and markers of removed
+    /// tags: what a change that changed nothing (an undo of nothing, an empty consent change,
+    /// removing a tag never set) leaves on a new user, who has no learned tag to hide.
+    pub fn holds_nothing_but_times(&self) -> bool {
+        let mut bare = self.clone();
+        bare.first_seen_ms = 0;
+        bare.last_active_ms = 0;
+        if let Some(x) = bare.explicit.as_mut() {
+            x.interests.retain(|i| i.weight > 0.0);
+            if x.is_empty() {
+                bare.explicit = None;
+            }
+        }
+        bare.is_empty()
     }
 
     /// Bytes this state holds on the heap: capacity, not length, plus the allocator's cost
