@@ -4,8 +4,9 @@
 //! 1. A second `tactful serve` on a running server's data directory exits 64 naming the
 //!    holder's pid, and deletes nothing: the first server's log segments stay, and after a
 //!    `kill -9` of the first, what it acknowledged is still there.
-//! 2. Connections: while 10,000 silent connections are open (fewer if this process cannot
-//!    hold that many descriptors), `/live` answers and a Rank succeeds; the silent ones are
+//! 2. Connections: while 2,000 silent connections are open (`TACTFUL_TEST_SILENT_CONNECTIONS`
+//!    for more, e.g. the 10,000 with a release build), `/live` answers and a Rank
+//!    succeeds; the silent ones are
 //!    closed within `grpc.handshake_timeout_s`; past `grpc.max_connections` new connections
 //!    are closed at once; a connection idle for `grpc.idle_timeout_s` is closed, and its
 //!    client's next call simply reconnects; `tactful_grpc_connections` counts them.
@@ -17,10 +18,13 @@
 //! 5. A garbage message, a lying length prefix, a wrong content type, two messages or none in
 //!    a unary call, a compressed flag without an encoding: INVALID_ARGUMENT saying what is
 //!    wrong, never counted as `outcome="internal"`.
+//! 6. The CLI: `--addr host:port` without a scheme works; the server's log has no colour
+//!    codes when it is not written to a terminal.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cli;
 mod connections;
 mod lock;
 mod wire;
@@ -34,6 +38,8 @@ pub struct Server {
     pub url: String,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The server's log up to its "listening" line.
+    pub log_head: String,
     _data: Option<tempfile::TempDir>,
 }
 
@@ -67,12 +73,14 @@ impl Server {
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         let mut admin = None;
+        let mut log_head = String::new();
         let addr = loop {
             line.clear();
             assert!(
                 std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
                 "server exited early"
             );
+            log_head.push_str(&line);
             if let Some(rest) = line.split("admin server on http://").nth(1) {
                 admin = rest.split_whitespace().next().and_then(|a| a.parse().ok());
             }
@@ -86,6 +94,7 @@ impl Server {
             url: format!("http://{addr}"),
             addr: addr.parse().unwrap(),
             admin: admin.expect("the admin address is logged first"),
+            log_head,
             _data: None,
         }
     }
