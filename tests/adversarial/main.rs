@@ -20,12 +20,15 @@
 //!    wrong, never counted as `outcome="internal"`.
 //! 6. The CLI: `--addr host:port` without a scheme works; the server's log has no colour
 //!    codes when it is not written to a terminal.
+//! 7. Request decoding and validation never panic on arbitrary bytes or hostile values
+//!    (proptest; `scripts/fuzz.sh` runs it for minutes).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod cli;
 mod connections;
+mod fuzz;
 mod lock;
 mod wire;
 
