@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::common::*;
 
@@ -60,8 +61,21 @@ fn a_second_server_on_the_same_data_directory_exits_64_and_deletes_nothing() {
             .arg("--data-dir")
             .arg(data.path())
             .env_remove("TACTFUL_CONFIG")
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        // Without the lock the second server would serve on: give it 20 s to exit.
+        let mut second = second;
+        let started = Instant::now();
+        while second.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = second.kill();
+                panic!("a second server on the same data directory kept running");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let second = second.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&second.stderr);
         assert_eq!(second.status.code(), Some(64), "{stderr}");
         assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
