@@ -283,10 +283,7 @@ impl Engine {
     fn deadline(&self, start: Instant, caller: Option<Duration>) -> Deadline {
         match caller {
             Some(t) if t < self.budget => {
-                let reserve = (t / 10)
-                    .clamp(Duration::from_millis(1), Duration::from_millis(20))
-                    .min(t / 2);
-                Deadline::at(start + (t - reserve), Limit::Caller)
+                Deadline::at(start + (t - fail_open_reserve(t)), Limit::Caller)
             }
             _ => Deadline::at(start + self.budget, Limit::Budget),
         }
@@ -464,6 +461,14 @@ impl Engine {
             degraded: Some(why),
         })
     }
+}
+
+/// What is kept of a caller's timeout `t` to build and send a fail-open answer (see
+/// `Engine::deadline`): a tenth of it, at least 1 ms and at most 20 ms, never over half.
+pub fn fail_open_reserve(t: Duration) -> Duration {
+    (t / 10)
+        .clamp(Duration::from_millis(1), Duration::from_millis(20))
+        .min(t / 2)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

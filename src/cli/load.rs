@@ -36,6 +36,7 @@ use crate::workload::rank_request;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Server address (host:port, or http:// / https:// URL).
     #[arg(long, env = "TACTFUL_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
     /// Requests to measure (after the warm-up).
@@ -75,6 +76,7 @@ pub struct BenchArgs {
     /// machine; "unknown" when none can be read.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// The policy the requests ask for (empty = the server's default).
     #[arg(long, default_value = "")]
     pub policy: String,
     /// Deadline sent with each request, in milliseconds.
