@@ -79,6 +79,9 @@ pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("tactful.v1");
 
+    pub mod bulk;
+    pub use bulk::{Candidate, CatalogItem};
+
     /// The encoded descriptor set, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/tactful_descriptor.bin"));
