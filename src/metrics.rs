@@ -10,7 +10,7 @@
 //! | `tactful_grpc_requests_total` | counter | `method`, `outcome` | calls answered; `outcome` is `ok`, `degraded` (a fail-open Rank answer) or the gRPC code in snake case (`invalid_argument`, `unauthenticated`, `resource_exhausted`, ...); `method` is `tactful.v1.Ranker/Rank` etc., `unknown` for paths no service serves |
 //! | `tactful_grpc_request_duration_seconds` | histogram | `method`, `outcome` | time from the request's headers to the response's |
 //! | `tactful_rank_candidates` | histogram | | candidates per Rank |
-//! | `tactful_rank_queue_seconds` | histogram | | wait for a ranking thread |
+//! | `tactful_rank_queue_seconds` | histogram | | wait for a ranking thread (rankings sent to the pool only) |
 //! | `tactful_rank_stage_duration_seconds` | histogram | `stage` | time in each pipeline stage |
 //! | `tactful_rank_degraded_total` | counter | `reason` | fail-open answers: `deadline`, `budget`, `overload`, `internal`, `state` |
 //! | `tactful_rank_inflight` | gauge | | rankings admitted and not finished |

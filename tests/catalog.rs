@@ -40,6 +40,7 @@ fn items() -> Vec<pb::CatalogItem> {
             price: 10.0 * c.item_id as f32,
             popularity: (c.item_id % 4) as f32,
             embedding: embedding(c.item_id),
+            embedding_f32le: Vec::new(),
             title: c.title,
             complement_categories: Vec::new(),
             deleted: false,

@@ -112,6 +112,7 @@ fn to_proto(c: CandidateJson) -> pb::Candidate {
         price: c.price,
         popularity: c.popularity,
         embedding: c.embedding,
+        embedding_f32le: Vec::new(),
         evidence: c.evidence.iter().map(|d| d.number()).collect(),
         sponsored: c.sponsored,
         title: c.title,

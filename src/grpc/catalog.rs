@@ -77,7 +77,7 @@ impl pb::catalog_server::Catalog for CatalogService {
                     ),
                 );
             }
-            match catalog.check(convert::catalog_item(item)) {
+            match convert::catalog_item(item).and_then(|f| catalog.check(f)) {
                 Ok(change) => changes.push(change),
                 Err(invalid) => {
                     return refuse(

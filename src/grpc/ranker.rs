@@ -93,6 +93,7 @@ impl pb::ranker_server::Ranker for RankerService {
         let mut req = request.into_inner();
         super::note_user(&self.pseudonyms, &req.user_id);
         let request_id = std::mem::take(&mut req.request_id);
+        convert::request_id(&request_id)?;
         let record = convert::shown_to_record(&req)?;
         let mut call = convert::rank_call_with_catalog(
             req,

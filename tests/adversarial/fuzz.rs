@@ -42,7 +42,9 @@ fn decode_and_validate(bytes: &[u8], catalog: &Catalog) {
         }
     }
     if let Ok(item) = pb::CatalogItem::decode(bytes) {
-        let _ = catalog.check(convert::catalog_item(item));
+        if let Ok(fields) = convert::catalog_item(item) {
+            let _ = catalog.check(fields);
+        }
     }
     if let Ok(r) = pb::SetConsentRequest::decode(bytes) {
         let _ = convert::consent_changes(&r);
