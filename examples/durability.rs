@@ -165,7 +165,7 @@ async fn time_open(dir: &Path, config: StateConfig, users: u64) -> f64 {
             "user-{u} lost a block"
         );
     }
-    std::mem::forget(store);
+    store.abandon();
     took
 }
 
@@ -181,7 +181,7 @@ async fn recovery(users: u64) {
         dir_mib(dir.path()),
         store.stats().snapshots_total
     );
-    std::mem::forget(store);
+    store.abandon();
     let crash = time_open(dir.path(), StateConfig::default(), users).await;
     println!("  crash, default snapshots:      recovered in {crash:.2} s");
 
@@ -195,7 +195,7 @@ async fn recovery(users: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, _) = build(dir.path(), never.clone(), users).await;
     println!("  log only: data dir {:.0} MiB", dir_mib(dir.path()));
-    std::mem::forget(store);
+    store.abandon();
     let worst = time_open(dir.path(), never, users).await;
     println!("  crash, whole history in log:   recovered in {worst:.2} s");
 
@@ -233,7 +233,7 @@ async fn per_user(users: u64) {
         per_user(after - before),
         stats.bytes as f64 / users as f64,
     );
-    std::mem::forget(store);
+    store.abandon();
 }
 
 async fn memory_cap(users: u64, cap_mib: usize, sample: u64) -> bool {

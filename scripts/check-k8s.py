@@ -465,8 +465,10 @@ def check_ghz_configs(pb):
             problem(where, "must target 127.0.0.1:50051 with insecure: true")
         if not (0 < cfg.get("total", 0) <= 100_000) or not (0 < cfg.get("concurrency", 0) <= 64):
             problem(where, "total and concurrency must be set and bounded")
-        if "duration" in cfg:
-            problem(where, "duration makes ghz ignore total; bound runs with total and max-duration")
+        for key in ("duration", "max-duration"):
+            if key in cfg:
+                # In ghz 0.120 either one overrides total: a run then lasts the whole duration.
+                problem(where, f"{key} makes ghz ignore total; bound runs with total and timeout")
         service_name, _, method_name = cfg.get("call", "").rpartition(".")
         service = pb["pool"].FindServiceByName(service_name) if service_name else None
         method = service.methods_by_name.get(method_name) if service else None

@@ -45,6 +45,15 @@ use serde::{Deserialize, Serialize};
 /// Bytes of an item's title, as of an event's: a product name (60 Chinese characters are 180
 /// bytes of UTF-8), not a description.
 pub const MAX_TITLE_BYTES: usize = 200;
+/// The largest magnitude of an embedding value: the ranking's own bound
+/// (`rank::MAX_EMBEDDING_VALUE`, which a test of the edge checks is the same), so a cached row
+/// is as safe to rank as a request's.
+pub const MAX_EMBEDDING_VALUE: f32 = 1.0e6;
+
+/// Within ±[`MAX_EMBEDDING_VALUE`] (which no NaN or infinity is).
+fn within_bound(v: f32) -> bool {
+    v.abs() <= MAX_EMBEDDING_VALUE
+}
 /// Complement categories of one item: an item goes with a few categories, not a catalogue.
 pub const MAX_COMPLEMENTS: usize = 64;
 
@@ -178,7 +187,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -423,10 +432,10 @@ impl Catalog {
             };
             return Err(Invalid::new("embedding", message));
         }
-        if let Some(j) = f.embedding.iter().position(|v| !v.is_finite()) {
+        if let Some(j) = f.embedding.iter().position(|v| !within_bound(*v)) {
             return Err(Invalid::new(
                 format!("embedding[{j}]"),
-                "must be a finite number",
+                format!("must be a finite number within ±{MAX_EMBEDDING_VALUE:e}"),
             ));
         }
         if f.title.len() > MAX_TITLE_BYTES {

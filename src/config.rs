@@ -61,6 +61,14 @@ pub const ENV_MAX_CONCURRENT_STREAMS: &str = "TACTFUL_MAX_CONCURRENT_STREAMS";
 /// Seconds after which a connection is asked to go away (clients reconnect, so load spreads
 /// over new replicas); 0 = never. Default 0.
 pub const ENV_MAX_CONNECTION_AGE_S: &str = "TACTFUL_MAX_CONNECTION_AGE_S";
+/// Connections open at once on the gRPC port; past it new ones are closed at once. Default
+/// 16384, never more than the descriptor limit minus a reserve for the admin port and files.
+pub const ENV_MAX_CONNECTIONS: &str = "TACTFUL_MAX_CONNECTIONS";
+/// Seconds a new connection may take to send its first bytes (the HTTP/2 preface, or the TLS
+/// hello); 0 = no limit. Default 10.
+pub const ENV_HANDSHAKE_TIMEOUT_S: &str = "TACTFUL_HANDSHAKE_TIMEOUT_S";
+/// Seconds a connection may stay open with no call in flight; 0 = no limit. Default 300.
+pub const ENV_IDLE_TIMEOUT_S: &str = "TACTFUL_IDLE_TIMEOUT_S";
 /// Path of a TOML configuration file. Default: none (built-in defaults only).
 pub const ENV_CONFIG: &str = "TACTFUL_CONFIG";
 /// The server's own time budget per Rank, in milliseconds. Default 50.
@@ -167,6 +175,20 @@ pub struct GrpcSettings {
     /// its calls; 0 = never. Set it (e.g. 300) when clients hold long-lived connections and
     /// replicas scale out: otherwise new replicas receive no traffic from old connections.
     pub max_connection_age_s: u64,
+    /// Connections open at once; a connection past it is closed as soon as it is accepted
+    /// (and counted). 16384 is far above what a sidecar's callers open (a handful each) yet
+    /// bounds what idle connections can cost (~15 KB each). The effective bound is also kept
+    /// below the process's descriptor limit minus a reserve, so that the admin port, the log
+    /// and snapshots always have descriptors (see `crate::grpc::connections`).
+    pub max_connections: usize,
+    /// Seconds a new connection may take to send its first bytes (the HTTP/2 preface, or a
+    /// TLS hello); 0 = no limit. 10 s: a real client sends them within milliseconds, so only
+    /// a connection that will never speak waits that long.
+    pub handshake_timeout_s: u64,
+    /// Seconds a connection may stay open with no call in flight before it is closed; 0 = no
+    /// limit. 300 s: clients reconnect transparently, and a connection idle for five minutes
+    /// is not worth a descriptor. Keepalive PINGs do not count as activity; calls do.
+    pub idle_timeout_s: u64,
 }
 
 impl Default for GrpcSettings {
@@ -176,6 +198,9 @@ impl Default for GrpcSettings {
             http2_keepalive_timeout_s: 10,
             max_concurrent_streams: 0,
             max_connection_age_s: 0,
+            max_connections: 16384,
+            handshake_timeout_s: 10,
+            idle_timeout_s: 300,
         }
     }
 }
@@ -647,6 +672,15 @@ impl Config {
         if let Some(v) = parse(env, ENV_MAX_CONNECTION_AGE_S)? {
             self.grpc.max_connection_age_s = v;
         }
+        if let Some(v) = parse(env, ENV_MAX_CONNECTIONS)? {
+            self.grpc.max_connections = v;
+        }
+        if let Some(v) = parse(env, ENV_HANDSHAKE_TIMEOUT_S)? {
+            self.grpc.handshake_timeout_s = v;
+        }
+        if let Some(v) = parse(env, ENV_IDLE_TIMEOUT_S)? {
+            self.grpc.idle_timeout_s = v;
+        }
         if let Some(v) = env.get(ENV_STATE) {
             self.state.backend = v.trim().to_owned();
         }
@@ -724,6 +758,7 @@ impl Config {
             ("rank.max_inflight", self.rank.max_inflight),
             ("rank.budget_ms", self.rank.budget_ms as usize),
             ("catalog.max_items", self.catalog.max_items),
+            ("grpc.max_connections", self.grpc.max_connections),
         ];
         for (setting, v) in positive {
             if v == 0 {
@@ -748,6 +783,12 @@ impl Config {
             return Err(error(
                 "grpc",
                 "http2_keepalive_interval_s is at most a day and max_connection_age_s 30 days",
+            ));
+        }
+        if g.handshake_timeout_s > 3600 || g.idle_timeout_s > 30 * 86_400 {
+            return Err(error(
+                "grpc",
+                "handshake_timeout_s is at most an hour and idle_timeout_s 30 days",
             ));
         }
         if self.limits.max_message_bytes > 1 << 30 {
@@ -1047,6 +1088,9 @@ mod tests {
             (ENV_CONFIG, path.as_str()),
             (ENV_HTTP2_KEEPALIVE_TIMEOUT_S, "5"),
             (ENV_MAX_CONCURRENT_STREAMS, "100"),
+            (ENV_MAX_CONNECTIONS, "500"),
+            (ENV_HANDSHAKE_TIMEOUT_S, "3"),
+            (ENV_IDLE_TIMEOUT_S, "0"),
         ]);
         let c = Config::load(&e, &Overrides::default()).unwrap();
         assert_eq!(
@@ -1056,8 +1100,14 @@ mod tests {
                 http2_keepalive_timeout_s: 5,
                 max_concurrent_streams: 100,
                 max_connection_age_s: 300,
+                max_connections: 500,
+                handshake_timeout_s: 3,
+                idle_timeout_s: 0,
             }
         );
+        let zero = env(&[(ENV_MAX_CONNECTIONS, "0")]);
+        let err = Config::load(&zero, &Overrides::default()).unwrap_err();
+        assert_eq!(err.setting, "grpc.max_connections");
         assert_eq!(c.limits.max_message_bytes, 1 << 20);
         let off = env(&[
             (ENV_HTTP2_KEEPALIVE_INTERVAL_S, "0"),

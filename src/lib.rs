@@ -20,8 +20,8 @@
 //! - [`catalog`]: the optional item cache (category, brand, shop, price, popularity,
 //!   embedding, title, complement categories), bounded, filled by `Catalog.Upsert` and a
 //!   start-up file, so that Rank requests can carry ids and scores only.
-//! - [`engine`]: ranks: holds the policies in force, runs a ranking on the rayon pool under a
-//!   deadline, decides fail-open. Builds nothing.
+//! - [`engine`]: ranks: holds the policies in force, runs a ranking under a deadline (a small
+//!   one where the call is, a large one on the rayon pool), decides fail-open. Builds nothing.
 //! - [`grpc`]: the tonic edge: validation and conversion, services (each holding the parts it
 //!   uses), server wiring.
 //! - [`config`]: one `Config` from defaults, file, environment and flags.
@@ -41,7 +41,9 @@
 //! - [`replay`]: offline replay of real logs through two policies in time order, and the fit of
 //!   a policy (durable categories, complements, fatigue's impression discount) from a log's
 //!   earlier part, and the tune of its main knobs on that part alone.
-//! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers.
+//! - [`pb`]: the generated `tactful.v1` protobuf types, clients and servers; `pb::bulk` writes
+//!   `RankRequest`, `Candidate` and `CatalogItem` by hand so that candidates and their
+//!   embeddings decode in bulk; `pb::codec` is the codec every service and client uses.
 //! - [`alloc`]: the binary's allocator settings.
 //!
 //! How a Rank request flows: `grpc::ranker` validates and converts the request
@@ -50,9 +52,9 @@
 //! `engine::Engine::rank`. The engine reads the user's view from `state` (memory, else the
 //! snapshot or Redis; if that fails, it fails open with reason STATE), adds the catalog's
 //! complement categories of what the user bought, takes an in-flight permit (or fails open as
-//! overloaded), and sends the job to the rayon pool, where the policy's `rank::Pipeline` runs
-//! its stages; the tokio side awaits the oneshot answer until the deadline, and otherwise
-//! returns the upstream order marked degraded.
+//! overloaded), and runs the policy's `rank::Pipeline`: a typical ranking right there, a large
+//! one on the rayon pool, whose oneshot answer the tokio side awaits until the deadline; past
+//! it, or on a panic, the answer is the upstream order marked degraded.
 
 pub mod admin;
 pub mod alloc;
@@ -78,6 +80,10 @@ pub mod workload;
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("tactful.v1");
+
+    pub mod bulk;
+    pub mod codec;
+    pub use bulk::{Candidate, CatalogItem, RankRequest};
 
     /// The encoded descriptor set, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

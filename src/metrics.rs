@@ -10,7 +10,7 @@
 //! | `tactful_grpc_requests_total` | counter | `method`, `outcome` | calls answered; `outcome` is `ok`, `degraded` (a fail-open Rank answer) or the gRPC code in snake case (`invalid_argument`, `unauthenticated`, `resource_exhausted`, ...); `method` is `tactful.v1.Ranker/Rank` etc., `unknown` for paths no service serves |
 //! | `tactful_grpc_request_duration_seconds` | histogram | `method`, `outcome` | time from the request's headers to the response's |
 //! | `tactful_rank_candidates` | histogram | | candidates per Rank |
-//! | `tactful_rank_queue_seconds` | histogram | | wait for a ranking thread |
+//! | `tactful_rank_queue_seconds` | histogram | | wait for a ranking thread (rankings sent to the pool only) |
 //! | `tactful_rank_stage_duration_seconds` | histogram | `stage` | time in each pipeline stage |
 //! | `tactful_rank_degraded_total` | counter | `reason` | fail-open answers: `deadline`, `budget`, `overload`, `internal`, `state` |
 //! | `tactful_rank_inflight` | gauge | | rankings admitted and not finished |
@@ -32,6 +32,10 @@
 //! | `tactful_catalog_partial_embeddings_total` | counter | | Rank requests in which some candidates had an embedding (inline or from the catalog) and others none: ranked without embeddings |
 //! | `tactful_policy_info` | gauge (1) | `policy`, `version` | the policies in force |
 //! | `tactful_audit_errors_total` | counter | | audit records that could not be written |
+//! | `tactful_grpc_connections` | gauge | | connections open on the gRPC port |
+//! | `tactful_grpc_max_connections` | gauge | | the bound past which new connections are closed at once (`grpc.max_connections`, kept below the descriptor limit) |
+//! | `tactful_grpc_connections_closed_total` | counter | `reason` | connections the server closed: `limit` (past the bound), `handshake` (no first bytes in `grpc.handshake_timeout_s`), `idle` (no call for `grpc.idle_timeout_s`) |
+//! | `tactful_process_max_fds` | gauge | | the process's file-descriptor limit (soft), after raising it to the hard limit at start |
 //! | `tactful_ready` | gauge | | 1 while serving, 0 while loading or draining |
 //! | `tactful_build_info` | gauge (1) | `version` | the running build |
 //! | `process_resident_memory_bytes` | gauge | | the process's resident memory (Linux) |
@@ -103,6 +107,9 @@ pub struct Observed {
 
 /// The `outcome`s of `tactful_catalog_upserts_total` and `tactful_catalog_lookups_total`,
 /// pre-registered so that their series exist (at 0) from the start.
+/// Why the server closes a connection (`tactful_grpc_connections_closed_total`).
+pub const CONNECTION_CLOSE_REASONS: [&str; 3] = ["limit", "handshake", "idle"];
+
 const CATALOG_UPSERT_OUTCOMES: [&str; 3] = ["upserted", "deleted", "rejected"];
 const CATALOG_LOOKUP_OUTCOMES: [&str; 2] = ["hit", "miss"];
 
@@ -134,6 +141,10 @@ pub struct Metrics {
     catalog_partial_embeddings: IntCounter,
     audit_errors: IntCounter,
     ready: IntGauge,
+    connections: IntGauge,
+    max_connections: IntGauge,
+    connections_closed: IntCounterVec,
+    max_fds: IntGauge,
     rss: IntGauge,
     /// Held while copying totals in, so two scrapes at once do not count a difference twice.
     observing: Mutex<()>,
@@ -336,6 +347,27 @@ impl Metrics {
                 "tactful_ready",
                 "1 while serving; 0 while loading state or draining",
             ),
+            connections: gauge(
+                &r,
+                "tactful_grpc_connections",
+                "Connections open on the gRPC port",
+            ),
+            max_connections: gauge(
+                &r,
+                "tactful_grpc_max_connections",
+                "Connections open at once past which new ones are closed at once",
+            ),
+            connections_closed: counter_vec(
+                &r,
+                "tactful_grpc_connections_closed_total",
+                "Connections the server closed, by reason (limit, handshake, idle)",
+                &["reason"],
+            ),
+            max_fds: gauge(
+                &r,
+                "tactful_process_max_fds",
+                "The process's file-descriptor limit (soft, as raised at start)",
+            ),
             rss: gauge(
                 &r,
                 "process_resident_memory_bytes",
@@ -346,6 +378,9 @@ impl Metrics {
         };
         for reason in DEGRADED_REASONS {
             m.degraded.with_label_values(&[reason]);
+        }
+        for reason in CONNECTION_CLOSE_REASONS {
+            m.connections_closed.with_label_values(&[reason]);
         }
         for outcome in CATALOG_UPSERT_OUTCOMES {
             m.catalog_upserts.with_label_values(&[outcome]);
@@ -401,6 +436,22 @@ impl Metrics {
     /// it keeps the handle (looking the labels up costs more than the count).
     pub fn event_counter(&self, kind: &str, outcome: &str) -> IntCounter {
         self.events.with_label_values(&[kind, outcome])
+    }
+
+    /// The open-connections gauge (the connection guards move it themselves).
+    pub fn connections(&self) -> IntGauge {
+        self.connections.clone()
+    }
+
+    /// The counter of connections closed for `reason` (one of [`CONNECTION_CLOSE_REASONS`]).
+    pub fn connection_closed(&self, reason: &str) -> IntCounter {
+        self.connections_closed.with_label_values(&[reason])
+    }
+
+    /// The connection bound in force and the descriptor limit it was derived from.
+    pub fn set_connection_limits(&self, max_connections: usize, max_fds: u64) {
+        self.max_connections.set(max_connections as i64);
+        self.max_fds.set(i64::try_from(max_fds).unwrap_or(i64::MAX));
     }
 
     pub fn set_ready(&self, ready: bool) {

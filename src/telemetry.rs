@@ -45,7 +45,10 @@ impl Drop for TelemetryGuard {
 /// call it inside the tokio runtime (the exporter's gRPC client needs it).
 pub fn init(config: &Config) -> TelemetryGuard {
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal: a log written to a file or a pipe stays plain text.
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match config.log_format {
         LogFormat::Human => logs.boxed(),
         LogFormat::Json => logs.json().boxed(),

@@ -76,6 +76,7 @@ pub fn rank_request(user_id: &str, n: usize, dim: usize, k: u32, seed: u64) -> p
                 anchor_item_id: 0,
                 anchor_title: String::new(),
                 cross_platform_seen_ms: 0,
+                embedding_f32le: Vec::new(),
             }
         })
         .collect();

@@ -5,7 +5,9 @@
 //!    the rankings relied on their data);
 //! 3. the server's CPU time is found without being told the pid: the server here is this test
 //!    process, the owner of the listening socket;
-//! 4. flags that do not belong together are refused before anything is sent.
+//! 4. flags that do not belong together are refused before anything is sent;
+//! 5. the open loop keeps its schedule (never ahead of it) and reports how late each send
+//!    was; requests with embeddings in the bytes form (`--embedding-bytes`) are all ranked.
 //!
 //! Bounded: a few thousand events and a few dozen rankings, on 127.0.0.1.
 
@@ -194,5 +196,42 @@ async fn flags_that_do_not_belong_together_are_refused_before_anything_is_sent()
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     assert_eq!(server.store.len(), 0, "nothing was sent");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_loop_keeps_its_schedule_and_reports_its_pacing() {
+    let mut config = Config::default();
+    config.rank.budget_ms = 10_000;
+    let server = TestServer::start(config).await;
+    let report = tokio::task::block_in_place(|| {
+        bench(
+            &server,
+            &[
+                "--rate",
+                "200",
+                "--requests",
+                "100",
+                "--candidates",
+                "20",
+                "--dim",
+                "8",
+                "--embedding-bytes",
+            ],
+        )
+    });
+    assert_eq!(report["sent"], 100, "{report}");
+    assert_eq!(report["pacing"]["count"], 100, "{report}");
+    // The last request is due 99/200 s after the first: the run cannot be shorter.
+    assert!(report["elapsed_s"].as_f64().unwrap() >= 0.495, "{report}");
+    assert!(
+        report["pacing"]["max_ms"].as_f64().unwrap() >= 0.0,
+        "{report}"
+    );
+    assert_eq!(
+        report["ranked"]["count"], 100,
+        "every call ranked: {report}"
+    );
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
     server.stop().await;
 }

@@ -40,6 +40,7 @@ fn items() -> Vec<pb::CatalogItem> {
             price: 10.0 * c.item_id as f32,
             popularity: (c.item_id % 4) as f32,
             embedding: embedding(c.item_id),
+            embedding_f32le: Vec::new(),
             title: c.title,
             complement_categories: Vec::new(),
             deleted: false,
@@ -597,7 +598,8 @@ fn tactful_serve_loads_the_file_and_a_bad_one_stops_it_naming_the_line() {
     text.insert(0, '\n');
     text.push_str("{\"item_id\": 11, \"price\": -1}\n");
     std::fs::write(&good, text).unwrap();
-    let data_arg = data.display().to_string();
+    // A directory of its own: the running server owns `data`.
+    let data_arg = dir.path().join("data-2").display().to_string();
     let (code, out) = run_tactful(
         &[
             "serve",

@@ -7,6 +7,10 @@
 //!    RESOURCE_EXHAUSTED. The admitted call still completes normally.
 //! 4. A stage that panics: reason INTERNAL, and the server keeps serving.
 //! 5. A fail-open answer still honours the user's explicit feedback and consent.
+//! 6. Where a ranking runs: a small one of a bounded pipeline (the built-in policies) on the
+//!    calling task, a large one, or one of a pipeline with stages added in code, on the ranking
+//!    pool; run where the call is, a panic still fails open with INTERNAL and a ranking that
+//!    overruns its deadline still fails open with DEADLINE.
 
 mod common;
 
@@ -189,5 +193,102 @@ async fn a_fail_open_answer_still_honours_explicit_feedback_and_consent() {
         .filter(|id| *id != 3 && *id != 8) // brand 103 blocked
         .collect();
     assert_eq!(ids(&r), expected);
+    server.stop().await;
+}
+
+/// Notes the name of the thread each ranking runs on.
+#[derive(Clone, Default)]
+struct WhereRun(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl WhereRun {
+    fn last(&self) -> String {
+        self.0.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+}
+
+impl tactful::rank::Stage for WhereRun {
+    fn name(&self) -> &'static str {
+        "where_run"
+    }
+    fn apply(
+        &self,
+        _: &mut tactful::rank::Slate<'_>,
+        _: &tactful::rank::Deadline,
+    ) -> Result<(), tactful::rank::Interrupted> {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        self.0.lock().unwrap().push(name);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn small_bounded_rankings_run_where_the_call_is_and_still_fail_open() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (bounded, open) = (WhereRun::default(), WhereRun::default());
+    let server = TestServer::with_pipelines(
+        config(10_000, 64),
+        vec![
+            (
+                "bounded",
+                pipeline_with("bounded", bounded.clone()).bounded(),
+            ),
+            ("open", pipeline_with("open", open.clone())),
+            ("boom", pipeline_with("boom", Boom).bounded()),
+            ("stall", pipeline_with("stall", StallPastDeadline).bounded()),
+        ],
+    )
+    .await;
+    let mut ranker = server.ranker().await;
+    let ranked = |policy: &str, candidates: Vec<pb::Candidate>| {
+        let mut req = request("where", candidates);
+        req.policy = policy.into();
+        req
+    };
+    let r = ranker.rank(ranked("bounded", shuffled())).await.unwrap();
+    assert!(!r.into_inner().degraded);
+    assert!(
+        !bounded.last().starts_with("tactful-rank"),
+        "{}",
+        bounded.last()
+    );
+    let r = ranker.rank(ranked("open", shuffled())).await.unwrap();
+    assert!(!r.into_inner().degraded);
+    assert!(open.last().starts_with("tactful-rank"), "{}", open.last());
+    // 3,000 candidates with 32-dim embeddings: past the size at which passes split.
+    let large: Vec<pb::Candidate> = (1..=3000u64)
+        .map(|i| pb::Candidate {
+            item_id: i,
+            score: 1.0 / i as f32,
+            embedding: vec![0.5; 32],
+            ..Default::default()
+        })
+        .collect();
+    let r = ranker.rank(ranked("bounded", large)).await.unwrap();
+    assert!(!r.into_inner().degraded);
+    assert!(
+        bounded.last().starts_with("tactful-rank"),
+        "{}",
+        bounded.last()
+    );
+
+    let r = ranker
+        .rank(ranked("boom", shuffled()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.degraded);
+    assert_eq!(r.degraded_reason, pb::DegradedReason::Internal as i32);
+    let req = ranked("stall", shuffled());
+    let r = ranker
+        .rank(with_timeout(req.clone(), 200))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.degraded);
+    assert_eq!(r.degraded_reason, pb::DegradedReason::Deadline as i32);
+    assert_eq!(ids(&r), upstream(&req.candidates));
+    // And the server keeps ranking.
+    let r = ranker.rank(ranked("bounded", shuffled())).await.unwrap();
+    assert!(!r.into_inner().degraded);
     server.stop().await;
 }

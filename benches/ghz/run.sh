@@ -3,7 +3,9 @@
 #   rank-default.json    Rank, default policy, 100 candidates x 64 dims, k 20
 #   rank-identity.json   the same with the identity policy: what gRPC and protobuf cost alone
 #   events-record.json   Events.Record, batches of 32 events
-# Each run stops after its `total` calls or 60 s. The configs find the API by server reflection
+# Each run makes its `total` calls and stops (each call times out after `timeout`). The
+# configs set no `max-duration`: in ghz 0.120 it overrides `total`, and a run then goes on for
+# the whole duration. The configs find the API by server reflection
 # (no proto files needed) and target 127.0.0.1:50051; for another server, port-forward it there
 # (kubectl -n recsys port-forward deploy/tactful 50051) or pass ghz's own flags after the names:
 #   ./benches/ghz/run.sh                          # all three

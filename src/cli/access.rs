@@ -24,6 +24,14 @@ impl Access {
     /// The endpoint for `addr`, with TLS when the address is `https://`.
     pub fn endpoint(&self, addr: &str) -> Result<Endpoint, Failure> {
         let usage = |m: String| Failure(m, EXIT_USAGE);
+        // host:port without a scheme, as grpcurl takes it: plain HTTP/2.
+        let with_scheme;
+        let addr = if addr.contains("://") {
+            addr
+        } else {
+            with_scheme = format!("http://{addr}");
+            &with_scheme
+        };
         let mut endpoint = Endpoint::from_shared(addr.to_owned())
             .map_err(|e| usage(format!("bad --addr {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5));
@@ -70,5 +78,23 @@ impl Access {
                 })
             })
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_a_scheme_is_plain_http2() {
+        let access = Access::default();
+        let Ok(endpoint) = access.endpoint("127.0.0.1:50051") else {
+            panic!("host:port refused")
+        };
+        assert_eq!(endpoint.uri().to_string(), "http://127.0.0.1:50051/");
+        let Ok(endpoint) = access.endpoint("http://localhost:7") else {
+            panic!("a URL refused")
+        };
+        assert_eq!(endpoint.uri().to_string(), "http://localhost:7/");
     }
 }

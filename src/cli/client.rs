@@ -66,8 +66,9 @@ fn read_candidates(path: &Path) -> Result<CandidatesFile, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Parsed from the text (not the value) so that errors carry their line and column.
     let parsed = if value.is_array() {
-        serde_json::from_value(value).map(|candidates| CandidatesFile {
+        serde_json::from_str(&text).map(|candidates| CandidatesFile {
             surface: String::new(),
             locale: String::new(),
             region: String::new(),
@@ -75,9 +76,30 @@ fn read_candidates(path: &Path) -> Result<CandidatesFile, String> {
             candidates,
         })
     } else {
-        serde_json::from_value(value)
+        serde_json::from_str(&text)
     };
-    parsed.map_err(|e| format!("{}: {e}", path.display()))
+    parsed.map_err(|e| match candidate_at_fault(&value) {
+        Some(which) => format!("{}: {which}: {e}", path.display()),
+        None => format!("{}: {e}", path.display()),
+    })
+}
+
+/// The first candidate of a file that does not parse, named by its place and its item id:
+/// `candidates[3] (item_id 7)`.
+fn candidate_at_fault(value: &serde_json::Value) -> Option<String> {
+    let list = if value.is_array() {
+        value.as_array()?
+    } else {
+        value.get("candidates")?.as_array()?
+    };
+    list.iter().enumerate().find_map(|(i, c)| {
+        serde_json::from_value::<CandidateJson>(c.clone())
+            .is_err()
+            .then(|| match c.get("item_id").and_then(|id| id.as_u64()) {
+                Some(id) => format!("candidates[{i}] (item_id {id})"),
+                None => format!("candidates[{i}]"),
+            })
+    })
 }
 
 fn to_proto(c: CandidateJson) -> pb::Candidate {
@@ -90,6 +112,7 @@ fn to_proto(c: CandidateJson) -> pb::Candidate {
         price: c.price,
         popularity: c.popularity,
         embedding: c.embedding,
+        embedding_f32le: Vec::new(),
         evidence: c.evidence.iter().map(|d| d.number()).collect(),
         sponsored: c.sponsored,
         title: c.title,
@@ -372,6 +395,25 @@ mod tests {
         std::fs::write(&typo, r#"[{"item_id": 1, "score": 1, "brand": 3}]"#).unwrap();
         let err = read_candidates(&typo).unwrap_err();
         assert!(err.contains("unknown field `brand`"), "{err}");
+        // Errors name the candidate and the line.
+        let bad = dir.join("bad.json");
+        std::fs::write(
+            &bad,
+            "{\"candidates\": [\n  {\"item_id\": 1, \"score\": 1},\n  {\"item_id\": 7, \"score\": \"0.9\"}\n]}",
+        )
+        .unwrap();
+        let err = read_candidates(&bad).unwrap_err();
+        assert!(
+            err.contains("candidates[1] (item_id 7): invalid type"),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
+        std::fs::write(&bad, r#"[{"item_id": 1, "score": 1}, {"item_id": 2}]"#).unwrap();
+        let err = read_candidates(&bad).unwrap_err();
+        assert!(
+            err.contains("candidates[1] (item_id 2): missing field `score`"),
+            "{err}"
+        );
         let bare = dir.join("bare.json");
         std::fs::write(
             &bare,

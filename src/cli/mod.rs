@@ -69,6 +69,7 @@ pub enum Command {
     /// Print the pseudonym a user id has in audit records and logs (needs the server's
     /// TACTFUL_USER_HASH_KEY in the environment).
     UserHash {
+        /// The user id whose pseudonym to print.
         #[arg(long)]
         user: String,
     },
@@ -97,7 +98,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// Server address.
+    /// Server address: host:port (plain HTTP/2, as grpcurl takes it) or an http:// or
+    /// https:// URL.
     #[arg(long, env = "TACTFUL_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
     /// Give up after this many milliseconds (sent as the call's deadline).
@@ -201,20 +203,26 @@ pub enum DiversityMethod {
 pub struct EventArgs {
     #[command(flatten)]
     pub target: Target,
+    /// The user the event is about (an opaque id, at most 256 bytes).
     #[arg(long)]
     pub user: String,
     /// impression, click, cart, favorite, purchase, search, not-interested, fewer-like-this,
     /// block-brand, unblock-brand, block-shop, unblock-shop.
     #[arg(value_parser = parse_event_kind)]
     pub kind: EventKind,
+    /// The item (0 = none); impression, click, cart, favorite, purchase and not-interested need one.
     #[arg(long, default_value_t = 0)]
     pub item: u64,
+    /// The item's category (0 = unknown); fewer-like-this needs it or --brand.
     #[arg(long, default_value_t = 0)]
     pub category: u64,
+    /// The brand (0 = unknown); block-brand and unblock-brand need one.
     #[arg(long, default_value_t = 0)]
     pub brand: u64,
+    /// The shop (0 = unknown); block-shop and unblock-shop need one.
     #[arg(long, default_value_t = 0)]
     pub shop: u64,
+    /// For purchase: the price paid (cooling-off holds back cheaper offers of it).
     #[arg(long, default_value_t = 0.0)]
     pub price: f32,
     /// Where the event was observed (e.g. cross-platform).
@@ -237,7 +245,10 @@ pub struct EventArgs {
 pub enum ConfigCommand {
     /// Validate FILE (with the TACTFUL_* environment on top, as `serve` would) and print the
     /// effective configuration as TOML; exit code 64 and the setting at fault if it is bad.
-    Check { file: PathBuf },
+    Check {
+        /// The TOML configuration file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +257,7 @@ pub enum ProfileCommand {
     Get {
         #[command(flatten)]
         target: Target,
+        /// The user (an opaque id, at most 256 bytes).
         #[arg(long)]
         user: String,
     },
@@ -253,6 +265,7 @@ pub enum ProfileCommand {
     Forget {
         #[command(flatten)]
         target: Target,
+        /// The user (an opaque id, at most 256 bytes).
         #[arg(long)]
         user: String,
     },
@@ -260,6 +273,7 @@ pub enum ProfileCommand {
     Consent {
         #[command(flatten)]
         target: Target,
+        /// The user (an opaque id, at most 256 bytes).
         #[arg(long)]
         user: String,
         /// Dimensions to allow, comma-separated (e.g. location,social).
@@ -268,8 +282,8 @@ pub enum ProfileCommand {
         /// Dimensions to withdraw, comma-separated (e.g. browsing).
         #[arg(long, value_delimiter = ',', value_parser = parse_dimension)]
         deny: Vec<DataDimension>,
-        /// Switch personalisation on or off.
-        #[arg(long, value_parser = parse_on_off)]
+        /// Switch personalisation on or off (on|off, also true|false).
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
         personalization: Option<bool>,
         /// Sensitive categories to opt in to (ids; repeatable or comma-separated).
         #[arg(long, value_name = "ID", value_delimiter = ',')]
@@ -287,6 +301,7 @@ pub enum ProfileCommand {
     Interests {
         #[command(flatten)]
         target: Target,
+        /// The user (an opaque id, at most 256 bytes).
         #[arg(long)]
         user: String,
         /// A tag to add or re-weight: KIND:ID[:LABEL][=WEIGHT] (repeatable).
@@ -304,6 +319,7 @@ pub enum ProfileCommand {
     Undo {
         #[command(flatten)]
         target: Target,
+        /// The user (an opaque id, at most 256 bytes).
         #[arg(long)]
         user: String,
         #[command(flatten)]
@@ -458,6 +474,18 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 catalog.0.len()
             ));
         }
+        // Read-only: the check never creates, locks for long or changes the data directory;
+        // it says whether a server owns it (a second `serve` there would exit 64).
+        if let crate::state::StateBackend::Disk(dir) = config.state_backend()?
+            && dir.is_dir()
+        {
+            let owner = match crate::state::lock::DirLock::holder(&dir) {
+                Some(0) => "in use by another process (pid unknown)".to_owned(),
+                Some(pid) => format!("in use by pid {pid}"),
+                None => "not in use".to_owned(),
+            };
+            text.push_str(&format!("# state.data_dir {}: {owner}\n", dir.display()));
+        }
         Ok(text)
     });
     match checked {
@@ -508,6 +536,28 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none()
+                    && arg.get_long_help().is_none()
+                    && !["help", "version"].contains(&id)
+                {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tactful", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
 
     #[test]
     fn interest_tags_parse() {

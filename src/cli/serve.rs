@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE, ServeArgs};
 use crate::app::{self, App, Reloader, StartError};
 use crate::config::{Config, Overrides, ProcessEnv, parse_listen_or_off};
+use crate::state::StateError;
 
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -125,6 +126,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 eprintln!("tactful: {e}");
                 return match e {
                     StartError::Config(_) => ExitCode::from(EXIT_USAGE),
+                    // Another process owns the data directory: a usage error, not an outage
+                    // to retry.
+                    StartError::State(StateError::Locked { .. }) => ExitCode::from(EXIT_USAGE),
                     StartError::State(_) => ExitCode::from(EXIT_UNAVAILABLE),
                     StartError::Build(_) => ExitCode::FAILURE,
                 };

@@ -9,6 +9,17 @@
 //!
 //! A stream is held in memory until it is applied, so one stream carries at most
 //! `catalog.max_items` items (more could not all be held anyway): split larger uploads.
+//!
+//! "Cut off" means: the client reset the stream (a cancel, its deadline: RST_STREAM), the
+//! connection broke, or the caller's deadline (`grpc-timeout`, counted from the call's
+//! arrival) passed before the stream ended. Only a stream the client ends itself (END_STREAM)
+//! within its deadline is applied. The signals, since the transport blurs them: a reset with
+//! CANCEL reaches the handler as an error of the stream ([`super::wire`] keeps tonic from
+//! taking it for an end); a reset with NO_ERROR looks like an end to hyper, so the handler
+//! yields once before applying, and hyper, which checks a pending call's stream for a reset
+//! each time the call yields, drops the call first; the deadline is checked last, just
+//! before applying. What a client cannot be protected from is its own library ending the
+//! stream normally when it gives up: that is a finished stream on the wire.
 
 use std::sync::Arc;
 
@@ -36,6 +47,8 @@ impl pb::catalog_server::Catalog for CatalogService {
         request: Request<Streaming<pb::CatalogItem>>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
         let catalog = &*self.catalog;
+        let deadline = super::timeout::caller_timeout(request.metadata())
+            .and_then(|t| std::time::Instant::now().checked_add(t));
         let mut stream = request.into_inner();
         let mut changes = Vec::new();
         let refuse = |received: usize, e: ApiError| {
@@ -64,7 +77,7 @@ impl pb::catalog_server::Catalog for CatalogService {
                     ),
                 );
             }
-            match catalog.check(convert::catalog_item(item)) {
+            match convert::catalog_item(item).and_then(|f| catalog.check(f)) {
                 Ok(change) => changes.push(change),
                 Err(invalid) => {
                     return refuse(
@@ -76,6 +89,14 @@ impl pb::catalog_server::Catalog for CatalogService {
                     );
                 }
             }
+        }
+        // A reset that ended the body shows now, before anything is applied (see above).
+        tokio::task::yield_now().await;
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            catalog.count_rejected(changes.len());
+            return Err(Status::deadline_exceeded(
+                "the caller's deadline passed before the stream ended; nothing of it was applied",
+            ));
         }
         let applied = catalog.apply(changes).map_err(ApiError::from)?;
         tracing::debug!(

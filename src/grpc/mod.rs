@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod connections;
 pub mod convert;
 pub mod error;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod profile;
 pub mod ranker;
 pub mod server;
 pub mod timeout;
+pub mod wire;
 
 pub use error::ApiError;
 

@@ -6,8 +6,9 @@
 //! The outcome is read from the response: a fail-open Rank answer carries its
 //! [`Degraded`](crate::engine::Degraded) reason in the response's extensions (the ranker puts it
 //! there), an error carries `grpc-status` in its headers (tonic answers errors trailers-only),
-//! anything else is `ok`. A call dropped before it answered (the client went away, or tonic's
-//! own `grpc-timeout` fired) counts as `cancelled`.
+//! anything else is `ok`. A call dropped before it answered (the client went away) counts as
+//! `cancelled`; one past the caller's `grpc-timeout` is answered `deadline_exceeded` by
+//! [`super::wire`] before tonic's own timer would drop it.
 //!
 //! The `method` label is the gRPC path without its slash, but only for methods a service here
 //! serves (read from the descriptor sets): any other path is `unknown`, so that clients cannot

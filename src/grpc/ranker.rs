@@ -89,17 +89,21 @@ impl pb::ranker_server::Ranker for RankerService {
         request: Request<pb::RankRequest>,
     ) -> Result<Response<pb::RankResponse>, Status> {
         let caller_timeout = timeout::caller_timeout(request.metadata());
+        let arrived = request.extensions().get::<timeout::Arrived>().copied();
         let mut req = request.into_inner();
         super::note_user(&self.pseudonyms, &req.user_id);
         let request_id = std::mem::take(&mut req.request_id);
+        convert::request_id(&request_id)?;
         let record = convert::shown_to_record(&req)?;
-        let call = convert::rank_call_with_catalog(
+        let mut call = convert::rank_call_with_catalog(
             req,
             &self.limits,
             Some(&self.catalog),
             now_ms(),
             caller_timeout,
         )?;
+        // The caller's deadline counts from the arrival, not from here (see `timeout`).
+        call.caller_timeout = timeout::left(caller_timeout, arrived);
         // What an impression needs of each candidate, kept only when there is one to record.
         let shown = (record > 0).then(|| {
             let tags: Vec<(u64, u64)> = call

@@ -1,7 +1,8 @@
 //! Server wiring: the tactful services with their message-size limits, `grpc.health.v1`,
-//! server reflection, HTTP/2 keepalive and connection limits (`[grpc]`), TLS (and mutual TLS) through rustls, the layers every
-//! call passes (metrics outermost, so that refused calls are counted too, then bearer-token
-//! auth), and a graceful drain: on shutdown every service turns NOT_SERVING, new connections
+//! server reflection, HTTP/2 keepalive and connection limits (`[grpc]`, the bound and the
+//! silence timers in [`super::connections`]), TLS (and mutual TLS) through rustls, the layers
+//! every call passes (metrics outermost, so that refused calls are counted too, then
+//! bearer-token auth, then the framing checks of [`super::wire`]), and a graceful drain: on shutdown every service turns NOT_SERVING, new connections
 //! are refused, and in-flight calls get the configured grace period to finish.
 
 use std::future::Future;
@@ -9,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use super::auth::{AuthLayer, Tokens};
+use super::connections;
 use super::observe::ObserveLayer;
+use super::wire::WireLayer;
 use super::{
     catalog::CatalogService, events::EventsService, profile::ProfileService, ranker::RankerService,
 };
@@ -150,13 +152,31 @@ pub async fn serve(
         }
         let _ = draining_tx.send(());
     };
-    // Nagle's algorithm would hold small responses back for the peer's delayed ACK (~40 ms).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let grpc = &config.grpc;
     // 0 = off.
     let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    // Connections: bounded below the descriptor limit, closed when silent (see connections).
+    let fd_limit = connections::raise_fd_limit();
+    let max_connections = connections::max_connections(grpc.max_connections, fd_limit);
+    metrics.set_connection_limits(max_connections, fd_limit);
+    tracing::info!(
+        fd_limit,
+        max_connections,
+        handshake_timeout_s = grpc.handshake_timeout_s,
+        idle_timeout_s = grpc.idle_timeout_s,
+        "connection limits"
+    );
+    let timeouts = connections::Timeouts {
+        handshake: seconds(grpc.handshake_timeout_s),
+        idle: seconds(grpc.idle_timeout_s),
+    };
+    let incoming = connections::incoming(listener, max_connections, timeouts, &metrics);
     let mut builder = Server::builder();
-    if let Some(tls) = tls {
+    if let Some(mut tls) = tls {
+        // A TLS handshake gets the same time as an HTTP/2 preface.
+        if let Some(handshake) = timeouts.handshake {
+            tls = tls.timeout(handshake);
+        }
         builder = builder.tls_config(tls)?;
     }
     if let Some(age) = seconds(grpc.max_connection_age_s) {
@@ -170,8 +190,9 @@ pub async fn serve(
         .max_concurrent_streams(
             (grpc.max_concurrent_streams > 0).then_some(grpc.max_concurrent_streams),
         )
-        .layer(ObserveLayer::new(metrics))
+        .layer(ObserveLayer::new(metrics.clone()))
         .layer(AuthLayer::new(tokens, config.auth.rank_open))
+        .layer(WireLayer::new(metrics))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

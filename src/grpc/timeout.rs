@@ -1,9 +1,29 @@
 //! The caller's deadline, from the `grpc-timeout` request header (gRPC over HTTP/2 spec:
-//! 1 to 8 ASCII digits followed by a unit, H M S m u n).
+//! 1 to 8 ASCII digits followed by a unit, H M S m u n), counted from the call's arrival.
+//!
+//! The arrival is when the request's headers reached the server ([`Arrived`], stamped by
+//! [`super::wire`]), which is also when tonic starts its own timer for the same header: a
+//! handler that counted from when it started (after the body was received and decoded)
+//! would find tonic's timer firing first, and the caller would get CANCELLED instead of a
+//! fail-open answer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::metadata::MetadataMap;
+
+/// When the call's request headers arrived (in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived(pub Instant);
+
+/// What is left at this moment of a caller's `timeout` counted from `arrived` (the whole of
+/// it when the arrival is unknown); zero once it has passed.
+pub fn left(timeout: Option<Duration>, arrived: Option<Arrived>) -> Option<Duration> {
+    let timeout = timeout?;
+    Some(match arrived {
+        Some(Arrived(at)) => timeout.saturating_sub(at.elapsed()),
+        None => timeout,
+    })
+}
 
 pub fn caller_timeout(metadata: &MetadataMap) -> Option<Duration> {
     parse(metadata.get("grpc-timeout")?.to_str().ok()?)
@@ -41,5 +61,16 @@ mod tests {
         for bad in ["", "m", "123456789m", "12x", "-1m", "1.5S"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_time_left_counts_from_the_arrival() {
+        let t = Some(Duration::from_millis(8));
+        assert_eq!(left(t, None), t);
+        assert_eq!(left(None, Some(Arrived(Instant::now()))), None);
+        let long_ago = Instant::now() - Duration::from_millis(50);
+        assert_eq!(left(t, Some(Arrived(long_ago))), Some(Duration::ZERO));
+        let just_now = left(Some(Duration::from_secs(60)), Some(Arrived(Instant::now())));
+        assert!(just_now.unwrap() > Duration::from_secs(59));
     }
 }

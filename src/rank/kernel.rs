@@ -8,6 +8,13 @@
 
 use rayon::prelude::*;
 
+/// The largest magnitude of an embedding value the server accepts. A norm or dot product over
+/// the longest embedding (1,024 values of 1e6) is at most 1.0e15, far inside f32's range
+/// (3.4e38), so the kernels' sums cannot overflow to infinity, which values near f32's limit
+/// did (identical vectors then showed no similarity, and DPP scored them about -20.7). Real
+/// encoders' values are far smaller: unit vectors, or a few tens at most.
+pub const MAX_EMBEDDING_VALUE: f32 = 1.0e6;
+
 /// Decides when a batch of vector work is split across the rayon pool's threads.
 ///
 /// Splitting costs a few microseconds of coordination; it pays only when a pass does enough

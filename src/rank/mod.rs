@@ -23,7 +23,7 @@ pub mod stages;
 pub mod types;
 pub mod user;
 
-pub use kernel::Parallelism;
+pub use kernel::{MAX_EMBEDDING_VALUE, Parallelism};
 pub use pipeline::Pipeline;
 pub use policy::{Policies, Policy};
 pub use stage::{Deadline, Interrupted, Limit, Slate, Stage};

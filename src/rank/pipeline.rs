@@ -36,6 +36,10 @@ pub struct Pipeline {
     drop_detail: Option<DropDetail>,
     lifecycle: LifecycleThresholds,
     parallelism: Parallelism,
+    /// Every stage's cost is bounded by the request's size: no stage waits for a lock, I/O or
+    /// another thread. The built-in stages are; a stage added in code may not be, so a
+    /// pipeline is taken as bounded only when its builder says so ([`Pipeline::bounded`]).
+    bounded: bool,
 }
 
 impl Pipeline {
@@ -53,7 +57,22 @@ impl Pipeline {
             drop_detail: None,
             lifecycle,
             parallelism,
+            bounded: false,
         }
+    }
+
+    /// Declares that every stage's cost is bounded by the request's size (it never waits for
+    /// a lock, I/O or another thread): the policies built from the built-in stages are. The
+    /// engine may then run a small ranking where the call is instead of on the ranking pool,
+    /// since it will finish soon after its deadline however it goes.
+    pub fn bounded(mut self) -> Self {
+        self.bounded = true;
+        self
+    }
+
+    /// Whether every stage's cost is bounded by the request's size ([`Pipeline::bounded`]).
+    pub fn is_bounded(&self) -> bool {
+        self.bounded
     }
 
     /// Says why each dropped candidate was dropped, in these words, when a request asks to

@@ -312,6 +312,7 @@ impl Policy {
             parallelism,
         )
         .with_drop_detail(drop_detail)
+        .bounded()
     }
 }
 

@@ -165,4 +165,8 @@ pub(super) trait Backend: Send + Sync {
 
     /// Stops taking changes; what was already taken is finished.
     fn close(&self) {}
+
+    /// Lets go of what keeps another opener out (the data directory's lock), for a store
+    /// abandoned as a crash would leave it ([`super::UserStore::abandon`]).
+    fn abandon(&self) {}
 }

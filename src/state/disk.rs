@@ -15,8 +15,9 @@
 //! lookup to insert; a snapshot's swap of the table and an erasure hold it exclusively, so
 //! that no load can insert what was just replaced or erased.
 //!
-//! Files: `format` (the layout version of everything here), `secret` (the user-key secret,
-//! 0600), `wal-*.log`, `snapshot-*.tbl`.
+//! Files: `lock` (held while open, with the holder's pid: [`super::lock`]), `format` (the
+//! layout version of everything here), `secret` (the user-key secret, 0600), `wal-*.log`,
+//! `snapshot-*.tbl`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
 use super::key::{Keyer, UserKey, random_secret};
+use super::lock::DirLock;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
 use super::snapshot::{Table, TableWriter};
@@ -35,6 +37,9 @@ use super::wal::{self, Wal};
 use super::{StateConfig, StateError};
 
 pub(super) struct Disk {
+    /// Held for as long as the backend lives (one process at a time owns the directory), or
+    /// until the store is abandoned.
+    lock: Mutex<Option<DirLock>>,
     dir: PathBuf,
     config: StateConfig,
     wal: Wal,
@@ -47,7 +52,7 @@ pub(super) struct Disk {
 }
 
 fn decode(bytes: &[u8]) -> Result<UserState, StateError> {
-    postcard::from_bytes(bytes)
+    UserState::from_row(bytes)
         .map_err(|e| StateError::Corrupt(format!("a snapshot row does not decode: {e}")))
 }
 
@@ -126,6 +131,8 @@ impl Disk {
     /// written since into the map.
     pub(super) fn open(dir: &Path, cfg: &StateConfig) -> Result<Opened, StateError> {
         fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
+        // Before anything else is read, created or deleted here.
+        let lock = DirLock::acquire(dir)?;
         check_format(dir)?;
         let keyer = Keyer::new(load_secret(dir)?);
         let table = Table::open_latest(dir)?;
@@ -199,6 +206,7 @@ impl Disk {
             "recovered user state"
         );
         let disk = Disk {
+            lock: Mutex::new(Some(lock)),
             dir: dir.to_owned(),
             config: cfg.clone(),
             wal,
@@ -327,7 +335,7 @@ impl Disk {
             if state.is_empty() {
                 return Ok(None);
             }
-            let bytes = postcard::to_allocvec(state).map_err(|err| {
+            let bytes = state.to_row().map_err(|err| {
                 StateError::Corrupt(format!("a user state does not encode: {err}"))
             })?;
             Ok(Some((seq, bytes)))
@@ -396,6 +404,10 @@ impl Backend for Disk {
 
     fn takes_snapshots(&self) -> bool {
         true
+    }
+
+    fn abandon(&self) {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     fn log_bytes(&self) -> u64 {

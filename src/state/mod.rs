@@ -32,6 +32,7 @@ mod disk;
 pub mod event;
 mod keeper;
 pub mod key;
+pub mod lock;
 mod map;
 mod memory;
 pub mod op;
@@ -104,6 +105,9 @@ pub enum StateError {
     Corrupt(String),
     #[error("user state is unavailable: {0}")]
     Unavailable(String),
+    /// Another process holds the data directory ([`lock`]).
+    #[error("{dir} is in use by another process ({}): one process at a time owns a data directory; stop it first, or give this one another --data-dir", holder.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}")))]
+    Locked { dir: String, holder: Option<u32> },
 }
 
 impl StateError {
@@ -181,6 +185,138 @@ mod tests {
         assert!(!store.profile(store.key("other"), 5).await.unwrap().known);
     }
 
+    fn at(kind: EventKind, brand: u64, at_ms: i64) -> Event {
+        let mut e = Event::new(kind, at_ms);
+        e.brand_id = brand;
+        e
+    }
+
+    #[tokio::test]
+    async fn blocks_and_unblocks_resolve_by_when_the_user_said_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = *NOW;
+        {
+            let store = disk(dir.path());
+            let u = store.key("u");
+            // BLOCK at t-1 s arrives first, a delayed UNBLOCK said at t-5 s arrives second.
+            for e in [
+                at(EventKind::BlockBrand, 8, now - 1000),
+                at(EventKind::UnblockBrand, 8, now - 5000),
+                // The other way round for brand 9: the newer unblock wins.
+                at(EventKind::UnblockBrand, 9, now - 1000),
+                at(EventKind::BlockBrand, 9, now - 5000),
+                // Ties go to the later arrival.
+                at(EventKind::BlockBrand, 10, now - 1000),
+                at(EventKind::UnblockBrand, 10, now - 1000),
+            ] {
+                let t = store.record(u, &e, now).await.unwrap();
+                store.durable(t).await.unwrap();
+            }
+            assert!(
+                blocked(&store, "u", 8).await,
+                "an older unblock lost to a newer block"
+            );
+            assert!(
+                !blocked(&store, "u", 9).await,
+                "an older block lost to a newer unblock"
+            );
+            assert!(
+                !blocked(&store, "u", 10).await,
+                "a tie goes to the later arrival"
+            );
+            // The times survive a snapshot: a block older than the unblock of 9 still loses.
+            store.snapshot().unwrap();
+            let t = store
+                .record(u, &at(EventKind::BlockBrand, 9, now - 2000), now)
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+            assert!(!blocked(&store, "u", 9).await);
+            // An unblock from the preference centre is the newest word.
+            store.undo(u, Undo::BlockedBrand(8), now).await.unwrap();
+            let t = store
+                .record(u, &at(EventKind::BlockBrand, 8, now - 500), now)
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+            assert!(!blocked(&store, "u", 8).await);
+        }
+        // Restarted (snapshot and log), the same.
+        let store = disk(dir.path());
+        let u = store.key("u");
+        assert!(!blocked(&store, "u", 8).await);
+        assert!(!blocked(&store, "u", 9).await);
+        let t = store
+            .record(u, &at(EventKind::BlockBrand, 9, now - 3000), now)
+            .await
+            .unwrap();
+        store.durable(t).await.unwrap();
+        assert!(
+            !blocked(&store, "u", 9).await,
+            "the times survive a restart"
+        );
+    }
+
+    #[tokio::test]
+    async fn profile_changes_that_change_nothing_create_no_user() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = disk(dir.path());
+            let u = store.key("nobody");
+            store.undo(u, Undo::BlockedBrand(3), *NOW).await.unwrap();
+            store.undo(u, Undo::NotInterested(3), *NOW).await.unwrap();
+            store.set_consent(u, &[], None, &[], *NOW).await.unwrap();
+            store
+                .update_interests(
+                    u,
+                    vec![InterestChange {
+                        kind: crate::rank::user::TagKind::Category,
+                        id: 5,
+                        weight: 0.0,
+                        label: None,
+                    }],
+                    *NOW,
+                )
+                .await
+                .unwrap();
+            assert!(!store.profile(u, *NOW).await.unwrap().known);
+            assert!(store.is_empty());
+            // A refusal is still a refusal.
+            let too_many: Vec<(u64, bool)> = (1..=65).map(|c| (c, true)).collect();
+            let err = store
+                .set_consent(u, &[], None, &too_many, *NOW)
+                .await
+                .unwrap_err();
+            let RecordError::Invalid(err) = err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(err.field, "sensitive_categories");
+            assert!(
+                err.message.contains("65 sensitive categories"),
+                "{}",
+                err.message
+            );
+            assert!(err.message.contains("has 0 now"), "{}", err.message);
+            // A real change does create the user.
+            store
+                .set_consent(u, &[(DataDimension::Location, true)], None, &[], *NOW)
+                .await
+                .unwrap();
+            assert!(store.profile(u, *NOW).await.unwrap().known);
+            store.forget(u).await.unwrap();
+            store.undo(u, Undo::BlockedBrand(3), *NOW).await.unwrap();
+        }
+        let store = disk(dir.path());
+        assert!(
+            !store
+                .profile(store.key("nobody"), *NOW)
+                .await
+                .unwrap()
+                .known
+        );
+        assert!(store.is_empty());
+    }
+
     fn disk(dir: &Path) -> UserStore {
         UserStore::open(StateConfig::default(), &StateBackend::Disk(dir.to_owned())).unwrap()
     }
@@ -211,7 +347,7 @@ mod tests {
                 .unwrap();
             store.durable(t).await.unwrap();
             // Dropped without a clean close: what a crash leaves (the log and a snapshot).
-            std::mem::forget(store);
+            store.abandon();
         }
         let store = disk(dir.path());
         assert!(blocked(&store, "alice", 1).await && blocked(&store, "alice", 3).await);
@@ -244,7 +380,7 @@ mod tests {
             // Make the counter durable, then crash.
             let t = store.record(u, &block(1), *NOW).await.unwrap();
             store.durable(t).await.unwrap();
-            std::mem::forget(store);
+            store.abandon();
         }
         let store = disk(dir.path());
         let u = store.key("carol");
@@ -294,9 +430,20 @@ mod tests {
         }
     }
 
+    /// Files of `from` (all but the lock) copied to `to`: what a crash would leave.
+    fn copy_as_crashed(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|n| n != lock::LOCK_FILE) {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+
     #[tokio::test]
-    async fn forget_erases_the_user_from_memory_log_and_snapshot() {
+    async fn forget_erases_the_user_at_once_and_from_every_file_at_the_next_snapshot() {
         let dir = tempfile::tempdir().unwrap();
+        let crashed = tempfile::tempdir().unwrap();
         let needle = 0x5eed_cafe_f00d_u64;
         {
             let store = disk(dir.path());
@@ -306,17 +453,26 @@ mod tests {
             store.snapshot().unwrap();
             let t = store.record(dave, &block(needle + 1), *NOW).await.unwrap();
             store.durable(t).await.unwrap();
-            store
+            let t = store
                 .record(store.key("erin"), &block(7), *NOW)
                 .await
                 .unwrap();
+            store.durable(t).await.unwrap();
+            let snapshots = store.stats().snapshots_total;
             store.forget(dave).await.unwrap();
+            // A tombstone in the log, not a new snapshot: erasure costs what the user's data
+            // costs.
+            assert_eq!(store.stats().snapshots_total, snapshots);
             assert!(!blocked(&store, "dave", needle).await);
             assert!(!store.profile(dave, *NOW).await.unwrap().known);
             assert!(
                 !blocked(&store, "dave", needle).await,
                 "not read back from the snapshot"
             );
+            // A crash now: the tombstone is honoured on recovery.
+            copy_as_crashed(dir.path(), crashed.path());
+            // The next regular snapshot deletes the user's rows and log records.
+            store.snapshot().unwrap();
             let key_bytes = dave.0;
             for entry in std::fs::read_dir(dir.path()).unwrap() {
                 let path = entry.unwrap().path();
@@ -329,12 +485,16 @@ mod tests {
                 assert!(!contains(&bytes, b"dave"));
             }
         }
-        let store = disk(dir.path());
-        assert!(!blocked(&store, "dave", needle).await);
-        assert!(
-            blocked(&store, "erin", 7).await,
-            "other users are untouched"
-        );
+        for dir in [dir.path(), crashed.path()] {
+            let store = disk(dir);
+            assert!(!blocked(&store, "dave", needle).await, "{}", dir.display());
+            assert!(!blocked(&store, "dave", needle + 1).await);
+            assert!(!store.profile(store.key("dave"), *NOW).await.unwrap().known);
+            assert!(
+                blocked(&store, "erin", 7).await,
+                "other users are untouched"
+            );
+        }
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StateConfig;
 use super::event::{Event, EventError, EventKind};
-use super::user::{InterestChange, Undo, UserState};
+use super::user::{InterestChange, Undo, UserState, WordTimes};
 use crate::rank::DataDimension;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,10 @@ pub enum Op {
         changes: Vec<InterestChange>,
         at_ms: i64,
     },
+    /// Set the times of the user's blocks and unblocks: follows a `Restore`, which does not
+    /// carry them (added after the first release; a variant at the end keeps older records
+    /// readable).
+    Words(WordTimes),
 }
 
 impl Op {
@@ -54,7 +58,8 @@ impl Op {
             | Op::Forget
             | Op::Restore(_)
             | Op::Undo { .. }
-            | Op::Interests { .. } => true,
+            | Op::Interests { .. }
+            | Op::Words(_) => true,
         }
     }
 
@@ -81,6 +86,10 @@ impl Op {
                 Ok(())
             }
             Op::Interests { changes, at_ms } => state.update_interests(changes, *at_ms),
+            Op::Words(words) => {
+                state.set_words(words.clone());
+                Ok(())
+            }
         }
     }
 }

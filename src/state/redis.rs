@@ -869,10 +869,14 @@ impl Redis {
         if state.is_empty() {
             tx.cmd("DEL").arg(&list).ignore();
         } else {
+            // A Restore does not carry the word times: they follow it as an op of their own.
+            let words =
+                postcard::to_allocvec(&Op::Words(state.words())).map_err(|e| e.to_string())?;
             let restore =
                 postcard::to_allocvec(&Op::Restore(Box::new(state))).map_err(|e| e.to_string())?;
             tx.cmd("LTRIM").arg(&list).arg(ops.len()).arg(-1).ignore();
-            tx.cmd("LPUSH").arg(&list).arg(restore).ignore();
+            // LPUSH puts each value at the head in turn: the list starts Restore, Words.
+            tx.cmd("LPUSH").arg(&list).arg(words).arg(restore).ignore();
         }
         // EXEC answers nil when the list changed since WATCH: the next trigger tries again.
         let done: redis::Value = tx.query_async(conn).await.map_err(|e| e.to_string())?;
@@ -1032,7 +1036,8 @@ mod tests {
         }
         assert_eq!(replay(&ops, &cfg).unwrap(), state);
         let restore = postcard::to_allocvec(&Op::Restore(Box::new(state.clone()))).unwrap();
-        assert_eq!(replay(&[restore], &cfg).unwrap(), state);
+        let words = postcard::to_allocvec(&Op::Words(state.words())).unwrap();
+        assert_eq!(replay(&[restore, words], &cfg).unwrap(), state);
         assert!(replay(&[vec![0xff; 3]], &cfg).is_err());
     }
 }

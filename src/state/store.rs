@@ -291,6 +291,16 @@ impl UserStore {
         if let Some(result) = self.apply(key, &op) {
             return result;
         }
+        // Data minimisation: a change that leaves a user tactful knows nothing about with
+        // nothing to hold (an undo of nothing, an empty consent change, removing a tag never
+        // set) creates no user and writes nothing. Refusals are still refusals.
+        if self.load(key, false).await? == Load::Unknown {
+            let mut probe = UserState::default();
+            op.apply(&mut probe, &self.config)?;
+            if probe.holds_nothing_but_times() {
+                return Ok(Ticket::NONE);
+            }
+        }
         // An eviction can slip between loading and applying; then load again.
         for _ in 0..4 {
             self.backend.check_writable()?;
@@ -328,19 +338,16 @@ impl UserStore {
     }
 
     /// Erases everything about the user: from memory at once, and from the backend once the
-    /// erasure is durable, which this waits for. With snapshots, that means a snapshot that
-    /// starts after the erasure; with Redis, the user's list is deleted (after every write
-    /// queued before) and the other replicas are told to drop the user.
+    /// erasure is durable, which this waits for. With snapshots, that means a tombstone in
+    /// the log (fsynced): from then on the user is never read back, also after a crash (the
+    /// replay honours it), and the next regular snapshot (within `snapshot_interval_s`, since
+    /// the tombstone grew the log) is written without the user's row and deletes the log
+    /// segments holding their history. Waiting for that snapshot here would make every
+    /// erasure cost a rewrite of everyone's state. With Redis, the user's list is deleted
+    /// (after every write queued before) and the other replicas are told to drop the user.
     pub async fn forget(&self, key: UserKey) -> Result<(), StateError> {
         let ticket = self.backend.forget(&self.map, key)?;
-        self.durable(ticket).await?;
-        if self.backend.takes_snapshots() {
-            let keeper = self.keeper.clone();
-            tokio::task::spawn_blocking(move || keeper.snapshot_and_wait())
-                .await
-                .map_err(|e| StateError::Unavailable(e.to_string()))??;
-        }
-        Ok(())
+        self.durable(ticket).await
     }
 
     pub async fn profile(&self, key: UserKey, now_ms: i64) -> Result<Profile, StateError> {
@@ -384,6 +391,14 @@ impl UserStore {
         } else {
             Ok(())
         }
+    }
+
+    /// Leaves the store as a crash would (no last snapshot, no clean close: its threads are
+    /// leaked) but lets go of the data directory's lock, so that the same process can open
+    /// the directory again: for crash tests and recovery measurements.
+    pub fn abandon(self) {
+        self.backend.abandon();
+        std::mem::forget(self);
     }
 
     /// Stops the keeper after a last snapshot, so that the next start has little to replay,

@@ -369,6 +369,75 @@ pub struct UserState {
     first_seen_ms: i64,
     /// Latest engagement or explicit action; 0 = none yet.
     last_active_ms: i64,
+    /// When the user last blocked or unblocked each brand and shop. Outside the struct's own
+    /// encoding (rows written before it existed must still decode): snapshot rows carry it
+    /// after the state ([`UserState::to_row`]), a shared backend as an [`Op::Words`].
+    ///
+    /// [`Op::Words`]: super::op::Op::Words
+    /// Boxed: most users never block anything, and this keeps them small.
+    #[serde(skip)]
+    words: Option<Box<WordTimes>>,
+}
+
+/// The time of the user's latest word on each brand and shop they blocked or unblocked, so
+/// that blocks and unblocks resolve by when the user said them (`at_ms`), not by when they
+/// arrived: a retried or delayed older event never overrides a newer one. Ties go to the
+/// later arrival. Sorted by id; at most `max_explicit_per_kind` unblocked entries per list
+/// are remembered (the oldest go first; blocked ones are bounded by the blocks' own cap).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WordTimes {
+    /// (brand, at_ms, blocked).
+    brands: Vec<(u64, i64, bool)>,
+    /// (shop, at_ms, blocked).
+    shops: Vec<(u64, i64, bool)>,
+}
+
+impl WordTimes {
+    fn list(&mut self, shop: bool) -> &mut Vec<(u64, i64, bool)> {
+        if shop {
+            &mut self.shops
+        } else {
+            &mut self.brands
+        }
+    }
+
+    /// Whether a word at `at_ms` on `id` is the newest (or as new as the newest) so far.
+    fn is_newest(&self, shop: bool, id: u64, at_ms: i64) -> bool {
+        let list = if shop { &self.shops } else { &self.brands };
+        match list.binary_search_by_key(&id, |w| w.0) {
+            Ok(i) => at_ms >= list[i].1,
+            Err(_) => true,
+        }
+    }
+
+    /// Notes a word; returns the time it is noted at (never earlier than the last one).
+    fn note(&mut self, shop: bool, id: u64, at_ms: i64, blocked: bool, cap: usize) {
+        let list = self.list(shop);
+        match list.binary_search_by_key(&id, |w| w.0) {
+            Ok(i) => list[i] = (id, at_ms.max(list[i].1), blocked),
+            Err(i) => list.insert(i, (id, at_ms, blocked)),
+        }
+        let unblocked = list.iter().filter(|w| !w.2).count();
+        if unblocked > cap
+            && let Some(oldest) = list
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.2)
+                .min_by_key(|(_, w)| w.1)
+                .map(|(i, _)| i)
+        {
+            list.remove(oldest);
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        vec_bytes(self.brands.capacity(), size_of::<(u64, i64, bool)>())
+            + vec_bytes(self.shops.capacity(), size_of::<(u64, i64, bool)>())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.brands.is_empty() && self.shops.is_empty()
+    }
 }
 
 static NO_EXPLICIT: Explicit = Explicit {
@@ -516,12 +585,27 @@ impl UserState {
                     push_recent(&mut self.purchases, p, MAX_PURCHASES, |p| p.at_ms);
                 }
             }
-            K::NotInterested
-            | K::FewerLikeThis
-            | K::BlockBrand
-            | K::UnblockBrand
-            | K::BlockShop
-            | K::UnblockShop => {
+            K::BlockBrand | K::UnblockBrand | K::BlockShop | K::UnblockShop => {
+                let shop = matches!(e.kind, K::BlockShop | K::UnblockShop);
+                let id = if shop { e.shop_id } else { e.brand_id };
+                // An older word than the last one on this brand or shop changes nothing.
+                if self
+                    .words
+                    .as_ref()
+                    .is_none_or(|w| w.is_newest(shop, id, e.at_ms))
+                {
+                    self.with_explicit(|x| x.apply(e, cfg))?;
+                    let blocked = matches!(e.kind, K::BlockBrand | K::BlockShop);
+                    self.words.get_or_insert_default().note(
+                        shop,
+                        id,
+                        e.at_ms,
+                        blocked,
+                        cfg.max_explicit_per_kind,
+                    );
+                }
+            }
+            K::NotInterested | K::FewerLikeThis => {
                 self.with_explicit(|x| x.apply(e, cfg))?;
             }
         }
@@ -549,8 +633,35 @@ impl UserState {
 
     /// Takes back a block, a "not interested" or a "fewer like this".
     pub fn undo(&mut self, undo: Undo, at_ms: i64) {
+        let unblocked = match undo {
+            Undo::BlockedBrand(id) => Some((false, id)),
+            Undo::BlockedShop(id) => Some((true, id)),
+            _ => None,
+        };
+        let was_blocked = unblocked.is_some_and(|(shop, id)| {
+            self.explicit.as_ref().is_some_and(|x| {
+                let list = if shop {
+                    &x.blocked_shops
+                } else {
+                    &x.blocked_brands
+                };
+                list.binary_search(&id).is_ok()
+            })
+        });
         if self.explicit.is_some() {
             self.with_explicit(|x| x.undo(undo));
+        }
+        // An unblock from the preference centre is the user's newest word on it: a block sent
+        // earlier that arrives later must not undo it. (Nothing is noted for a brand or shop
+        // that was never blocked: nothing to store.)
+        let spoken =
+            |w: &mut Box<WordTimes>, shop: bool, id: u64| w.list(shop).iter().any(|w| w.0 == id);
+        if let Some((shop, id)) = unblocked
+            && (was_blocked || self.words.as_mut().is_some_and(|w| spoken(w, shop, id)))
+        {
+            self.words
+                .get_or_insert_default()
+                .note(shop, id, at_ms, false, usize::MAX);
         }
         self.seen(at_ms);
         self.last_active_ms = self.last_active_ms.max(at_ms);
@@ -687,10 +798,22 @@ impl UserState {
         let mut opted = self.consent.sensitive.clone();
         for &(category, granted) in sensitive {
             if granted {
-                insert_sorted(&mut opted, category, MAX_INTERESTS, "sensitive_categories")?;
+                insert_sorted(&mut opted, category, usize::MAX, "sensitive_categories")?;
             } else {
                 remove_sorted(&mut opted, category);
             }
+        }
+        // Checked on the outcome, so that the message says what the request would do.
+        if opted.len() > MAX_INTERESTS {
+            return Err(EventError::new(
+                "sensitive_categories",
+                format!(
+                    "this change would leave the user opted in to {} sensitive categories; at \
+                     most {MAX_INTERESTS} are kept (the user has {} now)",
+                    opted.len(),
+                    self.consent.sensitive.len()
+                ),
+            ));
         }
         self.consent.sensitive = opted;
         for &(d, granted) in changes {
@@ -832,6 +955,22 @@ impl UserState {
         *self == Self::default()
     }
 
+    /// Whether the state holds nothing but the times it was seen and markers of removed
+    /// tags: what a change that changed nothing (an undo of nothing, an empty consent change,
+    /// removing a tag never set) leaves on a new user, who has no learned tag to hide.
+    pub fn holds_nothing_but_times(&self) -> bool {
+        let mut bare = self.clone();
+        bare.first_seen_ms = 0;
+        bare.last_active_ms = 0;
+        if let Some(x) = bare.explicit.as_mut() {
+            x.interests.retain(|i| i.weight > 0.0);
+            if x.is_empty() {
+                bare.explicit = None;
+            }
+        }
+        bare.is_empty()
+    }
+
     /// Bytes this state holds on the heap: capacity, not length, plus the allocator's cost
     /// per allocation, so that the memory cap is close to what the process really holds.
     pub fn heap_bytes(&self) -> usize {
@@ -846,6 +985,37 @@ impl UserState {
             + vec_bytes(self.sightings.capacity(), size_of::<Sighting>())
             + vec_bytes(self.consent.sensitive.capacity(), size_of::<u64>())
             + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
+            + self.words.as_ref().map_or(0, |w| {
+                size_of::<WordTimes>() + ALLOC_OVERHEAD + w.heap_bytes()
+            })
+    }
+
+    /// The state as a snapshot row: its own encoding, then the word times when there are
+    /// any (a row without them is one written before they existed, and reads as none).
+    pub fn to_row(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = postcard::to_allocvec(self)?;
+        if let Some(words) = self.words.as_ref().filter(|w| !w.is_empty()) {
+            bytes.extend(postcard::to_allocvec(&**words)?);
+        }
+        Ok(bytes)
+    }
+
+    /// A state from a snapshot row ([`UserState::to_row`]).
+    pub fn from_row(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        let (mut state, rest): (Self, _) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            state.set_words(postcard::from_bytes(rest)?);
+        }
+        Ok(state)
+    }
+
+    /// The word times, for a backend that stores them apart ([`UserState::to_row`]).
+    pub fn words(&self) -> WordTimes {
+        self.words.as_deref().cloned().unwrap_or_default()
+    }
+
+    pub fn set_words(&mut self, words: WordTimes) {
+        self.words = (!words.is_empty()).then(|| Box::new(words));
     }
 
     /// Forgets what no ranking at `now_ms` or later can use: counters untouched for longer

@@ -97,7 +97,10 @@ pub fn reason_for(c: &Candidate, pick: &Pick, consent: Consent, locale: Locale) 
             dimensions: DimensionSet::of([dim]),
         };
     }
-    let (code, dimensions) = if pick.promoted {
+    // A promotion is "a change from similar items" only if diversity lifted the item: one
+    // whose own diversity term is negative was placed despite it (the items passed over were
+    // penalised more), and the breakdown would contradict the reason.
+    let (code, dimensions) = if pick.promoted && pick.diversity >= 0.0 {
         (ReasonCode::Diversity, DimensionSet::EMPTY)
     } else if usable.contains(D::Location) {
         (ReasonCode::Nearby, DimensionSet::of([D::Location]))
@@ -327,6 +330,15 @@ mod tests {
         assert_eq!(
             reason_for(&plain, &pick(true), consent, Locale::En).code,
             ReasonCode::Diversity
+        );
+        let penalised = Pick {
+            diversity: -0.18,
+            ..pick(true)
+        };
+        assert_eq!(
+            reason_for(&plain, &penalised, consent, Locale::En).code,
+            ReasonCode::Trending,
+            "a reason that agrees with the breakdown's negative diversity"
         );
         let trending = reason_for(&plain, &pick(false), consent, Locale::ZhCn);
         assert_eq!(

@@ -67,7 +67,8 @@ pub struct DppState {
     quality: Vec<f64>,
     /// `r_i²`: squared residual against the current directions.
     residual: Vec<f32>,
-    /// Squared norm of each row in the full space (1, or 0 for an all-zero embedding).
+    /// Squared norm of each row in the full space (1, or 0 for an all-zero embedding, which
+    /// spans nothing when placed).
     norm: Vec<f32>,
     /// Orthonormal directions (in the full space), `dim` floats each, newest last.
     basis: Vec<f32>,
@@ -132,7 +133,10 @@ impl DppState {
             rows,
             dim,
             quality,
-            residual: norm.clone(),
+            // A zero row has no direction to be redundant along: it starts, and stays, as
+            // unlike everything (as in MMR, where its similarity to anything is 0), rather
+            // than at the floor, which scored it as a copy of what was placed.
+            residual: vec![1.0; n],
             norm,
             basis: Vec::new(),
             recent: VecDeque::new(),
@@ -217,7 +221,7 @@ impl DppState {
             self.recent.pop_front();
         }
         self.basis.clear();
-        self.residual.copy_from_slice(&self.norm);
+        self.residual.fill(1.0);
         let recent = std::mem::take(&mut self.recent);
         for v in &recent {
             self.add_direction(v, 1.0);

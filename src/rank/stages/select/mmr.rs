@@ -330,11 +330,20 @@ mod tests {
     use crate::rank::user::UserView;
 
     fn run(input: &RankInput, score: &[f32], params: DiversityParams) -> Vec<Pick> {
+        run_with(Method::Mmr, input, score, params)
+    }
+
+    fn run_with(
+        method: Method,
+        input: &RankInput,
+        score: &[f32],
+        params: DiversityParams,
+    ) -> Vec<Pick> {
         let user = UserView::unknown(Consent::privacy_default());
         let mut slate = Slate::new(input, &user, Parallelism::SEQUENTIAL);
         slate.score = Array1::from(score.to_vec());
         let select = Select {
-            method: Method::Mmr,
+            method,
             diversity: params,
             list_caps: Default::default(),
             exploration: Default::default(),
@@ -436,6 +445,44 @@ mod tests {
         let repeat = 1.0 - multiplier(0.5, 0.25, 0.6);
         let expected = -0.3 * 0.6 - repeat * 0.95;
         assert!((picks[2].diversity - expected).abs() < 1e-6, "{picks:?}");
+    }
+
+    /// An all-zero embedding has no direction: MMR and DPP both treat it as unlike
+    /// everything (no diversity term), never as a copy of what is placed, and no score is NaN.
+    #[test]
+    fn an_all_zero_embedding_is_unlike_everything_in_mmr_and_dpp() {
+        let embeddings = array![
+            [1.0, 0.0, 0.0],
+            [0.99, 0.1, 0.0],
+            [0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0],
+        ];
+        let input = RankInput {
+            // Category 0 (unknown) for all: no repetition decay, only the embeddings count.
+            candidates: candidates(&[0, 0, 0, 0, 0]),
+            embeddings: Some(embeddings),
+            k: 5,
+            ..Default::default()
+        };
+        let score = [1.0, 0.9, 0.8, 0.7, 0.6];
+        for method in [Method::Mmr, Method::Dpp] {
+            let picks = run_with(method, &input, &score, DiversityParams::default());
+            assert_eq!(picks.len(), 5, "{method:?}");
+            for p in &picks {
+                assert!(
+                    p.score.is_finite() && p.diversity.is_finite(),
+                    "{method:?}: {p:?}"
+                );
+                if p.index == 2 || p.index == 4 {
+                    assert_eq!(p.diversity, 0.0, "{method:?}: {p:?}");
+                    assert_eq!(p.score, score[p.index], "{method:?}: {p:?}");
+                }
+            }
+            // The near-copy of the first item is the one held back, below a zero row.
+            let at = |i: usize| picks.iter().position(|p| p.index == i).unwrap();
+            assert!(at(1) > at(2), "{method:?}: {picks:?}");
+        }
     }
 
     #[test]

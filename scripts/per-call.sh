@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Instructions per Rank call: the release server under callgrind, tactful's own load generator
+# sending a fixed payload (N candidates x D-dim embeddings, k 20, one connection, one call at
+# a time). After a warm-up the counters are zeroed (callgrind_control -z), CALLS calls are
+# made, and the counts dumped (callgrind_control -d): every user-space instruction of the
+# server's process, all threads, divided by the calls. Once per case: the default policy and
+# identity with `repeated float` embeddings, then both with the bytes form (embedding_f32le).
+#   cargo build --release && ./scripts/per-call.sh            # N=, D=, CALLS=, WARMUP= to change
+# Needs valgrind (apt-get install valgrind). Loopback only; about a minute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-100}
+D=${D:-64}
+CALLS=${CALLS:-1000}
+WARMUP=${WARMUP:-200}
+PORT=${PORT:-50081}
+BIN=${BIN:-target/release/tactful}
+# The load generator (another build's binary may be the server).
+CLIENT=${CLIENT:-$BIN}
+# Which embedding forms to send ("float bytes"; a server from before the bytes form: "float").
+FORMS=${FORMS:-float bytes}
+[ -x "$BIN" ] || { echo "per-call.sh: build first: cargo build --release" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "per-call.sh: needs valgrind" >&2; exit 2; }
+
+dir=$(mktemp -d)
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    if [ -n "${KEEP:-}" ]; then echo "callgrind files kept in $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+
+valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" --compress-strings=no \
+    "$BIN" serve --listen "127.0.0.1:$PORT" --admin-listen off --data-dir "$dir/data" \
+    >"$dir/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+    sleep 0.2
+done
+
+bench() { # policy, extra flags...
+    local policy=$1
+    shift
+    "$CLIENT" bench --addr "http://127.0.0.1:$PORT" --candidates "$N" --dim "$D" --k 20 \
+        --policy "$policy" --concurrency 1 --warmup 0 --max-seconds 600 --json "$@"
+}
+
+echo "instructions per Rank call, N=$N D=$D k=20, $CALLS calls on one connection after $WARMUP"
+printf '%-10s %-16s %14s %10s\n' policy embeddings "instructions" degraded
+part=0
+for form in $FORMS; do
+    flags=()
+    [ "$form" = bytes ] && flags=(--embedding-bytes)
+    [ "$form" = float ] && form="repeated float"
+    for policy in default identity; do
+        bench "$policy" --requests "$WARMUP" "${flags[@]}" >/dev/null
+        callgrind_control -z "$server" >/dev/null 2>&1
+        report=$(bench "$policy" --requests "$CALLS" "${flags[@]}")
+        callgrind_control -d "$server" >/dev/null 2>&1
+        part=$((part + 1))
+        total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dir/callgrind.out.$part")
+        degraded=$(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(sum(r["degraded"].values()))')
+        printf '%-10s %-16s %14s %10s\n' "$policy" "$form" \
+            "$(python3 -c "print(f'{$total / $CALLS:,.0f}')")" "$degraded"
+    done
+done
