@@ -7,8 +7,9 @@
 //! 2. Connections: while 2,000 silent connections are open (`TACTFUL_TEST_SILENT_CONNECTIONS`
 //!    for more, e.g. the 10,000 with a release build), `/live` answers and a Rank
 //!    succeeds; the silent ones are
-//!    closed within `grpc.handshake_timeout_s`; past `grpc.max_connections` new connections
-//!    are closed at once; a connection idle for `grpc.idle_timeout_s` is closed, and its
+//!    closed within `grpc.handshake_timeout_s`; at `grpc.max_connections` a new connection
+//!    takes the place of the oldest silent one (a Rank gets through), and is closed at once
+//!    when every open connection has spoken; a connection idle for `grpc.idle_timeout_s` is closed, and its
 //!    client's next call simply reconnects; `tactful_grpc_connections` counts them.
 //! 3. A Catalog.Upsert stream the client resets (CANCEL or NO_ERROR) or lets pass its
 //!    deadline changes nothing; one it ends itself is applied.
