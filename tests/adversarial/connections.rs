@@ -205,3 +205,34 @@ fn an_idle_connection_is_closed_and_its_client_reconnects() {
         health.check(check()).await.unwrap();
     });
 }
+
+#[test]
+fn connections_never_use_the_descriptors_the_rest_of_the_server_needs() {
+    // 512 descriptors: the bound becomes 512 - 256 (the reserve), whatever is configured.
+    let server = Server::start_with_fd_limit(&[], 512);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("tactful_grpc_max_connections") != Some(256.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the bound is not the limit minus the reserve"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.metric("tactful_process_max_fds"), Some(512.0));
+    let _held = silent(&server, 1_000);
+    let open = server.metric("tactful_grpc_connections").unwrap();
+    assert!(open <= 256.0, "{open} connections open");
+    // The admin port, a Rank (a new connection, a log append and its fsync) and a Forget all
+    // find descriptors.
+    assert_eq!(
+        super::common::http_get_blocking(server.admin, "/live").0,
+        200
+    );
+    assert!(server.ranks());
+    let out = server.client("profile forget", &["--user", "probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
