@@ -24,6 +24,10 @@
 //!    codes when it is not written to a terminal.
 //! 7. Request decoding and validation never panic on arbitrary bytes or hostile values
 //!    (proptest; `scripts/fuzz.sh` runs it for minutes).
+//! 8. Through the binary: BLOCK at t then UNBLOCK said at t − 4 s leaves the brand blocked,
+//!    also after a kill -9; an Undo of nothing, an empty SetConsent and removing a tag never
+//!    set leave the user unknown; Forget of a user never seen writes no snapshot (and under
+//!    1 MiB).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -32,6 +36,7 @@ mod cli;
 mod connections;
 mod fuzz;
 mod lock;
+mod state;
 mod wire;
 
 use std::net::SocketAddr;
