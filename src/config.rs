@@ -175,8 +175,8 @@ pub struct GrpcSettings {
     /// its calls; 0 = never. Set it (e.g. 300) when clients hold long-lived connections and
     /// replicas scale out: otherwise new replicas receive no traffic from old connections.
     pub max_connection_age_s: u64,
-    /// Connections open at once; a connection past it is closed as soon as it is accepted
-    /// (and counted). 16384 is far above what a sidecar's callers open (a handful each) yet
+    /// Connections open at once; at the bound a new connection takes the place of the oldest
+    /// one still silent, or is closed as soon as it is accepted (and counted). 16384 is far above what a sidecar's callers open (a handful each) yet
     /// bounds what idle connections can cost (~15 KB each). The effective bound is also kept
     /// below the process's descriptor limit minus a reserve, so that the admin port, the log
     /// and snapshots always have descriptors (see `crate::grpc::connections`).

@@ -34,7 +34,7 @@
 //! | `tactful_audit_errors_total` | counter | | audit records that could not be written |
 //! | `tactful_grpc_connections` | gauge | | connections open on the gRPC port |
 //! | `tactful_grpc_max_connections` | gauge | | the bound past which new connections are closed at once (`grpc.max_connections`, kept below the descriptor limit) |
-//! | `tactful_grpc_connections_closed_total` | counter | `reason` | connections the server closed: `limit` (past the bound), `handshake` (no first bytes in `grpc.handshake_timeout_s`), `idle` (no call for `grpc.idle_timeout_s`) |
+//! | `tactful_grpc_connections_closed_total` | counter | `reason` | connections the server closed: `limit` (past the bound), `handshake` (no first bytes in `grpc.handshake_timeout_s`), `idle` (no call for `grpc.idle_timeout_s`), `evicted` (still silent when a new connection needed its place at the bound) |
 //! | `tactful_process_max_fds` | gauge | | the process's file-descriptor limit (soft), after raising it to the hard limit at start |
 //! | `tactful_ready` | gauge | | 1 while serving, 0 while loading or draining |
 //! | `tactful_build_info` | gauge (1) | `version` | the running build |
@@ -108,7 +108,7 @@ pub struct Observed {
 /// The `outcome`s of `tactful_catalog_upserts_total` and `tactful_catalog_lookups_total`,
 /// pre-registered so that their series exist (at 0) from the start.
 /// Why the server closes a connection (`tactful_grpc_connections_closed_total`).
-pub const CONNECTION_CLOSE_REASONS: [&str; 3] = ["limit", "handshake", "idle"];
+pub const CONNECTION_CLOSE_REASONS: [&str; 4] = ["limit", "handshake", "idle", "evicted"];
 
 const CATALOG_UPSERT_OUTCOMES: [&str; 3] = ["upserted", "deleted", "rejected"];
 const CATALOG_LOOKUP_OUTCOMES: [&str; 2] = ["hit", "miss"];
@@ -360,7 +360,7 @@ impl Metrics {
             connections_closed: counter_vec(
                 &r,
                 "tactful_grpc_connections_closed_total",
-                "Connections the server closed, by reason (limit, handshake, idle)",
+                "Connections the server closed, by reason (limit, handshake, idle, evicted)",
                 &["reason"],
             ),
             max_fds: gauge(

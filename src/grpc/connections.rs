@@ -11,6 +11,9 @@
 //! - [`incoming`] accepts connections in a task of its own and closes at once one past the
 //!   bound (counted, `reason="limit"`); an accept that fails for want of descriptors waits a
 //!   moment instead of spinning;
+//! - at the bound, a new connection takes the place of the oldest one that has not sent a
+//!   byte yet (`reason="evicted"`): a real client speaks within milliseconds, so a wave of
+//!   silent connections cannot keep real ones out until their handshake time runs out;
 //! - each accepted [`Conn`] carries a timer: no first byte (the HTTP/2 preface, or a TLS
 //!   hello) within `grpc.handshake_timeout_s` and the connection is closed (`handshake`); no
 //!   call in flight for `grpc.idle_timeout_s` and it is closed (`idle`). Calls are counted per
@@ -24,12 +27,13 @@
 //!
 //! Must not: know the services; hold a lock across a read.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
@@ -151,6 +155,60 @@ pub struct ConnInfo {
     pub activity: Arc<Activity>,
 }
 
+/// What the accept loop keeps of a connection still silent, to close it when a new one needs
+/// its place.
+#[derive(Debug, Default)]
+struct Silent {
+    /// Set by the accept loop: the connection closes at its next poll.
+    evicted: AtomicBool,
+    /// Set by the connection once it has spoken: no longer a candidate.
+    spoke: AtomicBool,
+    /// Wakes the connection's task, so that it sees `evicted`.
+    waker: Mutex<Option<Waker>>,
+}
+
+/// The connections accepted and not known to have spoken, oldest first.
+#[derive(Default)]
+struct SilentQueue(Mutex<VecDeque<Weak<Silent>>>);
+
+impl SilentQueue {
+    fn push(&self, silent: &Arc<Silent>, max: usize) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries of connections that spoke or closed are dropped lazily.
+        if q.len() >= max.saturating_mul(2).max(64) {
+            q.retain(|w| {
+                w.upgrade()
+                    .is_some_and(|s| !s.spoke.load(Ordering::Acquire))
+            });
+        }
+        q.push_back(Arc::downgrade(silent));
+    }
+
+    /// Closes the oldest connection still silent; whether there was one.
+    fn evict_oldest(&self) -> bool {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(weak) = q.pop_front() {
+            let Some(silent) = weak.upgrade() else {
+                continue;
+            };
+            if silent.spoke.load(Ordering::Acquire) {
+                continue;
+            }
+            silent.evicted.store(true, Ordering::Release);
+            if let Some(waker) = silent
+                .waker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                waker.wake();
+            }
+            return true;
+        }
+        false
+    }
+}
+
 /// Counts the connection as open while it lives.
 struct Open {
     _permit: OwnedSemaphorePermit,
@@ -181,6 +239,8 @@ pub struct Conn {
     timer: Option<Pin<Box<Sleep>>>,
     closed_handshake: IntCounter,
     closed_idle: IntCounter,
+    /// Until the connection speaks: how the accept loop can close it to make room.
+    silent: Option<Arc<Silent>>,
     _open: Open,
 }
 
@@ -227,6 +287,9 @@ impl Conn {
 
     /// The first bytes arrived: from now on the idle limit applies.
     fn spoke(&mut self) {
+        if let Some(silent) = self.silent.take() {
+            silent.spoke.store(true, Ordering::Release);
+        }
         if self.phase == Phase::Handshake {
             self.phase = Phase::Open;
             match (self.timeouts.idle, self.timer.as_mut()) {
@@ -247,6 +310,15 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(silent) = &this.silent {
+            if silent.evicted.load(Ordering::Acquire) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "closed while silent to make room for a new connection",
+                )));
+            }
+            *silent.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -328,6 +400,8 @@ pub fn incoming(
     let closed_limit = metrics.connection_closed("limit");
     let closed_handshake = metrics.connection_closed("handshake");
     let closed_idle = metrics.connection_closed("idle");
+    let closed_evicted = metrics.connection_closed("evicted");
+    let silent_queue = SilentQueue::default();
     tokio::spawn(async move {
         // Warnings at most once a second: a flood must not flood the log too.
         let mut last_warning: Option<Instant> = None;
@@ -356,7 +430,19 @@ pub fn incoming(
                 // One connection failed (reset before accept, ...): the next may not.
                 Err(_) => continue,
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                // At the bound: the oldest silent connection makes room, if there is one.
+                Err(_) if silent_queue.evict_oldest() => {
+                    closed_evicted.inc();
+                    tokio::time::timeout(Duration::from_secs(1), slots.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                Err(_) => None,
+            };
+            let Some(permit) = permit else {
                 closed_limit.inc();
                 warn(
                     "grpc.max_connections reached: closing new connections until some close",
@@ -372,6 +458,8 @@ pub fn incoming(
                 _permit: permit,
                 gauge: gauge.clone(),
             };
+            let silent = Arc::new(Silent::default());
+            silent_queue.push(&silent, max);
             let conn = Conn {
                 stream,
                 remote_addr: Some(remote),
@@ -391,6 +479,7 @@ pub fn incoming(
                 },
                 closed_handshake: closed_handshake.clone(),
                 closed_idle: closed_idle.clone(),
+                silent: Some(silent),
                 _open: open,
             };
             if tx.send(Ok(conn)).await.is_err() {

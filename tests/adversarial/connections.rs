@@ -88,27 +88,73 @@ fn silent_connections_neither_starve_the_server_nor_stay_open() {
     assert!(server.metric("tactful_process_max_fds").unwrap() >= 1024.0);
 }
 
+/// Opens `n` connections that send the HTTP/2 preface and an empty SETTINGS frame, then
+/// nothing more: they have spoken.
+fn spoken(server: &Server, n: usize) -> Vec<TcpStream> {
+    use std::io::Write;
+    let mut held = silent(server, n);
+    for stream in &mut held {
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+    }
+    held
+}
+
+fn wait_for(server: &Server, series: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric(series).unwrap_or(0.0) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed below {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn connections_past_the_bound_are_closed_at_once_and_idle_ones_in_time() {
-    let server = Server::start(&[
-        ("TACTFUL_MAX_CONNECTIONS", "20"),
-        ("TACTFUL_IDLE_TIMEOUT_S", "2"),
-    ]);
+fn at_the_bound_silent_connections_make_room_and_spoken_ones_keep_theirs() {
+    let server = Server::start(&[("TACTFUL_MAX_CONNECTIONS", "20")]);
     // Set as the server starts serving, a moment after it logs its address.
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.metric("tactful_grpc_max_connections") != Some(20.0) {
         assert!(Instant::now() < deadline, "the bound in force is not 20");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The bound full of silent connections: a real client still gets in, in place of the
+    // oldest silent one.
     let mut held = silent(&server, 20);
+    wait_for(&server, "tactful_grpc_connections", 20.0);
+    assert!(
+        server.ranks(),
+        "Rank with the bound full of silent connections"
+    );
+    assert!(
+        server
+            .metric(r#"tactful_grpc_connections_closed_total{reason="evicted"}"#)
+            .unwrap()
+            >= 1.0
+    );
+    assert!(
+        closed_by_server(&mut held[0]),
+        "the oldest silent one made room"
+    );
+    drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("tactful_grpc_connections").unwrap_or(0.0) < 20.0 {
+    while server
+        .metric("tactful_grpc_connections")
+        .unwrap_or(f64::MAX)
+        > 0.0
+    {
         assert!(
             Instant::now() < deadline,
-            "the connections were not accepted"
+            "closed connections still counted"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The bound full of connections that have spoken: a new one is closed at once.
+    let _spoken = spoken(&server, 20);
+    wait_for(&server, "tactful_grpc_connections", 20.0);
     let mut extra = silent(&server, 5);
     for stream in &mut extra {
         stream
@@ -132,20 +178,11 @@ fn connections_past_the_bound_are_closed_at_once_and_idle_ones_in_time() {
         super::common::http_get_blocking(server.admin, "/live").0,
         200
     );
-    drop(held.drain(..));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server
-        .metric("tactful_grpc_connections")
-        .unwrap_or(f64::MAX)
-        > 0.0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "closed connections still counted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+}
 
+#[test]
+fn an_idle_connection_is_closed_and_its_client_reconnects() {
+    let server = Server::start(&[("TACTFUL_IDLE_TIMEOUT_S", "2")]);
     // A client that spoke once and then stays quiet is closed after the idle limit (2 s);
     // its next call reconnects and succeeds.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -167,4 +204,35 @@ fn connections_past_the_bound_are_closed_at_once_and_idle_ones_in_time() {
         assert!(idle >= 1.0, "an idle connection was not closed");
         health.check(check()).await.unwrap();
     });
+}
+
+#[test]
+fn connections_never_use_the_descriptors_the_rest_of_the_server_needs() {
+    // 512 descriptors: the bound becomes 512 - 256 (the reserve), whatever is configured.
+    let server = Server::start_with_fd_limit(&[], 512);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("tactful_grpc_max_connections") != Some(256.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the bound is not the limit minus the reserve"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.metric("tactful_process_max_fds"), Some(512.0));
+    let _held = silent(&server, 1_000);
+    let open = server.metric("tactful_grpc_connections").unwrap();
+    assert!(open <= 256.0, "{open} connections open");
+    // The admin port, a Rank (a new connection, a log append and its fsync) and a Forget all
+    // find descriptors.
+    assert_eq!(
+        super::common::http_get_blocking(server.admin, "/live").0,
+        200
+    );
+    assert!(server.ranks());
+    let out = server.client("profile forget", &["--user", "probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -7,8 +7,10 @@
 //! 2. Connections: while 2,000 silent connections are open (`TACTFUL_TEST_SILENT_CONNECTIONS`
 //!    for more, e.g. the 10,000 with a release build), `/live` answers and a Rank
 //!    succeeds; the silent ones are
-//!    closed within `grpc.handshake_timeout_s`; past `grpc.max_connections` new connections
-//!    are closed at once; a connection idle for `grpc.idle_timeout_s` is closed, and its
+//!    closed within `grpc.handshake_timeout_s`; at `grpc.max_connections` a new connection
+//!    takes the place of the oldest silent one (a Rank gets through), and is closed at once
+//!    when every open connection has spoken; with the process limited to 512 descriptors,
+//!    1,000 silent connections never exhaust them; a connection idle for `grpc.idle_timeout_s` is closed, and its
 //!    client's next call simply reconnects; `tactful_grpc_connections` counts them.
 //! 3. A Catalog.Upsert stream the client resets (CANCEL or NO_ERROR) or lets pass its
 //!    deadline changes nothing; one it ends itself is applied.
@@ -22,6 +24,10 @@
 //!    codes when it is not written to a terminal.
 //! 7. Request decoding and validation never panic on arbitrary bytes or hostile values
 //!    (proptest; `scripts/fuzz.sh` runs it for minutes).
+//! 8. Through the binary: BLOCK at t then UNBLOCK said at t − 4 s leaves the brand blocked,
+//!    also after a kill -9; an Undo of nothing, an empty SetConsent and removing a tag never
+//!    set leave the user unknown; Forget of a user never seen writes no snapshot (and under
+//!    1 MiB).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -30,6 +36,7 @@ mod cli;
 mod connections;
 mod fuzz;
 mod lock;
+mod state;
 mod wire;
 
 use std::net::SocketAddr;
@@ -57,7 +64,37 @@ impl Server {
     }
 
     pub fn start_in(data: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tactful"))
+        Self::start_with_fds(data, env, None)
+    }
+
+    /// [`Server::start`] with the process's file-descriptor limit (soft and hard) at `fds`.
+    pub fn start_with_fd_limit(env: &[(&str, &str)], fds: u64) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Self::start_with_fds(data.path(), env, Some(fds));
+        server._data = Some(data);
+        server
+    }
+
+    fn start_with_fds(data: &std::path::Path, env: &[(&str, &str)], fds: Option<u64>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tactful"));
+        if let Some(fds) = fds {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: fds,
+                rlim_max: fds,
+            };
+            // SAFETY: only setrlimit runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
