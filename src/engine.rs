@@ -171,10 +171,12 @@ pub struct Engine {
 }
 
 /// Below this much work (candidates × embedding width, each candidate counting at least
-/// [`Parallelism::PER_CANDIDATE`]) a ranking of a bounded pipeline runs where the call is: the
-/// default `rank.parallel_min_work`, under which no pass splits across threads anyway (N = 100
-/// with 64-dim embeddings is 6,400; N = 1,000 with 128 dims goes to the pool).
-pub const INLINE_MAX_WORK: usize = 65_536;
+/// [`Parallelism::PER_CANDIDATE`]) a ranking of a bounded pipeline runs where the call is. It is
+/// a quarter of the default `rank.parallel_min_work` (under which no pass splits across
+/// threads anyway), so that no ranking run there takes a millisecond: the largest, 512
+/// candidates at 32 dimensions with DPP and k = 100, took about 0.7 ms in the scaling bench.
+/// N = 100 with 64-dim embeddings is 6,400; N = 1,000 with any embedding goes to the pool.
+pub const INLINE_MAX_WORK: usize = 16_384;
 
 /// What the pool sends back.
 type JobResult = Result<Result<Ranking, Interrupted>, String>;
@@ -398,8 +400,8 @@ impl Engine {
 
     /// Whether a ranking runs where the call is rather than on the ranking pool: when its
     /// pipeline is bounded (every stage's cost follows the request's size: the built-in
-    /// policies) and the request is below the size at which any pass would split across
-    /// threads, so the pool would bring nothing but the hand-off. That hand-off was measured
+    /// policies) and the request is small ([`INLINE_MAX_WORK`], below the size at which any
+    /// pass would split across threads), so the pool would bring nothing but the hand-off. That hand-off was measured
     /// at 37 µs per call at saturation and 130-170 µs at 300 calls/s (wake-ups, and idle pool
     /// threads spinning before they sleep), for a ranking of N = 100 that costs about 20 µs.
     ///

@@ -7,7 +7,8 @@
 //!    process, the owner of the listening socket;
 //! 4. flags that do not belong together are refused before anything is sent;
 //! 5. the open loop keeps its schedule (never ahead of it) and reports how late each send
-//!    was; requests with embeddings in the bytes form (`--embedding-bytes`) are all ranked.
+//!    was; requests with embeddings in the bytes form (`--embedding-bytes`) are all ranked;
+//!    `--health` sends health checks instead, all answered.
 //!
 //! Bounded: a few thousand events and a few dozen rankings, on 127.0.0.1.
 
@@ -233,5 +234,14 @@ async fn the_open_loop_keeps_its_schedule_and_reports_its_pacing() {
         "every call ranked: {report}"
     );
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    // Health checks instead, the transport's floor to compare a Rank call with.
+    let health = tokio::task::block_in_place(|| {
+        bench(
+            &server,
+            &["--health", "--requests", "50", "--concurrency", "2"],
+        )
+    });
+    assert_eq!(health["sent"], 50, "{health}");
+    assert_eq!(health["errors"], serde_json::json!({}), "{health}");
     server.stop().await;
 }

@@ -97,6 +97,10 @@ pub struct BenchArgs {
     /// Send strict requests: errors (e.g. RESOURCE_EXHAUSTED) instead of fail-open answers.
     #[arg(long)]
     pub strict: bool,
+    /// Call grpc.health.v1.Health/Check instead of Rank: the transport's own cost, to compare
+    /// a Rank call's against on the same server and load.
+    #[arg(long)]
+    pub health: bool,
     /// Send the embeddings in the bytes form (`embedding_f32le`, little-endian float32)
     /// instead of `repeated float`.
     #[arg(long)]
@@ -288,6 +292,8 @@ fn is_loopback(addr: &str) -> bool {
 #[derive(Clone)]
 struct Shots {
     clients: Vec<pb::ranker_client::RankerClient<tonic::transport::Channel>>,
+    /// With `--health`: health checks are sent instead of rankings.
+    health: Option<Vec<tonic_health::pb::health_client::HealthClient<Channel>>>,
     requests: Arc<Vec<pb::RankRequest>>,
     /// With `--users`: request `i` goes to user `i % len`.
     users: Option<Arc<Vec<String>>>,
@@ -298,6 +304,20 @@ struct Shots {
 impl Shots {
     /// Sends request `i` and counts its answer into `report`, timed from `due`.
     async fn fire(&self, i: usize, due: Instant) -> Report {
+        if let Some(health) = &self.health {
+            let mut client = health[i % health.len()].clone();
+            let mut req = tonic::Request::new(tonic_health::pb::HealthCheckRequest::default());
+            req.set_timeout(self.timeout);
+            let answer = client.check(req).await;
+            // Counted as a ranked answer: what matters is that it came, and when.
+            let served = pb::RankResponse::default();
+            let mut report = Report::default();
+            report.count(
+                due.elapsed(),
+                answer.as_ref().map(|_| &served).map_err(|s| s.code()),
+            );
+            return report;
+        }
         let mut client = self.clients[i % self.clients.len()].clone();
         let mut msg = self.requests[i % self.requests.len()].clone();
         if let Some(users) = &self.users {
@@ -516,11 +536,19 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     } else {
         first.policy.clone()
     };
+    let health = args.health.then(|| {
+        channels
+            .iter()
+            .cloned()
+            .map(tonic_health::pb::health_client::HealthClient::new)
+            .collect()
+    });
     let shots = Shots {
         clients: channels
             .into_iter()
             .map(pb::ranker_client::RankerClient::new)
             .collect(),
+        health,
         requests: Arc::new(requests),
         users,
         timeout: Duration::from_millis(args.timeout_ms),
@@ -561,6 +589,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
         .users
         .map(|u| format!(", {u} users"))
         .unwrap_or_default();
+    if args.health {
+        println!("Health/Check instead of Rank (the transport's own cost):");
+    }
     println!(
         "Rank: {n} candidates, dim {dim}, k {k}{source}, policy {policy:?}, {mode}, \
          connections {}{users}",

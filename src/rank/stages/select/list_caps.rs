@@ -101,33 +101,49 @@ impl ListCapParams {
 /// ([`UNKNOWN`] for id 0), and how many distinct values each attribute has: what lets a
 /// selection count groups in vectors instead of hashing ids in its loop.
 pub fn number_groups(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, [usize; 3]) {
-    // Sorting (id, position) pairs rather than hashing ids: cheaper for a list of this size
-    // (SipHash was a fifth of the selection's instructions at N = 100), and no choice of ids
-    // can make it slow. Groups are numbered in the order their first member appears, as a
-    // map filled in pool order would number them.
+    // Sorting ids with their positions rather than hashing ids: cheaper for a list of this
+    // size (SipHash was a fifth of the selection's instructions at N = 100), and no choice of
+    // ids can make it slow. One sort per attribute finds the runs of equal ids; a walk in
+    // pool order then numbers the runs as they first appear, as a map filled in pool order
+    // would.
     let mut groups = vec![[UNKNOWN; 3]; pool.len()];
     let mut counts = [0; 3];
-    let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(pool.len());
-    let mut firsts: Vec<u32> = Vec::new();
+    // (id << 32 | position): one integer compare per step of the sort.
+    let mut keyed: Vec<u128> = Vec::with_capacity(pool.len());
+    let mut number_of_run: Vec<u32> = Vec::new();
     for (a, count) in counts.iter_mut().enumerate() {
         keyed.clear();
         keyed.extend(pool.iter().enumerate().filter_map(|(pos, &i)| {
             let c = &input.candidates[i];
             let id = [c.category_id, c.brand_id, c.shop_id][a];
-            (id != 0).then_some((id, pos as u32))
+            (id != 0).then_some((u128::from(id) << 32) | pos as u128)
         }));
         keyed.sort_unstable();
-        let runs = keyed.chunk_by(|x, y| x.0 == y.0);
-        firsts.clear();
-        firsts.extend(runs.clone().map(|run| run[0].1));
-        firsts.sort_unstable();
-        for run in runs {
-            let number = firsts.partition_point(|&f| f < run[0].1) as u32;
-            for &(_, pos) in run {
-                groups[pos as usize][a] = number;
+        // Each position gets its run's index first, then the run's number.
+        let mut runs = 0u32;
+        let mut previous = None;
+        for &k in &keyed {
+            let id = (k >> 32) as u64;
+            if previous != Some(id) {
+                previous = Some(id);
+                runs += 1;
+            }
+            groups[(k as u32) as usize][a] = runs - 1;
+        }
+        number_of_run.clear();
+        number_of_run.resize(runs as usize, UNKNOWN);
+        let mut next = 0;
+        for g in &mut groups {
+            if g[a] != UNKNOWN {
+                let number = &mut number_of_run[g[a] as usize];
+                if *number == UNKNOWN {
+                    *number = next;
+                    next += 1;
+                }
+                g[a] = *number;
             }
         }
-        *count = firsts.len();
+        *count = next as usize;
     }
     (groups, counts)
 }
