@@ -123,11 +123,13 @@ pub struct Wire<S> {
 }
 
 /// When a call with the caller's `timeout`, arrived at `arrived`, is answered
-/// DEADLINE_EXCEEDED here if it has not answered itself: with the engine's fail-open
-/// deadline (a Rank that has its candidates answers degraded by then, and is polled first),
-/// and before tonic's own timer at the full timeout, which would answer CANCELLED.
+/// DEADLINE_EXCEEDED here if it has not answered itself: halfway through the engine's
+/// fail-open reserve. The engine's deadline (`timeout` minus the reserve, counted from no
+/// earlier than the arrival) comes first, so a Rank that has its candidates answers degraded
+/// with half the reserve to spare; and this comes before tonic's own timer at the full
+/// timeout, which would answer CANCELLED.
 fn wire_deadline(arrived: Instant, timeout: Duration) -> Instant {
-    arrived + (timeout - fail_open_reserve(timeout))
+    arrived + (timeout - fail_open_reserve(timeout) / 2)
 }
 
 impl<S> Service<http::Request<TonicBody>> for Wire<S>
