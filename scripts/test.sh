@@ -28,6 +28,9 @@ cargo fmt --all -- --check
 echo "== kubernetes manifests"
 ./scripts/check-k8s.sh
 
+echo "== alert rules and dashboard (promtool)"
+./scripts/monitoring-check.sh
+
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 

@@ -41,10 +41,10 @@ fn decode_and_validate(bytes: &[u8], catalog: &Catalog) {
             let _ = convert::event(e, NOW, &limits);
         }
     }
-    if let Ok(item) = pb::CatalogItem::decode(bytes) {
-        if let Ok(fields) = convert::catalog_item(item) {
-            let _ = catalog.check(fields);
-        }
+    if let Ok(item) = pb::CatalogItem::decode(bytes)
+        && let Ok(fields) = convert::catalog_item(item)
+    {
+        let _ = catalog.check(fields);
     }
     if let Ok(r) = pb::SetConsentRequest::decode(bytes) {
         let _ = convert::consent_changes(&r);
