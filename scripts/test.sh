@@ -44,6 +44,9 @@ echo "== cargo test"
 cargo test --all-targets --locked
 cargo test --doc --locked
 
+echo "== python client (stubs, pip install, pytest against the real binary)"
+./scripts/python-client-test.sh
+
 echo "== the server's integration tests again, with user state in redis"
 TACTFUL_TEST_STATE=redis cargo test --locked --test user_state --test ranking --test validation \
     --test fail_open
