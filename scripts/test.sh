@@ -28,6 +28,9 @@ cargo fmt --all -- --check
 echo "== kubernetes manifests"
 ./scripts/check-k8s.sh
 
+echo "== alert rules and dashboard (promtool)"
+./scripts/monitoring-check.sh
+
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
@@ -40,6 +43,9 @@ cargo check --locked --features system-allocator
 echo "== cargo test"
 cargo test --all-targets --locked
 cargo test --doc --locked
+
+echo "== python client (stubs, pip install, pytest against the real binary)"
+./scripts/python-client-test.sh
 
 echo "== the server's integration tests again, with user state in redis"
 TACTFUL_TEST_STATE=redis cargo test --locked --test user_state --test ranking --test validation \

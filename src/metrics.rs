@@ -39,6 +39,7 @@
 //! | `tactful_ready` | gauge | | 1 while serving, 0 while loading or draining |
 //! | `tactful_build_info` | gauge (1) | `version` | the running build |
 //! | `process_resident_memory_bytes` | gauge | | the process's resident memory (Linux) |
+//! | `process_open_fds` | gauge | | file descriptors the process has open (Linux; counted when scraped) |
 //!
 //! Counters kept elsewhere (the engine's avoidance totals, the store's counts) are copied in
 //! when a scrape asks ([`Metrics::observe`]); the request path only touches atomics.
@@ -146,6 +147,7 @@ pub struct Metrics {
     connections_closed: IntCounterVec,
     max_fds: IntGauge,
     rss: IntGauge,
+    open_fds: IntGauge,
     /// Held while copying totals in, so two scrapes at once do not count a difference twice.
     observing: Mutex<()>,
 }
@@ -373,6 +375,11 @@ impl Metrics {
                 "process_resident_memory_bytes",
                 "Resident memory of the process",
             ),
+            open_fds: gauge(
+                &r,
+                "process_open_fds",
+                "File descriptors the process has open",
+            ),
             observing: Mutex::new(()),
             registry: r,
         };
@@ -509,6 +516,9 @@ impl Metrics {
         if let Some(rss) = resident_memory_bytes() {
             self.rss.set(i64::try_from(rss).unwrap_or(i64::MAX));
         }
+        if let Some(fds) = open_fds() {
+            self.open_fds.set(i64::try_from(fds).unwrap_or(i64::MAX));
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
@@ -524,6 +534,13 @@ fn resident_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Descriptors open now, from `/proc/self/fd` (the one the listing itself holds left out);
+/// `None` off Linux.
+fn open_fds() -> Option<usize> {
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(n.saturating_sub(1))
 }
 
 #[cfg(test)]
@@ -587,6 +604,10 @@ mod tests {
         assert_eq!(get(r#"tactful_catalog_lookups_total{outcome="hit"}"#), 40.0);
         assert_eq!(get(r#"tactful_catalog_lookups_total{outcome="miss"}"#), 2.0);
         assert_eq!(get("tactful_catalog_partial_embeddings_total"), 0.0);
+        if cfg!(target_os = "linux") {
+            // stdin, stdout and stderr at least.
+            assert!(get("process_open_fds") >= 3.0, "{text}");
+        }
         assert_eq!(
             get(r#"tactful_policy_info{policy="default",version="default@2"}"#),
             1.0

@@ -47,9 +47,10 @@ struct CandidateJson {
     cross_platform_seen_ms: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields around the candidates in the short form of a candidates file.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CandidatesFile {
+struct ShortHeader {
     #[serde(default)]
     surface: String,
     #[serde(default)]
@@ -58,17 +59,185 @@ struct CandidatesFile {
     region: String,
     #[serde(default)]
     utc_offset_minutes: i32,
-    candidates: Vec<CandidateJson>,
 }
 
+/// A candidates file, read: what the request takes from it.
+#[derive(Debug)]
+struct CandidatesFile {
+    surface: String,
+    context: pb::Context,
+    candidates: Vec<pb::Candidate>,
+}
+
+impl From<ShortHeader> for CandidatesFile {
+    fn from(h: ShortHeader) -> Self {
+        CandidatesFile {
+            surface: h.surface,
+            context: pb::Context {
+                locale: h.locale,
+                region: h.region,
+                utc_offset_minutes: h.utc_offset_minutes,
+                ..Default::default()
+            },
+            candidates: Vec::new(),
+        }
+    }
+}
+
+/// Reads a candidates file. Two forms, which may be mixed candidate by candidate:
+///
+/// - the short form: `{"candidates": [...], "surface", "locale", "region",
+///   "utc_offset_minutes"}` or a bare list, candidates with proto field names and evidence by
+///   short name (`"browsing"`);
+/// - the protobuf JSON mapping, as grpcurl and ghz take it: a whole `tactful.v1.RankRequest`
+///   (its `userId`, `k`, `policy` and the like give way to the command's flags; its surface and
+///   context are used) or a bare list of `tactful.v1.Candidate`, with `itemId` or `item_id`,
+///   64-bit integers as numbers or strings, `DATA_DIMENSION_BROWSING`, `embeddingF32le` in
+///   base64.
+///
+/// Errors name the file and, for a candidate, its place and its item id.
 fn read_candidates(path: &Path) -> Result<CandidatesFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    // Parsed from the text (not the value) so that errors carry their line and column.
+    let (list, header) = match &value {
+        serde_json::Value::Array(list) => (list.as_slice(), None),
+        serde_json::Value::Object(fields) => {
+            let list = fields
+                .get("candidates")
+                .and_then(|c| c.as_array())
+                .ok_or_else(|| format!("{}: no \"candidates\" list", path.display()))?;
+            let mut rest = fields.clone();
+            rest.remove("candidates");
+            (list.as_slice(), Some(serde_json::Value::Object(rest)))
+        }
+        _ => {
+            return Err(format!(
+                "{}: expected an object with \"candidates\" or a list of candidates",
+                path.display()
+            ));
+        }
+    };
+    let short_looking = header.as_ref().is_none_or(|h| !looks_like_protobuf_json(h))
+        && !list.iter().any(looks_like_protobuf_json);
+    if short_looking {
+        // Parsed from the text (not the value) so that errors carry their line and column.
+        return read_short_form(path, &text, &value);
+    }
+    read_general(path, list, header.as_ref())
+}
+
+/// Each candidate read in whichever form reads it; the header likewise.
+fn read_general(
+    path: &Path,
+    list: &[serde_json::Value],
+    header: Option<&serde_json::Value>,
+) -> Result<CandidatesFile, String> {
+    let mut file = match header {
+        None => CandidatesFile::from(ShortHeader::default()),
+        Some(h) => read_header(h).map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    for (i, c) in list.iter().enumerate() {
+        let candidate = read_candidate(c).map_err(|e| {
+            let id = c
+                .get("item_id")
+                .or_else(|| c.get("itemId"))
+                .and_then(|id| id.as_u64().or_else(|| id.as_str()?.parse().ok()));
+            match id {
+                Some(id) => format!("{}: candidates[{i}] (item_id {id}): {e}", path.display()),
+                None => format!("{}: candidates[{i}]: {e}", path.display()),
+            }
+        })?;
+        file.candidates.push(candidate);
+    }
+    Ok(file)
+}
+
+/// Whether a JSON object is written in the protobuf JSON mapping rather than the short form:
+/// a lowerCamelCase key, an enum name (`DATA_DIMENSION_…`), an enum number, or a 64-bit id as
+/// a string.
+fn looks_like_protobuf_json(value: &serde_json::Value) -> bool {
+    let Some(fields) = value.as_object() else {
+        return false;
+    };
+    fields.iter().any(|(key, v)| {
+        key.chars().any(|c| c.is_ascii_uppercase())
+            || [
+                "user_id",
+                "request_id",
+                "context",
+                "k",
+                "policy",
+                "embedding_f32le",
+            ]
+            .contains(&key.as_str())
+            || (key.ends_with("_id") && v.is_string())
+            || v.as_array().is_some_and(|items| {
+                items.iter().any(|x| {
+                    x.is_u64() && key == "evidence"
+                        || x.as_str().is_some_and(|s| s.starts_with("DATA_DIMENSION_"))
+                })
+            })
+    })
+}
+
+/// The header of a file (everything but its candidates), in either form.
+fn read_header(header: &serde_json::Value) -> Result<CandidatesFile, String> {
+    if !looks_like_protobuf_json(header)
+        && let Ok(short) = serde_json::from_value::<ShortHeader>(header.clone())
+    {
+        return Ok(short.into());
+    }
+    let request: pb::RankRequest = super::payload::parse_message("tactful.v1.RankRequest", header)
+        .map_err(
+            |proto| match serde_json::from_value::<ShortHeader>(header.clone()) {
+                Err(short) if !looks_like_protobuf_json(header) => short.to_string(),
+                _ => format!("not a tactful.v1.RankRequest in protobuf JSON: {proto}"),
+            },
+        )?;
+    Ok(CandidatesFile {
+        surface: request.surface,
+        context: request.context.unwrap_or_default(),
+        candidates: Vec::new(),
+    })
+}
+
+/// One candidate, in the form it is written in: the protobuf JSON mapping when it shows a mark
+/// of it ([`looks_like_protobuf_json`]), the short form otherwise (which keeps the short form's
+/// checks: `score` required, numbers as numbers).
+fn read_candidate(c: &serde_json::Value) -> Result<pb::Candidate, String> {
+    if looks_like_protobuf_json(c) {
+        super::payload::parse_message::<pb::Candidate>("tactful.v1.Candidate", c)
+            .map_err(|e| format!("not a tactful.v1.Candidate in protobuf JSON: {e}"))
+    } else {
+        serde_json::from_value::<CandidateJson>(c.clone())
+            .map(to_proto)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A file wholly in the short form, read from its text.
+fn read_short_form(
+    path: &Path,
+    text: &str,
+    value: &serde_json::Value,
+) -> Result<CandidatesFile, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Short {
+        #[serde(default)]
+        surface: String,
+        #[serde(default)]
+        locale: String,
+        #[serde(default)]
+        region: String,
+        #[serde(default)]
+        utc_offset_minutes: i32,
+        candidates: Vec<CandidateJson>,
+    }
     let parsed = if value.is_array() {
-        serde_json::from_str(&text).map(|candidates| CandidatesFile {
+        serde_json::from_str(text).map(|candidates| Short {
             surface: String::new(),
             locale: String::new(),
             region: String::new(),
@@ -76,16 +245,28 @@ fn read_candidates(path: &Path) -> Result<CandidatesFile, String> {
             candidates,
         })
     } else {
-        serde_json::from_str(&text)
+        serde_json::from_str(text)
     };
-    parsed.map_err(|e| match candidate_at_fault(&value) {
-        Some(which) => format!("{}: {which}: {e}", path.display()),
-        None => format!("{}: {e}", path.display()),
-    })
+    match parsed {
+        Ok(short) => {
+            let mut file = CandidatesFile::from(ShortHeader {
+                surface: short.surface,
+                locale: short.locale,
+                region: short.region,
+                utc_offset_minutes: short.utc_offset_minutes,
+            });
+            file.candidates = short.candidates.into_iter().map(to_proto).collect();
+            Ok(file)
+        }
+        Err(e) => Err(match candidate_at_fault(value) {
+            Some(which) => format!("{}: {which}: {e}", path.display()),
+            None => format!("{}: {e}", path.display()),
+        }),
+    }
 }
 
-/// The first candidate of a file that does not parse, named by its place and its item id:
-/// `candidates[3] (item_id 7)`.
+/// The first candidate of a short-form file that does not parse, named by its place and its
+/// item id: `candidates[3] (item_id 7)`.
 fn candidate_at_fault(value: &serde_json::Value) -> Option<String> {
     let list = if value.is_array() {
         value.as_array()?
@@ -170,12 +351,12 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
         request_id: String::new(),
         surface: args.surface.unwrap_or(file.surface),
         context: Some(pb::Context {
-            locale: args.locale.unwrap_or(file.locale),
-            region: args.region.unwrap_or(file.region),
-            utc_offset_minutes: args.utc_offset.unwrap_or(file.utc_offset_minutes),
-            ..Default::default()
+            locale: args.locale.unwrap_or(file.context.locale),
+            region: args.region.unwrap_or(file.context.region),
+            utc_offset_minutes: args.utc_offset.unwrap_or(file.context.utc_offset_minutes),
+            ..file.context
         }),
-        candidates: file.candidates.into_iter().map(to_proto).collect(),
+        candidates: file.candidates,
         k: args.k,
         policy: args.policy,
         explain: args.explain,
@@ -423,7 +604,122 @@ mod tests {
         let file = read_candidates(&bare).unwrap();
         assert_eq!(
             file.candidates[0].evidence,
-            vec![DataDimension::CrossPlatform]
+            vec![DataDimension::CrossPlatform.number()]
         );
+    }
+
+    fn written(name: &str, json: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tactful-cli-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, json).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_protobuf_json_mapping_is_read_as_grpcurl_and_ghz_write_it() {
+        // A whole RankRequest: its context and surface are taken, 64-bit ids as strings, enum
+        // names, the bytes form of the embedding in base64 (1.0 and -2.0 as float32 LE).
+        let path = written(
+            "request.json",
+            r#"{"userId": "alice", "k": 3, "surface": "home_feed",
+                "context": {"locale": "zh-CN", "utcOffsetMinutes": 480},
+                "candidates": [
+                  {"itemId": "18446744073709551615", "score": 0.9, "categoryId": "10",
+                   "evidence": ["DATA_DIMENSION_BROWSING", "DATA_DIMENSION_SEARCH"],
+                   "embeddingF32le": "AACAPwAAAMA=", "crossPlatformSeenMs": "1700000000000"},
+                  {"item_id": 7, "score": 0.5, "evidence": ["browsing"], "anchor_title": "x"}
+                ]}"#,
+        );
+        let file = read_candidates(&path).unwrap();
+        assert_eq!(file.surface, "home_feed");
+        assert_eq!(
+            (
+                file.context.locale.as_str(),
+                file.context.utc_offset_minutes
+            ),
+            ("zh-CN", 480)
+        );
+        let first = &file.candidates[0];
+        assert_eq!((first.item_id, first.category_id), (u64::MAX, 10));
+        assert_eq!(
+            first.evidence,
+            [
+                pb::DataDimension::Browsing as i32,
+                pb::DataDimension::Search as i32
+            ]
+        );
+        let floats: Vec<f32> = first
+            .embedding_f32le
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(floats, [1.0, -2.0]);
+        assert_eq!(first.cross_platform_seen_ms, 1_700_000_000_000);
+        // The second candidate is in the short form: both forms mix in one file.
+        let second = &file.candidates[1];
+        assert_eq!(
+            (
+                second.item_id,
+                second.evidence.as_slice(),
+                second.anchor_title.as_str()
+            ),
+            (7, [pb::DataDimension::Browsing as i32].as_slice(), "x")
+        );
+
+        // A bare list of candidates in the protobuf form, enum numbers too.
+        let path = written(
+            "list.json",
+            r#"[{"itemId": "5", "score": 1, "evidence": [2, "DATA_DIMENSION_LOCATION"]}]"#,
+        );
+        let file = read_candidates(&path).unwrap();
+        assert_eq!(file.candidates[0].item_id, 5);
+        assert_eq!(file.candidates[0].evidence.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_candidate_in_the_protobuf_form_is_named() {
+        let path = written(
+            "bad-enum.json",
+            r#"{"userId": "u", "candidates": [
+                  {"itemId": "1", "score": 1},
+                  {"itemId": "42", "score": 1, "evidence": ["DATA_DIMENSION_BROWSNG"]}]}"#,
+        );
+        let err = read_candidates(&path).unwrap_err();
+        assert!(
+            err.contains("bad-enum.json: candidates[1] (item_id 42): "),
+            "{err}"
+        );
+        assert!(err.contains("DATA_DIMENSION_BROWSNG"), "{err}");
+        assert!(err.contains("tactful.v1.Candidate"), "{err}");
+
+        let path = written(
+            "bad-field.json",
+            r#"[{"itemId": "9", "score": 1, "brandIdd": "3"}]"#,
+        );
+        let err = read_candidates(&path).unwrap_err();
+        assert!(err.contains("candidates[0] (item_id 9): "), "{err}");
+        assert!(err.contains("brandIdd"), "{err}");
+
+        // A header that is neither form names what is wrong with it.
+        let path = written(
+            "bad-header.json",
+            r#"{"userId": "u", "contxt": {}, "candidates": []}"#,
+        );
+        let err = read_candidates(&path).unwrap_err();
+        assert!(err.contains("contxt"), "{err}");
+    }
+
+    #[test]
+    fn the_sample_file_is_a_rank_request_in_the_protobuf_json_mapping() {
+        // What grpcurl -d @ and ghz --data-file send: the very same file, read by the server's
+        // own descriptors as a RankRequest.
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/candidates.json");
+        let request = super::super::payload::read_rank_request(&sample).unwrap();
+        assert_eq!(request.user_id, "alice");
+        let file = read_candidates(&sample).unwrap();
+        assert_eq!(file.candidates, request.candidates);
+        assert_eq!(file.surface, request.surface);
+        assert_eq!(Some(file.context), request.context);
     }
 }

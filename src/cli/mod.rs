@@ -138,7 +138,9 @@ pub struct RankArgs {
     #[arg(long)]
     pub user: String,
     /// JSON file: {"candidates": [...], "surface": ..., "locale": ..., "region": ...,
-    /// "utc_offset_minutes": ...} or a bare list.
+    /// "utc_offset_minutes": ...} or a bare list; or a RankRequest (or a list of Candidate) in
+    /// the protobuf JSON mapping, as grpcurl -d @ and ghz take it (--user, --k and the other
+    /// flags win over the file).
     #[arg(long)]
     pub candidates: PathBuf,
     /// How many items to return (0 = all survivors).

@@ -15,6 +15,23 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use crate::pb;
 
+/// The message `name` (e.g. `tactful.v1.Candidate`) from its protobuf JSON form, already parsed
+/// into a JSON value: how a candidates file's entries in that form are read.
+pub fn parse_message<M: prost::Message + Default>(
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<M, String> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+        .map_err(|e| format!("the built-in descriptors do not decode: {e}"))?;
+    let descriptor = pool
+        .get_message_by_name(name)
+        .ok_or_else(|| format!("the built-in descriptors have no {name}"))?;
+    let message =
+        DynamicMessage::deserialize(descriptor, value.clone()).map_err(|e| e.to_string())?;
+    M::decode(message.encode_to_vec().as_slice())
+        .map_err(|e| format!("does not decode as {name}: {e}"))
+}
+
 /// The request in `path`, or why it cannot be read.
 pub fn read_rank_request(path: &Path) -> Result<pb::RankRequest, String> {
     let text = std::fs::read_to_string(path)
