@@ -380,6 +380,7 @@ fn observed(engine: &Engine, store: &UserStore, catalog: &Catalog, audit: &Audit
         memory_cap_bytes: store.config().memory_cap_bytes,
         evicted_total: stats.evicted_total,
         snapshots_total: stats.snapshots_total,
+        snapshot_failures_total: stats.snapshot_failures_total,
         inflight,
         max_inflight,
         audit_errors: audit.errors(),

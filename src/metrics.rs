@@ -24,6 +24,7 @@
 //! | `tactful_state_memory_cap_bytes` | gauge | | the cap past which the coldest users are evicted |
 //! | `tactful_state_evicted_total` | counter | | users evicted from memory |
 //! | `tactful_state_snapshots_total` | counter | | snapshots written |
+//! | `tactful_state_snapshot_failures_total` | counter | | snapshot writes that failed (the previous snapshot and the log stay in force) |
 //! | `tactful_catalog_items` | gauge | | items the catalog holds |
 //! | `tactful_catalog_bytes` | gauge | | memory of the catalog's items (entries and their heap parts; the map's spare slots add up to about half again) |
 //! | `tactful_catalog_max_items` | gauge | | the limit past which changes are refused |
@@ -85,6 +86,7 @@ pub struct Observed {
     pub memory_cap_bytes: usize,
     pub evicted_total: usize,
     pub snapshots_total: usize,
+    pub snapshot_failures_total: usize,
     pub inflight: usize,
     pub max_inflight: usize,
     /// Audit records that could not be written.
@@ -133,6 +135,7 @@ pub struct Metrics {
     memory_cap_bytes: IntGauge,
     evicted: IntCounter,
     snapshots: IntCounter,
+    snapshot_failures: IntCounter,
     policy_info: IntGaugeVec,
     catalog_items: IntGauge,
     catalog_bytes: IntGauge,
@@ -303,6 +306,11 @@ impl Metrics {
                 "Users evicted from memory (read back on their next request)",
             ),
             snapshots: counter(&r, "tactful_state_snapshots_total", "Snapshots written"),
+            snapshot_failures: counter(
+                &r,
+                "tactful_state_snapshot_failures_total",
+                "Snapshot writes that failed (the previous snapshot and the log stay in force)",
+            ),
             policy_info: register(
                 &r,
                 IntGaugeVec::new(
@@ -481,6 +489,7 @@ impl Metrics {
         self.memory_cap_bytes.set(int(o.memory_cap_bytes));
         raise_to(&self.evicted, o.evicted_total as u64);
         raise_to(&self.snapshots, o.snapshots_total as u64);
+        raise_to(&self.snapshot_failures, o.snapshot_failures_total as u64);
         self.inflight.set(int(o.inflight));
         self.max_inflight.set(int(o.max_inflight));
         raise_to(&self.audit_errors, o.audit_errors);

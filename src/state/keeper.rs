@@ -42,6 +42,8 @@ pub(super) struct Keeper {
     /// Growths seen, to measure the store on one in `CAP_CHECK_EVERY`.
     cap_checks: AtomicUsize,
     snapshots_total: AtomicUsize,
+    /// Snapshot writes that failed (the previous snapshot and the log stay in force).
+    snapshot_failures_total: AtomicUsize,
 }
 
 impl Keeper {
@@ -61,6 +63,7 @@ impl Keeper {
             over_cap: AtomicBool::new(false),
             cap_checks: AtomicUsize::new(0),
             snapshots_total: AtomicUsize::new(0),
+            snapshot_failures_total: AtomicUsize::new(0),
         });
         let running = keeper.clone();
         let thread = std::thread::Builder::new()
@@ -77,6 +80,10 @@ impl Keeper {
 
     pub(super) fn snapshots_total(&self) -> usize {
         self.snapshots_total.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn snapshot_failures_total(&self) -> usize {
+        self.snapshot_failures_total.load(Ordering::Relaxed)
     }
 
     /// Called when the map grew (a user loaded, a state grown). Measuring the store locks
@@ -197,7 +204,10 @@ impl Keeper {
                                 "snapshot written"
                             );
                         }
-                        Err(e) => tracing::error!(error = %e, "snapshot failed"),
+                        Err(e) => {
+                            self.snapshot_failures_total.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, "snapshot failed");
+                        }
                     }
                     last_snapshot = Instant::now();
                     let mut k = self.lock();

@@ -441,6 +441,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_snapshot_is_counted_and_the_next_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = disk(dir.path());
+        let t = store.record(store.key("u"), &block(7), *NOW).await.unwrap();
+        store.durable(t).await.unwrap();
+        // A directory where the snapshot's temporary file must go: creating it fails, as on
+        // a full or broken volume.
+        let blockers: Vec<_> = (0..64u64)
+            .map(|seq| dir.path().join(format!("snapshot-{seq:020}.tbl.tmp")))
+            .collect();
+        for b in &blockers {
+            std::fs::create_dir(b).unwrap();
+        }
+        assert!(store.snapshot().is_err());
+        let stats = store.stats();
+        assert_eq!(
+            (stats.snapshots_total, stats.snapshot_failures_total),
+            (0, 1)
+        );
+        for b in &blockers {
+            std::fs::remove_dir(b).unwrap();
+        }
+        store.snapshot().unwrap();
+        let stats = store.stats();
+        assert_eq!(
+            (stats.snapshots_total, stats.snapshot_failures_total),
+            (1, 1)
+        );
+        assert!(blocked(&store, "u", 7).await);
+    }
+
+    #[tokio::test]
     async fn forget_erases_the_user_at_once_and_from_every_file_at_the_next_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let crashed = tempfile::tempdir().unwrap();

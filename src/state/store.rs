@@ -61,6 +61,8 @@ pub struct Stats {
     pub bytes: usize,
     pub evicted_total: usize,
     pub snapshots_total: usize,
+    /// Snapshot writes that failed since start.
+    pub snapshot_failures_total: usize,
 }
 
 /// All users' state.
@@ -153,6 +155,7 @@ impl UserStore {
             bytes: self.keeper.bytes(),
             evicted_total: self.map.evicted_total(),
             snapshots_total: self.keeper.snapshots_total(),
+            snapshot_failures_total: self.keeper.snapshot_failures_total(),
         }
     }
 
