@@ -33,32 +33,38 @@ use crate::telemetry;
 /// The request id header, read and echoed.
 const REQUEST_ID: &str = "x-request-id";
 
-/// Every method served: the tactful services, health and both reflection versions.
-fn served_methods() -> &'static HashSet<String> {
-    static METHODS: OnceLock<HashSet<String>> = OnceLock::new();
-    METHODS.get_or_init(|| {
-        let sets = [
-            crate::pb::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ];
-        let mut methods = HashSet::new();
-        for set in sets {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
-                continue;
-            };
-            for file in set.file {
-                let package = file.package();
-                for service in &file.service {
-                    for method in &service.method {
-                        methods.insert(format!("{package}.{}/{}", service.name(), method.name()));
-                    }
+/// The methods served (the tactful services, health and both reflection versions) that
+/// `keep` accepts, as `package.Service/Method`.
+pub(super) fn methods_where(
+    keep: impl Fn(&prost_types::MethodDescriptorProto) -> bool,
+) -> HashSet<String> {
+    let sets = [
+        crate::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut methods = HashSet::new();
+    for set in sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in service.method.iter().filter(|m| keep(m)) {
+                    methods.insert(format!("{package}.{}/{}", service.name(), method.name()));
                 }
             }
         }
-        methods
-    })
+    }
+    methods
+}
+
+/// Every method served.
+fn served_methods() -> &'static HashSet<String> {
+    static METHODS: OnceLock<HashSet<String>> = OnceLock::new();
+    METHODS.get_or_init(|| methods_where(|_| true))
 }
 
 /// The `method` label of a request path.

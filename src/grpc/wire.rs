@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
-use prost::Message;
 use tonic::Status;
 use tonic::body::Body as TonicBody;
 use tonic::transport::server::TlsConnectInfo;
@@ -51,37 +50,15 @@ use super::connections::{CallGuard, ConnInfo};
 use crate::engine::fail_open_reserve;
 use crate::metrics::Metrics;
 
-/// Methods whose request is a stream (every other served method takes one message).
+/// Methods whose request is a stream (every other served method takes one message), as
+/// request paths.
 fn client_streaming_methods() -> &'static HashSet<String> {
     static METHODS: OnceLock<HashSet<String>> = OnceLock::new();
     METHODS.get_or_init(|| {
-        let sets = [
-            crate::pb::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ];
-        let mut methods = HashSet::new();
-        for set in sets {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
-                continue;
-            };
-            for file in set.file {
-                let package = file.package();
-                for service in &file.service {
-                    for method in &service.method {
-                        if method.client_streaming() {
-                            methods.insert(format!(
-                                "/{package}.{}/{}",
-                                service.name(),
-                                method.name()
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        methods
+        super::observe::methods_where(|m| m.client_streaming())
+            .into_iter()
+            .map(|m| format!("/{m}"))
+            .collect()
     })
 }
 
