@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Axis, Family, Measures, TIE, Tuning};
+use super::{Axis, Family, Measures, TIE, Tuning, pct};
 
 /// The relevance kept from which baselines are compared: 90%, the region a platform would
 /// consider (the pick itself needs `--min-kept`, 95% by default).
@@ -90,7 +90,6 @@ impl Tuning {
 
     /// The dominance section of the Markdown report.
     pub fn dominance_markdown(&self) -> String {
-        let pct = |x: f64| format!("{:.1}%", x * 100.0);
         let mut s = format!(
             "Dominance over the single-rule baselines (every baseline variant keeping ≥ {} of the HitRate, against the tuned family's variants keeping at least as much; a point of tolerance):\n\n",
             pct(FLOOR)

@@ -728,7 +728,7 @@ pub fn tune(log: &Log, cfg: &TuneConfig) -> Result<Tuning, TuneError> {
     })
 }
 
-fn pct(x: f64) -> String {
+pub(super) fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
