@@ -73,7 +73,7 @@ pub struct Given {
 
 /// Where the user state comes from.
 enum StateSource {
-    Given(UserStore),
+    Given(Box<UserStore>),
     Open(StateBackend),
 }
 
@@ -189,7 +189,7 @@ impl App {
     ) -> Result<Self, StartError> {
         grpc::check_tls(&config)?;
         let state = match given.store {
-            Some(store) => StateSource::Given(store),
+            Some(store) => StateSource::Given(Box::new(store)),
             None => StateSource::Open(config.state_backend()?),
         };
         // The admin server comes first, so that /live answers (and /ready says "loading")
@@ -210,7 +210,7 @@ impl App {
         });
         // Recovery runs before the gRPC port opens: nothing is served from half-loaded state.
         let store = match state {
-            StateSource::Given(store) => store,
+            StateSource::Given(store) => *store,
             StateSource::Open(backend) => {
                 UserStore::open_async(config.state_config(), &backend).await?
             }

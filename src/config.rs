@@ -15,6 +15,7 @@ use crate::catalog::{CatalogSettings, MAX_CATALOG_ITEMS};
 use crate::rank::{Parallelism, Policies, Policy};
 /// The `[state]` section, owned by the state store (re-exported where it always was).
 pub use crate::state::StateSettings;
+use crate::state::crypt::{MasterKey, MasterKeySource};
 use crate::state::{InvalidSetting, StateBackend, StateConfig};
 
 /// Address to serve gRPC on. Default `127.0.0.1:50051`: loopback, so a sidecar is not exposed
@@ -89,6 +90,19 @@ pub const ENV_LOG_FORMAT: &str = "TACTFUL_LOG_FORMAT";
 pub const ENV_STATE: &str = "TACTFUL_STATE";
 /// Data directory of the `disk` state. Default `tactful-data` (relative to the working dir).
 pub const ENV_DATA_DIR: &str = "TACTFUL_DATA_DIR";
+/// `state.key_dir`: where the disk backend keeps users' data keys (default: beside the data
+/// directory, `<data_dir>-keys`).
+pub const ENV_KEY_DIR: &str = "TACTFUL_KEY_DIR";
+/// `state.master_key_file`: the file holding the master key that wraps users' data keys.
+pub const ENV_MASTER_KEY_FILE: &str = "TACTFUL_MASTER_KEY_FILE";
+/// The master key itself, as 64 hex digits (instead of a file); never from the file.
+pub const ENV_MASTER_KEY: &str = "TACTFUL_MASTER_KEY";
+/// `state.redis_ca_cert`: the CA (PEM) that signed a `rediss://` Redis' certificate.
+pub const ENV_REDIS_CA_CERT: &str = "TACTFUL_REDIS_CA_CERT";
+/// `state.redis_client_cert`: a client certificate (PEM) for a Redis that asks for one.
+pub const ENV_REDIS_CLIENT_CERT: &str = "TACTFUL_REDIS_CLIENT_CERT";
+/// `state.redis_client_key`: its private key (PEM).
+pub const ENV_REDIS_CLIENT_KEY: &str = "TACTFUL_REDIS_CLIENT_KEY";
 /// Memory for user state, in MiB. Default 1024.
 pub const ENV_MEMORY_CAP_MIB: &str = "TACTFUL_MEMORY_CAP_MIB";
 /// Items the catalog holds at most. Default 1000000 (see [`CatalogSettings::max_items`]).
@@ -440,6 +454,9 @@ pub struct Config {
     /// The key of user-id pseudonyms (`TACTFUL_USER_HASH_KEY`); never from the file.
     #[serde(skip)]
     pub user_hash_key: Option<Secret>,
+    /// The master key (`TACTFUL_MASTER_KEY`); never from the file.
+    #[serde(skip)]
+    pub master_key: Option<Secret>,
     /// Named policies; `default` may be tuned here, `identity` is fixed. The only settings a
     /// running server reloads (SIGHUP).
     #[serde(skip_serializing)]
@@ -463,6 +480,7 @@ impl Default for Config {
             audit: AuditSettings::default(),
             trace: TraceSettings::default(),
             user_hash_key: None,
+            master_key: None,
             policies: BTreeMap::new(),
         }
     }
@@ -578,6 +596,7 @@ impl Config {
         check("audit", self.audit == other.audit);
         check("trace", self.trace == other.trace);
         check(ENV_USER_HASH_KEY, self.user_hash_key == other.user_hash_key);
+        check(ENV_MASTER_KEY, self.master_key == other.master_key);
         differ
     }
 
@@ -596,6 +615,9 @@ impl Config {
                 "not set: random per process"
             }
         ));
+        if self.master_key.is_some() {
+            out.push_str(&format!("# {ENV_MASTER_KEY}: set (not shown)\n"));
+        }
         let policies = Policies::build(&self.policies, self.parallelism())
             .map_err(|e| error(e.field, e.message))?;
         out.push_str("# policies in force (knobs the file does not set are at their defaults):\n");
@@ -687,6 +709,24 @@ impl Config {
         if let Some(v) = env.get(ENV_DATA_DIR) {
             self.state.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = env.get(ENV_KEY_DIR) {
+            self.state.key_dir = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = env.get(ENV_MASTER_KEY_FILE) {
+            self.state.master_key_file = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
+        for (name, setting) in [
+            (ENV_REDIS_CA_CERT, &mut self.state.redis_ca_cert),
+            (ENV_REDIS_CLIENT_CERT, &mut self.state.redis_client_cert),
+            (ENV_REDIS_CLIENT_KEY, &mut self.state.redis_client_key),
+        ] {
+            if let Some(v) = env.get(name) {
+                *setting = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+            }
+        }
+        if let Some(v) = env.get(ENV_MASTER_KEY) {
+            self.master_key = (!v.trim().is_empty()).then_some(Secret(v));
+        }
         if let Some(v) = parse(env, ENV_MEMORY_CAP_MIB)? {
             self.state.memory_cap_mib = v;
         }
@@ -740,6 +780,48 @@ impl Config {
                     ));
                 }
             };
+        }
+        Ok(())
+    }
+
+    /// The master key's source is one, and it loads; the key store is apart from the data.
+    /// (Whether the key opens the key store is checked when the store opens: `serve`, and
+    /// `config check`, which reads the store's header.)
+    fn check_master_key(&self) -> Result<(), ConfigError> {
+        match (&self.master_key, &self.state.master_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    ENV_MASTER_KEY,
+                    "set either TACTFUL_MASTER_KEY or state.master_key_file \
+                     (TACTFUL_MASTER_KEY_FILE), not both",
+                ));
+            }
+            (Some(key), None) => {
+                MasterKey::load(&MasterKeySource::Inline(key.0.clone()))
+                    .map_err(|m| error(ENV_MASTER_KEY, m))?;
+            }
+            (None, Some(path)) => {
+                MasterKey::load(&MasterKeySource::File(path.clone()))
+                    .map_err(|m| error("state.master_key_file", m))?;
+            }
+            (None, None) => {
+                if let Ok(StateBackend::Redis(_)) = self.state.backend() {
+                    return Err(error(
+                        "state.master_key_file",
+                        "the redis backend needs a master key, the same on every replica: set \
+                         TACTFUL_MASTER_KEY_FILE (or state.master_key_file) to a file holding 64 \
+                         hex digits (e.g. `openssl rand -hex 32`), mounted from a secret",
+                    ));
+                }
+            }
+        }
+        if let Ok(StateBackend::Disk(dir)) = self.state.backend() {
+            let keys = self
+                .state
+                .key_dir
+                .clone()
+                .unwrap_or_else(|| crate::state::default_key_dir(&dir));
+            crate::state::check_key_dir(&dir, &keys).map_err(|m| error("state.key_dir", m))?;
         }
         Ok(())
     }
@@ -811,6 +893,7 @@ impl Config {
         }
         self.auth.tokens()?;
         self.tls.validate()?;
+        self.check_master_key()?;
         if let Some(key) = &self.user_hash_key
             && key.0.len() < MIN_TOKEN_LEN
         {
@@ -863,7 +946,11 @@ impl Config {
 
     /// The state store's limits in the units it computes with.
     pub fn state_config(&self) -> StateConfig {
-        self.state.config()
+        let mut config = self.state.config();
+        if let Some(key) = &self.master_key {
+            config.keys.master = Some(MasterKeySource::Inline(key.0.clone()));
+        }
+        config
     }
 }
 
@@ -926,10 +1013,71 @@ mod tests {
             state: Some("redis://127.0.0.1:6379/0".into()),
             ..Overrides::default()
         };
+        // The shared backend needs a master key, the same on every replica.
+        assert_eq!(
+            Config::load(&e, &o).unwrap_err().setting,
+            "state.master_key_file"
+        );
+        let key = "ab".repeat(32);
+        let with_key = env(&[(ENV_STATE, "memory"), (ENV_MASTER_KEY, &key)]);
         assert!(matches!(
-            Config::load(&e, &o).unwrap().state_backend().unwrap(),
+            Config::load(&with_key, &o)
+                .unwrap()
+                .state_backend()
+                .unwrap(),
             StateBackend::Redis(_)
         ));
+    }
+
+    #[test]
+    fn the_master_key_comes_from_one_place_and_must_load() {
+        let key = "ab".repeat(32);
+        let c = Config::load(&env(&[(ENV_MASTER_KEY, &key)]), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.state_config().keys.master,
+            Some(MasterKeySource::Inline(key.clone()))
+        );
+        assert!(
+            c.to_toml(None)
+                .unwrap()
+                .contains("TACTFUL_MASTER_KEY: set (not shown)")
+        );
+        assert!(!c.to_toml(None).unwrap().contains(&key));
+        let short = Config::load(&env(&[(ENV_MASTER_KEY, "abc")]), &Overrides::default());
+        assert_eq!(short.unwrap_err().setting, ENV_MASTER_KEY);
+        let file = tempfile();
+        std::fs::write(&file.0, &key).unwrap();
+        let path = file.0.display().to_string();
+        let both = env(&[(ENV_MASTER_KEY, &key), (ENV_MASTER_KEY_FILE, &path)]);
+        assert_eq!(
+            Config::load(&both, &Overrides::default())
+                .unwrap_err()
+                .setting,
+            ENV_MASTER_KEY
+        );
+        let from_file =
+            Config::load(&env(&[(ENV_MASTER_KEY_FILE, &path)]), &Overrides::default()).unwrap();
+        assert_eq!(
+            from_file.state_config().keys.master,
+            Some(MasterKeySource::File(file.0.clone()))
+        );
+        let missing = env(&[(ENV_MASTER_KEY_FILE, "/nonexistent/master.key")]);
+        assert_eq!(
+            Config::load(&missing, &Overrides::default())
+                .unwrap_err()
+                .setting,
+            "state.master_key_file"
+        );
+        let inside = env(&[
+            (ENV_DATA_DIR, "/srv/tactful"),
+            (ENV_KEY_DIR, "/srv/tactful/keys"),
+        ]);
+        assert_eq!(
+            Config::load(&inside, &Overrides::default())
+                .unwrap_err()
+                .setting,
+            "state.key_dir"
+        );
         let err =
             Config::load(&env(&[(ENV_STATE, "postgres://x")]), &Overrides::default()).unwrap_err();
         assert_eq!(err.setting, "state.backend");

@@ -828,6 +828,7 @@ fn fresh_data_dir(seed: u64) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("crash-{}-{seed:x}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(tactful::state::default_key_dir(&dir));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -1022,5 +1023,6 @@ async fn acknowledged_feedback_and_consent_survive_sigkill() {
     );
     drop(l);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(tactful::state::default_key_dir(&dir));
     let _ = std::fs::remove_file(dir.with_extension("toml"));
 }

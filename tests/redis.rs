@@ -38,11 +38,17 @@ use tonic::Code;
 /// How long a change made on one instance may take to reach another's next Rank. In
 /// practice the announcement arrives before the writer's acknowledgement reaches the client.
 const INVALIDATION_BOUND: Duration = Duration::from_secs(1);
+/// The first byte of a sealed element in a user's list.
+const SEALED: u8 = 0xE5;
 
 async fn open(url: &str, namespace: &str) -> UserStore {
-    UserStore::open_redis(Config::default().state_config(), url, namespace)
-        .await
-        .unwrap()
+    UserStore::open_redis(
+        with_test_master_key(Config::default().state_config()),
+        url,
+        namespace,
+    )
+    .await
+    .unwrap()
 }
 
 async fn rank_ids(server: &TestServer, user: &str) -> Vec<u64> {
@@ -520,6 +526,161 @@ async fn forget_leaves_no_trace_in_redis_nor_in_the_other_instance() {
     delete_namespace(&url, &namespace).await;
 }
 
+/// The ways an id may show in clear: its decimal text and its 8-byte forms.
+fn forms(id: u64) -> [Vec<u8>; 3] {
+    [
+        id.to_string().into_bytes(),
+        id.to_le_bytes().to_vec(),
+        id.to_be_bytes().to_vec(),
+    ]
+}
+
+/// Where any form of `ids` shows in the namespace's keys or values.
+async fn clear_ids_in(url: &str, namespace: &str, ids: &[u64]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, values) in everything_in(url).await {
+        if !name.starts_with(namespace.as_bytes()) {
+            continue;
+        }
+        for id in ids {
+            for form in forms(*id) {
+                if contains(&name, &form) || values.iter().any(|v| contains(v, &form)) {
+                    found.push(format!("{id} in {}", String::from_utf8_lossy(&name)));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn block(brand: u64) -> tactful::state::Event {
+    let mut e = tactful::state::Event::new(
+        tactful::state::EventKind::BlockBrand,
+        tactful::time::now_ms(),
+    );
+    e.brand_id = brand;
+    e
+}
+
+async fn is_blocked(store: &UserStore, user: &str, brand: u64) -> bool {
+    store
+        .view(
+            store.key(user),
+            tactful::time::now_ms(),
+            tactful::rank::DimensionSet::EMPTY,
+            false,
+        )
+        .await
+        .unwrap()
+        .is_brand_blocked(brand)
+}
+
+#[tokio::test]
+async fn words_in_redis_are_sealed_and_another_master_key_is_refused() {
+    let Some(url) = test_redis("sealed words") else {
+        return;
+    };
+    let namespace = fresh_namespace();
+    let ids = [424_242_u64, 31_337_313, 8_080_808];
+    {
+        let store = open(&url, &namespace).await;
+        for (i, id) in ids.iter().enumerate() {
+            let t = store
+                .record(
+                    store.key(&format!("user-{i}")),
+                    &block(*id),
+                    tactful::time::now_ms(),
+                )
+                .await
+                .unwrap();
+            store.durable(t).await.unwrap();
+        }
+        assert!(is_blocked(&store, "user-0", ids[0]).await);
+    }
+    let found = clear_ids_in(&url, &namespace, &ids).await;
+    assert!(found.is_empty(), "in clear: {found:?}");
+    // Another replica, another master key: refused, and nothing read as unknown.
+    let mut config = Config::default().state_config();
+    config.keys.master = Some(tactful::state::crypt::MasterKeySource::Inline(
+        "0f".repeat(32),
+    ));
+    match UserStore::open_redis(config, &url, &namespace).await {
+        Err(tactful::state::StateError::Key(m)) => assert!(m.contains("another key"), "{m}"),
+        other => panic!("{:?}", other.map(|s| s.len())),
+    }
+    // And none at all: refused too.
+    assert!(matches!(
+        UserStore::open_redis(Config::default().state_config(), &url, &namespace).await,
+        Err(tactful::state::StateError::Key(_))
+    ));
+    let store = open(&url, &namespace).await;
+    assert!(is_blocked(&store, "user-2", ids[2]).await);
+    delete_namespace(&url, &namespace).await;
+}
+
+#[tokio::test]
+async fn a_namespace_of_format_2_is_read_at_once_and_migrated_to_sealed_words() {
+    let Some(url) = test_redis("format 2") else {
+        return;
+    };
+    let namespace = fresh_namespace();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // What the release before encryption at rest wrote: ops in clear.
+    let secret = [7u8; 16];
+    let user = tactful::state::key::Keyer::new(secret).key("old-user");
+    let list = format!("{namespace}:{{{}}}:ops", user.to_hex());
+    let _: () = redis::pipe()
+        .cmd("SET")
+        .arg(format!("{namespace}:format"))
+        .arg(2)
+        .ignore()
+        .cmd("SET")
+        .arg(format!("{namespace}:secret"))
+        .arg(&secret[..])
+        .ignore()
+        .cmd("RPUSH")
+        .arg(&list)
+        .arg(postcard::to_allocvec(&Op::Event(block(515_151))).unwrap())
+        .arg(postcard::to_allocvec(&Op::Event(block(616_161))).unwrap())
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let store = open(&url, &namespace).await;
+    assert!(
+        is_blocked(&store, "old-user", 515_151).await,
+        "read at once"
+    );
+    let start = Instant::now();
+    loop {
+        let format: Option<u32> = redis::cmd("GET")
+            .arg(format!("{namespace}:format"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if format == Some(3) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "not migrated");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elements: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg(&list)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!elements.is_empty() && elements.iter().all(|e| e[0] == SEALED));
+    let found = clear_ids_in(&url, &namespace, &[515_151, 616_161]).await;
+    assert!(found.is_empty(), "in clear: {found:?}");
+    drop(store);
+    let store = open(&url, &namespace).await;
+    assert!(is_blocked(&store, "old-user", 616_161).await);
+    delete_namespace(&url, &namespace).await;
+}
+
 #[tokio::test]
 async fn explicit_words_and_consent_survive_a_restart() {
     let Some(url) = test_redis("restart") else {
@@ -597,10 +758,9 @@ async fn a_long_history_is_compacted_and_reads_back_the_same() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(matches!(
-        postcard::from_bytes::<Op>(&first).unwrap(),
-        Op::Restore(_)
-    ));
+    // Sealed under the user's key: the compacted state is not in clear either.
+    assert_eq!(first[0], SEALED, "{first:?}");
+    assert!(postcard::from_bytes::<Op>(&first).is_err());
     server.stop().await;
 
     let server = TestServer::with_store(Config::default(), open(&url, &namespace).await).await;
@@ -616,7 +776,7 @@ async fn evicted_users_are_read_back_from_redis_with_their_words() {
     };
     let namespace = fresh_namespace();
     let cap = 128 << 10;
-    let mut config = Config::default().state_config();
+    let mut config = with_test_master_key(Config::default().state_config());
     config.memory_cap_bytes = cap;
     let store = std::sync::Arc::new(
         UserStore::open_redis(config, &url, &namespace)

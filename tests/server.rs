@@ -158,7 +158,7 @@ fn client(subcommand: &str, url: &str, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     let data = tempfile::tempdir().unwrap();
-    let (child, url, drain, admin) = spawn_server(data.path(), &[]);
+    let (child, url, drain, admin) = spawn_server(&data.path().join("data"), &[]);
     let mut child = KillOnDrop(child);
     // Readiness follows the port by a moment, as a probe would see.
     let ready = (0..100).any(|_| {
@@ -230,7 +230,7 @@ fn the_binary_serves_the_cli_ranks_and_sigterm_stops_it() {
     assert_eq!(out.status.code(), Some(69), "unreachable server");
 
     // Restarted on the same data directory, zoe's block still holds; after Forget it is gone.
-    let (child, url, drain, _) = spawn_server(data.path(), &[]);
+    let (child, url, drain, _) = spawn_server(&data.path().join("data"), &[]);
     let mut child = KillOnDrop(child);
     let out = client("profile get", &url, &["--user", "zoe"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -488,6 +488,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             };
             text.push_str(&format!("# state.data_dir {}: {owner}\n", dir.display()));
         }
+        // The key store as `serve` will open it: a wrong or missing master key is refused
+        // here as it would be there.
+        if let crate::state::StateBackend::Disk(dir) = config.state_backend()? {
+            let keys = crate::state::describe_key_store(&dir, &config.state_config().keys)
+                .map_err(|e| crate::config::ConfigError {
+                    setting: "state.master_key_file".to_owned(),
+                    message: e.to_string(),
+                })?;
+            text.push_str(&format!("# state.key_dir {keys}\n"));
+        }
         Ok(text)
     });
     match checked {

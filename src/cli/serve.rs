@@ -126,9 +126,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 eprintln!("tactful: {e}");
                 return match e {
                     StartError::Config(_) => ExitCode::from(EXIT_USAGE),
-                    // Another process owns the data directory: a usage error, not an outage
-                    // to retry.
-                    StartError::State(StateError::Locked { .. }) => ExitCode::from(EXIT_USAGE),
+                    // Another process owns the data directory, or the keys are missing or
+                    // wrong: usage errors, not outages to retry.
+                    StartError::State(StateError::Locked { .. } | StateError::Key(_)) => {
+                        ExitCode::from(EXIT_USAGE)
+                    }
                     StartError::State(_) => ExitCode::from(EXIT_UNAVAILABLE),
                     StartError::Build(_) => ExitCode::FAILURE,
                 };

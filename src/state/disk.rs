@@ -1,25 +1,37 @@
-//! The embedded durable backend: a write-ahead log and snapshots in one data directory.
+//! The embedded durable backend: a write-ahead log and snapshots in one data directory, every
+//! record sealed under its user's data key from the key store ([`Vault`], in a directory of
+//! its own).
 //!
 //! Recovery opens the latest snapshot (its index only), replays the log written since, and
 //! starts a new log segment. A snapshot merges the previous snapshot with every user changed
 //! since (in key order, streaming, so it needs no more memory than one user at a time), drops
-//! the users forgotten since, and then deletes the log segments it made redundant.
+//! the rows whose key was destroyed since, and then deletes the log segments it made
+//! redundant.
 //!
 //! Replay is exact, not approximate: each snapshot row carries the seq that was next when the
 //! row was captured (under the user's lock), and replay skips that user's ops below it.
 //!
+//! Sealing: a log record is `[seq][key id][sealed op]`, a snapshot row is keyed by the key id
+//! and holds the sealed state. The associated data binds each to its user, key and seq
+//! ([`record_aad`], [`row_aad`]), so that a record moved to another user or position does not
+//! open. Nothing here names a user: only the key store maps key ids to users.
+//!
+//! Erasure destroys the user's key ([`Vault`]); a marker record (a key id, nothing sealed)
+//! makes the log's next fsync, which first fsyncs the key store, the moment it is durable.
+//! Replay skips records whose key is gone, lookups never find their rows, and the next
+//! snapshot leaves the rows out. An erasure writes one key slot and one marker, whatever the
+//! size of the state.
+//!
 //! Reading a user back: a user not in memory is read from their snapshot row (their later
-//! ops are in memory: a changed user is never evicted before a snapshot holds them). A user
-//! forgotten since the last snapshot still has a row there, so such users are listed until
-//! the next snapshot drops their rows, and are never read back. Loads hold `loads` shared from
-//! lookup to insert; a snapshot's swap of the table and an erasure hold it exclusively, so
-//! that no load can insert what was just replaced or erased.
+//! ops are in memory: a changed user is never evicted before a snapshot holds them). Loads hold
+//! `loads` shared from lookup to insert; a snapshot's swap of the table and an erasure hold it
+//! exclusively, so that no load can insert what was just replaced or erased.
 //!
 //! Files: `lock` (held while open, with the holder's pid: [`super::lock`]), `format` (the
-//! layout version of everything here), `secret` (the user-key secret, 0600), `wal-*.log`,
-//! `snapshot-*.tbl`.
+//! layout version of everything here; a directory of format 2 is migrated at start:
+//! [`super::migrate`]), `secret` (the user-key secret, 0600), `wal-*.log`, `snapshot-*.tbl`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,14 +39,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
+use super::crypt::{DataKey, KeyWrap, MasterKey, MasterKeySource};
 use super::key::{Keyer, UserKey, random_secret};
 use super::lock::DirLock;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::snapshot::{Table, TableWriter};
+use super::snapshot::{FORMAT_V2, FORMAT_VERSION, RowKey, Table, TableWriter};
 use super::user::UserState;
+use super::vault::{KeyId, Vault};
 use super::wal::{self, Wal};
-use super::{StateConfig, StateError};
+use super::{KeyConfig, StateConfig, StateError};
 
 pub(super) struct Disk {
     /// Held for as long as the backend lives (one process at a time owns the directory), or
@@ -44,17 +58,65 @@ pub(super) struct Disk {
     config: StateConfig,
     wal: Wal,
     table: RwLock<Arc<Table>>,
-    /// Users forgotten since the last snapshot: their rows in it must not be read back.
-    forgotten: Mutex<HashSet<UserKey>>,
+    vault: Arc<Vault>,
     /// Loads hold it shared from lookup to insert; a snapshot swap and a forget hold it
     /// exclusively, so that no load can insert what was just replaced or erased.
     loads: RwLock<()>,
 }
 
-fn decode(bytes: &[u8]) -> Result<UserState, StateError> {
-    UserState::from_row(bytes)
+/// What a log record's seal is bound to: its user, key and seq.
+fn record_aad(user: UserKey, id: KeyId, seq: u64) -> [u8; 40] {
+    aad(b"tactfulW", user, id, seq)
+}
+
+/// What a snapshot row's seal is bound to: its user, key and the seq captured with it.
+fn row_aad(user: UserKey, id: KeyId, seq: u64) -> [u8; 40] {
+    aad(b"tactfulR", user, id, seq)
+}
+
+fn aad(what: &[u8; 8], user: UserKey, id: KeyId, seq: u64) -> [u8; 40] {
+    let mut a = [0u8; 40];
+    a[..8].copy_from_slice(what);
+    a[8..24].copy_from_slice(&user.0);
+    a[24..32].copy_from_slice(&id.0.to_le_bytes());
+    a[32..].copy_from_slice(&seq.to_le_bytes());
+    a
+}
+
+/// A snapshot row's key: the key id, big-endian so that rows sort by id.
+pub(super) fn row_key(id: KeyId) -> RowKey {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+fn row_id(key: &RowKey) -> KeyId {
+    KeyId(u64::from_be_bytes(key[..8].try_into().expect("8 bytes")))
+}
+
+/// A user's encoded state, sealed as a snapshot row captured at `seq`.
+pub(super) fn seal_row(key: &DataKey, user: UserKey, id: KeyId, seq: u64, plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plain.len() + super::crypt::SEAL_OVERHEAD);
+    key.seal(&row_aad(user, id, seq), plain, &mut out);
+    out
+}
+
+fn open_row(
+    key: &DataKey,
+    user: UserKey,
+    id: KeyId,
+    seq: u64,
+    sealed: &[u8],
+) -> Result<UserState, StateError> {
+    let plain = key
+        .open(&row_aad(user, id, seq), sealed)
+        .map_err(|e| StateError::Corrupt(format!("a snapshot row {e}")))?;
+    UserState::from_row(&plain)
         .map_err(|e| StateError::Corrupt(format!("a snapshot row does not decode: {e}")))
 }
+
+/// Ops up to this size are encoded on the stack before sealing.
+const SMALL_OP: usize = 256;
 
 fn load_secret(dir: &Path) -> Result<[u8; 16], StateError> {
     let path = dir.join("secret");
@@ -82,18 +144,39 @@ fn load_secret(dir: &Path) -> Result<[u8; 16], StateError> {
     }
 }
 
-/// Refuses a data directory written in another layout ([`DATA_FORMAT`]: read with the wrong
-/// layout, a log record would look torn and everything after it would be lost); marks a new
-/// one with this build's.
-fn check_format(dir: &Path) -> Result<(), StateError> {
+/// Where a data directory stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// New, or written in this build's layout.
+    Current,
+    /// Written by the release before encryption at rest: migrated at start.
+    V2,
+}
+
+/// Writes the `format` file (atomically: a crash leaves the old one or the new one).
+pub(super) fn write_format(dir: &Path, format: u32) -> Result<(), StateError> {
+    let path = dir.join("format");
+    let tmp = dir.join("format.tmp");
+    fs::write(&tmp, format!("{format}\n"))
+        .and_then(|()| fs::File::open(&tmp)?.sync_all())
+        .map_err(|e| StateError::io(&tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StateError::io(&path, e))?;
+    wal::sync_dir(dir)
+}
+
+/// Reads the layout of `dir` ([`DATA_FORMAT`], or format 2, which is migrated); refuses any
+/// other (read with the wrong layout, a log record would look torn and everything after it
+/// would be lost); marks a new directory with this build's.
+fn check_format(dir: &Path) -> Result<Format, StateError> {
     let path = dir.join("format");
     match fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse::<u32>() {
-            Ok(DATA_FORMAT) => Ok(()),
+            Ok(DATA_FORMAT) => Ok(Format::Current),
+            Ok(FORMAT_V2) => Ok(Format::V2),
             Ok(other) => Err(StateError::Corrupt(format!(
-                "{} holds data format {other}; this build reads format {DATA_FORMAT}. Start \
-                 with an empty --data-dir (users' state is then rebuilt from new events) or \
-                 run the release that wrote it",
+                "{} holds data format {other}; this build reads format {DATA_FORMAT} (and \
+                 migrates format {FORMAT_V2}). Run the release that wrote it, or start with an \
+                 empty --data-dir (users' state is then rebuilt from new events)",
                 dir.display()
             ))),
             Err(_) => Err(StateError::Corrupt(format!(
@@ -102,88 +185,263 @@ fn check_format(dir: &Path) -> Result<(), StateError> {
             ))),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let written_before = fs::read_dir(dir)
-                .map_err(|e| StateError::io(dir, e))?
-                .filter_map(Result::ok)
-                .any(|e| {
-                    let name = e.file_name();
-                    let name = name.to_string_lossy();
-                    name.starts_with("wal-") || name.starts_with("snapshot-")
-                });
-            if written_before {
+            if holds_state(dir)? {
                 return Err(StateError::Corrupt(format!(
-                    "{} holds data from a release before format {DATA_FORMAT}; start with an \
+                    "{} holds data from a release before format {FORMAT_V2}; start with an \
                      empty --data-dir or run the release that wrote it",
                     dir.display()
                 )));
             }
-            fs::write(&path, format!("{DATA_FORMAT}\n"))
-                .and_then(|()| fs::File::open(&path)?.sync_all())
-                .map_err(|e| StateError::io(&path, e))?;
-            wal::sync_dir(dir)
+            write_format(dir, DATA_FORMAT)?;
+            Ok(Format::Current)
         }
         Err(e) => Err(StateError::io(&path, e)),
     }
 }
 
+/// Whether `dir` holds any user state: a snapshot, or a log segment with something in it.
+fn holds_state(dir: &Path) -> Result<bool, StateError> {
+    for entry in fs::read_dir(dir).map_err(|e| StateError::io(dir, e))? {
+        let entry = entry.map_err(|e| StateError::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snapshot-") && name.ends_with(".tbl") {
+            return Ok(true);
+        }
+        if name.starts_with("wal-") && entry.metadata().is_ok_and(|m| m.len() > 0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The key store's directory when none is configured: beside the data directory, named after
+/// it (`tactful-data` → `tactful-data-keys`), so that a copy of the one is not a copy of the
+/// other.
+pub fn default_key_dir(data_dir: &Path) -> PathBuf {
+    let name = data_dir.file_name().map_or_else(
+        || "tactful-data".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    data_dir.with_file_name(format!("{name}-keys"))
+}
+
+/// The master key file used when none is configured: in the key store's directory, made on
+/// first start (a development default; a deployment mounts its own from a secret).
+pub const DEFAULT_MASTER_KEY_FILE: &str = "master.key";
+
+/// The master key `keys` names, or the one beside the key store in `key_dir`; `None` when
+/// none is configured and the store is new (opening it then makes one).
+fn find_master(
+    keys: &KeyConfig,
+    key_dir: &Path,
+    exists: bool,
+) -> Result<Option<MasterKey>, StateError> {
+    if let Some(source) = &keys.master {
+        return MasterKey::load(source).map(Some).map_err(StateError::Key);
+    }
+    let path = key_dir.join(DEFAULT_MASTER_KEY_FILE);
+    if path.exists() {
+        return MasterKey::load(&MasterKeySource::File(path))
+            .map(Some)
+            .map_err(StateError::Key);
+    }
+    if exists {
+        return Err(StateError::Key(format!(
+            "the key store at {} needs its master key: set TACTFUL_MASTER_KEY_FILE (or \
+             state.master_key_file) to the file it was made with",
+            key_dir.display()
+        )));
+    }
+    Ok(None)
+}
+
+/// The key store's directory for `dir`, refused if it holds sealed state and its key store
+/// is missing.
+fn key_dir_of(
+    dir: &Path,
+    keys: &KeyConfig,
+    had_state: bool,
+) -> Result<(PathBuf, bool), StateError> {
+    let key_dir = keys.dir.clone().unwrap_or_else(|| default_key_dir(dir));
+    check_apart(dir, &key_dir)?;
+    let exists = Vault::exists(&key_dir);
+    if had_state && !exists {
+        return Err(StateError::Key(format!(
+            "{} holds encrypted user state, but there is no key store at {}: configure the key \
+             store it was written with (state.key_dir, TACTFUL_KEY_DIR). Without it the state \
+             cannot be read; tactful does not start empty in its place",
+            dir.display(),
+            key_dir.display()
+        )));
+    }
+    Ok((key_dir, exists))
+}
+
+/// Opens the key store `keys` names for the data directory `dir`. `had_state`: the data
+/// directory already holds sealed state, so a missing key store is an error, not a fresh
+/// start.
+fn open_vault(dir: &Path, keys: &KeyConfig, had_state: bool) -> Result<Vault, StateError> {
+    let (key_dir, exists) = key_dir_of(dir, keys, had_state)?;
+    let master = match find_master(keys, &key_dir, exists)? {
+        Some(master) => master,
+        None => {
+            super::vault::create_private_dir(&key_dir)?;
+            let path = key_dir.join(DEFAULT_MASTER_KEY_FILE);
+            let key = MasterKey::generate_at(&path).map_err(StateError::Key)?;
+            tracing::warn!(
+                path = %path.display(),
+                "no master key configured: generated one beside the key store. Fine for \
+                 trying tactful; in production mount one from a secret \
+                 (TACTFUL_MASTER_KEY_FILE) and keep it away from the key store's backups"
+            );
+            key
+        }
+    };
+    let master: Arc<dyn KeyWrap> = Arc::new(master);
+    Vault::open(&key_dir, master)
+}
+
+/// What `serve` will find when it opens the key store of the data directory `dir`, checked
+/// without creating, locking or changing anything (`tactful config check`).
+pub fn describe_key_store(dir: &Path, keys: &KeyConfig) -> Result<String, StateError> {
+    let had_state = dir.is_dir()
+        && fs::read_to_string(dir.join("format"))
+            .is_ok_and(|f| f.trim() == DATA_FORMAT.to_string())
+        && holds_state(dir)?;
+    let (key_dir, exists) = key_dir_of(dir, keys, had_state)?;
+    let master = find_master(keys, &key_dir, exists)?;
+    Ok(match master {
+        Some(master) if exists => {
+            Vault::check_master(&key_dir, &master)?;
+            format!(
+                "{}: opens with the configured master key",
+                key_dir.display()
+            )
+        }
+        Some(_) => format!("{}: made at first start", key_dir.display()),
+        None => format!(
+            "{}: made at first start, with a generated master key (configure one for \
+             production: TACTFUL_MASTER_KEY_FILE)",
+            key_dir.display()
+        ),
+    })
+}
+
+/// The key store must not be inside the data directory (a copy of the data would carry the
+/// keys) nor hold it.
+pub(super) fn check_apart(data: &Path, keys: &Path) -> Result<(), StateError> {
+    let canon = |p: &Path| {
+        fs::canonicalize(p).unwrap_or_else(|_| {
+            // Not made yet: its parent's canonical path and its name.
+            p.parent()
+                .and_then(|parent| fs::canonicalize(parent).ok())
+                .zip(p.file_name())
+                .map_or_else(|| p.to_owned(), |(parent, name)| parent.join(name))
+        })
+    };
+    let (data, keys) = (canon(data), canon(keys));
+    if keys.starts_with(&data) || data.starts_with(&keys) {
+        return Err(StateError::Key(format!(
+            "the key store ({}) must be apart from the data directory ({}), neither inside the \
+             other: a copy or backup of the data must not carry the keys that open it",
+            keys.display(),
+            data.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Disk {
-    /// Opens the data directory: recovers the latest snapshot's index and replays the log
-    /// written since into the map.
+    /// Opens the data directory: migrates it from format 2 if it is, recovers the latest
+    /// snapshot's index and replays the log written since into the map.
     pub(super) fn open(dir: &Path, cfg: &StateConfig) -> Result<Opened, StateError> {
         fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
         // Before anything else is read, created or deleted here.
         let lock = DirLock::acquire(dir)?;
-        check_format(dir)?;
+        let format = check_format(dir)?;
+        let had_state = format == Format::Current && holds_state(dir)?;
         let keyer = Keyer::new(load_secret(dir)?);
+        let vault = Arc::new(open_vault(dir, &cfg.keys, had_state)?);
+        match format {
+            Format::V2 => {
+                super::migrate::from_v2(dir, &vault, cfg)?;
+            }
+            Format::Current => super::migrate::remove_leftover(dir)?,
+        }
         let table = Table::open_latest(dir)?;
+        if table.version() != FORMAT_VERSION {
+            return Err(StateError::Corrupt(format!(
+                "{}: a snapshot of format {} in a directory of format {DATA_FORMAT}",
+                dir.display(),
+                table.version()
+            )));
+        }
         let base = table.base_seq();
         let map = UserMap::new();
-        let mut forgotten = HashSet::new();
         // The seq captured with each user's snapshot row: their ops below it are in the row.
         let mut floors: HashMap<UserKey, u64> = HashMap::new();
-        let mut replayed = 0u64;
+        let (mut replayed, mut unreadable) = (0u64, 0u64);
         let mut next_seq = base.max(1);
         let mut failure = None;
-        wal::read_all(dir, |record| {
-            if record.seq < base || failure.is_some() {
+        wal::read_all(dir, |frame| {
+            if frame.seq < base || failure.is_some() {
                 return;
             }
-            next_seq = next_seq.max(record.seq + 1);
-            let key = record.key;
-            if record.op == Op::Forget {
-                map.remove(key);
-                floors.remove(&key);
-                forgotten.insert(key);
-                replayed += 1;
+            next_seq = next_seq.max(frame.seq + 1);
+            if frame.sealed.is_empty() {
+                // An erasure's marker: its key is already gone.
                 return;
             }
+            let id = KeyId(frame.key_id);
+            let Some((key, data_key)) = vault.by_id(id) else {
+                // Sealed under a key destroyed since (or never made durable): unreadable by
+                // design.
+                unreadable += 1;
+                return;
+            };
+            let op = data_key
+                .open(&record_aad(key, id, frame.seq), frame.sealed)
+                .map_err(|e| format!("does not open: {e}"))
+                .and_then(|plain| {
+                    postcard::from_bytes::<Op>(&plain).map_err(|e| format!("does not decode: {e}"))
+                });
+            let op = match op {
+                Ok(op) => op,
+                Err(why) => {
+                    failure = Some(StateError::Corrupt(format!(
+                        "{}: log record {} {why}",
+                        dir.display(),
+                        frame.seq
+                    )));
+                    return;
+                }
+            };
             if !map.contains(key) {
-                let stored = if forgotten.contains(&key) {
-                    None
-                } else {
-                    match table.get(key).and_then(|row| {
-                        row.map(|(seq, bytes)| decode(&bytes).map(|s| (seq, s)))
-                            .transpose()
-                    }) {
-                        Ok(row) => row,
-                        Err(e) => {
-                            failure = Some(e);
-                            return;
-                        }
+                let stored = match table.get(row_key(id)).and_then(|row| {
+                    row.map(|(seq, bytes)| {
+                        open_row(&data_key, key, id, seq, &bytes).map(|s| (seq, s))
+                    })
+                    .transpose()
+                }) {
+                    Ok(row) => row,
+                    Err(e) => {
+                        failure = Some(e);
+                        return;
                     }
                 };
                 let (floor, state) = stored.unwrap_or_default();
                 floors.insert(key, floor);
                 map.insert_recovered(key, state);
             }
-            if record.seq < floors.get(&key).copied().unwrap_or(0) {
+            if frame.seq < floors.get(&key).copied().unwrap_or(0) {
                 return;
             }
             let applied = map.replay(key, |state| {
-                if let Err(err) = record.op.apply(state, cfg) {
+                if let Err(err) = op.apply(state, cfg) {
                     // Only applied ops are logged; a refusal now means the limits were
                     // lowered since. Keep going: the rest of the user's words still count.
-                    tracing::warn!(seq = record.seq, error = %err, "a logged op no longer applies");
+                    tracing::warn!(seq = frame.seq, error = %err, "a logged op no longer applies");
                 }
             });
             if applied {
@@ -193,15 +451,19 @@ impl Disk {
         if let Some(e) = failure {
             return Err(e);
         }
+        let keys = vault.clone();
         let wal = Wal::start(
             dir,
             next_seq,
             Duration::from_millis(cfg.counter_sync_ms.max(1)),
+            Box::new(move || keys.sync()),
         )?;
         tracing::info!(
             dir = %dir.display(),
+            key_store = %vault.dir().display(),
             snapshot_users = table.rows(),
             replayed,
+            unreadable,
             in_memory = map.len(),
             "recovered user state"
         );
@@ -211,29 +473,25 @@ impl Disk {
             config: cfg.clone(),
             wal,
             table: RwLock::new(Arc::new(table)),
-            forgotten: Mutex::new(forgotten),
+            vault,
             loads: RwLock::new(()),
         };
         Ok(Opened {
             backend: Arc::new(disk),
             keyer,
             map: Arc::new(map),
-            snapshot_soon: replayed > 0,
+            snapshot_soon: replayed > 0 || unreadable > 0,
         })
-    }
-
-    fn is_forgotten(&self, key: UserKey) -> bool {
-        self.forgotten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
     }
 
     /// A user's row in the current snapshot (callers hold `loads`).
     fn row(&self, key: UserKey) -> Result<Option<(u64, UserState)>, StateError> {
+        let Some((id, data_key)) = self.vault.get(key) else {
+            return Ok(None);
+        };
         let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-        match table.get(key)? {
-            Some((seq, bytes)) => Ok(Some((seq, decode(&bytes)?))),
+        match table.get(row_key(id))? {
+            Some((seq, bytes)) => Ok(Some((seq, open_row(&data_key, key, id, seq, &bytes)?))),
             None => Ok(None),
         }
     }
@@ -243,11 +501,7 @@ impl Disk {
             return Ok(Load::Present);
         }
         let _guard = self.loads.read().unwrap_or_else(|e| e.into_inner());
-        let stored = if self.is_forgotten(key) {
-            None
-        } else {
-            self.row(key)?
-        };
+        let stored = self.row(key)?;
         if stored.is_none() && !create {
             return Ok(Load::Unknown);
         }
@@ -259,15 +513,25 @@ impl Disk {
     }
 
     /// Writes a new snapshot: the previous one merged with every changed user, without the
-    /// forgotten ones; then deletes the log segments it covers. Returns the rows written.
+    /// rows whose key was destroyed; then deletes the log segments it covers. Returns the rows
+    /// written.
     fn write_snapshot(&self, map: &UserMap) -> Result<u64, StateError> {
         let boundary = self.wal.rotate()?;
-        let forgotten: HashSet<UserKey> = self
-            .forgotten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let changed = map.changed();
+        // Every changed user gets a key (one whose ops were not logged may have none yet).
+        // Under `loads`, so that an erasure cannot come between finding the user in memory
+        // and making their key: a key made for a user just forgotten would outlive them.
+        let mut changed: Vec<(KeyId, UserKey, DataKey)> = {
+            let _no_forget = self.loads.read().unwrap_or_else(|e| e.into_inner());
+            let mut out = Vec::new();
+            for key in map.changed() {
+                if map.contains(key) {
+                    let (id, data_key) = self.vault.get_or_create(key)?;
+                    out.push((id, key, data_key));
+                }
+            }
+            out
+        };
+        changed.sort_unstable_by_key(|c| c.0);
         let old = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
         let now_ms = crate::time::now_ms();
         let mut out = TableWriter::create(&self.dir, boundary)?;
@@ -275,41 +539,40 @@ impl Disk {
         let mut changed = changed.into_iter().peekable();
         loop {
             let next_old = match old_rows.peek() {
-                Some(Ok((k, _, _))) => Some(*k),
+                Some(Ok((k, _, _))) => Some(row_id(k)),
                 Some(Err(e)) => return Err(e.clone()),
                 None => None,
             };
-            let next_changed = changed.peek().copied();
+            let next_changed = changed.peek().map(|c| c.0);
             match (next_old, next_changed) {
                 (None, None) => break,
                 (Some(o), c) if c.is_none_or(|c| o < c) => {
                     let Some(Ok((key, seq, payload))) = old_rows.next() else {
                         unreachable!("peeked")
                     };
-                    if !forgotten.contains(&key) {
+                    // A destroyed key's rows go now.
+                    if self.vault.is_live(o) {
                         out.push(key, seq, &payload)?;
                     }
                 }
                 (o, Some(c)) => {
-                    changed.next();
+                    let (id, key, data_key) = changed.next().expect("peeked");
                     if o == Some(c) {
                         old_rows.next();
                     }
-                    self.capture(map, c, now_ms, &mut out)?;
+                    self.capture(map, key, id, &data_key, now_ms, &mut out)?;
                 }
                 (Some(_), None) => unreachable!("covered by the first arm"),
             }
         }
         let rows = out.rows();
+        // The keys the rows are sealed under are durable before the rows are.
+        self.vault.sync()?;
         let table = out.finish()?;
         let new_path = table.path().map(Path::to_owned);
         {
             let _no_loads = self.loads.write().unwrap_or_else(|e| e.into_inner());
             *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
-            self.forgotten
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|k| !forgotten.contains(k));
         }
         // Readers still holding the old table keep its open file; its name goes now (unless
         // the new one, taken at the same log position, has just replaced it under that name).
@@ -320,12 +583,15 @@ impl Disk {
         Ok(rows)
     }
 
-    /// Writes one changed user's current state (their previous row, if any, is replaced). A
-    /// changed user no longer in memory was forgotten: changed users are never evicted.
+    /// Writes one changed user's current state, sealed (their previous row, if any, is
+    /// replaced). A changed user no longer in memory was forgotten: changed users are never
+    /// evicted.
     fn capture(
         &self,
         map: &UserMap,
         key: UserKey,
+        id: KeyId,
+        data_key: &DataKey,
         now_ms: i64,
         out: &mut TableWriter,
     ) -> Result<(), StateError> {
@@ -338,10 +604,10 @@ impl Disk {
             let bytes = state.to_row().map_err(|err| {
                 StateError::Corrupt(format!("a user state does not encode: {err}"))
             })?;
-            Ok(Some((seq, bytes)))
+            Ok(Some((seq, seal_row(data_key, key, id, seq, &bytes))))
         });
-        if let Some((seq, bytes)) = row.transpose()?.flatten() {
-            out.push(key, seq, &bytes)?;
+        if let Some((seq, sealed)) = row.transpose()?.flatten() {
+            out.push(row_key(id), seq, &sealed)?;
         }
         Ok(())
     }
@@ -361,9 +627,6 @@ impl Backend for Disk {
     /// user with changes no snapshot holds is never evicted.
     fn read_cold(&self, key: UserKey) -> Result<Cold, StateError> {
         let _no_swap = self.loads.read().unwrap_or_else(|e| e.into_inner());
-        if self.is_forgotten(key) {
-            return Ok(Cold::Unknown);
-        }
         Ok(match self.row(key)? {
             Some((_, state)) => Cold::State(state),
             None => Cold::Unknown,
@@ -373,11 +636,31 @@ impl Backend for Disk {
     /// Explicit words are acknowledged once fsynced; counters are logged (unless
     /// `log_counters` is off) and reach disk in the next batch, acknowledged at once.
     fn append(&self, key: UserKey, op: &Op) -> Result<Ticket, StateError> {
-        if !(op.is_explicit() || self.config.log_counters) {
+        let explicit = op.is_explicit();
+        if !(explicit || self.config.log_counters) {
             return Ok(Ticket::NONE);
         }
-        let seq = self.wal.append(key, op)?;
-        Ok(if op.is_explicit() {
+        let (id, data_key) = self.vault.get_or_create(key)?;
+        let mut small = [0u8; SMALL_OP];
+        let large;
+        let plain: &[u8] = match postcard::to_slice(op, &mut small) {
+            Ok(bytes) => bytes,
+            Err(postcard::Error::SerializeBufferFull) => {
+                large = postcard::to_allocvec(op).map_err(|e| {
+                    StateError::Corrupt(format!("a log record does not encode: {e}"))
+                })?;
+                &large
+            }
+            Err(e) => {
+                return Err(StateError::Corrupt(format!(
+                    "a log record does not encode: {e}"
+                )));
+            }
+        };
+        let seq = self.wal.append(id.0, explicit, |seq, buf| {
+            data_key.seal(&record_aad(key, id, seq), plain, buf)
+        })?;
+        Ok(if explicit {
             Ticket::at(seq + 1)
         } else {
             Ticket::NONE
@@ -388,18 +671,17 @@ impl Backend for Disk {
         Box::pin(self.wal.durable(ticket.last))
     }
 
-    /// Logs the erasure and lists the user as forgotten until a snapshot without their row
-    /// replaces the current one (which the store waits for).
+    /// Destroys the user's key and logs a marker: the log's next fsync, which the erasure
+    /// waits for, makes the key store's erasure durable first. Nothing about a user who had
+    /// no key was ever written, so their erasure writes nothing.
     fn forget(&self, map: &UserMap, key: UserKey) -> Result<Ticket, StateError> {
         let _no_loads = self.loads.write().unwrap_or_else(|e| e.into_inner());
-        let ticket = Ticket::at(self.wal.append(key, &Op::Forget)? + 1);
-        // Until the next snapshot drops their row, it must not be read back.
-        self.forgotten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
         map.remove(key);
-        Ok(ticket)
+        let Some(id) = self.vault.destroy(key)? else {
+            return Ok(Ticket::NONE);
+        };
+        let seq = self.wal.append(id.0, true, |_, _| {})?;
+        Ok(Ticket::at(seq + 1))
     }
 
     fn takes_snapshots(&self) -> bool {
@@ -408,6 +690,7 @@ impl Backend for Disk {
 
     fn abandon(&self) {
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.vault.abandon();
     }
 
     fn log_bytes(&self) -> u64 {
@@ -418,10 +701,10 @@ impl Backend for Disk {
         self.write_snapshot(map)
     }
 
-    /// Memory the snapshot index takes.
+    /// Memory the snapshot index and the key store take.
     fn index_bytes(&self) -> usize {
         let rows = self.table.read().unwrap_or_else(|e| e.into_inner()).rows() as usize;
-        rows.div_ceil(64) * 24
+        rows.div_ceil(64) * 24 + self.vault.memory_bytes()
     }
 
     /// Users changed since the last snapshot stay: their changes exist only in memory and

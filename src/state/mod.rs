@@ -27,30 +27,44 @@
 //! outside the process (see [`key`]).
 
 mod backend;
+pub mod crypt;
 pub mod decay;
 mod disk;
 pub mod event;
 mod keeper;
 pub mod key;
+mod legacy;
 pub mod lock;
 mod map;
 mod memory;
+mod migrate;
 pub mod op;
 mod redis;
 mod settings;
 pub mod snapshot;
 mod store;
 pub mod user;
+pub mod vault;
 pub mod wal;
 
 use std::path::Path;
 
 pub use backend::Ticket;
+pub use disk::{DEFAULT_MASTER_KEY_FILE, default_key_dir, describe_key_store};
 pub use event::{Event, EventError, EventKind};
 pub use key::UserKey;
 pub use op::Op;
 pub use redis::DEFAULT_NAMESPACE as DEFAULT_REDIS_NAMESPACE;
-pub use settings::{InvalidSetting, StateBackend, StateConfig, StateSettings};
+
+/// Whether `keys` can hold the key store of the data directory `data`: apart from it, neither
+/// inside the other. The message says why not.
+pub fn check_key_dir(data: &Path, keys: &Path) -> Result<(), String> {
+    disk::check_apart(data, keys).map_err(|e| match e {
+        StateError::Key(m) => m,
+        other => other.to_string(),
+    })
+}
+pub use settings::{InvalidSetting, KeyConfig, RedisTls, StateBackend, StateConfig, StateSettings};
 pub use store::{Profile, RecordError, Stats, UserStore};
 pub use user::{InterestChange, Undo, UserState};
 
@@ -105,6 +119,10 @@ pub enum StateError {
     Corrupt(String),
     #[error("user state is unavailable: {0}")]
     Unavailable(String),
+    /// The key store or the master key cannot be used: missing, wrong, or in the wrong
+    /// place. A configuration error: the server does not start (exit code 64).
+    #[error("encryption keys: {0}")]
+    Key(String),
     /// Another process holds the data directory ([`lock`]).
     #[error("{dir} is in use by another process ({}): one process at a time owns a data directory; stop it first, or give this one another --data-dir", holder.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}")))]
     Locked { dir: String, holder: Option<u32> },
@@ -317,8 +335,14 @@ mod tests {
         assert!(store.is_empty());
     }
 
-    fn disk(dir: &Path) -> UserStore {
-        UserStore::open(StateConfig::default(), &StateBackend::Disk(dir.to_owned())).unwrap()
+    /// The data directory of a test's `root`: its key store is beside it (`data-keys`), so
+    /// both go with the root.
+    fn data(root: &Path) -> std::path::PathBuf {
+        root.join("data")
+    }
+
+    fn disk(root: &Path) -> UserStore {
+        UserStore::open(StateConfig::default(), &StateBackend::Disk(data(root))).unwrap()
     }
 
     #[tokio::test]
@@ -400,11 +424,13 @@ mod tests {
     #[tokio::test]
     async fn evicted_users_come_back_with_their_words() {
         let dir = tempfile::tempdir().unwrap();
+        // The key store holds some 80 bytes per user of it: 400 KiB for 5,000 users.
+        let cap = 1 << 20;
         let cfg = StateConfig {
-            memory_cap_bytes: 256 << 10,
+            memory_cap_bytes: cap,
             ..StateConfig::default()
         };
-        let store = UserStore::open(cfg, &StateBackend::Disk(dir.path().to_owned())).unwrap();
+        let store = UserStore::open(cfg, &StateBackend::Disk(data(dir.path()))).unwrap();
         for i in 0..5_000u64 {
             let t = store
                 .record(store.key(&format!("user-{i}")), &block(i + 1), *NOW)
@@ -416,7 +442,7 @@ mod tests {
         }
         // The keeper snapshots and evicts in the background; wait until it has.
         for _ in 0..200 {
-            if store.stats().evicted_total > 0 && store.stats().bytes <= 256 << 10 {
+            if store.stats().evicted_total > 0 && store.stats().bytes <= cap {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -431,7 +457,9 @@ mod tests {
     }
 
     /// Files of `from` (all but the lock) copied to `to`: what a crash would leave.
+    /// Copies a directory's files (not its lock), as a crash or a backup would leave them.
     fn copy_as_crashed(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
             let path = entry.unwrap().path();
             if path.file_name().is_some_and(|n| n != lock::LOCK_FILE) {
@@ -449,7 +477,7 @@ mod tests {
         // A directory where the snapshot's temporary file must go: creating it fails, as on
         // a full or broken volume.
         let blockers: Vec<_> = (0..64u64)
-            .map(|seq| dir.path().join(format!("snapshot-{seq:020}.tbl.tmp")))
+            .map(|seq| data(dir.path()).join(format!("snapshot-{seq:020}.tbl.tmp")))
             .collect();
         for b in &blockers {
             std::fs::create_dir(b).unwrap();
@@ -472,13 +500,37 @@ mod tests {
         assert!(blocked(&store, "u", 7).await);
     }
 
+    /// Every file under `dir`, with its bytes.
+    fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(files(&path));
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+        out
+    }
+
+    /// What must never be found in clear: the id's decimal text and its 8-byte forms.
+    fn forms(id: u64) -> Vec<Vec<u8>> {
+        vec![
+            id.to_string().into_bytes(),
+            id.to_le_bytes().to_vec(),
+            id.to_be_bytes().to_vec(),
+        ]
+    }
+
     #[tokio::test]
-    async fn forget_erases_the_user_at_once_and_from_every_file_at_the_next_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let crashed = tempfile::tempdir().unwrap();
+    async fn forget_destroys_the_key_so_every_copy_of_the_data_is_unreadable_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let (backup, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let needle = 0x5eed_cafe_f00d_u64;
+        let keys_of = |root: &Path| root.join("data-keys");
         {
-            let store = disk(dir.path());
+            let store = disk(root.path());
             let dave = store.key("dave");
             let t = store.record(dave, &block(needle), *NOW).await.unwrap();
             store.durable(t).await.unwrap();
@@ -490,34 +542,37 @@ mod tests {
                 .await
                 .unwrap();
             store.durable(t).await.unwrap();
+            // A backup of the data directory, taken while dave's words are in it.
+            copy_as_crashed(&data(root.path()), &data(backup.path()));
             let snapshots = store.stats().snapshots_total;
             store.forget(dave).await.unwrap();
-            // A tombstone in the log, not a new snapshot: erasure costs what the user's data
-            // costs.
+            // The key is destroyed, no snapshot is rewritten: erasure costs one key slot.
             assert_eq!(store.stats().snapshots_total, snapshots);
             assert!(!blocked(&store, "dave", needle).await);
             assert!(!store.profile(dave, *NOW).await.unwrap().known);
-            assert!(
-                !blocked(&store, "dave", needle).await,
-                "not read back from the snapshot"
-            );
-            // A crash now: the tombstone is honoured on recovery.
-            copy_as_crashed(dir.path(), crashed.path());
-            // The next regular snapshot deletes the user's rows and log records.
-            store.snapshot().unwrap();
-            let key_bytes = dave.0;
-            for entry in std::fs::read_dir(dir.path()).unwrap() {
-                let path = entry.unwrap().path();
-                let bytes = std::fs::read(&path).unwrap();
+            // Nothing names dave anywhere any more: the data never did, the key store no
+            // longer does. Nor are his words in clear anywhere.
+            for (path, bytes) in files(root.path()) {
                 assert!(
-                    !contains(&bytes, &key_bytes),
-                    "the user's key is still in {}",
+                    !contains(&bytes, &dave.0),
+                    "dave's key in {}",
                     path.display()
                 );
-                assert!(!contains(&bytes, b"dave"));
+                for form in forms(needle).iter().chain(&forms(needle + 1)) {
+                    assert!(!contains(&bytes, form), "the brand in {}", path.display());
+                }
             }
+            // A crash now, and the backup restored, both with the current key store.
+            copy_as_crashed(&data(root.path()), &data(crashed.path()));
+            for copy in [crashed.path(), backup.path()] {
+                copy_as_crashed(&keys_of(root.path()), &keys_of(copy));
+            }
+            // The next regular snapshot leaves dave's rows out.
+            store.snapshot().unwrap();
+            let table = snapshot::Table::open_latest(&data(root.path())).unwrap();
+            assert_eq!(table.rows(), 1, "erin's row only");
         }
-        for dir in [dir.path(), crashed.path()] {
+        for dir in [root.path(), crashed.path(), backup.path()] {
             let store = disk(dir);
             assert!(!blocked(&store, "dave", needle).await, "{}", dir.display());
             assert!(!blocked(&store, "dave", needle + 1).await);
@@ -527,6 +582,180 @@ mod tests {
                 "other users are untouched"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn forgetting_someone_never_seen_writes_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let store = disk(root.path());
+        let t = store.record(store.key("u"), &block(3), *NOW).await.unwrap();
+        store.durable(t).await.unwrap();
+        let before = files(root.path());
+        store.forget(store.key("stranger")).await.unwrap();
+        assert_eq!(files(root.path()), before);
+        assert!(blocked(&store, "u", 3).await);
+    }
+
+    #[tokio::test]
+    async fn without_its_key_store_or_with_another_master_key_the_state_is_refused_not_lost() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let store = disk(root.path());
+            let t = store.record(store.key("u"), &block(3), *NOW).await.unwrap();
+            store.durable(t).await.unwrap();
+        }
+        let moved = root.path().join("elsewhere");
+        std::fs::rename(root.path().join("data-keys"), &moved).unwrap();
+        let open = |cfg: StateConfig| UserStore::open(cfg, &StateBackend::Disk(data(root.path())));
+        match open(StateConfig::default()) {
+            Err(StateError::Key(m)) => assert!(m.contains("no key store"), "{m}"),
+            other => panic!("{:?}", other.map(|s| s.len())),
+        }
+        let mut cfg = StateConfig::default();
+        cfg.keys.dir = Some(moved.clone());
+        cfg.keys.master = Some(crypt::MasterKeySource::Inline("ab".repeat(32)));
+        match open(cfg.clone()) {
+            Err(StateError::Key(m)) => assert!(m.contains("does not open"), "{m}"),
+            other => panic!("{:?}", other.map(|s| s.len())),
+        }
+        cfg.keys.master = None;
+        std::fs::rename(moved.join(DEFAULT_MASTER_KEY_FILE), root.path().join("k")).unwrap();
+        match open(cfg.clone()) {
+            Err(StateError::Key(m)) => assert!(m.contains("needs its master key"), "{m}"),
+            other => panic!("{:?}", other.map(|s| s.len())),
+        }
+        cfg.keys.master = Some(crypt::MasterKeySource::File(root.path().join("k")));
+        let store = open(cfg).unwrap();
+        assert!(blocked(&store, "u", 3).await, "the right key opens it all");
+    }
+
+    #[tokio::test]
+    async fn the_check_finds_what_opening_would_without_changing_anything() {
+        let root = tempfile::tempdir().unwrap();
+        let d = data(root.path());
+        let described = describe_key_store(&d, &KeyConfig::default()).unwrap();
+        assert!(described.contains("generated master key"), "{described}");
+        assert!(!d.exists() && !default_key_dir(&d).exists(), "nothing made");
+        {
+            let store = disk(root.path());
+            let t = store.record(store.key("u"), &block(3), *NOW).await.unwrap();
+            store.durable(t).await.unwrap();
+            // While the server runs (and holds the locks), too.
+            let described = describe_key_store(&d, &KeyConfig::default()).unwrap();
+            assert!(described.contains("opens with"), "{described}");
+        }
+        let wrong = KeyConfig {
+            dir: None,
+            master: Some(crypt::MasterKeySource::Inline("cd".repeat(32))),
+        };
+        let e = describe_key_store(&d, &wrong).unwrap_err();
+        assert!(e.to_string().contains("another key"), "{e}");
+        let elsewhere = KeyConfig {
+            dir: Some(root.path().join("empty-keys")),
+            master: None,
+        };
+        let e = describe_key_store(&d, &elsewhere).unwrap_err();
+        assert!(e.to_string().contains("no key store"), "{e}");
+    }
+
+    #[test]
+    fn the_key_store_must_be_apart_from_the_data() {
+        let root = tempfile::tempdir().unwrap();
+        let d = data(root.path());
+        assert!(check_key_dir(&d, &d.join("keys")).is_err());
+        assert!(check_key_dir(&d, &d).is_err());
+        assert!(check_key_dir(&d, root.path()).is_err());
+        assert!(check_key_dir(&d, &default_key_dir(&d)).is_ok());
+        assert_eq!(default_key_dir(&d), root.path().join("data-keys"));
+    }
+
+    /// Copies the committed directory of format 2 (written by the release before encryption
+    /// at rest: see its README) to `to`.
+    fn format_2_fixture(to: &Path) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-format-2");
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "md") {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+
+    /// Every word the fixture's users said, as the store now reads them.
+    async fn assert_fixture_words(store: &UserStore) {
+        let now = crate::time::now_ms();
+        let view = |user: &str| {
+            let key = store.key(user);
+            async move { store.profile(key, now).await.unwrap() }
+        };
+        let alice = view("fixture-alice").await;
+        assert!(alice.known);
+        assert!(!alice.view.is_brand_blocked(424242), "unblocked later");
+        assert!(alice.view.is_brand_blocked(434343));
+        assert!(alice.view.is_brand_blocked(454545), "from the log");
+        assert!(alice.view.is_not_interested(31337));
+        assert!(alice.view.fewer_like_this(9191, 0) > 0.9);
+        assert!(alice.view.ignored_impressions(555001) > 4.0);
+        assert!(
+            alice.view.purchases.iter().any(|p| p.item_id == 555002),
+            "the purchase that starts a cooling-off"
+        );
+        let bob = view("fixture-bob").await;
+        assert!(bob.view.is_shop_blocked(5150));
+        let carol = view("fixture-carol").await;
+        assert!(carol.view.is_brand_blocked(8080));
+        assert!(!carol.view.consent.allows(DataDimension::Browsing));
+        assert!(carol.view.consent.allows(DataDimension::Location));
+        for forgotten in ["fixture-dave", "fixture-erin"] {
+            assert!(!view(forgotten).await.known, "{forgotten} was forgotten");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_of_format_2_is_migrated_at_start_without_losing_a_word() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = data(root.path());
+        format_2_fixture(&dir);
+        {
+            let store = disk(root.path());
+            assert_fixture_words(&store).await;
+        }
+        assert_eq!(std::fs::read_to_string(dir.join("format")).unwrap(), "3\n");
+        assert!(!dir.join(migrate::BACKUP).exists(), "the backup went");
+        for (path, bytes) in files(&dir) {
+            for id in [424242, 434343, 454545, 31337, 5150, 8080, 555002, 777777] {
+                for form in forms(id) {
+                    assert!(!contains(&bytes, &form), "{id} in {}", path.display());
+                }
+            }
+            assert!(!contains(&bytes, b"Espresso"), "{}", path.display());
+        }
+        // And again: the migrated directory opens as any other.
+        let store = disk(root.path());
+        assert_fixture_words(&store).await;
+    }
+
+    #[tokio::test]
+    async fn a_migration_interrupted_by_a_crash_starts_again_from_its_backup() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = data(root.path());
+        format_2_fixture(&dir);
+        // What a crash after the backup was made, halfway through the new snapshot, leaves.
+        let backup = dir.join(migrate::BACKUP);
+        std::fs::create_dir(&backup).unwrap();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("wal-") || name.starts_with("snapshot-") {
+                std::fs::rename(&path, backup.join(&name)).unwrap();
+            }
+        }
+        std::fs::write(dir.join("snapshot-00000000000000000018.tbl.tmp"), b"half").unwrap();
+        std::fs::write(dir.join("wal-00000000000000000018.log"), b"").unwrap();
+        let store = disk(root.path());
+        assert_fixture_words(&store).await;
+        assert!(!backup.exists());
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {

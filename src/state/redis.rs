@@ -2,8 +2,20 @@
 //! of tactful honours them; the in-process map stays the hot cache that rankings read.
 //!
 //! Keys (Redis Cluster-ready: everything about one user shares the hash tag `{<user key>}`):
-//! - `<ns>:{<user key hex>}:ops` — a LIST of postcard-encoded [`Op`]s, oldest first: the user's
-//!   explicit ops only (blocks, "not interested", "fewer like this", purchases, consent).
+//! - `<ns>:{<user key hex>}:ops` — a LIST of the user's [`Op`]s, oldest first, each sealed under
+//!   the user's data key (`[0xE5][key id u64][nonce ‖ ciphertext ‖ tag]`, bound to the user and
+//!   the key id): the user's explicit ops only (blocks, "not interested", "fewer like this",
+//!   purchases, consent). Elements written by data format 2 are postcard in clear; they are
+//!   still read, and rewritten sealed by the migration ([`Redis::migrate`]) at the first start
+//!   of this format.
+//! - `<ns>:{<user key hex>}:key` — the user's data key: `[key id u64][the key wrapped by the
+//!   master key]`. Made by whichever replica writes first for the user (`SET NX`, then every
+//!   replica uses what Redis holds); an append lands only while the key it was sealed under is
+//!   the user's key (a script checks it), so that nothing is ever sealed under a destroyed
+//!   key. Erasure deletes the list and the key in one command: every copy of the elements
+//!   (a replica, an AOF not yet rewritten, an RDB backup) is unreadable from then on.
+//! - `<ns>:master-check` — a value sealed under the master key: a replica started with
+//!   another master key is refused at start (exit code 64).
 //!   Counters (impressions, clicks) stay in each replica's memory: they may be approximate, and
 //!   writing every impression to Redis would cost more than it is worth. A long list is
 //!   compacted into one [`Op::Restore`] (WATCH/MULTI/EXEC, abandoned on a concurrent change).
@@ -55,11 +67,15 @@ use tokio::task::AbortHandle;
 use tokio_stream::StreamExt;
 
 use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
+use super::crypt::{DataKey, KeyWrap, MasterKey, WRAPPED_LEN};
 use super::key::{Keyer, PassThrough, UserKey, random_secret};
+use super::legacy;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::settings::{check_redis_url, redact};
+use super::settings::{RedisTls, check_redis_url, redact};
+use super::snapshot::FORMAT_V2;
 use super::user::UserState;
+use super::vault::{KeyId, wrap_aad};
 use super::{StateConfig, StateError};
 
 /// The namespace tactful uses unless told otherwise: `tactful:secret`, `tactful:{…}:ops`.
@@ -96,6 +112,37 @@ const FAILURES_KEPT: Duration = Duration::from_secs(600);
 const COMPACT_QUEUE: usize = 1024;
 /// A read that keeps racing with removals of its user gives up after this many attempts.
 const LOAD_ATTEMPTS: usize = 4;
+/// The first byte of a sealed element. An element of format 2 starts with its op's variant
+/// index (below 8), so the two never mix up.
+const SEALED: u8 = 0xE5;
+/// A stored data key: its id and the wrapped key.
+const KEY_VALUE_LEN: usize = 8 + WRAPPED_LEN;
+/// Appends one sealed element, but only while the user's data key is the one it was sealed
+/// under (KEYS: the list, the key; ARGV: the stored key, the element). Answers the list's new
+/// length, or -1 when the key is gone (erased) or another: the writer then resolves the key
+/// again and seals anew.
+const APPEND_SCRIPT: &str = "local k = redis.call('GET', KEYS[2]) \
+    if k ~= ARGV[1] then return -1 end \
+    return redis.call('RPUSH', KEYS[1], ARGV[2])";
+/// How often a write is sealed anew when the user's key changed under it.
+const RESEAL_ATTEMPTS: usize = 3;
+
+/// A user's data key as Redis holds it.
+struct StoredKey {
+    id: KeyId,
+    key: DataKey,
+    /// The value in Redis: what the append script compares.
+    value: Vec<u8>,
+}
+
+/// What an element's seal is bound to: its user and key.
+fn element_aad(user: UserKey, id: KeyId) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    a[..8].copy_from_slice(b"tactfulO");
+    a[8..24].copy_from_slice(&user.0);
+    a[24..].copy_from_slice(&id.0.to_le_bytes());
+    a
+}
 
 /// One queued write.
 enum Write {
@@ -151,6 +198,8 @@ struct Reading {
 struct Startup {
     writes: mpsc::UnboundedReceiver<Write>,
     compactions: mpsc::Receiver<UserKey>,
+    /// The namespace holds data of format 2: rewrite it sealed.
+    migrate: bool,
     subscription: redis::aio::PubSub,
 }
 
@@ -183,6 +232,9 @@ pub(super) struct Redis {
     unannounced: Mutex<HashSet<UserKey>>,
     compact: mpsc::Sender<UserKey>,
     startup: Mutex<Option<Startup>>,
+    master: Arc<dyn KeyWrap>,
+    /// The data keys of users this replica has read or written: dropped with the user.
+    keys: DashMap<UserKey, Arc<StoredKey>, PassThrough>,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -191,13 +243,14 @@ fn unavailable(what: &str, addr: &str, e: impl std::fmt::Display) -> StateError 
 }
 
 /// Refuses a namespace written in another data layout (ops are not self-describing, so a
-/// wrong layout would misread them); marks a new namespace with this build's.
+/// wrong layout would misread them); marks a new namespace with this build's. Answers true for
+/// a namespace of format 2, which is read as it is and migrated in the background.
 async fn check_format(
     conn: &mut ConnectionManager,
     namespace: &str,
     secret_key: &str,
     addr: &str,
-) -> Result<(), StateError> {
+) -> Result<bool, StateError> {
     let format_key = format!("{namespace}:format");
     let (stored, secret_exists): (Option<u32>, bool) = tokio::time::timeout(READ_TIMEOUT, async {
         redis::pipe()
@@ -213,7 +266,8 @@ async fn check_format(
     .map_err(|e| unavailable("read the data format", addr, e))?;
     let format = DATA_FORMAT;
     match stored {
-        Some(f) if f == format => Ok(()),
+        Some(f) if f == format => Ok(false),
+        Some(FORMAT_V2) => Ok(true),
         Some(f) => Err(StateError::Corrupt(format!(
             "redis namespace {namespace} holds data format {f}; this build reads format \
              {format}: flush it (or point tactful at another Redis database) or run the \
@@ -236,20 +290,52 @@ async fn check_format(
             .await
             .map_err(|_| unavailable("write the data format", addr, "timed out"))?;
             set.map_err(|e| unavailable("write the data format", addr, e))
+                .map(|()| false)
         }
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<Op, StateError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| StateError::Corrupt(format!("an op in redis does not decode: {e}")))
+/// One element of a user's list: sealed under `key`, or in clear (format 2).
+fn decode(user: UserKey, key: Option<&StoredKey>, bytes: &[u8]) -> Result<Op, StateError> {
+    let corrupt = |what: String| StateError::Corrupt(format!("an op in redis {what}"));
+    if bytes.first() != Some(&SEALED) {
+        return legacy::decode_op_v2(bytes).map_err(|e| corrupt(format!("does not decode: {e}")));
+    }
+    let id = bytes
+        .get(1..9)
+        .map(|b| KeyId(u64::from_le_bytes(b.try_into().expect("8 bytes"))))
+        .ok_or_else(|| corrupt("is too short".into()))?;
+    let Some(key) = key.filter(|k| k.id == id) else {
+        return Err(corrupt(
+            "is sealed under a key the user no longer has (written while being erased?)".into(),
+        ));
+    };
+    let plain = key
+        .key
+        .open(&element_aad(user, id), &bytes[9..])
+        .map_err(|e| corrupt(e.to_string()))?;
+    postcard::from_bytes(&plain).map_err(|e| corrupt(format!("does not decode: {e}")))
+}
+
+/// `op` sealed under `key`, as an element of the user's list.
+fn seal(user: UserKey, key: &StoredKey, plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + plain.len() + super::crypt::SEAL_OVERHEAD);
+    out.push(SEALED);
+    out.extend_from_slice(&key.id.0.to_le_bytes());
+    key.key.seal(&element_aad(user, key.id), plain, &mut out);
+    out
 }
 
 /// A user's state from their ops, oldest first.
-fn replay(ops: &[Vec<u8>], cfg: &StateConfig) -> Result<UserState, StateError> {
+fn replay(
+    user: UserKey,
+    key: Option<&StoredKey>,
+    ops: &[Vec<u8>],
+    cfg: &StateConfig,
+) -> Result<UserState, StateError> {
     let mut state = UserState::default();
     for bytes in ops {
-        if let Err(err) = decode(bytes)?.apply(&mut state, cfg) {
+        if let Err(err) = decode(user, key, bytes)?.apply(&mut state, cfg) {
             // Only applied ops are written; a refusal now means the limits were lowered
             // since. Keep going: the rest of the user's words still count.
             tracing::warn!(error = %err, "an op from redis no longer applies");
@@ -292,7 +378,8 @@ impl Redis {
         // The check `tactful config check` and the configuration make, for callers that
         // skip them.
         check_redis_url(url).map_err(StateError::Unavailable)?;
-        let client = redis::Client::open(url).map_err(|e| unavailable("bad URL", &addr, e))?;
+        let client =
+            client(url, &config.redis_tls).map_err(|e| unavailable("bad URL", &addr, e))?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(WRITE_TIMEOUT))
@@ -307,8 +394,10 @@ impl Redis {
         .map_err(|_| unavailable("connect", &addr, "timed out"))?
         .map_err(|e| unavailable("connect", &addr, e))?;
 
+        let master = load_master(config)?;
+        check_master(&mut conn, namespace, &*master, &addr).await?;
         let secret_key = format!("{namespace}:secret");
-        check_format(&mut conn, namespace, &secret_key, &addr).await?;
+        let migrate = check_format(&mut conn, namespace, &secret_key, &addr).await?;
         let fresh = random_secret().map_err(|e| unavailable("secret", &addr, e))?;
         let stored: Option<Vec<u8>> = tokio::time::timeout(READ_TIMEOUT, async {
             redis::cmd("SET")
@@ -365,8 +454,11 @@ impl Redis {
                 writes,
                 compactions,
                 subscription,
+                migrate,
             })),
             tasks: Mutex::new(Vec::new()),
+            master,
+            keys: DashMap::default(),
         });
         tracing::info!(redis = %redis.addr, namespace, "user state is shared through redis");
         Ok((redis, Keyer::new(secret)))
@@ -390,6 +482,13 @@ impl Redis {
             tokio::spawn(self.clone().watch_loop()),
             tokio::spawn(self.clone().compact_loop(startup.compactions)),
         ];
+        if startup.migrate {
+            let migration = tokio::spawn(self.clone().migrate());
+            self.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(migration.abort_handle());
+        }
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -398,6 +497,90 @@ impl Redis {
 
     fn list_key(&self, key: UserKey) -> String {
         format!("{}:{{{}}}:ops", self.namespace, key.to_hex())
+    }
+
+    fn key_key(&self, key: UserKey) -> String {
+        format!("{}:{{{}}}:key", self.namespace, key.to_hex())
+    }
+
+    /// A user's data key from its stored value.
+    fn parse_key(&self, user: UserKey, value: &[u8]) -> Result<StoredKey, StateError> {
+        let corrupt = || {
+            StateError::Corrupt(format!(
+                "{}: not a data key this master key unwraps",
+                self.key_key(user)
+            ))
+        };
+        if value.len() != KEY_VALUE_LEN {
+            return Err(corrupt());
+        }
+        let id = KeyId(u64::from_le_bytes(value[..8].try_into().expect("8 bytes")));
+        let key = self
+            .master
+            .unwrap(&value[8..], &wrap_aad(user, id))
+            .map_err(|_| corrupt())?;
+        Ok(StoredKey {
+            id,
+            key,
+            value: value.to_vec(),
+        })
+    }
+
+    /// A new data key for the user, not stored yet.
+    fn new_key(&self, user: UserKey) -> Result<StoredKey, StateError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| StateError::Unavailable(e.to_string()))?;
+        let id = KeyId(u64::from_le_bytes(id));
+        let key = DataKey::random().map_err(|e| StateError::Unavailable(e.to_string()))?;
+        let mut value = Vec::with_capacity(KEY_VALUE_LEN);
+        value.extend_from_slice(&id.0.to_le_bytes());
+        value.extend_from_slice(&self.master.wrap(&key, &wrap_aad(user, id)));
+        Ok(StoredKey { id, key, value })
+    }
+
+    /// Notes what Redis holds as the user's key (`None`: no key).
+    fn note_key(&self, user: UserKey, value: Option<&[u8]>) -> Result<(), StateError> {
+        match value {
+            Some(v) => {
+                let stored = self.parse_key(user, v)?;
+                self.keys.insert(user, Arc::new(stored));
+            }
+            None => {
+                self.keys.remove(&user);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure each user has a data key in Redis and in `self.keys`: the first replica to
+    /// write makes it (`SET NX`), everyone uses what Redis then holds.
+    async fn resolve_keys(&self, users: &[UserKey]) -> Result<(), String> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for &user in users {
+            let fresh = self.new_key(user).map_err(|e| e.to_string())?;
+            pipe.cmd("SET")
+                .arg(self.key_key(user))
+                .arg(fresh.value)
+                .arg("NX")
+                .ignore();
+            pipe.cmd("GET").arg(self.key_key(user));
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<Vec<u8>>> =
+            match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("making data keys timed out".to_owned()),
+            };
+        for (&user, value) in users.iter().zip(values) {
+            let value = value.ok_or("a data key vanished as it was made")?;
+            self.note_key(user, Some(&value))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn announcement(&self, key: UserKey) -> [u8; 24] {
@@ -466,17 +649,19 @@ impl Redis {
             self.wait_settled(ticket).await?;
         }
         let mut conn = self.conn.clone();
-        let ops: Vec<Vec<u8>> = match tokio::time::timeout(
-            READ_TIMEOUT,
-            redis::cmd("LRANGE")
-                .arg(self.list_key(key))
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(ops)) => ops,
+        // One transaction: the list and the key it is sealed under, as of one moment.
+        let mut pipe = redis::pipe();
+        let read = pipe
+            .atomic()
+            .cmd("LRANGE")
+            .arg(self.list_key(key))
+            .arg(0)
+            .arg(-1)
+            .cmd("GET")
+            .arg(self.key_key(key))
+            .query_async::<(Vec<Vec<u8>>, Option<Vec<u8>>)>(&mut conn);
+        let (ops, data_key) = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 self.mark_down(&e);
                 return Err(unavailable("read", &self.addr, e));
@@ -490,14 +675,18 @@ impl Redis {
         if ops.len() > COMPACT_AT {
             let _ = self.compact.try_send(key);
         }
-        let state = replay(&ops, &self.config)?;
+        self.note_key(key, data_key.as_deref())?;
+        let stored = self.keys.get(&key).map(|k| k.clone());
+        let state = replay(key, stored.as_deref(), &ops, &self.config)?;
         Ok(map.insert(key, state, false, || guard.current()))
     }
 
-    /// Removes a user from the cache; the next access reads Redis again.
+    /// Removes a user from the cache (with their data key); the next access reads Redis
+    /// again.
     fn drop_user(&self, map: &UserMap, key: UserKey) {
         self.removing(key);
         map.remove(key);
+        self.keys.remove(&key);
     }
 
     /// Called before a user is removed from the cache: a read of them in flight must not put
@@ -517,6 +706,7 @@ impl Redis {
     fn drop_all(&self, map: &UserMap) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         map.clear();
+        self.keys.clear();
     }
 
     // ---- writes ---------------------------------------------------------------------------
@@ -665,28 +855,81 @@ impl Redis {
         }
     }
 
-    /// One pipeline: the writes in order, then one announcement per user. Returns the
-    /// length of each list after its write.
+    /// One pipeline: the writes in order, each op sealed under its user's data key (made
+    /// first if the user has none), then one announcement per user. Returns the length of
+    /// each list after its write. A write whose key changed under it (the user was erased
+    /// meanwhile, or another replica made their key first) is sealed anew under the key Redis
+    /// now holds, and sent again after the others.
     async fn send(&self, batch: &[Write], users: &[UserKey]) -> Result<Vec<i64>, String> {
-        let mut pipe = redis::pipe();
-        for w in batch {
-            match w {
-                Write::Append { key, op, .. } => pipe.cmd("RPUSH").arg(self.list_key(*key)).arg(op),
-                Write::Forget { key, .. } => pipe.cmd("DEL").arg(self.list_key(*key)),
-            };
+        let mut lengths = vec![0i64; batch.len()];
+        let mut todo: Vec<usize> = (0..batch.len()).collect();
+        for _ in 0..RESEAL_ATTEMPTS {
+            let mut missing: Vec<UserKey> = todo
+                .iter()
+                .filter_map(|&i| match &batch[i] {
+                    Write::Append { key, .. } if !self.keys.contains_key(key) => Some(*key),
+                    _ => None,
+                })
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            self.resolve_keys(&missing).await?;
+            let mut pipe = redis::pipe();
+            for &i in &todo {
+                match &batch[i] {
+                    Write::Append { key, op, .. } => {
+                        let stored = self
+                            .keys
+                            .get(key)
+                            .map(|k| k.clone())
+                            .ok_or("a data key went missing")?;
+                        pipe.cmd("EVAL")
+                            .arg(APPEND_SCRIPT)
+                            .arg(2)
+                            .arg(self.list_key(*key))
+                            .arg(self.key_key(*key))
+                            .arg(&stored.value)
+                            .arg(seal(*key, &stored, op));
+                    }
+                    // The list and the key in one command: no reader sees one without the
+                    // other.
+                    Write::Forget { key, .. } => {
+                        pipe.cmd("DEL")
+                            .arg(self.list_key(*key))
+                            .arg(self.key_key(*key));
+                    }
+                }
+            }
+            for &key in users {
+                pipe.cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(&self.announcement(key)[..])
+                    .ignore();
+            }
+            let mut conn = self.conn.clone();
+            let answers =
+                match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn))
+                    .await
+                {
+                    Ok(Ok(answers)) => answers,
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("a write timed out".to_owned()),
+                };
+            let mut again = Vec::new();
+            for (&i, answer) in todo.iter().zip(answers) {
+                if answer < 0 {
+                    self.keys.remove(&batch[i].key());
+                    again.push(i);
+                } else {
+                    lengths[i] = answer;
+                }
+            }
+            if again.is_empty() {
+                return Ok(lengths);
+            }
+            todo = again;
         }
-        for &key in users {
-            pipe.cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(&self.announcement(key)[..])
-                .ignore();
-        }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn)).await {
-            Ok(Ok(lengths)) => Ok(lengths),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("a write timed out".to_owned()),
-        }
+        Err("a user's data key kept changing while their words were written".to_owned())
     }
 
     // ---- invalidation ---------------------------------------------------------------------
@@ -824,8 +1067,8 @@ impl Redis {
                 .and_then(Result::ok);
             }
             let Some(c) = conn.as_mut() else { continue };
-            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key)).await {
-                Ok(Ok(())) => {}
+            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key, false)).await {
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "compaction abandoned");
                     conn = None;
@@ -835,40 +1078,70 @@ impl Redis {
         }
     }
 
-    async fn compact(&self, conn: &mut MultiplexedConnection, key: UserKey) -> Result<(), String> {
+    /// Replaces the user's list by one sealed `Restore` (and the word times) when it is long,
+    /// or, with `migrate`, when it holds elements of format 2 in clear. Answers whether the
+    /// list is now as wanted (false: it changed meanwhile, try again later).
+    async fn compact(
+        &self,
+        conn: &mut MultiplexedConnection,
+        key: UserKey,
+        migrate: bool,
+    ) -> Result<bool, String> {
         let config = &self.config;
-        let list = self.list_key(key);
+        let (list, key_key) = (self.list_key(key), self.key_key(key));
         redis::cmd("WATCH")
             .arg(&list)
+            .arg(&key_key)
             .exec_async(conn)
             .await
             .map_err(|e| e.to_string())?;
-        let ops: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        let (ops, stored): (Vec<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+            .cmd("LRANGE")
             .arg(&list)
             .arg(0)
             .arg(-1)
+            .cmd("GET")
+            .arg(&key_key)
             .query_async(conn)
             .await
             .map_err(|e| e.to_string())?;
-        let replayed = if ops.len() > COMPACT_AT {
-            replay(&ops, config).map(Some).map_err(|e| e.to_string())
-        } else {
-            Ok(None)
+        let in_clear = ops.iter().any(|op| op.first() != Some(&SEALED));
+        let wanted = ops.len() > COMPACT_AT || (migrate && in_clear);
+        let stored = stored
+            .map(|v| self.parse_key(key, &v))
+            .transpose()
+            .map_err(|e| e.to_string());
+        let replayed = match (&stored, wanted) {
+            (Ok(stored), true) => replay(key, stored.as_ref(), &ops, config)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            (Ok(_), false) => Ok(None),
+            (Err(e), _) => Err(e.clone()),
         };
         let Ok(Some(mut state)) = replayed else {
             redis::cmd("UNWATCH")
                 .exec_async(conn)
                 .await
                 .map_err(|e| e.to_string())?;
-            // Short enough already, or a history that does not decode (reads report it).
-            return replayed.map(|_| ());
+            // Short and sealed already, or a history that does not decode (reads report it).
+            return replayed.map(|_| true);
         };
+        let stored = stored.expect("checked above");
         state.expire(crate::time::now_ms(), config);
         let mut tx = redis::pipe();
         tx.atomic();
         if state.is_empty() {
             tx.cmd("DEL").arg(&list).ignore();
         } else {
+            // The user's key, or a new one for a history written in clear.
+            let sealing = match stored {
+                Some(k) => k,
+                None => {
+                    let fresh = self.new_key(key).map_err(|e| e.to_string())?;
+                    tx.cmd("SET").arg(&key_key).arg(&fresh.value).ignore();
+                    fresh
+                }
+            };
             // A Restore does not carry the word times: they follow it as an op of their own.
             let words =
                 postcard::to_allocvec(&Op::Words(state.words())).map_err(|e| e.to_string())?;
@@ -876,14 +1149,186 @@ impl Redis {
                 postcard::to_allocvec(&Op::Restore(Box::new(state))).map_err(|e| e.to_string())?;
             tx.cmd("LTRIM").arg(&list).arg(ops.len()).arg(-1).ignore();
             // LPUSH puts each value at the head in turn: the list starts Restore, Words.
-            tx.cmd("LPUSH").arg(&list).arg(words).arg(restore).ignore();
+            tx.cmd("LPUSH")
+                .arg(&list)
+                .arg(seal(key, &sealing, &words))
+                .arg(seal(key, &sealing, &restore))
+                .ignore();
         }
-        // EXEC answers nil when the list changed since WATCH: the next trigger tries again.
+        // EXEC answers nil when the list or the key changed since WATCH: try again later.
         let done: redis::Value = tx.query_async(conn).await.map_err(|e| e.to_string())?;
         if matches!(done, redis::Value::Nil) {
             tracing::debug!("compaction met a concurrent change; left for later");
+            return Ok(false);
         }
-        Ok(())
+        // Another replica may hold the user with their old list: it reads again.
+        self.keys.remove(&key);
+        Ok(true)
+    }
+
+    /// Rewrites every list of the namespace that holds elements of format 2 in clear, sealed
+    /// under its user's key, then marks the namespace with this format. Runs in the
+    /// background at the first start on such a namespace; what it has not reached yet is
+    /// read as it is meanwhile.
+    async fn migrate(self: Arc<Self>) {
+        let mut attempt = 0u32;
+        loop {
+            match self.migrate_once().await {
+                Ok(users) => {
+                    tracing::info!(
+                        namespace = %self.namespace,
+                        users,
+                        from = FORMAT_V2,
+                        to = DATA_FORMAT,
+                        "migrated the redis namespace: every user's words are now sealed"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "migrating the redis namespace failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(30)))).await;
+                }
+            }
+        }
+    }
+
+    async fn migrate_once(&self) -> Result<u64, String> {
+        let mut conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| "connecting timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        let pattern = format!("{}:{{*}}:ops", self.namespace);
+        let prefix = format!("{}:{{", self.namespace);
+        let (mut cursor, mut users) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            for name in keys {
+                let Some(user) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|n| n.strip_suffix("}:ops"))
+                    .and_then(parse_user_key)
+                else {
+                    continue;
+                };
+                let mut done = false;
+                for _ in 0..10 {
+                    if self.compact(&mut conn, user, true).await? {
+                        done = true;
+                        break;
+                    }
+                }
+                if !done {
+                    return Err(format!("{name} kept changing"));
+                }
+                users += 1;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        redis::cmd("SET")
+            .arg(format!("{}:format", self.namespace))
+            .arg(DATA_FORMAT)
+            .exec_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(users)
+    }
+}
+
+/// The client for `url`: over TLS for `rediss://`, trusting `tls.ca_cert` (or the system's
+/// roots) and presenting the client certificate if one is configured.
+fn client(url: &str, tls: &RedisTls) -> Result<redis::Client, String> {
+    if !url.starts_with("rediss://") {
+        return redis::Client::open(url).map_err(|e| e.to_string());
+    }
+    let read = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
+            .transpose()
+    };
+    let client_tls = match (read(&tls.client_cert)?, read(&tls.client_key)?) {
+        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        _ => None,
+    };
+    let certificates = redis::TlsCertificates {
+        client_tls,
+        root_cert: read(&tls.ca_cert)?,
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
+}
+
+/// A user key from its hex form ([`UserKey::to_hex`]).
+fn parse_user_key(hex: &str) -> Option<UserKey> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(UserKey(key))
+}
+
+/// The master key the configuration names. The shared backend has no key store of its own on
+/// disk, so the key must be given (`TACTFUL_MASTER_KEY_FILE` or `TACTFUL_MASTER_KEY`), the
+/// same on every replica.
+fn load_master(config: &StateConfig) -> Result<Arc<dyn KeyWrap>, StateError> {
+    let source = config.keys.master.as_ref().ok_or_else(|| {
+        StateError::Key(
+            "the redis backend needs a master key, the same on every replica: set \
+             TACTFUL_MASTER_KEY_FILE (or state.master_key_file) to a file holding 64 hex digits \
+             (e.g. `openssl rand -hex 32`), mounted from a secret"
+                .to_owned(),
+        )
+    })?;
+    Ok(Arc::new(MasterKey::load(source).map_err(StateError::Key)?))
+}
+
+/// Agrees on the master key with the namespace: the first replica stores a value sealed
+/// under its key; the others must open it.
+async fn check_master(
+    conn: &mut ConnectionManager,
+    namespace: &str,
+    master: &dyn KeyWrap,
+    addr: &str,
+) -> Result<(), StateError> {
+    let check_key = format!("{namespace}:master-check");
+    let stored: Option<Vec<u8>> = tokio::time::timeout(READ_TIMEOUT, async {
+        redis::cmd("SET")
+            .arg(&check_key)
+            .arg(master.check_value())
+            .arg("NX")
+            .exec_async(&mut *conn)
+            .await?;
+        redis::cmd("GET").arg(&check_key).query_async(conn).await
+    })
+    .await
+    .map_err(|_| unavailable("read the master key check", addr, "timed out"))?
+    .map_err(|e| unavailable("read the master key check", addr, e))?;
+    match stored {
+        Some(check) if master.matches(&check) => Ok(()),
+        _ => Err(StateError::Key(format!(
+            "the master key does not open the data keys in redis namespace {namespace}: it was \
+             made with another key. Give every replica the same master key (after a rotation, \
+             the new one)"
+        ))),
     }
 }
 
@@ -934,7 +1379,10 @@ impl Backend for Redis {
     /// counters for the evicted are lost, as counters may be); each removal is told to the
     /// reads in flight, so that none can resurrect the user.
     fn evict(&self, map: &UserMap, want: usize) -> usize {
-        map.evict_each(want, |key| self.removing(key))
+        map.evict_each(want, |key| {
+            self.removing(key);
+            self.keys.remove(&key);
+        })
     }
 
     /// Stops taking writes (the writer finishes what is queued) and stops the other tasks.
@@ -1018,11 +1466,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_replayed_history_is_the_state_it_built() {
+    fn a_replayed_history_is_the_state_it_built_sealed_or_in_clear() {
         use crate::state::{Event, EventKind};
         let cfg = StateConfig::default();
+        let user = UserKey([3; 16]);
+        let key = StoredKey {
+            id: KeyId(77),
+            key: DataKey::random().unwrap(),
+            value: Vec::new(),
+        };
         let mut state = UserState::default();
-        let mut ops = Vec::new();
+        let (mut sealed, mut clear) = (Vec::new(), Vec::new());
         for (kind, brand) in [
             (EventKind::BlockBrand, 1),
             (EventKind::BlockBrand, 2),
@@ -1032,12 +1486,33 @@ mod tests {
             e.brand_id = brand;
             let op = Op::Event(e);
             op.apply(&mut state, &cfg).unwrap();
-            ops.push(postcard::to_allocvec(&op).unwrap());
+            let plain = postcard::to_allocvec(&op).unwrap();
+            sealed.push(seal(user, &key, &plain));
+            clear.push(plain);
         }
-        assert_eq!(replay(&ops, &cfg).unwrap(), state);
+        assert_eq!(replay(user, Some(&key), &sealed, &cfg).unwrap(), state);
+        // Format 2's elements, in clear, still read (with or without a key).
+        assert_eq!(replay(user, None, &clear, &cfg).unwrap(), state);
         let restore = postcard::to_allocvec(&Op::Restore(Box::new(state.clone()))).unwrap();
         let words = postcard::to_allocvec(&Op::Words(state.words())).unwrap();
-        assert_eq!(replay(&[restore, words], &cfg).unwrap(), state);
-        assert!(replay(&[vec![0xff; 3]], &cfg).is_err());
+        let compacted = [seal(user, &key, &restore), seal(user, &key, &words)];
+        assert_eq!(replay(user, Some(&key), &compacted, &cfg).unwrap(), state);
+        assert!(replay(user, Some(&key), &[vec![0xff; 3]], &cfg).is_err());
+        // Without its key, under another, or moved to another user: refused, never misread.
+        assert!(replay(user, None, &sealed, &cfg).is_err());
+        let other = StoredKey {
+            id: KeyId(77),
+            key: DataKey::random().unwrap(),
+            value: Vec::new(),
+        };
+        assert!(replay(user, Some(&other), &sealed, &cfg).is_err());
+        assert!(replay(UserKey([4; 16]), Some(&key), &sealed, &cfg).is_err());
+    }
+
+    #[test]
+    fn user_keys_read_back_from_their_hex() {
+        let key = UserKey([0xa5; 16]);
+        assert_eq!(parse_user_key(&key.to_hex()), Some(key));
+        assert_eq!(parse_user_key("zz"), None);
     }
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::crypt::MasterKeySource;
 use crate::rank::{Consent, DataDimension, DimensionSet};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS};
 
@@ -85,6 +86,24 @@ pub struct StateSettings {
     pub backend: String,
     /// The `disk` backend's directory (relative to the working directory).
     pub data_dir: PathBuf,
+    /// Where the `disk` backend keeps each user's data key (wrapped by the master key): a
+    /// directory apart from `data_dir`, neither inside the other, ideally its own volume, so
+    /// that a copy or backup of the data does not carry what opens it. Unset: beside
+    /// `data_dir`, named after it (`tactful-data-keys`).
+    pub key_dir: Option<PathBuf>,
+    /// The file holding the master key (64 hex digits, e.g. `openssl rand -hex 32`), which
+    /// wraps every user's data key: mount it from a secret. Unset (and `TACTFUL_MASTER_KEY`
+    /// unset): `master.key` in the key store's directory, made on first start, which is fine
+    /// for trying tactful but keeps the key beside what it protects.
+    pub master_key_file: Option<PathBuf>,
+    /// `rediss://` only: the CA certificate (PEM) that signed Redis' certificate, when it is
+    /// not one the system trusts.
+    pub redis_ca_cert: Option<PathBuf>,
+    /// `rediss://` only: the client certificate (PEM) for a Redis that asks for one
+    /// (`tls-auth-clients yes`), with `redis_client_key`.
+    pub redis_client_cert: Option<PathBuf>,
+    /// The private key (PEM) of `redis_client_cert`.
+    pub redis_client_key: Option<PathBuf>,
     /// Memory for user state (map slots, per-user heap, snapshot index). Past it, the
     /// coldest users are evicted (and read back from the snapshot or Redis when they return).
     /// 1 GiB holds several million typical users; size it to the pod's limit minus ~100 MiB.
@@ -121,6 +140,11 @@ impl Default for StateSettings {
             personalization_off_by_default: false,
             backend: "disk".into(),
             data_dir: PathBuf::from("tactful-data"),
+            key_dir: None,
+            master_key_file: None,
+            redis_ca_cert: None,
+            redis_client_cert: None,
+            redis_client_key: None,
             memory_cap_mib: 1024,
             counter_retention_days: 30.0,
             snapshot_interval_s: 5 * 60,
@@ -177,7 +201,46 @@ impl StateSettings {
                 ));
             }
         }
-        self.backend().map(|_| ())
+        let backend = self.backend()?;
+        self.check_redis_tls(&backend)
+    }
+
+    /// The TLS files are given only for a `rediss://` backend, the client certificate with its
+    /// key, and each reads as PEM.
+    fn check_redis_tls(&self, backend: &StateBackend) -> Result<(), InvalidSetting> {
+        let tls = matches!(backend, StateBackend::Redis(url) if url.starts_with("rediss://"));
+        for (setting, path) in [
+            ("state.redis_ca_cert", &self.redis_ca_cert),
+            ("state.redis_client_cert", &self.redis_client_cert),
+            ("state.redis_client_key", &self.redis_client_key),
+        ] {
+            let Some(path) = path else { continue };
+            if !tls {
+                return Err(invalid(
+                    setting,
+                    "is for TLS to Redis: set state.backend to a rediss:// URL",
+                ));
+            }
+            let text = std::fs::read(path)
+                .map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))?;
+            if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(invalid(
+                    setting,
+                    format!("{} holds no PEM block", path.display()),
+                ));
+            }
+        }
+        if self.redis_client_cert.is_some() != self.redis_client_key.is_some() {
+            return Err(invalid(
+                if self.redis_client_cert.is_some() {
+                    "state.redis_client_key"
+                } else {
+                    "state.redis_client_cert"
+                },
+                "a client certificate and its key go together: set both or neither",
+            ));
+        }
+        Ok(())
     }
 
     /// Where user state is kept, from `backend` and `data_dir`: refused here, not when the
@@ -224,20 +287,22 @@ impl StateSettings {
             snapshot_log_bytes: self.snapshot_log_mib << 20,
             counter_sync_ms: self.counter_sync_ms,
             log_counters: self.log_counters,
+            keys: KeyConfig {
+                dir: self.key_dir.clone(),
+                master: self.master_key_file.clone().map(MasterKeySource::File),
+            },
+            redis_tls: RedisTls {
+                ca_cert: self.redis_ca_cert.clone(),
+                client_cert: self.redis_client_cert.clone(),
+                client_key: self.redis_client_key.clone(),
+            },
         }
     }
 }
 
 /// Whether this build can connect to Redis at `url` (the message never shows a password).
-/// TLS to Redis is not built in: a `rediss://` URL is refused rather than sent in clear.
+/// A `redis://` or `rediss://` (TLS) URL the client can use.
 pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err(format!(
-            "{}: TLS to Redis (rediss://) is not supported by this build; use a redis:// URL \
-             (Redis next to tactful, or a TLS tunnel such as a sidecar proxy)",
-            redact(url)
-        ));
-    }
     redis::IntoConnectionInfo::into_connection_info(url)
         .map(|_| ())
         .map_err(|e| format!("{} is not a usable redis URL: {e}", redact(url)))
@@ -285,6 +350,27 @@ pub struct StateConfig {
     pub counter_sync_ms: u64,
     /// [`StateSettings::log_counters`].
     pub log_counters: bool,
+    /// Where the data keys are and what wraps them.
+    pub keys: KeyConfig,
+    /// The files of TLS to Redis (`rediss://`).
+    pub redis_tls: RedisTls,
+}
+
+/// [`StateSettings::redis_ca_cert`], [`StateSettings::redis_client_cert`],
+/// [`StateSettings::redis_client_key`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// The key store's place and the master key's source; `None` means the default
+/// ([`StateSettings::key_dir`], [`StateSettings::master_key_file`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyConfig {
+    pub dir: Option<PathBuf>,
+    pub master: Option<MasterKeySource>,
 }
 
 impl Default for StateConfig {
@@ -295,6 +381,8 @@ impl Default for StateConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -317,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn backends_this_build_cannot_use_are_refused_by_name() {
+    fn backends_are_checked_by_name_and_tls_files_only_go_with_rediss() {
         let with = |backend: &str| StateSettings {
             backend: backend.into(),
             ..StateSettings::default()
@@ -326,13 +414,12 @@ mod tests {
             with("redis://127.0.0.1:6379/0").backend(),
             Ok(StateBackend::Redis("redis://127.0.0.1:6379/0".into()))
         );
-        let e = with("rediss://user:s3cret@host:6380/0")
-            .backend()
-            .unwrap_err();
-        assert_eq!(e.setting, "state.backend");
-        assert!(e.message.contains("rediss://"), "{e}");
-        assert!(e.message.contains("not supported"), "{e}");
-        assert!(!e.message.contains("s3cret"), "{e}");
+        assert_eq!(
+            with("rediss://user:s3cret@host:6380/0").backend(),
+            Ok(StateBackend::Redis(
+                "rediss://user:s3cret@host:6380/0".into()
+            ))
+        );
         let e = with("redis://host:notaport/0").backend().unwrap_err();
         assert_eq!(e.setting, "state.backend");
         assert!(with("postgres://x").validate().is_err());
@@ -341,6 +428,35 @@ mod tests {
             ..StateSettings::default()
         };
         assert_eq!(no_dir.backend().unwrap_err().setting, "state.data_dir");
+
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let tls = |backend: &str, ca: Option<&Path>, cert: Option<&Path>, key: Option<&Path>| {
+            StateSettings {
+                redis_ca_cert: ca.map(Path::to_owned),
+                redis_client_cert: cert.map(Path::to_owned),
+                redis_client_key: key.map(Path::to_owned),
+                ..with(backend)
+            }
+            .validate()
+        };
+        let url = "rediss://127.0.0.1:6380/0";
+        assert_eq!(tls(url, Some(&pem), Some(&pem), Some(&pem)), Ok(()));
+        assert_eq!(tls(url, None, None, None), Ok(()));
+        let e = tls("redis://127.0.0.1:6379/0", Some(&pem), None, None).unwrap_err();
+        assert_eq!(e.setting, "state.redis_ca_cert");
+        let e = tls(url, None, Some(&pem), None).unwrap_err();
+        assert_eq!(e.setting, "state.redis_client_key");
+        let e = tls(url, Some(&dir.path().join("none.pem")), None, None).unwrap_err();
+        assert!(e.message.contains("cannot read"), "{e}");
+        std::fs::write(dir.path().join("x"), "not pem").unwrap();
+        let e = tls(url, Some(&dir.path().join("x")), None, None).unwrap_err();
+        assert!(e.message.contains("no PEM"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //!
 //! Layout: header `TACTSNAP` + version; rows `[key 16][seq u64][len u32][crc32 u32][payload]`
 //! in key order; the index (every `INDEX_EVERY`-th key and its offset); a fixed footer.
+//!
+//! The table knows rows by an opaque 16-byte [`RowKey`] and payloads as bytes. In format 3 the
+//! disk backend keys a row by the user's data-key id (big-endian, so that the order is the
+//! ids'; the user's key is never written here) and seals the payload under that key; format 2
+//! keyed rows by the user's key and held the state in clear, and is read only to migrate it.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -17,12 +22,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::StateError;
-use super::key::UserKey;
 use super::wal::sync_dir;
+
+/// What a row is found by.
+pub type RowKey = [u8; 16];
 
 const MAGIC: &[u8; 8] = b"TACTSNAP";
 /// Bump when the row payload (the encoded user state) changes shape.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The version before rows were sealed: read to migrate it, never written.
+pub const FORMAT_V2: u32 = 2;
 const HEADER: u64 = 16;
 const ROW_HEADER: usize = 16 + 8 + 4 + 4;
 const FOOTER: usize = 8 * 4 + 4 + 4 + 8;
@@ -43,14 +52,15 @@ pub struct Table {
     /// Every op below this seq is in the snapshot.
     base_seq: u64,
     rows: u64,
-    index: Vec<(UserKey, u64)>,
+    index: Vec<(RowKey, u64)>,
     /// Where the rows end (and the index starts).
     rows_end: u64,
+    version: u32,
 }
 
 /// A row: the user's key, the seq captured with it (ops below it are in the payload), and
 /// the encoded state.
-pub type Row = (UserKey, u64, Vec<u8>);
+pub type Row = (RowKey, u64, Vec<u8>);
 
 impl Table {
     /// The latest snapshot in `dir`, or an empty table when there is none. Older snapshots and
@@ -95,9 +105,10 @@ impl Table {
         if &header[..8] != MAGIC {
             return Err(corrupt("not a tactful snapshot"));
         }
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_V2 {
             return Err(corrupt(&format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
+                "format version {version}, this build reads {FORMAT_VERSION} (and migrates \
+                 {FORMAT_V2})"
             )));
         }
         let mut footer = [0u8; FOOTER];
@@ -118,7 +129,7 @@ impl Table {
         let index = raw
             .chunks_exact(24)
             .map(|c| {
-                let key = UserKey(c[..16].try_into().expect("16 bytes"));
+                let key: RowKey = c[..16].try_into().expect("16 bytes");
                 (
                     key,
                     u64::from_le_bytes(c[16..].try_into().expect("8 bytes")),
@@ -132,7 +143,18 @@ impl Table {
             rows,
             index,
             rows_end: index_at,
+            version,
         })
+    }
+
+    /// The format the snapshot was written in ([`FORMAT_VERSION`] or [`FORMAT_V2`]; an empty
+    /// table is in this build's).
+    pub fn version(&self) -> u32 {
+        if self.file.is_some() {
+            self.version
+        } else {
+            FORMAT_VERSION
+        }
     }
 
     pub fn base_seq(&self) -> u64 {
@@ -148,7 +170,7 @@ impl Table {
     }
 
     /// One user's row: the seq captured with it and the encoded state.
-    pub fn get(&self, key: UserKey) -> Result<Option<(u64, Vec<u8>)>, StateError> {
+    pub fn get(&self, key: RowKey) -> Result<Option<(u64, Vec<u8>)>, StateError> {
         let (Some(file), Some(path)) = (&self.file, &self.path) else {
             return Ok(None);
         };
@@ -199,9 +221,9 @@ impl Table {
     }
 }
 
-fn row_at(span: &[u8], at: usize) -> Option<(UserKey, u64, &[u8], usize)> {
+fn row_at(span: &[u8], at: usize) -> Option<(RowKey, u64, &[u8], usize)> {
     let h = span.get(at..at + ROW_HEADER)?;
-    let key = UserKey(h[..16].try_into().ok()?);
+    let key: RowKey = h[..16].try_into().ok()?;
     let seq = u64::from_le_bytes(h[16..24].try_into().ok()?);
     let len = u32::from_le_bytes(h[24..28].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(h[28..32].try_into().ok()?);
@@ -226,7 +248,7 @@ impl Iterator for Scan {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
             Err(e) => return Some(Err(StateError::io(&self.path, e))),
         }
-        let key = UserKey(h[..16].try_into().expect("16 bytes"));
+        let key: RowKey = h[..16].try_into().expect("16 bytes");
         let seq = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
         let len = u32::from_le_bytes(h[24..28].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(h[28..32].try_into().expect("4 bytes"));
@@ -259,7 +281,7 @@ pub struct TableWriter {
     at: u64,
     rows: u64,
     index: Vec<u8>,
-    last: Option<UserKey>,
+    last: Option<RowKey>,
 }
 
 impl TableWriter {
@@ -284,18 +306,18 @@ impl TableWriter {
         })
     }
 
-    pub fn push(&mut self, key: UserKey, seq: u64, payload: &[u8]) -> Result<(), StateError> {
+    pub fn push(&mut self, key: RowKey, seq: u64, payload: &[u8]) -> Result<(), StateError> {
         if self.last.is_some_and(|last| last >= key) {
             return Err(StateError::Corrupt(
                 "snapshot rows out of key order".to_owned(),
             ));
         }
         if self.rows.is_multiple_of(INDEX_EVERY) {
-            self.index.extend_from_slice(&key.0);
+            self.index.extend_from_slice(&key);
             self.index.extend_from_slice(&self.at.to_le_bytes());
         }
         let mut h = [0u8; ROW_HEADER];
-        h[..16].copy_from_slice(&key.0);
+        h[..16].copy_from_slice(&key);
         h[16..24].copy_from_slice(&seq.to_le_bytes());
         h[24..28].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         h[28..32].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
@@ -343,10 +365,10 @@ impl TableWriter {
 mod tests {
     use super::*;
 
-    fn key(i: u32) -> UserKey {
+    fn key(i: u32) -> RowKey {
         let mut k = [0u8; 16];
         k[..4].copy_from_slice(&i.to_be_bytes());
-        UserKey(k)
+        k
     }
 
     #[test]

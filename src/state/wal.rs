@@ -6,9 +6,17 @@
 //! op is waiting or the counter sync interval has passed: one fsync covers every op in the
 //! batch (group commit). Waiters watch a durable watermark.
 //!
-//! Files: `wal-<first seq>.log`, a sequence of frames `[len u32][crc32 u32][postcard record]`.
-//! A crash can leave a torn frame at the tail of the last segment; reading stops there. A
-//! snapshot rotates the log to a new segment and deletes the older ones once it is safe.
+//! Files: `wal-<first seq>.log`, a sequence of frames `[len u32][crc32 u32][payload]`. The
+//! payload is `[seq u64][key id u64][sealed op]` ([`Frame`]): the op sealed under its user's
+//! data key by the caller (`disk.rs`); the log itself never sees a user or an op in clear.
+//! Data format 2 wrote a postcard `Record` in clear instead ([`read_payloads`] reads either;
+//! the migration decodes them). A crash can leave a torn frame at the tail of the last
+//! segment; reading stops there. A snapshot rotates the log to a new segment and deletes the
+//! older ones once it is safe.
+//!
+//! Before each fsync the writer runs the `before_sync` hook it was started with: the key store
+//! fsyncs the keys made since, so that no acknowledged record is sealed under a key a crash
+//! could lose.
 //!
 //! Must not: acknowledge an explicit op before its bytes are fsynced.
 
@@ -20,12 +28,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::StateError;
-use super::key::UserKey;
-use super::op::Op;
 
 const FRAME_HEADER: usize = 8;
 /// A record larger than this is corruption, not data (an op is tens of bytes).
@@ -35,13 +40,34 @@ const IDLE_WAIT: Duration = Duration::from_millis(5);
 /// A buffer this full is written without waiting for the next round.
 const FLUSH_BYTES: usize = 1 << 20;
 
-/// One logged op.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+/// Bytes before a frame's sealed op: its seq and its key id.
+pub const FRAME_PREFIX: usize = 16;
+
+/// One logged record, as the log holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
     pub seq: u64,
-    pub key: UserKey,
-    pub op: Op,
+    /// The id of the data key the op is sealed under (the key store's, never the user's key).
+    pub key_id: u64,
+    /// The sealed op; empty for an erasure's marker, which carries nothing.
+    pub sealed: &'a [u8],
 }
+
+impl<'a> Frame<'a> {
+    /// Reads a payload written by [`Wal::append`].
+    pub fn parse(payload: &'a [u8]) -> Option<Self> {
+        let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+        let key_id = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+        Some(Self {
+            seq,
+            key_id,
+            sealed: &payload[FRAME_PREFIX..],
+        })
+    }
+}
+
+/// Runs before every fsync of the log; an error fails the log like a failed write.
+pub type BeforeSync = Box<dyn Fn() -> Result<(), StateError> + Send>;
 
 /// How far the log is on disk.
 #[derive(Debug, Clone, Default)]
@@ -100,9 +126,10 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StateError> {
     Ok(out)
 }
 
-/// Reads every intact record of the segments in `dir`, oldest first. A torn or corrupt frame
-/// ends its segment (after a crash, the tail of the last one is expected to be torn).
-pub fn read_all(dir: &Path, mut each: impl FnMut(Record)) -> Result<(), StateError> {
+/// Reads the payload of every intact frame of the segments in `dir`, oldest first. A torn or
+/// corrupt frame ends its segment (after a crash, the tail of the last one is expected to be
+/// torn).
+pub fn read_payloads(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), StateError> {
     let segs = segments(dir)?;
     let last = segs.len().saturating_sub(1);
     for (i, (_, path)) in segs.iter().enumerate() {
@@ -113,8 +140,8 @@ pub fn read_all(dir: &Path, mut each: impl FnMut(Record)) -> Result<(), StateErr
         let mut at = 0;
         while at < bytes.len() {
             match frame_at(&bytes, at) {
-                Some((record, next)) => {
-                    each(record);
+                Some((payload, next)) => {
+                    each(payload);
                     at = next;
                 }
                 None => {
@@ -133,7 +160,24 @@ pub fn read_all(dir: &Path, mut each: impl FnMut(Record)) -> Result<(), StateErr
     Ok(())
 }
 
-fn frame_at(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
+/// Reads every frame written by [`Wal::append`], oldest first.
+pub fn read_all(dir: &Path, mut each: impl FnMut(Frame<'_>)) -> Result<(), StateError> {
+    let mut damaged = None;
+    read_payloads(dir, |payload| match Frame::parse(payload) {
+        Some(frame) if damaged.is_none() => each(frame),
+        Some(_) => {}
+        None => damaged = Some(payload.len()),
+    })?;
+    match damaged {
+        Some(len) => Err(StateError::Corrupt(format!(
+            "{}: a log frame of {len} bytes is too short to hold a record",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let header = bytes.get(at..at + FRAME_HEADER)?;
     let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
@@ -144,48 +188,21 @@ fn frame_at(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
     if crc32fast::hash(payload) != crc {
         return None;
     }
-    let record = postcard::from_bytes(payload).ok()?;
-    Some((record, at + FRAME_HEADER + len))
+    Some((payload, at + FRAME_HEADER + len))
 }
 
-/// A [`Record`] that borrows its op, so that appending does not copy it: postcard writes a
-/// struct as its fields in order, so the bytes are exactly a `Record`'s (a test checks).
-#[derive(Serialize)]
-struct RecordRef<'a> {
-    seq: u64,
-    key: UserKey,
-    op: &'a Op,
-}
-
-/// Records up to this size are encoded on the stack and copied into the buffer at once;
-/// postcard's io flavour would copy each field separately, which costs more than the encoding
-/// itself for a typical record of some 60 bytes.
-const SMALL_RECORD: usize = 256;
-
-/// Appends one framed record to `buf`; on failure `buf` is left as it was.
-fn encode(buf: &mut Vec<u8>, record: &impl Serialize) -> Result<(), StateError> {
+/// Appends one framed record to `buf`: its seq, its key id, and what `seal` appends (the
+/// sealed op).
+fn encode(buf: &mut Vec<u8>, seq: u64, key_id: u64, seal: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
     buf.extend_from_slice(&[0; FRAME_HEADER]);
-    let mut small = [0u8; SMALL_RECORD];
-    let encoded = match postcard::to_slice(record, &mut small) {
-        Ok(bytes) => {
-            buf.extend_from_slice(bytes);
-            Ok(())
-        }
-        Err(postcard::Error::SerializeBufferFull) => postcard::to_io(record, &mut *buf).map(drop),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = encoded {
-        buf.truncate(start);
-        return Err(StateError::Corrupt(format!(
-            "a log record does not encode: {e}"
-        )));
-    }
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&key_id.to_le_bytes());
+    seal(buf);
     let len = (buf.len() - start - FRAME_HEADER) as u32;
     let crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
@@ -196,8 +213,14 @@ pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
 
 impl Wal {
     /// Starts a new segment at `next_seq` in `dir` (the caller has read what was there).
-    /// Counter-only batches are fsynced at least every `counter_sync`.
-    pub fn start(dir: &Path, next_seq: u64, counter_sync: Duration) -> Result<Self, StateError> {
+    /// Counter-only batches are fsynced at least every `counter_sync`; `before_sync` runs
+    /// before every fsync.
+    pub fn start(
+        dir: &Path,
+        next_seq: u64,
+        counter_sync: Duration,
+        before_sync: BeforeSync,
+    ) -> Result<Self, StateError> {
         // A segment of this name can only hold a torn first frame (a complete one would have
         // made `next_seq` larger): start it afresh, or what follows the tear would be unreadable.
         let file = create_segment(dir, next_seq, true)?;
@@ -222,7 +245,7 @@ impl Wal {
         let dir = dir.to_owned();
         let writer = std::thread::Builder::new()
             .name("tactful-wal".into())
-            .spawn(move || writer_loop(&writer_shared, &dir, file, counter_sync))
+            .spawn(move || writer_loop(&writer_shared, &dir, file, counter_sync, before_sync))
             .map_err(|e| StateError::Unavailable(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
             shared,
@@ -230,8 +253,15 @@ impl Wal {
         })
     }
 
-    /// Appends an op and returns its seq. Never waits for I/O.
-    pub fn append(&self, key: UserKey, op: &Op) -> Result<u64, StateError> {
+    /// Appends a record and returns its seq. `seal` is given the seq and appends the sealed op
+    /// (it runs under the log's mutex: keep it to the sealing). An `explicit` record is fsynced
+    /// promptly; others ride with the next batch. Never waits for I/O.
+    pub fn append(
+        &self,
+        key_id: u64,
+        explicit: bool,
+        seal: impl FnOnce(u64, &mut Vec<u8>),
+    ) -> Result<u64, StateError> {
         if let Some(why) = &self.shared.progress.borrow().failed {
             return Err(StateError::Unavailable(format!(
                 "the write-ahead log failed: {why}"
@@ -244,14 +274,14 @@ impl Wal {
             .unwrap_or_else(|e| e.into_inner());
         let seq = p.next_seq;
         let before = p.buf.len();
-        encode(&mut p.buf, &RecordRef { seq, key, op })?;
+        encode(&mut p.buf, seq, key_id, |buf| seal(seq, buf));
         let added = (p.buf.len() - before) as u64;
         p.next_seq += 1;
         self.shared.next_seq.store(p.next_seq, Ordering::Release);
         self.shared
             .bytes_since_rotation
             .fetch_add(added, Ordering::Relaxed);
-        if op.is_explicit() {
+        if explicit {
             p.sync_upto = p.next_seq;
             drop(p);
             self.shared.wake.notify_one();
@@ -353,7 +383,13 @@ fn create_segment(dir: &Path, first_seq: u64, fresh: bool) -> Result<File, State
     Ok(file)
 }
 
-fn writer_loop(shared: &Shared, dir: &Path, mut file: File, counter_sync: Duration) {
+fn writer_loop(
+    shared: &Shared,
+    dir: &Path,
+    mut file: File,
+    counter_sync: Duration,
+    before_sync: BeforeSync,
+) {
     let mut spare = Vec::with_capacity(1 << 16);
     let mut last_sync = Instant::now();
     let mut written_upto = shared.progress.borrow().durable;
@@ -396,7 +432,8 @@ fn writer_loop(shared: &Shared, dir: &Path, mut file: File, counter_sync: Durati
         let sync_now =
             need_sync || rotate.is_some() || shutdown || last_sync.elapsed() >= counter_sync;
         if result.is_ok() && sync_now && shared.progress.borrow().durable < upto {
-            result = file.sync_data().map_err(|e| StateError::io(dir, e));
+            result =
+                before_sync().and_then(|()| file.sync_data().map_err(|e| StateError::io(dir, e)));
             last_sync = Instant::now();
             if result.is_ok() {
                 shared.progress.send_modify(|p| p.durable = upto);
@@ -432,67 +469,78 @@ fn writer_loop(shared: &Shared, dir: &Path, mut file: File, counter_sync: Durati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::event::{Event, EventKind};
 
-    fn op(brand: u64) -> Op {
-        let mut e = Event::new(EventKind::BlockBrand, 1);
-        e.brand_id = brand;
-        Op::Event(e)
+    fn no_hook() -> BeforeSync {
+        Box::new(|| Ok(()))
+    }
+
+    /// A stand-in for a sealed op: the tests here are about framing, not about sealing.
+    fn body(n: u64) -> Vec<u8> {
+        format!("op {n}").into_bytes()
+    }
+
+    fn frames(dir: &Path) -> Vec<(u64, u64, Vec<u8>)> {
+        let mut seen = Vec::new();
+        read_all(dir, |f| seen.push((f.seq, f.key_id, f.sealed.to_vec()))).unwrap();
+        seen
     }
 
     #[test]
-    fn records_encode_the_same_borrowed_or_owned_small_or_large() {
-        let key = UserKey([9; 16]);
-        let mut purchase = Event::new(EventKind::Purchase, 1_700_000_000_000);
-        (purchase.item_id, purchase.price) = (u64::MAX, 12.5);
-        // Over the stack buffer: encoded straight into the log's buffer instead.
-        purchase.title = "t".repeat(2 * SMALL_RECORD);
-        for op in [op(3), Op::Event(purchase), Op::Forget] {
-            let owned = Record {
-                seq: 77,
-                key,
-                op: op.clone(),
-            };
-            let (mut a, mut b) = (vec![1, 2, 3], Vec::new());
-            encode(
-                &mut a,
-                &RecordRef {
-                    seq: 77,
-                    key,
-                    op: &op,
-                },
-            )
-            .unwrap();
-            encode(&mut b, &owned).unwrap();
-            assert_eq!(&a[3..], &b[..]);
-            assert_eq!(
-                b[FRAME_HEADER..],
-                postcard::to_allocvec(&owned).unwrap()[..]
-            );
-            assert_eq!(frame_at(&a, 3).unwrap(), (owned, a.len()));
-        }
+    fn a_frame_reads_back_as_written() {
+        let mut buf = vec![1, 2, 3];
+        encode(&mut buf, 77, 9, |b| b.extend_from_slice(&body(5)));
+        let (payload, end) = frame_at(&buf, 3).unwrap();
+        assert_eq!(end, buf.len());
+        let f = Frame::parse(payload).unwrap();
+        assert_eq!((f.seq, f.key_id, f.sealed), (77, 9, &body(5)[..]));
+        assert_eq!(Frame::parse(&payload[..10]), None);
     }
 
     #[tokio::test]
-    async fn appended_ops_are_read_back_in_order_after_restart() {
+    async fn appended_records_are_read_back_in_order_after_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let key = UserKey([7; 16]);
         {
-            let wal = Wal::start(dir.path(), 1, Duration::from_secs(1)).unwrap();
+            let wal = Wal::start(dir.path(), 1, Duration::from_secs(1), no_hook()).unwrap();
             let mut last = 0;
             for b in 1..=100 {
-                last = wal.append(key, &op(b)).unwrap();
+                last = wal
+                    .append(b % 3, true, |seq, buf| {
+                        assert_eq!(seq, b);
+                        buf.extend_from_slice(&body(b))
+                    })
+                    .unwrap();
             }
             wal.durable(last + 1).await.unwrap();
         }
-        let mut seen = Vec::new();
-        read_all(dir.path(), |r| seen.push((r.seq, r.op))).unwrap();
+        let seen = frames(dir.path());
         assert_eq!(seen.len(), 100);
         assert!(
             seen.iter()
                 .enumerate()
-                .all(|(i, (s, o))| { *s == i as u64 + 1 && *o == op(i as u64 + 1) })
+                .all(|(i, (s, k, b))| *s == i as u64 + 1 && *k == s % 3 && *b == body(*s))
         );
+    }
+
+    #[tokio::test]
+    async fn the_hook_runs_before_the_fsync_and_its_failure_fails_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let seen = calls.clone();
+        let hook: BeforeSync = Box::new(move || {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(())
+            } else {
+                Err(StateError::Unavailable("key store gone".into()))
+            }
+        });
+        let wal = Wal::start(dir.path(), 1, Duration::from_secs(60), hook).unwrap();
+        let s = wal.append(1, true, |_, b| b.push(1)).unwrap();
+        wal.durable(s + 1).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let s = wal.append(1, true, |_, b| b.push(2)).unwrap();
+        let e = wal.durable(s + 1).await.unwrap_err();
+        assert!(e.to_string().contains("key store gone"), "{e}");
+        assert!(wal.append(1, true, |_, b| b.push(3)).is_err());
     }
 
     #[test]
@@ -500,79 +548,58 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut buf = Vec::new();
         for seq in 1..=3 {
-            encode(
-                &mut buf,
-                &Record {
-                    seq,
-                    key: UserKey([1; 16]),
-                    op: op(seq),
-                },
-            )
-            .unwrap();
+            encode(&mut buf, seq, 1, |b| b.extend_from_slice(&body(seq)));
         }
         // Tear the last frame, and in another copy flip one payload byte of it.
         let torn = &buf[..buf.len() - 3];
         fs::write(dir.path().join(segment_name(1)), torn).unwrap();
-        let mut n = 0;
-        read_all(dir.path(), |_| n += 1).unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(frames(dir.path()).len(), 2);
         let mut flipped = buf.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0xff;
         fs::write(dir.path().join(segment_name(1)), &flipped).unwrap();
-        let mut n = 0;
-        read_all(dir.path(), |_| n += 1).unwrap();
-        assert_eq!(n, 2, "a checksum mismatch is not data");
+        assert_eq!(
+            frames(dir.path()).len(),
+            2,
+            "a checksum mismatch is not data"
+        );
     }
 
     #[tokio::test]
     async fn a_segment_holding_only_a_torn_frame_is_started_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let key = UserKey([3; 16]);
         let mut buf = Vec::new();
-        encode(
-            &mut buf,
-            &Record {
-                seq: 1,
-                key,
-                op: op(1),
-            },
-        )
-        .unwrap();
+        encode(&mut buf, 1, 1, |b| b.extend_from_slice(&body(1)));
         // The crash tore the segment's only frame: recovery finds no record and restarts at 1.
         fs::write(dir.path().join(segment_name(1)), &buf[..buf.len() - 2]).unwrap();
-        let mut n = 0;
-        read_all(dir.path(), |_| n += 1).unwrap();
-        assert_eq!(n, 0);
+        assert!(frames(dir.path()).is_empty());
         {
-            let wal = Wal::start(dir.path(), 1, Duration::from_secs(1)).unwrap();
-            let s = wal.append(key, &op(2)).unwrap();
+            let wal = Wal::start(dir.path(), 1, Duration::from_secs(1), no_hook()).unwrap();
+            let s = wal
+                .append(1, true, |_, b| b.extend_from_slice(&body(2)))
+                .unwrap();
             wal.durable(s + 1).await.unwrap();
         }
-        let mut seen = Vec::new();
-        read_all(dir.path(), |r| seen.push(r.op)).unwrap();
         assert_eq!(
-            seen,
-            vec![op(2)],
-            "the acknowledged op after the tear is readable"
+            frames(dir.path()),
+            vec![(1, 1, body(2))],
+            "the acknowledged record after the tear is readable"
         );
     }
 
     #[tokio::test]
     async fn rotation_starts_a_new_segment_and_older_ones_can_go() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::start(dir.path(), 1, Duration::from_secs(1)).unwrap();
-        let key = UserKey([2; 16]);
-        wal.append(key, &op(1)).unwrap();
-        wal.append(key, &op(2)).unwrap();
+        let wal = Wal::start(dir.path(), 1, Duration::from_secs(1), no_hook()).unwrap();
+        wal.append(1, false, |_, b| b.push(1)).unwrap();
+        wal.append(1, false, |_, b| b.push(2)).unwrap();
         let boundary = wal.rotate().unwrap();
         assert_eq!(boundary, 3);
-        let s = wal.append(key, &op(3)).unwrap();
+        let s = wal.append(1, true, |_, b| b.push(3)).unwrap();
         wal.durable(s + 1).await.unwrap();
         assert_eq!(segments(dir.path()).unwrap().len(), 2);
         delete_before(dir.path(), boundary).unwrap();
-        let mut seqs = Vec::new();
-        read_all(dir.path(), |r| seqs.push(r.seq)).unwrap();
+        let seqs: Vec<u64> = frames(dir.path()).into_iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![3]);
     }
 }

@@ -37,8 +37,9 @@ fn deleted_open_files(pid: u32) -> Vec<String> {
 
 #[test]
 fn a_second_server_on_the_same_data_directory_exits_64_and_deletes_nothing() {
-    let data = tempfile::tempdir().unwrap();
-    let (child, url, drain, _admin) = spawn_server(data.path(), &[]);
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let (child, url, drain, _admin) = spawn_server(&data, &[]);
     let mut first = KillOnDrop(child);
     let pid = first.0.id();
     let out = client(
@@ -51,7 +52,7 @@ fn a_second_server_on_the_same_data_directory_exits_64_and_deletes_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let before = files(data.path());
+    let before = files(&data);
     assert!(before.iter().any(|f| f.starts_with("wal-")), "{before:?}");
 
     // Twice: with the admin server off, and on another admin port.
@@ -59,7 +60,7 @@ fn a_second_server_on_the_same_data_directory_exits_64_and_deletes_nothing() {
         let second = Command::new(env!("CARGO_BIN_EXE_tactful"))
             .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", admin])
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(&data)
             .env_remove("TACTFUL_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -79,18 +80,15 @@ fn a_second_server_on_the_same_data_directory_exits_64_and_deletes_nothing() {
         let stderr = String::from_utf8_lossy(&second.stderr);
         assert_eq!(second.status.code(), Some(64), "{stderr}");
         assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
-        let after = files(data.path());
+        let after = files(&data);
         assert!(before.is_subset(&after), "{before:?} -> {after:?}");
         assert_eq!(deleted_open_files(pid), Vec::<String>::new());
     }
     // `config check` says who owns the directory, and takes nothing from it.
-    let config = data.path().join("t.toml");
+    let config = root.path().join("t.toml");
     std::fs::write(
         &config,
-        format!(
-            "[state]\ndata_dir = {:?}\n",
-            data.path().display().to_string()
-        ),
+        format!("[state]\ndata_dir = {:?}\n", &data.display().to_string()),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tactful"))
@@ -110,7 +108,7 @@ fn a_second_server_on_the_same_data_directory_exits_64_and_deletes_nothing() {
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     drain.join().unwrap().unwrap();
-    let (child, url, drain, _) = spawn_server(data.path(), &[]);
+    let (child, url, drain, _) = spawn_server(&data, &[]);
     let mut again = KillOnDrop(child);
     let out = client("profile get", &url, &["--user", "ann"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -57,8 +57,9 @@ impl Server {
     /// Starts the real binary on free ports with state in a directory of its own and `env`
     /// on top of the defaults.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        // The data directory and its key store (beside it) both in one temporary directory.
         let data = tempfile::tempdir().unwrap();
-        let mut server = Self::start_in(data.path(), env);
+        let mut server = Self::start_in(&data.path().join("data"), env);
         server._data = Some(data);
         server
     }
@@ -70,7 +71,7 @@ impl Server {
     /// [`Server::start`] with the process's file-descriptor limit (soft and hard) at `fds`.
     pub fn start_with_fd_limit(env: &[(&str, &str)], fds: u64) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut server = Self::start_with_fds(data.path(), env, Some(fds));
+        let mut server = Self::start_with_fds(&data.path().join("data"), env, Some(fds));
         server._data = Some(data);
         server
     }

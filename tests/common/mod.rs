@@ -70,6 +70,20 @@ pub fn test_redis(test: &str) -> Option<String> {
 }
 
 /// A namespace nobody else uses: tests share one Redis and run in parallel.
+/// The master key the tests' shared stores use: every replica of a test must have the same.
+pub const TEST_MASTER_KEY: &str =
+    "7e57a11c7e57a11c7e57a11c7e57a11c7e57a11c7e57a11c7e57a11c7e57a11c";
+
+/// `config` with the tests' master key.
+pub fn with_test_master_key(
+    mut config: tactful::state::StateConfig,
+) -> tactful::state::StateConfig {
+    config.keys.master = Some(tactful::state::crypt::MasterKeySource::Inline(
+        TEST_MASTER_KEY.to_owned(),
+    ));
+    config
+}
+
 pub fn fresh_namespace() -> String {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -123,8 +137,9 @@ async fn test_store(
 ) {
     match std::env::var("TACTFUL_TEST_STATE").as_deref() {
         Err(_) | Ok("") | Ok("disk") => {
+            // The key store goes beside the data, in the same temporary directory.
             let dir = tempfile::tempdir().unwrap();
-            let backend = tactful::state::StateBackend::Disk(dir.path().to_owned());
+            let backend = tactful::state::StateBackend::Disk(dir.path().join("data"));
             (UserStore::open(config, &backend).unwrap(), None, Some(dir))
         }
         Ok("memory") => (UserStore::in_memory(config), None, None),
@@ -132,7 +147,7 @@ async fn test_store(
             let url = test_redis("TACTFUL_TEST_STATE=redis")
                 .expect("TACTFUL_TEST_STATE=redis needs TACTFUL_TEST_REDIS (run scripts/redis.sh)");
             let namespace = fresh_namespace();
-            let store = UserStore::open_redis(config, &url, &namespace)
+            let store = UserStore::open_redis(with_test_master_key(config), &url, &namespace)
                 .await
                 .unwrap();
             (store, Some((url, namespace)), None)
