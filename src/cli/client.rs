@@ -545,9 +545,10 @@ pub fn run(command: Command) -> ExitCode {
             | Command::Fit(_)
             | Command::Tune(_)
             | Command::UserHash { .. }
-            | Command::Config(_) => {
+            | Command::Config(_)
+            | Command::Keys(_) => {
                 unreachable!(
-                    "serve, replay, fit, tune, user-hash and config are dispatched before the client"
+                    "serve, replay, fit, tune, user-hash, config and keys are dispatched before the client"
                 )
             }
         }

@@ -6,6 +6,7 @@
 mod access;
 mod catalog;
 mod client;
+mod keys;
 mod load;
 mod load_events;
 mod payload;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the keys that encrypt user state at rest (rotate the master key).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Print the pseudonym a user id has in audit records and logs (needs the server's
     /// TACTFUL_USER_HASH_KEY in the environment).
     UserHash {
@@ -541,6 +545,7 @@ pub fn main() -> ExitCode {
         Command::Tune(args) => tune::run_tune(args),
         Command::UserHash { user } => user_hash(&user),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+        Command::Keys(command) => keys::run(command),
         other => client::run(other),
     }
 }

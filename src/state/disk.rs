@@ -328,6 +328,52 @@ pub fn describe_key_store(dir: &Path, keys: &KeyConfig) -> Result<String, StateE
     })
 }
 
+/// Re-wraps every data key of the data directory `dir`'s key store under `new`, without
+/// touching any user data: the directory must not be in use (its lock is taken). When the
+/// store's master key was the default file beside it, that file is replaced by the new key.
+/// Returns the key store's directory and the keys re-wrapped.
+pub fn rotate_master_key(
+    dir: &Path,
+    keys: &KeyConfig,
+    new: &MasterKeySource,
+) -> Result<(PathBuf, usize), StateError> {
+    let _lock = DirLock::acquire(dir)?;
+    let (key_dir, exists) = key_dir_of(dir, keys, false)?;
+    if !exists {
+        return Err(StateError::Key(format!(
+            "no key store at {}: nothing to rotate",
+            key_dir.display()
+        )));
+    }
+    let old = find_master(keys, &key_dir, true)?.expect("an existing store needs its key");
+    let new_key = MasterKey::load(new).map_err(StateError::Key)?;
+    let vault = Vault::open(&key_dir, Arc::new(old))?;
+    let rewrapped = vault.rotate(&new_key)?;
+    if keys.master.is_none() {
+        // The store opened with the default file: it must now hold the new key.
+        let path = key_dir.join(DEFAULT_MASTER_KEY_FILE);
+        let tmp = key_dir.join("master.key.new");
+        let _ = fs::remove_file(&tmp);
+        let text = match new {
+            MasterKeySource::File(p) => fs::read(p).map_err(|e| StateError::io(p, e))?,
+            MasterKeySource::Inline(hex) => hex.as_bytes().to_vec(),
+        };
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&text)?;
+                f.sync_all()
+            })
+            .map_err(|e| StateError::io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| StateError::io(&path, e))?;
+        wal::sync_dir(&key_dir)?;
+    }
+    Ok((key_dir, rewrapped))
+}
+
 /// The key store must not be inside the data directory (a copy of the data would carry the
 /// keys) nor hold it.
 pub(super) fn check_apart(data: &Path, keys: &Path) -> Result<(), StateError> {

@@ -50,7 +50,7 @@ pub mod wal;
 use std::path::Path;
 
 pub use backend::Ticket;
-pub use disk::{DEFAULT_MASTER_KEY_FILE, default_key_dir, describe_key_store};
+pub use disk::{DEFAULT_MASTER_KEY_FILE, default_key_dir, describe_key_store, rotate_master_key};
 pub use event::{Event, EventError, EventKind};
 pub use key::UserKey;
 pub use op::Op;
@@ -108,6 +108,17 @@ async fn open_redis(
     namespace: &str,
 ) -> Result<Opened, StateError> {
     redis::Redis::open(url, namespace, config).await
+}
+
+/// Re-wraps every data key in the Redis namespace under `new` (see `redis.rs`): the shared
+/// backend's rotation. The replicas must be stopped; an interrupted run can be run again.
+pub async fn rotate_redis_master_key(
+    config: &StateConfig,
+    url: &str,
+    namespace: &str,
+    new: &crypt::MasterKeySource,
+) -> Result<usize, StateError> {
+    redis::rotate_master(url, namespace, config, new).await
 }
 
 /// Why the state store cannot do what was asked.

@@ -1274,6 +1274,98 @@ fn client(url: &str, tls: &RedisTls) -> Result<redis::Client, String> {
     redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
 }
 
+/// Re-wraps every data key of the namespace under `new`, touching no user data, and makes
+/// `new` the namespace's master key. Stop the replicas first (they hold the old key); a run
+/// that was interrupted can be run again (keys already under `new` are left as they are).
+pub(super) async fn rotate_master(
+    url: &str,
+    namespace: &str,
+    config: &StateConfig,
+    new: &super::crypt::MasterKeySource,
+) -> Result<usize, StateError> {
+    let addr = redact(url);
+    let old = load_master(config)?;
+    let new: Arc<dyn KeyWrap> = Arc::new(MasterKey::load(new).map_err(StateError::Key)?);
+    let client = client(url, &config.redis_tls).map_err(|e| unavailable("bad URL", &addr, e))?;
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| unavailable("connect", &addr, "timed out"))?
+        .map_err(|e| unavailable("connect", &addr, e))?;
+    let fail = |e: redis::RedisError| unavailable("rotate the master key", &addr, e);
+    let check_key = format!("{namespace}:master-check");
+    let check: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(&check_key)
+        .query_async(&mut conn)
+        .await
+        .map_err(fail)?;
+    if let Some(check) = &check
+        && !old.matches(check)
+        && !new.matches(check)
+    {
+        return Err(StateError::Key(format!(
+            "neither master key opens the data keys in redis namespace {namespace}"
+        )));
+    }
+    let prefix = format!("{namespace}:{{");
+    let (mut cursor, mut rewrapped) = (0u64, 0usize);
+    loop {
+        let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:{{*}}:key"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        for name in names {
+            let Some(user) = name
+                .strip_prefix(&prefix)
+                .and_then(|n| n.strip_suffix("}:key"))
+                .and_then(parse_user_key)
+            else {
+                continue;
+            };
+            let value: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&name)
+                .query_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            let Some(value) = value.filter(|v| v.len() == KEY_VALUE_LEN) else {
+                continue;
+            };
+            let id = KeyId(u64::from_le_bytes(value[..8].try_into().expect("8 bytes")));
+            let aad = wrap_aad(user, id);
+            if new.unwrap(&value[8..], &aad).is_ok() {
+                continue;
+            }
+            let key = old.unwrap(&value[8..], &aad).map_err(|_| {
+                StateError::Corrupt(format!("{name}: not a data key the old master key unwraps"))
+            })?;
+            let mut rewritten = value[..8].to_vec();
+            rewritten.extend_from_slice(&new.wrap(&key, &aad));
+            redis::cmd("SET")
+                .arg(&name)
+                .arg(rewritten)
+                .exec_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            rewrapped += 1;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    redis::cmd("SET")
+        .arg(&check_key)
+        .arg(new.check_value())
+        .exec_async(&mut conn)
+        .await
+        .map_err(fail)?;
+    Ok(rewrapped)
+}
+
 /// A user key from its hex form ([`UserKey::to_hex`]).
 fn parse_user_key(hex: &str) -> Option<UserKey> {
     if hex.len() != 32 {

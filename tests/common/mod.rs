@@ -506,6 +506,32 @@ pub fn spawn_server(
     std::thread::JoinHandle<std::io::Result<u64>>,
     std::net::SocketAddr,
 ) {
+    spawn_server_env(data, extra, &[])
+}
+
+/// [`spawn_server`] with `env` set for the server.
+pub fn spawn_server_with_env(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+    std::net::SocketAddr,
+) {
+    spawn_server_env(data, &[], env)
+}
+
+fn spawn_server_env(
+    data: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<std::io::Result<u64>>,
+    std::net::SocketAddr,
+) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tactful"))
         .args([
             "serve",
@@ -519,6 +545,7 @@ pub fn spawn_server(
         .args(extra)
         .env("TACTFUL_LOG", "info")
         .env_remove("TACTFUL_CONFIG")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
