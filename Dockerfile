@@ -24,7 +24,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin tactful \
     && install -D -m 0755 target/release/tactful /out/bin/tactful \
-    && install -d -m 0750 /out/lib/tactful
+    && install -d -m 0750 /out/lib/tactful \
+    && install -d -m 0700 /out/lib/tactful-keys
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 # No HEALTHCHECK: the image has no shell or client to run one, and Kubernetes ignores it anyway;
@@ -34,15 +35,17 @@ LABEL org.opencontainers.image.title="tactful" \
       org.opencontainers.image.description="Low-latency gRPC re-ranking sidecar that removes the causes of recommendation avoidance" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/bin/tactful /usr/local/bin/tactful
-# The data directory (write-ahead log and snapshots), owned by the user tactful runs as, so the
-# image works without a volume too. Copying the parent makes the directory itself a copied
-# entry, which is what --chown applies to.
+# The data directory (write-ahead log and snapshots) and the key store apart from it (users'
+# data keys, wrapped by the master key), owned by the user tactful runs as, so the image works
+# without a volume too. Copying the parent makes the directories themselves copied entries,
+# which is what --chown applies to.
 COPY --from=builder --chown=65532:65532 /out/lib/ /var/lib/
 # In a container the network namespace is the boundary, so listen on every interface (the
 # binary's own default is loopback, right for a process on a shared host).
 ENV TACTFUL_LISTEN=0.0.0.0:50051 \
     TACTFUL_ADMIN_LISTEN=0.0.0.0:9464 \
     TACTFUL_DATA_DIR=/var/lib/tactful \
+    TACTFUL_KEY_DIR=/var/lib/tactful-keys \
     TACTFUL_LOG_FORMAT=json
 # 50051: gRPC (Ranker, Events, Profile, grpc.health.v1, reflection). 9464: HTTP /metrics,
 # /live, /ready.

@@ -112,7 +112,7 @@ fn events(c: &mut Criterion) {
             Ack::None => UserStore::in_memory(StateConfig::default()),
             Ack::Overlapped | Ack::Sync => UserStore::open(
                 StateConfig::default(),
-                &StateBackend::Disk(dir.path().to_owned()),
+                &StateBackend::Disk(dir.path().join("data")),
             )
             .unwrap(),
         };

@@ -130,8 +130,13 @@ async fn typical_user(store: &UserStore, u: u64, now: i64) {
     }
 }
 
+/// The data directory under a run's directory; its key store goes beside it, in the same one.
+fn data_dir(dir: &Path) -> StateBackend {
+    StateBackend::Disk(dir.join("data"))
+}
+
 async fn build(dir: &Path, config: StateConfig, users: u64) -> (UserStore, f64) {
-    let store = UserStore::open(config, &StateBackend::Disk(dir.to_owned())).expect("open");
+    let store = UserStore::open(config, &data_dir(dir)).expect("open");
     let now = now_ms();
     let started = Instant::now();
     for u in 0..users {
@@ -151,7 +156,7 @@ async fn build(dir: &Path, config: StateConfig, users: u64) -> (UserStore, f64) 
 
 async fn time_open(dir: &Path, config: StateConfig, users: u64) -> f64 {
     let started = Instant::now();
-    let store = UserStore::open(config, &StateBackend::Disk(dir.to_owned())).expect("recover");
+    let store = UserStore::open(config, &data_dir(dir)).expect("recover");
     let took = started.elapsed().as_secs_f64();
     // Recovery must have restored the users' words, not just returned quickly.
     for u in (0..users).step_by((users / 100).max(1) as usize) {
@@ -242,7 +247,7 @@ async fn memory_cap(users: u64, cap_mib: usize, sample: u64) -> bool {
         memory_cap_bytes: cap_mib << 20,
         ..StateConfig::default()
     };
-    let store = UserStore::open(config, &StateBackend::Disk(dir.path().to_owned())).expect("open");
+    let store = UserStore::open(config, &data_dir(dir.path())).expect("open");
     let now = now_ms();
     let started = Instant::now();
     let mut peak_seen: f64 = 0.0;

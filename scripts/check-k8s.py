@@ -80,6 +80,8 @@ REQUIRED_ENV = {
 REQUIRED_ENV_NAMES = [
     "TACTFUL_CONFIG",
     "TACTFUL_DATA_DIR",
+    "TACTFUL_KEY_DIR",
+    "TACTFUL_MASTER_KEY_FILE",
     "TACTFUL_DRAIN_GRACE_S",
     "TACTFUL_MEMORY_CAP_MIB",
 ]
@@ -175,6 +177,14 @@ def check_container(docs, deployment, where):
     data = mounts.get(env.get("TACTFUL_DATA_DIR"))
     if not data or data.get("readOnly"):
         problem(where, f"TACTFUL_DATA_DIR {env.get('TACTFUL_DATA_DIR')!r} is not a writable mount")
+    keys = mounts.get(env.get("TACTFUL_KEY_DIR"))
+    if not keys or keys.get("readOnly") or (data and keys["name"] == data["name"]):
+        problem(where, f"TACTFUL_KEY_DIR {env.get('TACTFUL_KEY_DIR')!r} is not a writable mount "
+                       "of its own, apart from the data")
+    master_dir = os.path.dirname(env.get("TACTFUL_MASTER_KEY_FILE") or "")
+    m = mounts.get(master_dir)
+    if not m or not m.get("readOnly") or "secret" not in volumes.get(m["name"], {}):
+        problem(where, f"TACTFUL_MASTER_KEY_FILE is not on a read-only Secret mount ({master_dir!r})")
 
     pod_sc = spec.get("securityContext", {})
     if pod_sc.get("runAsNonRoot") is not True or pod_sc.get("seccompProfile") != {"type": "RuntimeDefault"}:
@@ -389,6 +399,14 @@ def uncomment_example(toml_text):
     return "\n".join(out) + "\n"
 
 
+def master_key(scratch):
+    """A master key for the loopback servers, as the pod's Secret would hold one."""
+    path = scratch / "master.key"
+    if not path.exists():
+        path.write_text(os.urandom(32).hex())
+    return path
+
+
 class Server:
     """The real binary, with a pod's environment moved onto loopback and a scratch directory."""
 
@@ -403,6 +421,8 @@ class Server:
             "TACTFUL_LISTEN": "127.0.0.1:0",
             "TACTFUL_ADMIN_LISTEN": "127.0.0.1:0",
             "TACTFUL_DATA_DIR": str(scratch / f"{label}-data"),
+            "TACTFUL_KEY_DIR": str(scratch / f"{label}-keys"),
+            "TACTFUL_MASTER_KEY_FILE": str(master_key(scratch)),
         })
         self.log = (scratch / f"{label}.log").open("w+")
         self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.log,
