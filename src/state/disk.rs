@@ -612,6 +612,7 @@ impl Disk {
             }
         }
         let rows = out.rows();
+        let kept = out.take_keys();
         // The keys the rows are sealed under are durable before the rows are.
         self.vault.sync()?;
         let table = out.finish()?;
@@ -619,6 +620,19 @@ impl Disk {
         {
             let _no_loads = self.loads.write().unwrap_or_else(|e| e.into_inner());
             *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+            // A user with no row and not in memory holds nothing any more (their counters
+            // expired, say): their key goes too. Under `loads`, so that no load can bring such
+            // a user into memory (and then append under the key) meanwhile.
+            let unused = self.vault.retain_used(
+                |id| kept.binary_search(&row_key(id)).is_ok(),
+                |user| map.contains(user),
+            )?;
+            if unused > 0 {
+                tracing::debug!(
+                    keys = unused,
+                    "destroyed the keys of users who hold nothing"
+                );
+            }
         }
         // Readers still holding the old table keep its open file; its name goes now (unless
         // the new one, taken at the same log position, has just replaced it under that name).

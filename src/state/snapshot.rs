@@ -282,6 +282,8 @@ pub struct TableWriter {
     rows: u64,
     index: Vec<u8>,
     last: Option<RowKey>,
+    /// Every row's key, in order.
+    keys: Vec<RowKey>,
 }
 
 impl TableWriter {
@@ -303,6 +305,7 @@ impl TableWriter {
             rows: 0,
             index: Vec::new(),
             last: None,
+            keys: Vec::new(),
         })
     }
 
@@ -328,7 +331,13 @@ impl TableWriter {
         self.at += (ROW_HEADER + payload.len()) as u64;
         self.rows += 1;
         self.last = Some(key);
+        self.keys.push(key);
         Ok(())
+    }
+
+    /// The keys of the rows written so far, in order (the writer forgets them).
+    pub fn take_keys(&mut self) -> Vec<RowKey> {
+        std::mem::take(&mut self.keys)
     }
 
     pub fn rows(&self) -> u64 {

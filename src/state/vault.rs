@@ -321,6 +321,57 @@ impl Vault {
         Ok(Some(KeyId::new(i, generation)))
     }
 
+    /// Destroys the keys of users who hold nothing any more: those whose id `has_row` says no
+    /// to and who are not `in_memory` (durable at the next [`Vault::sync`]). `in_memory` is
+    /// asked without the store's mutex held, so that it may take the map's locks (an append
+    /// takes a user's map lock, then this mutex). Returns how many keys went.
+    pub fn retain_used(
+        &self,
+        has_row: impl Fn(KeyId) -> bool,
+        in_memory: impl Fn(UserKey) -> bool,
+    ) -> Result<usize, StateError> {
+        let candidates: Vec<(KeyId, UserKey)> = {
+            let s = self.lock();
+            s.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| {
+                    let (user, _) = slot.held.as_ref()?;
+                    let id = KeyId::new(i as u32, slot.generation);
+                    (!has_row(id)).then_some((id, *user))
+                })
+                .collect()
+        };
+        let unused: Vec<(KeyId, UserKey)> = candidates
+            .into_iter()
+            .filter(|(_, user)| !in_memory(*user))
+            .collect();
+        let mut s = self.lock();
+        let mut gone = 0;
+        for (id, user) in unused {
+            let i = id.slot();
+            let still = s.slots[i as usize].generation == id.generation()
+                && s.slots[i as usize]
+                    .held
+                    .as_ref()
+                    .is_some_and(|(u, _)| *u == user);
+            if !still {
+                continue;
+            }
+            self.file
+                .write_all_at(&encode_slot(id.generation(), None), slot_offset(i))
+                .map_err(|e| StateError::io(self.dir.join(KEYS_FILE), e))?;
+            s.by_user.remove(&user);
+            s.slots[i as usize].held = None;
+            s.free.push(i);
+            gone += 1;
+        }
+        if gone > 0 {
+            self.dirty.store(true, Ordering::Release);
+        }
+        Ok(gone)
+    }
+
     /// Makes every key written so far durable.
     pub fn sync(&self) -> Result<(), StateError> {
         let _one = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
@@ -410,13 +461,16 @@ fn read_slot(raw: &[u8], i: u32, master: &dyn KeyWrap) -> Result<Slot, String> {
     let generation = u32::from_le_bytes(raw[4..8].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(raw[84..88].try_into().expect("4 bytes"));
     if crc32fast::hash(&raw[..84]) != crc {
-        if raw.iter().all(|b| *b == 0) {
-            return Ok(Slot {
-                generation: 0,
-                held: None,
-            });
+        // Never written, or torn by a crash in the middle of its write: a new key's write is
+        // fsynced before anything sealed under it is acknowledged, and a destroyed key's
+        // zeroing leaves nothing usable either way. Either way the slot holds no key.
+        if raw.iter().any(|b| *b != 0) {
+            tracing::warn!(slot = i, "a key slot was torn by a crash; it holds no key");
         }
-        return Err("damaged (checksum mismatch)".into());
+        return Ok(Slot {
+            generation: 0,
+            held: None,
+        });
     }
     if raw[0] != 1 {
         return Ok(Slot {
@@ -526,6 +580,51 @@ mod tests {
         }
         let v = Vault::open(dir.path(), master(2)).unwrap();
         assert_eq!(v.get(user).unwrap().1, key);
+    }
+
+    #[test]
+    fn a_slot_torn_by_a_crash_holds_no_key_and_the_rest_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (UserKey([1; 16]), UserKey([2; 16]));
+        {
+            let v = Vault::open(dir.path(), master(3)).unwrap();
+            v.get_or_create(a).unwrap();
+            v.get_or_create(b).unwrap();
+            v.sync().unwrap();
+        }
+        let path = dir.path().join(KEYS_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        // The second key's slot, half written.
+        for byte in &mut bytes[2 * SLOT + 40..3 * SLOT] {
+            *byte = 0;
+        }
+        fs::write(&path, &bytes).unwrap();
+        let v = Vault::open(dir.path(), master(3)).unwrap();
+        assert!(v.get(a).is_some());
+        assert!(v.get(b).is_none());
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn only_the_keys_of_users_with_a_row_or_in_memory_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::open(dir.path(), master(4)).unwrap();
+        let users: Vec<UserKey> = (0..4u8).map(|i| UserKey([i; 16])).collect();
+        let ids: Vec<KeyId> = users
+            .iter()
+            .map(|u| v.get_or_create(*u).unwrap().0)
+            .collect();
+        // users[0] has a row, users[1] is in memory, the other two hold nothing.
+        let gone = v
+            .retain_used(|id| id == ids[0], |user| user == users[1])
+            .unwrap();
+        assert_eq!(gone, 2);
+        assert!(v.get(users[0]).is_some() && v.get(users[1]).is_some());
+        assert!(v.get(users[2]).is_none() && !v.is_live(ids[3]));
+        v.sync().unwrap();
+        drop(v);
+        let v = Vault::open(dir.path(), master(4)).unwrap();
+        assert_eq!(v.len(), 2);
     }
 
     #[test]
