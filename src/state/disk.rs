@@ -115,6 +115,79 @@ fn open_row(
         .map_err(|e| StateError::Corrupt(format!("a snapshot row does not decode: {e}")))
 }
 
+/// A log record, opened for replay.
+enum Replayed {
+    /// Below the snapshot's base: the snapshot holds it.
+    Before,
+    /// An erasure's marker.
+    Marker,
+    /// Sealed under a key that is gone.
+    Unreadable,
+    Damaged(String),
+    Op {
+        key: UserKey,
+        id: KeyId,
+        data_key: DataKey,
+        op: Op,
+    },
+}
+
+fn open_record(frame: &wal::Frame<'_>, vault: &Vault, base: u64) -> Replayed {
+    if frame.seq < base {
+        return Replayed::Before;
+    }
+    if frame.sealed.is_empty() {
+        return Replayed::Marker;
+    }
+    let id = KeyId(frame.key_id);
+    let Some((key, data_key)) = vault.by_id(id) else {
+        return Replayed::Unreadable;
+    };
+    let plain = match data_key.open(&record_aad(key, id, frame.seq), frame.sealed) {
+        Ok(plain) => plain,
+        Err(e) => return Replayed::Damaged(format!("does not open: {e}")),
+    };
+    match postcard::from_bytes::<Op>(&plain) {
+        Ok(op) => Replayed::Op {
+            key,
+            id,
+            data_key,
+            op,
+        },
+        Err(e) => Replayed::Damaged(format!("does not decode: {e}")),
+    }
+}
+
+/// Below this many records a batch is opened on one thread.
+const PARALLEL_OPEN: usize = 4096;
+/// Records opened at once during replay: some tens of MiB of opened ops at most.
+const OPEN_BATCH: usize = 1 << 16;
+
+/// Opens the records of one log segment, split across the cores, in order.
+fn open_records(frames: &[wal::Frame<'_>], vault: &Vault, base: u64) -> Vec<Replayed> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || frames.len() < PARALLEL_OPEN {
+        return frames.iter().map(|f| open_record(f, vault, base)).collect();
+    }
+    let chunk = frames.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = frames
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|f| open_record(f, vault, base))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("opening log records does not panic"))
+            .collect()
+    })
+}
+
 /// Ops up to this size are encoded on the stack before sealing.
 const SMALL_OP: usize = 256;
 
@@ -430,68 +503,75 @@ impl Disk {
         let (mut replayed, mut unreadable) = (0u64, 0u64);
         let mut next_seq = base.max(1);
         let mut failure = None;
-        wal::read_all(dir, |frame| {
-            if frame.seq < base || failure.is_some() {
+        wal::read_segments(dir, |frames| {
+            if failure.is_some() {
                 return;
             }
-            next_seq = next_seq.max(frame.seq + 1);
-            if frame.sealed.is_empty() {
-                // An erasure's marker: its key is already gone.
-                return;
-            }
-            let id = KeyId(frame.key_id);
-            let Some((key, data_key)) = vault.by_id(id) else {
-                // Sealed under a key destroyed since (or never made durable): unreadable by
-                // design.
-                unreadable += 1;
-                return;
-            };
-            let op = data_key
-                .open(&record_aad(key, id, frame.seq), frame.sealed)
-                .map_err(|e| format!("does not open: {e}"))
-                .and_then(|plain| {
-                    postcard::from_bytes::<Op>(&plain).map_err(|e| format!("does not decode: {e}"))
-                });
-            let op = match op {
-                Ok(op) => op,
-                Err(why) => {
-                    failure = Some(StateError::Corrupt(format!(
-                        "{}: log record {} {why}",
-                        dir.display(),
-                        frame.seq
-                    )));
-                    return;
-                }
-            };
-            if !map.contains(key) {
-                let stored = match table.get(row_key(id)).and_then(|row| {
-                    row.map(|(seq, bytes)| {
-                        open_row(&data_key, key, id, seq, &bytes).map(|s| (seq, s))
-                    })
-                    .transpose()
-                }) {
-                    Ok(row) => row,
-                    Err(e) => {
-                        failure = Some(e);
-                        return;
+            // Opening the seals is what costs: on every core, a batch at a time (so that
+            // memory stays bounded however long the segment), then applied in order.
+            for batch in frames.chunks(OPEN_BATCH) {
+                let opened = open_records(batch, &vault, base);
+                for (frame, record) in batch.iter().zip(opened) {
+                    let (key, id, data_key, op) = match record {
+                        Replayed::Before => continue,
+                        Replayed::Marker => {
+                            next_seq = next_seq.max(frame.seq + 1);
+                            continue;
+                        }
+                        Replayed::Unreadable => {
+                            // Sealed under a key destroyed since (or never made durable):
+                            // unreadable by design.
+                            next_seq = next_seq.max(frame.seq + 1);
+                            unreadable += 1;
+                            continue;
+                        }
+                        Replayed::Damaged(why) => {
+                            failure = Some(StateError::Corrupt(format!(
+                                "{}: log record {} {why}",
+                                dir.display(),
+                                frame.seq
+                            )));
+                            return;
+                        }
+                        Replayed::Op {
+                            key,
+                            id,
+                            data_key,
+                            op,
+                        } => (key, id, data_key, op),
+                    };
+                    next_seq = next_seq.max(frame.seq + 1);
+                    if !map.contains(key) {
+                        let stored = match table.get(row_key(id)).and_then(|row| {
+                            row.map(|(seq, bytes)| {
+                                open_row(&data_key, key, id, seq, &bytes).map(|s| (seq, s))
+                            })
+                            .transpose()
+                        }) {
+                            Ok(row) => row,
+                            Err(e) => {
+                                failure = Some(e);
+                                return;
+                            }
+                        };
+                        let (floor, state) = stored.unwrap_or_default();
+                        floors.insert(key, floor);
+                        map.insert_recovered(key, state);
                     }
-                };
-                let (floor, state) = stored.unwrap_or_default();
-                floors.insert(key, floor);
-                map.insert_recovered(key, state);
-            }
-            if frame.seq < floors.get(&key).copied().unwrap_or(0) {
-                return;
-            }
-            let applied = map.replay(key, |state| {
-                if let Err(err) = op.apply(state, cfg) {
-                    // Only applied ops are logged; a refusal now means the limits were
-                    // lowered since. Keep going: the rest of the user's words still count.
-                    tracing::warn!(seq = frame.seq, error = %err, "a logged op no longer applies");
+                    if frame.seq < floors.get(&key).copied().unwrap_or(0) {
+                        continue;
+                    }
+                    let applied = map.replay(key, |state| {
+                    if let Err(err) = op.apply(state, cfg) {
+                        // Only applied ops are logged; a refusal now means the limits were
+                        // lowered since. Keep going: the rest of the user's words still count.
+                        tracing::warn!(seq = frame.seq, error = %err, "a logged op no longer applies");
+                    }
+                });
+                    if applied {
+                        replayed += 1;
+                    }
                 }
-            });
-            if applied {
-                replayed += 1;
             }
         })?;
         if let Some(e) = failure {

@@ -20,9 +20,9 @@
 //! every user as unknown.
 //!
 //! Durability: a new key is written at once (a write into the page cache, under the store's
-//! mutex) and made durable by [`Vault::sync`], which the log writer calls before each fsync of
+//! lock) and made durable by [`Vault::sync`], which the log writer calls before each fsync of
 //! its own, so that no acknowledged record is sealed under a key a crash could lose. An
-//! erasure fsyncs itself.
+//! erasure is made durable the same way, before it is acknowledged.
 //!
 //! Must not: hold a key unwrapped anywhere but in this process's memory, or name a user on
 //! the data side.
@@ -32,7 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::StateError;
 use super::crypt::{DataKey, KeyWrap, WRAPPED_LEN};
@@ -105,10 +105,10 @@ pub struct Vault {
     dir: PathBuf,
     file: File,
     master: Arc<dyn KeyWrap>,
-    slots: Mutex<Slots>,
+    slots: RwLock<Slots>,
     /// A key was written since the last fsync.
     dirty: AtomicBool,
-    /// One fsync at a time, outside the slots' mutex.
+    /// One fsync at a time, outside the slots' lock.
     syncing: Mutex<()>,
     lock: Mutex<Option<DirLock>>,
 }
@@ -190,7 +190,7 @@ impl Vault {
             dir: dir.to_owned(),
             file,
             master,
-            slots: Mutex::new(slots),
+            slots: RwLock::new(slots),
             dirty: AtomicBool::new(false),
             syncing: Mutex::new(()),
             lock: Mutex::new(Some(lock)),
@@ -230,13 +230,17 @@ impl Vault {
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Slots> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock(&self) -> RwLockWriteGuard<'_, Slots> {
+        self.slots.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The user's key, if they have one.
     pub fn get(&self, user: UserKey) -> Option<(KeyId, DataKey)> {
-        let s = self.lock();
+        let s = self.read();
         let i = *s.by_user.get(&user)?;
         let slot = &s.slots[i as usize];
         let (_, key) = slot.held.as_ref()?;
@@ -245,6 +249,9 @@ impl Vault {
 
     /// The user's key, made now if they have none (durable at the next [`Vault::sync`]).
     pub fn get_or_create(&self, user: UserKey) -> Result<(KeyId, DataKey), StateError> {
+        if let Some(found) = self.get(user) {
+            return Ok(found);
+        }
         let mut s = self.lock();
         if let Some(&i) = s.by_user.get(&user) {
             let slot = &s.slots[i as usize];
@@ -285,7 +292,7 @@ impl Vault {
 
     /// The user and key behind an id; `None` once the key is destroyed.
     pub fn by_id(&self, id: KeyId) -> Option<(UserKey, DataKey)> {
-        let s = self.lock();
+        let s = self.read();
         let slot = s.slots.get(id.slot() as usize)?;
         if slot.generation != id.generation() {
             return None;
@@ -295,7 +302,7 @@ impl Vault {
 
     /// Whether `id` still names a key.
     pub fn is_live(&self, id: KeyId) -> bool {
-        let s = self.lock();
+        let s = self.read();
         s.slots
             .get(id.slot() as usize)
             .is_some_and(|slot| slot.generation == id.generation() && slot.held.is_some())
@@ -323,15 +330,15 @@ impl Vault {
 
     /// Destroys the keys of users who hold nothing any more: those whose id `has_row` says no
     /// to and who are not `in_memory` (durable at the next [`Vault::sync`]). `in_memory` is
-    /// asked without the store's mutex held, so that it may take the map's locks (an append
-    /// takes a user's map lock, then this mutex). Returns how many keys went.
+    /// asked without the store's lock held, so that it may take the map's locks (an append
+    /// takes a user's map lock, then this lock). Returns how many keys went.
     pub fn retain_used(
         &self,
         has_row: impl Fn(KeyId) -> bool,
         in_memory: impl Fn(UserKey) -> bool,
     ) -> Result<usize, StateError> {
         let candidates: Vec<(KeyId, UserKey)> = {
-            let s = self.lock();
+            let s = self.read();
             s.slots
                 .iter()
                 .enumerate()
@@ -386,7 +393,7 @@ impl Vault {
 
     /// Users holding a key.
     pub fn len(&self) -> usize {
-        self.lock().by_user.len()
+        self.read().by_user.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -396,7 +403,7 @@ impl Vault {
     /// Memory the store holds per key, for the memory cap: the slot (generation, user, key)
     /// and its entry in the index by user.
     pub fn memory_bytes(&self) -> usize {
-        let s = self.lock();
+        let s = self.read();
         s.slots.capacity() * size_of::<Slot>()
             + s.by_user.capacity() * (size_of::<(UserKey, u32)>() + 1)
             + s.free.capacity() * 4
@@ -405,7 +412,7 @@ impl Vault {
     /// Re-wraps every key under `new` and makes it the store's master key, without touching
     /// any data: a new file is written beside the old and renamed over it.
     pub fn rotate(&self, new: &dyn KeyWrap) -> Result<usize, StateError> {
-        let s = self.lock();
+        let s = self.read();
         let mut bytes = vec![0u8; SLOT * (s.slots.len() + 1)];
         bytes[..8].copy_from_slice(MAGIC);
         bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());

@@ -130,6 +130,11 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StateError> {
 /// corrupt frame ends its segment (after a crash, the tail of the last one is expected to be
 /// torn).
 pub fn read_payloads(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), StateError> {
+    read_segment_payloads(dir, |payloads| payloads.iter().for_each(|p| each(p)))
+}
+
+/// [`read_payloads`], one segment at a time: `each` gets every intact payload of a segment.
+fn read_segment_payloads(dir: &Path, mut each: impl FnMut(&[&[u8]])) -> Result<(), StateError> {
     let segs = segments(dir)?;
     let last = segs.len().saturating_sub(1);
     for (i, (_, path)) in segs.iter().enumerate() {
@@ -137,11 +142,12 @@ pub fn read_payloads(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), Stat
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| StateError::io(path, e))?;
+        let mut payloads = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
             match frame_at(&bytes, at) {
                 Some((payload, next)) => {
-                    each(payload);
+                    payloads.push(payload);
                     at = next;
                 }
                 None => {
@@ -156,17 +162,35 @@ pub fn read_payloads(dir: &Path, mut each: impl FnMut(&[u8])) -> Result<(), Stat
                 }
             }
         }
+        each(&payloads);
     }
     Ok(())
 }
 
 /// Reads every frame written by [`Wal::append`], oldest first.
 pub fn read_all(dir: &Path, mut each: impl FnMut(Frame<'_>)) -> Result<(), StateError> {
+    read_segments(dir, |frames| frames.iter().for_each(|f| each(*f)))
+}
+
+/// [`read_all`], one segment at a time: `each` gets every frame of a segment, in order, so
+/// that the caller can work on them in parallel before applying them in order.
+pub fn read_segments(dir: &Path, mut each: impl FnMut(&[Frame<'_>])) -> Result<(), StateError> {
     let mut damaged = None;
-    read_payloads(dir, |payload| match Frame::parse(payload) {
-        Some(frame) if damaged.is_none() => each(frame),
-        Some(_) => {}
-        None => damaged = Some(payload.len()),
+    read_segment_payloads(dir, |payloads| {
+        if damaged.is_some() {
+            return;
+        }
+        let mut frames = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            match Frame::parse(payload) {
+                Some(frame) => frames.push(frame),
+                None => {
+                    damaged = Some(payload.len());
+                    return;
+                }
+            }
+        }
+        each(&frames);
     })?;
     match damaged {
         Some(len) => Err(StateError::Corrupt(format!(
