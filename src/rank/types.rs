@@ -156,6 +156,19 @@ impl DimensionSet {
             .filter(move |d| self.contains(*d))
     }
 
+    /// How many members.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The personal members (all but trending and editorial).
+    pub fn personal(self) -> Self {
+        self.difference(Self::of([
+            DataDimension::Trending,
+            DataDimension::Editorial,
+        ]))
+    }
+
     /// True when any member is a personal dimension.
     pub fn has_personal(self) -> bool {
         self.iter().any(DataDimension::is_personal)
