@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use serde::Deserialize;
 
+use crate::rank::kernel::Parallelism;
 use crate::rank::types::RankInput;
 
 /// The caps for one attribute (category, brand or shop). All zeros: no cap.
@@ -106,37 +107,80 @@ impl ListCapParams {
 /// pairs cost 270 instructions per candidate at N = 100 and SipHash more). Ids chosen to
 /// collide cannot make it slow: a probe longer than [`MAX_PROBE`] gives up the table for that
 /// attribute, which is then numbered by sorting ([`number_by_sorting`]), as it used to be.
-pub fn number_groups(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, [usize; 3]) {
+///
+/// A long pool (`parallelism` splits it) numbers its three attributes on the pool's threads
+/// at once, each into its own column; a short one numbers them one after the other.
+pub fn number_groups(
+    input: &RankInput,
+    pool: &[usize],
+    parallelism: Parallelism,
+) -> (Vec<[u32; 3]>, [usize; 3]) {
     let mut groups = vec![[UNKNOWN; 3]; pool.len()];
     let mut counts = [0; 3];
+    if parallelism.splits_candidates(pool.len()) {
+        let column = |a: usize| {
+            let mut column = vec![UNKNOWN; pool.len()];
+            let count =
+                number_attribute(input, pool, a, &mut Numbering::new(pool.len()), |pos, n| {
+                    column[pos] = n
+                });
+            (column, count)
+        };
+        let (first, (second, third)) =
+            rayon::join(|| column(0), || rayon::join(|| column(1), || column(2)));
+        for (a, (column, count)) in [first, second, third].into_iter().enumerate() {
+            for (g, n) in groups.iter_mut().zip(column) {
+                g[a] = n;
+            }
+            counts[a] = count;
+        }
+        return (groups, counts);
+    }
     let mut table = Numbering::new(pool.len());
     for (a, count) in counts.iter_mut().enumerate() {
-        let id_of = |i: usize| {
-            let c = &input.candidates[i];
-            [c.category_id, c.brand_id, c.shop_id][a]
-        };
-        table.clear();
-        let numbered = pool.iter().zip(groups.iter_mut()).all(|(&i, g)| {
-            let id = id_of(i);
-            if id == 0 {
-                return true;
-            }
-            match table.number(id) {
-                Some(n) => {
-                    g[a] = n;
-                    true
-                }
-                None => false,
-            }
-        });
-        *count = if numbered {
-            table.next as usize
-        } else {
-            let ids: Vec<u64> = pool.iter().map(|&i| id_of(i)).collect();
-            number_by_sorting(&ids, &mut groups, a)
-        };
+        *count = number_attribute(input, pool, a, &mut table, |pos, n| groups[pos][a] = n);
     }
     (groups, counts)
+}
+
+/// Numbers attribute `a` (0 category, 1 brand, 2 shop) of the pool's candidates, calling
+/// `set(position, number)` for each known id (and again for every position if the table gives
+/// up and sorting takes over); returns how many distinct ids there are.
+fn number_attribute(
+    input: &RankInput,
+    pool: &[usize],
+    a: usize,
+    table: &mut Numbering,
+    mut set: impl FnMut(usize, u32),
+) -> usize {
+    let id_of = |i: usize| {
+        let c = &input.candidates[i];
+        [c.category_id, c.brand_id, c.shop_id][a]
+    };
+    table.clear();
+    let numbered = pool.iter().enumerate().all(|(pos, &i)| {
+        let id = id_of(i);
+        if id == 0 {
+            return true;
+        }
+        match table.number(id) {
+            Some(n) => {
+                set(pos, n);
+                true
+            }
+            None => false,
+        }
+    });
+    if numbered {
+        return table.next as usize;
+    }
+    let ids: Vec<u64> = pool.iter().map(|&i| id_of(i)).collect();
+    let mut column = vec![[UNKNOWN; 3]; pool.len()];
+    let count = number_by_sorting(&ids, &mut column, 0);
+    for (pos, g) in column.iter().enumerate() {
+        set(pos, g[0]);
+    }
+    count
 }
 
 /// The longest probe [`Numbering`] makes before it gives up. With the table at most half
@@ -354,7 +398,7 @@ mod tests {
         };
         // The pool in another order than the request's: numbering follows the pool.
         let pool = [1, 0, 2, 3, 4, 5];
-        let (groups, counts) = number_groups(&input, &pool);
+        let (groups, counts) = number_groups(&input, &pool, Parallelism::SEQUENTIAL);
         let u = UNKNOWN;
         assert_eq!(
             groups,
@@ -415,11 +459,14 @@ mod tests {
         for n in [1, 7, 100, 1000] {
             let input = input_of((0..n).map(|_| (next(40), next(400) << 20, next(5000) * 7919)));
             let pool: Vec<usize> = (0..n as usize).rev().collect();
+            let sorted = by_sorting(&input, &pool);
             assert_eq!(
-                number_groups(&input, &pool),
-                by_sorting(&input, &pool),
+                number_groups(&input, &pool, Parallelism::SEQUENTIAL),
+                sorted,
                 "{n}"
             );
+            let split = Parallelism { min_work: 0 };
+            assert_eq!(number_groups(&input, &pool, split), sorted, "{n} split");
         }
         // 100 categories whose hashes all start in the table's first slot: the table gives
         // up on them (and only them), and sorting numbers them.
@@ -434,8 +481,14 @@ mod tests {
         assert!(colliding.iter().any(|&id| table.number(id).is_none()));
         let input = input_of(colliding.iter().map(|&id| (id, id % 3 + 1, 0)));
         let pool: Vec<usize> = (0..100).collect();
-        let (groups, counts) = number_groups(&input, &pool);
+        let (groups, counts) = number_groups(&input, &pool, Parallelism::SEQUENTIAL);
         assert_eq!((groups.clone(), counts), by_sorting(&input, &pool));
+        // Split across threads, attribute by attribute: the same numbers.
+        let split = Parallelism { min_work: 0 };
+        assert_eq!(
+            number_groups(&input, &pool, split),
+            (groups.clone(), counts)
+        );
         assert_eq!(counts, [100, 3, 0]);
         assert_eq!(groups[99], [99, groups[99][1], UNKNOWN]);
     }
@@ -506,7 +559,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let (groups, counts) = number_groups(&input, &[0, 1, 2]);
+        let (groups, counts) = number_groups(&input, &[0, 1, 2], Parallelism::SEQUENTIAL);
         assert_eq!(counts, [2, 1, 1]);
         assert_eq!(
             groups,

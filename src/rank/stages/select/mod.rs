@@ -178,7 +178,7 @@ impl Stage for Select {
         };
         let repeats = diversifies && self.diversity.repeats_decay();
         let (groups, counts) = if self.list_caps.is_active() || repeats {
-            number_groups(input, &index)
+            number_groups(input, &index, slate.parallelism)
         } else {
             (Vec::new(), [0; 3])
         };
