@@ -7,6 +7,13 @@
 # identity with `repeated float` embeddings, then both with the bytes form (embedding_f32le).
 #   cargo build --release && ./scripts/per-call.sh            # N=, D=, CALLS=, WARMUP= to change
 # Needs valgrind (apt-get install valgrind). Loopback only; about a minute.
+#
+# MODE=cpu instead measures CPU time per call, from /proc, against the same server's
+# grpc.health.v1 check under the same load (the transport's own floor): the server runs
+# natively, and for each load (closed loop with 4 clients; open loop evenly paced at 2,000 and
+# at 300 req/s) a Rank run (default policy) and a Health/Check run follow each other, RUNS
+# rounds (3); it prints each run and the medians' ratio Rank / Health.
+#   cargo build --release && MODE=cpu ./scripts/per-call.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +29,53 @@ CLIENT=${CLIENT:-$BIN}
 FORMS=${FORMS:-float bytes}
 [ -x "$BIN" ] || { echo "per-call.sh: build first: cargo build --release" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "per-call.sh: needs valgrind" >&2; exit 2; }
+
+if [ "${MODE:-}" = cpu ]; then
+    RUNS=${RUNS:-3}
+    dir=$(mktemp -d)
+    "$BIN" serve --listen "127.0.0.1:$PORT" --admin-listen off --data-dir "$dir/data" \
+        >"$dir/server.log" 2>&1 &
+    server=$!
+    trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    # load name, bench flags for Rank; Health/Check gets the same flags with --health.
+    loads=("saturation|--concurrency 4 --requests 10000 --warmup 1000"
+        "paced 2000/s|--rate 2000 --requests 10000 --warmup 500"
+        "paced 300/s|--rate 300 --requests 3000 --warmup 200")
+    cpu() { # flags...: prints "µs per call, req/s, p99 ms"
+        "$CLIENT" bench --addr "http://127.0.0.1:$PORT" --candidates "$N" --dim "$D" --k 20 \
+            --max-seconds 600 --json "$@" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["server"]["cpu_us_per_unit"], round(r["rps"]), round(r["latency"]["p99_ms"], 2))'
+    }
+    echo "server CPU per call, N=$N D=$D k=20, Rank (default policy) against Health/Check, $RUNS rounds"
+    printf '%-14s %5s %-7s %12s %9s %9s\n' load round call "µs per call" "req/s" "p99 ms"
+    summary=()
+    for load in "${loads[@]}"; do
+        name=${load%%|*}
+        read -r -a flags <<<"${load#*|}"
+        rank=()
+        health=()
+        for round in $(seq 1 "$RUNS"); do
+            read -r us rps p99 < <(cpu "${flags[@]}")
+            rank+=("$us")
+            printf '%-14s %5s %-7s %12.1f %9s %9s\n' "$name" "$round" Rank "$us" "$rps" "$p99"
+            read -r us rps p99 < <(cpu "${flags[@]}" --health)
+            health+=("$us")
+            printf '%-14s %5s %-7s %12.1f %9s %9s\n' "$name" "$round" Health "$us" "$rps" "$p99"
+        done
+        summary+=("$(python3 -c "
+import statistics as s
+r, h = s.median([${rank[*]/%/,}]), s.median([${health[*]/%/,}])
+print(f'{\"$name\":<14} median Rank {r:7.1f} µs, Health {h:6.1f} µs: {r / h:.2f}x')")")
+    done
+    printf '%s\n' "${summary[@]}"
+    exit 0
+fi
 
 dir=$(mktemp -d)
 server=

@@ -30,11 +30,14 @@ impl Pseudonyms {
 
     /// The pseudonym of `user_id`: 32 hex digits.
     pub fn of(&self, user_id: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let tag = hmac::sign(&self.key, user_id.as_bytes());
-        tag.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut hex = String::with_capacity(32);
+        for &b in &tag.as_ref()[..16] {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        hex
     }
 }
 

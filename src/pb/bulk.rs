@@ -523,27 +523,180 @@ fn merge_candidate(
         // the client.
         candidates.reserve((buf.remaining() / (len + 2)).clamp(1, MAX_GUESSED_CANDIDATES));
     }
-    let mut candidate = Candidate::default();
     let chunk = buf.chunk();
     if chunk.len() >= len {
-        let mut slice = &chunk[..len];
-        while !slice.is_empty() {
-            let (tag, wire_type) = encoding::decode_key(&mut slice)?;
-            candidate.merge_field(tag, wire_type, &mut slice, ctx.clone())?;
+        // Decoded where it will stay, rather than moved into the list (200 bytes each).
+        candidates.push(Candidate::default());
+        let candidate = candidates.last_mut().expect("just pushed");
+        if let Err(e) = decode_candidate(candidate, &chunk[..len], ctx) {
+            candidates.pop();
+            return Err(e);
         }
         buf.advance(len);
-    } else {
-        let mut bytes = buf.copy_to_bytes(len);
-        while bytes.has_remaining() {
-            let (tag, wire_type) = encoding::decode_key(&mut bytes)?;
-            candidate.merge_field(tag, wire_type, &mut bytes, ctx.clone())?;
-        }
+        return Ok(());
+    }
+    let mut candidate = Candidate::default();
+    let mut bytes = buf.copy_to_bytes(len);
+    while bytes.has_remaining() {
+        let (tag, wire_type) = encoding::decode_key(&mut bytes)?;
+        candidate.merge_field(tag, wire_type, &mut bytes, ctx.clone())?;
     }
     candidates.push(candidate);
     Ok(())
 }
 
+/// A varint at the start of `s`, and what follows it; `None` when `s` does not start with a
+/// well-formed one (the caller then lets prost's own decoder say why).
+#[inline(always)]
+fn read_varint(s: &[u8]) -> Option<(u64, &[u8])> {
+    let (&first, rest) = s.split_first()?;
+    if first < 0x80 {
+        return Some((u64::from(first), rest));
+    }
+    let mut value = u64::from(first & 0x7f);
+    for (i, &b) in rest.iter().enumerate().take(9) {
+        value |= u64::from(b & 0x7f) << (7 * (i + 1));
+        if b < 0x80 {
+            // The tenth byte holds the 64th bit only.
+            return (i < 8 || b <= 1).then(|| (value, &rest[i + 1..]));
+        }
+    }
+    None
+}
+
+/// A length-delimited field's payload at the start of `s`, and what follows it.
+#[inline(always)]
+fn read_len(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = read_varint(s)?;
+    let len = usize::try_from(len).ok().filter(|&n| n <= rest.len())?;
+    Some(rest.split_at(len))
+}
+
+#[inline(always)]
+fn read_f32(s: &[u8]) -> Option<(f32, &[u8])> {
+    let (bytes, rest) = s.split_first_chunk::<4>()?;
+    Some((f32::from_le_bytes(*bytes), rest))
+}
+
+/// Decodes one candidate from `s`, which holds exactly its bytes. The fields clients send
+/// (each with a one-byte key) are read straight from the slice: no buffer trait, no per-field
+/// error wrapping, the packed vectors reserved once. Anything else (strings, an unknown or
+/// unpacked field, a malformed value) goes to [`Candidate::merge_field`], which decodes it, or
+/// refuses it with the error prost's generated code gives, from the field's key on. Merging
+/// follows protobuf's rules as `merge_field` does: the last scalar wins, packed runs append.
+fn decode_candidate(
+    c: &mut Candidate,
+    mut s: &[u8],
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    while let Some((&key, rest)) = s.split_first() {
+        let fast = match key {
+            0x08 => read_varint(rest).map(|(v, r)| {
+                c.item_id = v;
+                r
+            }),
+            0x15 => read_f32(rest).map(|(v, r)| {
+                c.score = v;
+                r
+            }),
+            0x18 => read_varint(rest).map(|(v, r)| {
+                c.category_id = v;
+                r
+            }),
+            0x20 => read_varint(rest).map(|(v, r)| {
+                c.brand_id = v;
+                r
+            }),
+            0x28 => read_varint(rest).map(|(v, r)| {
+                c.shop_id = v;
+                r
+            }),
+            0x35 => read_f32(rest).map(|(v, r)| {
+                c.price = v;
+                r
+            }),
+            0x3d => read_f32(rest).map(|(v, r)| {
+                c.popularity = v;
+                r
+            }),
+            0x42 => read_len(rest)
+                .filter(|(packed, _)| packed.len().is_multiple_of(4))
+                .map(|(packed, r)| {
+                    c.embedding.reserve_exact(packed.len() / 4);
+                    extend_f32le(&mut c.embedding, packed);
+                    r
+                }),
+            0x4a => read_len(rest).and_then(|(mut packed, r)| {
+                let before = c.evidence.len();
+                c.evidence.reserve(packed.len().min(16));
+                while !packed.is_empty() {
+                    match read_varint(packed) {
+                        // int32 on the wire: the low 32 bits, as prost reads it.
+                        Some((v, more)) => {
+                            c.evidence.push(v as i32);
+                            packed = more;
+                        }
+                        None => {
+                            c.evidence.truncate(before);
+                            return None;
+                        }
+                    }
+                }
+                Some(r)
+            }),
+            0x50 => read_varint(rest).map(|(v, r)| {
+                c.sponsored = v != 0;
+                r
+            }),
+            0x60 => read_varint(rest).map(|(v, r)| {
+                c.anchor_item_id = v;
+                r
+            }),
+            0x70 => read_varint(rest).map(|(v, r)| {
+                c.cross_platform_seen_ms = v as i64;
+                r
+            }),
+            0x7a => read_len(rest).map(|(bytes, r)| {
+                c.embedding_f32le.clear();
+                c.embedding_f32le.extend_from_slice(bytes);
+                r
+            }),
+            _ => None,
+        };
+        match fast {
+            Some(r) => s = r,
+            None => {
+                let (tag, wire_type) = encoding::decode_key(&mut s)?;
+                c.merge_field(tag, wire_type, &mut s, ctx.clone())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Message for RankRequest {
+    /// prost's own loop, over a plain slice when the buffer is one chunk (as a received
+    /// message is), so each candidate's key and length are read without the buffer's
+    /// indirection.
+    fn merge(&mut self, mut buf: impl Buf) -> Result<(), DecodeError> {
+        let ctx = DecodeContext::default();
+        let whole = buf.remaining();
+        if buf.chunk().len() == whole {
+            let mut s = buf.chunk();
+            while !s.is_empty() {
+                let (tag, wire_type) = encoding::decode_key(&mut s)?;
+                self.merge_field(tag, wire_type, &mut s, ctx.clone())?;
+            }
+            buf.advance(whole);
+            return Ok(());
+        }
+        while buf.has_remaining() {
+            let (tag, wire_type) = encoding::decode_key(&mut buf)?;
+            self.merge_field(tag, wire_type, &mut buf, ctx.clone())?;
+        }
+        Ok(())
+    }
+
     fn encode_raw(&self, buf: &mut impl BufMut) {
         use encoding::*;
         if !self.user_id.is_empty() {
@@ -836,6 +989,60 @@ mod tests {
             Candidate::decode(unpacked.as_slice()).unwrap().embedding,
             values
         );
+    }
+
+    /// The generic decoder: prost's loop over `merge_field`, which the slice path must match.
+    fn generic(bytes: &[u8]) -> Result<Candidate, DecodeError> {
+        let mut c = Candidate::default();
+        let mut s = bytes;
+        while !s.is_empty() {
+            let (tag, wire_type) = encoding::decode_key(&mut s)?;
+            c.merge_field(tag, wire_type, &mut s, DecodeContext::default())?;
+        }
+        Ok(c)
+    }
+
+    fn sliced(bytes: &[u8]) -> Result<Candidate, DecodeError> {
+        let mut c = Candidate::default();
+        decode_candidate(&mut c, bytes, DecodeContext::default()).map(|()| c)
+    }
+
+    #[test]
+    fn the_slice_path_decodes_as_prost_does_even_when_malformed() {
+        let mut full = every_field_set("tactful.v1.Candidate").encode_to_vec();
+        // Repeated scalars and runs, a ten-byte varint and an unknown field on top.
+        full.extend_from_slice(&[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]);
+        full.extend_from_slice(&[0x42, 8, 0, 0, 128, 63, 0, 0, 0, 64, 0x4a, 2, 0x83, 0x01]);
+        full.extend_from_slice(&[0xa8, 0x01, 5, 0x70, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        full.extend_from_slice(&[0xff, 0xff, 0xff, 0x01]);
+        assert!(sliced(&full).is_ok());
+        assert_eq!(sliced(&full).unwrap(), generic(&full).unwrap());
+        // Every prefix (truncated values), and every byte changed in a few ways.
+        let mut cases: Vec<Vec<u8>> = (0..full.len()).map(|n| full[..n].to_vec()).collect();
+        for i in 0..full.len() {
+            for x in [0x00, 0x01, 0x7f, 0x80, 0xff, full[i] ^ 0x08] {
+                let mut b = full.clone();
+                b[i] = x;
+                cases.push(b);
+            }
+        }
+        // An eleven-byte varint, and a tenth byte above 1.
+        cases.push(vec![
+            0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00,
+        ]);
+        cases.push(vec![
+            0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02,
+        ]);
+        for b in &cases {
+            match (sliced(b), generic(b)) {
+                // Compared as printed: a changed byte may make a NaN.
+                (Ok(a), Ok(g)) => assert_eq!(format!("{a:?}"), format!("{g:?}"), "{b:?}"),
+                (Err(a), Err(g)) => assert_eq!(a.to_string(), g.to_string(), "{b:?}"),
+                (a, g) => panic!("{b:?}: slice path {a:?}, prost {g:?}"),
+            }
+        }
     }
 
     #[test]

@@ -150,15 +150,48 @@ impl DimensionSet {
         Self(self.0 & !other.0)
     }
 
+    /// The members in wire order: the set bits, lowest first (a dimension's bit is its wire
+    /// number), each a table lookup.
     pub fn iter(self) -> impl Iterator<Item = DataDimension> {
-        DataDimension::ALL
-            .into_iter()
-            .filter(move |d| self.contains(*d))
+        const BY_BIT: [Option<DataDimension>; 16] = {
+            let mut table = [None; 16];
+            let mut i = 0;
+            while i < DataDimension::ALL.len() {
+                let d = DataDimension::ALL[i];
+                table[d as usize] = Some(d);
+                i += 1;
+            }
+            table
+        };
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(d) = BY_BIT[bit] {
+                    return Some(d);
+                }
+            }
+            None
+        })
+    }
+
+    /// How many members.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The personal members (all but trending and editorial).
+    pub fn personal(self) -> Self {
+        self.difference(Self::of([
+            DataDimension::Trending,
+            DataDimension::Editorial,
+        ]))
     }
 
     /// True when any member is a personal dimension.
     pub fn has_personal(self) -> bool {
-        self.iter().any(DataDimension::is_personal)
+        !self.personal().is_empty()
     }
 }
 
@@ -590,6 +623,28 @@ pub struct Ranking {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_lists_its_members_in_wire_order_and_knows_the_personal_ones() {
+        for bits in 0..1u16 << DataDimension::ALL.len() {
+            let members: Vec<DataDimension> = DataDimension::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| bits >> i & 1 == 1)
+                .map(|(_, d)| d)
+                .collect();
+            let set = DimensionSet::of(members.iter().copied());
+            assert_eq!(set.iter().collect::<Vec<_>>(), members);
+            assert_eq!(set.len(), members.len());
+            let personal: Vec<_> = members
+                .iter()
+                .copied()
+                .filter(|d| d.is_personal())
+                .collect();
+            assert_eq!(set.personal().iter().collect::<Vec<_>>(), personal);
+            assert_eq!(set.has_personal(), !personal.is_empty());
+        }
+    }
 
     #[test]
     fn dimension_names_and_numbers_round_trip() {

@@ -107,8 +107,7 @@ pub fn reason_for(c: &Candidate, pick: &Pick, consent: Consent, locale: Locale) 
     } else if usable.contains(D::Social) {
         (ReasonCode::Social, DimensionSet::of([D::Social]))
     } else if usable.has_personal() {
-        let personal = usable.iter().filter(|d| d.is_personal()).collect();
-        (ReasonCode::BasedOnActivity, personal)
+        (ReasonCode::BasedOnActivity, usable.personal())
     } else if usable.contains(D::Trending) {
         (ReasonCode::Trending, DimensionSet::of([D::Trending]))
     } else if usable.contains(D::Editorial) {

@@ -178,7 +178,6 @@ impl Stage for Lifecycle {
             slate.k_max = Some(slate.k_max.map_or(rules.max_k, |k| k.min(rules.max_k)));
         }
         slate.diversity_scale *= rules.diversity_factor;
-        let n = input.candidates.len();
         if rules.popularity > 0.0 {
             let pop: Array1<f32> = input.candidates.iter().map(|c| c.popularity).collect();
             // Equal popularity says nothing: no boost (normalize would give everyone 1).
@@ -194,12 +193,13 @@ impl Stage for Lifecycle {
         }
         if rules.repeat_penalty > 0.0 && !user.shown.is_empty() {
             let since = input.now_ms - (rules.repeat_days * DAY_MS as f64) as i64;
-            let mut penalty = Array1::<f32>::zeros(n);
-            for (i, c) in input.candidates.iter().enumerate() {
+            let penalty = slate.per_candidate(|c| {
                 if user.shown_since(c.item_id, since) > 0 {
-                    penalty[i] = -rules.repeat_penalty;
+                    -rules.repeat_penalty
+                } else {
+                    0.0
                 }
-            }
+            });
             slate.add_component(Component::Repeat, penalty);
         }
         Ok(())

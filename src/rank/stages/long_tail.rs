@@ -43,27 +43,30 @@ impl Stage for LongTail {
         if weight <= 0.0 || !slate.user.consent.personalization {
             return Ok(());
         }
-        let mut known: Vec<(f32, usize)> = slate
+        // Most popular first, as one integer per candidate: a positive float's bits order as
+        // the float does (`total_cmp`), so the complement of its bits, above the index,
+        // sorts descending with plain integer compares.
+        let mut known: Vec<u64> = slate
             .survivors()
             .filter(|&i| input.candidates[i].popularity > 0.0)
-            .map(|i| (input.candidates[i].popularity, i))
+            .map(|i| (u64::from(!input.candidates[i].popularity.to_bits()) << 32) | i as u64)
             .collect();
         if known.len() < 2 {
             return Ok(());
         }
-        let by_popularity = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0);
         if slate.parallelism.splits_candidates(known.len()) {
-            known.par_sort_unstable_by(by_popularity);
+            known.par_sort_unstable();
         } else {
-            known.sort_unstable_by(by_popularity);
+            known.sort_unstable();
         }
         let fit = normalize(&input.candidates.iter().map(|c| c.score).collect());
         let mut boost = Array1::zeros(slate.len());
         let last = (known.len() - 1) as f32;
         // `more` counts the candidates strictly more popular: ties share a tail value.
         let mut more = 0;
-        for (n, &(popularity, i)) in known.iter().enumerate() {
-            if n > 0 && popularity < known[n - 1].0 {
+        for (n, &key) in known.iter().enumerate() {
+            let i = (key as u32) as usize;
+            if n > 0 && key >> 32 != known[n - 1] >> 32 {
                 more = n;
             }
             boost[i] = weight * (more as f32 / last) * fit[i];

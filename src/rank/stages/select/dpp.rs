@@ -113,7 +113,7 @@ impl DppState {
                 (Rows::Dense { rows }, dim, norm)
             }
             _ => {
-                let (coords, dim) = attribute_coords(input, pool);
+                let (coords, dim) = attribute_coords(input, pool, parallelism);
                 let scale = params.attribute_weights().map(f32::sqrt);
                 (Rows::Sparse { coords, scale }, dim, vec![1.0; n])
             }
@@ -232,8 +232,12 @@ impl DppState {
 
 /// The distinct categories, brands and shops of the pool as coordinates of one space: the
 /// per-attribute numbers of [`number_groups`], brands after categories, shops after brands.
-fn attribute_coords(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, usize) {
-    let (mut coords, counts) = number_groups(input, pool);
+fn attribute_coords(
+    input: &RankInput,
+    pool: &[usize],
+    parallelism: Parallelism,
+) -> (Vec<[u32; 3]>, usize) {
+    let (mut coords, counts) = number_groups(input, pool, parallelism);
     let offsets = [0, counts[0] as u32, (counts[0] + counts[1]) as u32];
     for c in &mut coords {
         for (x, offset) in c.iter_mut().zip(offsets) {

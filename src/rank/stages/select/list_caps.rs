@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use serde::Deserialize;
 
+use crate::rank::kernel::Parallelism;
 use crate::rank::types::RankInput;
 
 /// The caps for one attribute (category, brand or shop). All zeros: no cap.
@@ -100,52 +101,182 @@ impl ListCapParams {
 /// Per pool candidate, its category, brand and shop numbered densely per attribute from 0
 /// ([`UNKNOWN`] for id 0), and how many distinct values each attribute has: what lets a
 /// selection count groups in vectors instead of hashing ids in its loop.
-pub fn number_groups(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, [usize; 3]) {
-    // Sorting ids with their positions rather than hashing ids: cheaper for a list of this
-    // size (SipHash was a fifth of the selection's instructions at N = 100), and no choice of
-    // ids can make it slow. One sort per attribute finds the runs of equal ids; a walk in
-    // pool order then numbers the runs as they first appear, as a map filled in pool order
-    // would.
+///
+/// Each attribute is numbered in one walk in pool order through a small open-addressing
+/// table ([`Numbering`]: a multiply and a compare or two per id, where sorting (id, position)
+/// pairs cost 270 instructions per candidate at N = 100 and SipHash more). Ids chosen to
+/// collide cannot make it slow: a probe longer than [`MAX_PROBE`] gives up the table for that
+/// attribute, which is then numbered by sorting ([`number_by_sorting`]), as it used to be.
+///
+/// A long pool (`parallelism` splits it) numbers its three attributes on the pool's threads
+/// at once, each into its own column; a short one numbers them one after the other.
+pub fn number_groups(
+    input: &RankInput,
+    pool: &[usize],
+    parallelism: Parallelism,
+) -> (Vec<[u32; 3]>, [usize; 3]) {
     let mut groups = vec![[UNKNOWN; 3]; pool.len()];
     let mut counts = [0; 3];
-    // (id << 32 | position): one integer compare per step of the sort.
-    let mut keyed: Vec<u128> = Vec::with_capacity(pool.len());
-    let mut number_of_run: Vec<u32> = Vec::new();
+    if parallelism.splits_candidates(pool.len()) {
+        let column = |a: usize| {
+            let mut column = vec![UNKNOWN; pool.len()];
+            let count =
+                number_attribute(input, pool, a, &mut Numbering::new(pool.len()), |pos, n| {
+                    column[pos] = n
+                });
+            (column, count)
+        };
+        let (first, (second, third)) =
+            rayon::join(|| column(0), || rayon::join(|| column(1), || column(2)));
+        for (a, (column, count)) in [first, second, third].into_iter().enumerate() {
+            for (g, n) in groups.iter_mut().zip(column) {
+                g[a] = n;
+            }
+            counts[a] = count;
+        }
+        return (groups, counts);
+    }
+    let mut table = Numbering::new(pool.len());
     for (a, count) in counts.iter_mut().enumerate() {
-        keyed.clear();
-        keyed.extend(pool.iter().enumerate().filter_map(|(pos, &i)| {
-            let c = &input.candidates[i];
-            let id = [c.category_id, c.brand_id, c.shop_id][a];
-            (id != 0).then_some((u128::from(id) << 32) | pos as u128)
-        }));
-        keyed.sort_unstable();
-        // Each position gets its run's index first, then the run's number.
-        let mut runs = 0u32;
-        let mut previous = None;
-        for &k in &keyed {
-            let id = (k >> 32) as u64;
-            if previous != Some(id) {
-                previous = Some(id);
-                runs += 1;
-            }
-            groups[(k as u32) as usize][a] = runs - 1;
-        }
-        number_of_run.clear();
-        number_of_run.resize(runs as usize, UNKNOWN);
-        let mut next = 0;
-        for g in &mut groups {
-            if g[a] != UNKNOWN {
-                let number = &mut number_of_run[g[a] as usize];
-                if *number == UNKNOWN {
-                    *number = next;
-                    next += 1;
-                }
-                g[a] = *number;
-            }
-        }
-        *count = next as usize;
+        *count = number_attribute(input, pool, a, &mut table, |pos, n| groups[pos][a] = n);
     }
     (groups, counts)
+}
+
+/// Numbers attribute `a` (0 category, 1 brand, 2 shop) of the pool's candidates, calling
+/// `set(position, number)` for each known id (and again for every position if the table gives
+/// up and sorting takes over); returns how many distinct ids there are.
+fn number_attribute(
+    input: &RankInput,
+    pool: &[usize],
+    a: usize,
+    table: &mut Numbering,
+    mut set: impl FnMut(usize, u32),
+) -> usize {
+    let id_of = |i: usize| {
+        let c = &input.candidates[i];
+        [c.category_id, c.brand_id, c.shop_id][a]
+    };
+    table.clear();
+    let numbered = pool.iter().enumerate().all(|(pos, &i)| {
+        let id = id_of(i);
+        if id == 0 {
+            return true;
+        }
+        match table.number(id) {
+            Some(n) => {
+                set(pos, n);
+                true
+            }
+            None => false,
+        }
+    });
+    if numbered {
+        return table.next as usize;
+    }
+    let ids: Vec<u64> = pool.iter().map(|&i| id_of(i)).collect();
+    let mut column = vec![[UNKNOWN; 3]; pool.len()];
+    let count = number_by_sorting(&ids, &mut column, 0);
+    for (pos, g) in column.iter().enumerate() {
+        set(pos, g[0]);
+    }
+    count
+}
+
+/// The longest probe [`Numbering`] makes before it gives up. With the table at most half
+/// full, random ids need about 1.5 probes on average; 32 is only reached by ids chosen to
+/// collide.
+const MAX_PROBE: usize = 32;
+
+/// Numbers non-zero ids densely in order of first appearance: an open-addressing table
+/// (linear probing, Fibonacci hashing on the id's high bits), at most half full.
+struct Numbering {
+    /// 0 marks an empty slot (0 is never numbered).
+    keys: Vec<u64>,
+    numbers: Vec<u32>,
+    shift: u32,
+    next: u32,
+}
+
+impl Numbering {
+    fn new(n: usize) -> Self {
+        let slots = (2 * n).next_power_of_two().max(16);
+        Self {
+            keys: vec![0; slots],
+            numbers: vec![0; slots],
+            shift: 64 - slots.trailing_zeros(),
+            next: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.fill(0);
+        self.next = 0;
+    }
+
+    /// `id`'s number (a new one the first time it is seen); `None` after [`MAX_PROBE`] taken
+    /// slots, when the table no longer holds all ids seen so far.
+    #[inline]
+    fn number(&mut self, id: u64) -> Option<u32> {
+        let mask = self.keys.len() - 1;
+        let mut slot = (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        for _ in 0..MAX_PROBE {
+            let key = self.keys[slot];
+            if key == id {
+                return Some(self.numbers[slot]);
+            }
+            if key == 0 {
+                self.keys[slot] = id;
+                self.numbers[slot] = self.next;
+                self.next += 1;
+                return Some(self.next - 1);
+            }
+            slot = (slot + 1) & mask;
+        }
+        None
+    }
+}
+
+/// Numbers attribute `a` of `groups` from `ids` (pool order, 0 = unknown) by sorting: one sort
+/// of (id, position) keys finds the runs of equal ids, and a walk in pool order numbers the runs
+/// as they first appear. Returns how many distinct ids there are. Whatever the ids, it costs
+/// one sort.
+fn number_by_sorting(ids: &[u64], groups: &mut [[u32; 3]], a: usize) -> usize {
+    // (id << 32 | position): one integer compare per step of the sort.
+    let mut keyed: Vec<u128> = ids
+        .iter()
+        .enumerate()
+        .filter(|&(_, &id)| id != 0)
+        .map(|(pos, &id)| (u128::from(id) << 32) | pos as u128)
+        .collect();
+    keyed.sort_unstable();
+    for g in groups.iter_mut() {
+        g[a] = UNKNOWN;
+    }
+    // Each position gets its run's index first, then the run's number.
+    let mut runs = 0u32;
+    let mut previous = None;
+    for &k in &keyed {
+        let id = (k >> 32) as u64;
+        if previous != Some(id) {
+            previous = Some(id);
+            runs += 1;
+        }
+        groups[(k as u32) as usize][a] = runs - 1;
+    }
+    let mut number_of_run = vec![UNKNOWN; runs as usize];
+    let mut next = 0;
+    for g in groups.iter_mut() {
+        if g[a] != UNKNOWN {
+            let number = &mut number_of_run[g[a] as usize];
+            if *number == UNKNOWN {
+                *number = next;
+                next += 1;
+            }
+            g[a] = *number;
+        }
+    }
+    next as usize
 }
 
 /// Where the list stands against the caps, position by position.
@@ -267,7 +398,7 @@ mod tests {
         };
         // The pool in another order than the request's: numbering follows the pool.
         let pool = [1, 0, 2, 3, 4, 5];
-        let (groups, counts) = number_groups(&input, &pool);
+        let (groups, counts) = number_groups(&input, &pool, Parallelism::SEQUENTIAL);
         let u = UNKNOWN;
         assert_eq!(
             groups,
@@ -281,6 +412,85 @@ mod tests {
             ]
         );
         assert_eq!(counts, [3, 2, 2]);
+    }
+
+    /// What sorting alone numbers, attribute by attribute.
+    fn by_sorting(input: &RankInput, pool: &[usize]) -> (Vec<[u32; 3]>, [usize; 3]) {
+        let mut groups = vec![[UNKNOWN; 3]; pool.len()];
+        let counts = std::array::from_fn(|a| {
+            let ids: Vec<u64> = pool
+                .iter()
+                .map(|&i| {
+                    let c = &input.candidates[i];
+                    [c.category_id, c.brand_id, c.shop_id][a]
+                })
+                .collect();
+            number_by_sorting(&ids, &mut groups, a)
+        });
+        (groups, counts)
+    }
+
+    fn input_of(ids: impl Iterator<Item = (u64, u64, u64)>) -> RankInput {
+        RankInput {
+            candidates: ids
+                .enumerate()
+                .map(|(i, (category_id, brand_id, shop_id))| Candidate {
+                    item_id: i as u64 + 1,
+                    category_id,
+                    brand_id,
+                    shop_id,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_table_numbers_as_sorting_does_even_for_ids_chosen_to_collide() {
+        // Random-looking ids with repeats and unknowns, at several sizes.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for n in [1, 7, 100, 1000] {
+            let input = input_of((0..n).map(|_| (next(40), next(400) << 20, next(5000) * 7919)));
+            let pool: Vec<usize> = (0..n as usize).rev().collect();
+            let sorted = by_sorting(&input, &pool);
+            assert_eq!(
+                number_groups(&input, &pool, Parallelism::SEQUENTIAL),
+                sorted,
+                "{n}"
+            );
+            let split = Parallelism { min_work: 0 };
+            assert_eq!(number_groups(&input, &pool, split), sorted, "{n} split");
+        }
+        // 100 categories whose hashes all start in the table's first slot: the table gives
+        // up on them (and only them), and sorting numbers them.
+        let slots = Numbering::new(100).keys.len() as u64;
+        let colliding: Vec<u64> = (1u64..)
+            .filter(|id| {
+                id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - slots.trailing_zeros()) == 0
+            })
+            .take(100)
+            .collect();
+        let mut table = Numbering::new(100);
+        assert!(colliding.iter().any(|&id| table.number(id).is_none()));
+        let input = input_of(colliding.iter().map(|&id| (id, id % 3 + 1, 0)));
+        let pool: Vec<usize> = (0..100).collect();
+        let (groups, counts) = number_groups(&input, &pool, Parallelism::SEQUENTIAL);
+        assert_eq!((groups.clone(), counts), by_sorting(&input, &pool));
+        // Split across threads, attribute by attribute: the same numbers.
+        let split = Parallelism { min_work: 0 };
+        assert_eq!(
+            number_groups(&input, &pool, split),
+            (groups.clone(), counts)
+        );
+        assert_eq!(counts, [100, 3, 0]);
+        assert_eq!(groups[99], [99, groups[99][1], UNKNOWN]);
     }
 
     fn tracker(cap: GroupCap, groups: usize) -> ListCapTracker {
@@ -349,7 +559,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let (groups, counts) = number_groups(&input, &[0, 1, 2]);
+        let (groups, counts) = number_groups(&input, &[0, 1, 2], Parallelism::SEQUENTIAL);
         assert_eq!(counts, [2, 1, 1]);
         assert_eq!(
             groups,
