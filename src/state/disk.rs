@@ -188,9 +188,6 @@ fn open_records(frames: &[wal::Frame<'_>], vault: &Vault, base: u64) -> Vec<Repl
     })
 }
 
-/// Ops up to this size are encoded on the stack before sealing.
-const SMALL_OP: usize = 256;
-
 fn load_secret(dir: &Path) -> Result<[u8; 16], StateError> {
     let path = dir.join("secret");
     match fs::read(&path) {
@@ -781,25 +778,16 @@ impl Backend for Disk {
             return Ok(Ticket::NONE);
         }
         let (id, data_key) = self.vault.get_or_create(key)?;
-        let mut small = [0u8; SMALL_OP];
-        let large;
-        let plain: &[u8] = match postcard::to_slice(op, &mut small) {
-            Ok(bytes) => bytes,
-            Err(postcard::Error::SerializeBufferFull) => {
-                large = postcard::to_allocvec(op).map_err(|e| {
-                    StateError::Corrupt(format!("a log record does not encode: {e}"))
-                })?;
-                &large
-            }
-            Err(e) => {
-                return Err(StateError::Corrupt(format!(
-                    "a log record does not encode: {e}"
-                )));
-            }
-        };
-        let seq = self.wal.append(id.0, explicit, |seq, buf| {
-            data_key.seal(&record_aad(key, id, seq), plain, buf)
-        })?;
+        // Sealed by the log's writer thread, off this path (which holds the user's lock).
+        let plain = postcard::to_allocvec(op)
+            .map_err(|e| StateError::Corrupt(format!("a log record does not encode: {e}")))?;
+        let size = plain.len() + super::crypt::SEAL_OVERHEAD;
+        let seq = self.wal.append(
+            id.0,
+            explicit,
+            size,
+            Box::new(move |seq, buf| data_key.seal(&record_aad(key, id, seq), &plain, buf)),
+        )?;
         Ok(if explicit {
             Ticket::at(seq + 1)
         } else {
@@ -820,7 +808,7 @@ impl Backend for Disk {
         let Some(id) = self.vault.destroy(key)? else {
             return Ok(Ticket::NONE);
         };
-        let seq = self.wal.append(id.0, true, |_, _| {})?;
+        let seq = self.wal.append(id.0, true, 0, Box::new(|_, _| {}))?;
         Ok(Ticket::at(seq + 1))
     }
 

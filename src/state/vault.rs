@@ -176,8 +176,7 @@ impl Vault {
         u32::try_from(raw.len()).map_err(|_| key_error("too many keys".into()))?;
         for (i, slot) in unwrap_all(&raw, &*master).into_iter().enumerate() {
             let i = i as u32;
-            let slot =
-                slot.map_err(|e| key_error(format!("{}: slot {i}: {e}", path.display())))?;
+            let slot = slot.map_err(|e| key_error(format!("{}: slot {i}: {e}", path.display())))?;
             match &slot.held {
                 Some((user, _)) => {
                     slots.by_user.insert(*user, i);

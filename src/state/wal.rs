@@ -1,10 +1,11 @@
 //! The write-ahead log: every change to user state is appended here before it is
 //! acknowledged, so that a crash loses nothing the user was told was saved.
 //!
-//! Appends only copy bytes into a shared buffer (they run under a user's map lock and must not
-//! wait for I/O). One writer thread takes the buffer, writes it, and fsyncs it when an explicit
-//! op is waiting or the counter sync interval has passed: one fsync covers every op in the
-//! batch (group commit). Waiters watch a durable watermark.
+//! Appends only queue a record: its seq, its key id, and what seals it (they run under a user's
+//! map lock and must neither wait for I/O nor spend time on cryptography). One writer thread
+//! takes the queue, seals each record into the buffer, writes it, and fsyncs it when an
+//! explicit op is waiting or the counter sync interval has passed: one fsync covers every op
+//! in the batch (group commit). Waiters watch a durable watermark.
 //!
 //! Files: `wal-<first seq>.log`, a sequence of frames `[len u32][crc32 u32][payload]`. The
 //! payload is `[seq u64][key id u64][sealed op]` ([`Frame`]): the op sealed under its user's
@@ -78,8 +79,15 @@ struct Progress {
     failed: Option<Arc<str>>,
 }
 
+/// What a record's bytes come from: given its seq, appends the sealed op. Run by the writer
+/// thread, off the appenders' path: sealing is the costly part of a record.
+pub type Seal = Box<dyn FnOnce(u64, &mut Vec<u8>) + Send>;
+
 struct Pending {
-    buf: Vec<u8>,
+    /// Records not yet written: seq, key id, what makes their bytes.
+    records: Vec<(u64, u64, Seal)>,
+    /// What they will take in the log, about.
+    bytes: usize,
     next_seq: u64,
     /// An explicit op below this seq waits for an fsync.
     sync_upto: u64,
@@ -254,7 +262,8 @@ impl Wal {
         });
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
-                buf: Vec::with_capacity(1 << 16),
+                records: Vec::with_capacity(1 << 10),
+                bytes: 0,
                 next_seq,
                 sync_upto: 0,
                 rotate: None,
@@ -277,14 +286,16 @@ impl Wal {
         })
     }
 
-    /// Appends a record and returns its seq. `seal` is given the seq and appends the sealed op
-    /// (it runs under the log's mutex: keep it to the sealing). An `explicit` record is fsynced
-    /// promptly; others ride with the next batch. Never waits for I/O.
+    /// Appends a record and returns its seq. `seal` is given the seq and appends the sealed op;
+    /// the writer thread runs it, so that appenders (under a user's lock) do not seal.
+    /// `size` is about what the sealed op will take. An `explicit` record is fsynced promptly;
+    /// others ride with the next batch. Never waits for I/O.
     pub fn append(
         &self,
         key_id: u64,
         explicit: bool,
-        seal: impl FnOnce(u64, &mut Vec<u8>),
+        size: usize,
+        seal: Seal,
     ) -> Result<u64, StateError> {
         if let Some(why) = &self.shared.progress.borrow().failed {
             return Err(StateError::Unavailable(format!(
@@ -297,9 +308,9 @@ impl Wal {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let seq = p.next_seq;
-        let before = p.buf.len();
-        encode(&mut p.buf, seq, key_id, |buf| seal(seq, buf));
-        let added = (p.buf.len() - before) as u64;
+        p.records.push((seq, key_id, seal));
+        let added = (FRAME_HEADER + FRAME_PREFIX + size) as u64;
+        p.bytes += added as usize;
         p.next_seq += 1;
         self.shared.next_seq.store(p.next_seq, Ordering::Release);
         self.shared
@@ -415,6 +426,7 @@ fn writer_loop(
     before_sync: BeforeSync,
 ) {
     let mut spare = Vec::with_capacity(1 << 16);
+    let mut records = Vec::with_capacity(1 << 10);
     let mut last_sync = Instant::now();
     let mut written_upto = shared.progress.borrow().durable;
     loop {
@@ -427,7 +439,7 @@ fn writer_loop(
                 let urgent = p.sync_upto > shared.progress.borrow().durable
                     || p.rotate.is_some()
                     || p.shutdown
-                    || p.buf.len() >= FLUSH_BYTES;
+                    || p.bytes >= FLUSH_BYTES;
                 let now = Instant::now();
                 if urgent || now >= until {
                     break;
@@ -440,13 +452,18 @@ fn writer_loop(
             }
             let counters_due = written_upto > shared.progress.borrow().durable
                 && last_sync.elapsed() >= counter_sync;
-            if p.buf.is_empty() && p.rotate.is_none() && !p.shutdown && !counters_due {
+            if p.records.is_empty() && p.rotate.is_none() && !p.shutdown && !counters_due {
                 continue;
             }
-            std::mem::swap(&mut p.buf, &mut spare);
+            std::mem::swap(&mut p.records, &mut records);
+            p.bytes = 0;
             let need_sync = p.sync_upto > shared.progress.borrow().durable;
             (p.next_seq, need_sync, p.rotate.take(), p.shutdown)
         };
+        // Sealed here, outside the lock: appenders go on meanwhile.
+        for (seq, key_id, seal) in records.drain(..) {
+            encode(&mut spare, seq, key_id, |buf| seal(seq, buf));
+        }
         let mut result = file.write_all(&spare).map_err(|e| StateError::io(dir, e));
         spare.clear();
         if spare.capacity() > 1 << 24 {
@@ -528,10 +545,15 @@ mod tests {
             let mut last = 0;
             for b in 1..=100 {
                 last = wal
-                    .append(b % 3, true, |seq, buf| {
-                        assert_eq!(seq, b);
-                        buf.extend_from_slice(&body(b))
-                    })
+                    .append(
+                        b % 3,
+                        true,
+                        8,
+                        Box::new(move |seq, buf| {
+                            assert_eq!(seq, b);
+                            buf.extend_from_slice(&body(b))
+                        }),
+                    )
                     .unwrap();
             }
             wal.durable(last + 1).await.unwrap();
@@ -558,13 +580,13 @@ mod tests {
             }
         });
         let wal = Wal::start(dir.path(), 1, Duration::from_secs(60), hook).unwrap();
-        let s = wal.append(1, true, |_, b| b.push(1)).unwrap();
+        let s = wal.append(1, true, 1, Box::new(|_, b| b.push(1))).unwrap();
         wal.durable(s + 1).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let s = wal.append(1, true, |_, b| b.push(2)).unwrap();
+        let s = wal.append(1, true, 1, Box::new(|_, b| b.push(2))).unwrap();
         let e = wal.durable(s + 1).await.unwrap_err();
         assert!(e.to_string().contains("key store gone"), "{e}");
-        assert!(wal.append(1, true, |_, b| b.push(3)).is_err());
+        assert!(wal.append(1, true, 1, Box::new(|_, b| b.push(3))).is_err());
     }
 
     #[test]
@@ -600,7 +622,7 @@ mod tests {
         {
             let wal = Wal::start(dir.path(), 1, Duration::from_secs(1), no_hook()).unwrap();
             let s = wal
-                .append(1, true, |_, b| b.extend_from_slice(&body(2)))
+                .append(1, true, 8, Box::new(|_, b| b.extend_from_slice(&body(2))))
                 .unwrap();
             wal.durable(s + 1).await.unwrap();
         }
@@ -615,11 +637,11 @@ mod tests {
     async fn rotation_starts_a_new_segment_and_older_ones_can_go() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::start(dir.path(), 1, Duration::from_secs(1), no_hook()).unwrap();
-        wal.append(1, false, |_, b| b.push(1)).unwrap();
-        wal.append(1, false, |_, b| b.push(2)).unwrap();
+        wal.append(1, false, 1, Box::new(|_, b| b.push(1))).unwrap();
+        wal.append(1, false, 1, Box::new(|_, b| b.push(2))).unwrap();
         let boundary = wal.rotate().unwrap();
         assert_eq!(boundary, 3);
-        let s = wal.append(1, true, |_, b| b.push(3)).unwrap();
+        let s = wal.append(1, true, 1, Box::new(|_, b| b.push(3))).unwrap();
         wal.durable(s + 1).await.unwrap();
         assert_eq!(segments(dir.path()).unwrap().len(), 2);
         delete_before(dir.path(), boundary).unwrap();
