@@ -15,13 +15,36 @@ pub(super) fn width_of(v: u64) -> u8 {
     (64 - v.leading_zeros()).div_ceil(8) as u8
 }
 
+/// Inserts `n` zero bytes at `at`, growing the buffer by exactly that much: a user's buffer
+/// stays exactly sized (the allocator grows it in place while its block has room).
+pub(super) fn open_gap(buf: &mut Vec<u8>, at: usize, n: usize) {
+    let len = buf.len();
+    buf.reserve_exact(n);
+    buf.resize(len + n, 0);
+    buf.copy_within(at..len, at + n);
+    buf[at..at + n].fill(0);
+}
+
+#[inline]
 fn read(bytes: &[u8], width: u8) -> u64 {
+    if let Some(word) = bytes.first_chunk::<8>() {
+        // One unaligned load, masked: most values are read this way.
+        let mask = u64::MAX.checked_shr(64 - 8 * u32::from(width)).unwrap_or(0);
+        return u64::from_le_bytes(*word) & mask;
+    }
     let mut b = [0u8; 8];
     b[..width as usize].copy_from_slice(&bytes[..width as usize]);
     u64::from_le_bytes(b)
 }
 
+#[inline]
 fn write(bytes: &mut [u8], width: u8, v: u64) {
+    if let Some(word) = bytes.first_chunk_mut::<8>() {
+        let mask = u64::MAX.checked_shr(64 - 8 * u32::from(width)).unwrap_or(0);
+        let old = u64::from_le_bytes(*word);
+        *word = ((old & !mask) | (v & mask)).to_le_bytes();
+        return;
+    }
     bytes[..width as usize].copy_from_slice(&v.to_le_bytes()[..width as usize]);
 }
 
@@ -31,11 +54,11 @@ pub(super) struct Table {
     /// Offset of the table's header in the buffer.
     pub start: usize,
     pub rows: usize,
-    cols: usize,
+    cols: u8,
     widths: [u8; MAX_COLS],
     /// Offset of each column within a row.
     offsets: [u8; MAX_COLS],
-    row_len: usize,
+    row_len: u8,
 }
 
 impl Table {
@@ -46,7 +69,7 @@ impl Table {
 
     /// Writes an empty table of `cols` columns at `at`.
     pub fn create(buf: &mut Vec<u8>, at: usize, cols: usize) -> Table {
-        buf.splice(at..at, std::iter::repeat_n(0, Self::header_len(cols)));
+        open_gap(buf, at, Self::header_len(cols));
         Self::parse(buf, at, cols).expect("just written")
     }
 
@@ -57,7 +80,7 @@ impl Table {
         let mut t = Table {
             start: at,
             rows,
-            cols,
+            cols: cols as u8,
             widths: [0; MAX_COLS],
             offsets: [0; MAX_COLS],
             row_len: 0,
@@ -75,20 +98,28 @@ impl Table {
 
     fn layout(&mut self) {
         let mut off = 0;
-        for c in 0..self.cols {
+        for c in 0..self.cols() {
             self.offsets[c] = off;
             off += self.widths[c];
         }
-        self.row_len = usize::from(off);
+        self.row_len = off;
+    }
+
+    fn cols(&self) -> usize {
+        usize::from(self.cols)
+    }
+
+    fn row_len(&self) -> usize {
+        usize::from(self.row_len)
     }
 
     fn data(&self) -> usize {
-        self.start + Self::header_len(self.cols)
+        self.start + Self::header_len(self.cols())
     }
 
     /// Offset just past the table.
     pub fn end(&self) -> usize {
-        self.data() + self.rows * self.row_len
+        self.data() + self.rows * self.row_len()
     }
 
     /// Bytes the table takes.
@@ -98,11 +129,11 @@ impl Table {
     }
 
     fn at(&self, row: usize, col: usize) -> usize {
-        self.data() + row * self.row_len + usize::from(self.offsets[col])
+        self.data() + row * self.row_len() + usize::from(self.offsets[col])
     }
 
     pub fn get(&self, buf: &[u8], row: usize, col: usize) -> u64 {
-        debug_assert!(row < self.rows && col < self.cols);
+        debug_assert!(row < self.rows && col < self.cols());
         read(&buf[self.at(row, col)..], self.widths[col])
     }
 
@@ -123,11 +154,11 @@ impl Table {
         self.layout();
         let grow = self.rows * usize::from(width - old.widths[col]);
         let end = old.end();
-        buf.splice(end..end, std::iter::repeat_n(0, grow));
+        open_gap(buf, end, grow);
         // From the last row backwards: the new rows are longer, so nothing unread is
         // overwritten.
         for row in (0..self.rows).rev() {
-            for c in (0..self.cols).rev() {
+            for c in (0..self.cols()).rev() {
                 let v = read(&buf[old.at(row, c)..], old.widths[c]);
                 let at = self.at(row, c);
                 write(&mut buf[at..], self.widths[c], v);
@@ -138,8 +169,8 @@ impl Table {
 
     /// Inserts a row of zeros at `row` (the values are then set one by one).
     pub fn insert(&mut self, buf: &mut Vec<u8>, row: usize) {
-        let at = self.data() + row * self.row_len;
-        buf.splice(at..at, std::iter::repeat_n(0, self.row_len));
+        let at = self.data() + row * self.row_len();
+        open_gap(buf, at, self.row_len());
         self.set_rows(buf, self.rows + 1);
     }
 
@@ -159,8 +190,8 @@ impl Table {
     }
 
     pub fn remove(&mut self, buf: &mut Vec<u8>, row: usize) {
-        let at = self.data() + row * self.row_len;
-        buf.drain(at..at + self.row_len);
+        let at = self.data() + row * self.row_len();
+        buf.drain(at..at + self.row_len());
         self.set_rows(buf, self.rows - 1);
     }
 
@@ -174,14 +205,14 @@ impl Table {
         for row in 0..self.rows {
             if keep(buf, self, row) {
                 if kept != row {
-                    let from = self.data() + row * self.row_len;
-                    let to = self.data() + kept * self.row_len;
-                    buf.copy_within(from..from + self.row_len, to);
+                    let from = self.data() + row * self.row_len();
+                    let to = self.data() + kept * self.row_len();
+                    buf.copy_within(from..from + self.row_len(), to);
                 }
                 kept += 1;
             }
         }
-        let from = self.data() + kept * self.row_len;
+        let from = self.data() + kept * self.row_len();
         buf.drain(from..self.end());
         self.set_rows(buf, kept);
     }
@@ -201,7 +232,7 @@ impl Table {
         let base = self.data();
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let v = read(&buf[base + mid * self.row_len..], w);
+            let v = read(&buf[base + mid * self.row_len()..], w);
             match v.cmp(&key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -217,7 +248,7 @@ impl Table {
         let base = self.data();
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if read(&buf[base + mid * self.row_len..], w) < key {
+            if read(&buf[base + mid * self.row_len()..], w) < key {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -235,7 +266,7 @@ impl Table {
             if v < min {
                 (best, min) = (row, v);
             }
-            at += self.row_len;
+            at += self.row_len();
         }
         best
     }
@@ -243,11 +274,24 @@ impl Table {
     /// Adds `delta` to every value of column `col` that is at least `from` (wrapping is the
     /// caller's to rule out).
     pub fn shift(&mut self, buf: &mut Vec<u8>, col: usize, from: u64, delta: i64) {
-        for row in 0..self.rows {
-            let v = self.get(buf, row, col);
+        let widest = (0..self.rows)
+            .map(|row| self.get(buf, row, col))
+            .filter(|v| *v >= from)
+            .map(|v| width_of(v.wrapping_add_signed(delta)))
+            .max();
+        match widest {
+            None => return,
+            Some(w) if w > self.widths[col] => self.widen(buf, col, w),
+            Some(_) => {}
+        }
+        let w = self.widths[col];
+        let mut at = self.at(0, col);
+        for _ in 0..self.rows {
+            let v = read(&buf[at..], w);
             if v >= from {
-                self.set(buf, row, col, v.wrapping_add_signed(delta));
+                write(&mut buf[at..], w, v.wrapping_add_signed(delta));
             }
+            at += self.row_len();
         }
     }
 }

@@ -170,6 +170,31 @@ fn layout(buf: &[u8]) -> Layout {
     parse(buf).expect("a user's buffer is well formed")
 }
 
+/// Table `k` of a well-formed buffer, reading only the tables before it; when absent, where
+/// it would start.
+fn find(buf: &[u8], k: usize) -> Result<Table, usize> {
+    if buf.is_empty() {
+        return Err(0);
+    }
+    let present = buf[at::PRESENT];
+    let mut start = at::HEADER;
+    for (j, cols) in COLS.iter().enumerate().take(k + 1) {
+        if present & (1 << j) != 0 {
+            let t = Table::parse(buf, start, *cols).expect("a user's buffer is well formed");
+            if j == k {
+                return Ok(t);
+            }
+            start = t.end();
+        }
+    }
+    Err(start)
+}
+
+/// Table `k`, if present.
+fn get_table(buf: &[u8], k: usize) -> Option<Table> {
+    find(buf, k).ok()
+}
+
 fn base(buf: &[u8]) -> i64 {
     get_u(buf, at::BASE, 4) as i64
 }
@@ -192,6 +217,7 @@ fn rebase(buf: &mut Vec<u8>, s: u32) {
         return;
     }
     let delta = old - i64::from(s);
+    let c = cold(buf);
     put_u(buf, at::BASE, 4, u64::from(s));
     for (k, col, from) in [
         (ITEMS, AT, 0),
@@ -200,30 +226,26 @@ fn rebase(buf: &mut Vec<u8>, s: u32) {
         (CATEGORIES, AT, 0),
         (BRANDS, AT, 0),
     ] {
-        if let Some(mut t) = layout(buf).tables[k] {
+        if let Some(mut t) = get_table(buf, k) {
             t.shift(buf, col, from, delta);
         }
     }
+    set_cold(buf, c);
 }
 
 /// The table, made if absent.
 fn table(buf: &mut Vec<u8>, k: usize) -> Table {
-    let l = layout(buf);
-    if let Some(t) = l.tables[k] {
-        return t;
-    }
-    let at = l.tables[..k]
-        .iter()
-        .rev()
-        .find_map(|t| t.map(|t| t.end()))
-        .unwrap_or(at::HEADER);
+    let at = match find(buf, k) {
+        Ok(t) => return t,
+        Err(at) => at,
+    };
     buf[at::PRESENT] |= 1 << k;
     Table::create(buf, at, COLS[k])
 }
 
 fn drop_empty_tables(buf: &mut Vec<u8>) {
     for k in (0..COLS.len()).rev() {
-        if let Some(t) = layout(buf).tables[k]
+        if let Some(t) = get_table(buf, k)
             && t.rows == 0
         {
             buf.drain(t.start..t.end());
@@ -319,14 +341,59 @@ fn cold(buf: &[u8]) -> Cold {
     if l.cold >= buf.len() {
         return Cold::default();
     }
-    postcard::from_bytes(&buf[l.cold..]).expect("a user's cold part is well formed")
+    let mut c: Cold =
+        postcard::from_bytes(&buf[l.cold..]).expect("a user's cold part is well formed");
+    c.shift_times(base(buf) * 1000);
+    c
 }
 
-fn set_cold(buf: &mut Vec<u8>, cold: &Cold) {
+impl Cold {
+    /// Adds `ms` to every time held (wrapping, so that adding it back gives each time back).
+    fn shift_times(&mut self, ms: i64) {
+        let x = &mut self.explicit;
+        let times = self
+            .purchases
+            .iter_mut()
+            .map(|p| &mut p.at_ms)
+            .chain(self.sightings.iter_mut().map(|s| &mut s.at_ms))
+            .chain(x.not_interested.iter_mut().map(|n| &mut n.1))
+            .chain(x.fewer_categories.iter_mut().map(|f| &mut f.1))
+            .chain(x.fewer_brands.iter_mut().map(|f| &mut f.1))
+            .chain(self.words.brands.iter_mut().map(|w| &mut w.1))
+            .chain(self.words.shops.iter_mut().map(|w| &mut w.1));
+        for t in times {
+            *t = t.wrapping_add(ms);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        let (c, x) = (&self.consent, &self.explicit);
+        c.granted.is_empty()
+            && c.denied.is_empty()
+            && c.personalization.is_none()
+            && c.sensitive.is_empty()
+            && x.not_interested.is_empty()
+            && x.blocked_brands.is_empty()
+            && x.blocked_shops.is_empty()
+            && x.fewer_categories.is_empty()
+            && x.fewer_brands.is_empty()
+            && x.interests.is_empty()
+            && self.words.is_empty()
+            && self.purchases.is_empty()
+            && self.sightings.is_empty()
+    }
+}
+
+/// Replaces the cold part. Its times are kept as milliseconds after the user's base: a few
+/// bytes each instead of six.
+fn set_cold(buf: &mut Vec<u8>, mut cold: Cold) {
     let l = layout(buf);
     buf.truncate(l.cold);
-    if *cold != Cold::default() {
-        buf.extend(postcard::to_allocvec(cold).expect("encodable"));
+    if !cold.is_empty() {
+        cold.shift_times((base(buf) * 1000).wrapping_neg());
+        let bytes = postcard::to_allocvec(&cold).expect("encodable");
+        buf.reserve_exact(bytes.len());
+        buf.extend_from_slice(&bytes);
     }
 }
 
@@ -781,19 +848,18 @@ impl UserState {
         let mut buf = std::mem::take(&mut self.buf).into_vec();
         let s = shown_second(at_ms);
         if buf.is_empty() {
+            buf.reserve_exact(at::HEADER);
             buf.resize(at::HEADER, 0);
             put_u(&mut buf, at::BASE, 4, u64::from(s));
         } else {
             rebase(&mut buf, s);
         }
         let out = f(&mut buf);
+        // Every growth was exact, so this reallocates only after something was removed.
         self.buf = if blank(&buf) {
             Box::default()
-        } else if buf.capacity() == buf.len() {
-            buf.into_boxed_slice()
         } else {
-            // Exactly sized: the allocator's block is the size the memory cap counts.
-            Box::from(&buf[..])
+            buf.into_boxed_slice()
         };
         out
     }
@@ -805,7 +871,7 @@ impl UserState {
     ) -> Result<R, EventError> {
         let mut c = cold(buf);
         let out = f(&mut c)?;
-        set_cold(buf, &c);
+        set_cold(buf, c);
         Ok(out)
     }
 
@@ -821,7 +887,7 @@ impl UserState {
         self.edit(at_ms, |buf| {
             let mut c = cold(buf);
             c.undo(undo, at_ms);
-            set_cold(buf, &c);
+            set_cold(buf, c);
             seen(buf, at_ms);
             active(buf, at_ms);
         });
@@ -1070,7 +1136,7 @@ impl UserState {
         self.edit(at_ms, |buf| {
             let mut c = cold(buf);
             c.words = words;
-            set_cold(buf, &c);
+            set_cold(buf, c);
         });
     }
 
@@ -1182,7 +1248,7 @@ impl UserState {
                 }
             }
             drop_empty_tables(buf);
-            set_cold(buf, &p.cold);
+            set_cold(buf, p.cold);
         });
         state
     }
@@ -1302,7 +1368,7 @@ fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
     if items.rows >= cfg.max_items_per_user && items.rows > 0 {
         let stalest = items.min_row(buf, AT);
         items.remove(buf, stalest);
-        if let Some(mut shown) = layout(buf).tables[SHOWN] {
+        if let Some(mut shown) = get_table(buf, SHOWN) {
             shown.retain(buf, |b, t, r| t.get(b, r, ROW) != stalest as u64);
             shown.shift(buf, ROW, stalest as u64 + 1, -1);
         }
@@ -1313,7 +1379,7 @@ fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
     let o = offset(buf, s);
     let mut items = table(buf, ITEMS);
     items.insert_row(buf, at, &[id, o, 0, 0]);
-    if let Some(mut shown) = layout(buf).tables[SHOWN] {
+    if let Some(mut shown) = get_table(buf, SHOWN) {
         shown.shift(buf, ROW, at as u64, 1);
     }
     at
@@ -1431,29 +1497,29 @@ fn group_row(buf: &mut Vec<u8>, k: usize, id: u64, s: u32) -> Option<(Table, usi
 fn expire(buf: &mut Vec<u8>, now_ms: i64, cfg: &StateConfig) {
     let cutoff = sec_of(now_ms.saturating_sub(cfg.counter_retention_ms));
     let horizon = sec_of(now_ms.saturating_sub(SHOWN_HORIZON_MS));
-    if let Some(mut items) = layout(buf).tables[ITEMS] {
+    if let Some(mut items) = get_table(buf, ITEMS) {
         for r in (0..items.rows).rev() {
             if second(buf, items.get(buf, r, AT)) < cutoff {
                 items.remove(buf, r);
-                if let Some(mut shown) = layout(buf).tables[SHOWN] {
+                if let Some(mut shown) = get_table(buf, SHOWN) {
                     shown.retain(buf, |b, t, x| t.get(b, x, ROW) != r as u64);
                     shown.shift(buf, ROW, r as u64 + 1, -1);
                 }
             }
         }
     }
-    if let Some(mut shown) = layout(buf).tables[SHOWN] {
+    if let Some(mut shown) = get_table(buf, SHOWN) {
         shown.retain(buf, |b, t, r| second(b, t.get(b, r, SECOND)) >= horizon);
     }
     for k in [CATEGORIES, BRANDS] {
-        if let Some(mut t) = layout(buf).tables[k] {
+        if let Some(mut t) = get_table(buf, k) {
             t.retain(buf, |b, t, r| second(b, t.get(b, r, AT)) >= cutoff);
         }
     }
     drop_empty_tables(buf);
     let mut c = cold(buf);
     if c.expire(now_ms, cfg) {
-        set_cold(buf, &c);
+        set_cold(buf, c);
     }
 }
 
