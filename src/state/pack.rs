@@ -195,6 +195,55 @@ impl Table {
         self.set_rows(buf, self.rows - 1);
     }
 
+    /// Widens column `col` if `v` does not fit it.
+    pub fn fit(&mut self, buf: &mut Vec<u8>, col: usize, v: u64) {
+        let need = width_of(v);
+        if need > self.widths[col] {
+            self.widen(buf, col, need);
+        }
+    }
+
+    /// The largest value of column `col` (0 when empty).
+    pub fn max_value(&self, buf: &[u8], col: usize) -> u64 {
+        let (w, mut at) = (self.widths[col], self.at(0, col));
+        let mut max = 0;
+        for _ in 0..self.rows {
+            max = max.max(read(&buf[at..], w));
+            at += self.row_len();
+        }
+        max
+    }
+
+    /// In one pass, drops the rows whose column `col` `f` maps to `None` and sets it to what
+    /// `f` says in the others, which must fit the column ([`Table::fit`]).
+    pub fn retain_map(
+        &mut self,
+        buf: &mut Vec<u8>,
+        col: usize,
+        mut f: impl FnMut(u64) -> Option<u64>,
+    ) {
+        let (w, len) = (self.widths[col], self.row_len());
+        let mut kept = 0;
+        for row in 0..self.rows {
+            let from = self.data() + row * len;
+            let Some(v) = f(read(&buf[from + usize::from(self.offsets[col])..], w)) else {
+                continue;
+            };
+            debug_assert!(width_of(v) <= w);
+            let to = self.data() + kept * len;
+            if kept != row {
+                buf.copy_within(from..from + len, to);
+            }
+            write(&mut buf[to + usize::from(self.offsets[col])..], w, v);
+            kept += 1;
+        }
+        if kept != self.rows {
+            let from = self.data() + kept * len;
+            buf.drain(from..self.end());
+            self.set_rows(buf, kept);
+        }
+    }
+
     /// Keeps the rows `keep` says yes to, in order.
     pub fn retain(
         &mut self,

@@ -75,6 +75,16 @@ fn decode_count(c: u64) -> f32 {
     }
 }
 
+/// A count as of `elapsed_ms` after it was brought up to date: one power of two for the
+/// logarithm and the decay together.
+fn decayed(c: u64, elapsed_ms: i64, half_life_ms: i64) -> f32 {
+    if c == 0 {
+        return 0.0;
+    }
+    let log = (c as f64 - 32_768.0) / 2048.0 - elapsed_ms.max(0) as f64 / half_life_ms as f64;
+    log.exp2() as f32
+}
+
 /// Where the fixed fields are in a user's buffer.
 mod at {
     /// Unix second all time columns count from (u32).
@@ -978,52 +988,59 @@ impl UserState {
         let last_active_ms = get_ms(buf, at::LAST_ACTIVE);
         if let Some(items) = l.tables[ITEMS] {
             let shown = l.tables[SHOWN];
-            // Newest first per item, in item order.
-            let mut times = vec![[0u32; SHOWN_TIMES]; items.rows];
-            if let Some(t) = shown {
-                let mut n = 0;
-                for r in 0..t.rows {
-                    let row = t.get(buf, r, ROW) as usize;
-                    if r > 0 && t.get(buf, r - 1, ROW) as usize == row {
-                        n += 1;
-                    } else {
-                        n = 0;
-                    }
-                    if n < SHOWN_TIMES {
-                        times[row][n] = second(buf, t.get(buf, r, SECOND));
-                    }
+            let newest = shown.map_or(0, |t| {
+                if t.rows == 0 {
+                    0
+                } else {
+                    second(buf, t.max_value(buf, SECOND))
                 }
-            }
-            let latest_s = times
-                .iter()
-                .map(|t| t[0])
-                .max()
-                .unwrap_or(0)
+            });
+            let latest_s = newest
                 .max(shown_second(last_active_ms))
                 // The ranking request itself comes after what was shown in an earlier second.
                 .max(now_s);
             let shown_from = (now_ms - SHOWN_HORIZON_MS).div_euclid(1000);
             view.ignored.reserve(items.rows);
-            for (r, times) in times.iter().enumerate() {
+            let mut cursor = 0;
+            for r in 0..items.rows {
+                // Its impression times, newest first: the rows of `SHOWN` are in item order.
+                let mut times = [0u32; SHOWN_TIMES];
+                if let Some(t) = shown {
+                    let mut n = 0;
+                    while cursor < t.rows && t.get(buf, cursor, ROW) == r as u64 {
+                        if n < SHOWN_TIMES {
+                            times[n] = second(buf, t.get(buf, cursor, SECOND));
+                        }
+                        n += 1;
+                        cursor += 1;
+                    }
+                }
                 let id = items.get(buf, r, ID);
                 let at_s = second(buf, items.get(buf, r, AT));
                 let engaged = items.get(buf, r, ENGAGED);
                 let engaged_s = (engaged > 0).then(|| second(buf, engaged - 1));
                 let after_engaged = |t: u32| engaged_s.is_none_or(|e| t > e);
-                let stored = decode_count(items.get(buf, r, IGNORED))
-                    * factor((now_ms - i64::from(at_s) * 1000).max(0), hl);
+                let stored = decayed(
+                    items.get(buf, r, IGNORED),
+                    now_ms - i64::from(at_s) * 1000,
+                    hl,
+                );
                 // An impression may still be engaged with, so it does not count yet, while it
                 // is younger than the ignore window *and* nothing of the user's came after
                 // it: once the user's next event or next ranking request arrives in a later
                 // second, the item was seen and passed over.
-                let pending: f32 = times
-                    .iter()
-                    .take_while(|t| **t >= latest_s && **t > 0)
-                    .map(|t| i64::from(*t) * 1000)
-                    .take_while(|t| now_ms - *t < cfg.ignore_window_ms)
-                    .filter(|t| after_engaged((*t / 1000) as u32) && *t <= now_ms)
-                    .map(|t| factor(now_ms - t, hl))
-                    .sum();
+                let pending: f32 = if stored > 0.0 && times[0] >= latest_s {
+                    times
+                        .iter()
+                        .take_while(|t| **t >= latest_s && **t > 0)
+                        .map(|t| i64::from(*t) * 1000)
+                        .take_while(|t| now_ms - *t < cfg.ignore_window_ms)
+                        .filter(|t| after_engaged((*t / 1000) as u32) && *t <= now_ms)
+                        .map(|t| factor(now_ms - t, hl))
+                        .sum()
+                } else {
+                    0.0
+                };
                 let ignored = (stored - pending).max(0.0);
                 if ignored >= IGNORED_FLOOR {
                     view.ignored.push((id, ignored));
@@ -1032,15 +1049,14 @@ impl UserState {
                     view.engaged.push((id, i64::from(e) * 1000));
                 }
                 if times[0] > 0 && i64::from(times[0]) >= shown_from {
-                    let mut since = *times;
                     // Engaging with an item restarts its frequency count: restraint is for
                     // what the user does not respond to.
-                    for t in &mut since {
+                    for t in &mut times {
                         if !after_engaged(*t) {
                             *t = 0;
                         }
                     }
-                    view.shown.push((id, since));
+                    view.shown.push((id, times));
                 }
             }
         }
@@ -1049,8 +1065,11 @@ impl UserState {
                 (0..t.rows)
                     .map(|r| {
                         let at_s = second(buf, t.get(buf, r, AT));
-                        let f = factor((now_ms - i64::from(at_s) * 1000).max(0), hl);
-                        (t.get(buf, r, ID), decode_count(t.get(buf, r, IGNORED)) * f)
+                        let elapsed = now_ms - i64::from(at_s) * 1000;
+                        (
+                            t.get(buf, r, ID),
+                            decayed(t.get(buf, r, IGNORED), elapsed, hl),
+                        )
                     })
                     .filter(|(_, n)| *n >= IGNORED_FLOOR)
                     .collect()
@@ -1365,13 +1384,11 @@ fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
         Ok(r) => return r,
         Err(at) => at,
     };
+    let mut evicted = None;
     if items.rows >= cfg.max_items_per_user && items.rows > 0 {
         let stalest = items.min_row(buf, AT);
         items.remove(buf, stalest);
-        if let Some(mut shown) = get_table(buf, SHOWN) {
-            shown.retain(buf, |b, t, r| t.get(b, r, ROW) != stalest as u64);
-            shown.shift(buf, ROW, stalest as u64 + 1, -1);
-        }
+        evicted = Some(stalest as u64);
         if stalest < at {
             at -= 1;
         }
@@ -1379,8 +1396,22 @@ fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
     let o = offset(buf, s);
     let mut items = table(buf, ITEMS);
     items.insert_row(buf, at, &[id, o, 0, 0]);
+    // The impression times follow their items' rows, in one pass: the evicted item's go.
     if let Some(mut shown) = get_table(buf, SHOWN) {
-        shown.shift(buf, ROW, at as u64, 1);
+        let renumber = |row: u64| {
+            let row = match evicted {
+                Some(e) if row == e => return None,
+                Some(e) if row > e => row - 1,
+                _ => row,
+            };
+            Some(if row >= at as u64 { row + 1 } else { row })
+        };
+        if shown.rows > 0
+            && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
+        {
+            shown.fit(buf, ROW, last);
+        }
+        shown.retain_map(buf, ROW, renumber);
     }
     at
 }
@@ -1546,11 +1577,11 @@ fn tags(
             }
             let sources = consent.allowed(DimensionSet::from_bits(t.get(buf, r, SOURCES) as u16));
             let at_s = second(buf, t.get(buf, r, AT));
-            let value = decode_count(t.get(buf, r, ENGAGED))
-                * factor(
-                    (now_ms - i64::from(at_s) * 1000).max(0),
-                    cfg.interest_half_life_ms,
-                );
+            let value = decayed(
+                t.get(buf, r, ENGAGED),
+                now_ms - i64::from(at_s) * 1000,
+                cfg.interest_half_life_ms,
+            );
             if !sources.is_empty() && value >= LEARNED_MIN {
                 learned.push(Tag {
                     kind,
@@ -1764,6 +1795,13 @@ mod tests {
         let v = u.view(HOUR + 10, Consent::privacy_default(), &cfg);
         let items: Vec<u64> = v.ignored.iter().map(|(i, _)| *i).collect();
         assert_eq!(items, vec![1, 3, 4]);
+        // The impression times went with their items.
+        let shown: Vec<(u64, usize)> = v
+            .shown
+            .iter()
+            .map(|(i, _)| (*i, v.shown_since(*i, HOUR)))
+            .collect();
+        assert_eq!(shown, vec![(1, 3), (3, 2), (4, 2)]);
     }
 
     #[test]
