@@ -149,10 +149,17 @@ impl Table {
 
     /// Rewrites the table with column `col` `width` bytes wide.
     fn widen(&mut self, buf: &mut Vec<u8>, col: usize, width: u8) {
+        let mut widths = self.widths;
+        widths[col] = width;
+        self.widen_to(buf, widths);
+    }
+
+    /// Rewrites the table with these column widths (none narrower than now), in one pass.
+    fn widen_to(&mut self, buf: &mut Vec<u8>, widths: [u8; MAX_COLS]) {
         let old = *self;
-        self.widths[col] = width;
+        self.widths = widths;
         self.layout();
-        let grow = self.rows * usize::from(width - old.widths[col]);
+        let grow = self.rows * (self.row_len() - old.row_len());
         let end = old.end();
         open_gap(buf, end, grow);
         // From the last row backwards: the new rows are longer, so nothing unread is
@@ -164,7 +171,7 @@ impl Table {
                 write(&mut buf[at..], self.widths[c], v);
             }
         }
-        buf[self.start + 2 + col] = width;
+        buf[self.start + 2..self.start + 2 + self.cols()].copy_from_slice(&widths[..self.cols()]);
     }
 
     /// Inserts a row of zeros at `row` (the values are then set one by one).
@@ -176,11 +183,15 @@ impl Table {
 
     /// Inserts a row with these values at `row`.
     pub fn insert_row(&mut self, buf: &mut Vec<u8>, row: usize, values: &[u64]) {
-        for (c, v) in values.iter().enumerate() {
-            let need = width_of(*v);
-            if need > self.widths[c] {
-                self.widen(buf, c, need);
-            }
+        let mut widths = self.widths;
+        for (w, v) in widths.iter_mut().zip(values) {
+            *w = (*w).max(width_of(*v));
+        }
+        // One reallocation for the wider rows and the new one.
+        let new_len: usize = widths[..self.cols()].iter().map(|w| usize::from(*w)).sum();
+        buf.reserve_exact(self.rows * (new_len - self.row_len()) + new_len);
+        if widths != self.widths {
+            self.widen_to(buf, widths);
         }
         self.insert(buf, row);
         for (c, v) in values.iter().enumerate() {
