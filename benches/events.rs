@@ -12,12 +12,16 @@
 //! - `disk_sync_ack`: the same, but each batch waits for its own fsync before the next one
 //!   starts: one stream at a time, so the throughput includes the disk's fsync latency.
 //!
+//! - `view/memory`: what a ranking reads afterwards: the views of 4,096 users of the mix (heavy
+//!   users as often as the mix sends them) built from the in-memory store.
+//!
 //! Same allocator as the binary: mimalloc, or the system's with `--features system-allocator`.
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tactful::config::Limits;
+use tactful::rank::DimensionSet;
 use tactful::state::{Event, StateBackend, StateConfig, Ticket, UserStore};
 use tactful::time::now_ms;
 use tactful::workload::{EventMix, users};
@@ -102,6 +106,7 @@ fn events(c: &mut Criterion) {
     let pool = pool(now);
     let mut group = c.benchmark_group("events");
     group.throughput(Throughput::Elements(BATCH as u64));
+    let mut memory = None;
     for (name, ack) in [
         ("memory", Ack::None),
         ("disk", Ack::Overlapped),
@@ -129,7 +134,43 @@ fn events(c: &mut Criterion) {
             })
         });
         eprintln!("events/{name}: {} users in memory", store.len());
+        if ack == Ack::None {
+            memory = Some(store);
+        }
     }
+    group.finish();
+    if let Some(store) = memory {
+        views(c, &runtime, &store, &pool, now);
+    }
+}
+
+/// What a ranking reads: the view of a user the mix made, heavy users (the first ones) as
+/// often as the mix sends them, built from the in-memory state as `Rank` builds it.
+fn views(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    store: &UserStore,
+    pool: &[(String, Event)],
+    now: i64,
+) {
+    let keys: Vec<_> = pool.iter().take(BATCH).map(|(u, _)| store.key(u)).collect();
+    let mut group = c.benchmark_group("view");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    group.bench_function("memory", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut held = 0;
+                for key in &keys {
+                    let view = store
+                        .view(*key, now, DimensionSet::EMPTY, false)
+                        .await
+                        .expect("view");
+                    held += view.ignored.len() + view.shown.len();
+                }
+                std::hint::black_box(held)
+            })
+        })
+    });
     group.finish();
 }
 

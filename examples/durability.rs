@@ -6,6 +6,8 @@
 //!   ever taken: the worst case), and after a clean shutdown.
 //! - `per-user`: loads N typical users into memory (no durability, no cap) and reports what
 //!   each costs: the growth of the process RSS per user, and the store's own account.
+//!   `--kind heavy` loads users with 256 items and 128 categories and brands instead, `--kind
+//!   new` users with a first few events.
 //! - `memory-cap`: streams N distinct users (4 impressions, a blocked brand and a "not
 //!   interested" each) into a store capped at M MiB, samples the process RSS, then checks that
 //!   a sample of users evicted along the way still has its explicit feedback.
@@ -13,6 +15,7 @@
 //! ```text
 //! cargo run --release --example durability -- recovery --users 1000000
 //! cargo run --release --example durability -- per-user --users 1000000
+//! cargo run --release --example durability -- per-user --users 100000 --kind heavy
 //! cargo run --release --example durability -- memory-cap --users 5000000 --cap-mib 256
 //! ```
 
@@ -20,7 +23,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use mimalloc::MiMalloc;
 use tactful::rank::DimensionSet;
 use tactful::state::{Event, EventKind, StateBackend, StateConfig, UserStore};
@@ -44,6 +47,10 @@ enum Command {
     PerUser {
         #[arg(long, default_value_t = 1_000_000)]
         users: u64,
+        /// What each user did: `typical` (30 events), `heavy` (256 items in 128 categories and
+        /// brands, 551 events) or `new` (3 impressions and a click).
+        #[arg(long, value_enum, default_value_t = Kind::Typical)]
+        kind: Kind,
     },
     MemoryCap {
         #[arg(long, default_value_t = 5_000_000)]
@@ -54,6 +61,24 @@ enum Command {
         #[arg(long, default_value_t = 2_000)]
         sample: u64,
     },
+}
+
+/// A kind of user, for `per-user`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Typical,
+    Heavy,
+    New,
+}
+
+impl Kind {
+    fn events(self) -> u64 {
+        match self {
+            Kind::Typical => 30,
+            Kind::Heavy => 551,
+            Kind::New => 4,
+        }
+    }
 }
 
 fn event(kind: EventKind, at_ms: i64, item: u64, brand: u64) -> Event {
@@ -128,6 +153,59 @@ async fn typical_user(store: &UserStore, u: u64, now: i64) {
     if u.is_multiple_of(10_000) {
         store.durable(last).await.expect("durable");
     }
+}
+
+/// Records a heavy user's history: 2 impressions of each of 256 items spread over a catalog of
+/// 50 million (64 categories, 64 brands), 32 clicks, 4 purchases and the typical user's
+/// explicit words.
+async fn heavy_user(store: &UserStore, u: u64, now: i64) {
+    let key = store.key(&format!("user-{u}"));
+    let item = |i: u64| 1 + (u * 256 + i).wrapping_mul(2_654_435_761) % 50_000_000;
+    let grouped = |kind, at_ms, i: u64| {
+        let mut e = event(kind, at_ms, item(i), 0);
+        e.category_id = 1 + (u + i) % 64;
+        e.brand_id = 1_000 + (u + i / 2) % 64;
+        e
+    };
+    let mut events = Vec::with_capacity(560);
+    for round in 0..2 {
+        for i in 0..256 {
+            let at = now - 600_000 + round * 300_000 + i as i64 * 1000;
+            events.push(grouped(EventKind::Impression, at, i));
+        }
+    }
+    for i in 0..32 {
+        events.push(grouped(EventKind::Click, now - 20_000 + i as i64, i * 8));
+    }
+    for i in 0..4 {
+        events.push(grouped(
+            EventKind::Purchase,
+            now - 15_000 + i as i64,
+            i * 64,
+        ));
+    }
+    events.push(event(EventKind::BlockBrand, now - 10_000, 0, 1 + u % 9_999));
+    events.push(event(EventKind::NotInterested, now - 9_000, item(9), 0));
+    events.push(event(EventKind::FewerLikeThis, now - 8_000, item(9), 0));
+    for e in &events {
+        store.record(key, e, now).await.expect("valid event");
+    }
+}
+
+/// Records a new user's first steps: three impressions and a click.
+async fn new_user(store: &UserStore, u: u64, now: i64) {
+    let key = store.key(&format!("user-{u}"));
+    for i in 0..3 {
+        let e = event(
+            EventKind::Impression,
+            now - 5_000 + i,
+            u * 3 + i as u64 + 1,
+            0,
+        );
+        store.record(key, &e, now).await.expect("valid event");
+    }
+    let e = event(EventKind::Click, now - 1_000, u * 3 + 1, 0);
+    store.record(key, &e, now).await.expect("valid event");
 }
 
 /// The data directory under a run's directory; its key store goes beside it, in the same one.
@@ -214,7 +292,7 @@ async fn recovery(users: u64) {
     println!("  clean shutdown:                recovered in {clean:.2} s");
 }
 
-async fn per_user(users: u64) {
+async fn per_user(users: u64, kind: Kind) {
     let config = StateConfig {
         memory_cap_bytes: usize::MAX,
         ..StateConfig::default()
@@ -224,16 +302,22 @@ async fn per_user(users: u64) {
     let now = now_ms();
     let started = Instant::now();
     for u in 0..users {
-        typical_user(&store, u, now).await;
+        match kind {
+            Kind::Typical => typical_user(&store, u, now).await,
+            Kind::Heavy => heavy_user(&store, u, now).await,
+            Kind::New => new_user(&store, u, now).await,
+        }
     }
     let took = started.elapsed().as_secs_f64();
     let (after, _) = rss_mib();
     let stats = store.stats();
     let per_user = |mib: f64| mib * (1 << 20) as f64 / users as f64;
     println!(
-        "per-user: {users} typical users (30 events each) in {took:.1} s ({:.0} events/s); \
+        "per-user: {users} {} users ({} events each) in {took:.1} s ({:.0} events/s); \
          rss grew {:.0} MiB = {:.0} bytes per user; the store accounts {:.0} bytes per user",
-        users as f64 * 30.0 / took,
+        kind.to_possible_value().expect("named").get_name(),
+        kind.events(),
+        users as f64 * kind.events() as f64 / took,
         after - before,
         per_user(after - before),
         stats.bytes as f64 / users as f64,
@@ -334,8 +418,8 @@ fn main() -> ExitCode {
                 recovery(users).await;
                 ExitCode::SUCCESS
             }
-            Command::PerUser { users } => {
-                per_user(users).await;
+            Command::PerUser { users, kind } => {
+                per_user(users, kind).await;
                 ExitCode::SUCCESS
             }
             Command::MemoryCap {

@@ -109,7 +109,7 @@ pub fn fit(
         let state = states.entry(e.user).or_default();
         if decide {
             let proposals = generator.candidates(e.user);
-            let view = state.view(e.at_ms, state.consent.apply_to(cfg.consent_default), &cfg);
+            let view = state.view(e.at_ms, state.consent().apply_to(cfg.consent_default), &cfg);
             for p in proposals.iter().take(k) {
                 let n = (view.ignored_impressions(p.item_id).round() as usize).min(STEPS - 1);
                 let class = match view.engaged_at(p.item_id) {

@@ -463,7 +463,7 @@ pub(crate) fn impression(c: &Candidate, at_ms: i64) -> Event {
 
 fn view_of(state: Option<&UserState>, now_ms: i64, cfg: &StateConfig) -> UserView {
     match state {
-        Some(s) => s.view(now_ms, s.consent.apply_to(cfg.consent_default), cfg),
+        Some(s) => s.view(now_ms, s.consent().apply_to(cfg.consent_default), cfg),
         None => UserView::unknown(cfg.consent_default),
     }
 }

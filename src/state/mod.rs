@@ -39,6 +39,7 @@ mod map;
 mod memory;
 mod migrate;
 pub mod op;
+mod pack;
 mod redis;
 mod settings;
 pub mod snapshot;

@@ -22,7 +22,8 @@ pub enum Op {
     /// Erase the user: everything before this op is gone.
     Forget,
     /// Replace the user's state with this one: a shared backend compacts a long history of
-    /// ops into one.
+    /// ops into one. Encoded as the state's row ([`UserState::to_row`]), so it carries the
+    /// row format's byte; format-2 records are read by `legacy::decode_op_v2`.
     Restore(Box<UserState>),
     /// Take back a block, a "not interested" or a "fewer like this".
     Undo {
@@ -119,6 +120,18 @@ mod tests {
         assert!(Op::Forget.is_explicit());
     }
 
+    fn restored() -> UserState {
+        let cfg = StateConfig::default();
+        let mut u = UserState::default();
+        let mut e = Event::new(EventKind::Impression, 1_780_000_000_000);
+        e.item_id = 4;
+        u.apply(&e, &cfg).unwrap();
+        e.kind = EventKind::BlockBrand;
+        e.brand_id = 9;
+        u.apply(&e, &cfg).unwrap();
+        u
+    }
+
     #[test]
     fn ops_survive_encoding() {
         let mut e = Event::new(EventKind::BlockBrand, 5);
@@ -136,6 +149,7 @@ mod tests {
                 undo: Undo::FewerBrand(3),
                 at_ms: 8,
             },
+            Op::Restore(Box::new(restored())),
         ] {
             let bytes = postcard::to_allocvec(&op).unwrap();
             assert_eq!(postcard::from_bytes::<Op>(&bytes).unwrap(), op);

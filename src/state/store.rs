@@ -187,7 +187,7 @@ impl UserStore {
         self.read(key, |state| match state {
             Some(s) => {
                 let consent = s
-                    .consent
+                    .consent()
                     .apply_to(cfg.consent_default)
                     .restrict(denied, personalization_off);
                 s.view(now_ms, consent, cfg)
@@ -358,7 +358,7 @@ impl UserStore {
         self.read(key, |state| match state {
             Some(s) if !s.is_empty() => Profile {
                 known: true,
-                view: s.view(now_ms, s.consent.apply_to(cfg.consent_default), cfg),
+                view: s.view(now_ms, s.consent().apply_to(cfg.consent_default), cfg),
                 not_interested_until: s.not_interested_until(now_ms),
                 used_recently: DimensionSet::EMPTY,
             },

@@ -1,8 +1,11 @@
 //! One user's hot state: exposure and engagement counters (per item, category and brand), a
-//! short-term meter of impressions against engagement, recent purchases and cross-platform
-//! sightings, explicit feedback and interest tags, consent choices and activity times. Small
-//! sorted vectors, not maps: a user holds tens to hundreds of entries, and sorted vectors are
-//! compact, cache-friendly and cheap to copy into a [`UserView`].
+//! short-term meter of impressions against engagement, the times of the latest impressions of
+//! each item (exact: frequency caps count them), recent purchases and cross-platform sightings,
+//! explicit feedback and interest tags, consent choices and activity times.
+//!
+//! All of it lives in one exactly sized allocation per user (see [`UserState`] for the layout):
+//! a million users must fit in a few hundred megabytes, and the fewer cache lines an event
+//! touches, the more events a core applies.
 //!
 //! This module turns events into state and state into a view; it knows no policy. What a
 //! ranking does with the view is the pipeline's business.
@@ -13,14 +16,12 @@ use crate::rank::user::{Interest, Purchase, SHOWN_TIMES, Sighting, Tag, TagKind,
 use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
 
 use super::StateConfig;
-use super::decay::Decayed;
+use super::decay::factor;
 use super::event::{Event, EventError, EventKind};
+use super::pack::Table;
 
 /// Below this decayed count an item's ignored exposure is forgotten when building a view.
 const IGNORED_FLOOR: f32 = 0.05;
-/// What one heap allocation costs beyond its bytes, on average: size-class rounding and the
-/// allocator's bookkeeping. Counting it keeps the memory cap close to the process's RSS.
-const ALLOC_OVERHEAD: usize = 16;
 /// Below this decayed strength a "fewer like this" signal no longer applies.
 const FEWER_FLOOR: f32 = 0.01;
 /// Purchases kept per user: enough for every cooling-off window a policy runs at once.
@@ -29,7 +30,8 @@ pub const MAX_PURCHASES: usize = 32;
 pub const MAX_SIGHTINGS: usize = 32;
 /// Interest tags a user can set.
 pub const MAX_INTERESTS: usize = 64;
-/// Categories and brands with counters per user; past it the faintest is forgotten.
+/// Categories and brands with counters per user; past it the least recently touched is
+/// forgotten.
 pub const MAX_GROUPS: usize = 128;
 /// Learned interest tags shown and used: the user's strongest few, not a long tail.
 const LEARNED_TAGS: usize = 5;
@@ -38,11 +40,14 @@ const LEARNED_MIN: f32 = 2.0;
 /// A learned tag's weight approaches this as engagement grows: below a tag the user set
 /// (1.0 by default), because the user's own words outrank inference.
 const LEARNED_MAX_WEIGHT: f32 = 0.6;
-/// Impressions older than this cannot count toward any frequency cap, so they are not copied
-/// into a view.
+/// Impressions older than this cannot count toward any frequency cap: they are not copied
+/// into a view, and are forgotten.
 const SHOWN_HORIZON_MS: i64 = 7 * 24 * 3_600_000;
 /// Purchases are kept this long: the longest cooling-off window a policy may set.
 pub const PURCHASE_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
+/// The first byte of a snapshot row ([`UserState::to_row`]): the row format. Rows of the
+/// format before it (no leading byte) are read by `legacy`.
+pub const ROW_FORMAT: u8 = 3;
 
 /// The unix second an impression is kept at (0 marks an empty slot, so at least 1).
 fn shown_second(at_ms: i64) -> u32 {
@@ -51,101 +56,370 @@ fn shown_second(at_ms: i64) -> u32 {
         .max(1)
 }
 
-/// Exposure of one item to this user.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct ItemSignal {
-    item_id: u64,
-    /// Impressions since the user last engaged with the item, decayed.
-    ignored: Decayed,
-    /// The latest engagement: impressions stamped before it were not ignored.
-    engaged_at_ms: i64,
-    /// Unix seconds of the latest impressions, newest first, 0 = none: frequency caps count
-    /// them exactly, and impressions younger than the ignore window are not yet "ignored".
-    shown: [u32; SHOWN_TIMES],
+/// A non-negative counter in 16 bits: 0 is zero; otherwise log2 of the value in steps of
+/// 1/2048 around 32,768 (0.034 % apart, from 2^-16 to 2^16). Approximate on purpose: the
+/// counters decay anyway, and exactness is kept for what must be exact.
+fn encode_count(v: f32) -> u64 {
+    // NaN included.
+    if v.is_nan() || v < 1.0 / 65_536.0 {
+        return 0;
+    }
+    ((v.log2() * 2048.0).round() as i64 + 32_768).clamp(1, 65_535) as u64
 }
 
-impl ItemSignal {
-    /// The latest moment anything happened to this signal.
-    fn touched_ms(&self) -> i64 {
-        self.ignored
-            .at_ms
-            .max(self.engaged_at_ms)
-            .max(i64::from(self.shown[0]) * 1000)
+fn decode_count(c: u64) -> f32 {
+    if c == 0 {
+        0.0
+    } else {
+        ((c as i64 - 32_768) as f32 / 2048.0).exp2()
     }
+}
 
-    /// The impression times after the latest engagement: engaging with an item restarts its
-    /// frequency count, since restraint is for what the user does not respond to.
-    fn shown_since_engaged(&self) -> [u32; SHOWN_TIMES] {
-        let mut times = self.shown;
-        for t in &mut times {
-            if i64::from(*t) * 1000 <= self.engaged_at_ms {
-                *t = 0;
+/// A count as of `elapsed_ms` after it was brought up to date: one power of two for the
+/// logarithm and the decay together.
+fn decayed(c: u64, elapsed_ms: i64, half_life_ms: i64) -> f32 {
+    if c == 0 {
+        return 0.0;
+    }
+    let log = (c as f64 - 32_768.0) / 2048.0 - elapsed_ms.max(0) as f64 / half_life_ms as f64;
+    log.exp2() as f32
+}
+
+/// Where the fixed fields are in a user's buffer.
+mod at {
+    /// Unix second all time columns count from (u32).
+    pub const BASE: usize = 0;
+    /// First event of any kind, unix ms (u48; 0 = none yet).
+    pub const FIRST_SEEN: usize = 4;
+    /// Latest engagement or explicit action, unix ms (u48; 0 = none yet).
+    pub const LAST_ACTIVE: usize = 10;
+    /// Unix second the session meter was last brought up to date (u32).
+    pub const SESSION_AT: usize = 16;
+    /// Impressions over the last minutes, decayed (u16 count).
+    pub const SESSION_IMPRESSIONS: usize = 20;
+    /// Engagements over the last minutes, decayed (u16 count).
+    pub const SESSION_ENGAGEMENTS: usize = 22;
+    /// Which tables follow (one bit each).
+    pub const PRESENT: usize = 24;
+    /// Bytes of the fixed fields.
+    pub const HEADER: usize = 25;
+}
+
+/// The tables, in buffer order, and their columns.
+const ITEMS: usize = 0;
+const SHOWN: usize = 1;
+const CATEGORIES: usize = 2;
+const BRANDS: usize = 3;
+const COLS: [usize; 4] = [4, 2, 5, 5];
+/// Items, sorted by id: id, when last touched (a time), ignored impressions decayed to then
+/// (a count), latest engagement (a time plus one; 0 = never).
+const ID: usize = 0;
+const AT: usize = 1;
+const IGNORED: usize = 2;
+const ENGAGED: usize = 3;
+/// Impressions, sorted by item row then newest first: the item's row, the second shown (a
+/// time). At most [`SHOWN_TIMES`] per item, none older than [`SHOWN_HORIZON_MS`].
+const ROW: usize = 0;
+const SECOND: usize = 1;
+/// Categories and brands, sorted by id: id, when last touched, ignored impressions and
+/// engagement decayed to then (counts; `ENGAGED` is the engagement's column here too), and
+/// the data dimensions of the engagement (bits).
+const SOURCES: usize = 4;
+
+fn get_u(buf: &[u8], at: usize, width: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b[..width].copy_from_slice(&buf[at..at + width]);
+    u64::from_le_bytes(b)
+}
+
+fn put_u(buf: &mut [u8], at: usize, width: usize, v: u64) {
+    buf[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+}
+
+/// Unix ms as kept in the header (48 bits: until the year 10889).
+fn put_ms(buf: &mut [u8], at: usize, ms: i64) {
+    put_u(buf, at, 6, ms.clamp(0, (1 << 48) - 1) as u64);
+}
+
+fn get_ms(buf: &[u8], at: usize) -> i64 {
+    get_u(buf, at, 6) as i64
+}
+
+/// The tables present in a buffer, and where the cold part starts.
+#[derive(Clone, Copy)]
+struct Layout {
+    tables: [Option<Table>; 4],
+    cold: usize,
+}
+
+/// Reads a buffer's layout; `None` when it is malformed.
+fn parse(buf: &[u8]) -> Option<Layout> {
+    let mut l = Layout {
+        tables: [None; 4],
+        cold: 0,
+    };
+    if buf.is_empty() {
+        return Some(l);
+    }
+    let present = *buf.get(at::PRESENT)?;
+    if present >> COLS.len() != 0 {
+        return None;
+    }
+    l.cold = at::HEADER;
+    for (k, cols) in COLS.iter().enumerate() {
+        if present & (1 << k) != 0 {
+            let t = Table::parse(buf, l.cold, *cols)?;
+            l.cold = t.end();
+            l.tables[k] = Some(t);
+        }
+    }
+    Some(l)
+}
+
+fn layout(buf: &[u8]) -> Layout {
+    parse(buf).expect("a user's buffer is well formed")
+}
+
+/// Table `k` of a well-formed buffer, reading only the tables before it; when absent, where
+/// it would start.
+fn find(buf: &[u8], k: usize) -> Result<Table, usize> {
+    if buf.is_empty() {
+        return Err(0);
+    }
+    let present = buf[at::PRESENT];
+    let mut start = at::HEADER;
+    for (j, cols) in COLS.iter().enumerate().take(k + 1) {
+        if present & (1 << j) != 0 {
+            let t = Table::parse(buf, start, *cols).expect("a user's buffer is well formed");
+            if j == k {
+                return Ok(t);
             }
-        }
-        times
-    }
-
-    fn record_shown(&mut self, at_ms: i64) {
-        let s = shown_second(at_ms);
-        // Kept newest first; a late impression goes to its place in time.
-        let pos = self
-            .shown
-            .iter()
-            .position(|t| *t < s)
-            .unwrap_or(SHOWN_TIMES);
-        if pos < SHOWN_TIMES {
-            self.shown.copy_within(pos..SHOWN_TIMES - 1, pos + 1);
-            self.shown[pos] = s;
+            start = t.end();
         }
     }
+    Err(start)
+}
 
-    /// Ignored impressions as of `now_ms`. An impression may still be engaged with, so it
-    /// does not count yet, while it is younger than the ignore window *and* nothing of the
-    /// user's came after it: once the user's next event (a later impression, a click on
-    /// something else) or next ranking request arrives in a later second, the item was seen
-    /// and passed over. `latest_s` is the unix second of the latest of those.
-    fn ignored_at(&self, now_ms: i64, latest_s: u32, cfg: &StateConfig) -> f32 {
-        let hl = cfg.exposure_half_life_ms;
-        let pending: f32 = self
-            .shown
-            .iter()
-            .take_while(|t| **t >= latest_s && **t > 0)
-            .map(|t| i64::from(*t) * 1000)
-            .take_while(|t| now_ms - *t < cfg.ignore_window_ms)
-            .filter(|t| *t > self.engaged_at_ms && *t <= now_ms)
-            .map(|t| super::decay::factor(now_ms - t, hl))
-            .sum();
-        (self.ignored.at(now_ms, hl) - pending).max(0.0)
+/// Table `k`, if present.
+fn get_table(buf: &[u8], k: usize) -> Option<Table> {
+    find(buf, k).ok()
+}
+
+fn base(buf: &[u8]) -> i64 {
+    get_u(buf, at::BASE, 4) as i64
+}
+
+/// A unix second as kept in a time column: seconds after the user's base. Times before the
+/// base move the base first ([`rebase`]).
+fn offset(buf: &[u8], s: u32) -> u64 {
+    (i64::from(s) - base(buf)).max(0) as u64
+}
+
+fn second(buf: &[u8], v: u64) -> u32 {
+    u32::try_from(base(buf) + v as i64).unwrap_or(u32::MAX)
+}
+
+/// Moves the base back to `s` when `s` is before it, so every time column stays a
+/// non-negative offset (an event older than any the user had: rare).
+fn rebase(buf: &mut Vec<u8>, s: u32) {
+    let old = base(buf);
+    if i64::from(s) >= old {
+        return;
+    }
+    let delta = old - i64::from(s);
+    let c = cold(buf);
+    put_u(buf, at::BASE, 4, u64::from(s));
+    for (k, col, from) in [
+        (ITEMS, AT, 0),
+        (ITEMS, ENGAGED, 1),
+        (SHOWN, SECOND, 0),
+        (CATEGORIES, AT, 0),
+        (BRANDS, AT, 0),
+    ] {
+        if let Some(mut t) = get_table(buf, k) {
+            t.shift(buf, col, from, delta);
+        }
+    }
+    set_cold(buf, c);
+}
+
+/// The table, made if absent.
+fn table(buf: &mut Vec<u8>, k: usize) -> Table {
+    let at = match find(buf, k) {
+        Ok(t) => return t,
+        Err(at) => at,
+    };
+    buf[at::PRESENT] |= 1 << k;
+    Table::create(buf, at, COLS[k])
+}
+
+fn drop_empty_tables(buf: &mut Vec<u8>) {
+    for k in (0..COLS.len()).rev() {
+        if let Some(t) = get_table(buf, k)
+            && t.rows == 0
+        {
+            buf.drain(t.start..t.end());
+            buf[at::PRESENT] &= !(1 << k);
+        }
     }
 }
 
-/// Exposure of, and engagement with, one category or brand.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct GroupSignal {
-    kind: TagKind,
-    id: u64,
-    /// Impressions since the user last engaged with anything of this group, decayed.
-    ignored: Decayed,
-    /// Engagement (clicks 1, carts and favourites 2, purchases 3), decayed slowly: the source
-    /// of learned interest tags.
-    engaged: Decayed,
-    engaged_at_ms: i64,
-    /// The kinds of data the engagement came from.
-    sources: DimensionSet,
+/// The rows of `SHOWN` that belong to item row `row`: (first, count).
+fn shown_rows(buf: &[u8], shown: &Table, row: usize) -> (usize, usize) {
+    let first = shown.lower_bound(buf, row as u64);
+    let mut n = 0;
+    while first + n < shown.rows && shown.get(buf, first + n, ROW) == row as u64 {
+        n += 1;
+    }
+    (first, n)
 }
 
-impl GroupSignal {
-    fn touched_ms(&self) -> i64 {
-        self.ignored.at_ms.max(self.engaged.at_ms)
+/// Decays the row's counters (`decays`: column and half-life) to `s` if it is later than the
+/// row's time, then adds each of `adds` (column and amount) as of `s`.
+fn bump(
+    buf: &mut Vec<u8>,
+    t: &mut Table,
+    row: usize,
+    s: u32,
+    decays: &[(usize, i64)],
+    adds: &[(usize, f32)],
+) {
+    let at = second(buf, t.get(buf, row, AT));
+    if s > at {
+        let elapsed = i64::from(s - at) * 1000;
+        for &(col, hl) in decays {
+            let v = decode_count(t.get(buf, row, col)) * factor(elapsed, hl);
+            t.set(buf, row, col, encode_count(v));
+        }
+        let o = offset(buf, s);
+        t.set(buf, row, AT, o);
+    }
+    for &(col, amount) in adds {
+        let hl = decays.iter().find(|d| d.0 == col).map_or(1, |d| d.1);
+        let v = decode_count(t.get(buf, row, col))
+            + amount * factor(i64::from(at.saturating_sub(s)) * 1000, hl);
+        t.set(buf, row, col, encode_count(v));
     }
 }
 
-/// Impressions against engagement over the last minutes: "browse-ignore" overload shows as
-/// many of the first and almost none of the second.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-struct SessionMeter {
-    impressions: Decayed,
-    engagements: Decayed,
+/// The session meter's counters as of `now_s`, and the second they are kept at.
+fn session(buf: &[u8], now_s: u32, hl: i64) -> (f32, f32) {
+    if buf.is_empty() {
+        return (0.0, 0.0);
+    }
+    let at = get_u(buf, at::SESSION_AT, 4) as u32;
+    let f = factor(i64::from(now_s.saturating_sub(at)) * 1000, hl);
+    (
+        decode_count(get_u(buf, at::SESSION_IMPRESSIONS, 2)) * f,
+        decode_count(get_u(buf, at::SESSION_ENGAGEMENTS, 2)) * f,
+    )
+}
+
+fn add_session(buf: &mut [u8], s: u32, impressions: f32, engagements: f32, hl: i64) {
+    let at = get_u(buf, at::SESSION_AT, 4) as u32;
+    let (mut i, mut e) = (
+        decode_count(get_u(buf, at::SESSION_IMPRESSIONS, 2)),
+        decode_count(get_u(buf, at::SESSION_ENGAGEMENTS, 2)),
+    );
+    if s >= at {
+        let f = factor(i64::from(s - at) * 1000, hl);
+        (i, e) = (i * f + impressions, e * f + engagements);
+        put_u(buf, at::SESSION_AT, 4, u64::from(s));
+    } else {
+        let f = factor(i64::from(at - s) * 1000, hl);
+        (i, e) = (i + impressions * f, e + engagements * f);
+    }
+    put_u(buf, at::SESSION_IMPRESSIONS, 2, encode_count(i));
+    put_u(buf, at::SESSION_ENGAGEMENTS, 2, encode_count(e));
+}
+
+/// What rarely changes and must stay exact: encoded as a whole (postcard) after the tables,
+/// and decoded when read or changed. Consent comes first, so that it can be read alone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Cold {
+    pub consent: ConsentChoices,
+    pub explicit: Explicit,
+    pub words: WordTimes,
+    /// Oldest first, at most [`MAX_PURCHASES`].
+    pub purchases: Vec<Purchase>,
+    /// Oldest first, at most [`MAX_SIGHTINGS`].
+    pub sightings: Vec<Sighting>,
+}
+
+fn cold(buf: &[u8]) -> Cold {
+    let l = layout(buf);
+    if l.cold >= buf.len() {
+        return Cold::default();
+    }
+    let mut c: Cold =
+        postcard::from_bytes(&buf[l.cold..]).expect("a user's cold part is well formed");
+    c.shift_times(base(buf) * 1000);
+    c
+}
+
+impl Cold {
+    /// Adds `ms` to every time held (wrapping, so that adding it back gives each time back).
+    fn shift_times(&mut self, ms: i64) {
+        let x = &mut self.explicit;
+        let times = self
+            .purchases
+            .iter_mut()
+            .map(|p| &mut p.at_ms)
+            .chain(self.sightings.iter_mut().map(|s| &mut s.at_ms))
+            .chain(x.not_interested.iter_mut().map(|n| &mut n.1))
+            .chain(x.fewer_categories.iter_mut().map(|f| &mut f.1))
+            .chain(x.fewer_brands.iter_mut().map(|f| &mut f.1))
+            .chain(self.words.brands.iter_mut().map(|w| &mut w.1))
+            .chain(self.words.shops.iter_mut().map(|w| &mut w.1));
+        for t in times {
+            *t = t.wrapping_add(ms);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        let (c, x) = (&self.consent, &self.explicit);
+        c.granted.is_empty()
+            && c.denied.is_empty()
+            && c.personalization.is_none()
+            && c.sensitive.is_empty()
+            && x.not_interested.is_empty()
+            && x.blocked_brands.is_empty()
+            && x.blocked_shops.is_empty()
+            && x.fewer_categories.is_empty()
+            && x.fewer_brands.is_empty()
+            && x.interests.is_empty()
+            && self.words.is_empty()
+            && self.purchases.is_empty()
+            && self.sightings.is_empty()
+    }
+}
+
+/// Replaces the cold part. Its times are kept as milliseconds after the user's base: a few
+/// bytes each instead of six.
+fn set_cold(buf: &mut Vec<u8>, mut cold: Cold) {
+    let l = layout(buf);
+    buf.truncate(l.cold);
+    if !cold.is_empty() {
+        cold.shift_times((base(buf) * 1000).wrapping_neg());
+        let bytes = postcard::to_allocvec(&cold).expect("encodable");
+        buf.reserve_exact(bytes.len());
+        buf.extend_from_slice(&bytes);
+    }
+}
+
+/// Bytes an allocation of `len` takes: mimalloc's size classes (8-byte steps up to 64, then
+/// four classes per doubling).
+fn allocated(len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let words = len.div_ceil(8);
+    if words <= 8 {
+        return words * 8;
+    }
+    let b = usize::BITS - 1 - (words - 1).leading_zeros();
+    let step = 1 << (b - 2);
+    words.div_ceil(step) * step * 8
 }
 
 /// The user's own consent choices; anything not chosen follows the platform default.
@@ -164,6 +438,44 @@ impl ConsentChoices {
             granted: default.granted.union(self.granted).difference(self.denied),
             personalization: self.personalization.unwrap_or(default.personalization),
         }
+    }
+
+    /// Applies a consent change; refused whole when it would leave the user opted in to too
+    /// many sensitive categories.
+    fn change(
+        &mut self,
+        changes: &[(DataDimension, bool)],
+        personalization: Option<bool>,
+        sensitive: &[(u64, bool)],
+    ) -> Result<(), EventError> {
+        let mut opted = self.sensitive.clone();
+        for &(category, granted) in sensitive {
+            if granted {
+                insert_sorted(&mut opted, category, usize::MAX, "sensitive_categories")?;
+            } else {
+                remove_sorted(&mut opted, category);
+            }
+        }
+        // Checked on the outcome, so that the message says what the request would do.
+        if opted.len() > MAX_INTERESTS {
+            return Err(EventError::new(
+                "sensitive_categories",
+                format!(
+                    "this change would leave the user opted in to {} sensitive categories; at \
+                     most {MAX_INTERESTS} are kept (the user has {} now)",
+                    opted.len(),
+                    self.sensitive.len()
+                ),
+            ));
+        }
+        self.sensitive = opted;
+        for &(d, granted) in changes {
+            self.set(d, granted);
+        }
+        if personalization.is_some() {
+            self.personalization = personalization;
+        }
+        Ok(())
     }
 
     pub fn set(&mut self, dimension: DataDimension, granted: bool) {
@@ -198,61 +510,25 @@ pub enum Undo {
     FewerBrand(u64),
 }
 
-/// The user's explicit words. Most users never block or mute anything, so this lives behind
-/// one pointer that is `None` for them.
+/// The user's explicit words, kept exactly as said (in the user's cold part, see
+/// [`UserState`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Explicit {
+pub(super) struct Explicit {
     /// Sorted by item id: (item, shown again from).
-    not_interested: Vec<(u64, i64)>,
+    pub not_interested: Vec<(u64, i64)>,
     /// Sorted.
-    blocked_brands: Vec<u64>,
+    pub blocked_brands: Vec<u64>,
     /// Sorted.
-    blocked_shops: Vec<u64>,
-    /// Sorted by category id.
-    fewer_categories: Vec<(u64, Decayed)>,
-    /// Sorted by brand id.
-    fewer_brands: Vec<(u64, Decayed)>,
+    pub blocked_shops: Vec<u64>,
+    /// Sorted by category id: (category, when it was last asked for, at full strength).
+    pub fewer_categories: Vec<(u64, i64)>,
+    /// Sorted by brand id: (brand, when it was last asked for, at full strength).
+    pub fewer_brands: Vec<(u64, i64)>,
     /// Sorted by (kind, id).
-    interests: Vec<Interest>,
-}
-
-fn vec_bytes(cap: usize, size: usize) -> usize {
-    if cap == 0 {
-        0
-    } else {
-        cap * size + ALLOC_OVERHEAD
-    }
+    pub interests: Vec<Interest>,
 }
 
 impl Explicit {
-    fn is_empty(&self) -> bool {
-        self.not_interested.is_empty()
-            && self.blocked_brands.is_empty()
-            && self.blocked_shops.is_empty()
-            && self.fewer_categories.is_empty()
-            && self.fewer_brands.is_empty()
-            && self.interests.is_empty()
-    }
-
-    fn heap_bytes(&self) -> usize {
-        size_of::<Self>()
-            + ALLOC_OVERHEAD
-            + vec_bytes(self.not_interested.capacity(), size_of::<(u64, i64)>())
-            + vec_bytes(self.blocked_brands.capacity(), size_of::<u64>())
-            + vec_bytes(self.blocked_shops.capacity(), size_of::<u64>())
-            + vec_bytes(
-                self.fewer_categories.capacity(),
-                size_of::<(u64, Decayed)>(),
-            )
-            + vec_bytes(self.fewer_brands.capacity(), size_of::<(u64, Decayed)>())
-            + vec_bytes(self.interests.capacity(), size_of::<Interest>())
-            + self
-                .interests
-                .iter()
-                .map(|i| vec_bytes(i.label.capacity(), 1))
-                .sum::<usize>()
-    }
-
     fn apply(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
         use EventKind as K;
         let cap = cfg.max_explicit_per_kind;
@@ -281,13 +557,10 @@ impl Explicit {
                     if id == 0 {
                         continue;
                     }
-                    let entry = upsert(v, id, |(k, _)| *k, || (id, Decayed::default()), cap)
+                    let entry = upsert(v, id, |(k, _)| *k, || (id, e.at_ms), cap)
                         .ok_or_else(|| full(field, cap))?;
                     // Each request for "fewer" restores full strength; it never exceeds 1.
-                    entry.1 = Decayed {
-                        value: 1.0,
-                        at_ms: e.at_ms.max(entry.1.at_ms),
-                    };
+                    entry.1 = e.at_ms.max(entry.1);
                 }
             }
             K::BlockBrand => insert_sorted(&mut self.blocked_brands, e.brand_id, cap, "brand_id")?,
@@ -300,7 +573,7 @@ impl Explicit {
     }
 
     fn undo(&mut self, undo: Undo) {
-        let remove_keyed = |v: &mut Vec<(u64, Decayed)>, id: u64| {
+        let remove_keyed = |v: &mut Vec<(u64, i64)>, id: u64| {
             if let Ok(i) = v.binary_search_by_key(&id, |(k, _)| *k) {
                 v.remove(i);
             }
@@ -350,35 +623,6 @@ impl Explicit {
     }
 }
 
-/// Everything tactful holds about one user. Compact on purpose: it is what the memory cap
-/// counts, and what snapshots and the log carry.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UserState {
-    /// Sorted by item id.
-    items: Vec<ItemSignal>,
-    /// Sorted by (kind, id).
-    groups: Vec<GroupSignal>,
-    session: SessionMeter,
-    /// Oldest first, at most [`MAX_PURCHASES`].
-    purchases: Vec<Purchase>,
-    /// Oldest first, at most [`MAX_SIGHTINGS`].
-    sightings: Vec<Sighting>,
-    explicit: Option<Box<Explicit>>,
-    pub consent: ConsentChoices,
-    /// First event of any kind; 0 = none yet.
-    first_seen_ms: i64,
-    /// Latest engagement or explicit action; 0 = none yet.
-    last_active_ms: i64,
-    /// When the user last blocked or unblocked each brand and shop. Outside the struct's own
-    /// encoding (rows written before it existed must still decode): snapshot rows carry it
-    /// after the state ([`UserState::to_row`]), a shared backend as an [`Op::Words`].
-    ///
-    /// [`Op::Words`]: super::op::Op::Words
-    /// Boxed: most users never block anything, and this keeps them small.
-    #[serde(skip)]
-    words: Option<Box<WordTimes>>,
-}
-
 /// The time of the user's latest word on each brand and shop they blocked or unblocked, so
 /// that blocks and unblocks resolve by when the user said them (`at_ms`), not by when they
 /// arrived: a retried or delayed older event never overrides a newer one. Ties go to the
@@ -387,9 +631,9 @@ pub struct UserState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WordTimes {
     /// (brand, at_ms, blocked).
-    brands: Vec<(u64, i64, bool)>,
+    pub(super) brands: Vec<(u64, i64, bool)>,
     /// (shop, at_ms, blocked).
-    shops: Vec<(u64, i64, bool)>,
+    pub(super) shops: Vec<(u64, i64, bool)>,
 }
 
 impl WordTimes {
@@ -430,24 +674,10 @@ impl WordTimes {
         }
     }
 
-    fn heap_bytes(&self) -> usize {
-        vec_bytes(self.brands.capacity(), size_of::<(u64, i64, bool)>())
-            + vec_bytes(self.shops.capacity(), size_of::<(u64, i64, bool)>())
-    }
-
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.brands.is_empty() && self.shops.is_empty()
     }
 }
-
-static NO_EXPLICIT: Explicit = Explicit {
-    not_interested: Vec::new(),
-    blocked_brands: Vec::new(),
-    blocked_shops: Vec::new(),
-    fewer_categories: Vec::new(),
-    fewer_brands: Vec::new(),
-    interests: Vec::new(),
-};
 
 /// Inserts or finds `key` in a vector sorted by key; refuses to grow past `cap`.
 fn upsert<T, K: Ord>(
@@ -464,23 +694,6 @@ fn upsert<T, K: Ord>(
             v.insert(i, make());
             Some(&mut v[i])
         }
-    }
-}
-
-/// Replaces `v[evict]` with `item`, whose place in the sorted order is `at` (an insertion
-/// index into `v` as it is), and returns where `item` now is. The same as removing `evict` and
-/// then inserting, but only the elements between the two places move: a full list (every new
-/// item of a heavy user evicts the stalest) costs a third of the copying on average, not all of
-/// it twice.
-fn replace_sorted<T>(v: &mut [T], evict: usize, at: usize, item: T) -> usize {
-    if evict < at {
-        v[evict..at].rotate_left(1);
-        v[at - 1] = item;
-        at - 1
-    } else {
-        v[at..=evict].rotate_right(1);
-        v[at] = item;
-        at
     }
 }
 
@@ -526,145 +739,168 @@ fn push_recent<T>(v: &mut Vec<T>, item: T, cap: usize, at: impl Fn(&T) -> i64) {
     }
 }
 
+/// Everything tactful holds about one user, in one allocation: what the memory cap counts,
+/// and (as [`UserState::to_row`]) what snapshots and the log carry.
+///
+/// The buffer (empty for a user tactful holds nothing about):
+/// - fixed fields: the user's time base, first and latest activity, the session meter, and
+///   which tables follow;
+/// - tables of integers, each column as wide as its largest value needs: items (id, when
+///   touched, ignored impressions, latest engagement), the latest impression times of each
+///   item, categories and brands (id, when touched, ignored impressions, engagement, sources).
+///   Times are seconds after the user's base (one to three bytes), counts are 16-bit
+///   logarithms;
+/// - the cold part, exact and rarely changed: consent choices, explicit words and their
+///   times, purchases, sightings (postcard).
+///
+/// Exact: impression times (frequency caps), explicit words, consent, purchases, sightings,
+/// first and latest activity. Approximate: decayed counters (0.034 % steps, times to the
+/// second) and engagement times (to the second).
+#[derive(Clone, Default, PartialEq)]
+pub struct UserState {
+    buf: Box<[u8]>,
+}
+
+impl std::fmt::Debug for UserState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = layout(&self.buf);
+        let rows = l.tables.map(|t| t.map_or(0, |t| t.rows));
+        f.debug_struct("UserState")
+            .field("bytes", &self.buf.len())
+            .field("items", &rows[ITEMS])
+            .field("shown", &rows[SHOWN])
+            .field("categories", &rows[CATEGORIES])
+            .field("brands", &rows[BRANDS])
+            .field("cold", &cold(&self.buf))
+            .finish()
+    }
+}
+
+impl Serialize for UserState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.to_row().map_err(serde::ser::Error::custom)?)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Row;
+        impl<'de> serde::de::Visitor<'de> for Row {
+            type Value = UserState;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a user's state row")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<UserState, E> {
+                UserState::from_row(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UserState, A::Error> {
+                let mut bytes = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                self.visit_bytes(&bytes)
+            }
+        }
+        d.deserialize_bytes(Row)
+    }
+}
+
+/// What a user's history was made of, field by field: how a state written in an older format
+/// becomes one of today ([`UserState::from_parts`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Parts {
+    pub first_seen_ms: i64,
+    pub last_active_ms: i64,
+    /// Session impressions and engagements, decayed to `session_at_ms`.
+    pub session: (f32, f32),
+    pub session_at_ms: i64,
+    /// Sorted by id.
+    pub items: Vec<ItemPart>,
+    /// Sorted by (kind, id).
+    pub groups: Vec<GroupPart>,
+    pub cold: Cold,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct ItemPart {
+    pub id: u64,
+    pub touched_ms: i64,
+    /// Decayed to `touched_ms`.
+    pub ignored: f32,
+    /// 0 = never.
+    pub engaged_ms: i64,
+    /// Newest first, 0 = none.
+    pub shown: [u32; SHOWN_TIMES],
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct GroupPart {
+    pub kind: TagKind,
+    pub id: u64,
+    pub touched_ms: i64,
+    /// Both decayed to `touched_ms`.
+    pub ignored: f32,
+    pub engaged: f32,
+    pub sources: DimensionSet,
+}
+
+fn sec_of(ms: i64) -> u32 {
+    u32::try_from(ms.div_euclid(1000)).unwrap_or(if ms < 0 { 0 } else { u32::MAX })
+}
+
 impl UserState {
+    /// Runs `f` on the user's buffer (made with its fixed fields if empty), then stores it
+    /// back at its exact size: a buffer with nothing in it is dropped.
+    fn edit<R>(&mut self, at_ms: i64, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut buf = std::mem::take(&mut self.buf).into_vec();
+        let s = shown_second(at_ms);
+        if buf.is_empty() {
+            buf.reserve_exact(at::HEADER);
+            buf.resize(at::HEADER, 0);
+            put_u(&mut buf, at::BASE, 4, u64::from(s));
+        } else {
+            rebase(&mut buf, s);
+        }
+        let out = f(&mut buf);
+        // Every growth was exact, so this reallocates only after something was removed.
+        self.buf = if blank(&buf) {
+            Box::default()
+        } else {
+            buf.into_boxed_slice()
+        };
+        out
+    }
+
+    /// Changes the cold part; nothing changes when `f` fails.
+    fn change_cold<R>(
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&mut Cold) -> Result<R, EventError>,
+    ) -> Result<R, EventError> {
+        let mut c = cold(buf);
+        let out = f(&mut c)?;
+        set_cold(buf, c);
+        Ok(out)
+    }
+
     /// Applies a checked event. Explicit feedback beyond the per-user caps is refused, never
-    /// silently dropped; counters beyond their caps forget the faintest entry instead.
+    /// silently dropped; counters beyond their caps forget the least recently touched entry
+    /// instead.
     pub fn apply(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
-        use EventKind as K;
-        let browsing = matches!(
-            e.kind,
-            K::Impression | K::Click | K::Cart | K::Favorite | K::Search
-        );
-        if browsing && e.source == Some(DataDimension::CrossPlatform) {
-            // Seen elsewhere: not an exposure here, and not engagement with this platform. It
-            // is kept only to know how young cross-platform evidence is. (Purchases and the
-            // user's explicit words count wherever they were observed.)
-            if e.item_id != 0 || e.category_id != 0 {
-                let s = Sighting {
-                    item_id: e.item_id,
-                    category_id: e.category_id,
-                    at_ms: e.at_ms,
-                };
-                push_recent(&mut self.sightings, s, MAX_SIGHTINGS, |s| s.at_ms);
-            }
-            self.seen(e.at_ms);
-            return Ok(());
-        }
-        match e.kind {
-            K::Impression => {
-                if self.impression(e, cfg) {
-                    let hl = cfg.session_half_life_ms;
-                    self.session.impressions.add(1.0, e.at_ms, hl);
-                }
-            }
-            K::Click | K::Cart | K::Favorite | K::Purchase | K::Search => {
-                // Engagement with the item ends its fatigue, and is remembered: restraint
-                // learned from logs treats an item the user came back to apart from one they
-                // never touched.
-                if e.item_id != 0 {
-                    let s = self.item_signal(e.item_id, cfg);
-                    if e.at_ms >= s.engaged_at_ms {
-                        s.engaged_at_ms = e.at_ms;
-                        s.ignored = Decayed::default();
-                    }
-                }
-                if let Some((amount, source)) = engagement(e.kind) {
-                    self.engage(e, amount, source, cfg);
-                }
-                let hl = cfg.session_half_life_ms;
-                self.session.engagements.add(1.0, e.at_ms, hl);
-                if e.kind == K::Purchase {
-                    let p = Purchase {
-                        item_id: e.item_id,
-                        category_id: e.category_id,
-                        brand_id: e.brand_id,
-                        price: e.price,
-                        at_ms: e.at_ms,
-                        title: e.title.clone(),
-                    };
-                    push_recent(&mut self.purchases, p, MAX_PURCHASES, |p| p.at_ms);
-                }
-            }
-            K::BlockBrand | K::UnblockBrand | K::BlockShop | K::UnblockShop => {
-                let shop = matches!(e.kind, K::BlockShop | K::UnblockShop);
-                let id = if shop { e.shop_id } else { e.brand_id };
-                // An older word than the last one on this brand or shop changes nothing.
-                if self
-                    .words
-                    .as_ref()
-                    .is_none_or(|w| w.is_newest(shop, id, e.at_ms))
-                {
-                    self.with_explicit(|x| x.apply(e, cfg))?;
-                    let blocked = matches!(e.kind, K::BlockBrand | K::BlockShop);
-                    self.words.get_or_insert_default().note(
-                        shop,
-                        id,
-                        e.at_ms,
-                        blocked,
-                        cfg.max_explicit_per_kind,
-                    );
-                }
-            }
-            K::NotInterested | K::FewerLikeThis => {
-                self.with_explicit(|x| x.apply(e, cfg))?;
-            }
-        }
-        self.seen(e.at_ms);
-        if e.kind != K::Impression {
-            self.last_active_ms = self.last_active_ms.max(e.at_ms);
-        }
-        Ok(())
-    }
-
-    fn seen(&mut self, at_ms: i64) {
-        if self.first_seen_ms == 0 || at_ms < self.first_seen_ms {
-            self.first_seen_ms = at_ms.max(1);
-        }
-    }
-
-    fn with_explicit<R>(&mut self, f: impl FnOnce(&mut Explicit) -> R) -> R {
-        let x = self.explicit.get_or_insert_default();
-        let result = f(x);
-        if x.is_empty() {
-            self.explicit = None;
-        }
-        result
+        self.edit(e.at_ms, |buf| apply(buf, e, cfg))
     }
 
     /// Takes back a block, a "not interested" or a "fewer like this".
     pub fn undo(&mut self, undo: Undo, at_ms: i64) {
-        let unblocked = match undo {
-            Undo::BlockedBrand(id) => Some((false, id)),
-            Undo::BlockedShop(id) => Some((true, id)),
-            _ => None,
-        };
-        let was_blocked = unblocked.is_some_and(|(shop, id)| {
-            self.explicit.as_ref().is_some_and(|x| {
-                let list = if shop {
-                    &x.blocked_shops
-                } else {
-                    &x.blocked_brands
-                };
-                list.binary_search(&id).is_ok()
-            })
+        self.edit(at_ms, |buf| {
+            let mut c = cold(buf);
+            c.undo(undo, at_ms);
+            set_cold(buf, c);
+            seen(buf, at_ms);
+            active(buf, at_ms);
         });
-        if self.explicit.is_some() {
-            self.with_explicit(|x| x.undo(undo));
-        }
-        // An unblock from the preference centre is the user's newest word on it: a block sent
-        // earlier that arrives later must not undo it. (Nothing is noted for a brand or shop
-        // that was never blocked: nothing to store.)
-        let spoken =
-            |w: &mut Box<WordTimes>, shop: bool, id: u64| w.list(shop).iter().any(|w| w.0 == id);
-        if let Some((shop, id)) = unblocked
-            && (was_blocked || self.words.as_mut().is_some_and(|w| spoken(w, shop, id)))
-        {
-            self.words
-                .get_or_insert_default()
-                .note(shop, id, at_ms, false, usize::MAX);
-        }
-        self.seen(at_ms);
-        self.last_active_ms = self.last_active_ms.max(at_ms);
     }
 
     /// Adds, re-weights or removes interest tags (all or nothing).
@@ -673,117 +909,12 @@ impl UserState {
         changes: &[InterestChange],
         at_ms: i64,
     ) -> Result<(), EventError> {
-        self.with_explicit(|x| x.update_interests(changes))?;
-        self.seen(at_ms);
-        self.last_active_ms = self.last_active_ms.max(at_ms);
-        Ok(())
-    }
-
-    /// The item's signal, made room for if new (past the per-user cap the least recently
-    /// touched item is forgotten).
-    fn item_signal(&mut self, item_id: u64, cfg: &StateConfig) -> &mut ItemSignal {
-        let pos = match self.items.binary_search_by_key(&item_id, |s| s.item_id) {
-            Ok(i) => i,
-            Err(i) => {
-                let fresh = ItemSignal {
-                    item_id,
-                    ignored: Decayed::default(),
-                    engaged_at_ms: 0,
-                    shown: [0; SHOWN_TIMES],
-                };
-                if self.items.len() >= cfg.max_items_per_user && !self.items.is_empty() {
-                    let faintest = self
-                        .items
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, s)| s.touched_ms())
-                        .map_or(0, |(j, _)| j);
-                    replace_sorted(&mut self.items, faintest, i, fresh)
-                } else {
-                    self.items.insert(i, fresh);
-                    i
-                }
-            }
-        };
-        &mut self.items[pos]
-    }
-
-    /// Records an impression; false when the item was already recorded as shown in the same
-    /// second (a host that reports impressions and also asks Rank to record its answer must
-    /// not count one showing twice).
-    fn impression(&mut self, e: &Event, cfg: &StateConfig) -> bool {
-        let hl = cfg.exposure_half_life_ms;
-        let s = self.item_signal(e.item_id, cfg);
-        if s.shown.contains(&shown_second(e.at_ms)) {
-            return false;
-        }
-        s.record_shown(e.at_ms);
-        if e.at_ms > s.engaged_at_ms {
-            s.ignored.add(1.0, e.at_ms, hl);
-        }
-        for (kind, id) in [
-            (TagKind::Category, e.category_id),
-            (TagKind::Brand, e.brand_id),
-        ] {
-            if let Some(g) = self.group(kind, id, e.at_ms)
-                && e.at_ms > g.engaged_at_ms
-            {
-                g.ignored.add(1.0, e.at_ms, hl);
-            }
-        }
-        true
-    }
-
-    fn engage(&mut self, e: &Event, amount: f32, source: DataDimension, cfg: &StateConfig) {
-        let hl = cfg.interest_half_life_ms;
-        for (kind, id) in [
-            (TagKind::Category, e.category_id),
-            (TagKind::Brand, e.brand_id),
-        ] {
-            if let Some(g) = self.group(kind, id, e.at_ms) {
-                g.engaged.add(amount, e.at_ms, hl);
-                g.sources.insert(source);
-                if e.at_ms >= g.engaged_at_ms {
-                    g.engaged_at_ms = e.at_ms;
-                    g.ignored = Decayed::default();
-                }
-            }
-        }
-    }
-
-    /// The counters of a category or brand, made room for if new (0 = unknown: none).
-    fn group(&mut self, kind: TagKind, id: u64, at_ms: i64) -> Option<&mut GroupSignal> {
-        if id == 0 {
-            return None;
-        }
-        let at = match self
-            .groups
-            .binary_search_by(|g| (g.kind, g.id).cmp(&(kind, id)))
-        {
-            Ok(i) => return Some(&mut self.groups[i]),
-            Err(at) => at,
-        };
-        let fresh = GroupSignal {
-            kind,
-            id,
-            ignored: Decayed { value: 0.0, at_ms },
-            engaged: Decayed { value: 0.0, at_ms },
-            engaged_at_ms: 0,
-            sources: DimensionSet::EMPTY,
-        };
-        let i = if self.groups.len() >= MAX_GROUPS {
-            let stalest = self
-                .groups
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, g)| g.touched_ms())
-                .map(|(j, _)| j)?;
-            replace_sorted(&mut self.groups, stalest, at, fresh)
-        } else {
-            self.groups.insert(at, fresh);
-            at
-        };
-        Some(&mut self.groups[i])
+        self.edit(at_ms, |buf| {
+            Self::change_cold(buf, |c| c.explicit.update_interests(changes))?;
+            seen(buf, at_ms);
+            active(buf, at_ms);
+            Ok(())
+        })
     }
 
     /// Sets the user's consent choices; dimensions and categories not named keep their
@@ -795,49 +926,45 @@ impl UserState {
         sensitive: &[(u64, bool)],
         now_ms: i64,
     ) -> Result<(), EventError> {
-        let mut opted = self.consent.sensitive.clone();
-        for &(category, granted) in sensitive {
-            if granted {
-                insert_sorted(&mut opted, category, usize::MAX, "sensitive_categories")?;
-            } else {
-                remove_sorted(&mut opted, category);
-            }
+        self.edit(now_ms, |buf| {
+            Self::change_cold(buf, |c| {
+                c.consent.change(changes, personalization, sensitive)
+            })?;
+            seen(buf, now_ms);
+            Ok(())
+        })
+    }
+
+    /// The user's own consent choices.
+    pub fn consent(&self) -> ConsentChoices {
+        let l = layout(&self.buf);
+        if l.cold >= self.buf.len() {
+            return ConsentChoices::default();
         }
-        // Checked on the outcome, so that the message says what the request would do.
-        if opted.len() > MAX_INTERESTS {
-            return Err(EventError::new(
-                "sensitive_categories",
-                format!(
-                    "this change would leave the user opted in to {} sensitive categories; at \
-                     most {MAX_INTERESTS} are kept (the user has {} now)",
-                    opted.len(),
-                    self.consent.sensitive.len()
-                ),
-            ));
-        }
-        self.consent.sensitive = opted;
-        for &(d, granted) in changes {
-            self.consent.set(d, granted);
-        }
-        if personalization.is_some() {
-            self.consent.personalization = personalization;
-        }
-        self.seen(now_ms);
-        Ok(())
+        postcard::take_from_bytes(&self.buf[l.cold..])
+            .map(|(c, _)| c)
+            .expect("a user's cold part is well formed")
     }
 
     /// The snapshot a ranking at `now_ms` reads. With personalisation off it holds only the
     /// user's explicit words: nothing learned from behaviour (see
     /// [`UserView::explicit_only`]).
     pub fn view(&self, now_ms: i64, consent: Consent, cfg: &StateConfig) -> UserView {
+        let buf = &self.buf[..];
+        let Cold {
+            consent: choices,
+            explicit: mut x,
+            purchases,
+            sightings,
+            ..
+        } = cold(buf);
         let fhl = cfg.fewer_like_this_half_life_ms;
-        let fewer = |v: &[(u64, Decayed)]| {
+        let fewer = |v: &[(u64, i64)]| {
             v.iter()
-                .map(|(k, d)| (*k, d.at(now_ms, fhl)))
+                .map(|(k, at)| (*k, factor(now_ms - at, fhl)))
                 .filter(|(_, s)| *s >= FEWER_FLOOR)
                 .collect()
         };
-        let x = self.explicit();
         let mut view = UserView {
             not_interested: x
                 .not_interested
@@ -845,235 +972,717 @@ impl UserState {
                 .filter(|(_, until)| *until > now_ms)
                 .map(|(item, _)| *item)
                 .collect(),
-            blocked_brands: x.blocked_brands.clone(),
-            blocked_shops: x.blocked_shops.clone(),
-            sensitive_opt_in: self.consent.sensitive.clone(),
+            blocked_brands: std::mem::take(&mut x.blocked_brands),
+            blocked_shops: std::mem::take(&mut x.blocked_shops),
+            sensitive_opt_in: choices.sensitive,
             ..UserView::unknown(consent)
         };
         view.fewer_categories = fewer(&x.fewer_categories);
         view.fewer_brands = fewer(&x.fewer_brands);
-        if !consent.personalization {
+        if !consent.personalization || buf.is_empty() {
             return view;
         }
+        let l = layout(buf);
         let hl = cfg.exposure_half_life_ms;
-        let latest_s = self
-            .items
-            .iter()
-            .map(|s| s.shown[0])
-            .max()
-            .unwrap_or(0)
-            .max(shown_second(self.last_active_ms))
-            // The ranking request itself comes after what was shown in an earlier second.
-            .max(shown_second(now_ms));
-        view.ignored = self
-            .items
-            .iter()
-            .map(|s| (s.item_id, s.ignored_at(now_ms, latest_s, cfg)))
-            .filter(|(_, n)| *n >= IGNORED_FLOOR)
-            .collect();
-        view.engaged = self
-            .items
-            .iter()
-            .filter(|s| s.engaged_at_ms > 0)
-            .map(|s| (s.item_id, s.engaged_at_ms))
-            .collect();
-        let shown_from = (now_ms - SHOWN_HORIZON_MS).div_euclid(1000);
-        view.shown = self
-            .items
-            .iter()
-            .filter(|s| s.shown[0] > 0 && i64::from(s.shown[0]) >= shown_from)
-            .map(|s| (s.item_id, s.shown_since_engaged()))
-            .collect();
-        let ignored_groups = |kind: TagKind| {
-            self.groups
-                .iter()
-                .filter(|g| g.kind == kind)
-                .map(|g| (g.id, g.ignored.at(now_ms, hl)))
-                .filter(|(_, n)| *n >= IGNORED_FLOOR)
-                .collect()
+        let now_s = shown_second(now_ms);
+        let last_active_ms = get_ms(buf, at::LAST_ACTIVE);
+        if let Some(items) = l.tables[ITEMS] {
+            let shown = l.tables[SHOWN];
+            let newest = shown.map_or(0, |t| {
+                if t.rows == 0 {
+                    0
+                } else {
+                    second(buf, t.max_value(buf, SECOND))
+                }
+            });
+            let latest_s = newest
+                .max(shown_second(last_active_ms))
+                // The ranking request itself comes after what was shown in an earlier second.
+                .max(now_s);
+            let shown_from = (now_ms - SHOWN_HORIZON_MS).div_euclid(1000);
+            view.ignored.reserve(items.rows);
+            let mut cursor = 0;
+            for r in 0..items.rows {
+                // Its impression times, newest first: the rows of `SHOWN` are in item order.
+                let mut times = [0u32; SHOWN_TIMES];
+                if let Some(t) = shown {
+                    let mut n = 0;
+                    while cursor < t.rows && t.get(buf, cursor, ROW) == r as u64 {
+                        if n < SHOWN_TIMES {
+                            times[n] = second(buf, t.get(buf, cursor, SECOND));
+                        }
+                        n += 1;
+                        cursor += 1;
+                    }
+                }
+                let id = items.get(buf, r, ID);
+                let at_s = second(buf, items.get(buf, r, AT));
+                let engaged = items.get(buf, r, ENGAGED);
+                let engaged_s = (engaged > 0).then(|| second(buf, engaged - 1));
+                let after_engaged = |t: u32| engaged_s.is_none_or(|e| t > e);
+                let stored = decayed(
+                    items.get(buf, r, IGNORED),
+                    now_ms - i64::from(at_s) * 1000,
+                    hl,
+                );
+                // An impression may still be engaged with, so it does not count yet, while it
+                // is younger than the ignore window *and* nothing of the user's came after
+                // it: once the user's next event or next ranking request arrives in a later
+                // second, the item was seen and passed over.
+                let pending: f32 = if stored > 0.0 && times[0] >= latest_s {
+                    times
+                        .iter()
+                        .take_while(|t| **t >= latest_s && **t > 0)
+                        .map(|t| i64::from(*t) * 1000)
+                        .take_while(|t| now_ms - *t < cfg.ignore_window_ms)
+                        .filter(|t| after_engaged((*t / 1000) as u32) && *t <= now_ms)
+                        .map(|t| factor(now_ms - t, hl))
+                        .sum()
+                } else {
+                    0.0
+                };
+                let ignored = (stored - pending).max(0.0);
+                if ignored >= IGNORED_FLOOR {
+                    view.ignored.push((id, ignored));
+                }
+                if let Some(e) = engaged_s {
+                    view.engaged.push((id, i64::from(e) * 1000));
+                }
+                if times[0] > 0 && i64::from(times[0]) >= shown_from {
+                    // Engaging with an item restarts its frequency count: restraint is for
+                    // what the user does not respond to.
+                    for t in &mut times {
+                        if !after_engaged(*t) {
+                            *t = 0;
+                        }
+                    }
+                    view.shown.push((id, times));
+                }
+            }
+        }
+        let ignored_groups = |k: usize| {
+            l.tables[k].map_or_else(Vec::new, |t| {
+                (0..t.rows)
+                    .map(|r| {
+                        let at_s = second(buf, t.get(buf, r, AT));
+                        let elapsed = now_ms - i64::from(at_s) * 1000;
+                        (
+                            t.get(buf, r, ID),
+                            decayed(t.get(buf, r, IGNORED), elapsed, hl),
+                        )
+                    })
+                    .filter(|(_, n)| *n >= IGNORED_FLOOR)
+                    .collect()
+            })
         };
-        view.ignored_categories = ignored_groups(TagKind::Category);
-        view.ignored_brands = ignored_groups(TagKind::Brand);
-        let shl = cfg.session_half_life_ms;
-        view.recent_impressions = self.session.impressions.at(now_ms, shl);
-        view.recent_engagements = self.session.engagements.at(now_ms, shl);
-        view.purchases = self.purchases.clone();
-        view.sightings = self.sightings.clone();
-        view.tags = self.tags(now_ms, consent, cfg);
-        view.first_seen_ms = (self.first_seen_ms > 0).then_some(self.first_seen_ms);
-        view.last_active_ms = (self.last_active_ms > 0).then_some(self.last_active_ms);
+        view.ignored_categories = ignored_groups(CATEGORIES);
+        view.ignored_brands = ignored_groups(BRANDS);
+        (view.recent_impressions, view.recent_engagements) =
+            session(buf, now_s, cfg.session_half_life_ms);
+        view.purchases = purchases;
+        view.sightings = sightings;
+        view.tags = tags(buf, &l, &x.interests, now_ms, consent, cfg);
+        let first_seen_ms = get_ms(buf, at::FIRST_SEEN);
+        view.first_seen_ms = (first_seen_ms > 0).then_some(first_seen_ms);
+        view.last_active_ms = (last_active_ms > 0).then_some(last_active_ms);
         view
-    }
-
-    /// The user's own tags, plus the strongest few learned from engagement the user has
-    /// consented to (a tag the user set or removed hides the learned one), sorted by subject.
-    fn tags(&self, now_ms: i64, consent: Consent, cfg: &StateConfig) -> Vec<Tag> {
-        let own = &self.explicit().interests;
-        let mut learned: Vec<Tag> = self
-            .groups
-            .iter()
-            .filter(|g| {
-                own.binary_search_by(|i| (i.kind, i.id).cmp(&(g.kind, g.id)))
-                    .is_err()
-            })
-            .filter_map(|g| {
-                let sources = consent.allowed(g.sources);
-                let value = g.engaged.at(now_ms, cfg.interest_half_life_ms);
-                (!sources.is_empty() && value >= LEARNED_MIN).then(|| Tag {
-                    kind: g.kind,
-                    id: g.id,
-                    label: String::new(),
-                    weight: LEARNED_MAX_WEIGHT * value / (value + 2.0 * LEARNED_MIN),
-                    source: TagSource::Learned(sources),
-                })
-            })
-            .collect();
-        learned.sort_by(|a, b| b.weight.total_cmp(&a.weight));
-        learned.truncate(LEARNED_TAGS);
-        let mut tags: Vec<Tag> = own
-            .iter()
-            .filter(|i| i.weight > 0.0)
-            .map(|i| Tag {
-                kind: i.kind,
-                id: i.id,
-                label: i.label.clone(),
-                weight: i.weight,
-                source: TagSource::User,
-            })
-            .chain(learned)
-            .collect();
-        tags.sort_by_key(|t| (t.kind, t.id));
-        tags
-    }
-
-    fn explicit(&self) -> &Explicit {
-        self.explicit.as_deref().unwrap_or(&NO_EXPLICIT)
     }
 
     /// True when nothing is held: such a user need not be stored.
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        self.buf.is_empty()
     }
 
     /// Whether the state holds nothing but the times it was seen and markers of removed
     /// tags: what a change that changed nothing (an undo of nothing, an empty consent change,
     /// removing a tag never set) leaves on a new user, who has no learned tag to hide.
     pub fn holds_nothing_but_times(&self) -> bool {
-        let mut bare = self.clone();
-        bare.first_seen_ms = 0;
-        bare.last_active_ms = 0;
-        if let Some(x) = bare.explicit.as_mut() {
-            x.interests.retain(|i| i.weight > 0.0);
-            if x.is_empty() {
-                bare.explicit = None;
-            }
+        let buf = &self.buf[..];
+        if buf.is_empty() {
+            return true;
         }
-        bare.is_empty()
+        let mut c = cold(buf);
+        c.explicit.interests.retain(|i| i.weight > 0.0);
+        c == Cold::default() && buf[at::PRESENT] == 0 && get_u(buf, at::SESSION_IMPRESSIONS, 4) == 0
     }
 
-    /// Bytes this state holds on the heap: capacity, not length, plus the allocator's cost
-    /// per allocation, so that the memory cap is close to what the process really holds.
+    /// Bytes this state holds on the heap: its one allocation, as the allocator sizes it, so
+    /// that the memory cap is close to what the process really holds.
     pub fn heap_bytes(&self) -> usize {
-        vec_bytes(self.items.capacity(), size_of::<ItemSignal>())
-            + vec_bytes(self.groups.capacity(), size_of::<GroupSignal>())
-            + vec_bytes(self.purchases.capacity(), size_of::<Purchase>())
-            + self
-                .purchases
-                .iter()
-                .map(|p| vec_bytes(p.title.capacity(), 1))
-                .sum::<usize>()
-            + vec_bytes(self.sightings.capacity(), size_of::<Sighting>())
-            + vec_bytes(self.consent.sensitive.capacity(), size_of::<u64>())
-            + self.explicit.as_ref().map_or(0, |x| x.heap_bytes())
-            + self.words.as_ref().map_or(0, |w| {
-                size_of::<WordTimes>() + ALLOC_OVERHEAD + w.heap_bytes()
-            })
+        allocated(self.buf.len())
     }
 
-    /// The state as a snapshot row: its own encoding, then the word times when there are
-    /// any (a row without them is one written before they existed, and reads as none).
+    /// The state as a snapshot row: the row format's byte, then the buffer as it is (every
+    /// time in it counts from the user's own base, so it is whole on its own).
     pub fn to_row(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut bytes = postcard::to_allocvec(self)?;
-        if let Some(words) = self.words.as_ref().filter(|w| !w.is_empty()) {
-            bytes.extend(postcard::to_allocvec(&**words)?);
-        }
-        Ok(bytes)
+        let mut row = Vec::with_capacity(1 + self.buf.len());
+        row.push(ROW_FORMAT);
+        row.extend_from_slice(&self.buf);
+        Ok(row)
     }
 
-    /// A state from a snapshot row ([`UserState::to_row`]).
+    /// A state from a snapshot row ([`UserState::to_row`]); a row of another format, or one
+    /// that is not whole, is refused.
     pub fn from_row(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        let (mut state, rest): (Self, _) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            state.set_words(postcard::from_bytes(rest)?);
+        let bad = || postcard::Error::DeserializeBadEncoding;
+        let (&format, buf) = bytes.split_first().ok_or_else(bad)?;
+        if format != ROW_FORMAT || (!buf.is_empty() && buf.len() < at::HEADER) {
+            return Err(bad());
         }
-        Ok(state)
+        let l = parse(buf).ok_or_else(bad)?;
+        if l.cold < buf.len() {
+            postcard::from_bytes::<Cold>(&buf[l.cold..])?;
+        }
+        let items = l.tables[ITEMS].map_or(0, |t| t.rows) as u64;
+        if let Some(t) = l.tables[SHOWN]
+            && (0..t.rows).any(|r| t.get(buf, r, ROW) >= items)
+        {
+            return Err(bad());
+        }
+        Ok(Self { buf: buf.into() })
     }
 
-    /// The word times, for a backend that stores them apart ([`UserState::to_row`]).
+    /// The word times, for a backend that stores them apart.
     pub fn words(&self) -> WordTimes {
-        self.words.as_deref().cloned().unwrap_or_default()
+        cold(&self.buf).words
     }
 
     pub fn set_words(&mut self, words: WordTimes) {
-        self.words = (!words.is_empty()).then(|| Box::new(words));
+        if self.buf.is_empty() && words.is_empty() {
+            return;
+        }
+        let at_ms = get_ms(&self.buf, at::FIRST_SEEN).max(1);
+        self.edit(at_ms, |buf| {
+            let mut c = cold(buf);
+            c.words = words;
+            set_cold(buf, c);
+        });
     }
 
     /// Forgets what no ranking at `now_ms` or later can use: counters untouched for longer
-    /// than the retention, purchases older than any cooling-off window, "not interested" past
-    /// its end, "fewer like this" faded out. Returns true when something was removed.
+    /// than the retention, impressions past every frequency cap's window, purchases older
+    /// than any cooling-off window, "not interested" past its end, "fewer like this" faded
+    /// out. Returns true when something was removed.
     pub fn expire(&mut self, now_ms: i64, cfg: &StateConfig) -> bool {
-        let before = (self.heap_bytes(), self.len());
-        let cutoff = now_ms.saturating_sub(cfg.counter_retention_ms);
-        self.items.retain(|s| s.touched_ms() >= cutoff);
-        self.groups.retain(|g| g.touched_ms() >= cutoff);
-        self.sightings.retain(|s| s.at_ms >= cutoff);
-        let bought_cutoff = now_ms.saturating_sub(PURCHASE_RETENTION_MS);
-        self.purchases.retain(|p| p.at_ms >= bought_cutoff);
-        if self.items.capacity() > 2 * self.items.len() + 4 {
-            self.items.shrink_to_fit();
+        if self.buf.is_empty() || !self.has_expired(now_ms, cfg) {
+            return false;
         }
-        if self.groups.capacity() > 2 * self.groups.len() + 4 {
-            self.groups.shrink_to_fit();
-        }
-        if let Some(x) = self.explicit.as_mut() {
-            let fhl = cfg.fewer_like_this_half_life_ms;
-            x.not_interested.retain(|(_, until)| *until > now_ms);
-            x.fewer_categories
-                .retain(|(_, d)| d.at(now_ms, fhl) >= FEWER_FLOOR);
-            x.fewer_brands
-                .retain(|(_, d)| d.at(now_ms, fhl) >= FEWER_FLOOR);
-            if x.is_empty() {
-                self.explicit = None;
-            }
-        }
-        before != (self.heap_bytes(), self.len())
+        let at_ms = get_ms(&self.buf, at::FIRST_SEEN).max(1);
+        self.edit(at_ms, |buf| expire(buf, now_ms, cfg));
+        true
     }
 
-    /// Entries held, of every kind: a change in it means something was forgotten.
-    fn len(&self) -> usize {
-        let x = self.explicit();
-        self.items.len()
-            + self.groups.len()
-            + self.purchases.len()
-            + self.sightings.len()
-            + x.not_interested.len()
-            + x.fewer_categories.len()
-            + x.fewer_brands.len()
+    /// Whether [`UserState::expire`] would remove anything (cheaper than doing it).
+    fn has_expired(&self, now_ms: i64, cfg: &StateConfig) -> bool {
+        let buf = &self.buf[..];
+        let l = layout(buf);
+        let cutoff = sec_of(now_ms.saturating_sub(cfg.counter_retention_ms));
+        let horizon = sec_of(now_ms.saturating_sub(SHOWN_HORIZON_MS));
+        let older = |k: usize, col: usize, than: u32| {
+            l.tables[k].is_some_and(|t| (0..t.rows).any(|r| second(buf, t.get(buf, r, col)) < than))
+        };
+        older(ITEMS, AT, cutoff)
+            || older(CATEGORIES, AT, cutoff)
+            || older(BRANDS, AT, cutoff)
+            || older(SHOWN, SECOND, horizon)
+            || l.cold < buf.len() && cold(buf).expire(now_ms, cfg)
     }
 
     /// "Not interested" entries still in force, with when each ends.
     pub fn not_interested_until(&self, now_ms: i64) -> Vec<(u64, i64)> {
-        self.explicit()
+        cold(&self.buf)
+            .explicit
             .not_interested
-            .iter()
-            .copied()
+            .into_iter()
             .filter(|(_, until)| *until > now_ms)
             .collect()
     }
 
     /// The user's own interest entries, including removed ones (weight 0).
-    pub fn interests(&self) -> &[Interest] {
-        &self.explicit().interests
+    pub fn interests(&self) -> Vec<Interest> {
+        cold(&self.buf).explicit.interests
+    }
+
+    /// The state holding what `parts` says (times before 1970 or after 2106 are clamped).
+    pub(super) fn from_parts(p: Parts) -> Self {
+        let mut state = Self::default();
+        let times = p
+            .items
+            .iter()
+            .flat_map(|i| [i.touched_ms, i.engaged_ms])
+            .chain(p.groups.iter().map(|g| g.touched_ms))
+            .chain(
+                p.items
+                    .iter()
+                    .flat_map(|i| i.shown.map(|t| i64::from(t) * 1000)),
+            )
+            .chain([p.first_seen_ms, p.session_at_ms])
+            .filter(|t| *t > 0);
+        let start = times.min().unwrap_or(1000);
+        state.edit(start, |buf| {
+            put_ms(buf, at::FIRST_SEEN, p.first_seen_ms);
+            put_ms(buf, at::LAST_ACTIVE, p.last_active_ms);
+            put_u(buf, at::SESSION_AT, 4, u64::from(sec_of(p.session_at_ms)));
+            put_u(buf, at::SESSION_IMPRESSIONS, 2, encode_count(p.session.0));
+            put_u(buf, at::SESSION_ENGAGEMENTS, 2, encode_count(p.session.1));
+            if !p.items.is_empty() {
+                let mut items = table(buf, ITEMS);
+                for (r, i) in p.items.iter().enumerate() {
+                    let engaged = if i.engaged_ms > 0 {
+                        1 + offset(buf, sec_of(i.engaged_ms))
+                    } else {
+                        0
+                    };
+                    let row = [
+                        i.id,
+                        offset(buf, sec_of(i.touched_ms)),
+                        encode_count(i.ignored),
+                        engaged,
+                    ];
+                    items.insert_row(buf, r, &row);
+                }
+                let mut shown = table(buf, SHOWN);
+                for (r, i) in p.items.iter().enumerate() {
+                    for t in i.shown.iter().take_while(|t| **t > 0) {
+                        let o = offset(buf, *t);
+                        shown.insert_row(buf, shown.rows, &[r as u64, o]);
+                    }
+                }
+            }
+            for (k, kind) in [(CATEGORIES, TagKind::Category), (BRANDS, TagKind::Brand)] {
+                let of_kind: Vec<&GroupPart> = p.groups.iter().filter(|g| g.kind == kind).collect();
+                if of_kind.is_empty() {
+                    continue;
+                }
+                let mut t = table(buf, k);
+                for (r, g) in of_kind.iter().enumerate() {
+                    let row = [
+                        g.id,
+                        offset(buf, sec_of(g.touched_ms)),
+                        encode_count(g.ignored),
+                        encode_count(g.engaged),
+                        u64::from(g.sources.bits()),
+                    ];
+                    t.insert_row(buf, r, &row);
+                }
+            }
+            drop_empty_tables(buf);
+            set_cold(buf, p.cold);
+        });
+        state
+    }
+}
+
+/// Nothing held: no tables, no cold part, no activity.
+fn blank(buf: &[u8]) -> bool {
+    buf.len() == at::HEADER
+        && buf[at::PRESENT] == 0
+        && get_ms(buf, at::FIRST_SEEN) == 0
+        && get_ms(buf, at::LAST_ACTIVE) == 0
+        && get_u(buf, at::SESSION_IMPRESSIONS, 4) == 0
+}
+
+fn seen(buf: &mut [u8], at_ms: i64) {
+    let first = get_ms(buf, at::FIRST_SEEN);
+    if first == 0 || at_ms < first {
+        put_ms(buf, at::FIRST_SEEN, at_ms.max(1));
+    }
+}
+
+fn active(buf: &mut [u8], at_ms: i64) {
+    if at_ms > get_ms(buf, at::LAST_ACTIVE) {
+        put_ms(buf, at::LAST_ACTIVE, at_ms);
+    }
+}
+
+fn apply(buf: &mut Vec<u8>, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
+    use EventKind as K;
+    let browsing = matches!(
+        e.kind,
+        K::Impression | K::Click | K::Cart | K::Favorite | K::Search
+    );
+    if browsing && e.source == Some(DataDimension::CrossPlatform) {
+        // Seen elsewhere: not an exposure here, and not engagement with this platform. It
+        // is kept only to know how young cross-platform evidence is. (Purchases and the
+        // user's explicit words count wherever they were observed.)
+        if e.item_id != 0 || e.category_id != 0 {
+            let s = Sighting {
+                item_id: e.item_id,
+                category_id: e.category_id,
+                at_ms: e.at_ms,
+            };
+            UserState::change_cold(buf, |c| {
+                push_recent(&mut c.sightings, s, MAX_SIGHTINGS, |s| s.at_ms);
+                Ok(())
+            })?;
+        }
+        seen(buf, e.at_ms);
+        return Ok(());
+    }
+    let s = shown_second(e.at_ms);
+    match e.kind {
+        K::Impression => {
+            if impression(buf, e, cfg) {
+                add_session(buf, s, 1.0, 0.0, cfg.session_half_life_ms);
+            }
+        }
+        K::Click | K::Cart | K::Favorite | K::Purchase | K::Search => {
+            if e.kind == K::Purchase {
+                let p = Purchase {
+                    item_id: e.item_id,
+                    category_id: e.category_id,
+                    brand_id: e.brand_id,
+                    price: e.price,
+                    at_ms: e.at_ms,
+                    title: e.title.clone(),
+                };
+                UserState::change_cold(buf, |c| {
+                    push_recent(&mut c.purchases, p, MAX_PURCHASES, |p| p.at_ms);
+                    Ok(())
+                })?;
+            }
+            // Engagement with the item ends its fatigue, and is remembered: restraint learned
+            // from logs treats an item the user came back to apart from one they never
+            // touched.
+            if e.item_id != 0 {
+                let row = item_row(buf, e.item_id, s, cfg);
+                let mut items = table(buf, ITEMS);
+                let engaged = items.get(buf, row, ENGAGED);
+                if engaged == 0 || s >= second(buf, engaged - 1) {
+                    let o = offset(buf, s);
+                    items.set(buf, row, ENGAGED, o + 1);
+                    items.set(buf, row, IGNORED, 0);
+                    if s > second(buf, items.get(buf, row, AT)) {
+                        items.set(buf, row, AT, o);
+                    }
+                }
+            }
+            if let Some((amount, source)) = engagement(e.kind) {
+                engage(buf, e, s, amount, source, cfg);
+            }
+            add_session(buf, s, 0.0, 1.0, cfg.session_half_life_ms);
+        }
+        K::BlockBrand | K::UnblockBrand | K::BlockShop | K::UnblockShop => {
+            UserState::change_cold(buf, |c| c.block(e, cfg))?;
+        }
+        K::NotInterested | K::FewerLikeThis => {
+            UserState::change_cold(buf, |c| c.explicit.apply(e, cfg))?;
+        }
+    }
+    seen(buf, e.at_ms);
+    if e.kind != K::Impression {
+        active(buf, e.at_ms);
+    }
+    Ok(())
+}
+
+/// The item's row, made room for if new. Past the per-user cap the least recently touched
+/// sixteenth of the items is forgotten at once, with their impression times: a heavy user's
+/// every new item would otherwise pay a pass over all items and all impression times.
+fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
+    let mut items = table(buf, ITEMS);
+    let mut at = match items.search(buf, id) {
+        Ok(r) => return r,
+        Err(at) => at,
+    };
+    // Sorted rows of the items forgotten.
+    let mut evicted: Vec<u64> = Vec::new();
+    if items.rows >= cfg.max_items_per_user && items.rows > 0 {
+        let n = (cfg.max_items_per_user / 16).clamp(1, items.rows);
+        let mut ages: Vec<(u64, usize)> = (0..items.rows)
+            .map(|r| (items.get(buf, r, AT), r))
+            .collect();
+        ages.select_nth_unstable(n - 1);
+        evicted = ages[..n].iter().map(|(_, r)| *r as u64).collect();
+        evicted.sort_unstable();
+        for r in evicted.iter().rev() {
+            items.remove(buf, *r as usize);
+        }
+        at -= evicted.partition_point(|r| *r < at as u64);
+    }
+    let o = offset(buf, s);
+    let mut items = table(buf, ITEMS);
+    items.insert_row(buf, at, &[id, o, 0, 0]);
+    // The impression times follow their items' rows, in one pass: the forgotten items' go.
+    if let Some(mut shown) = get_table(buf, SHOWN) {
+        let renumber = |row: u64| {
+            let below = match evicted.binary_search(&row) {
+                Ok(_) => return None,
+                Err(below) => below as u64,
+            };
+            let row = row - below;
+            Some(if row >= at as u64 { row + 1 } else { row })
+        };
+        if shown.rows > 0
+            && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
+        {
+            shown.fit(buf, ROW, last);
+        }
+        shown.retain_map(buf, ROW, renumber);
+    }
+    at
+}
+
+/// Records an impression; false when the item was already recorded as shown in the same
+/// second (a host that reports impressions and also asks Rank to record its answer must not
+/// count one showing twice).
+fn impression(buf: &mut Vec<u8>, e: &Event, cfg: &StateConfig) -> bool {
+    let hl = cfg.exposure_half_life_ms;
+    let s = shown_second(e.at_ms);
+    let row = item_row(buf, e.item_id, s, cfg);
+    let mut shown = table(buf, SHOWN);
+    let (first, n) = shown_rows(buf, &shown, row);
+    let mut newer = 0;
+    for r in first..first + n {
+        let t = second(buf, shown.get(buf, r, SECOND));
+        if t == s {
+            return false;
+        }
+        if t > s {
+            newer += 1;
+        }
+    }
+    // Kept newest first; a late impression goes to its place in time, and one older than
+    // the item's latest few is not kept.
+    if newer < SHOWN_TIMES {
+        if n >= SHOWN_TIMES {
+            shown.remove(buf, first + n - 1);
+        }
+        let o = offset(buf, s);
+        shown.insert_row(buf, first + newer, &[row as u64, o]);
+    }
+    let mut items = table(buf, ITEMS);
+    let engaged = items.get(buf, row, ENGAGED);
+    let counted = engaged == 0 || s > second(buf, engaged - 1);
+    let adds: &[(usize, f32)] = if counted { &[(IGNORED, 1.0)] } else { &[] };
+    bump(buf, &mut items, row, s, &[(IGNORED, hl)], adds);
+    for (k, id) in [(CATEGORIES, e.category_id), (BRANDS, e.brand_id)] {
+        if let Some((mut t, r)) = group_row(buf, k, id, s) {
+            let decays = [(IGNORED, hl), (ENGAGED, cfg.interest_half_life_ms)];
+            bump(buf, &mut t, r, s, &decays, &[(IGNORED, 1.0)]);
+        }
+    }
+    true
+}
+
+fn engage(
+    buf: &mut Vec<u8>,
+    e: &Event,
+    s: u32,
+    amount: f32,
+    source: DataDimension,
+    cfg: &StateConfig,
+) {
+    for (k, id) in [(CATEGORIES, e.category_id), (BRANDS, e.brand_id)] {
+        if let Some((mut t, r)) = group_row(buf, k, id, s) {
+            // The group's latest event: its ignored impressions end here.
+            let latest = s >= second(buf, t.get(buf, r, AT));
+            let decays = [
+                (IGNORED, cfg.exposure_half_life_ms),
+                (ENGAGED, cfg.interest_half_life_ms),
+            ];
+            bump(buf, &mut t, r, s, &decays, &[(ENGAGED, amount)]);
+            if latest {
+                t.set(buf, r, IGNORED, 0);
+            }
+            let mut sources = DimensionSet::from_bits(t.get(buf, r, SOURCES) as u16);
+            sources.insert(source);
+            t.set(buf, r, SOURCES, u64::from(sources.bits()));
+        }
+    }
+}
+
+/// The row of a category or brand, made room for if new (0 = unknown: none). Past
+/// [`MAX_GROUPS`] of both kinds, the least recently touched of either is forgotten.
+fn group_row(buf: &mut Vec<u8>, k: usize, id: u64, s: u32) -> Option<(Table, usize)> {
+    if id == 0 {
+        return None;
+    }
+    let t = table(buf, k);
+    let mut at = match t.search(buf, id) {
+        Ok(r) => return Some((t, r)),
+        Err(at) => at,
+    };
+    let l = layout(buf);
+    let held: usize = [CATEGORIES, BRANDS]
+        .iter()
+        .map(|g| l.tables[*g].map_or(0, |t| t.rows))
+        .sum();
+    if held >= MAX_GROUPS {
+        let stalest = [CATEGORIES, BRANDS]
+            .into_iter()
+            .filter_map(|g| {
+                let t = l.tables[g]?;
+                (t.rows > 0).then(|| {
+                    let r = t.min_row(buf, AT);
+                    (t.get(buf, r, AT), g, r)
+                })
+            })
+            .min()?;
+        let (_, g, r) = stalest;
+        let mut from = l.tables[g].expect("present");
+        from.remove(buf, r);
+        if g == k && r < at {
+            at -= 1;
+        }
+    }
+    let o = offset(buf, s);
+    let mut t = table(buf, k);
+    t.insert_row(buf, at, &[id, o, 0, 0, 0]);
+    Some((t, at))
+}
+
+fn expire(buf: &mut Vec<u8>, now_ms: i64, cfg: &StateConfig) {
+    let cutoff = sec_of(now_ms.saturating_sub(cfg.counter_retention_ms));
+    let horizon = sec_of(now_ms.saturating_sub(SHOWN_HORIZON_MS));
+    if let Some(mut items) = get_table(buf, ITEMS) {
+        for r in (0..items.rows).rev() {
+            if second(buf, items.get(buf, r, AT)) < cutoff {
+                items.remove(buf, r);
+                if let Some(mut shown) = get_table(buf, SHOWN) {
+                    shown.retain(buf, |b, t, x| t.get(b, x, ROW) != r as u64);
+                    shown.shift(buf, ROW, r as u64 + 1, -1);
+                }
+            }
+        }
+    }
+    if let Some(mut shown) = get_table(buf, SHOWN) {
+        shown.retain(buf, |b, t, r| second(b, t.get(b, r, SECOND)) >= horizon);
+    }
+    for k in [CATEGORIES, BRANDS] {
+        if let Some(mut t) = get_table(buf, k) {
+            t.retain(buf, |b, t, r| second(b, t.get(b, r, AT)) >= cutoff);
+        }
+    }
+    drop_empty_tables(buf);
+    let mut c = cold(buf);
+    if c.expire(now_ms, cfg) {
+        set_cold(buf, c);
+    }
+}
+
+/// The user's own tags, plus the strongest few learned from engagement the user has
+/// consented to (a tag the user set or removed hides the learned one), sorted by subject.
+fn tags(
+    buf: &[u8],
+    l: &Layout,
+    own: &[Interest],
+    now_ms: i64,
+    consent: Consent,
+    cfg: &StateConfig,
+) -> Vec<Tag> {
+    let mut learned: Vec<Tag> = Vec::new();
+    for (k, kind) in [(CATEGORIES, TagKind::Category), (BRANDS, TagKind::Brand)] {
+        let Some(t) = l.tables[k] else { continue };
+        for r in 0..t.rows {
+            let id = t.get(buf, r, ID);
+            if own
+                .binary_search_by(|i| (i.kind, i.id).cmp(&(kind, id)))
+                .is_ok()
+            {
+                continue;
+            }
+            let sources = consent.allowed(DimensionSet::from_bits(t.get(buf, r, SOURCES) as u16));
+            let at_s = second(buf, t.get(buf, r, AT));
+            let value = decayed(
+                t.get(buf, r, ENGAGED),
+                now_ms - i64::from(at_s) * 1000,
+                cfg.interest_half_life_ms,
+            );
+            if !sources.is_empty() && value >= LEARNED_MIN {
+                learned.push(Tag {
+                    kind,
+                    id,
+                    label: String::new(),
+                    weight: LEARNED_MAX_WEIGHT * value / (value + 2.0 * LEARNED_MIN),
+                    source: TagSource::Learned(sources),
+                });
+            }
+        }
+    }
+    learned.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+    learned.truncate(LEARNED_TAGS);
+    let mut tags: Vec<Tag> = own
+        .iter()
+        .filter(|i| i.weight > 0.0)
+        .map(|i| Tag {
+            kind: i.kind,
+            id: i.id,
+            label: i.label.clone(),
+            weight: i.weight,
+            source: TagSource::User,
+        })
+        .chain(learned)
+        .collect();
+    tags.sort_by_key(|t| (t.kind, t.id));
+    tags
+}
+
+impl Cold {
+    /// A block or unblock: an older word than the last one on this brand or shop changes
+    /// nothing.
+    fn block(&mut self, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
+        use EventKind as K;
+        let shop = matches!(e.kind, K::BlockShop | K::UnblockShop);
+        let id = if shop { e.shop_id } else { e.brand_id };
+        if self.words.is_newest(shop, id, e.at_ms) {
+            self.explicit.apply(e, cfg)?;
+            let blocked = matches!(e.kind, K::BlockBrand | K::BlockShop);
+            self.words
+                .note(shop, id, e.at_ms, blocked, cfg.max_explicit_per_kind);
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self, undo: Undo, at_ms: i64) {
+        let unblocked = match undo {
+            Undo::BlockedBrand(id) => Some((false, id)),
+            Undo::BlockedShop(id) => Some((true, id)),
+            _ => None,
+        };
+        let was_blocked = unblocked.is_some_and(|(shop, id)| {
+            let list = if shop {
+                &self.explicit.blocked_shops
+            } else {
+                &self.explicit.blocked_brands
+            };
+            list.binary_search(&id).is_ok()
+        });
+        self.explicit.undo(undo);
+        // An unblock from the preference centre is the user's newest word on it: a block sent
+        // earlier that arrives later must not undo it. (Nothing is noted for a brand or shop
+        // that was never blocked: nothing to store.)
+        if let Some((shop, id)) = unblocked
+            && (was_blocked || self.words.list(shop).iter().any(|w| w.0 == id))
+        {
+            self.words.note(shop, id, at_ms, false, usize::MAX);
+        }
+    }
+
+    /// Drops what has run out; true when something was dropped.
+    fn expire(&mut self, now_ms: i64, cfg: &StateConfig) -> bool {
+        let before = self.len();
+        let cutoff = now_ms.saturating_sub(cfg.counter_retention_ms);
+        self.sightings.retain(|s| s.at_ms >= cutoff);
+        let bought_cutoff = now_ms.saturating_sub(PURCHASE_RETENTION_MS);
+        self.purchases.retain(|p| p.at_ms >= bought_cutoff);
+        let fhl = cfg.fewer_like_this_half_life_ms;
+        let x = &mut self.explicit;
+        x.not_interested.retain(|(_, until)| *until > now_ms);
+        x.fewer_categories
+            .retain(|(_, at)| factor(now_ms - at, fhl) >= FEWER_FLOOR);
+        x.fewer_brands
+            .retain(|(_, at)| factor(now_ms - at, fhl) >= FEWER_FLOOR);
+        before != self.len()
+    }
+
+    fn len(&self) -> usize {
+        let x = &self.explicit;
+        self.purchases.len()
+            + self.sightings.len()
+            + x.not_interested.len()
+            + x.fewer_categories.len()
+            + x.fewer_brands.len()
     }
 }
 
@@ -1087,25 +1696,6 @@ fn full(field: &'static str, cap: usize) -> EventError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replacing_in_place_is_removing_then_inserting() {
-        for len in 1..7usize {
-            let base: Vec<u32> = (0..len as u32).map(|x| x * 10).collect();
-            for evict in 0..len {
-                for at in 0..=len {
-                    let item = if at == 0 { 0 } else { base[at - 1] + 5 };
-                    let mut expected = base.clone();
-                    expected.remove(evict);
-                    let to = if evict < at { at - 1 } else { at };
-                    expected.insert(to, item);
-                    let mut got = base.clone();
-                    let placed = replace_sorted(&mut got, evict, at, item);
-                    assert_eq!((got, placed), (expected, to), "evict {evict} at {at}");
-                }
-            }
-        }
-    }
 
     const HOUR: i64 = 3_600_000;
 
@@ -1212,6 +1802,13 @@ mod tests {
         let v = u.view(HOUR + 10, Consent::privacy_default(), &cfg);
         let items: Vec<u64> = v.ignored.iter().map(|(i, _)| *i).collect();
         assert_eq!(items, vec![1, 3, 4]);
+        // The impression times went with their items.
+        let shown: Vec<(u64, usize)> = v
+            .shown
+            .iter()
+            .map(|(i, _)| (*i, v.shown_since(*i, HOUR)))
+            .collect();
+        assert_eq!(shown, vec![(1, 3), (3, 2), (4, 2)]);
     }
 
     #[test]
@@ -1276,7 +1873,8 @@ mod tests {
             .unwrap();
         let v = u.view(HOUR + 900, consent, &cfg);
         assert_eq!(v.ignored_impressions(1), 0.0);
-        assert_eq!(v.engaged_at(2), Some(HOUR + 20));
+        // Engagement times are kept to the second.
+        assert_eq!(v.engaged_at(2), Some(HOUR));
         let next = u.view(HOUR + 2000, consent, &cfg);
         assert!(next.ignored_impressions(1) > 0.99);
         assert_eq!(next.ignored_impressions(2), 0.0);
@@ -1462,12 +2060,130 @@ mod tests {
         assert!(hour_later.recent_impressions < 0.01);
     }
 
+    /// Frequency caps and the user's words are what must not be approximate: after a long
+    /// history in random order (late arrivals, repeats, engagement, blocks and unblocks),
+    /// the view holds exactly what a plain model of the rules says.
+    #[test]
+    fn frequency_caps_and_explicit_words_stay_exact() {
+        use std::collections::BTreeMap;
+        let cfg = cfg();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let start = 1_780_000_000_000;
+        let mut u = UserState::default();
+        let mut shows: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        let mut engaged: BTreeMap<u64, u32> = BTreeMap::new();
+        let mut words: BTreeMap<u64, (i64, bool)> = BTreeMap::new();
+        let mut not_interested: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut fewer: BTreeMap<u64, i64> = BTreeMap::new();
+        let mut latest = start;
+        for _ in 0..6000 {
+            let at_ms = start + next(3 * 86_400_000) as i64;
+            latest = latest.max(at_ms);
+            // Wide ids, so that columns widen along the way.
+            let item = 1 + next(60) * 1_000_003_000_000;
+            let roll = next(100);
+            let mut e = event(EventKind::Impression, at_ms);
+            e.item_id = item;
+            e.category_id = 1 + next(5);
+            e.brand_id = 1 + next(20);
+            let s = shown_second(at_ms);
+            match roll {
+                0..80 => {
+                    let t = shows.entry(item).or_default();
+                    if !t.contains(&s) {
+                        t.push(s);
+                    }
+                }
+                80..88 => {
+                    e.kind = EventKind::Click;
+                    let t = engaged.entry(item).or_default();
+                    *t = (*t).max(s);
+                }
+                88..94 => {
+                    e.kind = if next(2) == 0 {
+                        EventKind::BlockBrand
+                    } else {
+                        EventKind::UnblockBrand
+                    };
+                    let blocked = e.kind == EventKind::BlockBrand;
+                    let w = words.entry(e.brand_id).or_insert((at_ms, blocked));
+                    if at_ms >= w.0 {
+                        *w = (at_ms, blocked);
+                    }
+                }
+                94..97 => {
+                    e.kind = EventKind::NotInterested;
+                    e.expires_at_ms = at_ms + next(2 * 86_400_000) as i64;
+                    not_interested.insert(item, e.expires_at_ms);
+                }
+                _ => {
+                    e.kind = EventKind::FewerLikeThis;
+                    e.brand_id = 0;
+                    let t = fewer.entry(e.category_id).or_insert(at_ms);
+                    *t = (*t).max(at_ms);
+                }
+            }
+            u.apply(&e, &cfg).unwrap();
+        }
+        let now = latest + 1000;
+        let consent = Consent::privacy_default();
+        let restored = UserState::from_row(&u.to_row().unwrap()).unwrap();
+        // Expiry forgets only what no ranking from now on can use.
+        let mut expired = u.clone();
+        expired.expire(now, &cfg);
+        for u in [&u, &restored, &expired] {
+            let v = u.view(now, consent, &cfg);
+            let expected: Vec<(u64, [u32; SHOWN_TIMES])> = shows
+                .iter()
+                .map(|(item, times)| {
+                    let mut times = times.clone();
+                    times.sort_unstable_by(|a, b| b.cmp(a));
+                    let mut kept = [0; SHOWN_TIMES];
+                    for (k, t) in kept.iter_mut().zip(&times) {
+                        *k = if engaged.get(item).is_some_and(|e| t <= e) {
+                            0
+                        } else {
+                            *t
+                        };
+                    }
+                    (*item, kept)
+                })
+                .collect();
+            assert_eq!(v.shown, expected);
+            let engaged_ms: Vec<(u64, i64)> = engaged
+                .iter()
+                .map(|(i, s)| (*i, i64::from(*s) * 1000))
+                .collect();
+            assert_eq!(v.engaged, engaged_ms);
+            let blocked: Vec<u64> = words.iter().filter(|w| w.1.1).map(|w| *w.0).collect();
+            assert_eq!(v.blocked_brands, blocked);
+            let in_force: Vec<u64> = not_interested
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(i, _)| *i)
+                .collect();
+            assert_eq!(v.not_interested, in_force);
+            let strength: Vec<(u64, f32)> = fewer
+                .iter()
+                .map(|(c, at)| (*c, factor(now - at, cfg.fewer_like_this_half_life_ms)))
+                .filter(|(_, s)| *s >= FEWER_FLOOR)
+                .collect();
+            assert_eq!(v.fewer_categories, strength);
+        }
+    }
+
     #[test]
     fn sensitive_opt_ins_are_kept_sorted_and_can_be_withdrawn() {
         let mut u = UserState::default();
         u.set_consent(&[], None, &[(9, true), (4, true)], HOUR)
             .unwrap();
-        assert_eq!(u.consent.sensitive, vec![4, 9]);
+        assert_eq!(u.consent().sensitive, vec![4, 9]);
         u.set_consent(&[], None, &[(9, false)], HOUR).unwrap();
         let v = u.view(HOUR, Consent::privacy_default(), &cfg());
         assert!(v.opted_in_sensitive(4) && !v.opted_in_sensitive(9));
