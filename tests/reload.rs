@@ -243,8 +243,12 @@ fn config_check_prints_the_effective_configuration_or_names_the_bad_setting() {
         ),
         ("admin_listen = \"9464\"\n", "not an address"),
         (
+            "[state]\nbackend = \"rediss://default:s3cret@127.0.0.1:6380/0\"\nredis_ca_cert = \"/nonexistent/ca.pem\"\n",
+            "state.redis_ca_cert: cannot read /nonexistent/ca.pem",
+        ),
+        (
             "[state]\nbackend = \"rediss://default:s3cret@127.0.0.1:6380/0\"\n",
-            "state.backend: rediss://***@127.0.0.1:6380/0: TLS to Redis (rediss://) is not supported",
+            "state.master_key_file: the redis backend needs a master key",
         ),
         (
             "[state]\nbackend = \"redis://127.0.0.1:notaport/0\"\n",
@@ -258,20 +262,20 @@ fn config_check_prints_the_effective_configuration_or_names_the_bad_setting() {
         assert!(!stderr.contains("s3cret"), "{bad}: {stderr}");
     }
 
-    // `serve` refuses that backend with the same words, through the same check, before it
-    // opens anything (it used to pass `config check` and fail only when connecting).
+    // `serve` refuses what `config check` refuses, with the same words, through the same
+    // check, before it opens anything.
     let out = Command::new(env!("CARGO_BIN_EXE_tactful"))
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
         .args(["--state", "rediss://127.0.0.1:6380/0"])
         .env_remove("TACTFUL_CONFIG")
+        .env_remove("TACTFUL_MASTER_KEY")
+        .env_remove("TACTFUL_MASTER_KEY_FILE")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(
-        stderr.contains(
-            "state.backend: rediss://127.0.0.1:6380/0: TLS to Redis (rediss://) is not supported"
-        ),
+        stderr.contains("state.master_key_file: the redis backend needs a master key"),
         "{stderr}"
     );
 }
