@@ -43,8 +43,10 @@ fn written(pid: u32) -> Option<u64> {
 
 #[test]
 fn late_words_no_ops_and_erasure_of_a_stranger() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start_in(data.path(), &[]);
+    // The data directory, and its key store beside it, in one temporary directory.
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let server = Server::start_in(&data, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         // BLOCK at t, then an UNBLOCK said at t - 4 s arriving after it: still blocked.
@@ -115,7 +117,7 @@ fn late_words_no_ops_and_erasure_of_a_stranger() {
     });
     // After a restart: the block holds, nobody is still unknown.
     drop(server);
-    let server = Server::start_in(data.path(), &[]);
+    let server = Server::start_in(&data, &[]);
     runtime.block_on(async {
         assert_eq!(profile(&server, "late").await.blocked_brands, vec![8]);
         assert!(!profile(&server, "nobody").await.known);
