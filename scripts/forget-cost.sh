@@ -25,8 +25,11 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 addr="127.0.0.1:$port"
 
+# Warnings only: each Forget's audit line would otherwise be counted as bytes written (the log
+# file is the server's too).
 start() {
-    "$bin" serve --listen "$addr" --admin-listen off --data-dir "$work/data" 2>>"$work/serve.log" &
+    TACTFUL_LOG=warn "$bin" serve --listen "$addr" --admin-listen off --data-dir "$work/data" \
+        2>>"$work/serve.log" &
     pid=$!
     for _ in $(seq 1 600); do
         if "$bin" profile get --addr "$addr" --user probe >/dev/null 2>&1; then return; fi
