@@ -190,17 +190,7 @@ struct OwnRedis {
 impl OwnRedis {
     /// `None` (skipped with a note) when no redis-server is installed, outside CI.
     async fn start() -> Option<Self> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server is not installed, and CI must run the Redis tests"
-            );
-            eprintln!("skipped: redis-server is not installed (scripts/redis.sh installs it)");
+        if !redis_server_installed() {
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0")

@@ -16,49 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use tactful::config::Config;
 use tactful::state::{RedisTls, StateConfig, UserStore};
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A certificate and its key (PEM) for `names`.
-    fn sign(&self, names: &[&str], server: bool) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, &names[0]);
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -77,7 +36,7 @@ struct Files {
 }
 
 fn files(dir: &Path) -> Files {
-    let ca = Ca::new("tactful test CA");
+    let ca = TestCa::new("tactful test CA");
     let (server_cert, server_key) = ca.sign(&["127.0.0.1", "localhost"], true);
     let (client_cert, client_key) = ca.sign(&["tactful"], false);
     Files {
@@ -86,7 +45,7 @@ fn files(dir: &Path) -> Files {
         server_key: write(dir, "redis.key", &server_key),
         client_cert: write(dir, "client.pem", &client_cert),
         client_key: write(dir, "client.key", &client_key),
-        other_ca: write(dir, "other-ca.pem", &Ca::new("another CA").pem),
+        other_ca: write(dir, "other-ca.pem", &TestCa::new("another CA").pem),
     }
 }
 
@@ -105,17 +64,7 @@ impl Drop for TlsRedis {
 
 /// `None` (skipped with a note) when redis-server is not installed, outside CI.
 fn start_redis(dir: &Path, f: &Files) -> Option<TlsRedis> {
-    let installed = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is not installed, and CI must run the Redis tests"
-        );
-        eprintln!("skipped: redis-server is not installed (scripts/redis.sh installs it)");
+    if !redis_server_installed() {
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0")

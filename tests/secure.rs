@@ -14,10 +14,6 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use tactful::config::{Config, Secret};
 use tactful::pb;
 use tonic::Code;
@@ -177,41 +173,6 @@ async fn rank_needs_a_token_once_closed() {
     server.stop().await;
 }
 
-/// A CA, and certificates it signs.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A certificate (PEM) and its key (PEM) for `name`, for a server or a client.
-    fn sign(&self, name: &str, server: bool) -> (String, String) {
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 /// Writes `text` to `dir/name` and returns the path.
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -222,7 +183,7 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 /// A server on TLS with a certificate for `localhost` from `ca`, requiring client certificates
 /// from `client_ca` if given.
 async fn tls_server(dir: &Path, ca: &TestCa, client_ca: Option<&TestCa>) -> TestServer {
-    let (cert, key) = ca.sign("localhost", true);
+    let (cert, key) = ca.sign(&["localhost"], true);
     let mut config = Config::default();
     config.tls.cert = Some(write(dir, "server.pem", &cert));
     config.tls.key = Some(write(dir, "server.key", &key));
@@ -293,10 +254,10 @@ async fn mutual_tls_refuses_client_certificates_from_another_ca() {
     let clients = TestCa::new("tactful clients CA");
     let server = tls_server(dir.path(), &ca, Some(&clients)).await;
 
-    let known = clients.sign("recommender", false);
+    let known = clients.sign(&["recommender"], false);
     assert_eq!(rank_over_tls(&server, &ca, Some(known)).await, Ok(10));
 
-    let other = TestCa::new("another clients CA").sign("recommender", false);
+    let other = TestCa::new("another clients CA").sign(&["recommender"], false);
     // The server's alert ends the handshake (under TLS 1.3 the client learns it on its first
     // call).
     let refused = rank_over_tls(&server, &ca, Some(other)).await;
@@ -316,8 +277,8 @@ async fn mutual_tls_refuses_client_certificates_from_another_ca() {
 fn a_key_that_is_not_the_certificates_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("tactful test CA");
-    let (cert, _) = ca.sign("localhost", true);
-    let (_, other_key) = ca.sign("localhost", true);
+    let (cert, _) = ca.sign(&["localhost"], true);
+    let (_, other_key) = ca.sign(&["localhost"], true);
     let mut config = Config::default();
     config.tls.cert = Some(write(dir.path(), "server.pem", &cert));
     config.tls.key = Some(write(dir.path(), "server.key", &other_key));

@@ -495,43 +495,26 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts `tactful serve` on a free port (and an admin port) with state in `data` and `extra`
-/// arguments; returns it, its URL, the thread draining its log, and the admin server's address.
-pub fn spawn_server(
-    data: &std::path::Path,
-    extra: &[&str],
-) -> (
+/// A server process, its URL, the thread draining its log, and its admin server's address.
+pub type Spawned = (
     std::process::Child,
     String,
     std::thread::JoinHandle<std::io::Result<u64>>,
     std::net::SocketAddr,
-) {
+);
+
+/// Starts `tactful serve` on a free port (and an admin port) with state in `data` and `extra`
+/// arguments; returns it, its URL, the thread draining its log, and the admin server's address.
+pub fn spawn_server(data: &std::path::Path, extra: &[&str]) -> Spawned {
     spawn_server_env(data, extra, &[])
 }
 
 /// [`spawn_server`] with `env` set for the server.
-pub fn spawn_server_with_env(
-    data: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    String,
-    std::thread::JoinHandle<std::io::Result<u64>>,
-    std::net::SocketAddr,
-) {
+pub fn spawn_server_with_env(data: &std::path::Path, env: &[(&str, &str)]) -> Spawned {
     spawn_server_env(data, &[], env)
 }
 
-fn spawn_server_env(
-    data: &std::path::Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    String,
-    std::thread::JoinHandle<std::io::Result<u64>>,
-    std::net::SocketAddr,
-) {
+fn spawn_server_env(data: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Spawned {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tactful"))
         .args([
             "serve",
@@ -569,4 +552,64 @@ fn spawn_server_env(
     let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let admin = admin.expect("the admin server's address is logged before the gRPC one");
     (child, format!("http://{addr}"), drain, admin)
+}
+
+/// Whether `redis-server` can be run here. Outside CI a test without it is skipped with a
+/// note; CI must run the Redis tests, so there its absence fails.
+pub fn redis_server_installed() -> bool {
+    let installed = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is not installed, and CI must run the Redis tests"
+        );
+        eprintln!("skipped: redis-server is not installed (scripts/redis.sh installs it)");
+    }
+    installed
+}
+
+/// A CA made for one test run (rcgen), and the certificates it signs.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA's own certificate, PEM.
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A certificate (PEM) and its key (PEM) for `names` (host names or IP addresses; the
+    /// first is also its common name), for a server or a client.
+    pub fn sign(&self, names: &[&str], server: bool) -> (String, String) {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
 }
