@@ -9,6 +9,11 @@
 //!   and this file opens the one the settings name (the only place naming them).
 //! - `keeper`: the background thread that snapshots, expires and evicts → `map`, `backend`.
 //!
+//! - `crypt` (the AEAD, data keys, the master key and the `KeyWrap` seam for a KMS) and `vault`
+//!   (the disk backend's key store, in a directory of its own): every record a backend writes
+//!   about a user is sealed under that user's key, and erasure destroys the key. `migrate`
+//!   (with `legacy`, the old decoders) turns a data directory of format 2 into the current one.
+//!
 //! The backends:
 //! - `memory`: nothing leaves the process (tests, benchmarks, throwaway runs).
 //! - `disk` (the default): every change goes to a write-ahead log before it is acknowledged
