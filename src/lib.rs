@@ -16,7 +16,7 @@
 //!   that runs them, vector kernels. No I/O, no async.
 //! - [`state`]: hot per-user state in a concurrent map, updated by events, read as snapshots;
 //!   made durable on local disk, or shared by replicas through Redis, behind one backend
-//!   trait; owns its `[state]` settings.
+//!   trait, every stored record sealed under its user's own key; owns its `[state]` settings.
 //! - [`catalog`]: the optional item cache (category, brand, shop, price, popularity,
 //!   embedding, title, complement categories), bounded, filled by `Catalog.Upsert` and a
 //!   start-up file, so that Rank requests can carry ids and scores only.
