@@ -354,7 +354,10 @@ proptest! {
             let gain = log_det(&sub(&l, set)) - log_det(&sub(&l, &ours[..t]));
             let residual = gain - 2.0 * q[pick.index].ln();
             let expected = f64::from(w) * residual.max(1e-6_f64.ln());
-            prop_assert!((f64::from(pick.diversity) - expected).abs() < 2e-3,
+            // The core works in f32 and the reference here in f64: the log of a small
+            // residual amplifies rounding (d ln r² = 2 dr / r), so the band is relative too.
+            prop_assert!(
+                (f64::from(pick.diversity) - expected).abs() < 2e-3 + 1e-3 * expected.abs(),
                 "position {t}: diversity {} vs {expected}", pick.diversity);
         }
     }
