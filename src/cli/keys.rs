@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_UNAVAILABLE, EXIT_USAGE};
-use crate::config::{Config, Overrides, ProcessEnv};
+use super::{EXIT_UNAVAILABLE, EXIT_USAGE, StateArgs};
+use crate::config::{Config, ProcessEnv};
 use crate::state::crypt::MasterKeySource;
 use crate::state::{StateBackend, StateError};
 
@@ -25,26 +25,14 @@ pub struct RotateArgs {
     /// The file holding the new master key (64 hex digits, e.g. `openssl rand -hex 32`).
     #[arg(long)]
     pub new_master_key_file: PathBuf,
-    /// Configuration file, as for `serve` [env: TACTFUL_CONFIG].
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Where user state is kept, as for `serve` [env: TACTFUL_STATE].
-    #[arg(long)]
-    pub state: Option<String>,
-    /// The disk backend's data directory, as for `serve` [env: TACTFUL_DATA_DIR].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    /// Read as `serve` reads them.
+    #[command(flatten)]
+    pub state_args: StateArgs,
 }
 
 pub fn run(command: KeysCommand) -> ExitCode {
     let KeysCommand::Rotate(args) = command;
-    let overrides = Overrides {
-        config_file: args.config.clone(),
-        state: args.state.clone(),
-        data_dir: args.data_dir.clone(),
-        ..Overrides::default()
-    };
-    let config = match Config::load(&ProcessEnv, &overrides) {
+    let config = match Config::load(&ProcessEnv, &args.state_args.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tactful: configuration error: {e}");

@@ -88,16 +88,36 @@ pub struct ServeArgs {
     /// [env: TACTFUL_ADMIN_LISTEN] [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR|off")]
     pub admin_listen: Option<String>,
+    #[command(flatten)]
+    pub state_args: StateArgs,
+}
+
+/// The configuration file and where user state is kept: what `serve` and `keys rotate` both
+/// read, the same way.
+#[derive(Debug, Args)]
+pub struct StateArgs {
     /// TOML configuration file [env: TACTFUL_CONFIG].
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where user state is kept: disk, memory or redis://host:port/db [env: TACTFUL_STATE]
-    /// [default: disk].
+    /// Where user state is kept: disk, memory, redis://host:port/db or rediss://… (TLS)
+    /// [env: TACTFUL_STATE] [default: disk].
     #[arg(long)]
     pub state: Option<String>,
     /// Data directory of the disk state [env: TACTFUL_DATA_DIR] [default: tactful-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// These flags as configuration overrides (the rest left unset).
+    pub fn overrides(self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            config_file: self.config,
+            state: self.state,
+            data_dir: self.data_dir,
+            ..crate::config::Overrides::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

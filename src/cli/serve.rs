@@ -73,11 +73,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let overrides = Overrides {
-        config_file: args.config,
         listen: args.listen,
         admin_listen,
-        state: args.state,
-        data_dir: args.data_dir,
+        ..args.state_args.overrides()
     };
     let config = match Config::load(&ProcessEnv, &overrides) {
         Ok(c) => c,
