@@ -24,7 +24,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -193,11 +192,7 @@ impl OwnRedis {
         if !redis_server_installed() {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut redis = Self {
             port,
             dir: tempfile::tempdir().unwrap(),

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,11 +66,7 @@ fn start_redis(dir: &Path, f: &Files) -> Option<TlsRedis> {
     if !redis_server_installed() {
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("redis-server")
         .args(["--port", "0", "--bind", "127.0.0.1"])
         .args(["--tls-port", &port.to_string()])

@@ -1201,27 +1201,12 @@ impl Redis {
         .await
         .map_err(|_| "connecting timed out".to_owned())?
         .map_err(|e| e.to_string())?;
-        let pattern = format!("{}:{{*}}:ops", self.namespace);
-        let prefix = format!("{}:{{", self.namespace);
         let (mut cursor, mut users) = (0u64, 0u64);
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+            let (next, page) = scan_users(&mut conn, &self.namespace, "ops", cursor)
                 .await
                 .map_err(|e| e.to_string())?;
-            for name in keys {
-                let Some(user) = name
-                    .strip_prefix(&prefix)
-                    .and_then(|n| n.strip_suffix("}:ops"))
-                    .and_then(parse_user_key)
-                else {
-                    continue;
-                };
+            for (name, user) in page {
                 let mut done = false;
                 for _ in 0..10 {
                     if self.compact(&mut conn, user, true).await? {
@@ -1306,26 +1291,12 @@ pub(super) async fn rotate_master(
             "neither master key opens the data keys in redis namespace {namespace}"
         )));
     }
-    let prefix = format!("{namespace}:{{");
     let (mut cursor, mut rewrapped) = (0u64, 0usize);
     loop {
-        let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{namespace}:{{*}}:key"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
+        let (next, page) = scan_users(&mut conn, namespace, "key", cursor)
             .await
             .map_err(fail)?;
-        for name in names {
-            let Some(user) = name
-                .strip_prefix(&prefix)
-                .and_then(|n| n.strip_suffix("}:key"))
-                .and_then(parse_user_key)
-            else {
-                continue;
-            };
+        for (name, user) in page {
             let value: Option<Vec<u8>> = redis::cmd("GET")
                 .arg(&name)
                 .query_async(&mut conn)
@@ -1364,6 +1335,36 @@ pub(super) async fn rotate_master(
         .await
         .map_err(fail)?;
     Ok(rewrapped)
+}
+
+/// One page of a SCAN over the users' `<ns>:{<user key>}:<kind>` keys: the next cursor (0 at
+/// the end) and each key's name with its user.
+async fn scan_users(
+    conn: &mut MultiplexedConnection,
+    namespace: &str,
+    kind: &str,
+    cursor: u64,
+) -> redis::RedisResult<(u64, Vec<(String, UserKey)>)> {
+    let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(format!("{namespace}:{{*}}:{kind}"))
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await?;
+    let (prefix, suffix) = (format!("{namespace}:{{"), format!("}}:{kind}"));
+    let users = names
+        .into_iter()
+        .filter_map(|name| {
+            let user = name
+                .strip_prefix(&prefix)
+                .and_then(|n| n.strip_suffix(&suffix))
+                .and_then(parse_user_key)?;
+            Some((name, user))
+        })
+        .collect();
+    Ok((next, users))
 }
 
 /// A user key from its hex form ([`UserKey::to_hex`]).

@@ -613,3 +613,12 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 }
+
+/// A TCP port free on loopback right now, for a server the test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
