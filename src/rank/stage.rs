@@ -246,16 +246,27 @@ impl<'a> Slate<'a> {
     /// One value per candidate, computed across the pool's threads when the list is long
     /// enough to pay for it.
     pub fn per_candidate(&self, value: impl Fn(&Candidate) -> f32 + Sync) -> Array1<f32> {
+        self.per_candidate_at(|_, c| value(c))
+    }
+
+    /// [`Slate::per_candidate`], for a value that also reads the candidate's place in the
+    /// slate's columns (its score so far, say).
+    pub fn per_candidate_at(&self, value: impl Fn(usize, &Candidate) -> f32 + Sync) -> Array1<f32> {
         let candidates = &self.input.candidates;
         if self.parallelism.splits_candidates(candidates.len()) {
             let values: Vec<f32> = candidates
                 .par_iter()
+                .enumerate()
                 .with_min_len(PAR_MIN_CANDIDATES)
-                .map(&value)
+                .map(|(i, c)| value(i, c))
                 .collect();
             Array1::from(values)
         } else {
-            candidates.iter().map(value).collect()
+            candidates
+                .iter()
+                .enumerate()
+                .map(|(i, c)| value(i, c))
+                .collect()
         }
     }
 

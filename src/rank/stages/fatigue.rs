@@ -168,14 +168,11 @@ impl Stage for Fatigue {
             }),
             Some(learned) => {
                 // On the relevance scale: an item keeps the fitted share of what it has so far.
-                let relevance = slate.score.clone();
-                let group = slate.per_candidate(|c| {
-                    self.0
-                        .group_penalty(user.ignored_group(c.category_id, c.brand_id))
-                });
-                let candidates = &slate.input.candidates;
-                ndarray::Array1::from_shape_fn(candidates.len(), |i| {
-                    let c = &candidates[i];
+                let relevance = &slate.score;
+                slate.per_candidate_at(|i, c| {
+                    let group = self
+                        .0
+                        .group_penalty(user.ignored_group(c.category_id, c.brand_id));
                     let ignored = user.ignored_impressions(c.item_id);
                     let item = if ignored > 0.0 {
                         let curve = learned.curve(user.engaged_at(c.item_id), now_ms);
@@ -183,7 +180,7 @@ impl Stage for Fatigue {
                     } else {
                         0.0
                     };
-                    item + group[i]
+                    item + group
                 })
             }
         };
