@@ -188,8 +188,15 @@ fn number_attribute(
 /// collide.
 const MAX_PROBE: usize = 32;
 
+/// The most slots a [`Numbering`] starts with. Lists of thousands of candidates usually come
+/// from tens or hundreds of categories, brands and shops: a table sized for the list (two slots
+/// per candidate) would be megabytes to allocate and clear for a few hundred ids, so it starts
+/// small and doubles as ids arrive.
+const INITIAL_SLOTS: usize = 256;
+
 /// Numbers non-zero ids densely in order of first appearance: an open-addressing table
-/// (linear probing, Fibonacci hashing on the id's high bits), at most half full.
+/// (linear probing, Fibonacci hashing on the id's high bits), at most half full, which doubles
+/// when an id would fill it past half.
 struct Numbering {
     /// 0 marks an empty slot (0 is never numbered).
     keys: Vec<u64>,
@@ -198,9 +205,19 @@ struct Numbering {
     next: u32,
 }
 
+/// Where an id's probe ended.
+enum Probe {
+    Found(u32),
+    Empty(usize),
+}
+
 impl Numbering {
+    /// A table for up to `n` ids, starting at most [`INITIAL_SLOTS`] wide.
     fn new(n: usize) -> Self {
-        let slots = (2 * n).next_power_of_two().max(16);
+        Self::with_slots((2 * n).next_power_of_two().clamp(16, INITIAL_SLOTS))
+    }
+
+    fn with_slots(slots: usize) -> Self {
         Self {
             keys: vec![0; slots],
             numbers: vec![0; slots],
@@ -218,22 +235,56 @@ impl Numbering {
     /// slots, when the table no longer holds all ids seen so far.
     #[inline]
     fn number(&mut self, id: u64) -> Option<u32> {
+        match self.probe(id)? {
+            Probe::Found(n) => Some(n),
+            Probe::Empty(slot) if 2 * (self.next as usize + 1) <= self.keys.len() => {
+                self.keys[slot] = id;
+                self.numbers[slot] = self.next;
+                self.next += 1;
+                Some(self.next - 1)
+            }
+            Probe::Empty(_) => {
+                self.grow()?;
+                self.number(id)
+            }
+        }
+    }
+
+    #[inline]
+    fn probe(&self, id: u64) -> Option<Probe> {
         let mask = self.keys.len() - 1;
         let mut slot = (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
         for _ in 0..MAX_PROBE {
             let key = self.keys[slot];
             if key == id {
-                return Some(self.numbers[slot]);
+                return Some(Probe::Found(self.numbers[slot]));
             }
             if key == 0 {
-                self.keys[slot] = id;
-                self.numbers[slot] = self.next;
-                self.next += 1;
-                return Some(self.next - 1);
+                return Some(Probe::Empty(slot));
             }
             slot = (slot + 1) & mask;
         }
         None
+    }
+
+    /// Doubles the table, keeping every id's number; `None` if an id's probe in the larger
+    /// table is too long (ids chosen to collide), as [`Numbering::number`] would say.
+    #[cold]
+    fn grow(&mut self) -> Option<()> {
+        let mut wider = Self::with_slots(2 * self.keys.len());
+        for (&key, &number) in self.keys.iter().zip(&self.numbers) {
+            if key != 0 {
+                // Each id is in the table once, so its probe ends at an empty slot.
+                let Probe::Empty(slot) = wider.probe(key)? else {
+                    return None;
+                };
+                wider.keys[slot] = key;
+                wider.numbers[slot] = number;
+            }
+        }
+        wider.next = self.next;
+        *self = wider;
+        Some(())
     }
 }
 
@@ -456,7 +507,7 @@ mod tests {
             x ^= x << 17;
             x % n
         };
-        for n in [1, 7, 100, 1000] {
+        for n in [1, 7, 100, 1000, 20_000] {
             let input = input_of((0..n).map(|_| (next(40), next(400) << 20, next(5000) * 7919)));
             let pool: Vec<usize> = (0..n as usize).rev().collect();
             let sorted = by_sorting(&input, &pool);
