@@ -1,7 +1,8 @@
 //! Adaptive parallelism: one request of the default pipeline on one thread against the same
 //! request on a two-thread pool that splits vector passes above `rank.parallel_min_work`,
 //! from N = 100 (where nothing should split, and nothing may get slower) to N = 20,000.
-//! Run: `cargo bench --bench parallel`.
+//! Run: `cargo bench --bench parallel`. On mimalloc, the server's allocator (the system
+//! allocator maps and unmaps each large column of a long list on the calling thread).
 
 use std::hint::black_box;
 
@@ -9,6 +10,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use tactful::config::RankSettings;
 use tactful::rank::{Deadline, Parallelism, Policies};
 use tactful::workload::{rank_input, user_with_history};
+
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn parallel(c: &mut Criterion) {
     let split = Parallelism {
