@@ -18,7 +18,8 @@
 //!   another master key is refused at start (exit code 64).
 //!   Counters (impressions, clicks) stay in each replica's memory: they may be approximate, and
 //!   writing every impression to Redis would cost more than it is worth. A long list is
-//!   compacted into one [`Op::Restore`] (WATCH/MULTI/EXEC, abandoned on a concurrent change).
+//!   compacted into one [`Op::Restore`] by a script that replaces the elements it was given
+//!   only while they are still the list's first ones (abandoned on a concurrent change).
 //! - `<ns>:secret` — the 16-byte secret of the user keys, set once by whichever replica comes
 //!   first (`SET NX`): every replica derives the same key for the same user, and Redis never
 //!   holds a user id in clear.
@@ -29,7 +30,12 @@
 //! Writes: [`Backend::append`] runs under the user's map lock, so it only queues the op (with a
 //! ticket). One writer task sends everything queued in one pipeline (RPUSH per op, then one
 //! PUBLISH per user) and then publishes the highest ticket it settled; [`Backend::durable`]
-//! waits for it. A failed write drops its users from the cache (the next access reads Redis' truth)
+//! waits for it. On a Redis Cluster the same batch goes out as one pipeline per user (a
+//! pipeline must stay within one slot), all at once, and the PUBLISHes follow once every one
+//! has answered. With `state.redis_wait_replicas` (default 1 on a cluster, 0 on one Redis),
+//! each pipeline ends with `WAIT n 1000`: a write is acknowledged only once that many
+//! replicas hold it, so that a failover (a replica promoted when its master dies) does not
+//! lose it; fewer in time fails the write (UNAVAILABLE, the client retries). A failed write drops its users from the cache (the next access reads Redis' truth)
 //! and fails the tickets it covered: the caller answers UNAVAILABLE and the client retries
 //! (explicit words are idempotent). Users of a write that failed are announced again once Redis
 //! answers, in case the write landed but its announcement did not.
@@ -47,6 +53,12 @@
 //! right after loading them loads again ([`Cold::Reload`]), so a ranking never sees a user
 //! half-gone. The map is a cache of what Redis holds: any user may be evicted.
 //!
+//! One Redis or a cluster: [`conn`] holds the difference (the connection, the node the
+//! subscription is on, the masters a SCAN visits); everything above it sends single-slot
+//! commands and pipelines, so the same code runs on both. On a cluster, "Redis" below means
+//! every master: the watchman's PING goes to all of them, so while one is down (until its
+//! replica is promoted) changes are refused for every user.
+//!
 //! Redis down: a known-down Redis refuses changes before anything is touched, users not in
 //! memory cannot be read (rankings fail open with reason STATE), users already in memory are
 //! still served from it. A watchman task pings Redis and notices when it is back.
@@ -61,9 +73,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use tokio::sync::{mpsc, watch};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::StreamExt;
 
 use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
@@ -72,11 +84,15 @@ use super::key::{Keyer, PassThrough, UserKey, random_secret};
 use super::legacy;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::settings::{RedisTls, check_redis_url, redact};
+use super::settings::{check_redis_url, redact};
 use super::snapshot::FORMAT_V2;
 use super::user::UserState;
 use super::vault::{KeyId, wrap_aad};
 use super::{StateConfig, StateError};
+
+mod conn;
+
+use conn::{CONNECT_TIMEOUT, Conn, Link};
 
 /// The namespace tactful uses unless told otherwise: `tactful:secret`, `tactful:{…}:ops`.
 pub const DEFAULT_NAMESPACE: &str = "tactful";
@@ -88,9 +104,10 @@ const COMPACT_AT: usize = 64;
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// A write pipeline that has no answer after this has failed: its callers get UNAVAILABLE
 /// rather than hanging while Redis is unreachable.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connecting (or reconnecting) to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const WRITE_TIMEOUT: Duration = conn::RESPONSE_TIMEOUT;
+/// How long a write waits at most for the replicas `state.redis_wait_replicas` asks for
+/// (`WAIT`): half the write timeout, so that a missing replica is reported as such.
+const WAIT_TIMEOUT_MS: u64 = 1000;
 /// How long an acknowledgement waits at most for the writer: a few write timeouts.
 const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// Ops sent in one pipeline at most: large enough to amortise a round trip under load, small
@@ -126,6 +143,23 @@ const APPEND_SCRIPT: &str = "local k = redis.call('GET', KEYS[2]) \
     return redis.call('RPUSH', KEYS[1], ARGV[2])";
 /// How often a write is sealed anew when the user's key changed under it.
 const RESEAL_ATTEMPTS: usize = 3;
+/// Replaces the first elements of a user's list by a compacted history, but only while they
+/// are still the ones that were read and the user's data key is still the one read (KEYS: the
+/// list, the key; ARGV: n, the elements read; the key read, '' for none; the key to store, ''
+/// to keep it; m, the new elements; then the m new elements, in list order; then the n
+/// elements read). Elements appended since stay after the new ones. Answers 1 when done, 0
+/// when something changed (try again later). A script, not WATCH/MULTI: it runs on the shared
+/// connection, on one server or on a cluster node alike (both keys share the user's slot).
+const COMPACT_SCRIPT: &str = "local n = tonumber(ARGV[1]) \
+    local m = tonumber(ARGV[4]) \
+    if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end \
+    local head = redis.call('LRANGE', KEYS[1], 0, n - 1) \
+    if #head ~= n then return 0 end \
+    for i = 1, n do if head[i] ~= ARGV[4 + m + i] then return 0 end end \
+    if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) end \
+    redis.call('LTRIM', KEYS[1], n, -1) \
+    for i = m, 1, -1 do redis.call('LPUSH', KEYS[1], ARGV[4 + i]) end \
+    return 1";
 
 /// A user's data key as Redis holds it.
 struct StoredKey {
@@ -207,13 +241,17 @@ pub(super) struct Redis {
     /// Printable address (no password), for messages.
     addr: String,
     config: StateConfig,
+    /// Where Redis is: one server or a cluster.
+    link: Link,
+    /// Replicas that must hold a write before it is acknowledged (`WAIT`; 0: none).
+    wait_replicas: u32,
     namespace: String,
     channel: String,
     /// Tells this replica's announcements from the others'.
     instance: [u8; 8],
-    client: redis::Client,
-    /// Multiplexed and reconnecting: reads, writes and pings share it.
-    conn: ConnectionManager,
+    /// Multiplexed and reconnecting (following the cluster's slots): reads, writes, pings and
+    /// compactions share it.
+    conn: Conn,
     /// False once a call failed, until the watchman's ping is answered: changes are refused
     /// at once instead of each waiting for a timeout.
     up: AtomicBool,
@@ -246,20 +284,23 @@ fn unavailable(what: &str, addr: &str, e: impl std::fmt::Display) -> StateError 
 /// wrong layout would misread them); marks a new namespace with this build's. Answers true for
 /// a namespace of format 2, which is read as it is and migrated in the background.
 async fn check_format(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     namespace: &str,
     secret_key: &str,
     addr: &str,
 ) -> Result<bool, StateError> {
     let format_key = format!("{namespace}:format");
+    // Two commands, not one pipeline: on a cluster the two keys are in different slots.
     let (stored, secret_exists): (Option<u32>, bool) = tokio::time::timeout(READ_TIMEOUT, async {
-        redis::pipe()
-            .cmd("GET")
+        let stored = redis::cmd("GET")
             .arg(&format_key)
-            .cmd("EXISTS")
+            .query_async(&mut *conn)
+            .await?;
+        let exists = redis::cmd("EXISTS")
             .arg(secret_key)
-            .query_async(conn)
-            .await
+            .query_async(&mut *conn)
+            .await?;
+        Ok::<_, redis::RedisError>((stored, exists))
     })
     .await
     .map_err(|_| unavailable("read the data format", addr, "timed out"))?
@@ -378,21 +419,14 @@ impl Redis {
         // The check `tactful config check` and the configuration make, for callers that
         // skip them.
         check_redis_url(url).map_err(StateError::Unavailable)?;
-        let client =
-            client(url, &config.redis_tls).map_err(|e| unavailable("bad URL", &addr, e))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(WRITE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), manager),
-        )
-        .await
-        .map_err(|_| unavailable("connect", &addr, "timed out"))?
-        .map_err(|e| unavailable("connect", &addr, e))?;
+        let link = Link::connect(url, &config.redis_tls)
+            .await
+            .map_err(|e| StateError::Unavailable(format!("redis at {addr}: {e}")))?;
+        let mut conn = link.conn();
+        let wait_replicas =
+            config
+                .redis_wait_replicas
+                .unwrap_or(if link.is_cluster() { 1 } else { 0 });
 
         let master = load_master(config)?;
         check_master(&mut conn, namespace, &*master, &addr).await?;
@@ -420,7 +454,8 @@ impl Redis {
             .ok_or_else(|| StateError::Corrupt(format!("{secret_key}: expected 16 bytes")))?;
 
         let channel = format!("{namespace}:changed");
-        let subscription = subscribe(&client, &channel)
+        let subscription = link
+            .subscribe(&channel)
             .await
             .map_err(|e| unavailable("subscribe", &addr, e))?;
 
@@ -436,7 +471,8 @@ impl Redis {
             namespace: namespace.to_owned(),
             channel,
             instance,
-            client,
+            link,
+            wait_replicas,
             conn,
             up: AtomicBool::new(true),
             queue: Mutex::new(Queue {
@@ -460,7 +496,13 @@ impl Redis {
             master,
             keys: DashMap::default(),
         });
-        tracing::info!(redis = %redis.addr, namespace, "user state is shared through redis");
+        tracing::info!(
+            redis = %redis.addr,
+            namespace,
+            cluster = redis.link.is_cluster(),
+            wait_replicas,
+            "user state is shared through redis"
+        );
         Ok((redis, Keyer::new(secret)))
     }
 
@@ -558,23 +600,33 @@ impl Redis {
         if users.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for &user in users {
-            let fresh = self.new_key(user).map_err(|e| e.to_string())?;
-            pipe.cmd("SET")
-                .arg(self.key_key(user))
-                .arg(fresh.value)
-                .arg("NX")
-                .ignore();
-            pipe.cmd("GET").arg(self.key_key(user));
+        // One pipeline to one server; one per user (one slot each) to a cluster.
+        let groups: Vec<&[UserKey]> = if self.link.is_cluster() {
+            users.chunks(1).collect()
+        } else {
+            vec![users]
+        };
+        let mut pipes = Vec::with_capacity(groups.len());
+        for group in &groups {
+            let mut pipe = redis::pipe();
+            for &user in *group {
+                let fresh = self.new_key(user).map_err(|e| e.to_string())?;
+                pipe.cmd("SET")
+                    .arg(self.key_key(user))
+                    .arg(fresh.value)
+                    .arg("NX")
+                    .ignore();
+                pipe.cmd("GET").arg(self.key_key(user));
+            }
+            pipes.push(pipe);
         }
-        let mut conn = self.conn.clone();
-        let values: Vec<Option<Vec<u8>>> =
-            match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(&mut conn)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err("making data keys timed out".to_owned()),
-            };
+        let values: Vec<Option<Vec<u8>>> = self
+            .run_pipelines::<Vec<Option<Vec<u8>>>>(pipes)
+            .await
+            .map_err(|e| format!("making data keys: {e}"))?
+            .into_iter()
+            .flatten()
+            .collect();
         for (&user, value) in users.iter().zip(values) {
             let value = value.ok_or("a data key vanished as it was made")?;
             self.note_key(user, Some(&value))
@@ -874,62 +926,151 @@ impl Redis {
             missing.sort_unstable();
             missing.dedup();
             self.resolve_keys(&missing).await?;
-            let mut pipe = redis::pipe();
-            for &i in &todo {
-                match &batch[i] {
-                    Write::Append { key, op, .. } => {
-                        let stored = self
-                            .keys
-                            .get(key)
-                            .map(|k| k.clone())
-                            .ok_or("a data key went missing")?;
-                        pipe.cmd("EVAL")
-                            .arg(APPEND_SCRIPT)
-                            .arg(2)
-                            .arg(self.list_key(*key))
-                            .arg(self.key_key(*key))
-                            .arg(&stored.value)
-                            .arg(seal(*key, &stored, op));
-                    }
-                    // The list and the key in one command: no reader sees one without the
-                    // other.
-                    Write::Forget { key, .. } => {
-                        pipe.cmd("DEL")
-                            .arg(self.list_key(*key))
-                            .arg(self.key_key(*key));
-                    }
+            // The writes as they can go out: all in one pipeline to one server, one pipeline
+            // per user (one slot) to a cluster, each followed by WAIT when replicas must
+            // hold them before the acknowledgement.
+            let groups: Vec<Vec<usize>> = if self.link.is_cluster() {
+                let mut by_user: HashMap<UserKey, Vec<usize>> = HashMap::new();
+                for &i in &todo {
+                    by_user.entry(batch[i].key()).or_default().push(i);
                 }
+                by_user.into_values().collect()
+            } else {
+                vec![todo.clone()]
+            };
+            let mut pipes = Vec::with_capacity(groups.len());
+            for group in &groups {
+                let mut pipe = redis::pipe();
+                for &i in group {
+                    self.add_write(&mut pipe, &batch[i])?;
+                }
+                if self.wait_replicas > 0 {
+                    pipe.cmd("WAIT")
+                        .arg(self.wait_replicas)
+                        .arg(WAIT_TIMEOUT_MS);
+                }
+                pipes.push(pipe);
             }
+            // The announcements leave after the writes: in the same pipeline to one server,
+            // on their own once every write is done on a cluster (PUBLISH reaches every node
+            // from whichever takes it).
+            let mut announce = redis::pipe();
             for &key in users {
-                pipe.cmd("PUBLISH")
+                announce
+                    .cmd("PUBLISH")
                     .arg(&self.channel)
                     .arg(&self.announcement(key)[..])
                     .ignore();
             }
-            let mut conn = self.conn.clone();
-            let answers =
-                match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn))
-                    .await
-                {
-                    Ok(Ok(answers)) => answers,
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Err(_) => return Err("a write timed out".to_owned()),
-                };
+            let answers = if self.link.is_cluster() {
+                let answers = self.run_pipelines::<Vec<i64>>(pipes).await?;
+                let mut conn = self.conn.clone();
+                match tokio::time::timeout(WRITE_TIMEOUT, announce.exec_async(&mut conn)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(format!("announcing a write: {e}")),
+                    Err(_) => return Err("announcing a write timed out".to_owned()),
+                }
+                answers
+            } else {
+                let mut pipe = pipes.pop().expect("one group");
+                for cmd in announce.cmd_iter() {
+                    pipe.add_command(cmd.clone()).ignore();
+                }
+                self.run_pipelines::<Vec<i64>>(vec![pipe]).await?
+            };
             let mut again = Vec::new();
-            for (&i, answer) in todo.iter().zip(answers) {
-                if answer < 0 {
-                    self.keys.remove(&batch[i].key());
-                    again.push(i);
-                } else {
-                    lengths[i] = answer;
+            for (group, mut answers) in groups.iter().zip(answers) {
+                if self.wait_replicas > 0 {
+                    let held = answers.pop().unwrap_or(0);
+                    if held < i64::from(self.wait_replicas) {
+                        return Err(format!(
+                            "only {held} of the {} redis replicas state.redis_wait_replicas \
+                             asks for acknowledged a write within {WAIT_TIMEOUT_MS} ms",
+                            self.wait_replicas
+                        ));
+                    }
+                }
+                for (&i, answer) in group.iter().zip(answers) {
+                    if answer < 0 {
+                        self.keys.remove(&batch[i].key());
+                        again.push(i);
+                    } else {
+                        lengths[i] = answer;
+                    }
                 }
             }
+            again.sort_unstable();
             if again.is_empty() {
                 return Ok(lengths);
             }
             todo = again;
         }
         Err("a user's data key kept changing while their words were written".to_owned())
+    }
+
+    /// Adds one write to a pipeline: the append (sealed under the user's key, only while it
+    /// is theirs) or the erasure.
+    fn add_write(&self, pipe: &mut redis::Pipeline, write: &Write) -> Result<(), String> {
+        match write {
+            Write::Append { key, op, .. } => {
+                let stored = self
+                    .keys
+                    .get(key)
+                    .map(|k| k.clone())
+                    .ok_or("a data key went missing")?;
+                pipe.cmd("EVAL")
+                    .arg(APPEND_SCRIPT)
+                    .arg(2)
+                    .arg(self.list_key(*key))
+                    .arg(self.key_key(*key))
+                    .arg(&stored.value)
+                    .arg(seal(*key, &stored, op));
+            }
+            // The list and the key in one command: no reader sees one without the other.
+            Write::Forget { key, .. } => {
+                pipe.cmd("DEL")
+                    .arg(self.list_key(*key))
+                    .arg(self.key_key(*key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the pipelines at once (each to the node of its slot on a cluster) and answers
+    /// each one's replies, in order; fails if any fails or all have not answered within the
+    /// write timeout.
+    async fn run_pipelines<T>(&self, pipes: Vec<redis::Pipeline>) -> Result<Vec<T>, String>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        if let [pipe] = &pipes[..] {
+            let mut conn = self.conn.clone();
+            return match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<T>(&mut conn)).await
+            {
+                Ok(Ok(answers)) => Ok(vec![answers]),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("a write timed out".to_owned()),
+            };
+        }
+        let count = pipes.len();
+        let mut sent = JoinSet::new();
+        for (n, pipe) in pipes.into_iter().enumerate() {
+            let mut conn = self.conn.clone();
+            sent.spawn(async move { (n, pipe.query_async::<T>(&mut conn).await) });
+        }
+        let mut answers: Vec<Option<T>> = (0..count).map(|_| None).collect();
+        let all = async {
+            while let Some(done) = sent.join_next().await {
+                let (n, answer) = done.map_err(|e| e.to_string())?;
+                answers[n] = Some(answer.map_err(|e| e.to_string())?);
+            }
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, all).await {
+            Ok(Ok(())) => Ok(answers.into_iter().map(|a| a.expect("answered")).collect()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("a write timed out".to_owned()),
+        }
     }
 
     // ---- invalidation ---------------------------------------------------------------------
@@ -941,7 +1082,7 @@ impl Redis {
         loop {
             let pubsub = match subscription.take() {
                 Some(s) => s,
-                None => match subscribe(&self.client, &self.channel).await {
+                None => match self.link.subscribe(&self.channel).await {
                     Ok(s) => {
                         let Some(map) = map.upgrade() else { return };
                         self.drop_all(&map);
@@ -1051,29 +1192,13 @@ impl Redis {
 
     // ---- compaction -----------------------------------------------------------------------
 
-    /// Replaces long lists by one `Restore` each. Uses a connection of its own, never shared
-    /// and never silently reconnected: WATCH state belongs to a connection, and a transaction
-    /// sent on a fresh one would run unguarded.
+    /// Replaces long lists by one `Restore` each.
     async fn compact_loop(self: Arc<Self>, mut rx: mpsc::Receiver<UserKey>) {
-        let mut conn: Option<MultiplexedConnection> = None;
         while let Some(key) = rx.recv().await {
-            if conn.is_none() {
-                conn = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    self.client.get_multiplexed_async_connection(),
-                )
-                .await
-                .ok()
-                .and_then(Result::ok);
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key, false)).await {
+            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(key, false)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "compaction abandoned");
-                    conn = None;
-                }
-                Err(_) => conn = None,
+                Ok(Err(e)) => tracing::debug!(error = %e, "compaction abandoned"),
+                Err(_) => tracing::debug!("compaction timed out"),
             }
         }
     }
@@ -1081,64 +1206,42 @@ impl Redis {
     /// Replaces the user's list by one sealed `Restore` (and the word times) when it is long,
     /// or, with `migrate`, when it holds elements of format 2 in clear. Answers whether the
     /// list is now as wanted (false: it changed meanwhile, try again later).
-    async fn compact(
-        &self,
-        conn: &mut MultiplexedConnection,
-        key: UserKey,
-        migrate: bool,
-    ) -> Result<bool, String> {
+    async fn compact(&self, key: UserKey, migrate: bool) -> Result<bool, String> {
         let config = &self.config;
+        let mut conn = self.conn.clone();
         let (list, key_key) = (self.list_key(key), self.key_key(key));
-        redis::cmd("WATCH")
-            .arg(&list)
-            .arg(&key_key)
-            .exec_async(conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (ops, stored): (Vec<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+        let (ops, stored_value): (Vec<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
             .cmd("LRANGE")
             .arg(&list)
             .arg(0)
             .arg(-1)
             .cmd("GET")
             .arg(&key_key)
-            .query_async(conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
         let in_clear = ops.iter().any(|op| op.first() != Some(&SEALED));
-        let wanted = ops.len() > COMPACT_AT || (migrate && in_clear);
-        let stored = stored
-            .map(|v| self.parse_key(key, &v))
+        if !(ops.len() > COMPACT_AT || (migrate && in_clear)) {
+            // Short and sealed already.
+            return Ok(true);
+        }
+        let stored = stored_value
+            .as_deref()
+            .map(|v| self.parse_key(key, v))
             .transpose()
-            .map_err(|e| e.to_string());
-        let replayed = match (&stored, wanted) {
-            (Ok(stored), true) => replay(key, stored.as_ref(), &ops, config)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-            (Ok(_), false) => Ok(None),
-            (Err(e), _) => Err(e.clone()),
-        };
-        let Ok(Some(mut state)) = replayed else {
-            redis::cmd("UNWATCH")
-                .exec_async(conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Short and sealed already, or a history that does not decode (reads report it).
-            return replayed.map(|_| true);
-        };
-        let stored = stored.expect("checked above");
+            .map_err(|e| e.to_string())?;
+        // A history that does not decode is left as it is (reads report it).
+        let mut state = replay(key, stored.as_ref(), &ops, config).map_err(|e| e.to_string())?;
         state.expire(crate::time::now_ms(), config);
-        let mut tx = redis::pipe();
-        tx.atomic();
-        if state.is_empty() {
-            tx.cmd("DEL").arg(&list).ignore();
-        } else {
+        let mut new_key: Vec<u8> = Vec::new();
+        let mut elements: Vec<Vec<u8>> = Vec::new();
+        if !state.is_empty() {
             // The user's key, or a new one for a history written in clear.
             let sealing = match stored {
                 Some(k) => k,
                 None => {
                     let fresh = self.new_key(key).map_err(|e| e.to_string())?;
-                    tx.cmd("SET").arg(&key_key).arg(&fresh.value).ignore();
+                    new_key.clone_from(&fresh.value);
                     fresh
                 }
             };
@@ -1147,17 +1250,24 @@ impl Redis {
                 postcard::to_allocvec(&Op::Words(state.words())).map_err(|e| e.to_string())?;
             let restore =
                 postcard::to_allocvec(&Op::Restore(Box::new(state))).map_err(|e| e.to_string())?;
-            tx.cmd("LTRIM").arg(&list).arg(ops.len()).arg(-1).ignore();
-            // LPUSH puts each value at the head in turn: the list starts Restore, Words.
-            tx.cmd("LPUSH")
-                .arg(&list)
-                .arg(seal(key, &sealing, &words))
-                .arg(seal(key, &sealing, &restore))
-                .ignore();
+            elements.push(seal(key, &sealing, &restore));
+            elements.push(seal(key, &sealing, &words));
         }
-        // EXEC answers nil when the list or the key changed since WATCH: try again later.
-        let done: redis::Value = tx.query_async(conn).await.map_err(|e| e.to_string())?;
-        if matches!(done, redis::Value::Nil) {
+        let done: i64 = redis::cmd("EVAL")
+            .arg(COMPACT_SCRIPT)
+            .arg(2)
+            .arg(&list)
+            .arg(&key_key)
+            .arg(ops.len())
+            .arg(stored_value.unwrap_or_default())
+            .arg(new_key)
+            .arg(elements.len())
+            .arg(&elements)
+            .arg(&ops)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if done == 0 {
             tracing::debug!("compaction met a concurrent change; left for later");
             return Ok(false);
         }
@@ -1194,36 +1304,39 @@ impl Redis {
     }
 
     async fn migrate_once(&self) -> Result<u64, String> {
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| "connecting timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-        let (mut cursor, mut users) = (0u64, 0u64);
-        loop {
-            let (next, page) = scan_users(&mut conn, &self.namespace, "ops", cursor)
-                .await
-                .map_err(|e| e.to_string())?;
-            for (name, user) in page {
-                let mut done = false;
-                for _ in 0..10 {
-                    if self.compact(&mut conn, user, true).await? {
-                        done = true;
-                        break;
+        let mut users = 0u64;
+        // Every node that holds keys: each master of a cluster has its own users.
+        for (node, client) in self.link.masters().await? {
+            let mut conn =
+                tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+                    .await
+                    .map_err(|_| format!("{node}: connecting timed out"))?
+                    .map_err(|e| format!("{node}: {e}"))?;
+            let mut cursor = 0u64;
+            loop {
+                let (next, page) = scan_users(&mut conn, &self.namespace, "ops", cursor)
+                    .await
+                    .map_err(|e| format!("{node}: {e}"))?;
+                for (name, user) in page {
+                    let mut done = false;
+                    for _ in 0..10 {
+                        if self.compact(user, true).await? {
+                            done = true;
+                            break;
+                        }
                     }
+                    if !done {
+                        return Err(format!("{name} kept changing"));
+                    }
+                    users += 1;
                 }
-                if !done {
-                    return Err(format!("{name} kept changing"));
+                if next == 0 {
+                    break;
                 }
-                users += 1;
+                cursor = next;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
+        let mut conn = self.conn.clone();
         redis::cmd("SET")
             .arg(format!("{}:format", self.namespace))
             .arg(DATA_FORMAT)
@@ -1232,31 +1345,6 @@ impl Redis {
             .map_err(|e| e.to_string())?;
         Ok(users)
     }
-}
-
-/// The client for `url`: over TLS for `rediss://`, trusting `tls.ca_cert` (or the system's
-/// roots) and presenting the client certificate if one is configured.
-fn client(url: &str, tls: &RedisTls) -> Result<redis::Client, String> {
-    if !url.starts_with("rediss://") {
-        return redis::Client::open(url).map_err(|e| e.to_string());
-    }
-    let read = |path: &Option<std::path::PathBuf>| {
-        path.as_ref()
-            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
-            .transpose()
-    };
-    let client_tls = match (read(&tls.client_cert)?, read(&tls.client_key)?) {
-        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-            client_cert,
-            client_key,
-        }),
-        _ => None,
-    };
-    let certificates = redis::TlsCertificates {
-        client_tls,
-        root_cert: read(&tls.ca_cert)?,
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
 }
 
 /// Re-wraps every data key of the namespace under `new`, touching no user data, and makes
@@ -1271,11 +1359,10 @@ pub(super) async fn rotate_master(
     let addr = redact(url);
     let old = load_master(config)?;
     let new: Arc<dyn KeyWrap> = Arc::new(MasterKey::load(new).map_err(StateError::Key)?);
-    let client = client(url, &config.redis_tls).map_err(|e| unavailable("bad URL", &addr, e))?;
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+    let link = Link::connect(url, &config.redis_tls)
         .await
-        .map_err(|_| unavailable("connect", &addr, "timed out"))?
-        .map_err(|e| unavailable("connect", &addr, e))?;
+        .map_err(|e| StateError::Unavailable(format!("redis at {addr}: {e}")))?;
+    let mut conn = link.conn();
     let fail = |e: redis::RedisError| unavailable("rotate the master key", &addr, e);
     let check_key = format!("{namespace}:master-check");
     let check: Option<Vec<u8>> = redis::cmd("GET")
@@ -1291,42 +1378,58 @@ pub(super) async fn rotate_master(
             "neither master key opens the data keys in redis namespace {namespace}"
         )));
     }
-    let (mut cursor, mut rewrapped) = (0u64, 0usize);
-    loop {
-        let (next, page) = scan_users(&mut conn, namespace, "key", cursor)
-            .await
-            .map_err(fail)?;
-        for (name, user) in page {
-            let value: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(&name)
-                .query_async(&mut conn)
+    let mut rewrapped = 0usize;
+    // Every node that holds keys: each master of a cluster has its own users. The keys are
+    // read and written through the shared connection, which follows them if they move.
+    let masters = link
+        .masters()
+        .await
+        .map_err(|e| unavailable("list the cluster's masters", &addr, e))?;
+    for (node, client) in masters {
+        let mut scan =
+            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| unavailable("connect", &node, "timed out"))?
+                .map_err(|e| unavailable("connect", &node, e))?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, page) = scan_users(&mut scan, namespace, "key", cursor)
                 .await
                 .map_err(fail)?;
-            let Some(value) = value.filter(|v| v.len() == KEY_VALUE_LEN) else {
-                continue;
-            };
-            let id = KeyId(u64::from_le_bytes(value[..8].try_into().expect("8 bytes")));
-            let aad = wrap_aad(user, id);
-            if new.unwrap(&value[8..], &aad).is_ok() {
-                continue;
+            for (name, user) in page {
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&name)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(fail)?;
+                let Some(value) = value.filter(|v| v.len() == KEY_VALUE_LEN) else {
+                    continue;
+                };
+                let id = KeyId(u64::from_le_bytes(value[..8].try_into().expect("8 bytes")));
+                let aad = wrap_aad(user, id);
+                if new.unwrap(&value[8..], &aad).is_ok() {
+                    continue;
+                }
+                let key = old.unwrap(&value[8..], &aad).map_err(|_| {
+                    StateError::Corrupt(format!(
+                        "{name}: not a data key the old master key unwraps"
+                    ))
+                })?;
+                let mut rewritten = value[..8].to_vec();
+                rewritten.extend_from_slice(&new.wrap(&key, &aad));
+                redis::cmd("SET")
+                    .arg(&name)
+                    .arg(rewritten)
+                    .exec_async(&mut conn)
+                    .await
+                    .map_err(fail)?;
+                rewrapped += 1;
             }
-            let key = old.unwrap(&value[8..], &aad).map_err(|_| {
-                StateError::Corrupt(format!("{name}: not a data key the old master key unwraps"))
-            })?;
-            let mut rewritten = value[..8].to_vec();
-            rewritten.extend_from_slice(&new.wrap(&key, &aad));
-            redis::cmd("SET")
-                .arg(&name)
-                .arg(rewritten)
-                .exec_async(&mut conn)
-                .await
-                .map_err(fail)?;
-            rewrapped += 1;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
     redis::cmd("SET")
         .arg(&check_key)
@@ -1340,7 +1443,7 @@ pub(super) async fn rotate_master(
 /// One page of a SCAN over the users' `<ns>:{<user key>}:<kind>` keys: the next cursor (0 at
 /// the end) and each key's name with its user.
 async fn scan_users(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     namespace: &str,
     kind: &str,
     cursor: u64,
@@ -1397,7 +1500,7 @@ fn load_master(config: &StateConfig) -> Result<Arc<dyn KeyWrap>, StateError> {
 /// Agrees on the master key with the namespace: the first replica stores a value sealed
 /// under its key; the others must open it.
 async fn check_master(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     namespace: &str,
     master: &dyn KeyWrap,
     addr: &str,
@@ -1490,20 +1593,6 @@ impl Backend for Redis {
             task.abort();
         }
     }
-}
-
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> redis::RedisResult<redis::aio::PubSub> {
-    let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "timed out"));
-    let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-        .await
-        .map_err(|_| timed_out())??;
-    tokio::time::timeout(CONNECT_TIMEOUT, pubsub.subscribe(channel))
-        .await
-        .map_err(|_| timed_out())??;
-    Ok(pubsub)
 }
 
 /// Registers a read of one user; tells whether a removal (or a drop of the whole cache)
