@@ -69,6 +69,26 @@ pub fn test_redis(test: &str) -> Option<String> {
     }
 }
 
+/// The Redis Cluster the tests may use (`TACTFUL_TEST_REDIS_CLUSTER`, a `redis-cluster://`
+/// URL set by scripts/test.sh from scripts/redis-cluster.sh). Without it, in CI (`CI` set) the
+/// test fails; elsewhere it says so and the caller skips.
+pub fn test_redis_cluster(test: &str) -> Option<String> {
+    match std::env::var("TACTFUL_TEST_REDIS_CLUSTER") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{test}: TACTFUL_TEST_REDIS_CLUSTER is not set, and CI must run the Redis Cluster \
+             tests (scripts/test.sh starts one with scripts/redis-cluster.sh and sets it)"
+        ),
+        _ => {
+            eprintln!(
+                "{test}: skipped: TACTFUL_TEST_REDIS_CLUSTER is not set (run \
+                 scripts/redis-cluster.sh, or scripts/test.sh which does)"
+            );
+            None
+        }
+    }
+}
+
 /// A namespace nobody else uses: tests share one Redis and run in parallel.
 /// The master key the tests' shared stores use: every replica of a test must have the same.
 pub const TEST_MASTER_KEY: &str =

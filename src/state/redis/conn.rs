@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use super::super::settings::{RedisTarget, RedisTls, redact};
@@ -115,7 +116,20 @@ impl Link {
                     .await
                     .map_err(|_| "connect to the cluster: timed out".to_owned())?
                     .map_err(|e| format!("connect to the cluster: {e}"))?;
-                Conn::Cluster(conn)
+                let mut conn = Conn::Cluster(conn);
+                // Scripts carry flags on a cluster (see `script`): Redis 7.0 or later.
+                let flagged: RedisResult<i64> = redis::cmd("EVAL")
+                    .arg("#!lua flags=no-writes\nreturn 1")
+                    .arg(0)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = flagged {
+                    return Err(format!(
+                        "the cluster does not run scripts with flags ({e}): a Redis Cluster \
+                         needs Redis 7.0 or later"
+                    ));
+                }
+                conn
             }
         };
         Ok(Self {
@@ -133,6 +147,92 @@ impl Link {
 
     pub(super) fn is_cluster(&self) -> bool {
         matches!(self.target, RedisTarget::Cluster { .. })
+    }
+
+    /// A Lua script as this Redis must be sent it. On a cluster, with a `#!lua` line that
+    /// declares it a script that writes: the cluster client opens every connection READONLY
+    /// (for reads from replicas), and a replica serves a script without that line as if it
+    /// were a read, failing at its first write where it should answer MOVED; after a
+    /// failover, the old master's connection would keep failing instead of being sent to
+    /// the new one. (One server keeps the plain form, which Redis before 7.0 also takes.)
+    pub(super) fn script(&self, body: &str) -> String {
+        if self.is_cluster() {
+            format!("#!lua\n{body}")
+        } else {
+            body.to_owned()
+        }
+    }
+
+    /// Publishes each message on `channel`. On a cluster, through any node that takes them
+    /// (PUBLISH reaches every node from any of them; the channel's own slot and its master do
+    /// not matter): up to three nodes are tried, so that one that is down does not hold the
+    /// announcements back.
+    pub(super) async fn publish(
+        &self,
+        channel: &str,
+        messages: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for message in messages {
+            pipe.cmd("PUBLISH").arg(channel).arg(*message).ignore();
+        }
+        let mut cluster = match self.conn.clone() {
+            Conn::Cluster(cluster) => cluster,
+            mut single => {
+                return match tokio::time::timeout(timeout, pipe.exec_async(&mut single)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("announcing changes timed out".to_owned()),
+                };
+            }
+        };
+        let mut last = String::new();
+        for _ in 0..3 {
+            let sent = cluster.route_pipeline(
+                pipe.clone(),
+                0,
+                messages.len(),
+                SingleNodeRoutingInfo::Random,
+            );
+            match tokio::time::timeout(timeout, sent).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "announcing changes timed out".to_owned(),
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether Redis answers: the server, or any node of the cluster (one node down is
+    /// for its users' writes to find out; the others' go on). Tries a few nodes, so that one
+    /// that is down does not make the whole cluster look down.
+    pub(super) async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        let mut cluster = match self.conn.clone() {
+            Conn::Cluster(cluster) => cluster,
+            mut single => {
+                let ping = redis::cmd("PING");
+                let pong = ping.query_async::<Value>(&mut single);
+                return match tokio::time::timeout(timeout, pong).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("a ping timed out".to_owned()),
+                };
+            }
+        };
+        let mut last = String::new();
+        for _ in 0..3 {
+            let pong = cluster.route_command(
+                redis::cmd("PING"),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            );
+            match tokio::time::timeout(timeout, pong).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "a ping timed out".to_owned(),
+            }
+        }
+        Err(last)
     }
 
     /// A client of each node that holds keys: the server, or every master of the cluster (as

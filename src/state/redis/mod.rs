@@ -205,6 +205,26 @@ impl Write {
     }
 }
 
+/// Why a part of a write batch failed.
+struct Failed {
+    why: String,
+    /// Redis did not answer (or answered an error): changes are refused for everyone until
+    /// the watchman hears from it. False when only the replicas were missing.
+    down: bool,
+}
+
+impl Failed {
+    fn down(why: impl std::fmt::Display) -> Self {
+        Self {
+            why: why.to_string(),
+            down: true,
+        }
+    }
+}
+
+/// What a write pipeline came to: the length of each list after its write, or why not.
+type Sent = Result<Vec<i64>, Failed>;
+
 /// Tickets are handed out and queued under one lock, so the queue is in ticket order and the
 /// writer's watermark means "every ticket up to here is settled".
 struct Queue {
@@ -245,6 +265,9 @@ pub(super) struct Redis {
     link: Link,
     /// Replicas that must hold a write before it is acknowledged (`WAIT`; 0: none).
     wait_replicas: u32,
+    /// [`APPEND_SCRIPT`] and [`COMPACT_SCRIPT`] as this Redis takes them ([`Link::script`]).
+    append_script: String,
+    compact_script: String,
     namespace: String,
     channel: String,
     /// Tells this replica's announcements from the others'.
@@ -471,6 +494,8 @@ impl Redis {
             namespace: namespace.to_owned(),
             channel,
             instance,
+            append_script: link.script(APPEND_SCRIPT),
+            compact_script: link.script(COMPACT_SCRIPT),
             link,
             wait_replicas,
             conn,
@@ -817,7 +842,14 @@ impl Redis {
     async fn wait_durable(&self, first: u64, last: u64) -> Result<(), StateError> {
         self.wait_settled(last).await?;
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match failures.iter().find(|f| f.first <= last && first <= f.last) {
+        // The ranges are in ticket order and apart: the last one starting at or before `last`
+        // is the only one that can reach into `first..=last`.
+        let before = failures.partition_point(|f| f.first <= last);
+        match before
+            .checked_sub(1)
+            .map(|i| &failures[i])
+            .filter(|f| first <= f.last)
+        {
             Some(f) => Err(StateError::Unavailable(format!(
                 "redis at {}: {}",
                 self.addr, f.why
@@ -866,40 +898,65 @@ impl Redis {
                     Err(_) => break,
                 }
             }
-            let (lo, hi) = (batch[0].ticket(), batch[batch.len() - 1].ticket());
+            let hi = batch[batch.len() - 1].ticket();
             let mut users: Vec<UserKey> = batch.iter().map(Write::key).collect();
             users.sort_unstable();
             users.dedup();
-            let result = if self.is_up() {
-                self.send(&batch, &users).await
+            let outcomes = if self.is_up() {
+                self.send_all(&mut batch).await
             } else {
-                Err("redis does not answer".to_owned())
+                vec![(
+                    std::mem::take(&mut batch),
+                    Err(Failed::down("redis does not answer")),
+                )]
             };
-            match result {
-                Ok(lengths) => {
-                    self.mark_up();
-                    for (w, len) in batch.iter().zip(lengths) {
-                        if matches!(w, Write::Append { .. }) && len > COMPACT_AT as i64 {
-                            let _ = self.compact.try_send(w.key());
+            let all_down = outcomes
+                .iter()
+                .all(|(_, r)| matches!(r, Err(Failed { down: true, .. })));
+            let mut failed: Vec<(u64, String)> = Vec::new();
+            let mut unsure: Vec<UserKey> = Vec::new();
+            for (part, outcome) in &outcomes {
+                match outcome {
+                    Ok(lengths) => {
+                        for (w, len) in part.iter().zip(lengths) {
+                            if matches!(w, Write::Append { .. }) && *len > COMPACT_AT as i64 {
+                                let _ = self.compact.try_send(w.key());
+                            }
                         }
                     }
-                }
-                Err(why) => {
-                    self.mark_down(&why);
-                    tracing::warn!(tickets = hi - lo + 1, error = %why, "writes to redis failed");
-                    self.record_failure(lo, hi, why);
-                    // What these users have in memory may not be what Redis has: read again.
-                    if let Some(map) = map.upgrade() {
-                        for &key in &users {
-                            self.drop_user(&map, key);
-                        }
+                    Err(f) => {
+                        failed.extend(part.iter().map(|w| (w.ticket(), f.why.clone())));
+                        unsure.extend(part.iter().map(Write::key));
                     }
-                    self.unannounced
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(users.iter().copied());
                 }
             }
+            if all_down {
+                if let Some((_, Err(f))) = outcomes.first() {
+                    self.mark_down(&f.why);
+                }
+            } else {
+                self.mark_up();
+            }
+            if !failed.is_empty() {
+                failed.sort_unstable_by_key(|(t, _)| *t);
+                tracing::warn!(tickets = failed.len(), error = %failed[0].1, "writes to redis failed");
+                for (ticket, why) in failed {
+                    self.record_failure(ticket, ticket, why);
+                }
+                unsure.sort_unstable();
+                unsure.dedup();
+                // What these users have in memory may not be what Redis has: read again.
+                if let Some(map) = map.upgrade() {
+                    for &key in &unsure {
+                        self.drop_user(&map, key);
+                    }
+                }
+                self.unannounced
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(unsure);
+            }
+            batch = outcomes.into_iter().flat_map(|(part, _)| part).collect();
             for key in &users {
                 self.pending.remove_if(key, |_, t| *t <= hi);
             }
@@ -907,12 +964,45 @@ impl Redis {
         }
     }
 
+    /// Sends a batch: as one pipeline to one server; to a cluster, one pipeline per user (a
+    /// pipeline must stay within one slot), all at once, so that a master being failed over
+    /// fails only its own users' writes. Answers each part with its outcome.
+    async fn send_all(self: &Arc<Self>, batch: &mut Vec<Write>) -> Vec<(Vec<Write>, Sent)> {
+        let batch = std::mem::take(batch);
+        if !self.link.is_cluster() {
+            let mut users: Vec<UserKey> = batch.iter().map(Write::key).collect();
+            users.sort_unstable();
+            users.dedup();
+            let sent = self.send(&batch, &users).await;
+            return vec![(batch, sent)];
+        }
+        let mut parts: HashMap<UserKey, Vec<Write>> = HashMap::new();
+        for w in batch {
+            parts.entry(w.key()).or_default().push(w);
+        }
+        let mut sending = JoinSet::new();
+        for (user, part) in parts {
+            let redis = self.clone();
+            sending.spawn(async move {
+                let sent = redis.send(&part, &[user]).await;
+                (part, sent)
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(done) = sending.join_next().await {
+            // `send` does not panic; a part lost to a panic would leave tickets unsettled.
+            outcomes.push(done.expect("a write task panicked"));
+        }
+        outcomes
+    }
+
     /// One pipeline: the writes in order, each op sealed under its user's data key (made
-    /// first if the user has none), then one announcement per user. Returns the length of
+    /// first if the user has none), then WAIT for `state.redis_wait_replicas` replicas, then
+    /// one announcement per user. Returns the length of
     /// each list after its write. A write whose key changed under it (the user was erased
     /// meanwhile, or another replica made their key first) is sealed anew under the key Redis
     /// now holds, and sent again after the others.
-    async fn send(&self, batch: &[Write], users: &[UserKey]) -> Result<Vec<i64>, String> {
+    async fn send(&self, batch: &[Write], users: &[UserKey]) -> Sent {
         let mut lengths = vec![0i64; batch.len()];
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         for _ in 0..RESEAL_ATTEMPTS {
@@ -925,87 +1015,77 @@ impl Redis {
                 .collect();
             missing.sort_unstable();
             missing.dedup();
-            self.resolve_keys(&missing).await?;
-            // The writes as they can go out: all in one pipeline to one server, one pipeline
-            // per user (one slot) to a cluster, each followed by WAIT when replicas must
-            // hold them before the acknowledgement.
-            let groups: Vec<Vec<usize>> = if self.link.is_cluster() {
-                let mut by_user: HashMap<UserKey, Vec<usize>> = HashMap::new();
-                for &i in &todo {
-                    by_user.entry(batch[i].key()).or_default().push(i);
-                }
-                by_user.into_values().collect()
-            } else {
-                vec![todo.clone()]
-            };
-            let mut pipes = Vec::with_capacity(groups.len());
-            for group in &groups {
-                let mut pipe = redis::pipe();
-                for &i in group {
-                    self.add_write(&mut pipe, &batch[i])?;
-                }
-                if self.wait_replicas > 0 {
-                    pipe.cmd("WAIT")
-                        .arg(self.wait_replicas)
-                        .arg(WAIT_TIMEOUT_MS);
-                }
-                pipes.push(pipe);
+            self.resolve_keys(&missing).await.map_err(Failed::down)?;
+            let mut pipe = redis::pipe();
+            for &i in &todo {
+                self.add_write(&mut pipe, &batch[i]).map_err(Failed::down)?;
             }
-            // The announcements leave after the writes: in the same pipeline to one server,
-            // on their own once every write is done on a cluster (PUBLISH reaches every node
-            // from whichever takes it).
-            let mut announce = redis::pipe();
-            for &key in users {
-                announce
-                    .cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(&self.announcement(key)[..])
-                    .ignore();
+            if self.wait_replicas > 0 {
+                pipe.cmd("WAIT")
+                    .arg(self.wait_replicas)
+                    .arg(WAIT_TIMEOUT_MS);
             }
-            let answers = if self.link.is_cluster() {
-                let answers = self.run_pipelines::<Vec<i64>>(pipes).await?;
-                let mut conn = self.conn.clone();
-                match tokio::time::timeout(WRITE_TIMEOUT, announce.exec_async(&mut conn)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(format!("announcing a write: {e}")),
-                    Err(_) => return Err("announcing a write timed out".to_owned()),
+            let announcements: Vec<[u8; 24]> =
+                users.iter().map(|&key| self.announcement(key)).collect();
+            // On one server the announcements go in the same pipeline, after the writes. On a
+            // cluster they cannot (the client routes PUBLISH by its channel, another slot):
+            // they follow once the writes are in.
+            let cluster = self.link.is_cluster();
+            if !cluster {
+                for announcement in &announcements {
+                    pipe.cmd("PUBLISH")
+                        .arg(&self.channel)
+                        .arg(&announcement[..])
+                        .ignore();
                 }
-                answers
-            } else {
-                let mut pipe = pipes.pop().expect("one group");
-                for cmd in announce.cmd_iter() {
-                    pipe.add_command(cmd.clone()).ignore();
-                }
-                self.run_pipelines::<Vec<i64>>(vec![pipe]).await?
-            };
-            let mut again = Vec::new();
-            for (group, mut answers) in groups.iter().zip(answers) {
-                if self.wait_replicas > 0 {
-                    let held = answers.pop().unwrap_or(0);
-                    if held < i64::from(self.wait_replicas) {
-                        return Err(format!(
-                            "only {held} of the {} redis replicas state.redis_wait_replicas \
-                             asks for acknowledged a write within {WAIT_TIMEOUT_MS} ms",
+            }
+            let mut conn = self.conn.clone();
+            let mut answers =
+                match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn))
+                    .await
+                {
+                    Ok(Ok(answers)) => answers,
+                    Ok(Err(e)) => return Err(Failed::down(e)),
+                    Err(_) => return Err(Failed::down("a write timed out")),
+                };
+            if self.wait_replicas > 0 {
+                let held = answers.pop().unwrap_or(0);
+                if held < i64::from(self.wait_replicas) {
+                    // Redis answers; its replicas do not: not a reason to refuse every user.
+                    return Err(Failed {
+                        why: format!(
+                            "only {held} of the {} replicas state.redis_wait_replicas asks \
+                             for acknowledged a write within {WAIT_TIMEOUT_MS} ms",
                             self.wait_replicas
-                        ));
-                    }
-                }
-                for (&i, answer) in group.iter().zip(answers) {
-                    if answer < 0 {
-                        self.keys.remove(&batch[i].key());
-                        again.push(i);
-                    } else {
-                        lengths[i] = answer;
-                    }
+                        ),
+                        down: false,
+                    });
                 }
             }
-            again.sort_unstable();
+            if cluster {
+                let messages: Vec<&[u8]> = announcements.iter().map(|a| &a[..]).collect();
+                self.link
+                    .publish(&self.channel, &messages, WRITE_TIMEOUT)
+                    .await
+                    .map_err(|e| Failed::down(format!("announcing a write: {e}")))?;
+            }
+            let mut again = Vec::new();
+            for (&i, answer) in todo.iter().zip(answers) {
+                if answer < 0 {
+                    self.keys.remove(&batch[i].key());
+                    again.push(i);
+                } else {
+                    lengths[i] = answer;
+                }
+            }
             if again.is_empty() {
                 return Ok(lengths);
             }
             todo = again;
         }
-        Err("a user's data key kept changing while their words were written".to_owned())
+        Err(Failed::down(
+            "a user's data key kept changing while their words were written",
+        ))
     }
 
     /// Adds one write to a pipeline: the append (sealed under the user's key, only while it
@@ -1019,7 +1099,7 @@ impl Redis {
                     .map(|k| k.clone())
                     .ok_or("a data key went missing")?;
                 pipe.cmd("EVAL")
-                    .arg(APPEND_SCRIPT)
+                    .arg(&self.append_script)
                     .arg(2)
                     .arg(self.list_key(*key))
                     .arg(self.key_key(*key))
@@ -1140,7 +1220,6 @@ impl Redis {
     /// Pings Redis: notices when it goes away and when it is back, and then announces the
     /// users whose writes failed.
     async fn watch_loop(self: Arc<Self>) {
-        let mut conn = self.conn.clone();
         loop {
             let wait = if self.is_up() {
                 PING_WHILE_UP
@@ -1148,19 +1227,10 @@ impl Redis {
                 PING_WHILE_DOWN
             };
             tokio::time::sleep(wait).await;
-            let pong = tokio::time::timeout(
-                PING_TIMEOUT,
-                redis::cmd("PING").query_async::<redis::Value>(&mut conn),
-            )
-            .await;
-            match pong {
-                Ok(Ok(_)) => self.mark_up(),
-                Ok(Err(e)) => {
+            match self.link.ping(PING_TIMEOUT).await {
+                Ok(()) => self.mark_up(),
+                Err(e) => {
                     self.mark_down(&e);
-                    continue;
-                }
-                Err(_) => {
-                    self.mark_down(&"a ping timed out");
                     continue;
                 }
             }
@@ -1173,15 +1243,14 @@ impl Redis {
             if users.is_empty() {
                 continue;
             }
-            let mut pipe = redis::pipe();
-            for &key in &users {
-                pipe.cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(&self.announcement(key)[..])
-                    .ignore();
-            }
-            let sent = tokio::time::timeout(WRITE_TIMEOUT, pipe.exec_async(&mut conn)).await;
-            if !matches!(sent, Ok(Ok(()))) {
+            let announcements: Vec<[u8; 24]> =
+                users.iter().map(|&key| self.announcement(key)).collect();
+            let messages: Vec<&[u8]> = announcements.iter().map(|a| &a[..]).collect();
+            let sent = self
+                .link
+                .publish(&self.channel, &messages, WRITE_TIMEOUT)
+                .await;
+            if sent.is_err() {
                 self.unannounced
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -1254,7 +1323,7 @@ impl Redis {
             elements.push(seal(key, &sealing, &words));
         }
         let done: i64 = redis::cmd("EVAL")
-            .arg(COMPACT_SCRIPT)
+            .arg(&self.compact_script)
             .arg(2)
             .arg(&list)
             .arg(&key_key)
