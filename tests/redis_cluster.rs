@@ -314,6 +314,31 @@ async fn the_shared_backend_works_on_a_cluster_across_every_master() {
             .unwrap();
         assert!(!exists, "{kind} of a forgotten user");
     }
+    // What waiting for a replica costs an acknowledgement (reported, not asserted: the
+    // machine may be busy).
+    let mut costs = Vec::new();
+    for wait in [0, 1] {
+        let mut config = with_test_master_key(Config::default().state_config());
+        config.redis_wait_replicas = Some(wait);
+        let server =
+            TestServer::with_store(Config::default(), open_with(&url, &namespace, config).await)
+                .await;
+        let start = Instant::now();
+        for i in 0..100 {
+            record(
+                &server,
+                vec![block_brand(&format!("cost-{wait}-{}", i % 10), i)],
+            )
+            .await
+            .unwrap();
+        }
+        costs.push(start.elapsed() / 100);
+        server.stop().await;
+    }
+    eprintln!(
+        "one Record of one word: {:?} with redis_wait_replicas = 0, {:?} with 1",
+        costs[0], costs[1]
+    );
     a.stop().await;
     b.stop().await;
     drop(c);
@@ -329,8 +354,9 @@ async fn the_shared_backend_works_on_a_cluster_across_every_master() {
     )
     .await
     .unwrap();
-    // Everyone but the forgotten user: the 29 others, the shared user and the heavy one.
-    assert_eq!(rewrapped, users.len() - 1 + 2);
+    // Everyone but the forgotten user: the 29 others, the shared user, the heavy one and the
+    // 20 of the cost measurement.
+    assert_eq!(rewrapped, users.len() - 1 + 2 + 20);
     let mut rotated = Config::default().state_config();
     rotated.keys.master = Some(MasterKeySource::Inline(new_key));
     let d = open_with(&url, &namespace, rotated).await;
@@ -685,6 +711,47 @@ async fn acknowledged_words_survive_a_failover_of_their_users_slot() {
         "{} acknowledged words, all honoured after two failovers",
         words.acked.len()
     );
+
+    // 3. Without waiting for replicas (state.redis_wait_replicas = 0), another master dies:
+    // its users' writes resume as soon as the cluster has promoted its replica. (What such a
+    // write risks is the replication lag before the kill; reported, not checked.)
+    let mut config = with_test_master_key(Config::default().state_config());
+    config.redis_wait_replicas = Some(0);
+    let b =
+        TestServer::with_store(Config::default(), open_with(&url, &namespace, config).await).await;
+    let mut masters: Vec<String> = slot_map(&url).await.into_iter().map(|r| r.2).collect();
+    masters.sort();
+    masters.dedup();
+    let other = masters
+        .into_iter()
+        .find(|m| *m != promoted)
+        .expect("another master");
+    let mut theirs = Vec::new();
+    for user in &everyone {
+        if serving(&url, &list(user)).await.0 == other {
+            theirs.push(user.clone());
+        }
+    }
+    let mut unwaited = Words {
+        acked: Vec::new(),
+        next: 1_000,
+    };
+    unwaited.attempt(&b, &theirs).await.unwrap();
+    cluster.kill(&other);
+    let since = Instant::now();
+    // The first attempts may still be answered by nobody: wait for the node to be missed.
+    let (resumed, refused) = loop {
+        let (at, refused) = unwaited.until_accepted(&b, &theirs, since).await;
+        if serving(&url, &list(&theirs[0])).await.0 != other {
+            break (at, refused);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "master {other} killed, redis_wait_replicas = 0: its users' writes accepted again \
+         after {resumed:?} ({refused} refused)"
+    );
+    b.stop().await;
     a.stop().await;
 }
 
