@@ -15,9 +15,16 @@
 //!    the replica) and the SIGKILL of a master (its replica promoted by the cluster) is honoured
 //!    by a fresh instance; writes resume after each (the backend follows the promoted master),
 //!    and the test reports how long they were refused.
+//!    The promoted master has no replica left: with `state.redis_wait_replicas = 1` (the
+//!    default on a cluster) its users' words are refused (UNAVAILABLE, naming the setting),
+//!    never acknowledged unreplicated, until the dead node is back as a replica; with 0, they
+//!    are accepted again once the cluster has promoted the replica.
 //! 3. The binary: `config check` accepts a `redis-cluster://` backend and refuses a malformed
 //!    one or a bad `state.redis_wait_replicas`, naming the setting (exit 64); `serve` on the
 //!    cluster acknowledges a word that a second server then shows.
+//! 4. Over TLS (`rediss-cluster://`, a cluster of the test's own speaking TLS only, between
+//!    its nodes too, client certificates required): words written on every master read back
+//!    on a second instance; without the client certificate, or in clear text, no connection.
 
 mod common;
 
@@ -382,6 +389,41 @@ async fn the_shared_backend_works_on_a_cluster_across_every_master() {
 struct OwnCluster {
     dir: tempfile::TempDir,
     nodes: Vec<(u16, Option<Child>)>,
+    /// TLS only, between nodes too, with client certificates required.
+    tls: Option<ClusterTls>,
+}
+
+/// The files of a cluster over TLS: a CA made for the run, the nodes' certificate, and a
+/// client certificate (for tactful, redis-cli and the nodes among themselves).
+struct ClusterTls {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+impl ClusterTls {
+    fn new(dir: &Path) -> Self {
+        let ca = TestCa::new("tactful cluster test CA");
+        let (server_cert, server_key) = ca.sign(&["127.0.0.1", "localhost"], true);
+        let (client_cert, client_key) = ca.sign(&["tactful"], false);
+        Self {
+            ca: write(dir, "ca.pem", &ca.pem),
+            server_cert: write(dir, "node.pem", &server_cert),
+            server_key: write(dir, "node.key", &server_key),
+            client_cert: write(dir, "client.pem", &client_cert),
+            client_key: write(dir, "client.key", &client_key),
+        }
+    }
+
+    fn settings(&self, client: bool) -> tactful::state::RedisTls {
+        tactful::state::RedisTls {
+            ca_cert: Some(self.ca.clone()),
+            client_cert: client.then(|| self.client_cert.clone()),
+            client_key: client.then(|| self.client_key.clone()),
+        }
+    }
 }
 
 /// A port free on loopback whose cluster-bus port (+10000) is free too.
@@ -399,10 +441,15 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 
 impl OwnCluster {
     async fn start() -> Option<Self> {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(tls: bool) -> Option<Self> {
         if !redis_server_installed() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| ClusterTls::new(dir.path()));
         let mut ports = Vec::new();
         for _ in 0..6 {
             ports.push(free_cluster_port(&ports));
@@ -410,12 +457,23 @@ impl OwnCluster {
         let mut cluster = Self {
             dir,
             nodes: ports.iter().map(|&p| (p, None)).collect(),
+            tls,
         };
         for &port in &ports {
             std::fs::create_dir(cluster.dir.path().join(port.to_string())).unwrap();
             cluster.run(port).await;
         }
-        let out = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        if let Some(tls) = &cluster.tls {
+            cli.arg("--tls")
+                .arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        let out = cli
             .arg("--cluster")
             .arg("create")
             .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
@@ -435,8 +493,26 @@ impl OwnCluster {
     /// until it answers.
     async fn run(&mut self, port: u16) {
         let node_dir = self.dir.path().join(port.to_string());
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut server = Command::new("redis-server");
+        match &self.tls {
+            None => server.args(["--port", &port.to_string()]),
+            Some(tls) => server
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                .args(["--tls-auth-clients", "yes"])
+                .arg("--tls-cert-file")
+                .arg(&tls.server_cert)
+                .arg("--tls-key-file")
+                .arg(&tls.server_key)
+                .arg("--tls-client-cert-file")
+                .arg(&tls.client_cert)
+                .arg("--tls-client-key-file")
+                .arg(&tls.client_key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = server
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -456,8 +532,8 @@ impl OwnCluster {
         let slot = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
         slot.1 = Some(child);
         let start = Instant::now();
-        while redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
-            .unwrap()
+        while self
+            .client(port)
             .get_multiplexed_async_connection()
             .await
             .is_err()
@@ -473,7 +549,30 @@ impl OwnCluster {
             .iter()
             .map(|(p, _)| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis-cluster://{}", seeds.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}-cluster://{}", seeds.join(","))
+    }
+
+    /// A client of the node on `port`, over TLS if the cluster speaks it.
+    fn client(&self, port: u16) -> redis::Client {
+        match &self.tls {
+            None => redis::Client::open(format!("redis://127.0.0.1:{port}/0")).unwrap(),
+            Some(tls) => redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{port}/0"),
+                redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert: std::fs::read(&tls.client_cert).unwrap(),
+                        client_key: std::fs::read(&tls.client_key).unwrap(),
+                    }),
+                    root_cert: Some(std::fs::read(&tls.ca).unwrap()),
+                },
+            )
+            .unwrap(),
+        }
     }
 
     /// Until every live node sees every slot served and every live replica is in sync.
@@ -490,7 +589,11 @@ impl OwnCluster {
                 if child.is_none() {
                     continue;
                 }
-                let mut conn = node(&format!("127.0.0.1:{port}")).await;
+                let mut conn = self
+                    .client(*port)
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
                 let info: String = redis::cmd("CLUSTER")
                     .arg("INFO")
                     .query_async(&mut conn)
@@ -862,4 +965,58 @@ async fn the_binary_checks_and_serves_a_cluster_backend() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_backend_speaks_tls_to_a_cluster() {
+    if test_redis_cluster("cluster over TLS").is_none() {
+        return;
+    }
+    let Some(cluster) = OwnCluster::start_with(true).await else {
+        return;
+    };
+    let url = cluster.url();
+    let tls = cluster.tls.as_ref().expect("a TLS cluster");
+    let namespace = fresh_namespace();
+    let config = |client: bool| {
+        let mut config = with_test_master_key(Config::default().state_config());
+        config.redis_tls = tls.settings(client);
+        config
+    };
+    // Words for users on every master, each acknowledged once a replica holds it (which
+    // the nodes replicate over TLS too); a second instance reads them back.
+    let a = TestServer::with_store(
+        Config::default(),
+        open_with(&url, &namespace, config(true)).await,
+    )
+    .await;
+    let users: Vec<String> = (0..12).map(|i| format!("tls-{i}")).collect();
+    let events = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| block_brand(u, 300 + i as u64))
+        .collect();
+    record(&a, events).await.unwrap();
+    let b = open_with(&url, &namespace, config(true)).await;
+    for (i, u) in users.iter().enumerate() {
+        assert!(blocked(&b, u, 300 + i as u64).await, "{u} over TLS");
+    }
+    // Without the client certificate, or in clear text to the TLS ports: no connection.
+    for (what, url, config) in [
+        ("no client certificate", url.clone(), config(false)),
+        (
+            "clear text",
+            url.replace("rediss-cluster://", "redis-cluster://"),
+            with_test_master_key(Config::default().state_config()),
+        ),
+    ] {
+        let opened = tokio::time::timeout(
+            Duration::from_secs(20),
+            UserStore::open_redis(config, &url, &namespace),
+        )
+        .await
+        .expect("gives up within its timeouts");
+        assert!(opened.is_err(), "{what}: connected");
+    }
+    a.stop().await;
 }
