@@ -1,13 +1,14 @@
 //! The shared backend: users' explicit words written through to Redis, so that every replica
 //! of tactful honours them; the in-process map stays the hot cache that rankings read.
 //!
-//! Keys (Redis Cluster-ready: everything about one user shares the hash tag `{<user key>}`):
+//! Keys (everything about one user shares the hash tag `{<user key>}`, so on a Redis Cluster
+//! it is in one slot, on one master; the other keys are single keys, read one at a time):
 //! - `<ns>:{<user key hex>}:ops` — a LIST of the user's [`Op`]s, oldest first, each sealed under
 //!   the user's data key (`[0xE5][key id u64][nonce ‖ ciphertext ‖ tag]`, bound to the user and
 //!   the key id): the user's explicit ops only (blocks, "not interested", "fewer like this",
 //!   purchases, consent). Elements written by data format 2 are postcard in clear; they are
-//!   still read, and rewritten sealed by the migration ([`Redis::migrate`]) at the first start
-//!   of this format.
+//!   still read, and rewritten sealed by the migration ([`namespace`]) at the first start of
+//!   this format.
 //! - `<ns>:{<user key hex>}:key` — the user's data key: `[key id u64][the key wrapped by the
 //!   master key]`. Made by whichever replica writes first for the user (`SET NX`, then every
 //!   replica uses what Redis holds); an append lands only while the key it was sealed under is
@@ -25,25 +26,29 @@
 //!   holds a user id in clear.
 //! - channel `<ns>:changed` — every write announces `<instance id><user key>`; each replica
 //!   drops that user from its cache when another replica changed them (the next access reads
-//!   Redis again).
+//!   Redis again). On a cluster, PUBLISH reaches every node whichever node takes it, and each
+//!   replica subscribes on one node.
 //!
 //! Writes: [`Backend::append`] runs under the user's map lock, so it only queues the op (with a
 //! ticket). One writer task sends everything queued in one pipeline (RPUSH per op, then one
 //! PUBLISH per user) and then publishes the highest ticket it settled; [`Backend::durable`]
 //! waits for it. On a Redis Cluster the same batch goes out as one pipeline per user (a
-//! pipeline must stay within one slot), all at once, and the PUBLISHes follow once every one
-//! has answered. With `state.redis_wait_replicas` (default 1 on a cluster, 0 on one Redis),
-//! each pipeline ends with `WAIT n 1000`: a write is acknowledged only once that many
-//! replicas hold it, so that a failover (a replica promoted when its master dies) does not
-//! lose it; fewer in time fails the write (UNAVAILABLE, the client retries). A failed write drops its users from the cache (the next access reads Redis' truth)
-//! and fails the tickets it covered: the caller answers UNAVAILABLE and the client retries
-//! (explicit words are idempotent). Users of a write that failed are announced again once Redis
-//! answers, in case the write landed but its announcement did not.
+//! pipeline must stay within one slot), all at once, each followed by its PUBLISH through any
+//! node (the client would route PUBLISH by its channel, another slot); a part fails alone, so a
+//! master being failed over refuses only its own users' words. With
+//! `state.redis_wait_replicas` (default 1 on a cluster, 0 on one Redis), each pipeline ends
+//! with `WAIT n 1000`: a write is acknowledged only once that many replicas hold it, so that a
+//! failover (a replica promoted when its master dies) does not lose it; fewer in time fails
+//! the write without marking Redis down. A failed write drops its users from the cache (the
+//! next access reads Redis' truth) and fails its tickets: the caller answers UNAVAILABLE and
+//! the client retries (explicit words are idempotent). Users of a write that failed are
+//! announced again once Redis answers, in case the write landed but its announcement did not.
 //!
 //! How stale can a replica be? While its subscription holds, a change made elsewhere is gone
 //! from its cache as soon as the announcement arrives, and the announcement leaves Redis before
-//! the acknowledgement of the write does (the PUBLISH follows the RPUSH in one pipeline): in
-//! practice the next Rank anywhere already sees the change (tests/redis.rs allows 1 s). While
+//! the acknowledgement of the write does (the PUBLISH follows the RPUSH in one pipeline, or
+//! right after it on a cluster): in practice the next Rank anywhere already sees the change
+//! (tests/redis.rs and tests/redis_cluster.rs allow 1 s). While
 //! the subscription is lost, cached users may be stale; once it is back, the whole cache is
 //! dropped, so the bound is then the time to reconnect (a few hundred milliseconds after Redis
 //! answers again). Dropping a user also drops this replica's counters for them: counters are
@@ -54,14 +59,16 @@
 //! half-gone. The map is a cache of what Redis holds: any user may be evicted.
 //!
 //! One Redis or a cluster: [`conn`] holds the difference (the connection, the node the
-//! subscription is on, the masters a SCAN visits); everything above it sends single-slot
-//! commands and pipelines, so the same code runs on both. On a cluster, "Redis" below means
-//! every master: the watchman's PING goes to all of them, so while one is down (until its
-//! replica is promoted) changes are refused for every user.
+//! subscription is on and the announcements go through, the masters a SCAN visits, how a
+//! script is sent); everything here sends single-slot commands and pipelines, so the same
+//! code runs on both. [`namespace`] holds the passes over every user (migration, master-key
+//! rotation).
 //!
 //! Redis down: a known-down Redis refuses changes before anything is touched, users not in
 //! memory cannot be read (rankings fail open with reason STATE), users already in memory are
-//! still served from it. A watchman task pings Redis and notices when it is back.
+//! still served from it. A watchman task pings Redis (on a cluster, any node: the cluster is
+//! down when none answers; one master down fails its own users' reads and writes) and notices
+//! when it is back.
 //!
 //! Must not: wait for Redis while holding a user's map lock, acknowledge a change before Redis
 //! has it, put a user id (or anything else in clear about a user) into Redis, or let a read
@@ -73,7 +80,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use redis::aio::ConnectionLike;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::StreamExt;
@@ -91,8 +97,10 @@ use super::vault::{KeyId, wrap_aad};
 use super::{StateConfig, StateError};
 
 mod conn;
+mod namespace;
 
-use conn::{CONNECT_TIMEOUT, Conn, Link};
+use conn::{Conn, Link};
+pub(super) use namespace::rotate_master;
 
 /// The namespace tactful uses unless told otherwise: `tactful:secret`, `tactful:{…}:ops`.
 pub const DEFAULT_NAMESPACE: &str = "tactful";
@@ -625,33 +633,24 @@ impl Redis {
         if users.is_empty() {
             return Ok(());
         }
-        // One pipeline to one server; one per user (one slot each) to a cluster.
-        let groups: Vec<&[UserKey]> = if self.link.is_cluster() {
-            users.chunks(1).collect()
-        } else {
-            vec![users]
-        };
-        let mut pipes = Vec::with_capacity(groups.len());
-        for group in &groups {
-            let mut pipe = redis::pipe();
-            for &user in *group {
-                let fresh = self.new_key(user).map_err(|e| e.to_string())?;
-                pipe.cmd("SET")
-                    .arg(self.key_key(user))
-                    .arg(fresh.value)
-                    .arg("NX")
-                    .ignore();
-                pipe.cmd("GET").arg(self.key_key(user));
-            }
-            pipes.push(pipe);
+        // One pipeline: on a cluster, `send` passes the users of one slot (one user) at a time.
+        let mut pipe = redis::pipe();
+        for &user in users {
+            let fresh = self.new_key(user).map_err(|e| e.to_string())?;
+            pipe.cmd("SET")
+                .arg(self.key_key(user))
+                .arg(fresh.value)
+                .arg("NX")
+                .ignore();
+            pipe.cmd("GET").arg(self.key_key(user));
         }
-        let values: Vec<Option<Vec<u8>>> = self
-            .run_pipelines::<Vec<Option<Vec<u8>>>>(pipes)
-            .await
-            .map_err(|e| format!("making data keys: {e}"))?
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<Vec<u8>>> =
+            match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("making data keys timed out".to_owned()),
+            };
         for (&user, value) in users.iter().zip(values) {
             let value = value.ok_or("a data key vanished as it was made")?;
             self.note_key(user, Some(&value))
@@ -1116,43 +1115,6 @@ impl Redis {
         Ok(())
     }
 
-    /// Sends the pipelines at once (each to the node of its slot on a cluster) and answers
-    /// each one's replies, in order; fails if any fails or all have not answered within the
-    /// write timeout.
-    async fn run_pipelines<T>(&self, pipes: Vec<redis::Pipeline>) -> Result<Vec<T>, String>
-    where
-        T: redis::FromRedisValue + Send + 'static,
-    {
-        if let [pipe] = &pipes[..] {
-            let mut conn = self.conn.clone();
-            return match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<T>(&mut conn)).await
-            {
-                Ok(Ok(answers)) => Ok(vec![answers]),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("a write timed out".to_owned()),
-            };
-        }
-        let count = pipes.len();
-        let mut sent = JoinSet::new();
-        for (n, pipe) in pipes.into_iter().enumerate() {
-            let mut conn = self.conn.clone();
-            sent.spawn(async move { (n, pipe.query_async::<T>(&mut conn).await) });
-        }
-        let mut answers: Vec<Option<T>> = (0..count).map(|_| None).collect();
-        let all = async {
-            while let Some(done) = sent.join_next().await {
-                let (n, answer) = done.map_err(|e| e.to_string())?;
-                answers[n] = Some(answer.map_err(|e| e.to_string())?);
-            }
-            Ok::<(), String>(())
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, all).await {
-            Ok(Ok(())) => Ok(answers.into_iter().map(|a| a.expect("answered")).collect()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("a write timed out".to_owned()),
-        }
-    }
-
     // ---- invalidation ---------------------------------------------------------------------
 
     /// Listens to the other replicas' announcements, and subscribes again when the
@@ -1344,211 +1306,6 @@ impl Redis {
         self.keys.remove(&key);
         Ok(true)
     }
-
-    /// Rewrites every list of the namespace that holds elements of format 2 in clear, sealed
-    /// under its user's key, then marks the namespace with this format. Runs in the
-    /// background at the first start on such a namespace; what it has not reached yet is
-    /// read as it is meanwhile.
-    async fn migrate(self: Arc<Self>) {
-        let mut attempt = 0u32;
-        loop {
-            match self.migrate_once().await {
-                Ok(users) => {
-                    tracing::info!(
-                        namespace = %self.namespace,
-                        users,
-                        from = FORMAT_V2,
-                        to = DATA_FORMAT,
-                        "migrated the redis namespace: every user's words are now sealed"
-                    );
-                    return;
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "migrating the redis namespace failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(30)))).await;
-                }
-            }
-        }
-    }
-
-    async fn migrate_once(&self) -> Result<u64, String> {
-        let mut users = 0u64;
-        // Every node that holds keys: each master of a cluster has its own users.
-        for (node, client) in self.link.masters().await? {
-            let mut conn =
-                tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-                    .await
-                    .map_err(|_| format!("{node}: connecting timed out"))?
-                    .map_err(|e| format!("{node}: {e}"))?;
-            let mut cursor = 0u64;
-            loop {
-                let (next, page) = scan_users(&mut conn, &self.namespace, "ops", cursor)
-                    .await
-                    .map_err(|e| format!("{node}: {e}"))?;
-                for (name, user) in page {
-                    let mut done = false;
-                    for _ in 0..10 {
-                        if self.compact(user, true).await? {
-                            done = true;
-                            break;
-                        }
-                    }
-                    if !done {
-                        return Err(format!("{name} kept changing"));
-                    }
-                    users += 1;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(format!("{}:format", self.namespace))
-            .arg(DATA_FORMAT)
-            .exec_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(users)
-    }
-}
-
-/// Re-wraps every data key of the namespace under `new`, touching no user data, and makes
-/// `new` the namespace's master key. Stop the replicas first (they hold the old key); a run
-/// that was interrupted can be run again (keys already under `new` are left as they are).
-pub(super) async fn rotate_master(
-    url: &str,
-    namespace: &str,
-    config: &StateConfig,
-    new: &super::crypt::MasterKeySource,
-) -> Result<usize, StateError> {
-    let addr = redact(url);
-    let old = load_master(config)?;
-    let new: Arc<dyn KeyWrap> = Arc::new(MasterKey::load(new).map_err(StateError::Key)?);
-    let link = Link::connect(url, &config.redis_tls)
-        .await
-        .map_err(|e| StateError::Unavailable(format!("redis at {addr}: {e}")))?;
-    let mut conn = link.conn();
-    let fail = |e: redis::RedisError| unavailable("rotate the master key", &addr, e);
-    let check_key = format!("{namespace}:master-check");
-    let check: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(&check_key)
-        .query_async(&mut conn)
-        .await
-        .map_err(fail)?;
-    if let Some(check) = &check
-        && !old.matches(check)
-        && !new.matches(check)
-    {
-        return Err(StateError::Key(format!(
-            "neither master key opens the data keys in redis namespace {namespace}"
-        )));
-    }
-    let mut rewrapped = 0usize;
-    // Every node that holds keys: each master of a cluster has its own users. The keys are
-    // read and written through the shared connection, which follows them if they move.
-    let masters = link
-        .masters()
-        .await
-        .map_err(|e| unavailable("list the cluster's masters", &addr, e))?;
-    for (node, client) in masters {
-        let mut scan =
-            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| unavailable("connect", &node, "timed out"))?
-                .map_err(|e| unavailable("connect", &node, e))?;
-        let mut cursor = 0u64;
-        loop {
-            let (next, page) = scan_users(&mut scan, namespace, "key", cursor)
-                .await
-                .map_err(fail)?;
-            for (name, user) in page {
-                let value: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&name)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(fail)?;
-                let Some(value) = value.filter(|v| v.len() == KEY_VALUE_LEN) else {
-                    continue;
-                };
-                let id = KeyId(u64::from_le_bytes(value[..8].try_into().expect("8 bytes")));
-                let aad = wrap_aad(user, id);
-                if new.unwrap(&value[8..], &aad).is_ok() {
-                    continue;
-                }
-                let key = old.unwrap(&value[8..], &aad).map_err(|_| {
-                    StateError::Corrupt(format!(
-                        "{name}: not a data key the old master key unwraps"
-                    ))
-                })?;
-                let mut rewritten = value[..8].to_vec();
-                rewritten.extend_from_slice(&new.wrap(&key, &aad));
-                redis::cmd("SET")
-                    .arg(&name)
-                    .arg(rewritten)
-                    .exec_async(&mut conn)
-                    .await
-                    .map_err(fail)?;
-                rewrapped += 1;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    redis::cmd("SET")
-        .arg(&check_key)
-        .arg(new.check_value())
-        .exec_async(&mut conn)
-        .await
-        .map_err(fail)?;
-    Ok(rewrapped)
-}
-
-/// One page of a SCAN over the users' `<ns>:{<user key>}:<kind>` keys: the next cursor (0 at
-/// the end) and each key's name with its user.
-async fn scan_users(
-    conn: &mut impl ConnectionLike,
-    namespace: &str,
-    kind: &str,
-    cursor: u64,
-) -> redis::RedisResult<(u64, Vec<(String, UserKey)>)> {
-    let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(format!("{namespace}:{{*}}:{kind}"))
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?;
-    let (prefix, suffix) = (format!("{namespace}:{{"), format!("}}:{kind}"));
-    let users = names
-        .into_iter()
-        .filter_map(|name| {
-            let user = name
-                .strip_prefix(&prefix)
-                .and_then(|n| n.strip_suffix(&suffix))
-                .and_then(parse_user_key)?;
-            Some((name, user))
-        })
-        .collect();
-    Ok((next, users))
-}
-
-/// A user key from its hex form ([`UserKey::to_hex`]).
-fn parse_user_key(hex: &str) -> Option<UserKey> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut key = [0u8; 16];
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(UserKey(key))
 }
 
 /// The master key the configuration names. The shared backend has no key store of its own on
@@ -1758,12 +1515,5 @@ mod tests {
         };
         assert!(replay(user, Some(&other), &sealed, &cfg).is_err());
         assert!(replay(UserKey([4; 16]), Some(&key), &sealed, &cfg).is_err());
-    }
-
-    #[test]
-    fn user_keys_read_back_from_their_hex() {
-        let key = UserKey([0xa5; 16]);
-        assert_eq!(parse_user_key(&key.to_hex()), Some(key));
-        assert_eq!(parse_user_key("zz"), None);
     }
 }
