@@ -61,3 +61,7 @@ echo "== python client (stubs, pip install, pytest against the real binary)"
 echo "== the server's integration tests again, with user state in redis"
 TACTFUL_TEST_STATE=redis cargo test --locked --test user_state --test ranking --test validation \
     --test fail_open
+
+echo "== the same, with user state on the redis cluster"
+TACTFUL_TEST_STATE=redis TACTFUL_TEST_REDIS="$TACTFUL_TEST_REDIS_CLUSTER" cargo test --locked \
+    --test user_state --test ranking --test validation --test fail_open

@@ -17,7 +17,8 @@
 //! Must not: route a pipeline that spans slots (the cluster refuses it), or hide which node an
 //! error came from in a message (operators need it).
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -30,6 +31,8 @@ use super::super::settings::{RedisTarget, RedisTls, redact};
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// An answer that takes longer than this has failed.
 pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A cluster connection is made anew at most this often.
+pub(super) const RECONNECT_EVERY: Duration = Duration::from_secs(3);
 
 /// The shared connection: cheap to clone, multiplexed, reconnecting.
 #[derive(Clone)]
@@ -72,7 +75,10 @@ pub(super) struct Link {
     tls: RedisTls,
     /// Printable address (no password), for messages.
     pub(super) addr: String,
-    conn: Conn,
+    /// The shared connection; replaced by [`Link::reconnect`].
+    conn: Mutex<Conn>,
+    /// When the connection was last made.
+    reconnected: Mutex<Instant>,
 }
 
 impl Link {
@@ -99,24 +105,7 @@ impl Link {
                 Conn::Single(conn)
             }
             RedisTarget::Cluster { seeds, .. } => {
-                // Few, quick retries: a write that cannot land within the backend's own
-                // timeout fails and the client retries it; meanwhile the cluster client
-                // refreshes its map of slots, so the retry finds the promoted master.
-                let mut builder = redis::cluster::ClusterClient::builder(seeds.clone())
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .retries(2)
-                    .min_retry_wait(20)
-                    .max_retry_wait(200);
-                if target.tls() {
-                    builder = builder.certs(certificates(tls)?);
-                }
-                let client = builder.build().map_err(|e| e.to_string())?;
-                let conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection())
-                    .await
-                    .map_err(|_| "connect to the cluster: timed out".to_owned())?
-                    .map_err(|e| format!("connect to the cluster: {e}"))?;
-                let mut conn = Conn::Cluster(conn);
+                let mut conn = Conn::Cluster(connect_cluster(seeds, target.tls(), tls).await?);
                 // Scripts carry flags on a cluster (see `script`): Redis 7.0 or later.
                 let flagged: RedisResult<i64> = redis::cmd("EVAL")
                     .arg("#!lua flags=no-writes\nreturn 1")
@@ -136,13 +125,40 @@ impl Link {
             target,
             tls: tls.clone(),
             addr,
-            conn,
+            conn: Mutex::new(conn),
+            reconnected: Mutex::new(Instant::now()),
         })
+    }
+
+    /// A cluster connection made anew from the seeds, replacing the shared one: for when
+    /// writes keep failing although the cluster answers (its client's map of slots can stay
+    /// behind a failover: a node that no longer serves a slot, or one that still says the
+    /// cluster is down). At most once per [`RECONNECT_EVERY`]; nothing for one server, whose
+    /// connection manager reconnects by itself. The old connection goes once its last clone
+    /// is dropped.
+    pub(super) async fn reconnect(&self) {
+        let RedisTarget::Cluster { seeds, .. } = &self.target else {
+            return;
+        };
+        {
+            let mut last = self.reconnected.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() < RECONNECT_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
+        match connect_cluster(seeds, self.target.tls(), &self.tls).await {
+            Ok(conn) => {
+                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Conn::Cluster(conn);
+                tracing::info!(redis = %self.addr, "connected to the cluster anew");
+            }
+            Err(e) => tracing::debug!(redis = %self.addr, error = %e, "reconnecting failed"),
+        }
     }
 
     /// The shared connection (a clone shares the same sockets).
     pub(super) fn conn(&self) -> Conn {
-        self.conn.clone()
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(super) fn is_cluster(&self) -> bool {
@@ -177,7 +193,7 @@ impl Link {
         for message in messages {
             pipe.cmd("PUBLISH").arg(channel).arg(*message).ignore();
         }
-        let mut cluster = match self.conn.clone() {
+        let mut cluster = match self.conn() {
             Conn::Cluster(cluster) => cluster,
             mut single => {
                 return match tokio::time::timeout(timeout, pipe.exec_async(&mut single)).await {
@@ -204,11 +220,21 @@ impl Link {
         Err(last)
     }
 
+    /// A Lua script that only reads, as this Redis must be sent it: on a cluster, with a line
+    /// that says so (`#!lua flags=no-writes`), so that it may run where a read may.
+    pub(super) fn read_only_script(&self, body: &str) -> String {
+        if self.is_cluster() {
+            format!("#!lua flags=no-writes\n{body}")
+        } else {
+            body.to_owned()
+        }
+    }
+
     /// Whether Redis answers: the server, or any node of the cluster (one node down is
     /// for its users' writes to find out; the others' go on). Tries a few nodes, so that one
     /// that is down does not make the whole cluster look down.
     pub(super) async fn ping(&self, timeout: Duration) -> Result<(), String> {
-        let mut cluster = match self.conn.clone() {
+        let mut cluster = match self.conn() {
             Conn::Cluster(cluster) => cluster,
             mut single => {
                 let ping = redis::cmd("PING");
@@ -284,7 +310,7 @@ impl Link {
 
     /// The cluster's masters and replicas (`host:port`), from CLUSTER SLOTS.
     async fn nodes(&self) -> RedisResult<(Vec<String>, Vec<String>)> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let slots: Value = tokio::time::timeout(
             RESPONSE_TIMEOUT,
             redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn),
@@ -304,6 +330,31 @@ impl Link {
         };
         client(&format!("{scheme}{userinfo}{node}/0"), &self.tls)
     }
+}
+
+/// A connection to the cluster through the first seed that answers.
+async fn connect_cluster(
+    seeds: &[String],
+    use_tls: bool,
+    tls: &RedisTls,
+) -> Result<ClusterConnection, String> {
+    // Few, quick retries: a write that cannot land within the backend's own timeout fails
+    // and the client retries it; meanwhile the cluster client refreshes its map of slots, so
+    // the retry finds the promoted master.
+    let mut builder = redis::cluster::ClusterClient::builder(seeds.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(2)
+        .min_retry_wait(20)
+        .max_retry_wait(200);
+    if use_tls {
+        builder = builder.certs(certificates(tls)?);
+    }
+    let client = builder.build().map_err(|e| e.to_string())?;
+    tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection())
+        .await
+        .map_err(|_| "connect to the cluster: timed out".to_owned())?
+        .map_err(|e| format!("connect to the cluster: {e}"))
 }
 
 fn io_error(e: impl std::fmt::Display) -> redis::RedisError {

@@ -130,6 +130,8 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 const SUBSCRIPTION_PING: Duration = Duration::from_secs(1);
 /// Pause between attempts to subscribe again.
 const RESUBSCRIBE_WAIT: Duration = Duration::from_millis(100);
+/// Failures further apart than this are not one streak (see [`Redis::note_failure`]).
+const STREAK_GAP_MS: u64 = 1000;
 /// Failed ticket ranges are kept this long for waiters to find (they look within
 /// microseconds of the failure; ranges are coalesced, so this costs a few bytes).
 const FAILURES_KEPT: Duration = Duration::from_secs(600);
@@ -149,6 +151,12 @@ const KEY_VALUE_LEN: usize = 8 + WRAPPED_LEN;
 const APPEND_SCRIPT: &str = "local k = redis.call('GET', KEYS[2]) \
     if k ~= ARGV[1] then return -1 end \
     return redis.call('RPUSH', KEYS[1], ARGV[2])";
+/// Reads a user: their list and their data key, as of one moment (KEYS: the list, the key).
+/// A script rather than MULTI/EXEC: on a cluster, the client follows a MOVED answer to a single
+/// command, not one given to a command queued in a transaction (a read sent to a node that no
+/// longer serves the user would fail until something else refreshed the client's map).
+const READ_SCRIPT: &str = "return {redis.call('LRANGE', KEYS[1], 0, -1), \
+    redis.call('GET', KEYS[2])}";
 /// How often a write is sealed anew when the user's key changed under it.
 const RESEAL_ATTEMPTS: usize = 3;
 /// Replaces the first elements of a user's list by a compacted history, but only while they
@@ -273,16 +281,21 @@ pub(super) struct Redis {
     link: Link,
     /// Replicas that must hold a write before it is acknowledged (`WAIT`; 0: none).
     wait_replicas: u32,
-    /// [`APPEND_SCRIPT`] and [`COMPACT_SCRIPT`] as this Redis takes them ([`Link::script`]).
+    /// [`APPEND_SCRIPT`], [`COMPACT_SCRIPT`], [`READ_SCRIPT`] as this Redis takes them
+    /// ([`Link::script`]).
     append_script: String,
     compact_script: String,
+    read_script: String,
     namespace: String,
     channel: String,
     /// Tells this replica's announcements from the others'.
     instance: [u8; 8],
-    /// Multiplexed and reconnecting (following the cluster's slots): reads, writes, pings and
-    /// compactions share it.
-    conn: Conn,
+    /// When the current streak of failed reads and writes began (ms since `started`; 0: none),
+    /// and when the last of them was: the watchman makes a cluster connection anew when
+    /// failures have gone on for [`conn::RECONNECT_EVERY`].
+    failing_from: AtomicU64,
+    last_failure: AtomicU64,
+    started: Instant,
     /// False once a call failed, until the watchman's ping is answered: changes are refused
     /// at once instead of each waiting for a timeout.
     up: AtomicBool,
@@ -504,9 +517,12 @@ impl Redis {
             instance,
             append_script: link.script(APPEND_SCRIPT),
             compact_script: link.script(COMPACT_SCRIPT),
+            read_script: link.read_only_script(READ_SCRIPT),
             link,
             wait_replicas,
-            conn,
+            failing_from: AtomicU64::new(0),
+            last_failure: AtomicU64::new(0),
+            started: Instant::now(),
             up: AtomicBool::new(true),
             queue: Mutex::new(Queue {
                 next: 1,
@@ -644,7 +660,7 @@ impl Redis {
                 .ignore();
             pipe.cmd("GET").arg(self.key_key(user));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let values: Vec<Option<Vec<u8>>> =
             match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(&mut conn)).await {
                 Ok(Ok(v)) => v,
@@ -688,6 +704,25 @@ impl Redis {
         }
     }
 
+    /// Notes a read or write that Redis did not take (not one that only lacked replicas).
+    fn note_failure(&self) {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.last_failure.swap(now, Ordering::Relaxed);
+        if last == 0 || now - last > STREAK_GAP_MS {
+            self.failing_from.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether reads or writes have kept failing for [`conn::RECONNECT_EVERY`], up to now.
+    fn failing_long(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.last_failure.load(Ordering::Relaxed);
+        let from = self.failing_from.load(Ordering::Relaxed);
+        last != 0
+            && now - last <= STREAK_GAP_MS
+            && now - from >= conn::RECONNECT_EVERY.as_millis() as u64
+    }
+
     fn mark_down(&self, why: &dyn std::fmt::Display) {
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(redis = %self.addr, error = %why, "redis does not answer");
@@ -724,26 +759,30 @@ impl Redis {
         if let Some(ticket) = own {
             self.wait_settled(ticket).await?;
         }
-        let mut conn = self.conn.clone();
-        // One transaction: the list and the key it is sealed under, as of one moment.
-        let mut pipe = redis::pipe();
-        let read = pipe
-            .atomic()
-            .cmd("LRANGE")
+        let mut conn = self.link.conn();
+        // One script: the list and the key it is sealed under, as of one moment.
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(&self.read_script)
+            .arg(2)
             .arg(self.list_key(key))
-            .arg(0)
-            .arg(-1)
-            .cmd("GET")
-            .arg(self.key_key(key))
-            .query_async::<(Vec<Vec<u8>>, Option<Vec<u8>>)>(&mut conn);
+            .arg(self.key_key(key));
+        let read = eval.query_async::<(Vec<Vec<u8>>, Option<Vec<u8>>)>(&mut conn);
+        // On a cluster, one user's read failing says nothing of the other masters' users.
+        let cluster = self.link.is_cluster();
         let (ops, data_key) = match tokio::time::timeout(READ_TIMEOUT, read).await {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                self.mark_down(&e);
+                self.note_failure();
+                if !cluster {
+                    self.mark_down(&e);
+                }
                 return Err(unavailable("read", &self.addr, e));
             }
             Err(_) => {
-                self.mark_down(&"a read timed out");
+                self.note_failure();
+                if !cluster {
+                    self.mark_down(&"a read timed out");
+                }
                 return Err(unavailable("read", &self.addr, "timed out"));
             }
         };
@@ -924,6 +963,9 @@ impl Redis {
                         }
                     }
                     Err(f) => {
+                        if f.down {
+                            self.note_failure();
+                        }
                         failed.extend(part.iter().map(|w| (w.ticket(), f.why.clone())));
                         unsure.extend(part.iter().map(Write::key));
                     }
@@ -1038,7 +1080,7 @@ impl Redis {
                         .ignore();
                 }
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.conn();
             let mut answers =
                 match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn))
                     .await
@@ -1196,6 +1238,11 @@ impl Redis {
                     continue;
                 }
             }
+            // Redis answers, yet reads or writes keep failing: on a cluster, the client's map
+            // of slots may be stuck behind a failover; a connection made anew reads it again.
+            if self.failing_long() {
+                self.link.reconnect().await;
+            }
             let users: Vec<UserKey> = self
                 .unannounced
                 .lock()
@@ -1239,7 +1286,7 @@ impl Redis {
     /// list is now as wanted (false: it changed meanwhile, try again later).
     async fn compact(&self, key: UserKey, migrate: bool) -> Result<bool, String> {
         let config = &self.config;
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let (list, key_key) = (self.list_key(key), self.key_key(key));
         let (ops, stored_value): (Vec<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
             .cmd("LRANGE")

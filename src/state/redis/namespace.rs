@@ -84,7 +84,7 @@ impl Redis {
                 cursor = next;
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         redis::cmd("SET")
             .arg(format!("{}:format", self.namespace))
             .arg(DATA_FORMAT)
