@@ -708,7 +708,7 @@ impl Redis {
     fn note_failure(&self) {
         let now = self.started.elapsed().as_millis() as u64 + 1;
         let last = self.last_failure.swap(now, Ordering::Relaxed);
-        if last == 0 || now - last > STREAK_GAP_MS {
+        if last == 0 || now.saturating_sub(last) > STREAK_GAP_MS {
             self.failing_from.store(now, Ordering::Relaxed);
         }
     }
@@ -719,8 +719,8 @@ impl Redis {
         let last = self.last_failure.load(Ordering::Relaxed);
         let from = self.failing_from.load(Ordering::Relaxed);
         last != 0
-            && now - last <= STREAK_GAP_MS
-            && now - from >= conn::RECONNECT_EVERY.as_millis() as u64
+            && now.saturating_sub(last) <= STREAK_GAP_MS
+            && now.saturating_sub(from) >= conn::RECONNECT_EVERY.as_millis() as u64
     }
 
     fn mark_down(&self, why: &dyn std::fmt::Display) {
