@@ -4,23 +4,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The shared-state tests need a Redis: scripts/redis.sh installs and starts one on loopback
-# (or set TACTFUL_TEST_REDIS to use another). Tests that need it fail in CI without it.
-# A Redis that script starts here is shut down when this script exits, however it exits; one
-# that already answered on the port is reused and left running, as is TACTFUL_TEST_REDIS's.
+# The shared-state tests need a Redis and a Redis Cluster: scripts/redis.sh installs and
+# starts one Redis on loopback, scripts/redis-cluster.sh a cluster of six nodes (or set
+# TACTFUL_TEST_REDIS, TACTFUL_TEST_REDIS_CLUSTER to use others). Tests that need them fail in CI
+# without them. What these scripts start here is shut down when this script exits, however it
+# exits; what already answered on their ports is reused and left running, as are the ones the
+# variables name.
+redis_started="$(mktemp "${TMPDIR:-/tmp}/tactful-redis-started.XXXXXX")"
+cluster_started="$(mktemp "${TMPDIR:-/tmp}/tactful-redis-cluster-started.XXXXXX")"
+stop_redis() {
+    if [ -s "$redis_started" ]; then ./scripts/redis.sh stop "$(cat "$redis_started")" || true; fi
+    if [ -s "$cluster_started" ]; then
+        ./scripts/redis-cluster.sh stop "$(cat "$cluster_started")" || true
+    fi
+    rm -f "$redis_started" "$cluster_started"
+}
+trap stop_redis EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 if [ -z "${TACTFUL_TEST_REDIS:-}" ]; then
     echo "== redis for the shared-state tests"
-    redis_started="$(mktemp "${TMPDIR:-/tmp}/tactful-redis-started.XXXXXX")"
-    stop_redis() {
-        if [ -s "$redis_started" ]; then ./scripts/redis.sh stop "$(cat "$redis_started")" || true; fi
-        rm -f "$redis_started"
-    }
-    trap stop_redis EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
     TACTFUL_TEST_REDIS="$(./scripts/redis.sh --record "$redis_started")"
 fi
 export TACTFUL_TEST_REDIS
+if [ -z "${TACTFUL_TEST_REDIS_CLUSTER:-}" ]; then
+    echo "== a redis cluster for the shared-state tests"
+    TACTFUL_TEST_REDIS_CLUSTER="$(./scripts/redis-cluster.sh --record "$cluster_started")"
+fi
+export TACTFUL_TEST_REDIS_CLUSTER
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -50,3 +61,7 @@ echo "== python client (stubs, pip install, pytest against the real binary)"
 echo "== the server's integration tests again, with user state in redis"
 TACTFUL_TEST_STATE=redis cargo test --locked --test user_state --test ranking --test validation \
     --test fail_open
+
+echo "== the same, with user state on the redis cluster"
+TACTFUL_TEST_STATE=redis TACTFUL_TEST_REDIS="$TACTFUL_TEST_REDIS_CLUSTER" cargo test --locked \
+    --test user_state --test ranking --test validation --test fail_open

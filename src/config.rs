@@ -103,6 +103,9 @@ pub const ENV_REDIS_CA_CERT: &str = "TACTFUL_REDIS_CA_CERT";
 pub const ENV_REDIS_CLIENT_CERT: &str = "TACTFUL_REDIS_CLIENT_CERT";
 /// `state.redis_client_key`: its private key (PEM).
 pub const ENV_REDIS_CLIENT_KEY: &str = "TACTFUL_REDIS_CLIENT_KEY";
+/// `state.redis_wait_replicas`: Redis replicas that must hold a write of explicit words
+/// before it is acknowledged; empty: the default (1 on a Redis Cluster, 0 on one Redis).
+pub const ENV_REDIS_WAIT_REPLICAS: &str = "TACTFUL_REDIS_WAIT_REPLICAS";
 /// Memory for user state, in MiB. Default 1024.
 pub const ENV_MEMORY_CAP_MIB: &str = "TACTFUL_MEMORY_CAP_MIB";
 /// Items the catalog holds at most. Default 1000000 (see [`CatalogSettings::max_items`]).
@@ -727,6 +730,17 @@ impl Config {
         if let Some(v) = env.get(ENV_MASTER_KEY) {
             self.master_key = (!v.trim().is_empty()).then_some(Secret(v));
         }
+        if let Some(v) = env.get(ENV_REDIS_WAIT_REPLICAS) {
+            self.state.redis_wait_replicas = match v.trim() {
+                "" => None,
+                n => Some(n.parse().map_err(|e| {
+                    error(
+                        ENV_REDIS_WAIT_REPLICAS,
+                        format!("cannot parse {v:?}: {e} (a number of replicas, or empty)"),
+                    )
+                })?),
+            };
+        }
         if let Some(v) = parse(env, ENV_MEMORY_CAP_MIB)? {
             self.state.memory_cap_mib = v;
         }
@@ -1027,6 +1041,29 @@ mod tests {
                 .unwrap(),
             StateBackend::Redis(_)
         ));
+    }
+
+    #[test]
+    fn replicas_to_wait_for_come_from_the_environment_and_are_checked() {
+        let key = "ab".repeat(32);
+        let cluster = "redis-cluster://127.0.0.1:7000,127.0.0.1:7001";
+        let load = |wait: &str| {
+            Config::load(
+                &env(&[
+                    (ENV_STATE, cluster),
+                    (ENV_MASTER_KEY, &key),
+                    (ENV_REDIS_WAIT_REPLICAS, wait),
+                ]),
+                &Overrides::default(),
+            )
+        };
+        assert_eq!(
+            load("2").unwrap().state_config().redis_wait_replicas,
+            Some(2)
+        );
+        assert_eq!(load(" ").unwrap().state_config().redis_wait_replicas, None);
+        assert_eq!(load("two").unwrap_err().setting, ENV_REDIS_WAIT_REPLICAS);
+        assert_eq!(load("99").unwrap_err().setting, "state.redis_wait_replicas");
     }
 
     #[test]

@@ -99,7 +99,8 @@ pub struct StateArgs {
     /// TOML configuration file [env: TACTFUL_CONFIG].
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Where user state is kept: disk, memory, redis://host:port/db or rediss://… (TLS)
+    /// Where user state is kept: disk, memory, redis://host:port/db, or a Redis Cluster as
+    /// redis-cluster://host:port,host:port; rediss://… and rediss-cluster://… over TLS
     /// [env: TACTFUL_STATE] [default: disk].
     #[arg(long)]
     pub state: Option<String>,

@@ -70,7 +70,9 @@ pub fn check_key_dir(data: &Path, keys: &Path) -> Result<(), String> {
         other => other.to_string(),
     })
 }
-pub use settings::{InvalidSetting, KeyConfig, RedisTls, StateBackend, StateConfig, StateSettings};
+pub use settings::{
+    InvalidSetting, KeyConfig, RedisTarget, RedisTls, StateBackend, StateConfig, StateSettings,
+};
 pub use store::{Profile, RecordError, Stats, UserStore};
 pub use user::{InterestChange, Undo, UserState};
 

@@ -27,7 +27,9 @@ pub enum StateBackend {
     Memory,
     /// Write-ahead log and snapshots in this directory.
     Disk(PathBuf),
-    /// Explicit words written through to Redis at this URL, shared by replicas.
+    /// Explicit words written through to Redis at this URL, shared by replicas: one server
+    /// (`redis://`, `rediss://`) or a Redis Cluster through its seed nodes (`redis-cluster://`,
+    /// `rediss-cluster://`; see [`RedisTarget`]).
     Redis(String),
 }
 
@@ -82,7 +84,9 @@ pub struct StateSettings {
     /// Start users with personalisation off until they turn it on.
     pub personalization_off_by_default: bool,
     /// `disk` (write-ahead log and snapshots in `data_dir`: nothing else to run), `memory`
-    /// (nothing survives a restart: tests and benchmarks only), or `redis://host:port/db`.
+    /// (nothing survives a restart: tests and benchmarks only), `redis://host:port/db` (one
+    /// Redis), or `redis-cluster://host:port,host:port` (a Redis Cluster, through any of its
+    /// nodes; `rediss://`, `rediss-cluster://` over TLS).
     pub backend: String,
     /// The `disk` backend's directory (relative to the working directory).
     pub data_dir: PathBuf,
@@ -104,6 +108,14 @@ pub struct StateSettings {
     pub redis_client_cert: Option<PathBuf>,
     /// The private key (PEM) of `redis_client_cert`.
     pub redis_client_key: Option<PathBuf>,
+    /// Redis replicas that must hold a write of explicit words before it is acknowledged
+    /// (`WAIT`, up to 1 s). Redis replicates asynchronously: without it, a master that dies
+    /// right after answering takes its last writes with it when its replica is promoted.
+    /// Unset: 1 for a Redis Cluster (whose point is to survive losing a master; every master
+    /// needs a replica then, or its users' words are refused), 0 for one Redis (which has no
+    /// failover to survive). 0 trades that window (the replication lag, usually under a
+    /// millisecond) for not waiting a round trip to the replica.
+    pub redis_wait_replicas: Option<u32>,
     /// Memory for user state (map slots, per-user heap, snapshot index). Past it, the
     /// coldest users are evicted (and read back from the snapshot or Redis when they return).
     /// 1 GiB holds several million typical users; size it to the pod's limit minus ~100 MiB.
@@ -145,6 +157,7 @@ impl Default for StateSettings {
             redis_ca_cert: None,
             redis_client_cert: None,
             redis_client_key: None,
+            redis_wait_replicas: None,
             memory_cap_mib: 1024,
             counter_retention_days: 30.0,
             snapshot_interval_s: 5 * 60,
@@ -202,13 +215,26 @@ impl StateSettings {
             }
         }
         let backend = self.backend()?;
-        self.check_redis_tls(&backend)
+        self.check_redis_tls(&backend)?;
+        match (self.redis_wait_replicas, &backend) {
+            (Some(_), StateBackend::Memory | StateBackend::Disk(_)) => Err(invalid(
+                "state.redis_wait_replicas",
+                "is for the redis backend: set state.backend to a redis:// or \
+                 redis-cluster:// URL",
+            )),
+            (Some(n), _) if n > MAX_WAIT_REPLICAS => Err(invalid(
+                "state.redis_wait_replicas",
+                format!("{n} replicas: at most {MAX_WAIT_REPLICAS}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The TLS files are given only for a `rediss://` backend, the client certificate with its
     /// key, and each reads as PEM.
     fn check_redis_tls(&self, backend: &StateBackend) -> Result<(), InvalidSetting> {
-        let tls = matches!(backend, StateBackend::Redis(url) if url.starts_with("rediss://"));
+        let tls = matches!(backend, StateBackend::Redis(url)
+            if url.starts_with("rediss://") || url.starts_with("rediss-cluster://"));
         for (setting, path) in [
             ("state.redis_ca_cert", &self.redis_ca_cert),
             ("state.redis_client_cert", &self.redis_client_cert),
@@ -218,7 +244,8 @@ impl StateSettings {
             if !tls {
                 return Err(invalid(
                     setting,
-                    "is for TLS to Redis: set state.backend to a rediss:// URL",
+                    "is for TLS to Redis: set state.backend to a rediss:// or \
+                     rediss-cluster:// URL",
                 ));
             }
             let text = std::fs::read(path)
@@ -254,13 +281,16 @@ impl StateSettings {
                 Ok(StateBackend::Disk(self.data_dir.clone()))
             }
             "memory" => Ok(StateBackend::Memory),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            url if REDIS_SCHEMES.iter().any(|s| url.starts_with(s)) => {
                 check_redis_url(url).map_err(|message| invalid("state.backend", message))?;
                 Ok(StateBackend::Redis(url.to_owned()))
             }
             other => Err(invalid(
                 "state.backend",
-                format!("{other:?} is not disk, memory or a redis:// URL"),
+                format!(
+                    "{:?} is not disk, memory, a redis:// URL or a redis-cluster:// URL",
+                    redact(other)
+                ),
             )),
         }
     }
@@ -296,16 +326,101 @@ impl StateSettings {
                 client_cert: self.redis_client_cert.clone(),
                 client_key: self.redis_client_key.clone(),
             },
+            redis_wait_replicas: self.redis_wait_replicas,
         }
     }
 }
 
-/// Whether this build can connect to Redis at `url` (the message never shows a password).
-/// A `redis://` or `rediss://` (TLS) URL the client can use.
+/// More would make every acknowledgement wait on a large fleet of replicas; Redis deployments
+/// that keep users' words have one or two per master.
+pub const MAX_WAIT_REPLICAS: u32 = 16;
+
+/// The URL schemes of the redis backend: one server, or a cluster, each also over TLS.
+const REDIS_SCHEMES: [&str; 4] = [
+    "redis://",
+    "rediss://",
+    "redis-cluster://",
+    "rediss-cluster://",
+];
+
+/// Where the redis backend connects, from its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server: a `redis://` or `rediss://` (TLS) URL, as the client takes it.
+    Single(String),
+    /// A Redis Cluster, from `redis-cluster://[user:password@]host:port,host:port[/0]`
+    /// (`rediss-cluster://` over TLS): each seed node as a `redis://` (or `rediss://`) URL
+    /// with the credentials. Any one seed that answers is enough; the client learns the
+    /// other nodes from it.
+    Cluster {
+        seeds: Vec<String>,
+        /// `redis://` or `rediss://`, for the nodes the cluster names later.
+        scheme: &'static str,
+        /// `user:password@` or empty, for the same.
+        userinfo: String,
+    },
+}
+
+impl RedisTarget {
+    /// Parses and checks a backend URL (the message never shows a password).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let cluster = [
+            ("redis-cluster://", "redis://"),
+            ("rediss-cluster://", "rediss://"),
+        ]
+        .into_iter()
+        .find_map(|(prefix, scheme)| url.strip_prefix(prefix).map(|rest| (rest, scheme)));
+        let Some((rest, scheme)) = cluster else {
+            return redis::IntoConnectionInfo::into_connection_info(url)
+                .map(|_| Self::Single(url.to_owned()))
+                .map_err(|e| format!("{} is not a usable redis URL: {e}", redact(url)));
+        };
+        let shown = redact(url);
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        if !(db.is_empty() || db == "0") {
+            return Err(format!(
+                "{shown}: a Redis Cluster has only database 0 (end the URL with the last \
+                 seed, or with /0)"
+            ));
+        }
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((user, hosts)) => (format!("{user}@"), hosts),
+            None => (String::new(), authority),
+        };
+        let mut seeds = Vec::new();
+        for host in hosts.split(',') {
+            if host.is_empty() {
+                return Err(format!(
+                    "{shown}: expected seed nodes as host:port, separated by commas \
+                     (an empty one is there)"
+                ));
+            }
+            let seed = format!("{scheme}{userinfo}{host}/0");
+            redis::IntoConnectionInfo::into_connection_info(seed.as_str()).map_err(|e| {
+                format!("{shown}: the seed node {host:?} is not a usable address: {e}")
+            })?;
+            seeds.push(seed);
+        }
+        Ok(Self::Cluster {
+            seeds,
+            scheme,
+            userinfo,
+        })
+    }
+
+    /// Whether the connections use TLS.
+    pub fn tls(&self) -> bool {
+        match self {
+            Self::Single(url) => url.starts_with("rediss://"),
+            Self::Cluster { scheme, .. } => *scheme == "rediss://",
+        }
+    }
+}
+
+/// Whether this build can connect to Redis at `url`: one server or a cluster (the message
+/// never shows a password).
 pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
-    redis::IntoConnectionInfo::into_connection_info(url)
-        .map(|_| ())
-        .map_err(|e| format!("{} is not a usable redis URL: {e}", redact(url)))
+    RedisTarget::parse(url).map(|_| ())
 }
 
 /// The URL without its password, for messages and logs.
@@ -354,6 +469,8 @@ pub struct StateConfig {
     pub keys: KeyConfig,
     /// The files of TLS to Redis (`rediss://`).
     pub redis_tls: RedisTls,
+    /// [`StateSettings::redis_wait_replicas`]: `None` picks the default for the target.
+    pub redis_wait_replicas: Option<u32>,
 }
 
 /// [`StateSettings::redis_ca_cert`], [`StateSettings::redis_client_cert`],
@@ -457,6 +574,83 @@ mod tests {
         std::fs::write(dir.path().join("x"), "not pem").unwrap();
         let e = tls(url, Some(&dir.path().join("x")), None, None).unwrap_err();
         assert!(e.message.contains("no PEM"), "{e}");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_seeds_and_checked_like_one_redis() {
+        let with = |backend: &str| StateSettings {
+            backend: backend.into(),
+            ..StateSettings::default()
+        };
+        let url = "redis-cluster://127.0.0.1:7000,127.0.0.1:7001";
+        assert_eq!(with(url).backend(), Ok(StateBackend::Redis(url.into())));
+        assert_eq!(
+            RedisTarget::parse("rediss-cluster://u:s3cret@a:7000,b:7001/0"),
+            Ok(RedisTarget::Cluster {
+                seeds: vec![
+                    "rediss://u:s3cret@a:7000/0".into(),
+                    "rediss://u:s3cret@b:7001/0".into()
+                ],
+                scheme: "rediss://",
+                userinfo: "u:s3cret@".into(),
+            })
+        );
+        assert!(RedisTarget::parse("rediss-cluster://a:1").unwrap().tls());
+        assert!(!RedisTarget::parse(url).unwrap().tls());
+        for (bad, why) in [
+            ("redis-cluster://a:7000,,b:7001", "empty"),
+            ("redis-cluster://", "empty"),
+            ("redis-cluster://a:notaport", "seed node"),
+            ("redis-cluster://u:s3cret@a:7000/1", "only database 0"),
+        ] {
+            let e = with(bad).validate().unwrap_err();
+            assert_eq!(e.setting, "state.backend");
+            assert!(e.message.contains(why), "{bad}: {e}");
+            assert!(!e.message.contains("s3cret"), "{e}");
+        }
+        // TLS files go with rediss-cluster:// as with rediss://.
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let ca = |backend: &str| StateSettings {
+            redis_ca_cert: Some(pem.clone()),
+            ..with(backend)
+        };
+        assert_eq!(ca("rediss-cluster://a:7000").validate(), Ok(()));
+        assert_eq!(
+            ca(url).validate().unwrap_err().setting,
+            "state.redis_ca_cert"
+        );
+    }
+
+    #[test]
+    fn replicas_to_wait_for_are_a_redis_setting_within_bounds() {
+        let wait = |backend: &str, n: u32| StateSettings {
+            backend: backend.into(),
+            redis_wait_replicas: Some(n),
+            ..StateSettings::default()
+        };
+        assert_eq!(wait("redis-cluster://a:7000", 2).validate(), Ok(()));
+        assert_eq!(wait("redis://a:6379/0", 0).validate(), Ok(()));
+        for bad in [
+            wait("disk", 1),
+            wait("memory", 0),
+            wait("redis://a:6379/0", 17),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert_eq!(e.setting, "state.redis_wait_replicas", "{e}");
+        }
+        assert_eq!(StateSettings::default().config().redis_wait_replicas, None);
+        assert_eq!(
+            wait("redis-cluster://a:7000", 2)
+                .config()
+                .redis_wait_replicas,
+            Some(2)
+        );
     }
 
     #[test]

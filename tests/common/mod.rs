@@ -69,6 +69,26 @@ pub fn test_redis(test: &str) -> Option<String> {
     }
 }
 
+/// The Redis Cluster the tests may use (`TACTFUL_TEST_REDIS_CLUSTER`, a `redis-cluster://`
+/// URL set by scripts/test.sh from scripts/redis-cluster.sh). Without it, in CI (`CI` set) the
+/// test fails; elsewhere it says so and the caller skips.
+pub fn test_redis_cluster(test: &str) -> Option<String> {
+    match std::env::var("TACTFUL_TEST_REDIS_CLUSTER") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{test}: TACTFUL_TEST_REDIS_CLUSTER is not set, and CI must run the Redis Cluster \
+             tests (scripts/test.sh starts one with scripts/redis-cluster.sh and sets it)"
+        ),
+        _ => {
+            eprintln!(
+                "{test}: skipped: TACTFUL_TEST_REDIS_CLUSTER is not set (run \
+                 scripts/redis-cluster.sh, or scripts/test.sh which does)"
+            );
+            None
+        }
+    }
+}
+
 /// A namespace nobody else uses: tests share one Redis and run in parallel.
 /// The master key the tests' shared stores use: every replica of a test must have the same.
 pub const TEST_MASTER_KEY: &str =
@@ -99,6 +119,9 @@ pub fn fresh_namespace() -> String {
 
 /// Deletes every key of `namespace`.
 pub async fn delete_namespace(url: &str, namespace: &str) {
+    if url.starts_with("redis-cluster://") {
+        return delete_cluster_namespace(url, namespace).await;
+    }
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut cursor = 0u64;
@@ -123,6 +146,66 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
             break;
         }
         cursor = next;
+    }
+}
+
+/// Deletes every key of `namespace` on a Redis Cluster (`redis-cluster://` URL): a SCAN of
+/// each master, then one DEL per key (a DEL of several must stay within one slot).
+pub async fn delete_cluster_namespace(url: &str, namespace: &str) {
+    let tactful::state::RedisTarget::Cluster { seeds, .. } =
+        tactful::state::RedisTarget::parse(url).unwrap()
+    else {
+        panic!("{url}: not a redis-cluster:// URL");
+    };
+    let mut cluster = redis::cluster::ClusterClient::new(seeds)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut cluster)
+        .await
+        .unwrap();
+    let mut masters: Vec<String> = slots
+        .iter()
+        .map(|range| match &range[2] {
+            redis::Value::Array(node) => {
+                let host: String = redis::from_redis_value(node[0].clone()).unwrap();
+                let port: i64 = redis::from_redis_value(node[1].clone()).unwrap();
+                format!("{host}:{port}")
+            }
+            other => panic!("a node: {other:?}"),
+        })
+        .collect();
+    masters.sort();
+    masters.dedup();
+    for master in masters {
+        let client = redis::Client::open(format!("redis://{master}/0")).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{namespace}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            for key in keys {
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .exec_async(&mut cluster)
+                    .await
+                    .unwrap();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
     }
 }
 

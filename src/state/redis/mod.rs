@@ -1,13 +1,14 @@
 //! The shared backend: users' explicit words written through to Redis, so that every replica
 //! of tactful honours them; the in-process map stays the hot cache that rankings read.
 //!
-//! Keys (Redis Cluster-ready: everything about one user shares the hash tag `{<user key>}`):
+//! Keys (everything about one user shares the hash tag `{<user key>}`, so on a Redis Cluster
+//! it is in one slot, on one master; the other keys are single keys, read one at a time):
 //! - `<ns>:{<user key hex>}:ops` — a LIST of the user's [`Op`]s, oldest first, each sealed under
 //!   the user's data key (`[0xE5][key id u64][nonce ‖ ciphertext ‖ tag]`, bound to the user and
 //!   the key id): the user's explicit ops only (blocks, "not interested", "fewer like this",
 //!   purchases, consent). Elements written by data format 2 are postcard in clear; they are
-//!   still read, and rewritten sealed by the migration ([`Redis::migrate`]) at the first start
-//!   of this format.
+//!   still read, and rewritten sealed by the migration ([`namespace`]) at the first start of
+//!   this format.
 //! - `<ns>:{<user key hex>}:key` — the user's data key: `[key id u64][the key wrapped by the
 //!   master key]`. Made by whichever replica writes first for the user (`SET NX`, then every
 //!   replica uses what Redis holds); an append lands only while the key it was sealed under is
@@ -18,26 +19,36 @@
 //!   another master key is refused at start (exit code 64).
 //!   Counters (impressions, clicks) stay in each replica's memory: they may be approximate, and
 //!   writing every impression to Redis would cost more than it is worth. A long list is
-//!   compacted into one [`Op::Restore`] (WATCH/MULTI/EXEC, abandoned on a concurrent change).
+//!   compacted into one [`Op::Restore`] by a script that replaces the elements it was given
+//!   only while they are still the list's first ones (abandoned on a concurrent change).
 //! - `<ns>:secret` — the 16-byte secret of the user keys, set once by whichever replica comes
 //!   first (`SET NX`): every replica derives the same key for the same user, and Redis never
 //!   holds a user id in clear.
 //! - channel `<ns>:changed` — every write announces `<instance id><user key>`; each replica
 //!   drops that user from its cache when another replica changed them (the next access reads
-//!   Redis again).
+//!   Redis again). On a cluster, PUBLISH reaches every node whichever node takes it, and each
+//!   replica subscribes on one node.
 //!
 //! Writes: [`Backend::append`] runs under the user's map lock, so it only queues the op (with a
 //! ticket). One writer task sends everything queued in one pipeline (RPUSH per op, then one
 //! PUBLISH per user) and then publishes the highest ticket it settled; [`Backend::durable`]
-//! waits for it. A failed write drops its users from the cache (the next access reads Redis' truth)
-//! and fails the tickets it covered: the caller answers UNAVAILABLE and the client retries
-//! (explicit words are idempotent). Users of a write that failed are announced again once Redis
-//! answers, in case the write landed but its announcement did not.
+//! waits for it. On a Redis Cluster the same batch goes out as one pipeline per user (a
+//! pipeline must stay within one slot), all at once, each followed by its PUBLISH through any
+//! node (the client would route PUBLISH by its channel, another slot); a part fails alone, so a
+//! master being failed over refuses only its own users' words. With
+//! `state.redis_wait_replicas` (default 1 on a cluster, 0 on one Redis), each pipeline ends
+//! with `WAIT n 1000`: a write is acknowledged only once that many replicas hold it, so that a
+//! failover (a replica promoted when its master dies) does not lose it; fewer in time fails
+//! the write without marking Redis down. A failed write drops its users from the cache (the
+//! next access reads Redis' truth) and fails its tickets: the caller answers UNAVAILABLE and
+//! the client retries (explicit words are idempotent). Users of a write that failed are
+//! announced again once Redis answers, in case the write landed but its announcement did not.
 //!
 //! How stale can a replica be? While its subscription holds, a change made elsewhere is gone
 //! from its cache as soon as the announcement arrives, and the announcement leaves Redis before
-//! the acknowledgement of the write does (the PUBLISH follows the RPUSH in one pipeline): in
-//! practice the next Rank anywhere already sees the change (tests/redis.rs allows 1 s). While
+//! the acknowledgement of the write does (the PUBLISH follows the RPUSH in one pipeline, or
+//! right after it on a cluster): in practice the next Rank anywhere already sees the change
+//! (tests/redis.rs and tests/redis_cluster.rs allow 1 s). While
 //! the subscription is lost, cached users may be stale; once it is back, the whole cache is
 //! dropped, so the bound is then the time to reconnect (a few hundred milliseconds after Redis
 //! answers again). Dropping a user also drops this replica's counters for them: counters are
@@ -47,9 +58,17 @@
 //! right after loading them loads again ([`Cold::Reload`]), so a ranking never sees a user
 //! half-gone. The map is a cache of what Redis holds: any user may be evicted.
 //!
+//! One Redis or a cluster: [`conn`] holds the difference (the connection, the node the
+//! subscription is on and the announcements go through, the masters a SCAN visits, how a
+//! script is sent); everything here sends single-slot commands and pipelines, so the same
+//! code runs on both. [`namespace`] holds the passes over every user (migration, master-key
+//! rotation).
+//!
 //! Redis down: a known-down Redis refuses changes before anything is touched, users not in
 //! memory cannot be read (rankings fail open with reason STATE), users already in memory are
-//! still served from it. A watchman task pings Redis and notices when it is back.
+//! still served from it. A watchman task pings Redis (on a cluster, any node: the cluster is
+//! down when none answers; one master down fails its own users' reads and writes) and notices
+//! when it is back.
 //!
 //! Must not: wait for Redis while holding a user's map lock, acknowledge a change before Redis
 //! has it, put a user id (or anything else in clear about a user) into Redis, or let a read
@@ -61,9 +80,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use tokio::sync::{mpsc, watch};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_stream::StreamExt;
 
 use super::backend::{Backend, BoxFuture, Cold, DATA_FORMAT, Load, Opened, Ticket};
@@ -72,11 +90,17 @@ use super::key::{Keyer, PassThrough, UserKey, random_secret};
 use super::legacy;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::settings::{RedisTls, check_redis_url, redact};
+use super::settings::{check_redis_url, redact};
 use super::snapshot::FORMAT_V2;
 use super::user::UserState;
 use super::vault::{KeyId, wrap_aad};
 use super::{StateConfig, StateError};
+
+mod conn;
+mod namespace;
+
+use conn::{Conn, Link};
+pub(super) use namespace::rotate_master;
 
 /// The namespace tactful uses unless told otherwise: `tactful:secret`, `tactful:{…}:ops`.
 pub const DEFAULT_NAMESPACE: &str = "tactful";
@@ -88,9 +112,10 @@ const COMPACT_AT: usize = 64;
 const READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// A write pipeline that has no answer after this has failed: its callers get UNAVAILABLE
 /// rather than hanging while Redis is unreachable.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connecting (or reconnecting) to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const WRITE_TIMEOUT: Duration = conn::RESPONSE_TIMEOUT;
+/// How long a write waits at most for the replicas `state.redis_wait_replicas` asks for
+/// (`WAIT`): half the write timeout, so that a missing replica is reported as such.
+const WAIT_TIMEOUT_MS: u64 = 1000;
 /// How long an acknowledgement waits at most for the writer: a few write timeouts.
 const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// Ops sent in one pipeline at most: large enough to amortise a round trip under load, small
@@ -105,6 +130,8 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 const SUBSCRIPTION_PING: Duration = Duration::from_secs(1);
 /// Pause between attempts to subscribe again.
 const RESUBSCRIBE_WAIT: Duration = Duration::from_millis(100);
+/// Failures further apart than this are not one streak (see [`Redis::note_failure`]).
+const STREAK_GAP_MS: u64 = 1000;
 /// Failed ticket ranges are kept this long for waiters to find (they look within
 /// microseconds of the failure; ranges are coalesced, so this costs a few bytes).
 const FAILURES_KEPT: Duration = Duration::from_secs(600);
@@ -124,8 +151,31 @@ const KEY_VALUE_LEN: usize = 8 + WRAPPED_LEN;
 const APPEND_SCRIPT: &str = "local k = redis.call('GET', KEYS[2]) \
     if k ~= ARGV[1] then return -1 end \
     return redis.call('RPUSH', KEYS[1], ARGV[2])";
+/// Reads a user: their list and their data key, as of one moment (KEYS: the list, the key).
+/// A script rather than MULTI/EXEC: on a cluster, the client follows a MOVED answer to a single
+/// command, not one given to a command queued in a transaction (a read sent to a node that no
+/// longer serves the user would fail until something else refreshed the client's map).
+const READ_SCRIPT: &str = "return {redis.call('LRANGE', KEYS[1], 0, -1), \
+    redis.call('GET', KEYS[2])}";
 /// How often a write is sealed anew when the user's key changed under it.
 const RESEAL_ATTEMPTS: usize = 3;
+/// Replaces the first elements of a user's list by a compacted history, but only while they
+/// are still the ones that were read and the user's data key is still the one read (KEYS: the
+/// list, the key; ARGV: n, the elements read; the key read, '' for none; the key to store, ''
+/// to keep it; m, the new elements; then the m new elements, in list order; then the n
+/// elements read). Elements appended since stay after the new ones. Answers 1 when done, 0
+/// when something changed (try again later). A script, not WATCH/MULTI: it runs on the shared
+/// connection, on one server or on a cluster node alike (both keys share the user's slot).
+const COMPACT_SCRIPT: &str = "local n = tonumber(ARGV[1]) \
+    local m = tonumber(ARGV[4]) \
+    if (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then return 0 end \
+    local head = redis.call('LRANGE', KEYS[1], 0, n - 1) \
+    if #head ~= n then return 0 end \
+    for i = 1, n do if head[i] ~= ARGV[4 + m + i] then return 0 end end \
+    if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) end \
+    redis.call('LTRIM', KEYS[1], n, -1) \
+    for i = m, 1, -1 do redis.call('LPUSH', KEYS[1], ARGV[4 + i]) end \
+    return 1";
 
 /// A user's data key as Redis holds it.
 struct StoredKey {
@@ -171,6 +221,26 @@ impl Write {
     }
 }
 
+/// Why a part of a write batch failed.
+struct Failed {
+    why: String,
+    /// Redis did not answer (or answered an error): changes are refused for everyone until
+    /// the watchman hears from it. False when only the replicas were missing.
+    down: bool,
+}
+
+impl Failed {
+    fn down(why: impl std::fmt::Display) -> Self {
+        Self {
+            why: why.to_string(),
+            down: true,
+        }
+    }
+}
+
+/// What a write pipeline came to: the length of each list after its write, or why not.
+type Sent = Result<Vec<i64>, Failed>;
+
 /// Tickets are handed out and queued under one lock, so the queue is in ticket order and the
 /// writer's watermark means "every ticket up to here is settled".
 struct Queue {
@@ -207,13 +277,25 @@ pub(super) struct Redis {
     /// Printable address (no password), for messages.
     addr: String,
     config: StateConfig,
+    /// Where Redis is: one server or a cluster.
+    link: Link,
+    /// Replicas that must hold a write before it is acknowledged (`WAIT`; 0: none).
+    wait_replicas: u32,
+    /// [`APPEND_SCRIPT`], [`COMPACT_SCRIPT`], [`READ_SCRIPT`] as this Redis takes them
+    /// ([`Link::script`]).
+    append_script: String,
+    compact_script: String,
+    read_script: String,
     namespace: String,
     channel: String,
     /// Tells this replica's announcements from the others'.
     instance: [u8; 8],
-    client: redis::Client,
-    /// Multiplexed and reconnecting: reads, writes and pings share it.
-    conn: ConnectionManager,
+    /// When the current streak of failed reads and writes began (ms since `started`; 0: none),
+    /// and when the last of them was: the watchman makes a cluster connection anew when
+    /// failures have gone on for [`conn::RECONNECT_EVERY`].
+    failing_from: AtomicU64,
+    last_failure: AtomicU64,
+    started: Instant,
     /// False once a call failed, until the watchman's ping is answered: changes are refused
     /// at once instead of each waiting for a timeout.
     up: AtomicBool,
@@ -246,20 +328,23 @@ fn unavailable(what: &str, addr: &str, e: impl std::fmt::Display) -> StateError 
 /// wrong layout would misread them); marks a new namespace with this build's. Answers true for
 /// a namespace of format 2, which is read as it is and migrated in the background.
 async fn check_format(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     namespace: &str,
     secret_key: &str,
     addr: &str,
 ) -> Result<bool, StateError> {
     let format_key = format!("{namespace}:format");
+    // Two commands, not one pipeline: on a cluster the two keys are in different slots.
     let (stored, secret_exists): (Option<u32>, bool) = tokio::time::timeout(READ_TIMEOUT, async {
-        redis::pipe()
-            .cmd("GET")
+        let stored = redis::cmd("GET")
             .arg(&format_key)
-            .cmd("EXISTS")
+            .query_async(&mut *conn)
+            .await?;
+        let exists = redis::cmd("EXISTS")
             .arg(secret_key)
-            .query_async(conn)
-            .await
+            .query_async(&mut *conn)
+            .await?;
+        Ok::<_, redis::RedisError>((stored, exists))
     })
     .await
     .map_err(|_| unavailable("read the data format", addr, "timed out"))?
@@ -378,21 +463,14 @@ impl Redis {
         // The check `tactful config check` and the configuration make, for callers that
         // skip them.
         check_redis_url(url).map_err(StateError::Unavailable)?;
-        let client =
-            client(url, &config.redis_tls).map_err(|e| unavailable("bad URL", &addr, e))?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(WRITE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), manager),
-        )
-        .await
-        .map_err(|_| unavailable("connect", &addr, "timed out"))?
-        .map_err(|e| unavailable("connect", &addr, e))?;
+        let link = Link::connect(url, &config.redis_tls)
+            .await
+            .map_err(|e| StateError::Unavailable(format!("redis at {addr}: {e}")))?;
+        let mut conn = link.conn();
+        let wait_replicas =
+            config
+                .redis_wait_replicas
+                .unwrap_or(if link.is_cluster() { 1 } else { 0 });
 
         let master = load_master(config)?;
         check_master(&mut conn, namespace, &*master, &addr).await?;
@@ -420,7 +498,8 @@ impl Redis {
             .ok_or_else(|| StateError::Corrupt(format!("{secret_key}: expected 16 bytes")))?;
 
         let channel = format!("{namespace}:changed");
-        let subscription = subscribe(&client, &channel)
+        let subscription = link
+            .subscribe(&channel)
             .await
             .map_err(|e| unavailable("subscribe", &addr, e))?;
 
@@ -436,8 +515,14 @@ impl Redis {
             namespace: namespace.to_owned(),
             channel,
             instance,
-            client,
-            conn,
+            append_script: link.script(APPEND_SCRIPT),
+            compact_script: link.script(COMPACT_SCRIPT),
+            read_script: link.read_only_script(READ_SCRIPT),
+            link,
+            wait_replicas,
+            failing_from: AtomicU64::new(0),
+            last_failure: AtomicU64::new(0),
+            started: Instant::now(),
             up: AtomicBool::new(true),
             queue: Mutex::new(Queue {
                 next: 1,
@@ -460,7 +545,13 @@ impl Redis {
             master,
             keys: DashMap::default(),
         });
-        tracing::info!(redis = %redis.addr, namespace, "user state is shared through redis");
+        tracing::info!(
+            redis = %redis.addr,
+            namespace,
+            cluster = redis.link.is_cluster(),
+            wait_replicas,
+            "user state is shared through redis"
+        );
         Ok((redis, Keyer::new(secret)))
     }
 
@@ -558,6 +649,7 @@ impl Redis {
         if users.is_empty() {
             return Ok(());
         }
+        // One pipeline: on a cluster, `send` passes the users of one slot (one user) at a time.
         let mut pipe = redis::pipe();
         for &user in users {
             let fresh = self.new_key(user).map_err(|e| e.to_string())?;
@@ -568,7 +660,7 @@ impl Redis {
                 .ignore();
             pipe.cmd("GET").arg(self.key_key(user));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let values: Vec<Option<Vec<u8>>> =
             match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async(&mut conn)).await {
                 Ok(Ok(v)) => v,
@@ -612,6 +704,25 @@ impl Redis {
         }
     }
 
+    /// Notes a read or write that Redis did not take (not one that only lacked replicas).
+    fn note_failure(&self) {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.last_failure.swap(now, Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) > STREAK_GAP_MS {
+            self.failing_from.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether reads or writes have kept failing for [`conn::RECONNECT_EVERY`], up to now.
+    fn failing_long(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.last_failure.load(Ordering::Relaxed);
+        let from = self.failing_from.load(Ordering::Relaxed);
+        last != 0
+            && now.saturating_sub(last) <= STREAK_GAP_MS
+            && now.saturating_sub(from) >= conn::RECONNECT_EVERY.as_millis() as u64
+    }
+
     fn mark_down(&self, why: &dyn std::fmt::Display) {
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(redis = %self.addr, error = %why, "redis does not answer");
@@ -648,26 +759,30 @@ impl Redis {
         if let Some(ticket) = own {
             self.wait_settled(ticket).await?;
         }
-        let mut conn = self.conn.clone();
-        // One transaction: the list and the key it is sealed under, as of one moment.
-        let mut pipe = redis::pipe();
-        let read = pipe
-            .atomic()
-            .cmd("LRANGE")
+        let mut conn = self.link.conn();
+        // One script: the list and the key it is sealed under, as of one moment.
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(&self.read_script)
+            .arg(2)
             .arg(self.list_key(key))
-            .arg(0)
-            .arg(-1)
-            .cmd("GET")
-            .arg(self.key_key(key))
-            .query_async::<(Vec<Vec<u8>>, Option<Vec<u8>>)>(&mut conn);
+            .arg(self.key_key(key));
+        let read = eval.query_async::<(Vec<Vec<u8>>, Option<Vec<u8>>)>(&mut conn);
+        // On a cluster, one user's read failing says nothing of the other masters' users.
+        let cluster = self.link.is_cluster();
         let (ops, data_key) = match tokio::time::timeout(READ_TIMEOUT, read).await {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                self.mark_down(&e);
+                self.note_failure();
+                if !cluster {
+                    self.mark_down(&e);
+                }
                 return Err(unavailable("read", &self.addr, e));
             }
             Err(_) => {
-                self.mark_down(&"a read timed out");
+                self.note_failure();
+                if !cluster {
+                    self.mark_down(&"a read timed out");
+                }
                 return Err(unavailable("read", &self.addr, "timed out"));
             }
         };
@@ -765,7 +880,14 @@ impl Redis {
     async fn wait_durable(&self, first: u64, last: u64) -> Result<(), StateError> {
         self.wait_settled(last).await?;
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match failures.iter().find(|f| f.first <= last && first <= f.last) {
+        // The ranges are in ticket order and apart: the last one starting at or before `last`
+        // is the only one that can reach into `first..=last`.
+        let before = failures.partition_point(|f| f.first <= last);
+        match before
+            .checked_sub(1)
+            .map(|i| &failures[i])
+            .filter(|f| first <= f.last)
+        {
             Some(f) => Err(StateError::Unavailable(format!(
                 "redis at {}: {}",
                 self.addr, f.why
@@ -814,40 +936,68 @@ impl Redis {
                     Err(_) => break,
                 }
             }
-            let (lo, hi) = (batch[0].ticket(), batch[batch.len() - 1].ticket());
+            let hi = batch[batch.len() - 1].ticket();
             let mut users: Vec<UserKey> = batch.iter().map(Write::key).collect();
             users.sort_unstable();
             users.dedup();
-            let result = if self.is_up() {
-                self.send(&batch, &users).await
+            let outcomes = if self.is_up() {
+                self.send_all(&mut batch).await
             } else {
-                Err("redis does not answer".to_owned())
+                vec![(
+                    std::mem::take(&mut batch),
+                    Err(Failed::down("redis does not answer")),
+                )]
             };
-            match result {
-                Ok(lengths) => {
-                    self.mark_up();
-                    for (w, len) in batch.iter().zip(lengths) {
-                        if matches!(w, Write::Append { .. }) && len > COMPACT_AT as i64 {
-                            let _ = self.compact.try_send(w.key());
+            let all_down = outcomes
+                .iter()
+                .all(|(_, r)| matches!(r, Err(Failed { down: true, .. })));
+            let mut failed: Vec<(u64, String)> = Vec::new();
+            let mut unsure: Vec<UserKey> = Vec::new();
+            for (part, outcome) in &outcomes {
+                match outcome {
+                    Ok(lengths) => {
+                        for (w, len) in part.iter().zip(lengths) {
+                            if matches!(w, Write::Append { .. }) && *len > COMPACT_AT as i64 {
+                                let _ = self.compact.try_send(w.key());
+                            }
                         }
                     }
-                }
-                Err(why) => {
-                    self.mark_down(&why);
-                    tracing::warn!(tickets = hi - lo + 1, error = %why, "writes to redis failed");
-                    self.record_failure(lo, hi, why);
-                    // What these users have in memory may not be what Redis has: read again.
-                    if let Some(map) = map.upgrade() {
-                        for &key in &users {
-                            self.drop_user(&map, key);
+                    Err(f) => {
+                        if f.down {
+                            self.note_failure();
                         }
+                        failed.extend(part.iter().map(|w| (w.ticket(), f.why.clone())));
+                        unsure.extend(part.iter().map(Write::key));
                     }
-                    self.unannounced
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(users.iter().copied());
                 }
             }
+            if all_down {
+                if let Some((_, Err(f))) = outcomes.first() {
+                    self.mark_down(&f.why);
+                }
+            } else {
+                self.mark_up();
+            }
+            if !failed.is_empty() {
+                failed.sort_unstable_by_key(|(t, _)| *t);
+                tracing::warn!(tickets = failed.len(), error = %failed[0].1, "writes to redis failed");
+                for (ticket, why) in failed {
+                    self.record_failure(ticket, ticket, why);
+                }
+                unsure.sort_unstable();
+                unsure.dedup();
+                // What these users have in memory may not be what Redis has: read again.
+                if let Some(map) = map.upgrade() {
+                    for &key in &unsure {
+                        self.drop_user(&map, key);
+                    }
+                }
+                self.unannounced
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(unsure);
+            }
+            batch = outcomes.into_iter().flat_map(|(part, _)| part).collect();
             for key in &users {
                 self.pending.remove_if(key, |_, t| *t <= hi);
             }
@@ -855,12 +1005,45 @@ impl Redis {
         }
     }
 
+    /// Sends a batch: as one pipeline to one server; to a cluster, one pipeline per user (a
+    /// pipeline must stay within one slot), all at once, so that a master being failed over
+    /// fails only its own users' writes. Answers each part with its outcome.
+    async fn send_all(self: &Arc<Self>, batch: &mut Vec<Write>) -> Vec<(Vec<Write>, Sent)> {
+        let batch = std::mem::take(batch);
+        if !self.link.is_cluster() {
+            let mut users: Vec<UserKey> = batch.iter().map(Write::key).collect();
+            users.sort_unstable();
+            users.dedup();
+            let sent = self.send(&batch, &users).await;
+            return vec![(batch, sent)];
+        }
+        let mut parts: HashMap<UserKey, Vec<Write>> = HashMap::new();
+        for w in batch {
+            parts.entry(w.key()).or_default().push(w);
+        }
+        let mut sending = JoinSet::new();
+        for (user, part) in parts {
+            let redis = self.clone();
+            sending.spawn(async move {
+                let sent = redis.send(&part, &[user]).await;
+                (part, sent)
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(done) = sending.join_next().await {
+            // `send` does not panic; a part lost to a panic would leave tickets unsettled.
+            outcomes.push(done.expect("a write task panicked"));
+        }
+        outcomes
+    }
+
     /// One pipeline: the writes in order, each op sealed under its user's data key (made
-    /// first if the user has none), then one announcement per user. Returns the length of
+    /// first if the user has none), then WAIT for `state.redis_wait_replicas` replicas, then
+    /// one announcement per user. Returns the length of
     /// each list after its write. A write whose key changed under it (the user was erased
     /// meanwhile, or another replica made their key first) is sealed anew under the key Redis
     /// now holds, and sent again after the others.
-    async fn send(&self, batch: &[Write], users: &[UserKey]) -> Result<Vec<i64>, String> {
+    async fn send(&self, batch: &[Write], users: &[UserKey]) -> Sent {
         let mut lengths = vec![0i64; batch.len()];
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         for _ in 0..RESEAL_ATTEMPTS {
@@ -873,48 +1056,60 @@ impl Redis {
                 .collect();
             missing.sort_unstable();
             missing.dedup();
-            self.resolve_keys(&missing).await?;
+            self.resolve_keys(&missing).await.map_err(Failed::down)?;
             let mut pipe = redis::pipe();
             for &i in &todo {
-                match &batch[i] {
-                    Write::Append { key, op, .. } => {
-                        let stored = self
-                            .keys
-                            .get(key)
-                            .map(|k| k.clone())
-                            .ok_or("a data key went missing")?;
-                        pipe.cmd("EVAL")
-                            .arg(APPEND_SCRIPT)
-                            .arg(2)
-                            .arg(self.list_key(*key))
-                            .arg(self.key_key(*key))
-                            .arg(&stored.value)
-                            .arg(seal(*key, &stored, op));
-                    }
-                    // The list and the key in one command: no reader sees one without the
-                    // other.
-                    Write::Forget { key, .. } => {
-                        pipe.cmd("DEL")
-                            .arg(self.list_key(*key))
-                            .arg(self.key_key(*key));
-                    }
+                self.add_write(&mut pipe, &batch[i]).map_err(Failed::down)?;
+            }
+            if self.wait_replicas > 0 {
+                pipe.cmd("WAIT")
+                    .arg(self.wait_replicas)
+                    .arg(WAIT_TIMEOUT_MS);
+            }
+            let announcements: Vec<[u8; 24]> =
+                users.iter().map(|&key| self.announcement(key)).collect();
+            // On one server the announcements go in the same pipeline, after the writes. On a
+            // cluster they cannot (the client routes PUBLISH by its channel, another slot):
+            // they follow once the writes are in.
+            let cluster = self.link.is_cluster();
+            if !cluster {
+                for announcement in &announcements {
+                    pipe.cmd("PUBLISH")
+                        .arg(&self.channel)
+                        .arg(&announcement[..])
+                        .ignore();
                 }
             }
-            for &key in users {
-                pipe.cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(&self.announcement(key)[..])
-                    .ignore();
-            }
-            let mut conn = self.conn.clone();
-            let answers =
+            let mut conn = self.link.conn();
+            let mut answers =
                 match tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut conn))
                     .await
                 {
                     Ok(Ok(answers)) => answers,
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Err(_) => return Err("a write timed out".to_owned()),
+                    Ok(Err(e)) => return Err(Failed::down(e)),
+                    Err(_) => return Err(Failed::down("a write timed out")),
                 };
+            if self.wait_replicas > 0 {
+                let held = answers.pop().unwrap_or(0);
+                if held < i64::from(self.wait_replicas) {
+                    // Redis answers; its replicas do not: not a reason to refuse every user.
+                    return Err(Failed {
+                        why: format!(
+                            "only {held} of the {} replicas state.redis_wait_replicas asks \
+                             for acknowledged a write within {WAIT_TIMEOUT_MS} ms",
+                            self.wait_replicas
+                        ),
+                        down: false,
+                    });
+                }
+            }
+            if cluster {
+                let messages: Vec<&[u8]> = announcements.iter().map(|a| &a[..]).collect();
+                self.link
+                    .publish(&self.channel, &messages, WRITE_TIMEOUT)
+                    .await
+                    .map_err(|e| Failed::down(format!("announcing a write: {e}")))?;
+            }
             let mut again = Vec::new();
             for (&i, answer) in todo.iter().zip(answers) {
                 if answer < 0 {
@@ -929,7 +1124,37 @@ impl Redis {
             }
             todo = again;
         }
-        Err("a user's data key kept changing while their words were written".to_owned())
+        Err(Failed::down(
+            "a user's data key kept changing while their words were written",
+        ))
+    }
+
+    /// Adds one write to a pipeline: the append (sealed under the user's key, only while it
+    /// is theirs) or the erasure.
+    fn add_write(&self, pipe: &mut redis::Pipeline, write: &Write) -> Result<(), String> {
+        match write {
+            Write::Append { key, op, .. } => {
+                let stored = self
+                    .keys
+                    .get(key)
+                    .map(|k| k.clone())
+                    .ok_or("a data key went missing")?;
+                pipe.cmd("EVAL")
+                    .arg(&self.append_script)
+                    .arg(2)
+                    .arg(self.list_key(*key))
+                    .arg(self.key_key(*key))
+                    .arg(&stored.value)
+                    .arg(seal(*key, &stored, op));
+            }
+            // The list and the key in one command: no reader sees one without the other.
+            Write::Forget { key, .. } => {
+                pipe.cmd("DEL")
+                    .arg(self.list_key(*key))
+                    .arg(self.key_key(*key));
+            }
+        }
+        Ok(())
     }
 
     // ---- invalidation ---------------------------------------------------------------------
@@ -941,7 +1166,7 @@ impl Redis {
         loop {
             let pubsub = match subscription.take() {
                 Some(s) => s,
-                None => match subscribe(&self.client, &self.channel).await {
+                None => match self.link.subscribe(&self.channel).await {
                     Ok(s) => {
                         let Some(map) = map.upgrade() else { return };
                         self.drop_all(&map);
@@ -999,7 +1224,6 @@ impl Redis {
     /// Pings Redis: notices when it goes away and when it is back, and then announces the
     /// users whose writes failed.
     async fn watch_loop(self: Arc<Self>) {
-        let mut conn = self.conn.clone();
         loop {
             let wait = if self.is_up() {
                 PING_WHILE_UP
@@ -1007,21 +1231,17 @@ impl Redis {
                 PING_WHILE_DOWN
             };
             tokio::time::sleep(wait).await;
-            let pong = tokio::time::timeout(
-                PING_TIMEOUT,
-                redis::cmd("PING").query_async::<redis::Value>(&mut conn),
-            )
-            .await;
-            match pong {
-                Ok(Ok(_)) => self.mark_up(),
-                Ok(Err(e)) => {
+            match self.link.ping(PING_TIMEOUT).await {
+                Ok(()) => self.mark_up(),
+                Err(e) => {
                     self.mark_down(&e);
                     continue;
                 }
-                Err(_) => {
-                    self.mark_down(&"a ping timed out");
-                    continue;
-                }
+            }
+            // Redis answers, yet reads or writes keep failing: on a cluster, the client's map
+            // of slots may be stuck behind a failover; a connection made anew reads it again.
+            if self.failing_long() {
+                self.link.reconnect().await;
             }
             let users: Vec<UserKey> = self
                 .unannounced
@@ -1032,15 +1252,14 @@ impl Redis {
             if users.is_empty() {
                 continue;
             }
-            let mut pipe = redis::pipe();
-            for &key in &users {
-                pipe.cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(&self.announcement(key)[..])
-                    .ignore();
-            }
-            let sent = tokio::time::timeout(WRITE_TIMEOUT, pipe.exec_async(&mut conn)).await;
-            if !matches!(sent, Ok(Ok(()))) {
+            let announcements: Vec<[u8; 24]> =
+                users.iter().map(|&key| self.announcement(key)).collect();
+            let messages: Vec<&[u8]> = announcements.iter().map(|a| &a[..]).collect();
+            let sent = self
+                .link
+                .publish(&self.channel, &messages, WRITE_TIMEOUT)
+                .await;
+            if sent.is_err() {
                 self.unannounced
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -1051,29 +1270,13 @@ impl Redis {
 
     // ---- compaction -----------------------------------------------------------------------
 
-    /// Replaces long lists by one `Restore` each. Uses a connection of its own, never shared
-    /// and never silently reconnected: WATCH state belongs to a connection, and a transaction
-    /// sent on a fresh one would run unguarded.
+    /// Replaces long lists by one `Restore` each.
     async fn compact_loop(self: Arc<Self>, mut rx: mpsc::Receiver<UserKey>) {
-        let mut conn: Option<MultiplexedConnection> = None;
         while let Some(key) = rx.recv().await {
-            if conn.is_none() {
-                conn = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    self.client.get_multiplexed_async_connection(),
-                )
-                .await
-                .ok()
-                .and_then(Result::ok);
-            }
-            let Some(c) = conn.as_mut() else { continue };
-            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(c, key, false)).await {
+            match tokio::time::timeout(WRITE_TIMEOUT, self.compact(key, false)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "compaction abandoned");
-                    conn = None;
-                }
-                Err(_) => conn = None,
+                Ok(Err(e)) => tracing::debug!(error = %e, "compaction abandoned"),
+                Err(_) => tracing::debug!("compaction timed out"),
             }
         }
     }
@@ -1081,64 +1284,42 @@ impl Redis {
     /// Replaces the user's list by one sealed `Restore` (and the word times) when it is long,
     /// or, with `migrate`, when it holds elements of format 2 in clear. Answers whether the
     /// list is now as wanted (false: it changed meanwhile, try again later).
-    async fn compact(
-        &self,
-        conn: &mut MultiplexedConnection,
-        key: UserKey,
-        migrate: bool,
-    ) -> Result<bool, String> {
+    async fn compact(&self, key: UserKey, migrate: bool) -> Result<bool, String> {
         let config = &self.config;
+        let mut conn = self.link.conn();
         let (list, key_key) = (self.list_key(key), self.key_key(key));
-        redis::cmd("WATCH")
-            .arg(&list)
-            .arg(&key_key)
-            .exec_async(conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (ops, stored): (Vec<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+        let (ops, stored_value): (Vec<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
             .cmd("LRANGE")
             .arg(&list)
             .arg(0)
             .arg(-1)
             .cmd("GET")
             .arg(&key_key)
-            .query_async(conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
         let in_clear = ops.iter().any(|op| op.first() != Some(&SEALED));
-        let wanted = ops.len() > COMPACT_AT || (migrate && in_clear);
-        let stored = stored
-            .map(|v| self.parse_key(key, &v))
+        if !(ops.len() > COMPACT_AT || (migrate && in_clear)) {
+            // Short and sealed already.
+            return Ok(true);
+        }
+        let stored = stored_value
+            .as_deref()
+            .map(|v| self.parse_key(key, v))
             .transpose()
-            .map_err(|e| e.to_string());
-        let replayed = match (&stored, wanted) {
-            (Ok(stored), true) => replay(key, stored.as_ref(), &ops, config)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-            (Ok(_), false) => Ok(None),
-            (Err(e), _) => Err(e.clone()),
-        };
-        let Ok(Some(mut state)) = replayed else {
-            redis::cmd("UNWATCH")
-                .exec_async(conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            // Short and sealed already, or a history that does not decode (reads report it).
-            return replayed.map(|_| true);
-        };
-        let stored = stored.expect("checked above");
+            .map_err(|e| e.to_string())?;
+        // A history that does not decode is left as it is (reads report it).
+        let mut state = replay(key, stored.as_ref(), &ops, config).map_err(|e| e.to_string())?;
         state.expire(crate::time::now_ms(), config);
-        let mut tx = redis::pipe();
-        tx.atomic();
-        if state.is_empty() {
-            tx.cmd("DEL").arg(&list).ignore();
-        } else {
+        let mut new_key: Vec<u8> = Vec::new();
+        let mut elements: Vec<Vec<u8>> = Vec::new();
+        if !state.is_empty() {
             // The user's key, or a new one for a history written in clear.
             let sealing = match stored {
                 Some(k) => k,
                 None => {
                     let fresh = self.new_key(key).map_err(|e| e.to_string())?;
-                    tx.cmd("SET").arg(&key_key).arg(&fresh.value).ignore();
+                    new_key.clone_from(&fresh.value);
                     fresh
                 }
             };
@@ -1147,17 +1328,24 @@ impl Redis {
                 postcard::to_allocvec(&Op::Words(state.words())).map_err(|e| e.to_string())?;
             let restore =
                 postcard::to_allocvec(&Op::Restore(Box::new(state))).map_err(|e| e.to_string())?;
-            tx.cmd("LTRIM").arg(&list).arg(ops.len()).arg(-1).ignore();
-            // LPUSH puts each value at the head in turn: the list starts Restore, Words.
-            tx.cmd("LPUSH")
-                .arg(&list)
-                .arg(seal(key, &sealing, &words))
-                .arg(seal(key, &sealing, &restore))
-                .ignore();
+            elements.push(seal(key, &sealing, &restore));
+            elements.push(seal(key, &sealing, &words));
         }
-        // EXEC answers nil when the list or the key changed since WATCH: try again later.
-        let done: redis::Value = tx.query_async(conn).await.map_err(|e| e.to_string())?;
-        if matches!(done, redis::Value::Nil) {
+        let done: i64 = redis::cmd("EVAL")
+            .arg(&self.compact_script)
+            .arg(2)
+            .arg(&list)
+            .arg(&key_key)
+            .arg(ops.len())
+            .arg(stored_value.unwrap_or_default())
+            .arg(new_key)
+            .arg(elements.len())
+            .arg(&elements)
+            .arg(&ops)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if done == 0 {
             tracing::debug!("compaction met a concurrent change; left for later");
             return Ok(false);
         }
@@ -1165,218 +1353,6 @@ impl Redis {
         self.keys.remove(&key);
         Ok(true)
     }
-
-    /// Rewrites every list of the namespace that holds elements of format 2 in clear, sealed
-    /// under its user's key, then marks the namespace with this format. Runs in the
-    /// background at the first start on such a namespace; what it has not reached yet is
-    /// read as it is meanwhile.
-    async fn migrate(self: Arc<Self>) {
-        let mut attempt = 0u32;
-        loop {
-            match self.migrate_once().await {
-                Ok(users) => {
-                    tracing::info!(
-                        namespace = %self.namespace,
-                        users,
-                        from = FORMAT_V2,
-                        to = DATA_FORMAT,
-                        "migrated the redis namespace: every user's words are now sealed"
-                    );
-                    return;
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "migrating the redis namespace failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(30)))).await;
-                }
-            }
-        }
-    }
-
-    async fn migrate_once(&self) -> Result<u64, String> {
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| "connecting timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-        let (mut cursor, mut users) = (0u64, 0u64);
-        loop {
-            let (next, page) = scan_users(&mut conn, &self.namespace, "ops", cursor)
-                .await
-                .map_err(|e| e.to_string())?;
-            for (name, user) in page {
-                let mut done = false;
-                for _ in 0..10 {
-                    if self.compact(&mut conn, user, true).await? {
-                        done = true;
-                        break;
-                    }
-                }
-                if !done {
-                    return Err(format!("{name} kept changing"));
-                }
-                users += 1;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        redis::cmd("SET")
-            .arg(format!("{}:format", self.namespace))
-            .arg(DATA_FORMAT)
-            .exec_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(users)
-    }
-}
-
-/// The client for `url`: over TLS for `rediss://`, trusting `tls.ca_cert` (or the system's
-/// roots) and presenting the client certificate if one is configured.
-fn client(url: &str, tls: &RedisTls) -> Result<redis::Client, String> {
-    if !url.starts_with("rediss://") {
-        return redis::Client::open(url).map_err(|e| e.to_string());
-    }
-    let read = |path: &Option<std::path::PathBuf>| {
-        path.as_ref()
-            .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())))
-            .transpose()
-    };
-    let client_tls = match (read(&tls.client_cert)?, read(&tls.client_key)?) {
-        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-            client_cert,
-            client_key,
-        }),
-        _ => None,
-    };
-    let certificates = redis::TlsCertificates {
-        client_tls,
-        root_cert: read(&tls.ca_cert)?,
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
-}
-
-/// Re-wraps every data key of the namespace under `new`, touching no user data, and makes
-/// `new` the namespace's master key. Stop the replicas first (they hold the old key); a run
-/// that was interrupted can be run again (keys already under `new` are left as they are).
-pub(super) async fn rotate_master(
-    url: &str,
-    namespace: &str,
-    config: &StateConfig,
-    new: &super::crypt::MasterKeySource,
-) -> Result<usize, StateError> {
-    let addr = redact(url);
-    let old = load_master(config)?;
-    let new: Arc<dyn KeyWrap> = Arc::new(MasterKey::load(new).map_err(StateError::Key)?);
-    let client = client(url, &config.redis_tls).map_err(|e| unavailable("bad URL", &addr, e))?;
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| unavailable("connect", &addr, "timed out"))?
-        .map_err(|e| unavailable("connect", &addr, e))?;
-    let fail = |e: redis::RedisError| unavailable("rotate the master key", &addr, e);
-    let check_key = format!("{namespace}:master-check");
-    let check: Option<Vec<u8>> = redis::cmd("GET")
-        .arg(&check_key)
-        .query_async(&mut conn)
-        .await
-        .map_err(fail)?;
-    if let Some(check) = &check
-        && !old.matches(check)
-        && !new.matches(check)
-    {
-        return Err(StateError::Key(format!(
-            "neither master key opens the data keys in redis namespace {namespace}"
-        )));
-    }
-    let (mut cursor, mut rewrapped) = (0u64, 0usize);
-    loop {
-        let (next, page) = scan_users(&mut conn, namespace, "key", cursor)
-            .await
-            .map_err(fail)?;
-        for (name, user) in page {
-            let value: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(&name)
-                .query_async(&mut conn)
-                .await
-                .map_err(fail)?;
-            let Some(value) = value.filter(|v| v.len() == KEY_VALUE_LEN) else {
-                continue;
-            };
-            let id = KeyId(u64::from_le_bytes(value[..8].try_into().expect("8 bytes")));
-            let aad = wrap_aad(user, id);
-            if new.unwrap(&value[8..], &aad).is_ok() {
-                continue;
-            }
-            let key = old.unwrap(&value[8..], &aad).map_err(|_| {
-                StateError::Corrupt(format!("{name}: not a data key the old master key unwraps"))
-            })?;
-            let mut rewritten = value[..8].to_vec();
-            rewritten.extend_from_slice(&new.wrap(&key, &aad));
-            redis::cmd("SET")
-                .arg(&name)
-                .arg(rewritten)
-                .exec_async(&mut conn)
-                .await
-                .map_err(fail)?;
-            rewrapped += 1;
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    redis::cmd("SET")
-        .arg(&check_key)
-        .arg(new.check_value())
-        .exec_async(&mut conn)
-        .await
-        .map_err(fail)?;
-    Ok(rewrapped)
-}
-
-/// One page of a SCAN over the users' `<ns>:{<user key>}:<kind>` keys: the next cursor (0 at
-/// the end) and each key's name with its user.
-async fn scan_users(
-    conn: &mut MultiplexedConnection,
-    namespace: &str,
-    kind: &str,
-    cursor: u64,
-) -> redis::RedisResult<(u64, Vec<(String, UserKey)>)> {
-    let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(format!("{namespace}:{{*}}:{kind}"))
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?;
-    let (prefix, suffix) = (format!("{namespace}:{{"), format!("}}:{kind}"));
-    let users = names
-        .into_iter()
-        .filter_map(|name| {
-            let user = name
-                .strip_prefix(&prefix)
-                .and_then(|n| n.strip_suffix(&suffix))
-                .and_then(parse_user_key)?;
-            Some((name, user))
-        })
-        .collect();
-    Ok((next, users))
-}
-
-/// A user key from its hex form ([`UserKey::to_hex`]).
-fn parse_user_key(hex: &str) -> Option<UserKey> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut key = [0u8; 16];
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(UserKey(key))
 }
 
 /// The master key the configuration names. The shared backend has no key store of its own on
@@ -1397,7 +1373,7 @@ fn load_master(config: &StateConfig) -> Result<Arc<dyn KeyWrap>, StateError> {
 /// Agrees on the master key with the namespace: the first replica stores a value sealed
 /// under its key; the others must open it.
 async fn check_master(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     namespace: &str,
     master: &dyn KeyWrap,
     addr: &str,
@@ -1490,20 +1466,6 @@ impl Backend for Redis {
             task.abort();
         }
     }
-}
-
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> redis::RedisResult<redis::aio::PubSub> {
-    let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "timed out"));
-    let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-        .await
-        .map_err(|_| timed_out())??;
-    tokio::time::timeout(CONNECT_TIMEOUT, pubsub.subscribe(channel))
-        .await
-        .map_err(|_| timed_out())??;
-    Ok(pubsub)
 }
 
 /// Registers a read of one user; tells whether a removal (or a drop of the whole cache)
@@ -1600,12 +1562,5 @@ mod tests {
         };
         assert!(replay(user, Some(&other), &sealed, &cfg).is_err());
         assert!(replay(UserKey([4; 16]), Some(&key), &sealed, &cfg).is_err());
-    }
-
-    #[test]
-    fn user_keys_read_back_from_their_hex() {
-        let key = UserKey([0xa5; 16]);
-        assert_eq!(parse_user_key(&key.to_hex()), Some(key));
-        assert_eq!(parse_user_key("zz"), None);
     }
 }
