@@ -205,12 +205,6 @@ struct Numbering {
     next: u32,
 }
 
-/// Where an id's probe ended.
-enum Probe {
-    Found(u32),
-    Empty(usize),
-}
-
 impl Numbering {
     /// A table for up to `n` ids, starting at most [`INITIAL_SLOTS`] wide.
     fn new(n: usize) -> Self {
@@ -231,60 +225,67 @@ impl Numbering {
         self.next = 0;
     }
 
+    #[inline]
+    fn home(&self, id: u64) -> usize {
+        (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
     /// `id`'s number (a new one the first time it is seen); `None` after [`MAX_PROBE`] taken
     /// slots, when the table no longer holds all ids seen so far.
     #[inline]
     fn number(&mut self, id: u64) -> Option<u32> {
-        match self.probe(id)? {
-            Probe::Found(n) => Some(n),
-            Probe::Empty(slot) if 2 * (self.next as usize + 1) <= self.keys.len() => {
-                self.keys[slot] = id;
-                self.numbers[slot] = self.next;
-                self.next += 1;
-                Some(self.next - 1)
-            }
-            Probe::Empty(_) => {
-                self.grow()?;
-                self.number(id)
-            }
-        }
-    }
-
-    #[inline]
-    fn probe(&self, id: u64) -> Option<Probe> {
         let mask = self.keys.len() - 1;
-        let mut slot = (id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        let mut slot = self.home(id);
         for _ in 0..MAX_PROBE {
             let key = self.keys[slot];
             if key == id {
-                return Some(Probe::Found(self.numbers[slot]));
+                return Some(self.numbers[slot]);
             }
             if key == 0 {
-                return Some(Probe::Empty(slot));
+                if 2 * (self.next as usize + 1) > self.keys.len() {
+                    return self.grow_and_number(id);
+                }
+                self.keys[slot] = id;
+                self.numbers[slot] = self.next;
+                self.next += 1;
+                return Some(self.next - 1);
             }
             slot = (slot + 1) & mask;
         }
         None
     }
 
-    /// Doubles the table, keeping every id's number; `None` if an id's probe in the larger
-    /// table is too long (ids chosen to collide), as [`Numbering::number`] would say.
+    /// Doubles the table, keeping every id's number, then numbers `id` (which it does not
+    /// hold); `None` if a probe in the larger table is too long (ids chosen to collide), as
+    /// [`Numbering::number`] would say. Not recursive, so that `number` stays inlined.
     #[cold]
-    fn grow(&mut self) -> Option<()> {
+    #[inline(never)]
+    fn grow_and_number(&mut self, id: u64) -> Option<u32> {
         let mut wider = Self::with_slots(2 * self.keys.len());
         for (&key, &number) in self.keys.iter().zip(&self.numbers) {
             if key != 0 {
-                // Each id is in the table once, so its probe ends at an empty slot.
-                let Probe::Empty(slot) = wider.probe(key)? else {
-                    return None;
-                };
-                wider.keys[slot] = key;
-                wider.numbers[slot] = number;
+                wider.put(key, number)?;
             }
         }
-        wider.next = self.next;
+        wider.next = self.next + 1;
+        wider.put(id, self.next)?;
         *self = wider;
-        Some(())
+        Some(self.next - 1)
+    }
+
+    /// Puts an id the table does not hold into the first empty slot of its probe.
+    fn put(&mut self, id: u64, number: u32) -> Option<()> {
+        let mask = self.keys.len() - 1;
+        let mut slot = self.home(id);
+        for _ in 0..MAX_PROBE {
+            if self.keys[slot] == 0 {
+                self.keys[slot] = id;
+                self.numbers[slot] = number;
+                return Some(());
+            }
+            slot = (slot + 1) & mask;
+        }
+        None
     }
 }
 
