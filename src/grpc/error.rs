@@ -60,7 +60,11 @@ impl From<ApiError> for Status {
                 RankError::Internal(_) => Status::internal(r.to_string()),
                 RankError::State(_) => Status::unavailable(format!("{r} (strict request)")),
             },
-            ApiError::State(s) => Status::unavailable(format!("{s}; nothing was lost, retry")),
+            // A write refused here may still have reached storage (the master of a Redis
+            // Cluster whose replicas did not confirm in time, say), so the answer does not say
+            // nothing was written: only that it was not acknowledged. Explicit words are
+            // idempotent, so a retry is safe.
+            ApiError::State(s) => Status::unavailable(format!("{s}; not acknowledged, retry")),
             ApiError::Catalog(c) => match c {
                 CatalogError::Full { .. } => {
                     Status::resource_exhausted(format!("{c}; nothing of this stream was applied"))
