@@ -331,6 +331,19 @@ impl Table {
         best
     }
 
+    /// Adds `delta` to column `col` of every row from `first` on; the values must fit the
+    /// column ([`Table::fit`]).
+    pub fn add_from(&mut self, buf: &mut [u8], col: usize, first: usize, delta: u64) {
+        let (w, len) = (self.widths[col], self.row_len());
+        let mut at = self.at(first, col);
+        for _ in first..self.rows {
+            let v = read(&buf[at..], w) + delta;
+            debug_assert!(width_of(v) <= w);
+            write(&mut buf[at..], w, v);
+            at += len;
+        }
+    }
+
     /// Adds `delta` to every value of column `col` that is at least `from` (wrapping is the
     /// caller's to rule out).
     pub fn shift(&mut self, buf: &mut Vec<u8>, col: usize, from: u64, delta: i64) {
@@ -383,8 +396,10 @@ mod tests {
         assert_eq!((buf[0], buf[buf.len() - 1]), (7, 7), "neighbours untouched");
         t.retain(&mut buf, |b, t, r| t.get(b, r, 0) != 20);
         t.shift(&mut buf, 0, 15, 1);
+        t.add_from(&mut buf, 1, 1, 5);
+        assert_eq!(t.get(&buf, 1, 1), 65);
         t.remove(&mut buf, 0);
-        assert_eq!((t.rows, t.get(&buf, 0, 0), t.get(&buf, 0, 1)), (1, 31, 60));
+        assert_eq!((t.rows, t.get(&buf, 0, 0), t.get(&buf, 0, 1)), (1, 31, 65));
         assert_eq!(buf.len(), 1 + t.len() + 1);
     }
 }

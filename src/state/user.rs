@@ -1403,23 +1403,36 @@ fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
     let o = offset(buf, s);
     let mut items = table(buf, ITEMS);
     items.insert_row(buf, at, &[id, o, 0, 0]);
-    // The impression times follow their items' rows, in one pass: the forgotten items' go.
-    if let Some(mut shown) = get_table(buf, SHOWN) {
-        let renumber = |row: u64| {
-            let below = match evicted.binary_search(&row) {
-                Ok(_) => return None,
-                Err(below) => below as u64,
-            };
-            let row = row - below;
-            Some(if row >= at as u64 { row + 1 } else { row })
-        };
-        if shown.rows > 0
-            && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
-        {
-            shown.fit(buf, ROW, last);
+    // The impression times follow their items' rows.
+    let Some(mut shown) = get_table(buf, SHOWN) else {
+        return at;
+    };
+    if evicted.is_empty() {
+        // Only the rows of the items after the new one move up, and they are the table's
+        // tail (its rows are in item order): the rest is not even read.
+        let from = shown.lower_bound(buf, at as u64);
+        if from < shown.rows {
+            let last = shown.get(buf, shown.rows - 1, ROW);
+            shown.fit(buf, ROW, last + 1);
+            shown.add_from(buf, ROW, from, 1);
         }
-        shown.retain_map(buf, ROW, renumber);
+        return at;
     }
+    // After an eviction, in one pass: the forgotten items' go.
+    let renumber = |row: u64| {
+        let below = match evicted.binary_search(&row) {
+            Ok(_) => return None,
+            Err(below) => below as u64,
+        };
+        let row = row - below;
+        Some(if row >= at as u64 { row + 1 } else { row })
+    };
+    if shown.rows > 0
+        && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
+    {
+        shown.fit(buf, ROW, last);
+    }
+    shown.retain_map(buf, ROW, renumber);
     at
 }
 
