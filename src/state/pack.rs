@@ -459,13 +459,16 @@ impl<H: Head> Packed<H> {
 
     /// The buffer opened for changes.
     pub fn into_bytes(self) -> Bytes {
-        let prefix = self.lengths().1;
-        match self.into_box() {
-            Some(b) => Bytes {
-                v: b.into_vec(),
-                off: prefix,
-            },
-            None => Bytes::default(),
+        let (len, prefix) = self.lengths();
+        let Some(ptr) = std::mem::ManuallyDrop::new(self).ptr else {
+            return Bytes::default();
+        };
+        let slice = std::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), prefix + len);
+        // SAFETY: made by `Bytes::finish` from a boxed slice of exactly `prefix + len` bytes.
+        let b = unsafe { Box::from_raw(slice) };
+        Bytes {
+            v: b.into_vec(),
+            off: prefix,
         }
     }
 }
@@ -485,12 +488,22 @@ impl<H: Head> Deref for Packed<H> {
 }
 
 impl<H: Head> Packed<H> {
-    /// A copy of `bytes`, which must be a whole, well-formed buffer of this kind (or empty).
+    /// A copy of `bytes`, which must be a whole, well-formed buffer of this kind (or empty):
+    /// one allocation, the prefix written first.
     pub fn copy_of(bytes: &[u8]) -> Self {
-        let mut b = Bytes::default();
-        b.reserve_exact(prefix_len(bytes.len()) + bytes.len());
-        b.extend_from_slice(bytes);
-        b.finish()
+        if bytes.is_empty() {
+            return Packed::default();
+        }
+        // SAFETY: the caller's word: `bytes` is a whole buffer of this kind.
+        let head = unsafe { H::head_len(bytes.as_ptr()) };
+        debug_assert!(head <= bytes.len());
+        let tail = bytes.len() - head;
+        let need = prefix_len(tail);
+        let mut v = Vec::with_capacity(need + bytes.len());
+        v.resize(need, 0);
+        write_prefix(&mut v, tail);
+        v.extend_from_slice(bytes);
+        Bytes { v, off: need }.finish()
     }
 }
 
