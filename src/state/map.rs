@@ -21,7 +21,8 @@ use super::key::{PassThrough, UserKey};
 use super::user::UserState;
 use crate::rank::DimensionSet;
 
-/// One user in memory.
+/// One user in memory: 16 bytes beside the key (the state is a thin pointer), so that a
+/// slot is 32.
 struct Entry {
     state: UserState,
     /// Changed since it was last written out by a snapshot: a backend that takes snapshots
@@ -431,6 +432,14 @@ mod tests {
         assert!(map.is_empty());
         assert_eq!(map.heap.load(Ordering::Relaxed), 0);
         assert!(map.bytes() >= empty);
+    }
+
+    #[test]
+    fn a_slot_is_a_key_and_sixteen_bytes() {
+        // The state is a thin pointer: with the last use, the dimensions used and the
+        // changed flag, an entry fills 16 bytes, and a slot 32 (plus its control byte).
+        assert_eq!(size_of::<Entry>(), 16);
+        assert_eq!(size_of::<(UserKey, Entry)>(), 32);
     }
 
     #[test]

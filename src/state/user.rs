@@ -18,7 +18,7 @@ use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
 use super::StateConfig;
 use super::decay::factor;
 use super::event::{Event, EventError, EventKind};
-use super::pack::Table;
+use super::pack::{Bytes, Head, Packed, Table};
 
 /// Below this decayed count an item's ignored exposure is forgotten when building a view.
 const IGNORED_FLOOR: f32 = 0.05;
@@ -221,7 +221,7 @@ fn second(buf: &[u8], v: u64) -> u32 {
 
 /// Moves the base back to `s` when `s` is before it, so every time column stays a
 /// non-negative offset (an event older than any the user had: rare).
-fn rebase(buf: &mut Vec<u8>, s: u32) {
+fn rebase(buf: &mut Bytes, s: u32) {
     let old = base(buf);
     if i64::from(s) >= old {
         return;
@@ -244,7 +244,7 @@ fn rebase(buf: &mut Vec<u8>, s: u32) {
 }
 
 /// The table, made if absent.
-fn table(buf: &mut Vec<u8>, k: usize) -> Table {
+fn table(buf: &mut Bytes, k: usize) -> Table {
     let at = match find(buf, k) {
         Ok(t) => return t,
         Err(at) => at,
@@ -253,7 +253,7 @@ fn table(buf: &mut Vec<u8>, k: usize) -> Table {
     Table::create(buf, at, COLS[k])
 }
 
-fn drop_empty_tables(buf: &mut Vec<u8>) {
+fn drop_empty_tables(buf: &mut Bytes) {
     for k in (0..COLS.len()).rev() {
         if let Some(t) = get_table(buf, k)
             && t.rows == 0
@@ -277,7 +277,7 @@ fn shown_rows(buf: &[u8], shown: &Table, row: usize) -> (usize, usize) {
 /// Decays the row's counters (`decays`: column and half-life) to `s` if it is later than the
 /// row's time, then adds each of `adds` (column and amount) as of `s`.
 fn bump(
-    buf: &mut Vec<u8>,
+    buf: &mut Bytes,
     t: &mut Table,
     row: usize,
     s: u32,
@@ -396,7 +396,7 @@ impl Cold {
 
 /// Replaces the cold part. Its times are kept as milliseconds after the user's base: a few
 /// bytes each instead of six.
-fn set_cold(buf: &mut Vec<u8>, mut cold: Cold) {
+fn set_cold(buf: &mut Bytes, mut cold: Cold) {
     let l = layout(buf);
     buf.truncate(l.cold);
     if !cold.is_empty() {
@@ -753,12 +753,38 @@ fn push_recent<T>(v: &mut Vec<T>, item: T, cap: usize, at: impl Fn(&T) -> i64) {
 /// - the cold part, exact and rarely changed: consent choices, explicit words and their
 ///   times, purchases, sightings (postcard).
 ///
+/// In memory the buffer sits behind a thin pointer ([`Packed`]), after the length of its
+/// cold part (the rest says its own length: one byte for most users), so that a map slot
+/// holds 8 bytes for it; rows carry the buffer without that byte.
+///
 /// Exact: impression times (frequency caps), explicit words, consent, purchases, sightings,
 /// first and latest activity. Approximate: decayed counters (0.034 % steps, times to the
 /// second) and engagement times (to the second).
 #[derive(Clone, Default, PartialEq)]
 pub struct UserState {
-    buf: Box<[u8]>,
+    buf: Packed<UserBytes>,
+}
+
+/// A user's buffer, as [`Packed`] holds it: what follows the tables (the cold part) is what
+/// does not describe its own length.
+pub(super) struct UserBytes;
+
+impl Head for UserBytes {
+    unsafe fn head_len(bytes: *const u8) -> usize {
+        // SAFETY: the caller's word: a whole, well-formed buffer, so the fixed fields and
+        // every table header it names are there.
+        let b = |at: usize| usize::from(unsafe { *bytes.add(at) });
+        let present = b(at::PRESENT);
+        let mut end = at::HEADER;
+        for (k, cols) in COLS.iter().enumerate() {
+            if present & (1 << k) != 0 {
+                let rows = b(end) | b(end + 1) << 8;
+                let row_len: usize = (0..*cols).map(|c| b(end + 2 + c)).sum();
+                end += Table::header_len(*cols) + rows * row_len;
+            }
+        }
+        end
+    }
 }
 
 impl std::fmt::Debug for UserState {
@@ -854,11 +880,12 @@ fn sec_of(ms: i64) -> u32 {
 impl UserState {
     /// Runs `f` on the user's buffer (made with its fixed fields if empty), then stores it
     /// back at its exact size: a buffer with nothing in it is dropped.
-    fn edit<R>(&mut self, at_ms: i64, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let mut buf = std::mem::take(&mut self.buf).into_vec();
+    fn edit<R>(&mut self, at_ms: i64, f: impl FnOnce(&mut Bytes) -> R) -> R {
+        let mut buf = std::mem::take(&mut self.buf).into_bytes();
         let s = shown_second(at_ms);
         if buf.is_empty() {
-            buf.reserve_exact(at::HEADER);
+            // And a byte for the length written in front when it is closed.
+            buf.reserve_exact(at::HEADER + 1);
             buf.resize(at::HEADER, 0);
             put_u(&mut buf, at::BASE, 4, u64::from(s));
         } else {
@@ -867,16 +894,16 @@ impl UserState {
         let out = f(&mut buf);
         // Every growth was exact, so this reallocates only after something was removed.
         self.buf = if blank(&buf) {
-            Box::default()
+            Packed::default()
         } else {
-            buf.into_boxed_slice()
+            buf.finish::<UserBytes>()
         };
         out
     }
 
     /// Changes the cold part; nothing changes when `f` fails.
     fn change_cold<R>(
-        buf: &mut Vec<u8>,
+        buf: &mut Bytes,
         f: impl FnOnce(&mut Cold) -> Result<R, EventError>,
     ) -> Result<R, EventError> {
         let mut c = cold(buf);
@@ -1109,7 +1136,7 @@ impl UserState {
     /// Bytes this state holds on the heap: its one allocation, as the allocator sizes it, so
     /// that the memory cap is close to what the process really holds.
     pub fn heap_bytes(&self) -> usize {
-        allocated(self.buf.len())
+        allocated(self.buf.allocation_len())
     }
 
     /// The state as a snapshot row: the row format's byte, then the buffer as it is (every
@@ -1139,7 +1166,9 @@ impl UserState {
         {
             return Err(bad());
         }
-        Ok(Self { buf: buf.into() })
+        Ok(Self {
+            buf: Packed::copy_of(buf),
+        })
     }
 
     /// The word times, for a backend that stores them apart.
@@ -1295,7 +1324,7 @@ fn active(buf: &mut [u8], at_ms: i64) {
     }
 }
 
-fn apply(buf: &mut Vec<u8>, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
+fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError> {
     use EventKind as K;
     let browsing = matches!(
         e.kind,
@@ -1379,7 +1408,7 @@ fn apply(buf: &mut Vec<u8>, e: &Event, cfg: &StateConfig) -> Result<(), EventErr
 /// The item's row, made room for if new. Past the per-user cap the least recently touched
 /// sixteenth of the items is forgotten at once, with their impression times: a heavy user's
 /// every new item would otherwise pay a pass over all items and all impression times.
-fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
+fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
     let mut items = table(buf, ITEMS);
     let mut at = match items.search(buf, id) {
         Ok(r) => return r,
@@ -1403,30 +1432,43 @@ fn item_row(buf: &mut Vec<u8>, id: u64, s: u32, cfg: &StateConfig) -> usize {
     let o = offset(buf, s);
     let mut items = table(buf, ITEMS);
     items.insert_row(buf, at, &[id, o, 0, 0]);
-    // The impression times follow their items' rows, in one pass: the forgotten items' go.
-    if let Some(mut shown) = get_table(buf, SHOWN) {
-        let renumber = |row: u64| {
-            let below = match evicted.binary_search(&row) {
-                Ok(_) => return None,
-                Err(below) => below as u64,
-            };
-            let row = row - below;
-            Some(if row >= at as u64 { row + 1 } else { row })
-        };
-        if shown.rows > 0
-            && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
-        {
-            shown.fit(buf, ROW, last);
+    // The impression times follow their items' rows.
+    let Some(mut shown) = get_table(buf, SHOWN) else {
+        return at;
+    };
+    if evicted.is_empty() {
+        // Only the rows of the items after the new one move up, and they are the table's
+        // tail (its rows are in item order): the rest is not even read.
+        let from = shown.lower_bound(buf, at as u64);
+        if from < shown.rows {
+            let last = shown.get(buf, shown.rows - 1, ROW);
+            shown.fit(buf, ROW, last + 1);
+            shown.add_from(buf, ROW, from, 1);
         }
-        shown.retain_map(buf, ROW, renumber);
+        return at;
     }
+    // After an eviction, in one pass: the forgotten items' go.
+    let renumber = |row: u64| {
+        let below = match evicted.binary_search(&row) {
+            Ok(_) => return None,
+            Err(below) => below as u64,
+        };
+        let row = row - below;
+        Some(if row >= at as u64 { row + 1 } else { row })
+    };
+    if shown.rows > 0
+        && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
+    {
+        shown.fit(buf, ROW, last);
+    }
+    shown.retain_map(buf, ROW, renumber);
     at
 }
 
 /// Records an impression; false when the item was already recorded as shown in the same
 /// second (a host that reports impressions and also asks Rank to record its answer must not
 /// count one showing twice).
-fn impression(buf: &mut Vec<u8>, e: &Event, cfg: &StateConfig) -> bool {
+fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
     let hl = cfg.exposure_half_life_ms;
     let s = shown_second(e.at_ms);
     let row = item_row(buf, e.item_id, s, cfg);
@@ -1466,7 +1508,7 @@ fn impression(buf: &mut Vec<u8>, e: &Event, cfg: &StateConfig) -> bool {
 }
 
 fn engage(
-    buf: &mut Vec<u8>,
+    buf: &mut Bytes,
     e: &Event,
     s: u32,
     amount: f32,
@@ -1494,7 +1536,7 @@ fn engage(
 
 /// The row of a category or brand, made room for if new (0 = unknown: none). Past
 /// [`MAX_GROUPS`] of both kinds, the least recently touched of either is forgotten.
-fn group_row(buf: &mut Vec<u8>, k: usize, id: u64, s: u32) -> Option<(Table, usize)> {
+fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize)> {
     if id == 0 {
         return None;
     }
@@ -1532,7 +1574,7 @@ fn group_row(buf: &mut Vec<u8>, k: usize, id: u64, s: u32) -> Option<(Table, usi
     Some((t, at))
 }
 
-fn expire(buf: &mut Vec<u8>, now_ms: i64, cfg: &StateConfig) {
+fn expire(buf: &mut Bytes, now_ms: i64, cfg: &StateConfig) {
     let cutoff = sec_of(now_ms.saturating_sub(cfg.counter_retention_ms));
     let horizon = sec_of(now_ms.saturating_sub(SHOWN_HORIZON_MS));
     if let Some(mut items) = get_table(buf, ITEMS) {
