@@ -1,8 +1,7 @@
 //! Adaptive parallelism: one request of the default pipeline on one thread against the same
 //! request on a two-thread pool that splits vector passes above `rank.parallel_min_work`,
 //! from N = 100 (where nothing should split, and nothing may get slower) to N = 20,000.
-//! Run: `cargo bench --bench parallel`. On mimalloc, the server's allocator (the system
-//! allocator maps and unmaps each large column of a long list on the calling thread).
+//! Run: `cargo bench --bench parallel`.
 
 use std::hint::black_box;
 
@@ -10,10 +9,6 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use tactful::config::RankSettings;
 use tactful::rank::{Deadline, Parallelism, Policies};
 use tactful::workload::{rank_input, user_with_history};
-
-#[cfg(not(feature = "system-allocator"))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn parallel(c: &mut Criterion) {
     let split = Parallelism {
