@@ -721,22 +721,7 @@ async fn a_long_history_is_compacted_and_reads_back_the_same() {
     let list = format!("{namespace}:{{{}}}:ops", server.store.key(user).to_hex());
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let start = Instant::now();
-    loop {
-        let len: usize = redis::cmd("LLEN")
-            .arg(&list)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if len <= 64 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{len} ops, not compacted"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_compacted(&mut conn, &list).await;
     let first: Vec<u8> = redis::cmd("LINDEX")
         .arg(&list)
         .arg(0)

@@ -169,24 +169,7 @@ async fn keys_per_master(url: &str, namespace: &str) -> HashMap<String, Vec<Stri
     masters.dedup();
     for master in masters {
         let mut conn = node(&master).await;
-        let mut cursor = 0u64;
-        let mut keys = Vec::new();
-        loop {
-            let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{namespace}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            keys.extend(page);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let keys = namespace_keys(&mut conn, namespace).await;
         out.insert(master, keys);
     }
     out
@@ -268,22 +251,7 @@ async fn the_shared_backend_works_on_a_cluster_across_every_master() {
     record(&a, events).await.unwrap();
     let list = format!("{namespace}:{{{}}}:ops", a.store.key(heavy).to_hex());
     let mut conn = cluster_conn(&url).await;
-    let start = Instant::now();
-    loop {
-        let len: usize = redis::cmd("LLEN")
-            .arg(&list)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if len <= 64 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{len} ops, not compacted"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until_compacted(&mut conn, &list).await;
     let expected: Vec<u64> = (1..=100).step_by(2).collect();
     assert_eq!(b.get_profile(heavy).await.blocked_brands, expected);
 

@@ -117,6 +117,52 @@ pub fn fresh_namespace() -> String {
     )
 }
 
+/// Every key of `namespace` on one node (one Redis, or one master of a cluster), by SCAN.
+pub async fn namespace_keys(
+    conn: &mut impl redis::aio::ConnectionLike,
+    namespace: &str,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        keys.extend(page);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// Waits until the list at `list` holds at most 64 ops, as the backend's compaction leaves a
+/// long one; fails the test after 5 s.
+pub async fn wait_until_compacted(conn: &mut impl redis::aio::ConnectionLike, list: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let len: usize = redis::cmd("LLEN")
+            .arg(list)
+            .query_async(conn)
+            .await
+            .unwrap();
+        if len <= 64 {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{len} ops, not compacted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Deletes every key of `namespace`.
 pub async fn delete_namespace(url: &str, namespace: &str) {
     if url.starts_with("redis-cluster://") {
@@ -124,28 +170,13 @@ pub async fn delete_namespace(url: &str, namespace: &str) {
     }
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{namespace}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
+    let keys = namespace_keys(&mut conn, namespace).await;
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(&keys)
+            .exec_async(&mut conn)
             .await
             .unwrap();
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .exec_async(&mut conn)
-                .await
-                .unwrap();
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
 }
 
@@ -183,28 +214,12 @@ pub async fn delete_cluster_namespace(url: &str, namespace: &str) {
     for master in masters {
         let client = redis::Client::open(format!("redis://{master}/0")).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{namespace}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+        for key in namespace_keys(&mut conn, namespace).await {
+            redis::cmd("DEL")
+                .arg(&key)
+                .exec_async(&mut cluster)
                 .await
                 .unwrap();
-            for key in keys {
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .exec_async(&mut cluster)
-                    .await
-                    .unwrap();
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
     }
 }
