@@ -704,6 +704,16 @@ impl Redis {
         }
     }
 
+    /// After MOVED or ASK (the cluster serves a user's slot elsewhere and the client's map of
+    /// slots is behind it: a redirect inside a pipeline is not always followed), reads the
+    /// map again at once rather than after a streak of failures (still at most once per
+    /// [`conn::RECONNECT_EVERY`]). The caller's client retries.
+    async fn follow_redirect(&self, e: &redis::RedisError) {
+        if e.redirect_node().is_some() {
+            self.link.reconnect().await;
+        }
+    }
+
     /// Notes a read or write that Redis did not take (not one that only lacked replicas).
     fn note_failure(&self) {
         let now = self.started.elapsed().as_millis() as u64 + 1;
@@ -773,6 +783,7 @@ impl Redis {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 self.note_failure();
+                self.follow_redirect(&e).await;
                 if !cluster {
                     self.mark_down(&e);
                 }
@@ -1086,7 +1097,10 @@ impl Redis {
                     .await
                 {
                     Ok(Ok(answers)) => answers,
-                    Ok(Err(e)) => return Err(Failed::down(e)),
+                    Ok(Err(e)) => {
+                        self.follow_redirect(&e).await;
+                        return Err(Failed::down(e));
+                    }
                     Err(_) => return Err(Failed::down("a write timed out")),
                 };
             if self.wait_replicas > 0 {
