@@ -521,25 +521,41 @@ mod tests {
         assert_eq!(StateSettings::default().validate(), Ok(()));
     }
 
-    #[test]
-    fn backends_are_checked_by_name_and_tls_files_only_go_with_rediss() {
-        let with = |backend: &str| StateSettings {
+    fn with_backend(backend: &str) -> StateSettings {
+        StateSettings {
             backend: backend.into(),
             ..StateSettings::default()
-        };
+        }
+    }
+
+    /// A file that reads as PEM (its contents are not a real certificate).
+    fn pem_in(dir: &Path) -> PathBuf {
+        let pem = dir.join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        pem
+    }
+
+    #[test]
+    fn backends_are_checked_by_name_and_tls_files_only_go_with_rediss() {
         assert_eq!(
-            with("redis://127.0.0.1:6379/0").backend(),
+            with_backend("redis://127.0.0.1:6379/0").backend(),
             Ok(StateBackend::Redis("redis://127.0.0.1:6379/0".into()))
         );
         assert_eq!(
-            with("rediss://user:s3cret@host:6380/0").backend(),
+            with_backend("rediss://user:s3cret@host:6380/0").backend(),
             Ok(StateBackend::Redis(
                 "rediss://user:s3cret@host:6380/0".into()
             ))
         );
-        let e = with("redis://host:notaport/0").backend().unwrap_err();
+        let e = with_backend("redis://host:notaport/0")
+            .backend()
+            .unwrap_err();
         assert_eq!(e.setting, "state.backend");
-        assert!(with("postgres://x").validate().is_err());
+        assert!(with_backend("postgres://x").validate().is_err());
         let no_dir = StateSettings {
             data_dir: PathBuf::new(),
             ..StateSettings::default()
@@ -547,18 +563,13 @@ mod tests {
         assert_eq!(no_dir.backend().unwrap_err().setting, "state.data_dir");
 
         let dir = tempfile::tempdir().unwrap();
-        let pem = dir.path().join("ca.pem");
-        std::fs::write(
-            &pem,
-            "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
+        let pem = pem_in(dir.path());
         let tls = |backend: &str, ca: Option<&Path>, cert: Option<&Path>, key: Option<&Path>| {
             StateSettings {
                 redis_ca_cert: ca.map(Path::to_owned),
                 redis_client_cert: cert.map(Path::to_owned),
                 redis_client_key: key.map(Path::to_owned),
-                ..with(backend)
+                ..with_backend(backend)
             }
             .validate()
         };
@@ -578,12 +589,11 @@ mod tests {
 
     #[test]
     fn a_cluster_is_named_by_its_seeds_and_checked_like_one_redis() {
-        let with = |backend: &str| StateSettings {
-            backend: backend.into(),
-            ..StateSettings::default()
-        };
         let url = "redis-cluster://127.0.0.1:7000,127.0.0.1:7001";
-        assert_eq!(with(url).backend(), Ok(StateBackend::Redis(url.into())));
+        assert_eq!(
+            with_backend(url).backend(),
+            Ok(StateBackend::Redis(url.into()))
+        );
         assert_eq!(
             RedisTarget::parse("rediss-cluster://u:s3cret@a:7000,b:7001/0"),
             Ok(RedisTarget::Cluster {
@@ -603,22 +613,17 @@ mod tests {
             ("redis-cluster://a:notaport", "seed node"),
             ("redis-cluster://u:s3cret@a:7000/1", "only database 0"),
         ] {
-            let e = with(bad).validate().unwrap_err();
+            let e = with_backend(bad).validate().unwrap_err();
             assert_eq!(e.setting, "state.backend");
             assert!(e.message.contains(why), "{bad}: {e}");
             assert!(!e.message.contains("s3cret"), "{e}");
         }
         // TLS files go with rediss-cluster:// as with rediss://.
         let dir = tempfile::tempdir().unwrap();
-        let pem = dir.path().join("ca.pem");
-        std::fs::write(
-            &pem,
-            "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
+        let pem = pem_in(dir.path());
         let ca = |backend: &str| StateSettings {
             redis_ca_cert: Some(pem.clone()),
-            ..with(backend)
+            ..with_backend(backend)
         };
         assert_eq!(ca("rediss-cluster://a:7000").validate(), Ok(()));
         assert_eq!(

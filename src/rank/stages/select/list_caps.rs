@@ -434,20 +434,7 @@ mod tests {
             (3, 0, 9),
             (9, 5, 1),
         ];
-        let input = RankInput {
-            candidates: ids
-                .iter()
-                .enumerate()
-                .map(|(i, &(category_id, brand_id, shop_id))| Candidate {
-                    item_id: i as u64 + 1,
-                    category_id,
-                    brand_id,
-                    shop_id,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
+        let input = input_of(ids.into_iter());
         // The pool in another order than the request's: numbering follows the pool.
         let pool = [1, 0, 2, 3, 4, 5];
         let (groups, counts) = number_groups(&input, &pool, Parallelism::SEQUENTIAL);
