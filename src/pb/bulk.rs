@@ -86,6 +86,15 @@ pub fn merge_bytes(
 /// The most candidates reserved for from a guess (a request's list grows past it as usual).
 const MAX_GUESSED_CANDIDATES: usize = 1024;
 
+/// The little-endian float32 values of `bytes` (a multiple of 4 long), in a vector of their
+/// exact size.
+fn floats_of(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// Appends the little-endian float32 values of `bytes` (a multiple of 4 long) to `values`.
 pub fn extend_f32le(values: &mut Vec<f32>, bytes: &[u8]) {
     values.extend(
@@ -622,13 +631,22 @@ fn decode_candidate(
             0x42 => read_len(rest)
                 .filter(|(packed, _)| packed.len().is_multiple_of(4))
                 .map(|(packed, r)| {
-                    c.embedding.reserve_exact(packed.len() / 4);
-                    extend_f32le(&mut c.embedding, packed);
+                    if c.embedding.is_empty() {
+                        // Allocated once at its size: the common case, one run per candidate.
+                        c.embedding = floats_of(packed);
+                    } else {
+                        c.embedding.reserve_exact(packed.len() / 4);
+                        extend_f32le(&mut c.embedding, packed);
+                    }
                     r
                 }),
             0x4a => read_len(rest).and_then(|(mut packed, r)| {
                 let before = c.evidence.len();
-                c.evidence.reserve(packed.len().min(16));
+                if c.evidence.capacity() == 0 {
+                    c.evidence = Vec::with_capacity(packed.len().min(16));
+                } else {
+                    c.evidence.reserve(packed.len().min(16));
+                }
                 while !packed.is_empty() {
                     match read_varint(packed) {
                         // int32 on the wire: the low 32 bits, as prost reads it.
