@@ -8,7 +8,9 @@
 //! 4. flags that do not belong together are refused before anything is sent;
 //! 5. the open loop keeps its schedule (never ahead of it) and reports how late each send
 //!    was; requests with embeddings in the bytes form (`--embedding-bytes`) are all ranked;
-//!    `--health` sends health checks instead, all answered.
+//!    `--health` sends health checks instead, all answered;
+//! 6. `--write-frame` writes the request it would send as one gRPC message, which decodes to
+//!    the request asked for and is ranked, and sends nothing.
 //!
 //! Bounded: a few thousand events and a few dozen rankings, on 127.0.0.1.
 
@@ -18,6 +20,7 @@ use std::process::{Command, Output};
 
 use common::*;
 use tactful::config::Config;
+use tactful::pb;
 
 fn run_bench(server: &TestServer, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tactful"))
@@ -197,6 +200,42 @@ async fn flags_that_do_not_belong_together_are_refused_before_anything_is_sent()
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     assert_eq!(server.store.len(), 0, "nothing was sent");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frame_it_writes_is_one_grpc_message_of_the_request_asked_for() {
+    use prost::Message;
+    let server = TestServer::start(Config::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rank.bin");
+    let args = ["--candidates", "30", "--dim", "8", "--k", "7"];
+    let out = tokio::task::block_in_place(|| {
+        let mut all = vec!["--write-frame", path.to_str().unwrap()];
+        all.extend(args);
+        run_bench(&server, &all)
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.store.len(), 0, "nothing was sent");
+
+    let frame = std::fs::read(&path).unwrap();
+    assert_eq!(frame[0], 0, "not compressed");
+    let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+    assert_eq!(
+        len,
+        frame.len() - 5,
+        "the header gives the message's length"
+    );
+    let request = pb::RankRequest::decode(&frame[5..]).unwrap();
+    assert_eq!(request.candidates.len(), 30);
+    assert_eq!(request.k, 7);
+    assert!(request.candidates.iter().all(|c| c.embedding.len() == 8));
+    let answer = server.rank(request).await;
+    assert_eq!(answer.items.len(), 7);
     server.stop().await;
 }
 

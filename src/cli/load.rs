@@ -15,7 +15,10 @@
 //! Loopback targets only unless `--allow-remote` is given.
 //!
 //! Requests are generated (`workload`), or read from `--payload FILE` (protobuf JSON, the ghz
-//! payloads; `payload`); `--users N` spreads them over N users. `--events record|stream` loads
+//! payloads; `payload`); `--users N` spreads them over N users. Each request is encoded once,
+//! before the load ([`Encoded`]): the generator shares the machine with the server it
+//! measures, and encoding 100 × 64 floats anew for every call cost it more CPU than the
+//! server spent answering. `--events record|stream` loads
 //! the Events service instead (`load_events`).
 
 use std::collections::BTreeMap;
@@ -25,11 +28,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use prost::Message;
+use prost::bytes::{BufMut, Bytes};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
 use super::client::Failure;
 use super::load_events::{self, EventsArgs};
 use super::proc_usage::{self, Watch};
+use super::ticker::Ticker;
 use super::{EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::pb;
 use crate::workload::rank_request;
@@ -105,6 +112,11 @@ pub struct BenchArgs {
     /// instead of `repeated float`.
     #[arg(long)]
     pub embedding_bytes: bool,
+    /// Write the first request as a gRPC message (a 5-byte frame header, then the protobuf)
+    /// to FILE and exit, without sending anything: a body for other HTTP/2 load generators
+    /// (`h2load -d FILE`, see `benches/h2load.sh`).
+    #[arg(long, value_name = "FILE")]
+    pub write_frame: Option<PathBuf>,
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     pub allow_remote: bool,
@@ -288,15 +300,105 @@ fn is_loopback(addr: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A `RankRequest` encoded before the load, sent as it is, with the user's id (with
+/// `--users`) appended as field 1: protobuf readers take fields in any order.
+#[derive(Debug, Clone, Default)]
+struct Encoded {
+    body: Bytes,
+    user_id: Option<Arc<str>>,
+}
+
+impl Encoded {
+    /// `request` encoded; its `user_id` left out when each call names its own.
+    fn new(request: &pb::RankRequest, per_call_user: bool) -> Self {
+        let body = if per_call_user && !request.user_id.is_empty() {
+            let mut without = request.clone();
+            without.user_id.clear();
+            without.encode_to_vec()
+        } else {
+            request.encode_to_vec()
+        };
+        Self {
+            body: body.into(),
+            user_id: None,
+        }
+    }
+}
+
+/// Only ever encoded (the generator never reads one back).
+impl Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.body);
+        if let Some(user) = &self.user_id {
+            prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, buf);
+            prost::encoding::encode_varint(user.len() as u64, buf);
+            buf.put_slice(user.as_bytes());
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.body.len()
+            + self.user_id.as_ref().map_or(0, |u| {
+                prost::encoding::key_len(1)
+                    + prost::encoding::encoded_len_varint(u.len() as u64)
+                    + u.len()
+            })
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Writes `request` as one gRPC message: uncompressed, its length (big-endian u32), then it.
+fn write_frame(path: &std::path::Path, request: &pb::RankRequest) -> Result<(), Failure> {
+    let body = request.encode_to_vec();
+    let len = u32::try_from(body.len())
+        .map_err(|_| Failure("the request is over 4 GiB".into(), EXIT_USAGE))?;
+    let mut frame = Vec::with_capacity(5 + body.len());
+    frame.push(0);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    std::fs::write(path, &frame)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display()), EXIT_USAGE))
+}
+
+/// Sends an encoded request to `tactful.v1.Ranker/Rank`, as the generated client would.
+async fn rank(
+    channel: &Channel,
+    request: tonic::Request<Encoded>,
+) -> Result<tonic::Response<pb::RankResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+    grpc.unary(
+        request,
+        PathAndQuery::from_static("/tactful.v1.Ranker/Rank"),
+        pb::codec::ProstCodec::<Encoded, pb::RankResponse>::default(),
+    )
+    .await
+}
+
 /// What every request of a run shares.
 #[derive(Clone)]
 struct Shots {
-    clients: Vec<pb::ranker_client::RankerClient<tonic::transport::Channel>>,
+    channels: Vec<Channel>,
     /// With `--health`: health checks are sent instead of rankings.
     health: Option<Vec<tonic_health::pb::health_client::HealthClient<Channel>>>,
-    requests: Arc<Vec<pb::RankRequest>>,
+    requests: Arc<Vec<Encoded>>,
     /// With `--users`: request `i` goes to user `i % len`.
-    users: Option<Arc<Vec<String>>>,
+    users: Option<Arc<Vec<Arc<str>>>>,
     timeout: Duration,
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
@@ -318,17 +420,16 @@ impl Shots {
             );
             return report;
         }
-        let mut client = self.clients[i % self.clients.len()].clone();
         let mut msg = self.requests[i % self.requests.len()].clone();
         if let Some(users) = &self.users {
-            msg.user_id.clone_from(&users[i % users.len()]);
+            msg.user_id = Some(users[i % users.len()].clone());
         }
         let mut req = tonic::Request::new(msg);
         req.set_timeout(self.timeout);
         if let Some(token) = &self.authorization {
             req.metadata_mut().insert("authorization", token.clone());
         }
-        let answer = client.rank(req).await;
+        let answer = rank(&self.channels[i % self.channels.len()], req).await;
         let mut report = Report::default();
         report.count(
             due.elapsed(),
@@ -368,30 +469,45 @@ impl Shots {
 
     /// Open loop: request `i` is due at `i / rate` s, sent then whatever came back before.
     ///
-    /// The due times come from a pacing thread that sleeps until each one on the system's
-    /// high-resolution timer (tens of µs late, no spinning) and hands the request over at
-    /// once; tokio's own timer has a 1 ms granularity and released requests in bursts of
-    /// about three at 3,000 req/s, a tail of the generator's own making. How late each
-    /// hand-over was is reported (`pacing`).
-    async fn open(&self, count: usize, rate: u64, max_outstanding: usize, cap: Duration) -> Report {
-        let start = Instant::now();
+    /// The due times come from a periodic timer of the kernel ([`Ticker`]) watched by the
+    /// same thread that sends and receives: it wakes on the tick or on an answer, whichever
+    /// comes first, with no other thread to hand requests over (a pacing thread woken for
+    /// each request and waking this one in turn cost the generator more CPU per call than
+    /// the server spent answering, on the cores the two share). tokio's own timer has a 1 ms
+    /// granularity and released requests in bursts of about three at 3,000 req/s, a tail of
+    /// the generator's own making. How late each send was is reported (`pacing`).
+    async fn open(
+        &self,
+        count: usize,
+        rate: u64,
+        max_outstanding: usize,
+        cap: Duration,
+    ) -> Result<Report, Failure> {
+        let period = Duration::from_secs_f64(1.0 / rate as f64);
+        let ticker = Ticker::every(period)
+            .map_err(|e| Failure(format!("cannot set the pacing timer: {e}"), EXIT_USAGE))?;
+        // The first tick comes one period after the timer is set.
+        let start = Instant::now() + period;
         let (tx, mut due_now) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
-        let pacer = std::thread::Builder::new()
-            .name("bench-pacer".into())
-            .spawn(move || {
-                for i in 0..count {
+        let pace = async move {
+            let mut i = 0;
+            while i < count {
+                let Ok(ticks) = ticker.tick().await else {
+                    break;
+                };
+                for _ in 0..ticks {
                     let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-                    if due.duration_since(start) > cap {
-                        break;
-                    }
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
+                    if i >= count || due.duration_since(start) > cap {
+                        return;
                     }
                     if tx.send((i, due)).is_err() {
-                        break;
+                        return;
                     }
+                    i += 1;
                 }
-            });
+            }
+        };
+        let pacer = tokio::spawn(pace);
         let outstanding = Arc::new(AtomicUsize::new(0));
         let mut calls = tokio::task::JoinSet::new();
         let mut report = Report::default();
@@ -415,16 +531,14 @@ impl Shots {
                 r
             });
         }
-        if let Ok(pacer) = pacer {
-            let _ = pacer.join();
-        }
+        let _ = pacer.await;
         while let Some(done) = calls.join_next().await {
             if let Ok(r) = done {
                 report.merge(r);
             }
         }
         report.finish(start.elapsed());
-        report
+        Ok(report)
     }
 }
 
@@ -512,6 +626,9 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     if args.embedding_bytes {
         requests.iter_mut().for_each(to_embedding_bytes);
     }
+    if let Some(path) = &args.write_frame {
+        return write_frame(path, &requests[0]);
+    }
     let channels = channels(&args).await?;
     // Looked up before any load: a scan of /proc is not free.
     let server_pid = proc_usage::server_pid(args.server_pid, &args.addr, local);
@@ -523,7 +640,11 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             Some(_) if !requests[0].user_id.is_empty() => requests[0].user_id.clone(),
             _ => "bench-user".to_owned(),
         };
-        Arc::new((0..n).map(|j| format!("{base}-{j}")).collect::<Vec<_>>())
+        Arc::new(
+            (0..n)
+                .map(|j| Arc::<str>::from(format!("{base}-{j}")))
+                .collect::<Vec<_>>(),
+        )
     });
     let first = &requests[0];
     let (n, dim, k) = (
@@ -543,13 +664,14 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
             .map(tonic_health::pb::health_client::HealthClient::new)
             .collect()
     });
+    let encoded = requests
+        .iter()
+        .map(|r| Encoded::new(r, users.is_some()))
+        .collect();
     let shots = Shots {
-        clients: channels
-            .into_iter()
-            .map(pb::ranker_client::RankerClient::new)
-            .collect(),
+        channels,
         health,
-        requests: Arc::new(requests),
+        requests: Arc::new(encoded),
         users,
         timeout: Duration::from_millis(args.timeout_ms),
         authorization,
@@ -562,7 +684,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Failure> {
     let report = if args.rate > 0 {
         shots
             .open(args.requests, args.rate, args.max_outstanding, cap)
-            .await
+            .await?
     } else {
         shots.closed(args.requests, args.concurrency, cap).await
     };

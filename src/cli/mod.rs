@@ -14,6 +14,7 @@ mod proc_usage;
 mod replay;
 mod serve;
 mod table;
+mod ticker;
 mod tune;
 
 use std::path::PathBuf;
