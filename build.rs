@@ -33,10 +33,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .emit_rerun_if_changed(false)
         // A larger receive buffer than tonic's (src/pb/codec.rs).
         .codec_path("crate::pb::codec::ProstCodec")
-        // Written by hand so that their embeddings decode in bulk (src/pb/bulk.rs).
+        // Written by hand so that their embeddings decode in bulk (src/pb/bulk.rs), and events
+        // from plain slices (src/pb/event.rs).
         .extern_path(".tactful.v1.Candidate", "crate::pb::bulk::Candidate")
         .extern_path(".tactful.v1.CatalogItem", "crate::pb::bulk::CatalogItem")
         .extern_path(".tactful.v1.RankRequest", "crate::pb::bulk::RankRequest")
+        .extern_path(".tactful.v1.Event", "crate::pb::event::Event")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -83,7 +83,9 @@ pub mod pb {
 
     pub mod bulk;
     pub mod codec;
+    pub mod event;
     pub use bulk::{Candidate, CatalogItem, RankRequest};
+    pub use event::Event;
 
     /// The encoded descriptor set, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

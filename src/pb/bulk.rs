@@ -111,7 +111,7 @@ fn malformed(why: &'static str) -> DecodeError {
 }
 
 /// Runs a field's merge and, on error, names the field the way prost's generated code does.
-fn field<T>(
+pub(super) fn field<T>(
     message: &'static str,
     name: &'static str,
     merged: Result<T, DecodeError>,
@@ -557,7 +557,7 @@ fn merge_candidate(
 /// A varint at the start of `s`, and what follows it; `None` when `s` does not start with a
 /// well-formed one (the caller then lets prost's own decoder say why).
 #[inline(always)]
-fn read_varint(s: &[u8]) -> Option<(u64, &[u8])> {
+pub(super) fn read_varint(s: &[u8]) -> Option<(u64, &[u8])> {
     let (&first, rest) = s.split_first()?;
     if first < 0x80 {
         return Some((u64::from(first), rest));
@@ -575,14 +575,14 @@ fn read_varint(s: &[u8]) -> Option<(u64, &[u8])> {
 
 /// A length-delimited field's payload at the start of `s`, and what follows it.
 #[inline(always)]
-fn read_len(s: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(super) fn read_len(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = read_varint(s)?;
     let len = usize::try_from(len).ok().filter(|&n| n <= rest.len())?;
     Some(rest.split_at(len))
 }
 
 #[inline(always)]
-fn read_f32(s: &[u8]) -> Option<(f32, &[u8])> {
+pub(super) fn read_f32(s: &[u8]) -> Option<(f32, &[u8])> {
     let (bytes, rest) = s.split_first_chunk::<4>()?;
     Some((f32::from_le_bytes(*bytes), rest))
 }
@@ -961,6 +961,7 @@ mod tests {
         round_trips::<Candidate>("tactful.v1.Candidate");
         round_trips::<CatalogItem>("tactful.v1.CatalogItem");
         round_trips::<RankRequest>("tactful.v1.RankRequest");
+        round_trips::<crate::pb::Event>("tactful.v1.Event");
     }
 
     #[test]
