@@ -1,6 +1,21 @@
-//! The automatic migration of a data directory from format 2 (state in clear, rows keyed by
-//! user) to the current format (every row and record sealed under its user's data key, rows
-//! keyed by key id), run at start by the disk backend, holding the directory's lock.
+//! The automatic migrations of a data directory to the current format (4), run at start by
+//! the disk backend, holding the directory's lock.
+//!
+//! **From format 3** (rows of the wider layout): only the snapshot's rows change; log records
+//! carry events and changes, whose encoding did not (a row inside a record, which only the
+//! shared backend writes, is read in either layout).
+//!
+//! 1. The snapshot and log segments move into `format-3-backup/` (built under a temporary
+//!    name, as below).
+//! 2. Every row of the backup's snapshot is opened under its user's key, read in format 3,
+//!    written in format 4 and sealed again under the same key, at the same log position, into
+//!    a new snapshot; the rows of destroyed keys are left out (nobody can read them). The log
+//!    segments are copied back beside it and fsynced.
+//! 3. The `format` file says 4; only then does the backup go. A crash before that starts
+//!    again from the backup, as below.
+//!
+//! **From format 2** (state in clear, rows keyed by user) to the current format (every row and
+//! record sealed under its user's data key, rows keyed by key id):
 //!
 //! 1. Format 2's snapshot and log segments move into `format-2-backup/` (built under a
 //!    temporary name, so that a crash never leaves half the files on each side unnoticed).
@@ -19,10 +34,10 @@ use std::fs;
 use std::path::Path;
 
 use super::backend::DATA_FORMAT;
-use super::disk::{row_key, seal_row};
+use super::disk::{open_row, row_id, row_key, seal_row};
 use super::key::UserKey;
 use super::op::Op;
-use super::snapshot::{FORMAT_V2, Table, TableWriter};
+use super::snapshot::{FORMAT_V2, FORMAT_V3, Table, TableWriter};
 use super::user::UserState;
 use super::vault::Vault;
 use super::wal::{self, sync_dir};
@@ -30,6 +45,8 @@ use super::{StateConfig, StateError, legacy};
 
 pub(super) const BACKUP: &str = "format-2-backup";
 const BACKUP_TMP: &str = "format-2-backup.tmp";
+pub(super) const BACKUP_V3: &str = "format-3-backup";
+const BACKUP_V3_TMP: &str = "format-3-backup.tmp";
 
 /// Whether a file belongs to the state proper (log segments and snapshots).
 fn is_state_file(name: &str) -> bool {
@@ -50,7 +67,7 @@ fn state_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, StateError> {
 /// Deletes the backup a finished migration left (the `format` file already says the new
 /// format, so the backup is no longer needed).
 pub(super) fn remove_leftover(dir: &Path) -> Result<(), StateError> {
-    for name in [BACKUP, BACKUP_TMP] {
+    for name in [BACKUP, BACKUP_TMP, BACKUP_V3, BACKUP_V3_TMP] {
         let path = dir.join(name);
         if path.exists() {
             fs::remove_dir_all(&path).map_err(|e| StateError::io(&path, e))?;
@@ -60,9 +77,9 @@ pub(super) fn remove_leftover(dir: &Path) -> Result<(), StateError> {
     Ok(())
 }
 
-/// Moves format 2's files into the backup, unless a previous run already did.
-fn make_backup(dir: &Path) -> Result<std::path::PathBuf, StateError> {
-    let backup = dir.join(BACKUP);
+/// Moves the old format's files into the backup `name`, unless a previous run already did.
+fn make_backup(dir: &Path, name: &str, tmp: &str) -> Result<std::path::PathBuf, StateError> {
+    let backup = dir.join(name);
     if backup.exists() {
         // An interrupted run: what it wrote beside the backup is discarded.
         for path in state_files(dir)? {
@@ -71,7 +88,7 @@ fn make_backup(dir: &Path) -> Result<std::path::PathBuf, StateError> {
         sync_dir(dir)?;
         return Ok(backup);
     }
-    let tmp = dir.join(BACKUP_TMP);
+    let tmp = dir.join(tmp);
     fs::create_dir_all(&tmp).map_err(|e| StateError::io(&tmp, e))?;
     for path in state_files(dir)? {
         let to = tmp.join(path.file_name().expect("a file name"));
@@ -183,7 +200,7 @@ fn recover(backup: &Path, cfg: &StateConfig) -> Result<Old, StateError> {
 /// Migrates `dir` (holding format 2, locked by the caller) to the current format, with every
 /// user's data key in `vault`. Returns the users written.
 pub(super) fn from_v2(dir: &Path, vault: &Vault, cfg: &StateConfig) -> Result<u64, StateError> {
-    let backup = make_backup(dir)?;
+    let backup = make_backup(dir, BACKUP, BACKUP_TMP)?;
     let old = recover(&backup, cfg)?;
     let mut rows: Vec<([u8; 16], Vec<u8>)> = Vec::new();
     let mut add = |key: UserKey, state: &UserState| -> Result<(), StateError> {
@@ -239,6 +256,68 @@ pub(super) fn from_v2(dir: &Path, vault: &Vault, cfg: &StateConfig) -> Result<u6
     Ok(rows.len() as u64)
 }
 
+/// Migrates `dir` (holding format 3, locked by the caller) to the current format: every
+/// snapshot row rewritten in today's layout under the same key, the log as it was. Returns
+/// the users written.
+pub(super) fn from_v3(dir: &Path, vault: &Vault) -> Result<u64, StateError> {
+    let corrupt = |what: String| {
+        StateError::Corrupt(format!("migrating from data format {FORMAT_V3}: {what}"))
+    };
+    let backup = make_backup(dir, BACKUP_V3, BACKUP_V3_TMP)?;
+    let table = Table::open_latest(&backup)?;
+    if table.rows() > 0 && table.version() != FORMAT_V3 {
+        return Err(corrupt(format!(
+            "the snapshot in {} is in format {}",
+            backup.display(),
+            table.version()
+        )));
+    }
+    let mut out = TableWriter::create(dir, table.base_seq())?;
+    let (mut users, mut unreadable) = (0u64, 0u64);
+    for row in table.scan()? {
+        let (key, seq, sealed) = row?;
+        let id = row_id(&key);
+        // A destroyed key's row: nobody can read it, and the next snapshot would drop it.
+        let Some((user, data_key)) = vault.by_id(id) else {
+            unreadable += 1;
+            continue;
+        };
+        let state = open_row(&data_key, user, id, seq, &sealed)?;
+        let plain = state
+            .to_row()
+            .map_err(|e| corrupt(format!("a user state does not encode: {e}")))?;
+        out.push(key, seq, &seal_row(&data_key, user, id, seq, &plain))?;
+        users += 1;
+    }
+    out.finish()?;
+    // The log is the same in both formats: copied, so that the backup stays whole.
+    for entry in fs::read_dir(&backup).map_err(|e| StateError::io(&backup, e))? {
+        let path = entry.map_err(|e| StateError::io(&backup, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with("wal-") {
+            let to = dir.join(name);
+            fs::copy(&path, &to).map_err(|e| StateError::io(&to, e))?;
+            fs::File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StateError::io(&to, e))?;
+        }
+    }
+    sync_dir(dir)?;
+    super::disk::write_format(dir, DATA_FORMAT)?;
+    remove_leftover(dir)?;
+    tracing::info!(
+        dir = %dir.display(),
+        users,
+        unreadable,
+        from = FORMAT_V3,
+        to = DATA_FORMAT,
+        "migrated the data directory: every user's row is now in the narrower layout"
+    );
+    Ok(users)
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     //! The data directory of format 3 kept in `tests/fixtures/data-format-3/`: how it was
@@ -247,11 +326,13 @@ pub(super) mod tests {
 
     use std::path::{Path, PathBuf};
 
-    use super::super::backend::{Load, Ticket};
+    use super::super::backend::{DATA_FORMAT, Load, Ticket};
     use super::super::disk::Disk;
     use super::super::event::{Event, EventKind};
+    use super::super::snapshot::Table;
     use super::super::user::{InterestChange, Undo};
     use super::super::{StateBackend, StateConfig, UserStore};
+    use super::BACKUP_V3;
     use crate::rank::user::{TagKind, TagSource};
     use crate::rank::{DataDimension, UserView};
 
@@ -539,13 +620,60 @@ pub(super) mod tests {
             .unwrap()
     }
 
+    fn format_of(data: &Path) -> String {
+        std::fs::read_to_string(data.join("format")).unwrap()
+    }
+
     #[tokio::test]
-    async fn the_format_3_fixture_reads_as_its_release_read_it() {
+    async fn a_data_directory_of_format_3_is_migrated_at_start_without_losing_a_word() {
         let root = tempfile::tempdir().unwrap();
         copy_tree(&fixture_dir(), root.path());
         let data = root.path().join("data");
+        assert_eq!(format_of(&data), "3\n");
+        // Opening the directory migrates it; every user reads as the release that wrote it
+        // read them: words exactly, counters within their precision.
         let views = read_views(&data, expected_view_at()).await;
         assert_same_as_expected(&views);
+        assert_eq!(format_of(&data), format!("{DATA_FORMAT}\n"));
+        assert!(!data.join(BACKUP_V3).exists(), "the backup went");
+        let snapshot = Table::open_latest(&data).unwrap();
+        assert_eq!(snapshot.version(), super::super::snapshot::FORMAT_VERSION);
+        assert_eq!(
+            snapshot.rows(),
+            2,
+            "ann and ben; dan's row was erased with his key"
+        );
+        // And again: the migrated directory opens as any other.
+        let views = read_views(&data, expected_view_at()).await;
+        assert_same_as_expected(&views);
+    }
+
+    #[tokio::test]
+    async fn a_format_3_migration_interrupted_by_a_crash_starts_again_from_its_backup() {
+        let root = tempfile::tempdir().unwrap();
+        copy_tree(&fixture_dir(), root.path());
+        let data = root.path().join("data");
+        // What a crash after the backup was made, halfway through the new snapshot, leaves.
+        let backup = data.join(BACKUP_V3);
+        std::fs::create_dir(&backup).unwrap();
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("wal-") || name.starts_with("snapshot-") {
+                std::fs::rename(&path, backup.join(&name)).unwrap();
+            }
+        }
+        let snapshot = std::fs::read_dir(&backup)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("snapshot-"))
+            .unwrap();
+        std::fs::write(data.join(format!("{snapshot}.tmp")), b"half").unwrap();
+        std::fs::write(data.join(snapshot), b"not a snapshot").unwrap();
+        let views = read_views(&data, expected_view_at()).await;
+        assert_same_as_expected(&views);
+        assert!(!backup.exists());
+        assert_eq!(format_of(&data), format!("{DATA_FORMAT}\n"));
     }
 
     /// Each fixture user's view at `at_ms`, as the disk backend reads the directory at start
