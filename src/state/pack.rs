@@ -30,10 +30,6 @@ pub(super) fn width_of(v: u64) -> u8 {
     if n == 15 { 16 } else { n }
 }
 
-fn width_of_code(code: u8) -> u8 {
-    if code == 15 { 16 } else { code }
-}
-
 fn code_of(width: u8) -> u8 {
     if width == 16 { 15 } else { width }
 }
@@ -50,6 +46,9 @@ fn count_len(rows: usize) -> usize {
 /// Inserts `n` zero bytes at `at`, growing the buffer by exactly that much: a user's buffer
 /// stays exactly sized (the allocator grows it in place while its block has room).
 pub(super) fn open_gap(buf: &mut Bytes, at: usize, n: usize) {
+    if n == 0 {
+        return;
+    }
     let len = buf.len();
     buf.reserve_exact(n);
     buf.resize(len + n, 0);
@@ -70,6 +69,9 @@ struct Place {
 
 #[inline]
 fn read(buf: &[u8], p: Place, width: u8) -> u64 {
+    if width == 0 {
+        return 0;
+    }
     let bits = 4 * u32::from(width);
     let bytes = &buf[p.byte..];
     if p.shift + bits <= 64
@@ -86,6 +88,9 @@ fn read(buf: &[u8], p: Place, width: u8) -> u64 {
 
 #[inline]
 fn write(buf: &mut [u8], p: Place, width: u8, v: u64) {
+    if width == 0 {
+        return;
+    }
     let bits = 4 * u32::from(width);
     let bytes = &mut buf[p.byte..];
     if p.shift + bits <= 64
@@ -106,7 +111,12 @@ fn write(buf: &mut [u8], p: Place, width: u8, v: u64) {
 
 /// Reads a row count at `at`: the count and its length; `None` when it runs off the buffer
 /// or says more than [`MAX_ROWS`].
+#[inline]
 fn read_count(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let first = *buf.get(at)?;
+    if first < 0x80 {
+        return Some((usize::from(first), 1));
+    }
     let mut rows = 0usize;
     for n in 0..3 {
         let b = *buf.get(at + n)?;
@@ -128,6 +138,46 @@ fn write_count(to: &mut [u8], mut rows: usize) {
     }
 }
 
+/// The widths two columns' codes in a header byte say, and their sum: looked up rather than
+/// decoded, since every pass over a buffer's tables reads their headers.
+const WIDTHS: [(u8, u8, u8); 256] = {
+    let mut t = [(0u8, 0u8, 0u8); 256];
+    let mut b = 0;
+    while b < 256 {
+        let lo = (b & 0xf) as u8;
+        let hi = (b >> 4) as u8;
+        let (lo, hi) = (
+            if lo == 15 { 16 } else { lo },
+            if hi == 15 { 16 } else { hi },
+        );
+        t[b] = (lo, hi, lo + hi);
+        b += 1;
+    }
+    t
+};
+
+/// Nibbles of a row whose column widths are the header bytes `head` (a last odd column's
+/// byte has 0 in its high half).
+#[inline]
+fn row_nibbles(head: &[u8]) -> usize {
+    head.iter()
+        .map(|b| usize::from(WIDTHS[usize::from(*b)].2))
+        .sum()
+}
+
+/// Bytes the well-formed table at `at` of a buffer takes, read from its header alone (cheaper
+/// than [`Table::parse`], for passing over it).
+pub(super) fn table_len_in(buf: &[u8], at: usize, cols: usize, single: bool) -> usize {
+    let (rows, count) = if single {
+        (1, 0)
+    } else {
+        read_count(buf, at).expect("a well-formed table")
+    };
+    let widths = at + count;
+    let nibbles = row_nibbles(&buf[widths..widths + cols.div_ceil(2)]);
+    count + cols.div_ceil(2) + rows * nibbles.div_ceil(2)
+}
+
 /// Bytes the table at `p` takes, read from its header alone.
 ///
 /// # Safety
@@ -137,6 +187,8 @@ pub(super) unsafe fn table_len(p: *const u8, cols: usize, single: bool) -> usize
     let b = |at: usize| unsafe { *p.add(at) };
     let (rows, mut head) = if single {
         (1, 0)
+    } else if b(0) < 0x80 {
+        (usize::from(b(0)), 1)
     } else {
         let (mut rows, mut n) = (0usize, 0usize);
         loop {
@@ -149,15 +201,9 @@ pub(super) unsafe fn table_len(p: *const u8, cols: usize, single: bool) -> usize
         }
         (rows, n)
     };
-    let mut nibbles = 0usize;
-    for c in 0..cols {
-        let byte = b(head + c / 2);
-        nibbles += usize::from(width_of_code(if c % 2 == 0 {
-            byte & 0xf
-        } else {
-            byte >> 4
-        }));
-    }
+    let nibbles: usize = (0..cols.div_ceil(2))
+        .map(|i| usize::from(WIDTHS[usize::from(b(head + i))].2))
+        .sum();
     head += cols.div_ceil(2);
     head + rows * nibbles.div_ceil(2)
 }
@@ -177,6 +223,8 @@ pub(super) struct Table {
     offsets: [u8; MAX_COLS],
     /// In bytes.
     row_len: u8,
+    /// Offset of the first row in the buffer (kept, not worked out at every access).
+    data: usize,
 }
 
 impl Table {
@@ -219,10 +267,18 @@ impl Table {
             widths: [0; MAX_COLS],
             offsets: [0; MAX_COLS],
             row_len: 0,
+            data: widths_at + cols.div_ceil(2),
         };
-        for c in 0..cols {
-            let byte = head[c / 2];
-            t.widths[c] = width_of_code(if c % 2 == 0 { byte & 0xf } else { byte >> 4 });
+        // The high half of an odd last column's byte is unused, and 0.
+        if cols % 2 == 1 && head[cols / 2] >> 4 != 0 {
+            return None;
+        }
+        for (c, b) in head.iter().enumerate() {
+            let (lo, hi, _) = WIDTHS[usize::from(*b)];
+            t.widths[2 * c] = lo;
+            if 2 * c + 1 < cols {
+                t.widths[2 * c + 1] = hi;
+            }
         }
         t.layout();
         (buf.len() >= t.end()).then_some(t)
@@ -259,7 +315,7 @@ impl Table {
     }
 
     fn data(&self) -> usize {
-        self.start + self.header_len()
+        self.data
     }
 
     /// Offset just past the table.
@@ -305,19 +361,31 @@ impl Table {
     /// Rewrites the table with these column widths (none narrower than now), in one pass.
     fn widen_to(&mut self, buf: &mut Bytes, widths: [u8; MAX_COLS]) {
         let old = *self;
-        let values: Vec<u64> = (0..old.rows)
-            .flat_map(|r| (0..old.cols()).map(move |c| (r, c)))
-            .map(|(r, c)| old.get(buf, r, c))
-            .collect();
         self.widths = widths;
         self.layout();
+        if self.rows == 0 {
+            self.write_widths(buf);
+            return;
+        }
         let grow = self.rows * (self.row_len() - old.row_len());
         open_gap(buf, old.end(), grow);
-        // Rewritten whole, so that the unused nibbles stay 0.
-        buf[self.data()..self.end()].fill(0);
-        for (i, v) in values.into_iter().enumerate() {
-            let (r, c) = (i / self.cols(), i % self.cols());
-            write(buf, self.at(r, c), self.widths[c], v);
+        // From the last row backwards, and in a row from its last column: every value moves
+        // to where it was or later, so nothing unread is overwritten.
+        let padded = self.widths[..self.cols()]
+            .iter()
+            .map(|w| usize::from(*w))
+            .sum::<usize>()
+            % 2
+            == 1;
+        for row in (0..self.rows).rev() {
+            for c in (0..self.cols()).rev() {
+                let v = read(buf, old.at(row, c), old.widths[c]);
+                write(buf, self.at(row, c), self.widths[c], v);
+            }
+            if padded {
+                // The unused nibble stays 0, so that equal states are equal bytes.
+                buf[self.data() + (row + 1) * self.row_len() - 1] &= 0x0f;
+            }
         }
         self.write_widths(buf);
     }
@@ -429,6 +497,7 @@ impl Table {
             buf.drain(self.start..self.start + (old - new));
         }
         self.rows = rows;
+        self.data = self.start + self.header_len();
         write_count(&mut buf[self.start..self.start + new], rows);
     }
 

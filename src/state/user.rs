@@ -18,7 +18,7 @@ use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
 use super::StateConfig;
 use super::decay::factor;
 use super::event::{Event, EventError, EventKind};
-use super::pack::{Bytes, Head, Packed, Table, table_len};
+use super::pack::{Bytes, Head, Packed, Table, table_len, table_len_in};
 
 /// Below this decayed count an item's ignored exposure is forgotten when building a view.
 const IGNORED_FLOOR: f32 = 0.05;
@@ -184,13 +184,13 @@ fn put_ms(buf: &mut Bytes, field: usize, ms: i64) {
 fn get_ms(buf: &[u8], field: usize) -> i64 {
     match get_fixed(buf, field) {
         0 => 0,
-        v => base(buf) * 1000 + (v - 1) as i64,
+        v => (base(buf) * 1000).saturating_add(i64::try_from(v - 1).unwrap_or(i64::MAX)),
     }
 }
 
 /// Where the tables start: after the fixed fields.
 fn tables_start(buf: &[u8]) -> usize {
-    fixed_table(buf).end()
+    at::FIXED + table_len_in(buf, at::FIXED, fixed::COLS, true)
 }
 
 /// The tables present in a buffer, and where the cold part starts.
@@ -236,14 +236,13 @@ fn find(buf: &[u8], k: usize) -> Result<Table, usize> {
     }
     let present = buf[at::PRESENT];
     let mut start = tables_start(buf);
-    for (j, cols) in COLS.iter().enumerate().take(k + 1) {
+    for (j, cols) in COLS.iter().enumerate().take(k) {
         if present & (1 << j) != 0 {
-            let t = Table::parse(buf, start, *cols).expect("a user's buffer is well formed");
-            if j == k {
-                return Ok(t);
-            }
-            start = t.end();
+            start += table_len_in(buf, start, *cols, false);
         }
+    }
+    if present & (1 << k) != 0 {
+        return Ok(Table::parse(buf, start, COLS[k]).expect("a user's buffer is well formed"));
     }
     Err(start)
 }
@@ -286,7 +285,7 @@ fn rebase(buf: &mut Bytes, s: u32) {
         let v = f.get(buf, 0, field);
         // 0 is "none" for the times in ms; the session's time is always a time.
         if v > 0 || step == 1 {
-            f.set(buf, 0, field, v + (delta * step) as u64);
+            f.set(buf, 0, field, v.saturating_add((delta * step) as u64));
         }
     }
     // An item's engagement counts back from its touch, which moves with it.
@@ -310,7 +309,19 @@ fn table(buf: &mut Bytes, k: usize) -> Table {
         Err(at) => at,
     };
     buf[at::PRESENT] |= 1 << k;
-    Table::create(buf, at, COLS[k])
+    let mut t = Table::create(buf, at, COLS[k]);
+    // A counter takes 3 nibbles as soon as it holds anything, which it soon does: room for it
+    // from the start spares the table a widening per counter column.
+    let one = encode_count(1.0);
+    match k {
+        ITEMS => t.fit(buf, IGNORED, one),
+        CATEGORIES | BRANDS => {
+            t.fit(buf, IGNORED, one);
+            t.fit(buf, ENGAGED, one);
+        }
+        _ => {}
+    }
+    t
 }
 
 fn drop_empty_tables(buf: &mut Bytes) {
@@ -1615,8 +1626,7 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
             // from logs treats an item the user came back to apart from one they never
             // touched.
             if e.item_id != 0 {
-                let row = item_row(buf, e.item_id, s, cfg);
-                let mut items = table(buf, ITEMS);
+                let (mut items, row) = item_row(buf, e.item_id, s, cfg);
                 if engaged_at(buf, &items, row).is_none_or(|e| s >= e) {
                     items.set(buf, row, IGNORED, 0);
                     if s > second(buf, items.get(buf, row, AT)) {
@@ -1645,13 +1655,13 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
     Ok(())
 }
 
-/// The item's row, made room for if new. Past the per-user cap the least recently touched
+/// The items' table and the item's row, made room for if new. Past the per-user cap the least recently touched
 /// sixteenth of the items is forgotten at once, with their impression times: a heavy user's
 /// every new item would otherwise pay a pass over all items and all impression times.
-fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
+fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> (Table, usize) {
     let mut items = table(buf, ITEMS);
     let mut at = match items.search(buf, id) {
-        Ok(r) => return r,
+        Ok(r) => return (items, r),
         Err(at) => at,
     };
     // Sorted rows of the items forgotten.
@@ -1670,11 +1680,11 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
         at -= evicted.partition_point(|r| *r < at as u64);
     }
     let o = offset(buf, s);
-    let mut items = table(buf, ITEMS);
     items.insert_row(buf, at, &[id, o, 0, 0]);
     // The impression times follow their items' rows.
+    // (They come after the items: changing them moves no item.)
     let Some(mut shown) = get_table(buf, SHOWN) else {
-        return at;
+        return (items, at);
     };
     if evicted.is_empty() {
         // Only the rows of the items after the new one move up, and they are the table's
@@ -1685,7 +1695,7 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
             shown.fit(buf, ROW, last + 1);
             shown.add_from(buf, ROW, from, 1);
         }
-        return at;
+        return (items, at);
     }
     // After an eviction, in one pass: the forgotten items' go.
     let renumber = |row: u64| {
@@ -1702,7 +1712,7 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
         shown.fit(buf, ROW, last);
     }
     shown.retain_map(buf, ROW, renumber);
-    at
+    (items, at)
 }
 
 /// Records an impression; false when the item was already recorded as shown in the same
@@ -1711,7 +1721,7 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
 fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
     let hl = cfg.exposure_half_life_ms;
     let s = shown_second(e.at_ms);
-    let row = item_row(buf, e.item_id, s, cfg);
+    let (mut items, row) = item_row(buf, e.item_id, s, cfg);
     let mut shown = table(buf, SHOWN);
     let (first, n) = shown_rows(buf, &shown, row);
     let mut newer = 0;
@@ -1733,7 +1743,6 @@ fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
         let o = offset(buf, s);
         shown.insert_row(buf, first + newer, &[row as u64, o]);
     }
-    let mut items = table(buf, ITEMS);
     let engaged = engaged_at(buf, &items, row);
     let counted = engaged.is_none_or(|e| s > e);
     let adds: &[(usize, f32)] = if counted { &[(IGNORED, 1.0)] } else { &[] };
@@ -1784,17 +1793,15 @@ fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize
     if id == 0 {
         return None;
     }
-    let t = table(buf, k);
+    let mut t = table(buf, k);
     let mut at = match t.search(buf, id) {
         Ok(r) => return Some((t, r)),
         Err(at) => at,
     };
-    let l = layout(buf);
-    let held: usize = [CATEGORIES, BRANDS]
-        .iter()
-        .map(|g| l.tables[*g].map_or(0, |t| t.rows))
-        .sum();
+    let other = if k == CATEGORIES { BRANDS } else { CATEGORIES };
+    let held = t.rows + get_table(buf, other).map_or(0, |o| o.rows);
     if held >= MAX_GROUPS {
+        let l = layout(buf);
         let stalest = [CATEGORIES, BRANDS]
             .into_iter()
             .filter_map(|g| {
@@ -1811,9 +1818,9 @@ fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize
         if g == k && r < at {
             at -= 1;
         }
+        t = table(buf, k);
     }
     let o = offset(buf, s);
-    let mut t = table(buf, k);
     t.insert_row(buf, at, &[id, o, 0, 0, 0]);
     Some((t, at))
 }
