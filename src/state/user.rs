@@ -423,8 +423,10 @@ fn set_engaged_at(buf: &mut Bytes, items: &mut Table, row: usize, e: u32) {
     items.set(buf, row, ENGAGED, u64::from(at.saturating_sub(e)) + 1);
 }
 
-/// What rarely changes and must stay exact: encoded as a whole (postcard) after the tables,
-/// and decoded when read or changed. Consent comes first, so that it can be read alone.
+/// What rarely changes and must stay exact: encoded after the tables ([`Cold::encode`]: only
+/// the fields that hold something), and decoded when read or changed. Consent comes first,
+/// so that it can be read alone. Its derived postcard encoding is format 3's cold part, which
+/// `legacy` reads: its fields and their order stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Cold {
     pub consent: ConsentChoices,
