@@ -44,7 +44,7 @@ use super::key::{Keyer, UserKey, random_secret};
 use super::lock::DirLock;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
-use super::snapshot::{FORMAT_V2, FORMAT_VERSION, RowKey, Table, TableWriter};
+use super::snapshot::{FORMAT_V2, FORMAT_V3, FORMAT_VERSION, RowKey, Table, TableWriter};
 use super::user::UserState;
 use super::vault::{KeyId, Vault};
 use super::wal::{self, Wal};
@@ -90,7 +90,7 @@ pub(super) fn row_key(id: KeyId) -> RowKey {
     k
 }
 
-fn row_id(key: &RowKey) -> KeyId {
+pub(super) fn row_id(key: &RowKey) -> KeyId {
     KeyId(u64::from_be_bytes(key[..8].try_into().expect("8 bytes")))
 }
 
@@ -101,7 +101,7 @@ pub(super) fn seal_row(key: &DataKey, user: UserKey, id: KeyId, seq: u64, plain:
     out
 }
 
-fn open_row(
+pub(super) fn open_row(
     key: &DataKey,
     user: UserKey,
     id: KeyId,
@@ -221,6 +221,8 @@ enum Format {
     Current,
     /// Written by the release before encryption at rest: migrated at start.
     V2,
+    /// Written by the release before rows narrowed: migrated at start.
+    V3,
 }
 
 /// Writes the `format` file (atomically: a crash leaves the old one or the new one).
@@ -243,9 +245,10 @@ fn check_format(dir: &Path) -> Result<Format, StateError> {
         Ok(text) => match text.trim().parse::<u32>() {
             Ok(DATA_FORMAT) => Ok(Format::Current),
             Ok(FORMAT_V2) => Ok(Format::V2),
+            Ok(FORMAT_V3) => Ok(Format::V3),
             Ok(other) => Err(StateError::Corrupt(format!(
                 "{} holds data format {other}; this build reads format {DATA_FORMAT} (and \
-                 migrates format {FORMAT_V2}). Run the release that wrote it, or start with an \
+                 migrates formats {FORMAT_V3} and {FORMAT_V2}). Run the release that wrote it, or start with an \
                  empty --data-dir (users' state is then rebuilt from new events)",
                 dir.display()
             ))),
@@ -376,8 +379,11 @@ fn open_vault(dir: &Path, keys: &KeyConfig, had_state: bool) -> Result<Vault, St
 /// without creating, locking or changing anything (`tactful config check`).
 pub fn describe_key_store(dir: &Path, keys: &KeyConfig) -> Result<String, StateError> {
     let had_state = dir.is_dir()
-        && fs::read_to_string(dir.join("format"))
-            .is_ok_and(|f| f.trim() == DATA_FORMAT.to_string())
+        && fs::read_to_string(dir.join("format")).is_ok_and(|f| {
+            [DATA_FORMAT, FORMAT_V3]
+                .iter()
+                .any(|v| f.trim() == v.to_string())
+        })
         && holds_state(dir)?;
     let (key_dir, exists) = key_dir_of(dir, keys, had_state)?;
     let master = find_master(keys, &key_dir, exists)?;
@@ -469,19 +475,23 @@ pub(super) fn check_apart(data: &Path, keys: &Path) -> Result<(), StateError> {
 }
 
 impl Disk {
-    /// Opens the data directory: migrates it from format 2 if it is, recovers the latest
+    /// Opens the data directory: migrates it from format 2 or 3 if it is, recovers the latest
     /// snapshot's index and replays the log written since into the map.
     pub(super) fn open(dir: &Path, cfg: &StateConfig) -> Result<Opened, StateError> {
         fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
         // Before anything else is read, created or deleted here.
         let lock = DirLock::acquire(dir)?;
         let format = check_format(dir)?;
-        let had_state = format == Format::Current && holds_state(dir)?;
+        // A directory of format 3 has its key store already.
+        let had_state = matches!(format, Format::Current | Format::V3) && holds_state(dir)?;
         let keyer = Keyer::new(load_secret(dir)?);
         let vault = Arc::new(open_vault(dir, &cfg.keys, had_state)?);
         match format {
             Format::V2 => {
                 super::migrate::from_v2(dir, &vault, cfg)?;
+            }
+            Format::V3 => {
+                super::migrate::from_v3(dir, &vault)?;
             }
             Format::Current => super::migrate::remove_leftover(dir)?,
         }

@@ -1,16 +1,22 @@
-//! Reading what the previous format wrote: snapshot rows and logged ops of format 2 (before
-//! each user's state became one packed buffer, [`UserState`]). The format-2 types are kept
-//! here as private copies, field for field and in the same order, so that their postcard
-//! encoding stays what it was whatever today's types become; each decoded value is then
-//! converted into today's.
+//! Reading what earlier formats wrote, converted into today's [`UserState`]:
 //!
-//! What the conversion keeps: every explicit word, its time and expiry, consent, interest
-//! tags, purchases, sightings, impression times (frequency caps) and activity times exactly.
-//! Counters become today's approximate ones: an item's ignored impressions are kept as of its
-//! latest touch, a category's or brand's two counters and the session meter's two are brought
-//! to one time with the default half-lives (format 2 kept a time per counter), and engagement
-//! times are kept to the second. A "fewer like this" is kept by the time it was last asked
-//! for (format 2 only ever stored full strength with it).
+//! - Format 3: the packed buffer before its rows and fixed fields narrowed (byte-wide columns
+//!   with a two-byte row count and a width byte per column, 16-bit counters, fixed fields of
+//!   fixed width, the cold part encoded whole). Read field by field into [`Parts`]: every
+//!   explicit word, time, consent, purchase, sighting and impression time stays exact; the
+//!   16-bit counters become 12-bit ones (0.54 % steps instead of 0.034 %).
+//! - Format 2: snapshot rows and logged ops from before each user's state became one packed
+//!   buffer. The format-2 types are kept here as private copies, field for field and in the
+//!   same order, so that their postcard encoding stays what it was whatever today's types
+//!   become; each decoded value is then converted into today's.
+//!
+//! What the format-2 conversion keeps: every explicit word, its time and expiry, consent,
+//! interest tags, purchases, sightings, impression times (frequency caps) and activity times
+//! exactly. Counters become today's approximate ones: an item's ignored impressions are kept
+//! as of its latest touch, a category's or brand's two counters and the session meter's two
+//! are brought to one time with the default half-lives (format 2 kept a time per counter), and
+//! engagement times are kept to the second. A "fewer like this" is kept by the time it was
+//! last asked for (format 2 only ever stored full strength with it).
 
 use serde::Deserialize;
 
@@ -134,6 +140,157 @@ enum OpV2 {
 
 // The two decoders are called where rows and records are read (the snapshot and the log),
 // by the format change that writes format 3.
+
+/// Columns of format 3's tables: items, impression times, categories, brands.
+const V3_COLS: [usize; 4] = [4, 2, 5, 5];
+/// Bytes of format 3's fixed fields.
+const V3_HEADER: usize = 25;
+
+/// A table of format 3: its shape and where its rows start.
+struct TableV3 {
+    rows: usize,
+    widths: Vec<usize>,
+    data: usize,
+}
+
+impl TableV3 {
+    fn row_len(&self) -> usize {
+        self.widths.iter().sum()
+    }
+
+    fn get(&self, buf: &[u8], row: usize, col: usize) -> u64 {
+        let at = self.data + row * self.row_len() + self.widths[..col].iter().sum::<usize>();
+        le(&buf[at..at + self.widths[col]])
+    }
+}
+
+fn le(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(b)
+}
+
+/// A counter of format 3 (16 bits: log2 in steps of 1/2048 around 32,768).
+fn count_v3(c: u64) -> f32 {
+    if c == 0 {
+        0.0
+    } else {
+        ((c as i64 - 32_768) as f32 / 2048.0).exp2()
+    }
+}
+
+/// A user's buffer of format 3 (a snapshot row after its format byte), as today's state;
+/// refused whole when it is not well formed.
+pub(super) fn decode_row_v3(buf: &[u8]) -> Result<UserState, postcard::Error> {
+    let bad = || postcard::Error::DeserializeBadEncoding;
+    if buf.is_empty() {
+        return Ok(UserState::default());
+    }
+    if buf.len() < V3_HEADER {
+        return Err(bad());
+    }
+    let base = le(&buf[0..4]) as i64;
+    let ms = |at: usize| le(&buf[at..at + 6]) as i64;
+    let present = buf[24];
+    if present >> V3_COLS.len() != 0 {
+        return Err(bad());
+    }
+    let mut tables: [Option<TableV3>; 4] = Default::default();
+    let mut at = V3_HEADER;
+    for (k, cols) in V3_COLS.iter().enumerate() {
+        if present & (1 << k) == 0 {
+            continue;
+        }
+        let head = buf.get(at..at + 2 + cols).ok_or_else(bad)?;
+        let rows = usize::from(u16::from_le_bytes([head[0], head[1]]));
+        let widths: Vec<usize> = head[2..].iter().map(|w| usize::from(*w)).collect();
+        if widths.iter().any(|w| *w > 8) {
+            return Err(bad());
+        }
+        let t = TableV3 {
+            rows,
+            widths,
+            data: at + 2 + cols,
+        };
+        at = t.data + t.rows * t.row_len();
+        if at > buf.len() {
+            return Err(bad());
+        }
+        tables[k] = Some(t);
+    }
+    let mut cold: Cold = if at < buf.len() {
+        postcard::from_bytes(&buf[at..])?
+    } else {
+        Cold::default()
+    };
+    // Its times were kept as ms after the base.
+    let shift = base * 1000;
+    let x = &mut cold.explicit;
+    for t in cold
+        .purchases
+        .iter_mut()
+        .map(|p| &mut p.at_ms)
+        .chain(cold.sightings.iter_mut().map(|s| &mut s.at_ms))
+        .chain(x.not_interested.iter_mut().map(|n| &mut n.1))
+        .chain(x.fewer_categories.iter_mut().map(|f| &mut f.1))
+        .chain(x.fewer_brands.iter_mut().map(|f| &mut f.1))
+        .chain(cold.words.brands.iter_mut().map(|w| &mut w.1))
+        .chain(cold.words.shops.iter_mut().map(|w| &mut w.1))
+    {
+        *t = t.wrapping_add(shift);
+    }
+    let time_ms = |offset: u64| (base + offset as i64) * 1000;
+    let mut items = Vec::new();
+    if let Some(t) = &tables[0] {
+        for r in 0..t.rows {
+            let engaged = t.get(buf, r, 3);
+            items.push(ItemPart {
+                id: t.get(buf, r, 0),
+                touched_ms: time_ms(t.get(buf, r, 1)),
+                ignored: count_v3(t.get(buf, r, 2)),
+                engaged_ms: if engaged > 0 { time_ms(engaged - 1) } else { 0 },
+                shown: [0; SHOWN_TIMES],
+            });
+        }
+    }
+    if let Some(t) = &tables[1] {
+        // Sorted by item row, newest first.
+        let mut n = vec![0usize; items.len()];
+        for r in 0..t.rows {
+            let row = usize::try_from(t.get(buf, r, 0)).map_err(|_| bad())?;
+            let item = items.get_mut(row).ok_or_else(bad)?;
+            if n[row] < SHOWN_TIMES {
+                item.shown[n[row]] =
+                    u32::try_from(base + t.get(buf, r, 1) as i64).map_err(|_| bad())?;
+                n[row] += 1;
+            }
+        }
+    }
+    let mut groups = Vec::new();
+    for (k, kind) in [(2, TagKind::Category), (3, TagKind::Brand)] {
+        if let Some(t) = &tables[k] {
+            for r in 0..t.rows {
+                groups.push(GroupPart {
+                    kind,
+                    id: t.get(buf, r, 0),
+                    touched_ms: time_ms(t.get(buf, r, 1)),
+                    ignored: count_v3(t.get(buf, r, 2)),
+                    engaged: count_v3(t.get(buf, r, 3)),
+                    sources: DimensionSet::from_bits(t.get(buf, r, 4) as u16),
+                });
+            }
+        }
+    }
+    Ok(UserState::from_parts(Parts {
+        first_seen_ms: ms(4),
+        last_active_ms: ms(10),
+        session: (count_v3(le(&buf[20..22])), count_v3(le(&buf[22..24]))),
+        session_at_ms: le(&buf[16..20]) as i64 * 1000,
+        items,
+        groups,
+        cold,
+    }))
+}
 
 /// A snapshot row of format 2 (`UserState::to_row` before the packed layout: the state's
 /// postcard encoding, then the word times when there were any).

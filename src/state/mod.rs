@@ -740,7 +740,10 @@ mod tests {
             let store = disk(root.path());
             assert_fixture_words(&store).await;
         }
-        assert_eq!(std::fs::read_to_string(dir.join("format")).unwrap(), "3\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("format")).unwrap(),
+            format!("{}\n", backend::DATA_FORMAT)
+        );
         assert!(!dir.join(migrate::BACKUP).exists(), "the backup went");
         for (path, bytes) in files(&dir) {
             for id in [424242, 434343, 454545, 31337, 5150, 8080, 555002, 777777] {

@@ -1,11 +1,15 @@
 //! Tables of unsigned integers packed into one byte buffer, each column as wide as its largest
-//! value needs (0 to 8 bytes): a user's counters are a few tables in one allocation, where
-//! small ids and times close to the user's own time base take one to three bytes instead of
-//! eight. Rows have a fixed length, so a table is searched by halving and changed in place;
-//! a value too wide for its column widens that column (the table is rewritten, which is rare:
-//! widths only grow).
+//! value needs, in steps of 4 bits (0 to 64 bits): a user's counters are a few tables in one
+//! allocation, where small ids, 12-bit counters and times close to the user's own time base
+//! take a few nibbles instead of eight bytes. Rows have a fixed length (whole bytes, the last
+//! nibble unused when the columns add up to an odd number), so a table is searched by halving
+//! and changed in place; a value too wide for its column widens that column (the table is
+//! rewritten, which is rare: widths only grow).
 //!
-//! A table in the buffer: its row count (u16), one width byte per column, then the rows.
+//! A table in the buffer: its row count (seven bits per byte, the high bit set on every byte
+//! but the last: one byte up to 127 rows), the columns' widths (4 bits each, two to a byte, the
+//! first in the low nibble; 15 means 16 nibbles), then the rows. A table of exactly one row
+//! ([`Table::parse_single`]; all widths 0, it is one byte per two columns) has no row count.
 //!
 //! The buffer itself is held behind one thin pointer ([`Packed`]), the length of its part
 //! that does not describe itself written in front of it, and edited as [`Bytes`]: a map
@@ -17,15 +21,34 @@ use std::ptr::NonNull;
 
 /// Columns per table, at most.
 pub(super) const MAX_COLS: usize = 6;
+/// Rows per table, at most.
+pub(super) const MAX_ROWS: usize = u16::MAX as usize;
 
-/// Bytes a value needs.
+/// Nibbles a value needs: 0 to 16, never 15 (a width code of 15 says 16).
 pub(super) fn width_of(v: u64) -> u8 {
-    (64 - v.leading_zeros()).div_ceil(8) as u8
+    let n = (64 - v.leading_zeros()).div_ceil(4) as u8;
+    if n == 15 { 16 } else { n }
+}
+
+fn code_of(width: u8) -> u8 {
+    if width == 16 { 15 } else { width }
+}
+
+/// Bytes the row count takes.
+fn count_len(rows: usize) -> usize {
+    match rows {
+        0..128 => 1,
+        128..16_384 => 2,
+        _ => 3,
+    }
 }
 
 /// Inserts `n` zero bytes at `at`, growing the buffer by exactly that much: a user's buffer
 /// stays exactly sized (the allocator grows it in place while its block has room).
 pub(super) fn open_gap(buf: &mut Bytes, at: usize, n: usize) {
+    if n == 0 {
+        return;
+    }
     let len = buf.len();
     buf.reserve_exact(n);
     buf.resize(len + n, 0);
@@ -33,27 +56,156 @@ pub(super) fn open_gap(buf: &mut Bytes, at: usize, n: usize) {
     buf[at..at + n].fill(0);
 }
 
-#[inline]
-fn read(bytes: &[u8], width: u8) -> u64 {
-    if let Some(word) = bytes.first_chunk::<8>() {
-        // One unaligned load, masked: most values are read this way.
-        let mask = u64::MAX.checked_shr(64 - 8 * u32::from(width)).unwrap_or(0);
-        return u64::from_le_bytes(*word) & mask;
-    }
-    let mut b = [0u8; 8];
-    b[..width as usize].copy_from_slice(&bytes[..width as usize]);
-    u64::from_le_bytes(b)
+fn mask(bits: u32) -> u64 {
+    u64::MAX.checked_shr(64 - bits).unwrap_or(0)
+}
+
+/// Where a value lies: its first byte, and how far into that byte it starts (0 or 4 bits).
+#[derive(Clone, Copy)]
+struct Place {
+    byte: usize,
+    shift: u32,
 }
 
 #[inline]
-fn write(bytes: &mut [u8], width: u8, v: u64) {
-    if let Some(word) = bytes.first_chunk_mut::<8>() {
-        let mask = u64::MAX.checked_shr(64 - 8 * u32::from(width)).unwrap_or(0);
-        let old = u64::from_le_bytes(*word);
-        *word = ((old & !mask) | (v & mask)).to_le_bytes();
+fn read(buf: &[u8], p: Place, width: u8) -> u64 {
+    if width == 0 {
+        return 0;
+    }
+    let bits = 4 * u32::from(width);
+    let bytes = &buf[p.byte..];
+    if p.shift + bits <= 64
+        && let Some(word) = bytes.first_chunk::<8>()
+    {
+        // One unaligned load, shifted and masked: most values are read this way.
+        return (u64::from_le_bytes(*word) >> p.shift) & mask(bits);
+    }
+    let n = (p.shift + bits).div_ceil(8) as usize;
+    let mut b = [0u8; 16];
+    b[..n].copy_from_slice(&bytes[..n]);
+    ((u128::from_le_bytes(b) >> p.shift) as u64) & mask(bits)
+}
+
+#[inline]
+fn write(buf: &mut [u8], p: Place, width: u8, v: u64) {
+    if width == 0 {
         return;
     }
-    bytes[..width as usize].copy_from_slice(&v.to_le_bytes()[..width as usize]);
+    let bits = 4 * u32::from(width);
+    let bytes = &mut buf[p.byte..];
+    if p.shift + bits <= 64
+        && let Some(word) = bytes.first_chunk_mut::<8>()
+    {
+        let m = mask(bits) << p.shift;
+        let old = u64::from_le_bytes(*word);
+        *word = ((old & !m) | ((v << p.shift) & m)).to_le_bytes();
+        return;
+    }
+    let n = (p.shift + bits).div_ceil(8) as usize;
+    let mut b = [0u8; 16];
+    b[..n].copy_from_slice(&bytes[..n]);
+    let m = u128::from(mask(bits)) << p.shift;
+    let w = (u128::from_le_bytes(b) & !m) | ((u128::from(v) << p.shift) & m);
+    bytes[..n].copy_from_slice(&w.to_le_bytes()[..n]);
+}
+
+/// Reads a row count at `at`: the count and its length; `None` when it runs off the buffer
+/// or says more than [`MAX_ROWS`].
+#[inline]
+fn read_count(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let first = *buf.get(at)?;
+    if first < 0x80 {
+        return Some((usize::from(first), 1));
+    }
+    let mut rows = 0usize;
+    for n in 0..3 {
+        let b = *buf.get(at + n)?;
+        rows |= usize::from(b & 0x7f) << (7 * n);
+        if b & 0x80 == 0 {
+            return (rows <= MAX_ROWS).then_some((rows, n + 1));
+        }
+    }
+    None
+}
+
+fn write_count(to: &mut [u8], mut rows: usize) {
+    for b in to.iter_mut() {
+        *b = (rows & 0x7f) as u8 | 0x80;
+        rows >>= 7;
+    }
+    if let Some(last) = to.last_mut() {
+        *last &= 0x7f;
+    }
+}
+
+/// The widths two columns' codes in a header byte say, and their sum: looked up rather than
+/// decoded, since every pass over a buffer's tables reads their headers.
+const WIDTHS: [(u8, u8, u8); 256] = {
+    let mut t = [(0u8, 0u8, 0u8); 256];
+    let mut b = 0;
+    while b < 256 {
+        let lo = (b & 0xf) as u8;
+        let hi = (b >> 4) as u8;
+        let (lo, hi) = (
+            if lo == 15 { 16 } else { lo },
+            if hi == 15 { 16 } else { hi },
+        );
+        t[b] = (lo, hi, lo + hi);
+        b += 1;
+    }
+    t
+};
+
+/// Nibbles of a row whose column widths are the header bytes `head` (a last odd column's
+/// byte has 0 in its high half).
+#[inline]
+fn row_nibbles(head: &[u8]) -> usize {
+    head.iter()
+        .map(|b| usize::from(WIDTHS[usize::from(*b)].2))
+        .sum()
+}
+
+/// Bytes the well-formed table at `at` of a buffer takes, read from its header alone (cheaper
+/// than [`Table::parse`], for passing over it).
+pub(super) fn table_len_in(buf: &[u8], at: usize, cols: usize, single: bool) -> usize {
+    let (rows, count) = if single {
+        (1, 0)
+    } else {
+        read_count(buf, at).expect("a well-formed table")
+    };
+    let widths = at + count;
+    let nibbles = row_nibbles(&buf[widths..widths + cols.div_ceil(2)]);
+    count + cols.div_ceil(2) + rows * nibbles.div_ceil(2)
+}
+
+/// Bytes the table at `p` takes, read from its header alone.
+///
+/// # Safety
+/// `p` points at a whole, well-formed table of `cols` columns.
+pub(super) unsafe fn table_len(p: *const u8, cols: usize, single: bool) -> usize {
+    // SAFETY: the caller's word: the header and rows are there.
+    let b = |at: usize| unsafe { *p.add(at) };
+    let (rows, mut head) = if single {
+        (1, 0)
+    } else if b(0) < 0x80 {
+        (usize::from(b(0)), 1)
+    } else {
+        let (mut rows, mut n) = (0usize, 0usize);
+        loop {
+            let x = b(n);
+            rows |= usize::from(x & 0x7f) << (7 * n);
+            n += 1;
+            if x & 0x80 == 0 {
+                break;
+            }
+        }
+        (rows, n)
+    };
+    let nibbles: usize = (0..cols.div_ceil(2))
+        .map(|i| usize::from(WIDTHS[usize::from(b(head + i))].2))
+        .sum();
+    head += cols.div_ceil(2);
+    head + rows * nibbles.div_ceil(2)
 }
 
 /// Where a table lies in its buffer, and its shape.
@@ -63,42 +215,70 @@ pub(super) struct Table {
     pub start: usize,
     pub rows: usize,
     cols: u8,
+    /// Exactly one row, and no row count in the header.
+    single: bool,
+    /// In nibbles.
     widths: [u8; MAX_COLS],
-    /// Offset of each column within a row.
+    /// Offset of each column within a row, in nibbles.
     offsets: [u8; MAX_COLS],
+    /// In bytes.
     row_len: u8,
+    /// Offset of the first row in the buffer (kept, not worked out at every access).
+    data: usize,
 }
 
 impl Table {
-    /// Bytes of an empty table's header.
-    pub fn header_len(cols: usize) -> usize {
-        2 + cols
+    fn header_len(&self) -> usize {
+        let count = if self.single { 0 } else { count_len(self.rows) };
+        count + self.cols().div_ceil(2)
     }
 
     /// Writes an empty table of `cols` columns at `at`.
     pub fn create(buf: &mut Bytes, at: usize, cols: usize) -> Table {
-        open_gap(buf, at, Self::header_len(cols));
+        open_gap(buf, at, 1 + cols.div_ceil(2));
         Self::parse(buf, at, cols).expect("just written")
     }
 
     /// The table at `at`; `None` when the buffer is too short for it.
     pub fn parse(buf: &[u8], at: usize, cols: usize) -> Option<Table> {
-        let head = buf.get(at..at + Self::header_len(cols))?;
-        let rows = usize::from(u16::from_le_bytes([head[0], head[1]]));
+        let (rows, n) = read_count(buf, at)?;
+        Self::parse_widths(buf, at, at + n, rows, cols, false)
+    }
+
+    /// The table of exactly one row at `at`, which has no row count.
+    pub fn parse_single(buf: &[u8], at: usize, cols: usize) -> Option<Table> {
+        Self::parse_widths(buf, at, at, 1, cols, true)
+    }
+
+    fn parse_widths(
+        buf: &[u8],
+        start: usize,
+        widths_at: usize,
+        rows: usize,
+        cols: usize,
+        single: bool,
+    ) -> Option<Table> {
+        let head = buf.get(widths_at..widths_at + cols.div_ceil(2))?;
         let mut t = Table {
-            start: at,
+            start,
             rows,
             cols: cols as u8,
+            single,
             widths: [0; MAX_COLS],
             offsets: [0; MAX_COLS],
             row_len: 0,
+            data: widths_at + cols.div_ceil(2),
         };
-        for c in 0..cols {
-            let w = head[2 + c];
-            if w > 8 {
-                return None;
+        // The high half of an odd last column's byte is unused, and 0.
+        if cols % 2 == 1 && head[cols / 2] >> 4 != 0 {
+            return None;
+        }
+        for (c, b) in head.iter().enumerate() {
+            let (lo, hi, _) = WIDTHS[usize::from(*b)];
+            t.widths[2 * c] = lo;
+            if 2 * c + 1 < cols {
+                t.widths[2 * c + 1] = hi;
             }
-            t.widths[c] = w;
         }
         t.layout();
         (buf.len() >= t.end()).then_some(t)
@@ -110,7 +290,20 @@ impl Table {
             self.offsets[c] = off;
             off += self.widths[c];
         }
-        self.row_len = off;
+        self.row_len = off.div_ceil(2);
+    }
+
+    fn write_widths(&self, buf: &mut [u8]) {
+        let at = self.data() - self.cols().div_ceil(2);
+        for c in 0..self.cols() {
+            let code = code_of(self.widths[c]);
+            let b = &mut buf[at + c / 2];
+            *b = if c % 2 == 0 {
+                (*b & 0xf0) | code
+            } else {
+                (*b & 0x0f) | code << 4
+            };
+        }
     }
 
     fn cols(&self) -> usize {
@@ -122,7 +315,7 @@ impl Table {
     }
 
     fn data(&self) -> usize {
-        self.start + Self::header_len(self.cols())
+        self.data
     }
 
     /// Offset just past the table.
@@ -136,13 +329,17 @@ impl Table {
         self.end() - self.start
     }
 
-    fn at(&self, row: usize, col: usize) -> usize {
-        self.data() + row * self.row_len() + usize::from(self.offsets[col])
+    fn at(&self, row: usize, col: usize) -> Place {
+        let nib = usize::from(self.offsets[col]);
+        Place {
+            byte: self.data() + row * self.row_len() + nib / 2,
+            shift: 4 * (nib % 2) as u32,
+        }
     }
 
     pub fn get(&self, buf: &[u8], row: usize, col: usize) -> u64 {
         debug_assert!(row < self.rows && col < self.cols());
-        read(&buf[self.at(row, col)..], self.widths[col])
+        read(buf, self.at(row, col), self.widths[col])
     }
 
     /// Sets a value, widening its column when it does not fit.
@@ -151,11 +348,10 @@ impl Table {
         if need > self.widths[col] {
             self.widen(buf, col, need);
         }
-        let at = self.at(row, col);
-        write(&mut buf[at..], self.widths[col], v);
+        write(buf, self.at(row, col), self.widths[col], v);
     }
 
-    /// Rewrites the table with column `col` `width` bytes wide.
+    /// Rewrites the table with column `col` `width` nibbles wide.
     fn widen(&mut self, buf: &mut Bytes, col: usize, width: u8) {
         let mut widths = self.widths;
         widths[col] = width;
@@ -167,23 +363,36 @@ impl Table {
         let old = *self;
         self.widths = widths;
         self.layout();
+        if self.rows == 0 {
+            self.write_widths(buf);
+            return;
+        }
         let grow = self.rows * (self.row_len() - old.row_len());
-        let end = old.end();
-        open_gap(buf, end, grow);
-        // From the last row backwards: the new rows are longer, so nothing unread is
-        // overwritten.
+        open_gap(buf, old.end(), grow);
+        // From the last row backwards, and in a row from its last column: every value moves
+        // to where it was or later, so nothing unread is overwritten.
+        let padded = self.widths[..self.cols()]
+            .iter()
+            .map(|w| usize::from(*w))
+            .sum::<usize>()
+            % 2
+            == 1;
         for row in (0..self.rows).rev() {
             for c in (0..self.cols()).rev() {
-                let v = read(&buf[old.at(row, c)..], old.widths[c]);
-                let at = self.at(row, c);
-                write(&mut buf[at..], self.widths[c], v);
+                let v = read(buf, old.at(row, c), old.widths[c]);
+                write(buf, self.at(row, c), self.widths[c], v);
+            }
+            if padded {
+                // The unused nibble stays 0, so that equal states are equal bytes.
+                buf[self.data() + (row + 1) * self.row_len() - 1] &= 0x0f;
             }
         }
-        buf[self.start + 2..self.start + 2 + self.cols()].copy_from_slice(&widths[..self.cols()]);
+        self.write_widths(buf);
     }
 
     /// Inserts a row of zeros at `row` (the values are then set one by one).
     pub fn insert(&mut self, buf: &mut Bytes, row: usize) {
+        debug_assert!(!self.single);
         let at = self.data() + row * self.row_len();
         open_gap(buf, at, self.row_len());
         self.set_rows(buf, self.rows + 1);
@@ -196,19 +405,20 @@ impl Table {
             *w = (*w).max(width_of(*v));
         }
         // One reallocation for the wider rows and the new one.
-        let new_len: usize = widths[..self.cols()].iter().map(|w| usize::from(*w)).sum();
-        buf.reserve_exact(self.rows * (new_len - self.row_len()) + new_len);
+        let nibbles: usize = widths[..self.cols()].iter().map(|w| usize::from(*w)).sum();
+        let new_len = nibbles.div_ceil(2);
+        buf.reserve_exact(self.rows * (new_len - self.row_len()) + new_len + 1);
         if widths != self.widths {
             self.widen_to(buf, widths);
         }
         self.insert(buf, row);
         for (c, v) in values.iter().enumerate() {
-            let at = self.at(row, c);
-            write(&mut buf[at..], self.widths[c], *v);
+            write(buf, self.at(row, c), self.widths[c], *v);
         }
     }
 
     pub fn remove(&mut self, buf: &mut Bytes, row: usize) {
+        debug_assert!(!self.single);
         let at = self.data() + row * self.row_len();
         buf.drain(at..at + self.row_len());
         self.set_rows(buf, self.rows - 1);
@@ -224,13 +434,10 @@ impl Table {
 
     /// The largest value of column `col` (0 when empty).
     pub fn max_value(&self, buf: &[u8], col: usize) -> u64 {
-        let (w, mut at) = (self.widths[col], self.at(0, col));
-        let mut max = 0;
-        for _ in 0..self.rows {
-            max = max.max(read(&buf[at..], w));
-            at += self.row_len();
-        }
-        max
+        (0..self.rows)
+            .map(|r| self.get(buf, r, col))
+            .max()
+            .unwrap_or(0)
     }
 
     /// In one pass, drops the rows whose column `col` `f` maps to `None` and sets it to what
@@ -241,19 +448,18 @@ impl Table {
         col: usize,
         mut f: impl FnMut(u64) -> Option<u64>,
     ) {
-        let (w, len) = (self.widths[col], self.row_len());
+        let len = self.row_len();
         let mut kept = 0;
         for row in 0..self.rows {
-            let from = self.data() + row * len;
-            let Some(v) = f(read(&buf[from + usize::from(self.offsets[col])..], w)) else {
+            let Some(v) = f(self.get(buf, row, col)) else {
                 continue;
             };
-            debug_assert!(width_of(v) <= w);
-            let to = self.data() + kept * len;
+            debug_assert!(width_of(v) <= self.widths[col]);
             if kept != row {
-                buf.copy_within(from..from + len, to);
+                let from = self.data() + row * len;
+                buf.copy_within(from..from + len, self.data() + kept * len);
             }
-            write(&mut buf[to + usize::from(self.offsets[col])..], w, v);
+            write(buf, self.at(kept, col), self.widths[col], v);
             kept += 1;
         }
         if kept != self.rows {
@@ -281,10 +487,18 @@ impl Table {
         self.set_rows(buf, kept);
     }
 
-    fn set_rows(&mut self, buf: &mut [u8], rows: usize) {
+    /// Writes the row count, which may take a byte more or less than before.
+    fn set_rows(&mut self, buf: &mut Bytes, rows: usize) {
+        assert!(rows <= MAX_ROWS, "at most 65,535 rows");
+        let (old, new) = (count_len(self.rows), count_len(rows));
+        if new > old {
+            open_gap(buf, self.start, new - old);
+        } else if new < old {
+            buf.drain(self.start..self.start + (old - new));
+        }
         self.rows = rows;
-        let n = u16::try_from(rows).expect("at most 65,535 rows");
-        buf[self.start..self.start + 2].copy_from_slice(&n.to_le_bytes());
+        self.data = self.start + self.header_len();
+        write_count(&mut buf[self.start..self.start + new], rows);
     }
 
     /// Finds `key` in column 0, which is sorted.
@@ -293,10 +507,9 @@ impl Table {
         if width_of(key) > w {
             return Err(self.rows);
         }
-        let base = self.data();
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let v = read(&buf[base + mid * self.row_len()..], w);
+            let v = read(buf, self.at(mid, 0), w);
             match v.cmp(&key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -309,10 +522,9 @@ impl Table {
     /// The first row whose column 0 is at least `key` (column 0 sorted, repeats allowed).
     pub fn lower_bound(&self, buf: &[u8], key: u64) -> usize {
         let (w, mut lo, mut hi) = (self.widths[0], 0, self.rows);
-        let base = self.data();
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if read(&buf[base + mid * self.row_len()..], w) < key {
+            if read(buf, self.at(mid, 0), w) < key {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -323,14 +535,12 @@ impl Table {
 
     /// The row with the smallest value in column `col` (the first of equals); 0 when empty.
     pub fn min_row(&self, buf: &[u8], col: usize) -> usize {
-        let (w, mut at) = (self.widths[col], self.at(0, col));
         let (mut best, mut min) = (0, u64::MAX);
         for row in 0..self.rows {
-            let v = read(&buf[at..], w);
+            let v = self.get(buf, row, col);
             if v < min {
                 (best, min) = (row, v);
             }
-            at += self.row_len();
         }
         best
     }
@@ -338,13 +548,12 @@ impl Table {
     /// Adds `delta` to column `col` of every row from `first` on; the values must fit the
     /// column ([`Table::fit`]).
     pub fn add_from(&mut self, buf: &mut [u8], col: usize, first: usize, delta: u64) {
-        let (w, len) = (self.widths[col], self.row_len());
-        let mut at = self.at(first, col);
-        for _ in first..self.rows {
-            let v = read(&buf[at..], w) + delta;
+        let w = self.widths[col];
+        for row in first..self.rows {
+            let p = self.at(row, col);
+            let v = read(buf, p, w) + delta;
             debug_assert!(width_of(v) <= w);
-            write(&mut buf[at..], w, v);
-            at += len;
+            write(buf, p, w, v);
         }
     }
 
@@ -362,13 +571,12 @@ impl Table {
             Some(_) => {}
         }
         let w = self.widths[col];
-        let mut at = self.at(0, col);
-        for _ in 0..self.rows {
-            let v = read(&buf[at..], w);
+        for row in 0..self.rows {
+            let p = self.at(row, col);
+            let v = read(buf, p, w);
             if v >= from {
-                write(&mut buf[at..], w, v.wrapping_add_signed(delta));
+                write(buf, p, w, v.wrapping_add_signed(delta));
             }
-            at += self.row_len();
         }
     }
 }
@@ -611,15 +819,18 @@ mod tests {
     fn columns_widen_for_what_they_hold_and_rows_keep_their_values() {
         let mut buf = Bytes::from(vec![7u8, 7]);
         let mut t = Table::create(&mut buf, 1, 3);
-        assert_eq!(t.len(), 5);
+        // A row count, and two columns' widths to a byte.
+        assert_eq!(t.len(), 1 + 2);
         for k in [30u64, 10, 20] {
             let at = t.search(&buf, k).unwrap_err();
             t.insert_row(&mut buf, at, &[k, k * 2, 0]);
         }
-        assert_eq!(t.len(), 5 + 3 * 2);
+        // 8 bits, 8 bits and none: two bytes a row.
+        assert_eq!(t.len(), 3 + 3 * 2);
         t.set(&mut buf, 1, 2, 1 << 40);
         t.set(&mut buf, 0, 1, 70_000);
-        assert_eq!(t.len(), 5 + 3 * (1 + 3 + 6));
+        // 2 + 5 + 11 nibbles: 9 bytes a row.
+        assert_eq!(t.len(), 3 + 3 * 9);
         let rows: Vec<[u64; 3]> = (0..3)
             .map(|r| [t.get(&buf, r, 0), t.get(&buf, r, 1), t.get(&buf, r, 2)])
             .collect();
@@ -635,6 +846,58 @@ mod tests {
         t.remove(&mut buf, 0);
         assert_eq!((t.rows, t.get(&buf, 0, 0), t.get(&buf, 0, 1)), (1, 31, 65));
         assert_eq!(buf.len(), 1 + t.len() + 1);
+    }
+
+    #[test]
+    fn nibble_columns_hold_every_width_at_either_half_of_a_byte() {
+        let values = [
+            0u64,
+            1,
+            0xf,
+            0x10,
+            0xabc,
+            1 << 59,
+            (1 << 60) - 1,
+            1 << 60,
+            u64::MAX,
+        ];
+        for v in values {
+            for lead in [0u64, 1, 0x1f, 0xfff] {
+                let mut buf = Bytes::from(vec![9u8]);
+                let mut t = Table::create(&mut buf, 1, 3);
+                t.insert_row(&mut buf, 0, &[lead, v, lead]);
+                t.insert_row(&mut buf, 1, &[v, lead, v]);
+                let got = [0, 1].map(|r| [0, 1, 2].map(|c| t.get(&buf, r, c)));
+                assert_eq!(
+                    got,
+                    [[lead, v, lead], [v, lead, v]],
+                    "{v:#x} after {lead:#x}"
+                );
+                assert_eq!(Table::parse(&buf, 1, 3), Some(t));
+                assert_eq!(buf[0], 9);
+                // SAFETY: a whole table at 1.
+                assert_eq!(unsafe { table_len(buf.as_ptr().add(1), 3, false) }, t.len());
+            }
+        }
+        assert_eq!(width_of(1 << 56), 16, "no width code says 15 nibbles");
+    }
+
+    #[test]
+    fn the_row_count_takes_a_byte_more_past_127_and_less_again_below() {
+        let mut buf = Bytes::from(vec![5u8, 5]);
+        let mut t = Table::create(&mut buf, 1, 2);
+        for r in 0..300u64 {
+            t.insert_row(&mut buf, r as usize, &[r, r % 7]);
+            assert_eq!(Table::parse(&buf, 1, 2), Some(t));
+        }
+        // 12 bits and 4 bits: two bytes a row.
+        assert_eq!(t.len(), 2 + 1 + 300 * 2);
+        t.retain(&mut buf, |b, t, r| t.get(b, r, 0) % 3 == 0);
+        assert_eq!(t.rows, 100);
+        assert_eq!(t.len(), 1 + 1 + 100 * 2);
+        assert_eq!(Table::parse(&buf, 1, 2), Some(t));
+        assert_eq!((t.get(&buf, 99, 0), t.get(&buf, 99, 1)), (297, 297 % 7));
+        assert_eq!((buf[0], buf[buf.len() - 1]), (5, 5));
     }
 
     /// Buffers whose head is their first byte's value (at most the whole buffer).

@@ -29,7 +29,9 @@ pub type RowKey = [u8; 16];
 
 const MAGIC: &[u8; 8] = b"TACTSNAP";
 /// Bump when the row payload (the encoded user state) changes shape.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// The version before rows narrowed: read to migrate it, never written.
+pub const FORMAT_V3: u32 = 3;
 /// The version before rows were sealed: read to migrate it, never written.
 pub const FORMAT_V2: u32 = 2;
 const HEADER: u64 = 16;
@@ -105,10 +107,10 @@ impl Table {
         if &header[..8] != MAGIC {
             return Err(corrupt("not a tactful snapshot"));
         }
-        if version != FORMAT_VERSION && version != FORMAT_V2 {
+        if ![FORMAT_VERSION, FORMAT_V3, FORMAT_V2].contains(&version) {
             return Err(corrupt(&format!(
                 "format version {version}, this build reads {FORMAT_VERSION} (and migrates \
-                 {FORMAT_V2})"
+                 {FORMAT_V3} and {FORMAT_V2})"
             )));
         }
         let mut footer = [0u8; FOOTER];

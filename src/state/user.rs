@@ -18,7 +18,7 @@ use crate::rank::{Consent, DataDimension, DimensionSet, UserView};
 use super::StateConfig;
 use super::decay::factor;
 use super::event::{Event, EventError, EventKind};
-use super::pack::{Bytes, Head, Packed, Table};
+use super::pack::{Bytes, Head, Packed, Table, table_len, table_len_in};
 
 /// Below this decayed count an item's ignored exposure is forgotten when building a view.
 const IGNORED_FLOOR: f32 = 0.05;
@@ -46,8 +46,10 @@ const SHOWN_HORIZON_MS: i64 = 7 * 24 * 3_600_000;
 /// Purchases are kept this long: the longest cooling-off window a policy may set.
 pub const PURCHASE_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
 /// The first byte of a snapshot row ([`UserState::to_row`]): the row format. Rows of the
-/// format before it (no leading byte) are read by `legacy`.
-pub const ROW_FORMAT: u8 = 3;
+/// formats before it (3, and 2 with no leading byte) are read by `legacy`.
+pub const ROW_FORMAT: u8 = 4;
+/// The row format before this one: read (and converted) by `legacy`, never written.
+pub const ROW_FORMAT_V3: u8 = 3;
 
 /// The unix second an impression is kept at (0 marks an empty slot, so at least 1).
 fn shown_second(at_ms: i64) -> u32 {
@@ -56,22 +58,28 @@ fn shown_second(at_ms: i64) -> u32 {
         .max(1)
 }
 
-/// A non-negative counter in 16 bits: 0 is zero; otherwise log2 of the value in steps of
-/// 1/2048 around 32,768 (0.034 % apart, from 2^-16 to 2^16). Approximate on purpose: the
-/// counters decay anyway, and exactness is kept for what must be exact.
-fn encode_count(v: f32) -> u64 {
+/// Steps of a counter's logarithm per doubling.
+const COUNT_STEPS: f32 = 128.0;
+/// The code of 1.0.
+const COUNT_ONE: i64 = 2048;
+
+/// A non-negative counter in 12 bits: 0 is zero; otherwise log2 of the value in steps of
+/// 1/128 around 2,048 (0.54 % apart, from 2^-16 to 2^16; adding 1 still counts up to about
+/// 370). Approximate on purpose: the counters decay anyway, and exactness is kept for what
+/// must be exact.
+pub(super) fn encode_count(v: f32) -> u64 {
     // NaN included.
     if v.is_nan() || v < 1.0 / 65_536.0 {
         return 0;
     }
-    ((v.log2() * 2048.0).round() as i64 + 32_768).clamp(1, 65_535) as u64
+    ((v.log2() * COUNT_STEPS).round() as i64 + COUNT_ONE).clamp(1, 4_095) as u64
 }
 
 fn decode_count(c: u64) -> f32 {
     if c == 0 {
         0.0
     } else {
-        ((c as i64 - 32_768) as f32 / 2048.0).exp2()
+        ((c as i64 - COUNT_ONE) as f32 / COUNT_STEPS).exp2()
     }
 }
 
@@ -81,28 +89,38 @@ fn decayed(c: u64, elapsed_ms: i64, half_life_ms: i64) -> f32 {
     if c == 0 {
         return 0.0;
     }
-    let log = (c as f64 - 32_768.0) / 2048.0 - elapsed_ms.max(0) as f64 / half_life_ms as f64;
+    let log = (c as f64 - COUNT_ONE as f64) / f64::from(COUNT_STEPS)
+        - elapsed_ms.max(0) as f64 / half_life_ms as f64;
     log.exp2() as f32
 }
 
 /// Where the fixed fields are in a user's buffer.
 mod at {
-    /// Unix second all time columns count from (u32).
+    /// Unix second all times count from (u32).
     pub const BASE: usize = 0;
-    /// First event of any kind, unix ms (u48; 0 = none yet).
-    pub const FIRST_SEEN: usize = 4;
-    /// Latest engagement or explicit action, unix ms (u48; 0 = none yet).
-    pub const LAST_ACTIVE: usize = 10;
-    /// Unix second the session meter was last brought up to date (u32).
-    pub const SESSION_AT: usize = 16;
-    /// Impressions over the last minutes, decayed (u16 count).
-    pub const SESSION_IMPRESSIONS: usize = 20;
-    /// Engagements over the last minutes, decayed (u16 count).
-    pub const SESSION_ENGAGEMENTS: usize = 22;
     /// Which tables follow (one bit each).
-    pub const PRESENT: usize = 24;
-    /// Bytes of the fixed fields.
-    pub const HEADER: usize = 25;
+    pub const PRESENT: usize = 4;
+    /// Where the one-row table of the other fixed fields starts ([`super::fixed`]).
+    pub const FIXED: usize = 5;
+    /// Bytes of a buffer with nothing in it: the base, the table bits and the fixed table's
+    /// widths (all 0).
+    pub const BLANK: usize = FIXED + 3;
+}
+
+/// The fixed fields after the base, one row of a table of their own, so that each takes the
+/// nibbles its value needs.
+mod fixed {
+    /// First event of any kind, ms after the base plus one (0 = none yet).
+    pub const FIRST_SEEN: usize = 0;
+    /// Latest engagement or explicit action, ms after the base plus one (0 = none yet).
+    pub const LAST_ACTIVE: usize = 1;
+    /// When the session meter was last brought up to date, seconds after the base.
+    pub const SESSION_AT: usize = 2;
+    /// Impressions over the last minutes, decayed (a count).
+    pub const SESSION_IMPRESSIONS: usize = 3;
+    /// Engagements over the last minutes, decayed (a count).
+    pub const SESSION_ENGAGEMENTS: usize = 4;
+    pub const COLS: usize = 5;
 }
 
 /// The tables, in buffer order, and their columns.
@@ -112,7 +130,7 @@ const CATEGORIES: usize = 2;
 const BRANDS: usize = 3;
 const COLS: [usize; 4] = [4, 2, 5, 5];
 /// Items, sorted by id: id, when last touched (a time), ignored impressions decayed to then
-/// (a count), latest engagement (a time plus one; 0 = never).
+/// (a count), latest engagement (how many seconds before the touch, plus one; 0 = never).
 const ID: usize = 0;
 const AT: usize = 1;
 const IGNORED: usize = 2;
@@ -136,13 +154,43 @@ fn put_u(buf: &mut [u8], at: usize, width: usize, v: u64) {
     buf[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
 }
 
-/// Unix ms as kept in the header (48 bits: until the year 10889).
-fn put_ms(buf: &mut [u8], at: usize, ms: i64) {
-    put_u(buf, at, 6, ms.clamp(0, (1 << 48) - 1) as u64);
+/// The table of the fixed fields ([`fixed`]).
+fn fixed_table(buf: &[u8]) -> Table {
+    Table::parse_single(buf, at::FIXED, fixed::COLS).expect("a user's buffer is well formed")
 }
 
-fn get_ms(buf: &[u8], at: usize) -> i64 {
-    get_u(buf, at, 6) as i64
+fn get_fixed(buf: &[u8], field: usize) -> u64 {
+    if buf.is_empty() {
+        return 0;
+    }
+    fixed_table(buf).get(buf, 0, field)
+}
+
+fn put_fixed(buf: &mut Bytes, field: usize, v: u64) {
+    let mut t = fixed_table(buf);
+    t.set(buf, 0, field, v);
+}
+
+/// Unix ms as kept in the fixed fields: after the base, plus one (0 = none).
+fn put_ms(buf: &mut Bytes, field: usize, ms: i64) {
+    let v = if ms <= 0 {
+        0
+    } else {
+        (ms - base(buf) * 1000).max(0) as u64 + 1
+    };
+    put_fixed(buf, field, v);
+}
+
+fn get_ms(buf: &[u8], field: usize) -> i64 {
+    match get_fixed(buf, field) {
+        0 => 0,
+        v => (base(buf) * 1000).saturating_add(i64::try_from(v - 1).unwrap_or(i64::MAX)),
+    }
+}
+
+/// Where the tables start: after the fixed fields.
+fn tables_start(buf: &[u8]) -> usize {
+    at::FIXED + table_len_in(buf, at::FIXED, fixed::COLS, true)
 }
 
 /// The tables present in a buffer, and where the cold part starts.
@@ -165,7 +213,7 @@ fn parse(buf: &[u8]) -> Option<Layout> {
     if present >> COLS.len() != 0 {
         return None;
     }
-    l.cold = at::HEADER;
+    l.cold = Table::parse_single(buf, at::FIXED, fixed::COLS)?.end();
     for (k, cols) in COLS.iter().enumerate() {
         if present & (1 << k) != 0 {
             let t = Table::parse(buf, l.cold, *cols)?;
@@ -187,15 +235,14 @@ fn find(buf: &[u8], k: usize) -> Result<Table, usize> {
         return Err(0);
     }
     let present = buf[at::PRESENT];
-    let mut start = at::HEADER;
-    for (j, cols) in COLS.iter().enumerate().take(k + 1) {
+    let mut start = tables_start(buf);
+    for (j, cols) in COLS.iter().enumerate().take(k) {
         if present & (1 << j) != 0 {
-            let t = Table::parse(buf, start, *cols).expect("a user's buffer is well formed");
-            if j == k {
-                return Ok(t);
-            }
-            start = t.end();
+            start += table_len_in(buf, start, *cols, false);
         }
+    }
+    if present & (1 << k) != 0 {
+        return Ok(Table::parse(buf, start, COLS[k]).expect("a user's buffer is well formed"));
     }
     Err(start)
 }
@@ -229,9 +276,21 @@ fn rebase(buf: &mut Bytes, s: u32) {
     let delta = old - i64::from(s);
     let c = cold(buf);
     put_u(buf, at::BASE, 4, u64::from(s));
+    let mut f = fixed_table(buf);
+    for (field, step) in [
+        (fixed::FIRST_SEEN, 1000),
+        (fixed::LAST_ACTIVE, 1000),
+        (fixed::SESSION_AT, 1),
+    ] {
+        let v = f.get(buf, 0, field);
+        // 0 is "none" for the times in ms; the session's time is always a time.
+        if v > 0 || step == 1 {
+            f.set(buf, 0, field, v.saturating_add((delta * step) as u64));
+        }
+    }
+    // An item's engagement counts back from its touch, which moves with it.
     for (k, col, from) in [
         (ITEMS, AT, 0),
-        (ITEMS, ENGAGED, 1),
         (SHOWN, SECOND, 0),
         (CATEGORIES, AT, 0),
         (BRANDS, AT, 0),
@@ -250,7 +309,19 @@ fn table(buf: &mut Bytes, k: usize) -> Table {
         Err(at) => at,
     };
     buf[at::PRESENT] |= 1 << k;
-    Table::create(buf, at, COLS[k])
+    let mut t = Table::create(buf, at, COLS[k]);
+    // A counter takes 3 nibbles as soon as it holds anything, which it soon does: room for it
+    // from the start spares the table a widening per counter column.
+    let one = encode_count(1.0);
+    match k {
+        ITEMS => t.fit(buf, IGNORED, one),
+        CATEGORIES | BRANDS => {
+            t.fit(buf, IGNORED, one);
+            t.fit(buf, ENGAGED, one);
+        }
+        _ => {}
+    }
+    t
 }
 
 fn drop_empty_tables(buf: &mut Bytes) {
@@ -307,34 +378,55 @@ fn session(buf: &[u8], now_s: u32, hl: i64) -> (f32, f32) {
     if buf.is_empty() {
         return (0.0, 0.0);
     }
-    let at = get_u(buf, at::SESSION_AT, 4) as u32;
-    let f = factor(i64::from(now_s.saturating_sub(at)) * 1000, hl);
+    let f = fixed_table(buf);
+    let at = second(buf, f.get(buf, 0, fixed::SESSION_AT));
+    let decay = factor(i64::from(now_s.saturating_sub(at)) * 1000, hl);
     (
-        decode_count(get_u(buf, at::SESSION_IMPRESSIONS, 2)) * f,
-        decode_count(get_u(buf, at::SESSION_ENGAGEMENTS, 2)) * f,
+        decode_count(f.get(buf, 0, fixed::SESSION_IMPRESSIONS)) * decay,
+        decode_count(f.get(buf, 0, fixed::SESSION_ENGAGEMENTS)) * decay,
     )
 }
 
-fn add_session(buf: &mut [u8], s: u32, impressions: f32, engagements: f32, hl: i64) {
-    let at = get_u(buf, at::SESSION_AT, 4) as u32;
+fn add_session(buf: &mut Bytes, s: u32, impressions: f32, engagements: f32, hl: i64) {
+    let mut f = fixed_table(buf);
+    let at = second(buf, f.get(buf, 0, fixed::SESSION_AT));
     let (mut i, mut e) = (
-        decode_count(get_u(buf, at::SESSION_IMPRESSIONS, 2)),
-        decode_count(get_u(buf, at::SESSION_ENGAGEMENTS, 2)),
+        decode_count(f.get(buf, 0, fixed::SESSION_IMPRESSIONS)),
+        decode_count(f.get(buf, 0, fixed::SESSION_ENGAGEMENTS)),
     );
     if s >= at {
-        let f = factor(i64::from(s - at) * 1000, hl);
-        (i, e) = (i * f + impressions, e * f + engagements);
-        put_u(buf, at::SESSION_AT, 4, u64::from(s));
+        let decay = factor(i64::from(s - at) * 1000, hl);
+        (i, e) = (i * decay + impressions, e * decay + engagements);
+        let o = offset(buf, s);
+        f.set(buf, 0, fixed::SESSION_AT, o);
     } else {
-        let f = factor(i64::from(at - s) * 1000, hl);
-        (i, e) = (i + impressions * f, e + engagements * f);
+        let decay = factor(i64::from(at - s) * 1000, hl);
+        (i, e) = (i + impressions * decay, e + engagements * decay);
     }
-    put_u(buf, at::SESSION_IMPRESSIONS, 2, encode_count(i));
-    put_u(buf, at::SESSION_ENGAGEMENTS, 2, encode_count(e));
+    f.set(buf, 0, fixed::SESSION_IMPRESSIONS, encode_count(i));
+    f.set(buf, 0, fixed::SESSION_ENGAGEMENTS, encode_count(e));
 }
 
-/// What rarely changes and must stay exact: encoded as a whole (postcard) after the tables,
-/// and decoded when read or changed. Consent comes first, so that it can be read alone.
+/// An item's latest engagement (a unix second), if any: its `ENGAGED` counts back from its
+/// touch.
+fn engaged_at(buf: &[u8], items: &Table, row: usize) -> Option<u32> {
+    let e = items.get(buf, row, ENGAGED);
+    (e > 0).then(|| {
+        let at = second(buf, items.get(buf, row, AT));
+        at.saturating_sub(u32::try_from(e - 1).unwrap_or(u32::MAX))
+    })
+}
+
+/// Sets an item's latest engagement to `e`, no later than its touch.
+fn set_engaged_at(buf: &mut Bytes, items: &mut Table, row: usize, e: u32) {
+    let at = second(buf, items.get(buf, row, AT));
+    items.set(buf, row, ENGAGED, u64::from(at.saturating_sub(e)) + 1);
+}
+
+/// What rarely changes and must stay exact: encoded after the tables ([`Cold::encode`]: only
+/// the fields that hold something), and decoded when read or changed. Consent comes first,
+/// so that it can be read alone. Its derived postcard encoding is format 3's cold part, which
+/// `legacy` reads: its fields and their order stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Cold {
     pub consent: ConsentChoices,
@@ -351,13 +443,173 @@ fn cold(buf: &[u8]) -> Cold {
     if l.cold >= buf.len() {
         return Cold::default();
     }
-    let mut c: Cold =
-        postcard::from_bytes(&buf[l.cold..]).expect("a user's cold part is well formed");
+    let mut c = Cold::decode(&buf[l.cold..]).expect("a user's cold part is well formed");
     c.shift_times(base(buf) * 1000);
     c
 }
 
+/// Mask bits of the cold part's fields ([`Cold::encode`]). The fields a user most often holds
+/// have the seven low bits, so that their mask takes one byte; the order of the fields
+/// themselves is the order of [`Cold::decode`], consent first.
+mod cold_field {
+    pub const BLOCKED_BRANDS: u16 = 1 << 0;
+    pub const WORD_BRANDS: u16 = 1 << 1;
+    pub const NOT_INTERESTED: u16 = 1 << 2;
+    pub const FEWER_CATEGORIES: u16 = 1 << 3;
+    pub const FEWER_BRANDS: u16 = 1 << 4;
+    pub const PURCHASES: u16 = 1 << 5;
+    pub const DENIED: u16 = 1 << 6;
+    pub const GRANTED: u16 = 1 << 7;
+    pub const PERSONALIZATION: u16 = 1 << 8;
+    pub const SENSITIVE: u16 = 1 << 9;
+    pub const BLOCKED_SHOPS: u16 = 1 << 10;
+    pub const INTERESTS: u16 = 1 << 11;
+    pub const WORD_SHOPS: u16 = 1 << 12;
+    pub const SIGHTINGS: u16 = 1 << 13;
+    /// Every field.
+    pub const ALL: u16 = (1 << 14) - 1;
+}
+
+/// Reads the cold part's fields one by one, each present only when its mask bit says so.
+struct ColdReader<'a> {
+    mask: u16,
+    rest: &'a [u8],
+}
+
+impl<'a> ColdReader<'a> {
+    fn new(bytes: &'a [u8]) -> Result<Self, postcard::Error> {
+        let (mask, rest) = postcard::take_from_bytes::<u16>(bytes)?;
+        if mask & !cold_field::ALL != 0 {
+            return Err(postcard::Error::DeserializeBadEncoding);
+        }
+        Ok(ColdReader { mask, rest })
+    }
+
+    /// The field of `bit`, or its default when absent.
+    fn field<T: Deserialize<'a> + Default>(&mut self, bit: u16) -> Result<T, postcard::Error> {
+        if self.mask & bit == 0 {
+            return Ok(T::default());
+        }
+        let (v, rest) = postcard::take_from_bytes(self.rest)?;
+        self.rest = rest;
+        Ok(v)
+    }
+
+    fn consent(&mut self) -> Result<ConsentChoices, postcard::Error> {
+        use cold_field as f;
+        Ok(ConsentChoices {
+            granted: self.field(f::GRANTED)?,
+            denied: self.field(f::DENIED)?,
+            personalization: self.field::<Option<bool>>(f::PERSONALIZATION)?,
+            sensitive: self.field(f::SENSITIVE)?,
+        })
+    }
+}
+
+/// Appends a field and sets its mask bit, unless it holds nothing.
+fn put_field<T: Serialize>(out: &mut Vec<u8>, mask: &mut u16, bit: u16, v: &T, empty: bool) {
+    if !empty {
+        *mask |= bit;
+        *out = postcard::to_extend(v, std::mem::take(out)).expect("encodable");
+    }
+}
+
 impl Cold {
+    /// The cold part as stored: a mask of the fields that hold something (postcard, one or
+    /// two bytes), then each of those fields (postcard), consent first so that it can be read
+    /// alone. An empty field costs nothing.
+    fn encode(&self) -> Vec<u8> {
+        use cold_field as f;
+        let (c, x, w) = (&self.consent, &self.explicit, &self.words);
+        let mut mask = 0u16;
+        let mut out = Vec::new();
+        put_field(
+            &mut out,
+            &mut mask,
+            f::GRANTED,
+            &c.granted,
+            c.granted.is_empty(),
+        );
+        put_field(
+            &mut out,
+            &mut mask,
+            f::DENIED,
+            &c.denied,
+            c.denied.is_empty(),
+        );
+        let p = &c.personalization;
+        put_field(&mut out, &mut mask, f::PERSONALIZATION, p, p.is_none());
+        put_field(
+            &mut out,
+            &mut mask,
+            f::SENSITIVE,
+            &c.sensitive,
+            c.sensitive.is_empty(),
+        );
+        let v = &x.not_interested;
+        put_field(&mut out, &mut mask, f::NOT_INTERESTED, v, v.is_empty());
+        let v = &x.blocked_brands;
+        put_field(&mut out, &mut mask, f::BLOCKED_BRANDS, v, v.is_empty());
+        let v = &x.blocked_shops;
+        put_field(&mut out, &mut mask, f::BLOCKED_SHOPS, v, v.is_empty());
+        let v = &x.fewer_categories;
+        put_field(&mut out, &mut mask, f::FEWER_CATEGORIES, v, v.is_empty());
+        let v = &x.fewer_brands;
+        put_field(&mut out, &mut mask, f::FEWER_BRANDS, v, v.is_empty());
+        let v = &x.interests;
+        put_field(&mut out, &mut mask, f::INTERESTS, v, v.is_empty());
+        put_field(
+            &mut out,
+            &mut mask,
+            f::WORD_BRANDS,
+            &w.brands,
+            w.brands.is_empty(),
+        );
+        put_field(
+            &mut out,
+            &mut mask,
+            f::WORD_SHOPS,
+            &w.shops,
+            w.shops.is_empty(),
+        );
+        let v = &self.purchases;
+        put_field(&mut out, &mut mask, f::PURCHASES, v, v.is_empty());
+        let v = &self.sightings;
+        put_field(&mut out, &mut mask, f::SIGHTINGS, v, v.is_empty());
+        let mut whole = postcard::to_allocvec(&mask).expect("encodable");
+        whole.extend_from_slice(&out);
+        whole
+    }
+
+    /// The cold part from [`Cold::encode`]'s bytes (which it must use up).
+    fn decode(bytes: &[u8]) -> Result<Cold, postcard::Error> {
+        use cold_field as f;
+        let mut r = ColdReader::new(bytes)?;
+        let consent = r.consent()?;
+        let cold = Cold {
+            consent,
+            explicit: Explicit {
+                not_interested: r.field(f::NOT_INTERESTED)?,
+                blocked_brands: r.field(f::BLOCKED_BRANDS)?,
+                blocked_shops: r.field(f::BLOCKED_SHOPS)?,
+                fewer_categories: r.field(f::FEWER_CATEGORIES)?,
+                fewer_brands: r.field(f::FEWER_BRANDS)?,
+                interests: r.field(f::INTERESTS)?,
+            },
+            words: WordTimes {
+                brands: r.field(f::WORD_BRANDS)?,
+                shops: r.field(f::WORD_SHOPS)?,
+            },
+            purchases: r.field(f::PURCHASES)?,
+            sightings: r.field(f::SIGHTINGS)?,
+        };
+        if r.rest.is_empty() {
+            Ok(cold)
+        } else {
+            Err(postcard::Error::DeserializeBadEncoding)
+        }
+    }
+
     /// Adds `ms` to every time held (wrapping, so that adding it back gives each time back).
     fn shift_times(&mut self, ms: i64) {
         let x = &mut self.explicit;
@@ -401,7 +653,7 @@ fn set_cold(buf: &mut Bytes, mut cold: Cold) {
     buf.truncate(l.cold);
     if !cold.is_empty() {
         cold.shift_times((base(buf) * 1000).wrapping_neg());
-        let bytes = postcard::to_allocvec(&cold).expect("encodable");
+        let bytes = cold.encode();
         buf.reserve_exact(bytes.len());
         buf.extend_from_slice(&bytes);
     }
@@ -773,14 +1025,11 @@ impl Head for UserBytes {
     unsafe fn head_len(bytes: *const u8) -> usize {
         // SAFETY: the caller's word: a whole, well-formed buffer, so the fixed fields and
         // every table header it names are there.
-        let b = |at: usize| usize::from(unsafe { *bytes.add(at) });
-        let present = b(at::PRESENT);
-        let mut end = at::HEADER;
+        let present = unsafe { *bytes.add(at::PRESENT) };
+        let mut end = at::FIXED + unsafe { table_len(bytes.add(at::FIXED), fixed::COLS, true) };
         for (k, cols) in COLS.iter().enumerate() {
             if present & (1 << k) != 0 {
-                let rows = b(end) | b(end + 1) << 8;
-                let row_len: usize = (0..*cols).map(|c| b(end + 2 + c)).sum();
-                end += Table::header_len(*cols) + rows * row_len;
+                end += unsafe { table_len(bytes.add(end), *cols, false) };
             }
         }
         end
@@ -885,8 +1134,8 @@ impl UserState {
         let s = shown_second(at_ms);
         if buf.is_empty() {
             // And a byte for the length written in front when it is closed.
-            buf.reserve_exact(at::HEADER + 1);
-            buf.resize(at::HEADER, 0);
+            buf.reserve_exact(at::BLANK + 1);
+            buf.resize(at::BLANK, 0);
             put_u(&mut buf, at::BASE, 4, u64::from(s));
         } else {
             rebase(&mut buf, s);
@@ -968,8 +1217,8 @@ impl UserState {
         if l.cold >= self.buf.len() {
             return ConsentChoices::default();
         }
-        postcard::take_from_bytes(&self.buf[l.cold..])
-            .map(|(c, _)| c)
+        ColdReader::new(&self.buf[l.cold..])
+            .and_then(|mut r| r.consent())
             .expect("a user's cold part is well formed")
     }
 
@@ -1012,7 +1261,7 @@ impl UserState {
         let l = layout(buf);
         let hl = cfg.exposure_half_life_ms;
         let now_s = shown_second(now_ms);
-        let last_active_ms = get_ms(buf, at::LAST_ACTIVE);
+        let last_active_ms = get_ms(buf, fixed::LAST_ACTIVE);
         if let Some(items) = l.tables[ITEMS] {
             let shown = l.tables[SHOWN];
             let newest = shown.map_or(0, |t| {
@@ -1044,8 +1293,7 @@ impl UserState {
                 }
                 let id = items.get(buf, r, ID);
                 let at_s = second(buf, items.get(buf, r, AT));
-                let engaged = items.get(buf, r, ENGAGED);
-                let engaged_s = (engaged > 0).then(|| second(buf, engaged - 1));
+                let engaged_s = engaged_at(buf, &items, r);
                 let after_engaged = |t: u32| engaged_s.is_none_or(|e| t > e);
                 let stored = decayed(
                     items.get(buf, r, IGNORED),
@@ -1109,7 +1357,7 @@ impl UserState {
         view.purchases = purchases;
         view.sightings = sightings;
         view.tags = tags(buf, &l, &x.interests, now_ms, consent, cfg);
-        let first_seen_ms = get_ms(buf, at::FIRST_SEEN);
+        let first_seen_ms = get_ms(buf, fixed::FIRST_SEEN);
         view.first_seen_ms = (first_seen_ms > 0).then_some(first_seen_ms);
         view.last_active_ms = (last_active_ms > 0).then_some(last_active_ms);
         view
@@ -1130,7 +1378,10 @@ impl UserState {
         }
         let mut c = cold(buf);
         c.explicit.interests.retain(|i| i.weight > 0.0);
-        c == Cold::default() && buf[at::PRESENT] == 0 && get_u(buf, at::SESSION_IMPRESSIONS, 4) == 0
+        c == Cold::default()
+            && buf[at::PRESENT] == 0
+            && get_fixed(buf, fixed::SESSION_IMPRESSIONS) == 0
+            && get_fixed(buf, fixed::SESSION_ENGAGEMENTS) == 0
     }
 
     /// Bytes this state holds on the heap: its one allocation, as the allocator sizes it, so
@@ -1153,12 +1404,15 @@ impl UserState {
     pub fn from_row(bytes: &[u8]) -> Result<Self, postcard::Error> {
         let bad = || postcard::Error::DeserializeBadEncoding;
         let (&format, buf) = bytes.split_first().ok_or_else(bad)?;
-        if format != ROW_FORMAT || (!buf.is_empty() && buf.len() < at::HEADER) {
+        if format == ROW_FORMAT_V3 {
+            return super::legacy::decode_row_v3(buf);
+        }
+        if format != ROW_FORMAT || (!buf.is_empty() && buf.len() < at::BLANK) {
             return Err(bad());
         }
         let l = parse(buf).ok_or_else(bad)?;
         if l.cold < buf.len() {
-            postcard::from_bytes::<Cold>(&buf[l.cold..])?;
+            Cold::decode(&buf[l.cold..])?;
         }
         let items = l.tables[ITEMS].map_or(0, |t| t.rows) as u64;
         if let Some(t) = l.tables[SHOWN]
@@ -1180,7 +1434,7 @@ impl UserState {
         if self.buf.is_empty() && words.is_empty() {
             return;
         }
-        let at_ms = get_ms(&self.buf, at::FIRST_SEEN).max(1);
+        let at_ms = get_ms(&self.buf, fixed::FIRST_SEEN).max(1);
         self.edit(at_ms, |buf| {
             let mut c = cold(buf);
             c.words = words;
@@ -1196,7 +1450,7 @@ impl UserState {
         if self.buf.is_empty() || !self.has_expired(now_ms, cfg) {
             return false;
         }
-        let at_ms = get_ms(&self.buf, at::FIRST_SEEN).max(1);
+        let at_ms = get_ms(&self.buf, fixed::FIRST_SEEN).max(1);
         self.edit(at_ms, |buf| expire(buf, now_ms, cfg));
         true
     }
@@ -1249,25 +1503,20 @@ impl UserState {
             .filter(|t| *t > 0);
         let start = times.min().unwrap_or(1000);
         state.edit(start, |buf| {
-            put_ms(buf, at::FIRST_SEEN, p.first_seen_ms);
-            put_ms(buf, at::LAST_ACTIVE, p.last_active_ms);
-            put_u(buf, at::SESSION_AT, 4, u64::from(sec_of(p.session_at_ms)));
-            put_u(buf, at::SESSION_IMPRESSIONS, 2, encode_count(p.session.0));
-            put_u(buf, at::SESSION_ENGAGEMENTS, 2, encode_count(p.session.1));
+            put_ms(buf, fixed::FIRST_SEEN, p.first_seen_ms);
+            put_ms(buf, fixed::LAST_ACTIVE, p.last_active_ms);
+            let session_at = offset(buf, sec_of(p.session_at_ms));
+            put_fixed(buf, fixed::SESSION_AT, session_at);
+            put_fixed(buf, fixed::SESSION_IMPRESSIONS, encode_count(p.session.0));
+            put_fixed(buf, fixed::SESSION_ENGAGEMENTS, encode_count(p.session.1));
             if !p.items.is_empty() {
                 let mut items = table(buf, ITEMS);
                 for (r, i) in p.items.iter().enumerate() {
-                    let engaged = if i.engaged_ms > 0 {
-                        1 + offset(buf, sec_of(i.engaged_ms))
-                    } else {
-                        0
-                    };
-                    let row = [
-                        i.id,
-                        offset(buf, sec_of(i.touched_ms)),
-                        encode_count(i.ignored),
-                        engaged,
-                    ];
+                    // The touch is never before the engagement it counts back from.
+                    let engaged_s = (i.engaged_ms > 0).then(|| sec_of(i.engaged_ms));
+                    let at_s = sec_of(i.touched_ms).max(engaged_s.unwrap_or(0));
+                    let engaged = engaged_s.map_or(0, |e| u64::from(at_s - e) + 1);
+                    let row = [i.id, offset(buf, at_s), encode_count(i.ignored), engaged];
                     items.insert_row(buf, r, &row);
                 }
                 let mut shown = table(buf, SHOWN);
@@ -1304,23 +1553,28 @@ impl UserState {
 
 /// Nothing held: no tables, no cold part, no activity.
 fn blank(buf: &[u8]) -> bool {
-    buf.len() == at::HEADER
-        && buf[at::PRESENT] == 0
-        && get_ms(buf, at::FIRST_SEEN) == 0
-        && get_ms(buf, at::LAST_ACTIVE) == 0
-        && get_u(buf, at::SESSION_IMPRESSIONS, 4) == 0
+    buf[at::PRESENT] == 0
+        && tables_start(buf) == buf.len()
+        && [
+            fixed::FIRST_SEEN,
+            fixed::LAST_ACTIVE,
+            fixed::SESSION_IMPRESSIONS,
+            fixed::SESSION_ENGAGEMENTS,
+        ]
+        .iter()
+        .all(|f| get_fixed(buf, *f) == 0)
 }
 
-fn seen(buf: &mut [u8], at_ms: i64) {
-    let first = get_ms(buf, at::FIRST_SEEN);
+fn seen(buf: &mut Bytes, at_ms: i64) {
+    let first = get_ms(buf, fixed::FIRST_SEEN);
     if first == 0 || at_ms < first {
-        put_ms(buf, at::FIRST_SEEN, at_ms.max(1));
+        put_ms(buf, fixed::FIRST_SEEN, at_ms.max(1));
     }
 }
 
-fn active(buf: &mut [u8], at_ms: i64) {
-    if at_ms > get_ms(buf, at::LAST_ACTIVE) {
-        put_ms(buf, at::LAST_ACTIVE, at_ms);
+fn active(buf: &mut Bytes, at_ms: i64) {
+    if at_ms > get_ms(buf, fixed::LAST_ACTIVE) {
+        put_ms(buf, fixed::LAST_ACTIVE, at_ms);
     }
 }
 
@@ -1374,16 +1628,14 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
             // from logs treats an item the user came back to apart from one they never
             // touched.
             if e.item_id != 0 {
-                let row = item_row(buf, e.item_id, s, cfg);
-                let mut items = table(buf, ITEMS);
-                let engaged = items.get(buf, row, ENGAGED);
-                if engaged == 0 || s >= second(buf, engaged - 1) {
-                    let o = offset(buf, s);
-                    items.set(buf, row, ENGAGED, o + 1);
+                let (mut items, row) = item_row(buf, e.item_id, s, cfg);
+                if engaged_at(buf, &items, row).is_none_or(|e| s >= e) {
                     items.set(buf, row, IGNORED, 0);
                     if s > second(buf, items.get(buf, row, AT)) {
+                        let o = offset(buf, s);
                         items.set(buf, row, AT, o);
                     }
+                    set_engaged_at(buf, &mut items, row, s);
                 }
             }
             if let Some((amount, source)) = engagement(e.kind) {
@@ -1405,13 +1657,13 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
     Ok(())
 }
 
-/// The item's row, made room for if new. Past the per-user cap the least recently touched
+/// The items' table and the item's row, made room for if new. Past the per-user cap the least recently touched
 /// sixteenth of the items is forgotten at once, with their impression times: a heavy user's
 /// every new item would otherwise pay a pass over all items and all impression times.
-fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
+fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> (Table, usize) {
     let mut items = table(buf, ITEMS);
     let mut at = match items.search(buf, id) {
-        Ok(r) => return r,
+        Ok(r) => return (items, r),
         Err(at) => at,
     };
     // Sorted rows of the items forgotten.
@@ -1430,11 +1682,11 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
         at -= evicted.partition_point(|r| *r < at as u64);
     }
     let o = offset(buf, s);
-    let mut items = table(buf, ITEMS);
     items.insert_row(buf, at, &[id, o, 0, 0]);
     // The impression times follow their items' rows.
+    // (They come after the items: changing them moves no item.)
     let Some(mut shown) = get_table(buf, SHOWN) else {
-        return at;
+        return (items, at);
     };
     if evicted.is_empty() {
         // Only the rows of the items after the new one move up, and they are the table's
@@ -1445,7 +1697,7 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
             shown.fit(buf, ROW, last + 1);
             shown.add_from(buf, ROW, from, 1);
         }
-        return at;
+        return (items, at);
     }
     // After an eviction, in one pass: the forgotten items' go.
     let renumber = |row: u64| {
@@ -1462,7 +1714,7 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
         shown.fit(buf, ROW, last);
     }
     shown.retain_map(buf, ROW, renumber);
-    at
+    (items, at)
 }
 
 /// Records an impression; false when the item was already recorded as shown in the same
@@ -1471,7 +1723,7 @@ fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> usize {
 fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
     let hl = cfg.exposure_half_life_ms;
     let s = shown_second(e.at_ms);
-    let row = item_row(buf, e.item_id, s, cfg);
+    let (mut items, row) = item_row(buf, e.item_id, s, cfg);
     let mut shown = table(buf, SHOWN);
     let (first, n) = shown_rows(buf, &shown, row);
     let mut newer = 0;
@@ -1493,11 +1745,14 @@ fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
         let o = offset(buf, s);
         shown.insert_row(buf, first + newer, &[row as u64, o]);
     }
-    let mut items = table(buf, ITEMS);
-    let engaged = items.get(buf, row, ENGAGED);
-    let counted = engaged == 0 || s > second(buf, engaged - 1);
+    let engaged = engaged_at(buf, &items, row);
+    let counted = engaged.is_none_or(|e| s > e);
     let adds: &[(usize, f32)] = if counted { &[(IGNORED, 1.0)] } else { &[] };
     bump(buf, &mut items, row, s, &[(IGNORED, hl)], adds);
+    if let Some(e) = engaged {
+        // The touch may have moved: the engagement keeps its time.
+        set_engaged_at(buf, &mut items, row, e);
+    }
     for (k, id) in [(CATEGORIES, e.category_id), (BRANDS, e.brand_id)] {
         if let Some((mut t, r)) = group_row(buf, k, id, s) {
             let decays = [(IGNORED, hl), (ENGAGED, cfg.interest_half_life_ms)];
@@ -1540,17 +1795,15 @@ fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize
     if id == 0 {
         return None;
     }
-    let t = table(buf, k);
+    let mut t = table(buf, k);
     let mut at = match t.search(buf, id) {
         Ok(r) => return Some((t, r)),
         Err(at) => at,
     };
-    let l = layout(buf);
-    let held: usize = [CATEGORIES, BRANDS]
-        .iter()
-        .map(|g| l.tables[*g].map_or(0, |t| t.rows))
-        .sum();
+    let other = if k == CATEGORIES { BRANDS } else { CATEGORIES };
+    let held = t.rows + get_table(buf, other).map_or(0, |o| o.rows);
     if held >= MAX_GROUPS {
+        let l = layout(buf);
         let stalest = [CATEGORIES, BRANDS]
             .into_iter()
             .filter_map(|g| {
@@ -1567,9 +1820,9 @@ fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize
         if g == k && r < at {
             at -= 1;
         }
+        t = table(buf, k);
     }
     let o = offset(buf, s);
-    let mut t = table(buf, k);
     t.insert_row(buf, at, &[id, o, 0, 0, 0]);
     Some((t, at))
 }
@@ -2217,6 +2470,65 @@ mod tests {
                 .filter(|(_, s)| *s >= FEWER_FLOOR)
                 .collect();
             assert_eq!(v.fewer_categories, strength);
+        }
+    }
+
+    /// The sizing example's typical user: 20 impressions over 10 items, 5 clicks, 2
+    /// purchases, a blocked brand, a "not interested", a "fewer like this".
+    fn typical_user(u: u64, now: i64) -> UserState {
+        let cfg = cfg();
+        let mut state = UserState::default();
+        let ev = |kind, at_ms, item: u64, brand| {
+            let mut e = Event::new(kind, at_ms);
+            (e.item_id, e.brand_id, e.category_id) = (item, brand, 1 + item % 50);
+            e
+        };
+        for i in 0..20 {
+            let e = ev(
+                EventKind::Impression,
+                now - 60_000 + i,
+                u * 7 + i as u64 % 10 + 1,
+                0,
+            );
+            state.apply(&e, &cfg).unwrap();
+        }
+        for i in 0..5 {
+            let e = ev(EventKind::Click, now - 30_000 + i, u * 7 + i as u64 + 1, 0);
+            state.apply(&e, &cfg).unwrap();
+        }
+        for i in 0..2 {
+            let e = ev(
+                EventKind::Purchase,
+                now - 20_000 + i,
+                u * 7 + 1 + i as u64,
+                0,
+            );
+            state.apply(&e, &cfg).unwrap();
+        }
+        for e in [
+            ev(EventKind::BlockBrand, now - 10_000, 0, 1 + u % 9_999),
+            ev(EventKind::NotInterested, now - 9_000, u * 7 + 9, 0),
+            ev(EventKind::FewerLikeThis, now - 8_000, u * 7 + 9, 0),
+        ] {
+            state.apply(&e, &cfg).unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn a_typical_user_fits_an_allocation_of_224_bytes() {
+        // Whether or not the impressions straddle a second (10 impression times or 20), with
+        // ids of 3 bytes.
+        for (now, most) in [(1_796_000_000_000, 210), (1_796_000_000_990, 220)] {
+            let state = typical_user(1_000_000, now);
+            let len = state.buf.allocation_len();
+            assert!(
+                len <= most,
+                "{len} bytes (with the length in front): {state:?}"
+            );
+            assert_eq!(state.heap_bytes(), 224);
+            let row = state.to_row().unwrap();
+            assert_eq!(UserState::from_row(&row).unwrap(), state);
         }
     }
 

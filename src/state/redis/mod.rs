@@ -91,7 +91,7 @@ use super::legacy;
 use super::map::{Loaded, UserMap};
 use super::op::Op;
 use super::settings::{check_redis_url, redact};
-use super::snapshot::FORMAT_V2;
+use super::snapshot::{FORMAT_V2, FORMAT_V3};
 use super::user::UserState;
 use super::vault::{KeyId, wrap_aad};
 use super::{StateConfig, StateError};
@@ -352,7 +352,8 @@ async fn check_format(
     let format = DATA_FORMAT;
     match stored {
         Some(f) if f == format => Ok(false),
-        Some(FORMAT_V2) => Ok(true),
+        // Format 2 (in clear) and 3 (rows of the wider layout) are migrated.
+        Some(FORMAT_V2 | FORMAT_V3) => Ok(true),
         Some(f) => Err(StateError::Corrupt(format!(
             "redis namespace {namespace} holds data format {f}; this build reads format \
              {format}: flush it (or point tactful at another Redis database) or run the \
@@ -1296,7 +1297,9 @@ impl Redis {
     }
 
     /// Replaces the user's list by one sealed `Restore` (and the word times) when it is long,
-    /// or, with `migrate`, when it holds elements of format 2 in clear. Answers whether the
+    /// or, with `migrate`, whenever it holds anything: a namespace of an older format is
+    /// rewritten whole (elements of format 2 in clear get sealed; a `Restore` of format 3,
+    /// read in either layout, is written again in format 4). Answers whether the
     /// list is now as wanted (false: it changed meanwhile, try again later).
     async fn compact(&self, key: UserKey, migrate: bool) -> Result<bool, String> {
         let config = &self.config;
@@ -1312,8 +1315,7 @@ impl Redis {
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let in_clear = ops.iter().any(|op| op.first() != Some(&SEALED));
-        if !(ops.len() > COMPACT_AT || (migrate && in_clear)) {
+        if !(ops.len() > COMPACT_AT || (migrate && !ops.is_empty())) {
             // Short and sealed already.
             return Ok(true);
         }

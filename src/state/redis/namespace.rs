@@ -17,15 +17,15 @@ use super::super::backend::DATA_FORMAT;
 use super::super::crypt::{KeyWrap, MasterKey};
 use super::super::key::UserKey;
 use super::super::settings::redact;
-use super::super::snapshot::FORMAT_V2;
 use super::super::vault::{KeyId, wrap_aad};
 use super::super::{StateConfig, StateError};
 use super::conn::{CONNECT_TIMEOUT, Link};
 use super::{KEY_VALUE_LEN, Redis, load_master, unavailable};
 
 impl Redis {
-    /// Rewrites every list of the namespace that holds elements of format 2 in clear, sealed
-    /// under its user's key, then marks the namespace with this format. Runs in the
+    /// Rewrites every list of the namespace (format 2: elements in clear; format 3: rows of the
+    /// wider layout) as one sealed `Restore` of this format under its user's key, then marks
+    /// the namespace with this format. Runs in the
     /// background at the first start on such a namespace; what it has not reached yet is
     /// read as it is meanwhile.
     pub(super) async fn migrate(self: Arc<Self>) {
@@ -36,9 +36,9 @@ impl Redis {
                     tracing::info!(
                         namespace = %self.namespace,
                         users,
-                        from = FORMAT_V2,
                         to = DATA_FORMAT,
-                        "migrated the redis namespace: every user's words are now sealed"
+                        "migrated the redis namespace: every user's words are now sealed, in \
+                         the current format"
                     );
                     return;
                 }
