@@ -644,7 +644,7 @@ async fn a_namespace_of_format_2_is_read_at_once_and_migrated_to_sealed_words() 
             .query_async(&mut conn)
             .await
             .unwrap();
-        if format == Some(3) {
+        if format == Some(tactful::state::DATA_FORMAT) {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "not migrated");

@@ -31,7 +31,7 @@ use super::user::UserState;
 /// The layout of the ops and user states backends write (log records and snapshot rows on
 /// disk, op lists in Redis). Neither carries a version of its own, so data written in another
 /// layout is refused as a whole: read with the wrong layout, it would be misread.
-pub(super) const DATA_FORMAT: u32 = 4;
+pub const DATA_FORMAT: u32 = 4;
 
 /// A future a backend returns.
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

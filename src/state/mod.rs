@@ -55,7 +55,7 @@ pub mod wal;
 
 use std::path::Path;
 
-pub use backend::Ticket;
+pub use backend::{DATA_FORMAT, Ticket};
 pub use disk::{DEFAULT_MASTER_KEY_FILE, default_key_dir, describe_key_store, rotate_master_key};
 pub use event::{Event, EventError, EventKind};
 pub use key::UserKey;
