@@ -44,52 +44,6 @@ impl Parallelism {
         self.splits(n.saturating_mul(Self::PER_CANDIDATE))
     }
 
-    /// What one value of a pass over a whole column (a compare, a multiply-add) counts as, in
-    /// multiply-adds, when deciding to split: with the default `min_work`, columns from 8,192
-    /// values are split, in blocks of [`COLUMN_BLOCK`].
-    pub const PER_VALUE: usize = 8;
-
-    /// Whether a pass over a column of `n` values is split across threads.
-    pub fn splits_column(self, n: usize) -> bool {
-        self.splits(n.saturating_mul(Self::PER_VALUE))
-    }
-
-    /// The smallest and the largest of `values` (infinities for none). Exact whichever way
-    /// it runs: min and max do not round.
-    pub fn min_max(self, values: &[f32]) -> (f32, f32) {
-        let fold = |(lo, hi): (f32, f32), &v: &f32| (lo.min(v), hi.max(v));
-        let none = (f32::INFINITY, f32::NEG_INFINITY);
-        if self.splits_column(values.len()) {
-            values
-                .par_chunks(COLUMN_BLOCK)
-                .map(|block| block.iter().fold(none, fold))
-                .reduce(|| none, |a, b| (a.0.min(b.0), a.1.max(b.1)))
-        } else {
-            values.iter().fold(none, fold)
-        }
-    }
-
-    /// `f(i, &mut column[i])` for every value of the column, in blocks across threads when
-    /// the column is long enough. Each value is computed alone, so the result is the same
-    /// whichever way it runs.
-    pub fn for_each_value<T: Send>(self, column: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
-        if self.splits_column(column.len()) {
-            column
-                .par_chunks_mut(COLUMN_BLOCK)
-                .enumerate()
-                .for_each(|(b, block)| {
-                    let first = b * COLUMN_BLOCK;
-                    for (j, v) in block.iter_mut().enumerate() {
-                        f(first + j, v);
-                    }
-                });
-        } else {
-            for (i, v) in column.iter_mut().enumerate() {
-                f(i, v);
-            }
-        }
-    }
-
     /// `out[i] = rows[i] · v` for every `d`-long row of `rows`.
     pub fn rows_dot(self, rows: &[f32], d: usize, v: &[f32], out: &mut [f32]) {
         if self.splits(rows.len()) && d > 0 {
@@ -123,10 +77,6 @@ impl Parallelism {
         }
     }
 }
-
-/// Values per task when a pass over a column is split: a few microseconds of work, enough to
-/// pay for handing it to another thread.
-pub const COLUMN_BLOCK: usize = 4096;
 
 /// `out[i] = rows[i] · v` for each `d`-long row of `flat`: the inner loop of every
 /// similarity pass.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use ndarray::Array1;
 use rayon::prelude::*;
 
-use super::kernel::{COLUMN_BLOCK, Parallelism};
+use super::kernel::Parallelism;
 use super::types::{
     Avoidance, Candidate, Component, DimensionSet, DropRule, RankInput, Reason, ReasonCode,
 };
@@ -148,15 +148,6 @@ pub struct Cause {
     pub strength: f32,
 }
 
-/// Offers `cause` for one candidate's slot of [`Slate::causes`]; the strongest offered wins.
-/// Apart from [`Slate::offer_cause`] so that a stage can offer causes across threads, one
-/// slot per candidate.
-pub fn offer(slot: &mut Option<Cause>, cause: Cause) {
-    if slot.as_ref().is_none_or(|c| cause.strength > c.strength) {
-        *slot = Some(cause);
-    }
-}
-
 /// Candidates per task when a per-candidate rule is split: enough to amortise scheduling.
 const PAR_MIN_CANDIDATES: usize = 512;
 
@@ -219,69 +210,21 @@ impl<'a> Slate<'a> {
     /// penalty is counted (in [`Slate::avoidance`]) for every surviving candidate it lowers.
     pub fn add_component(&mut self, component: Component, values: Array1<f32>) {
         debug_assert_eq!(values.len(), self.len());
-        let penalty = Component::PENALTIES.iter().position(|c| *c == component);
-        if self.parallelism.splits_column(values.len()) {
-            if !self.add_split(penalty, &values) {
-                return;
-            }
-        } else {
-            if values.iter().all(|v| *v == 0.0) {
-                return;
-            }
-            if let Some(k) = penalty {
-                let lowered = values
-                    .iter()
-                    .zip(&self.dropped)
-                    .filter(|(v, d)| **v < 0.0 && d.is_none())
-                    .count();
-                self.avoidance.penalised[k] += lowered as u32;
-            }
-            self.score += &values;
+        if values.iter().all(|v| *v == 0.0) {
+            return;
         }
+        if let Some(k) = Component::PENALTIES.iter().position(|c| *c == component) {
+            let lowered = values
+                .iter()
+                .zip(&self.dropped)
+                .filter(|(v, d)| **v < 0.0 && d.is_none())
+                .count();
+            self.avoidance.penalised[k] += lowered as u32;
+        }
+        self.score += &values;
         if self.input.explain {
             self.components.push((component, values));
         }
-    }
-
-    /// [`Slate::add_component`]'s check, count and sum, in blocks across threads: the same
-    /// additions, each value alone, so the same scores. False when the column is all zeros.
-    fn add_split(&mut self, penalty: Option<usize>, values: &Array1<f32>) -> bool {
-        let values = values
-            .as_slice()
-            .map_or_else(|| values.to_vec().into(), Cow::Borrowed);
-        let block = COLUMN_BLOCK;
-        if !values
-            .par_chunks(block)
-            .any(|b| b.iter().any(|v| *v != 0.0))
-        {
-            return false;
-        }
-        let score = self
-            .score
-            .as_slice_mut()
-            .expect("the score column is built contiguous");
-        let lowered: usize = score
-            .par_chunks_mut(block)
-            .zip(values.par_chunks(block))
-            .zip(self.dropped.par_chunks(block))
-            .map(|((score, values), dropped)| {
-                for (s, v) in score.iter_mut().zip(values) {
-                    *s += *v;
-                }
-                match penalty {
-                    Some(_) => values
-                        .iter()
-                        .zip(dropped)
-                        .filter(|(v, d)| **v < 0.0 && d.is_none())
-                        .count(),
-                    None => 0,
-                }
-            })
-            .sum();
-        if let Some(k) = penalty {
-            self.avoidance.penalised[k] += lowered as u32;
-        }
-        true
     }
 
     /// Removes a candidate by a hard rule; the first rule to remove it is the one reported
@@ -297,7 +240,10 @@ impl<'a> Slate<'a> {
 
     /// Offers a cause for a candidate's boost; the strongest offered wins.
     pub fn offer_cause(&mut self, index: usize, cause: Cause) {
-        offer(&mut self.causes[index], cause);
+        let slot = &mut self.causes[index];
+        if slot.as_ref().is_none_or(|c| cause.strength > c.strength) {
+            *slot = Some(cause);
+        }
     }
 
     /// One value per candidate, computed across the pool's threads when the list is long
@@ -332,16 +278,17 @@ impl<'a> Slate<'a> {
     pub fn drop_by(&mut self, rule: impl Fn(&Candidate, &UserView) -> Option<DropRule> + Sync) {
         let (input, user) = (self.input, self.user);
         if self.parallelism.splits_candidates(input.candidates.len()) {
-            let rules: Vec<Option<DropRule>> = input
+            // Only the drops come back, in upstream order: a pass over every candidate's
+            // answer on this thread would cost about what the split saved.
+            let drops: Vec<(usize, DropRule)> = input
                 .candidates
                 .par_iter()
+                .enumerate()
                 .with_min_len(PAR_MIN_CANDIDATES)
-                .map(|c| rule(c, user))
+                .filter_map(|(i, c)| rule(c, user).map(|r| (i, r)))
                 .collect();
-            for (i, r) in rules.into_iter().enumerate() {
-                if let Some(r) = r {
-                    self.drop_candidate(i, r);
-                }
+            for (i, r) in drops {
+                self.drop_candidate(i, r);
             }
             return;
         }

@@ -10,7 +10,7 @@ use ndarray::Array1;
 use serde::Deserialize;
 
 use super::relevance::normalize;
-use crate::rank::stage::{Cause, Deadline, Interrupted, Slate, Stage, offer};
+use crate::rank::stage::{Cause, Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::{
     Component, DataDimension, DimensionSet, LifecycleStage, Locale, ReasonCode,
 };
@@ -178,9 +178,7 @@ impl Stage for Lifecycle {
             slate.k_max = Some(slate.k_max.map_or(rules.max_k, |k| k.min(rules.max_k)));
         }
         slate.diversity_scale *= rules.diversity_factor;
-        if rules.popularity > 0.0 && slate.parallelism.splits_column(slate.len()) {
-            popularity_split(slate, rules.popularity);
-        } else if rules.popularity > 0.0 {
+        if rules.popularity > 0.0 {
             let pop: Array1<f32> = input.candidates.iter().map(|c| c.popularity).collect();
             // Equal popularity says nothing: no boost (normalize would give everyone 1).
             if pop.iter().any(|p| *p != pop[0]) {
@@ -206,32 +204,6 @@ impl Stage for Lifecycle {
         }
         Ok(())
     }
-}
-
-/// The popularity boost of a long list, in blocks across threads: the same values as the
-/// sequential pass (min and max are exact, each value is computed alone), and the same causes.
-fn popularity_split(slate: &mut Slate<'_>, weight: f32) {
-    let (candidates, parallelism) = (&slate.input.candidates, slate.parallelism);
-    let locale = slate.input.locale;
-    let mut boost = vec![0.0; candidates.len()];
-    parallelism.for_each_value(&mut boost, |i, b| *b = candidates[i].popularity);
-    let (lo, hi) = parallelism.min_max(&boost);
-    // Equal popularity says nothing: no boost (normalisation would give everyone 1). With
-    // finite values, `lo < hi` exactly when some value differs from the first.
-    if lo >= hi {
-        return;
-    }
-    let (lo, span) = (f64::from(lo), f64::from(hi) - f64::from(lo));
-    // Normalised, then weighted: two roundings, as in the sequential pass.
-    parallelism.for_each_value(&mut boost, |_, b| {
-        *b = ((f64::from(*b) - lo) / span) as f32 * weight;
-    });
-    parallelism.for_each_value(&mut slate.causes, |i, slot| {
-        if boost[i] >= weight / 2.0 {
-            offer(slot, popular(boost[i], locale));
-        }
-    });
-    slate.add_component(Component::Popularity, Array1::from(boost));
 }
 
 fn popular(strength: f32, locale: Locale) -> Cause {

@@ -11,7 +11,7 @@
 use ndarray::Array1;
 use serde::Deserialize;
 
-use super::relevance::normalize_candidates;
+use super::relevance::normalize;
 use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
 use crate::rank::types::Component;
 
@@ -54,7 +54,7 @@ impl Stage for LongTail {
             return Ok(());
         }
         sort_keys(&mut known);
-        let fit = normalize_candidates(&input.candidates, |c| c.score, slate.parallelism);
+        let fit = normalize(&input.candidates.iter().map(|c| c.score).collect());
         let mut boost = Array1::zeros(slate.len());
         let last = (known.len() - 1) as f32;
         // `more` counts the candidates strictly more popular: ties share a tail value.

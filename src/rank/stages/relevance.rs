@@ -7,9 +7,8 @@
 
 use ndarray::Array1;
 
-use crate::rank::kernel::Parallelism;
 use crate::rank::stage::{Deadline, Interrupted, Slate, Stage};
-use crate::rank::types::{Candidate, Component};
+use crate::rank::types::Component;
 
 pub struct Relevance;
 
@@ -29,31 +28,6 @@ pub fn normalize(scores: &Array1<f32>) -> Array1<f32> {
     }
 }
 
-/// [`normalize`] of one value per candidate, across threads when the list is long enough:
-/// the same bounds (min and max are exact) and the same value-by-value arithmetic, so the
-/// same column.
-pub fn normalize_candidates(
-    candidates: &[Candidate],
-    value: impl Fn(&Candidate) -> f32 + Sync,
-    parallelism: Parallelism,
-) -> Array1<f32> {
-    if !parallelism.splits_column(candidates.len()) {
-        return normalize(&candidates.iter().map(value).collect());
-    }
-    let mut column = vec![0.0; candidates.len()];
-    parallelism.for_each_value(&mut column, |i, v| *v = value(&candidates[i]));
-    let (lo, hi) = parallelism.min_max(&column);
-    let (lo, span) = (f64::from(lo), f64::from(hi) - f64::from(lo));
-    if span > 0.0 {
-        parallelism.for_each_value(&mut column, |_, s| {
-            *s = ((f64::from(*s) - lo) / span) as f32
-        });
-    } else {
-        column.fill(1.0);
-    }
-    Array1::from(column)
-}
-
 impl Stage for Relevance {
     fn name(&self) -> &'static str {
         "relevance"
@@ -62,7 +36,7 @@ impl Stage for Relevance {
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
         let candidates = &slate.input.candidates;
         let column = if slate.user.consent.personalization {
-            normalize_candidates(candidates, |c| c.score, slate.parallelism)
+            normalize(&candidates.iter().map(|c| c.score).collect())
         } else {
             let popularity: Array1<f32> = candidates.iter().map(|c| c.popularity).collect();
             if popularity.iter().any(|p| *p != popularity[0]) {
