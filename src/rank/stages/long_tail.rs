@@ -83,22 +83,27 @@ const RADIX_FROM: usize = 256;
 /// Sorts keys built by [`key`] from candidates in upstream order, as `sort_unstable` would.
 ///
 /// Long lists are sorted by their popularity half only, 8 bits at a time from the lowest
-/// (a stable counting sort per byte; a byte every key shares is skipped): the keys arrive in
-/// upstream order, so equal popularities keep it, which is the order of the whole keys. For
-/// 20,000 candidates this is a tenth of the instructions of a comparison sort, on one thread.
+/// (a stable counting sort per byte, the four bytes counted in one pass; a byte every key
+/// shares is skipped): the keys arrive in upstream order, so equal popularities keep it,
+/// which is the order of the whole keys. At N = 20,000 the long-tail stage took 155 µs on one
+/// thread with it, against 233 µs with the comparison sort (`TACTFUL_STAGE_TABLE=1 cargo
+/// bench --bench parallel`).
 fn sort_keys(keys: &mut Vec<u64>) {
     debug_assert!(keys.windows(2).all(|w| (w[0] as u32) < (w[1] as u32)));
     if keys.len() < RADIX_FROM {
         keys.sort_unstable();
         return;
     }
-    let mut spare = vec![0; keys.len()];
-    for shift in [32, 40, 48, 56] {
-        let byte = |k: u64| ((k >> shift) & 0xff) as usize;
-        let mut start = [0usize; 256];
-        for &k in keys.iter() {
-            start[byte(k)] += 1;
+    const SHIFTS: [u32; 4] = [32, 40, 48, 56];
+    let byte = |k: u64, shift: u32| ((k >> shift) & 0xff) as usize;
+    let mut counts = [[0usize; 256]; 4];
+    for &k in keys.iter() {
+        for (count, shift) in counts.iter_mut().zip(SHIFTS) {
+            count[byte(k, shift)] += 1;
         }
+    }
+    let mut spare = vec![0; keys.len()];
+    for (mut start, shift) in counts.into_iter().zip(SHIFTS) {
         if start.contains(&keys.len()) {
             continue;
         }
@@ -107,7 +112,7 @@ fn sort_keys(keys: &mut Vec<u64>) {
             (*s, sum) = (sum, sum + *s);
         }
         for &k in keys.iter() {
-            let b = byte(k);
+            let b = byte(k, shift);
             spare[start[b]] = k;
             start[b] += 1;
         }
