@@ -35,6 +35,13 @@ impl Parallelism {
     /// `min_work`, lists from 2048 candidates are scored across threads.
     pub const PER_CANDIDATE: usize = 32;
 
+    /// What one candidate's pass through a rule of a few lookups and no arithmetic to speak of
+    /// (a hard-rule check, a consent discount) counts as: such a pass costs 2 ns a candidate,
+    /// and at N = 20,000 (35–40 µs) it took longer on two threads than on one, up to twice as
+    /// long: the other thread wakes in about the time the pass takes. With the default
+    /// `min_work` these rules split from 32,768 candidates.
+    pub const PER_LOOKUP_RULE: usize = 2;
+
     pub fn splits(self, work: usize) -> bool {
         work >= self.min_work
     }
@@ -42,6 +49,12 @@ impl Parallelism {
     /// Whether per-candidate rules over `n` candidates are split across threads.
     pub fn splits_candidates(self, n: usize) -> bool {
         self.splits(n.saturating_mul(Self::PER_CANDIDATE))
+    }
+
+    /// Whether a rule of a few lookups per candidate ([`Parallelism::PER_LOOKUP_RULE`]) over
+    /// `n` candidates is split across threads.
+    pub fn splits_lookups(self, n: usize) -> bool {
+        self.splits(n.saturating_mul(Self::PER_LOOKUP_RULE))
     }
 
     /// `out[i] = rows[i] · v` for every `d`-long row of `rows`.

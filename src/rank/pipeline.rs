@@ -231,7 +231,6 @@ impl Pipeline {
 }
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -287,6 +286,47 @@ mod tests {
         );
     }
 
+    /// The ranking of `input` by the default policy on one thread without splitting, and on a
+    /// two-thread pool splitting above `min_work`.
+    fn one_and_split(input: &RankInput, min_work: usize) -> (Ranking, Ranking) {
+        let user = crate::workload::user_with_history(input);
+        let run = |parallelism, threads| {
+            let policies = crate::rank::Policies::build(&Default::default(), parallelism).unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                policies
+                    .get("default")
+                    .unwrap()
+                    .run(input, &user, &Deadline::none())
+                    .unwrap()
+            })
+        };
+        (
+            run(Parallelism::SEQUENTIAL, 1),
+            run(Parallelism { min_work }, 2),
+        )
+    }
+
+    /// Same order, same reasons, and every score and breakdown value the same to the bit
+    /// (`==` would let -0.0 pass for 0.0).
+    fn assert_identical(one: &Ranking, split: &Ranking) {
+        assert_eq!(one, split);
+        let bits = |r: &Ranking| -> Vec<Vec<u32>> {
+            r.items
+                .iter()
+                .map(|i| {
+                    std::iter::once(i.score.to_bits())
+                        .chain(i.breakdown.iter().map(|(_, v)| v.to_bits()))
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(bits(one), bits(split));
+    }
+
     #[test]
     fn a_long_list_split_across_threads_ranks_exactly_as_on_one_thread() {
         // Long enough that every per-candidate rule and vector pass splits at min_work 1.
@@ -294,24 +334,30 @@ mod tests {
         input.explain = true;
         // Every candidate in the answer, so that every score is compared.
         input.k = input.candidates.len();
-        let user = crate::workload::user_with_history(&input);
-        let policies = |p| crate::rank::Policies::build(&Default::default(), p).unwrap();
-        let (one, split) = (
-            policies(Parallelism::SEQUENTIAL),
-            policies(Parallelism { min_work: 1 }),
-        );
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let run = |p: &crate::rank::Policies| {
-            pool.install(|| {
-                p.get("default")
-                    .unwrap()
-                    .run(&input, &user, &Deadline::none())
-                    .unwrap()
-            })
-        };
-        assert_eq!(run(&one), run(&split));
+        let (one, split) = one_and_split(&input, 1);
+        assert_identical(&one, &split);
+    }
+
+    #[test]
+    fn twenty_thousand_candidates_split_at_the_default_threshold_rank_as_on_one_thread() {
+        let min_work = crate::config::RankSettings::default().parallel_min_work;
+        // The answer's k at most 1,000: the greedy head and a long tail.
+        for k in [20, 1000] {
+            let mut input = crate::workload::rank_input(20_000, 64, k);
+            input.explain = true;
+            let (one, split) = one_and_split(&input, min_work);
+            assert_eq!(one.items.len(), (k as usize).min(one.items.len()));
+            assert_identical(&one, &split);
+        }
+    }
+
+    #[test]
+    fn short_lists_forced_to_split_rank_as_on_one_thread() {
+        for n in [1, 2, 5, 100, 700] {
+            let mut input = crate::workload::rank_input(n, 8, 20);
+            input.explain = true;
+            let (one, split) = one_and_split(&input, 1);
+            assert_identical(&one, &split);
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! Stages depend on this module, never on the driver (`pipeline.rs`) that runs them: a stage
 //! sees only the request, the user's view and the slate, so it can be unit-tested alone.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use ndarray::Array1;
@@ -138,7 +139,9 @@ impl Pick {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cause {
     pub code: ReasonCode,
-    pub text: String,
+    /// Borrowed when the words are fixed (most causes): a stage may offer a cause for
+    /// thousands of candidates, and only the picks' causes ever become reasons.
+    pub text: Cow<'static, str>,
     /// The data dimensions the cause relied on (all consented).
     pub dimensions: DimensionSet,
     /// The boost it gave; a stronger cause replaces a weaker one.
@@ -243,17 +246,26 @@ impl<'a> Slate<'a> {
         }
     }
 
-    /// One value per candidate, computed across the pool's threads when the list is long
-    /// enough to pay for it.
+    /// One value per candidate from a few lookups, computed across the pool's threads when the
+    /// list is long enough to pay for it ([`Parallelism::splits_lookups`]).
     pub fn per_candidate(&self, value: impl Fn(&Candidate) -> f32 + Sync) -> Array1<f32> {
-        self.per_candidate_at(|_, c| value(c))
+        self.column(self.parallelism.splits_lookups(self.len()), |_, c| value(c))
     }
 
-    /// [`Slate::per_candidate`], for a value that also reads the candidate's place in the
-    /// slate's columns (its score so far, say).
-    pub fn per_candidate_at(&self, value: impl Fn(usize, &Candidate) -> f32 + Sync) -> Array1<f32> {
+    /// One value per candidate that costs real arithmetic (a curve, an exponential), computed
+    /// across the pool's threads from far shorter lists ([`Parallelism::splits_candidates`]);
+    /// the value may also read the candidate's place in the slate's columns (its score so
+    /// far, say).
+    pub fn costly_per_candidate_at(
+        &self,
+        value: impl Fn(usize, &Candidate) -> f32 + Sync,
+    ) -> Array1<f32> {
+        self.column(self.parallelism.splits_candidates(self.len()), value)
+    }
+
+    fn column(&self, split: bool, value: impl Fn(usize, &Candidate) -> f32 + Sync) -> Array1<f32> {
         let candidates = &self.input.candidates;
-        if self.parallelism.splits_candidates(candidates.len()) {
+        if split {
             let values: Vec<f32> = candidates
                 .par_iter()
                 .enumerate()
@@ -270,21 +282,23 @@ impl<'a> Slate<'a> {
         }
     }
 
-    /// Drops every candidate for which `rule` names a hard rule. The rule is evaluated across
-    /// threads for long lists; the drops are applied in upstream order either way.
+    /// Drops every candidate for which `rule` names a hard rule. The rule (a few lookups) is
+    /// evaluated across threads for long lists ([`Parallelism::splits_lookups`]); the drops
+    /// are applied in upstream order either way.
     pub fn drop_by(&mut self, rule: impl Fn(&Candidate, &UserView) -> Option<DropRule> + Sync) {
         let (input, user) = (self.input, self.user);
-        if self.parallelism.splits_candidates(input.candidates.len()) {
-            let rules: Vec<Option<DropRule>> = input
+        if self.parallelism.splits_lookups(input.candidates.len()) {
+            // Only the drops come back, in upstream order: a pass over every candidate's
+            // answer on this thread would cost about what the split saved.
+            let drops: Vec<(usize, DropRule)> = input
                 .candidates
                 .par_iter()
+                .enumerate()
                 .with_min_len(PAR_MIN_CANDIDATES)
-                .map(|c| rule(c, user))
+                .filter_map(|(i, c)| rule(c, user).map(|r| (i, r)))
                 .collect();
-            for (i, r) in rules.into_iter().enumerate() {
-                if let Some(r) = r {
-                    self.drop_candidate(i, r);
-                }
+            for (i, r) in drops {
+                self.drop_candidate(i, r);
             }
             return;
         }

@@ -8,6 +8,8 @@
 //!
 //! Uses the user's purchases, so it runs only with consent for purchase data.
 
+use std::borrow::Cow;
+
 use ndarray::Array1;
 use serde::Deserialize;
 
@@ -128,13 +130,13 @@ impl Stage for Complements {
     }
 }
 
-fn text(title: &str, locale: Locale) -> String {
+fn text(title: &str, locale: Locale) -> Cow<'static, str> {
     let title = title.trim();
     match (locale, title.is_empty()) {
-        (Locale::En, false) => format!("Goes with your new {title}"),
-        (Locale::En, true) => "Goes with something you bought recently".to_owned(),
-        (Locale::ZhCn, false) => format!("搭配你新买的{title}"),
-        (Locale::ZhCn, true) => "搭配你最近买的商品".to_owned(),
+        (Locale::En, false) => format!("Goes with your new {title}").into(),
+        (Locale::En, true) => "Goes with something you bought recently".into(),
+        (Locale::ZhCn, false) => format!("搭配你新买的{title}").into(),
+        (Locale::ZhCn, true) => "搭配你最近买的商品".into(),
     }
 }
 

@@ -206,7 +206,7 @@ fn cause(rule: &ContextRule, day: DayType, strength: f32, locale: Locale) -> Cau
             Locale::En => en,
             Locale::ZhCn => zh,
         }
-        .to_owned(),
+        .into(),
         dimensions: dims,
         strength,
     }

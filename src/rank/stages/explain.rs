@@ -61,7 +61,7 @@ pub fn reason_with(
 ) -> Reason {
     let as_reason = |cause: &Cause| Reason {
         code: cause.code,
-        text: cause.text.clone(),
+        text: cause.text.clone().into_owned(),
         // Defence in depth: a stage offers only consented dimensions.
         dimensions: consent.allowed(cause.dimensions),
     };

@@ -160,7 +160,8 @@ impl Stage for Fatigue {
         }
         let now_ms = slate.input.now_ms;
         let penalty = match &self.0.learned {
-            None => slate.per_candidate(|c| {
+            // An exponential or two per candidate: worth splitting from short lists.
+            None => slate.costly_per_candidate_at(|_, c| {
                 self.0.penalty(user.ignored_impressions(c.item_id))
                     + self
                         .0
@@ -169,7 +170,7 @@ impl Stage for Fatigue {
             Some(learned) => {
                 // On the relevance scale: an item keeps the fitted share of what it has so far.
                 let relevance = &slate.score;
-                slate.per_candidate_at(|i, c| {
+                slate.costly_per_candidate_at(|i, c| {
                     let group = self
                         .0
                         .group_penalty(user.ignored_group(c.category_id, c.brand_id));

@@ -56,10 +56,10 @@ impl Stage for Interests {
 fn cause(tag: &Tag, strength: f32, locale: Locale) -> Cause {
     let label = tag.label.trim();
     let text = match (locale, label.is_empty()) {
-        (Locale::En, false) => format!("Matches your interest in {label}"),
-        (Locale::En, true) => "Matches your interests".to_owned(),
-        (Locale::ZhCn, false) => format!("符合你对{label}的兴趣"),
-        (Locale::ZhCn, true) => "符合你的兴趣".to_owned(),
+        (Locale::En, false) => format!("Matches your interest in {label}").into(),
+        (Locale::En, true) => "Matches your interests".into(),
+        (Locale::ZhCn, false) => format!("符合你对{label}的兴趣").into(),
+        (Locale::ZhCn, true) => "符合你的兴趣".into(),
     };
     Cause {
         code: ReasonCode::Interest,

@@ -213,7 +213,7 @@ fn popular(strength: f32, locale: Locale) -> Cause {
             Locale::En => "Popular right now",
             Locale::ZhCn => "当下热门",
         }
-        .to_owned(),
+        .into(),
         dimensions: DimensionSet::of([DataDimension::Trending]),
         strength,
     }

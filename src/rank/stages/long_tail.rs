@@ -9,7 +9,6 @@
 //! popularity itself, and "fits the user" has no meaning.
 
 use ndarray::Array1;
-use rayon::slice::ParallelSliceMut;
 use serde::Deserialize;
 
 use super::relevance::normalize;
@@ -49,16 +48,12 @@ impl Stage for LongTail {
         let mut known: Vec<u64> = slate
             .survivors()
             .filter(|&i| input.candidates[i].popularity > 0.0)
-            .map(|i| (u64::from(!input.candidates[i].popularity.to_bits()) << 32) | i as u64)
+            .map(|i| key(input.candidates[i].popularity, i))
             .collect();
         if known.len() < 2 {
             return Ok(());
         }
-        if slate.parallelism.splits_candidates(known.len()) {
-            known.par_sort_unstable();
-        } else {
-            known.sort_unstable();
-        }
+        sort_keys(&mut known);
         let fit = normalize(&input.candidates.iter().map(|c| c.score).collect());
         let mut boost = Array1::zeros(slate.len());
         let last = (known.len() - 1) as f32;
@@ -76,9 +71,78 @@ impl Stage for LongTail {
     }
 }
 
+/// A candidate's sort key: the complement of its popularity's bits above its index, so that
+/// the most popular come first.
+fn key(popularity: f32, index: usize) -> u64 {
+    (u64::from(!popularity.to_bits()) << 32) | index as u64
+}
+
+/// Below this many keys a comparison sort is quicker than four counting passes.
+const RADIX_FROM: usize = 256;
+
+/// Sorts keys built by [`key`] from candidates in upstream order, as `sort_unstable` would.
+///
+/// Long lists are sorted by their popularity half only, 8 bits at a time from the lowest
+/// (a stable counting sort per byte, the four bytes counted in one pass; a byte every key
+/// shares is skipped): the keys arrive in upstream order, so equal popularities keep it,
+/// which is the order of the whole keys. At N = 20,000 the long-tail stage took 155 µs on one
+/// thread with it, against 233 µs with the comparison sort (`TACTFUL_STAGE_TABLE=1 cargo
+/// bench --bench parallel`).
+fn sort_keys(keys: &mut Vec<u64>) {
+    debug_assert!(keys.windows(2).all(|w| (w[0] as u32) < (w[1] as u32)));
+    if keys.len() < RADIX_FROM {
+        keys.sort_unstable();
+        return;
+    }
+    const SHIFTS: [u32; 4] = [32, 40, 48, 56];
+    let byte = |k: u64, shift: u32| ((k >> shift) & 0xff) as usize;
+    let mut counts = [[0usize; 256]; 4];
+    for &k in keys.iter() {
+        for (count, shift) in counts.iter_mut().zip(SHIFTS) {
+            count[byte(k, shift)] += 1;
+        }
+    }
+    let mut spare = vec![0; keys.len()];
+    for (mut start, shift) in counts.into_iter().zip(SHIFTS) {
+        if start.contains(&keys.len()) {
+            continue;
+        }
+        let mut sum = 0;
+        for s in start.iter_mut() {
+            (*s, sum) = (sum, sum + *s);
+        }
+        for &k in keys.iter() {
+            let b = byte(k, shift);
+            spare[start[b]] = k;
+            start[b] += 1;
+        }
+        std::mem::swap(keys, &mut spare);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counting_sort_orders_keys_as_a_comparison_sort() {
+        let mut state = 7_u64;
+        for n in [0, 1, 2, RADIX_FROM - 1, RADIX_FROM, 3000] {
+            for distinct in [1, 3, 1000] {
+                let keys: Vec<u64> = (0..n)
+                    .map(|i| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        let popularity = 0.5 + ((state >> 33) % distinct) as f32 * 1.7;
+                        key(popularity, i)
+                    })
+                    .collect();
+                let (mut radix, mut plain) = (keys.clone(), keys);
+                sort_keys(&mut radix);
+                plain.sort_unstable();
+                assert_eq!(radix, plain, "{n} keys, {distinct} popularities");
+            }
+        }
+    }
     use crate::rank::kernel::Parallelism;
     use crate::rank::types::{Candidate, Consent, RankInput};
     use crate::rank::user::UserView;
