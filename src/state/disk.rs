@@ -789,7 +789,8 @@ impl Backend for Disk {
         }
         let (id, data_key) = self.vault.get_or_create(key)?;
         // Sealed by the log's writer thread, off this path (which holds the user's lock).
-        let plain = postcard::to_allocvec(op)
+        let plain = op
+            .encoded()
             .map_err(|e| StateError::Corrupt(format!("a log record does not encode: {e}")))?;
         let size = plain.len() + super::crypt::SEAL_OVERHEAD;
         let seq = self.wal.append(

@@ -41,7 +41,16 @@ pub enum Op {
     Words(WordTimes),
 }
 
+/// Bytes reserved for an op's encoding: an event or a word fits, so the buffer is not
+/// regrown byte by byte on the way (a restore of a whole state grows past it as usual).
+const ENCODED_GUESS: usize = 64;
+
 impl Op {
+    /// The op as a log record or list element holds it (postcard).
+    pub fn encoded(&self) -> postcard::Result<Vec<u8>> {
+        postcard::to_extend(self, Vec::with_capacity(ENCODED_GUESS))
+    }
+
     /// The user's explicit words (and purchases, which start cooling-off windows): their
     /// acknowledgement waits until they are durable. The rest are counters, which may be
     /// approximate and are made durable in batches.

@@ -854,7 +854,8 @@ impl Redis {
     /// Queues an explicit op of the user (called under the user's map lock: never waits).
     /// Wait for the returned ticket with [`Redis::wait_durable`].
     fn queue_op(&self, key: UserKey, op: &Op) -> Result<u64, StateError> {
-        let bytes = postcard::to_allocvec(op)
+        let bytes = op
+            .encoded()
             .map_err(|e| StateError::Corrupt(format!("an op does not encode: {e}")))?;
         self.enqueue(
             |ticket| Write::Append {
