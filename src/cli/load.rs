@@ -17,8 +17,8 @@
 //! Requests are generated (`workload`), or read from `--payload FILE` (protobuf JSON, the ghz
 //! payloads; `payload`); `--users N` spreads them over N users. Each request is encoded once,
 //! before the load ([`Encoded`]): the generator shares the machine with the server it
-//! measures, and encoding 100 × 64 floats anew for every call cost it more CPU than the
-//! server spent answering. `--events record|stream` loads
+//! measures, and encoding 100 × 64 floats anew for every call was about a quarter of its CPU
+//! per call. `--events record|stream` loads
 //! the Events service instead (`load_events`).
 
 use std::collections::BTreeMap;
@@ -472,8 +472,8 @@ impl Shots {
     /// The due times come from a periodic timer of the kernel ([`Ticker`]) watched by the
     /// same thread that sends and receives: it wakes on the tick or on an answer, whichever
     /// comes first, with no other thread to hand requests over (a pacing thread woken for
-    /// each request and waking this one in turn cost the generator more CPU per call than
-    /// the server spent answering, on the cores the two share). tokio's own timer has a 1 ms
+    /// each request, which then woke this one, sent four times later at the median). tokio's
+    /// own timer has a 1 ms
     /// granularity and released requests in bursts of about three at 3,000 req/s, a tail of
     /// the generator's own making. How late each send was is reported (`pacing`).
     async fn open(
