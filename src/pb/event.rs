@@ -64,9 +64,15 @@ impl Event {
     }
 }
 
-/// A string field's payload as UTF-8, or `None` for prost's decoder to refuse.
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    std::str::from_utf8(bytes).ok()
+/// Reads a string field at the start of `s` into `value` (the last value wins) and returns
+/// what follows; `None`, leaving `value` as it was, when the field is malformed or not UTF-8,
+/// for prost's decoder to refuse.
+fn read_string<'a>(s: &'a [u8], value: &mut String) -> Option<&'a [u8]> {
+    let (bytes, rest) = read_len(s)?;
+    let text = std::str::from_utf8(bytes).ok()?;
+    value.clear();
+    value.push_str(text);
+    Some(rest)
 }
 
 /// Decodes `s`, which holds exactly an event's bytes. The fields (each with a one-byte key)
@@ -77,12 +83,7 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
 fn decode_event(e: &mut Event, mut s: &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
     while let Some((&key, rest)) = s.split_first() {
         let fast = match key {
-            0x0a => read_len(rest).and_then(|(b, r)| {
-                let text = utf8(b)?;
-                e.user_id.clear();
-                e.user_id.push_str(text);
-                Some(r)
-            }),
+            0x0a => read_string(rest, &mut e.user_id),
             0x10 => read_varint(rest).map(|(v, r)| {
                 e.at_ms = v as i64;
                 r
@@ -112,12 +113,7 @@ fn decode_event(e: &mut Event, mut s: &[u8], ctx: DecodeContext) -> Result<(), D
                 e.price = v;
                 r
             }),
-            0x4a => read_len(rest).and_then(|(b, r)| {
-                let text = utf8(b)?;
-                e.surface.clear();
-                e.surface.push_str(text);
-                Some(r)
-            }),
+            0x4a => read_string(rest, &mut e.surface),
             0x50 => read_varint(rest).map(|(v, r)| {
                 e.source = v as i32;
                 r
@@ -126,12 +122,7 @@ fn decode_event(e: &mut Event, mut s: &[u8], ctx: DecodeContext) -> Result<(), D
                 e.expires_at_ms = v as i64;
                 r
             }),
-            0x62 => read_len(rest).and_then(|(b, r)| {
-                let text = utf8(b)?;
-                e.title.clear();
-                e.title.push_str(text);
-                Some(r)
-            }),
+            0x62 => read_string(rest, &mut e.title),
             _ => None,
         };
         match fast {
