@@ -10,7 +10,7 @@
 //! hand an op to a backend under the lock only queue bytes), or put back a user its caller
 //! was told had been removed (see [`UserMap::insert`]).
 
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use dashmap::DashMap;
@@ -18,32 +18,91 @@ use dashmap::mapref::one::RefMut;
 
 use super::StateConfig;
 use super::key::{PassThrough, UserKey};
-use super::user::UserState;
+use super::user::{LEAD, UserState};
 use crate::rank::DimensionSet;
 
-/// One user in memory: 16 bytes beside the key (the state is a thin pointer), so that a
-/// slot is 32.
-struct Entry {
-    state: UserState,
-    /// Changed since it was last written out by a snapshot: a backend that takes snapshots
-    /// keeps such users from eviction until one has.
-    changed: bool,
-    /// Seconds since the map was made, at the latest access: the coldest go first.
-    touched: AtomicU32,
-    /// The data dimensions rankings relied on for this user since they were loaded: shown in
-    /// the profile ("what was used recently"). Not durable: it describes this process's work.
-    used: AtomicU16,
-}
+/// The map's record of a user, in the bytes before their state ([`LEAD`]), so that a slot is
+/// the key and the state's thin pointer (24 bytes) and the record costs the user 4 bytes of
+/// an allocation that usually had room for them. Bytes 0 and 1: the latest use, in seconds
+/// since the map was made, modulo 2^16 (ages are counted modulo 2^16 as well, and no user is
+/// left older than [`OLDEST`], so they compare right); bytes 2 and 3: the data dimensions
+/// rankings relied on since the user was loaded (the low 15 bits; not durable: it describes
+/// this process's work), and in the top bit whether the user changed since a snapshot last
+/// wrote them out (a backend that takes snapshots keeps such users from eviction until one
+/// has). Every byte is an atomic: rankings note their use under a shared lock.
+struct Lead<'a>(&'a [AtomicU8]);
 
-impl Entry {
-    fn new(state: UserState, changed: bool, touched: u32) -> Self {
-        Self {
-            state,
-            changed,
-            touched: AtomicU32::new(touched),
-            used: AtomicU16::new(0),
+/// Oldest age a user is given (about 9 hours): older users are as cold as each other.
+const OLDEST: u16 = 1 << 15;
+const CHANGED: u8 = 0x80;
+
+impl<'a> Lead<'a> {
+    fn of(state: &'a UserState) -> Self {
+        // Every state the map holds was given room for its lead (`UserMap::admit`), and
+        // keeps it through every change (`keeping_lead`).
+        Lead(state.lead().expect("a user in the map has a lead"))
+    }
+
+    fn touched(&self) -> u16 {
+        u16::from_le_bytes([0, 1].map(|i| self.0[i].load(Ordering::Relaxed)))
+    }
+
+    fn set_touched(&self, t: u16) {
+        for (b, v) in self.0[..2].iter().zip(t.to_le_bytes()) {
+            b.store(v, Ordering::Relaxed);
         }
     }
+
+    fn age(&self, now: u16) -> u16 {
+        now.wrapping_sub(self.touched())
+    }
+
+    fn used(&self) -> u16 {
+        u16::from_le_bytes([2, 3].map(|i| self.0[i].load(Ordering::Relaxed))) & 0x7fff
+    }
+
+    fn note_used(&self, bits: u16) {
+        debug_assert!(bits < 0x8000, "15 bits of dimensions");
+        let [lo, hi] = bits.to_le_bytes();
+        if lo != 0 {
+            self.0[2].fetch_or(lo, Ordering::Relaxed);
+        }
+        if hi != 0 {
+            self.0[3].fetch_or(hi & !CHANGED, Ordering::Relaxed);
+        }
+    }
+
+    fn changed(&self) -> bool {
+        self.0[3].load(Ordering::Relaxed) & CHANGED != 0
+    }
+
+    fn set_changed(&self, changed: bool) {
+        if changed {
+            self.0[3].fetch_or(CHANGED, Ordering::Relaxed);
+        } else {
+            self.0[3].fetch_and(!CHANGED, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self) -> [u8; LEAD] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+
+    fn store(&self, bytes: [u8; LEAD]) {
+        for (b, v) in self.0.iter().zip(bytes) {
+            b.store(v, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs a change on a user's state, keeping the map's record in front of it whatever the
+/// change did to the allocation.
+fn keeping_lead<R>(state: &mut UserState, f: impl FnOnce(&mut UserState) -> R) -> R {
+    let lead = Lead::of(state).load();
+    let out = f(state);
+    state.keep_lead();
+    Lead::of(state).store(lead);
+    out
 }
 
 /// What became of a user offered to [`UserMap::insert`].
@@ -59,17 +118,19 @@ pub(super) enum Loaded {
 
 /// Every user held in memory.
 pub(super) struct UserMap {
-    users: DashMap<UserKey, Entry, PassThrough>,
+    users: DashMap<UserKey, UserState, PassThrough>,
     /// Sum of `heap_bytes` over the users in memory.
     heap: AtomicUsize,
-    /// What `touched` counts seconds from.
+    /// What last-use times count seconds from.
     epoch: Instant,
+    /// Seconds added to the clock (tests, to cross the wrap of last-use times).
+    skew: u32,
     evicted_total: AtomicUsize,
 }
 
-/// Bytes of one map slot: key, entry, and hashbrown's control byte, at its 7/8 load.
+/// Bytes of one map slot: key, state pointer, and hashbrown's control byte, at its 7/8 load.
 fn slot_bytes() -> usize {
-    (size_of::<(UserKey, Entry)>() + 1) * 8 / 7
+    (size_of::<(UserKey, UserState)>() + 1) * 8 / 7
 }
 
 impl UserMap {
@@ -78,19 +139,32 @@ impl UserMap {
             users: DashMap::default(),
             heap: AtomicUsize::new(0),
             epoch: Instant::now(),
+            skew: 0,
             evicted_total: AtomicUsize::new(0),
         }
     }
 
-    fn now_s(&self) -> u32 {
-        self.epoch.elapsed().as_secs() as u32
+    /// Now, as last-use times count it.
+    fn now(&self) -> u16 {
+        (self.epoch.elapsed().as_secs() as u32).wrapping_add(self.skew) as u16
     }
 
-    fn touch(&self, e: &Entry) {
-        let now = self.now_s();
-        if e.touched.load(Ordering::Relaxed) != now {
-            e.touched.store(now, Ordering::Relaxed);
+    fn touch(&self, state: &UserState) {
+        let now = self.now();
+        let lead = Lead::of(state);
+        if lead.touched() != now {
+            lead.set_touched(now);
         }
+    }
+
+    /// A state about to enter the map, given its record.
+    fn admit(mut state: UserState, changed: bool, touched: u16) -> UserState {
+        state.keep_lead();
+        let lead = Lead::of(&state);
+        lead.store([0; LEAD]);
+        lead.set_touched(touched);
+        lead.set_changed(changed);
+        state
     }
 
     fn grow(&self, before: usize, after: usize) {
@@ -129,7 +203,7 @@ impl UserMap {
     pub(super) fn read<R>(&self, key: UserKey, f: impl FnOnce(&UserState) -> R) -> Option<R> {
         let e = self.users.get(&key)?;
         self.touch(&e);
-        Some(f(&e.state))
+        Some(f(&e))
     }
 
     /// Locks the user for a change and marks them used now. `None` when the user is not in
@@ -148,13 +222,13 @@ impl UserMap {
     /// in memory).
     pub(super) fn used(&self, key: UserKey) -> Option<DimensionSet> {
         let e = self.users.get(&key)?;
-        Some(DimensionSet::from_bits(e.used.load(Ordering::Relaxed)))
+        Some(DimensionSet::from_bits(Lead::of(&e).used()))
     }
 
     /// Notes that a ranking relied on these dimensions for the user, if in memory.
     pub(super) fn note_used(&self, key: UserKey, dims: DimensionSet) {
         if let Some(e) = self.users.get(&key) {
-            e.used.fetch_or(dims.bits(), Ordering::Relaxed);
+            Lead::of(&e).note_used(dims.bits());
         }
     }
 
@@ -169,14 +243,16 @@ impl UserMap {
         changed: bool,
         current: impl FnOnce() -> bool,
     ) -> Loaded {
-        let heap = state.heap_bytes();
+        let heap;
         match self.users.entry(key) {
             dashmap::Entry::Occupied(_) => return Loaded::Present,
             dashmap::Entry::Vacant(slot) => {
                 if !current() {
                     return Loaded::Raced;
                 }
-                slot.insert(Entry::new(state, changed, self.now_s()));
+                let state = Self::admit(state, changed, self.now());
+                heap = state.heap_bytes();
+                slot.insert(state);
             }
         }
         self.heap.fetch_add(heap, Ordering::Relaxed);
@@ -185,10 +261,10 @@ impl UserMap {
 
     /// A user recovered from disk at start-up: unchanged, and as cold as can be.
     pub(super) fn insert_recovered(&self, key: UserKey, state: UserState) {
+        let state = Self::admit(state, false, self.now().wrapping_sub(OLDEST));
         let heap = state.heap_bytes();
-        if let Some(old) = self.users.insert(key, Entry::new(state, false, 0)) {
-            self.heap
-                .fetch_sub(old.state.heap_bytes(), Ordering::Relaxed);
+        if let Some(old) = self.users.insert(key, state) {
+            self.heap.fetch_sub(old.heap_bytes(), Ordering::Relaxed);
         }
         self.heap.fetch_add(heap, Ordering::Relaxed);
     }
@@ -200,10 +276,10 @@ impl UserMap {
         let Some(mut e) = self.users.get_mut(&key) else {
             return false;
         };
-        let before = e.state.heap_bytes();
-        f(&mut e.state);
-        let after = e.state.heap_bytes();
-        e.changed = true;
+        let before = e.heap_bytes();
+        keeping_lead(&mut e, f);
+        let after = e.heap_bytes();
+        Lead::of(&e).set_changed(true);
         drop(e);
         self.grow(before, after);
         true
@@ -212,8 +288,8 @@ impl UserMap {
     /// Removes a user; the next access reads the backend again. True if they were here.
     pub(super) fn remove(&self, key: UserKey) -> bool {
         match self.users.remove(&key) {
-            Some((_, e)) => {
-                self.heap.fetch_sub(e.state.heap_bytes(), Ordering::Relaxed);
+            Some((_, state)) => {
+                self.heap.fetch_sub(state.heap_bytes(), Ordering::Relaxed);
                 true
             }
             None => false,
@@ -223,21 +299,27 @@ impl UserMap {
     /// Removes every user.
     pub(super) fn clear(&self) {
         let mut freed = 0;
-        self.users.retain(|_, e| {
-            freed += e.state.heap_bytes();
+        self.users.retain(|_, state| {
+            freed += state.heap_bytes();
             false
         });
         self.heap.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// Drops expired counters and feedback. Counters may be approximate, so this does not
-    /// mark anyone changed.
+    /// mark anyone changed. Users unused for longer than [`OLDEST`] are kept at that age, so
+    /// that last-use times never wrap into looking recent (this runs every minute).
     pub(super) fn expire(&self, now_ms: i64, config: &StateConfig) {
+        let now = self.now();
         let mut delta: isize = 0;
         self.users.iter_mut().for_each(|mut e| {
-            let before = e.state.heap_bytes() as isize;
-            if e.state.expire(now_ms, config) {
-                delta += e.state.heap_bytes() as isize - before;
+            let lead = Lead::of(&e);
+            if lead.age(now) > OLDEST {
+                lead.set_touched(now.wrapping_sub(OLDEST));
+            }
+            let before = e.heap_bytes() as isize;
+            if keeping_lead(&mut e, |s| s.expire(now_ms, config)) {
+                delta += e.heap_bytes() as isize - before;
             }
         });
         if delta < 0 {
@@ -252,7 +334,7 @@ impl UserMap {
         let mut keys: Vec<UserKey> = self
             .users
             .iter()
-            .filter(|e| e.changed)
+            .filter(|e| Lead::of(e).changed())
             .map(|e| *e.key())
             .collect();
         keys.sort_unstable();
@@ -270,14 +352,13 @@ impl UserMap {
         f: impl FnOnce(&UserState) -> Result<T, E>,
     ) -> Option<Result<T, E>> {
         let mut e = self.users.get_mut(&key)?;
-        let before = e.state.heap_bytes();
-        e.state.expire(now_ms, config);
-        let after = e.state.heap_bytes();
-        self.heap
-            .fetch_sub(before.saturating_sub(after), Ordering::Relaxed);
-        let out = f(&e.state);
+        let before = e.heap_bytes();
+        keeping_lead(&mut e, |s| s.expire(now_ms, config));
+        let after = e.heap_bytes();
+        self.grow(before, after);
+        let out = f(&e);
         if out.is_ok() {
-            e.changed = false;
+            Lead::of(&e).set_changed(false);
         }
         Some(out)
     }
@@ -285,27 +366,30 @@ impl UserMap {
     /// Evicts up to `want` of the coldest users in one pass; with `spare_changed`, users
     /// changed since they were last written out are kept. Returns how many went.
     pub(super) fn evict_coldest(&self, want: usize, spare_changed: bool) -> usize {
-        let evictable = |e: &Entry| !(spare_changed && e.changed);
-        let mut ages: Vec<u32> = self
+        let now = self.now();
+        let evictable = |lead: &Lead| !(spare_changed && lead.changed());
+        let mut ages: Vec<u16> = self
             .users
             .iter()
-            .filter(|e| evictable(e))
-            .map(|e| e.touched.load(Ordering::Relaxed))
+            .filter_map(|e| {
+                let lead = Lead::of(&e);
+                evictable(&lead).then(|| lead.age(now))
+            })
             .collect();
         if ages.is_empty() || want == 0 {
             return 0;
         }
         let nth = want.min(ages.len()) - 1;
-        let (_, cutoff, _) = ages.select_nth_unstable(nth);
+        let (_, cutoff, _) = ages.select_nth_unstable_by(nth, |a, b| b.cmp(a));
         let cutoff = *cutoff;
         let mut removed = 0;
         let mut freed = 0;
-        self.users.retain(|_, e| {
-            let keep =
-                !evictable(e) || e.touched.load(Ordering::Relaxed) > cutoff || removed >= want;
+        self.users.retain(|_, state| {
+            let lead = Lead::of(state);
+            let keep = !evictable(&lead) || lead.age(now) < cutoff || removed >= want;
             if !keep {
                 removed += 1;
-                freed += e.state.heap_bytes();
+                freed += state.heap_bytes();
             }
             keep
         });
@@ -317,22 +401,26 @@ impl UserMap {
     /// (so that a backend can stop a read in flight from putting them back); a user used
     /// since they were picked stays. Returns how many went.
     pub(super) fn evict_each(&self, want: usize, before_removal: impl Fn(UserKey)) -> usize {
-        let mut ages: Vec<(u32, UserKey)> = self
+        let now = self.now();
+        let mut ages: Vec<(u16, u16, UserKey)> = self
             .users
             .iter()
-            .map(|e| (e.touched.load(Ordering::Relaxed), *e.key()))
+            .map(|e| {
+                let lead = Lead::of(&e);
+                (lead.age(now), lead.touched(), *e.key())
+            })
             .collect();
         if ages.is_empty() || want == 0 {
             return 0;
         }
         let nth = want.min(ages.len()) - 1;
-        ages.select_nth_unstable(nth);
+        ages.select_nth_unstable_by(nth, |a, b| b.0.cmp(&a.0));
         let mut removed = 0;
-        for &(touched, key) in &ages[..=nth] {
+        for &(_, touched, key) in &ages[..=nth] {
             if self
                 .users
                 .get(&key)
-                .is_some_and(|e| e.touched.load(Ordering::Relaxed) <= touched)
+                .is_some_and(|e| Lead::of(&e).touched() == touched)
             {
                 before_removal(key);
                 self.remove(key);
@@ -354,7 +442,7 @@ impl UserMap {
 /// A user locked for a change (the shard stays locked until this is dropped).
 pub(super) struct Locked<'a> {
     map: &'a UserMap,
-    entry: RefMut<'a, UserKey, Entry>,
+    entry: RefMut<'a, UserKey, UserState>,
     grew: bool,
 }
 
@@ -365,12 +453,13 @@ impl Locked<'_> {
         &mut self,
         f: impl FnOnce(&mut UserState) -> Result<(), E>,
     ) -> Result<(), E> {
-        let before = self.entry.state.heap_bytes();
-        f(&mut self.entry.state)?;
-        let after = self.entry.state.heap_bytes();
+        let before = self.entry.heap_bytes();
+        let out = keeping_lead(&mut self.entry, f);
+        let after = self.entry.heap_bytes();
         self.map.grow(before, after);
+        out?;
         self.grew |= after > before;
-        self.entry.changed = true;
+        Lead::of(&self.entry).set_changed(true);
         Ok(())
     }
 
@@ -383,6 +472,7 @@ impl Locked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rank::DataDimension;
     use crate::state::{Event, EventKind, Op};
 
     fn blocked(brand: u64) -> Op {
@@ -435,11 +525,90 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_a_key_and_sixteen_bytes() {
-        // The state is a thin pointer: with the last use, the dimensions used and the
-        // changed flag, an entry fills 16 bytes, and a slot 32 (plus its control byte).
-        assert_eq!(size_of::<Entry>(), 16);
-        assert_eq!(size_of::<(UserKey, Entry)>(), 32);
+    fn a_slot_is_a_key_and_a_pointer() {
+        // The last use, the dimensions used and the changed flag are in the state's lead.
+        assert_eq!(size_of::<(UserKey, UserState)>(), 24);
+    }
+
+    fn set_touched(map: &UserMap, k: UserKey, t: u16) {
+        Lead::of(&map.users.get(&k).unwrap()).set_touched(t);
+    }
+
+    fn age(map: &UserMap, k: UserKey) -> u16 {
+        Lead::of(&map.users.get(&k).unwrap()).age(map.now())
+    }
+
+    #[test]
+    fn the_record_in_front_of_a_state_survives_every_change() {
+        let cfg = StateConfig::default();
+        let map = UserMap::new();
+        map.insert(key(1), UserState::default(), false, || true);
+        let used = DimensionSet::of([DataDimension::Search, DataDimension::Editorial]);
+        map.note_used(key(1), used);
+        set_touched(&map, key(1), 12_345);
+        let mut user = map.lock(key(1)).unwrap();
+        // The lock marks the user used now.
+        assert_eq!(Lead::of(&user.entry).touched(), map.now());
+        Lead::of(&user.entry).set_touched(12_345);
+        user.change(|s| blocked(7).apply(s, &cfg)).unwrap();
+        // A change that fails, and one that throws the whole state away.
+        assert!(
+            user.change(|s| {
+                *s = UserState::default();
+                Err(())
+            })
+            .is_err()
+        );
+        drop(user);
+        let lead = |map: &UserMap| {
+            let e = map.users.get(&key(1)).unwrap();
+            let l = Lead::of(&e);
+            (l.touched(), DimensionSet::from_bits(l.used()), l.changed())
+        };
+        assert_eq!(lead(&map), (12_345, used, true));
+        assert!(map.read(key(1), |s| s.is_empty()).unwrap());
+        assert!(
+            map.write_out(key(1), 1, &cfg, |_| Ok::<_, ()>(()))
+                .is_some()
+        );
+        assert!(!lead(&map).2, "written out");
+        assert_eq!(map.used(key(1)), Some(used));
+        map.replay(key(1), |s| blocked(8).apply(s, &cfg).unwrap());
+        assert!(lead(&map).2);
+        assert_eq!(map.used(key(1)), Some(used));
+        assert_eq!(
+            map.heap.load(Ordering::Relaxed),
+            map.read(key(1), |s| s.heap_bytes()).unwrap()
+        );
+    }
+
+    #[test]
+    fn ages_count_across_the_wrap_of_last_use_times_and_stop_at_the_oldest() {
+        let cfg = StateConfig::default();
+        let map = UserMap {
+            skew: 10,
+            ..UserMap::new()
+        };
+        for n in 0..4 {
+            map.insert(key(n), UserState::default(), false, || true);
+        }
+        // 0: used just before the clock wrapped, 1: just after; 2: long ago; 3: recovered.
+        set_touched(&map, key(0), 65_530);
+        set_touched(&map, key(1), 3);
+        set_touched(&map, key(2), 10u16.wrapping_sub(40_000));
+        map.remove(key(3));
+        map.insert_recovered(key(3), UserState::default());
+        assert!(age(&map, key(0)) > age(&map, key(1)));
+        assert_eq!(age(&map, key(3)), OLDEST);
+        map.expire(1, &cfg);
+        assert_eq!(age(&map, key(2)), OLDEST, "kept at the oldest age");
+        assert_eq!(map.evict_coldest(2, false), 2);
+        assert!(map.contains(key(0)) && map.contains(key(1)));
+        assert_eq!(map.evict_coldest(1, false), 1);
+        assert!(
+            map.contains(key(1)),
+            "the one used after the wrap is the warmest"
+        );
     }
 
     #[test]

@@ -13,11 +13,15 @@
 //!
 //! The buffer itself is held behind one thin pointer ([`Packed`]), the length of its part
 //! that does not describe itself written in front of it, and edited as [`Bytes`]: a map
-//! slot holds 8 bytes for a user's state instead of a 16-byte boxed slice.
+//! slot holds 8 bytes for a user's state instead of a 16-byte boxed slice. A kind of buffer
+//! may keep a few bytes before that length for its holder ([`Head::LEAD`]: a user's last use,
+//! the data it served and whether it changed), which are not part of the buffer: they are
+//! read and written as atomics through a shared reference, and never compared or copied.
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU8;
 
 /// Columns per table, at most.
 pub(super) const MAX_COLS: usize = 6;
@@ -602,21 +606,26 @@ fn write_prefix(to: &mut [u8], mut len: usize) {
 /// fields and the tables, whose headers give their sizes); only the rest's length is
 /// written in front of it, which for most users fits one byte.
 pub(super) trait Head {
+    /// Bytes kept in front of the length for the holder's own use ([`Packed::lead`]). A
+    /// buffer with a lead keeps it when it is emptied ([`EMPTY_WITH_LEAD`]).
+    const LEAD: usize = 0;
+
     /// # Safety
     /// `bytes` points at a whole, well-formed, non-empty buffer of this kind.
     unsafe fn head_len(bytes: *const u8) -> usize;
 }
 
-/// An exactly sized byte buffer behind one thin pointer (null when empty): the length of
-/// what follows its head ([`Head`]) is written in front of the bytes ([`prefix_len`]), so
-/// the pointer is all its owner holds. Owned like a `Box<[u8]>` of the prefix and the bytes.
+/// An exactly sized byte buffer behind one thin pointer (null when empty and without a
+/// lead): the kind's lead ([`Head::LEAD`]), then the length of what follows its head
+/// ([`Head`]) written in front of the bytes ([`prefix_len`]), so the pointer is all its owner
+/// holds. Owned like a `Box<[u8]>` of the lead, the prefix and the bytes.
 pub(super) struct Packed<H: Head> {
     ptr: Option<NonNull<u8>>,
     kind: PhantomData<H>,
 }
 
 // SAFETY: a `Packed` owns its allocation alone, as a `Box<[u8]>` does; shared references
-// only read it.
+// read the buffer, and touch the lead only through atomics ([`Packed::lead`]).
 unsafe impl<H: Head> Send for Packed<H> {}
 unsafe impl<H: Head> Sync for Packed<H> {}
 
@@ -629,31 +638,41 @@ impl<H: Head> Default for Packed<H> {
     }
 }
 
+/// What follows the lead of a buffer that was emptied: a length of 0 in two bytes, which
+/// [`write_prefix`] never writes (it writes 0 in one).
+const EMPTY_WITH_LEAD: [u8; 2] = [0x80, 0x00];
+
 impl<H: Head> Packed<H> {
-    /// The bytes' length and the prefix's.
+    /// The bytes' length, and where they start in the allocation (after the lead and the
+    /// prefix).
     fn lengths(&self) -> (usize, usize) {
         let Some(ptr) = self.ptr else {
             return (0, 0);
         };
+        // SAFETY: the allocation starts with the lead, then a whole prefix (its last byte has
+        // the high bit clear), then the bytes it describes (`finish`).
+        let at = unsafe { ptr.as_ptr().add(H::LEAD) };
         let (mut tail, mut n) = (0usize, 0usize);
         loop {
-            // SAFETY: the prefix is whole: its last byte has the high bit clear.
-            let b = unsafe { *ptr.as_ptr().add(n) };
+            let b = unsafe { *at.add(n) };
             tail |= usize::from(b & 0x7f) << (7 * n);
             n += 1;
             if b & 0x80 == 0 {
                 break;
             }
         }
+        if n == EMPTY_WITH_LEAD.len() && tail == 0 {
+            return (0, H::LEAD + n);
+        }
         // SAFETY: the bytes after the prefix are a whole buffer of this kind (`finish`).
-        let head = unsafe { H::head_len(ptr.as_ptr().add(n)) };
-        (head + tail, n)
+        let head = unsafe { H::head_len(at.add(n)) };
+        (head + tail, H::LEAD + n)
     }
 
-    /// Bytes the allocation takes, prefix included (0 when empty).
+    /// Bytes the allocation takes, lead and prefix included (0 when there is none).
     pub fn allocation_len(&self) -> usize {
-        let (len, prefix) = self.lengths();
-        len + prefix
+        let (len, off) = self.lengths();
+        len + off
     }
 
     /// The allocation as the boxed slice it was made from.
@@ -665,18 +684,38 @@ impl<H: Head> Packed<H> {
         Some(unsafe { Box::from_raw(slice) })
     }
 
-    /// The buffer opened for changes.
+    /// The buffer opened for changes (the lead kept in front).
     pub fn into_bytes(self) -> Bytes {
-        let (len, prefix) = self.lengths();
+        let (len, off) = self.lengths();
         let Some(ptr) = std::mem::ManuallyDrop::new(self).ptr else {
             return Bytes::default();
         };
-        let slice = std::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), prefix + len);
-        // SAFETY: made by `Bytes::finish` from a boxed slice of exactly `prefix + len` bytes.
+        let slice = std::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), off + len);
+        // SAFETY: made by `Bytes::finish` from a boxed slice of exactly `off + len` bytes.
         let b = unsafe { Box::from_raw(slice) };
         Bytes {
             v: b.into_vec(),
-            off: prefix,
+            off,
+            lead: H::LEAD,
+        }
+    }
+
+    /// The lead, as atomics: `None` while nothing is allocated ([`Packed::keep_lead`]).
+    pub fn lead(&self) -> Option<&[AtomicU8]> {
+        let ptr = self.ptr?;
+        // SAFETY: the allocation starts with `H::LEAD` bytes that no other reference covers
+        // (`Deref` starts after them, and changing the buffer takes it by value), and an
+        // `AtomicU8` has the layout of a `u8`.
+        Some(unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<AtomicU8>(), H::LEAD) })
+    }
+
+    /// Makes sure there is an allocation to hold the lead, even for an empty buffer.
+    pub fn keep_lead(&mut self) {
+        if self.ptr.is_none() && H::LEAD > 0 {
+            let mut v = vec![0; H::LEAD];
+            v.extend_from_slice(&EMPTY_WITH_LEAD);
+            let b = v.into_boxed_slice();
+            self.ptr = NonNull::new(Box::into_raw(b).cast::<u8>());
         }
     }
 }
@@ -687,9 +726,9 @@ impl<H: Head> Deref for Packed<H> {
         match self.ptr {
             None => &[],
             Some(ptr) => {
-                let (len, prefix) = self.lengths();
-                // SAFETY: the allocation holds the prefix and then `len` bytes.
-                unsafe { std::slice::from_raw_parts(ptr.as_ptr().add(prefix), len) }
+                let (len, off) = self.lengths();
+                // SAFETY: the allocation holds the lead and the prefix, then `len` bytes.
+                unsafe { std::slice::from_raw_parts(ptr.as_ptr().add(off), len) }
             }
         }
     }
@@ -697,7 +736,7 @@ impl<H: Head> Deref for Packed<H> {
 
 impl<H: Head> Packed<H> {
     /// A copy of `bytes`, which must be a whole, well-formed buffer of this kind (or empty):
-    /// one allocation, the prefix written first.
+    /// one allocation, a blank lead and the prefix written first.
     pub fn copy_of(bytes: &[u8]) -> Self {
         if bytes.is_empty() {
             return Packed::default();
@@ -706,12 +745,16 @@ impl<H: Head> Packed<H> {
         let head = unsafe { H::head_len(bytes.as_ptr()) };
         debug_assert!(head <= bytes.len());
         let tail = bytes.len() - head;
-        let need = prefix_len(tail);
+        let need = H::LEAD + prefix_len(tail);
         let mut v = Vec::with_capacity(need + bytes.len());
         v.resize(need, 0);
-        write_prefix(&mut v, tail);
         v.extend_from_slice(bytes);
-        Bytes { v, off: need }.finish()
+        Bytes {
+            v,
+            off: need,
+            lead: H::LEAD,
+        }
+        .finish()
     }
 }
 
@@ -733,17 +776,19 @@ impl<H: Head> Drop for Packed<H> {
     }
 }
 
-/// A [`Packed`] buffer being changed: a vector whose first `off` bytes are room for the
-/// length, and which reads, indexes and grows as the bytes after them.
+/// A [`Packed`] buffer being changed: a vector whose first `off` bytes are its lead (the
+/// first `lead` of them: none for a buffer made here) and room for the length, and which
+/// reads, indexes and grows as the bytes after them.
 #[derive(Default)]
 pub(super) struct Bytes {
     v: Vec<u8>,
     off: usize,
+    lead: usize,
 }
 
 impl From<Vec<u8>> for Bytes {
     fn from(v: Vec<u8>) -> Self {
-        Bytes { v, off: 0 }
+        Bytes { v, off: 0, lead: 0 }
     }
 }
 
@@ -781,27 +826,41 @@ impl Bytes {
         self.v.extend_from_slice(bytes);
     }
 
-    /// Closes the buffer, which must be whole and well formed: the length of what follows
-    /// its head written in front, the allocation exactly sized (it is reallocated only when
-    /// something was removed, or the prefix grew).
+    /// Closes the buffer, which must be whole and well formed (or empty): the lead kept (or
+    /// made blank), the length of what follows its head written in front, the allocation
+    /// exactly sized (it is reallocated only when something was removed, or the prefix grew).
+    /// An empty buffer that had a lead keeps an allocation for it; one that had none is null.
     pub fn finish<H: Head>(mut self) -> Packed<H> {
+        debug_assert!(self.lead == 0 || self.lead == H::LEAD);
         let len = self.v.len() - self.off;
-        if len == 0 {
+        let (tail, need) = if len > 0 {
+            // SAFETY: the caller's word: the bytes are a whole buffer of this kind.
+            let head = unsafe { H::head_len(self.v[self.off..].as_ptr()) };
+            debug_assert!(head <= len);
+            (len - head, prefix_len(len - head))
+        } else if self.lead > 0 {
+            (0, EMPTY_WITH_LEAD.len())
+        } else {
             return Packed::default();
-        }
-        // SAFETY: the caller's word: the bytes are a whole buffer of this kind.
-        let head = unsafe { H::head_len(self.v[self.off..].as_ptr()) };
-        debug_assert!(head <= len);
-        let tail = len - head;
-        let need = prefix_len(tail);
-        if need > self.off {
-            let more = need - self.off;
+        };
+        // What comes before the bytes: from [lead, room] to [lead, prefix].
+        let want = H::LEAD + need;
+        if want > self.off {
+            let more = want - self.off;
             self.v.reserve_exact(more);
-            self.v.splice(0..0, std::iter::repeat_n(0, more));
-        } else if need < self.off {
-            self.v.drain(..self.off - need);
+            self.v
+                .splice(self.lead..self.lead, std::iter::repeat_n(0, more));
+        } else if want < self.off {
+            self.v.drain(self.lead..self.lead + (self.off - want));
         }
-        write_prefix(&mut self.v[..need], tail);
+        if self.lead == 0 {
+            self.v[..H::LEAD].fill(0);
+        }
+        if len > 0 {
+            write_prefix(&mut self.v[H::LEAD..want], tail);
+        } else {
+            self.v[H::LEAD..want].copy_from_slice(&EMPTY_WITH_LEAD);
+        }
         let b = self.v.into_boxed_slice();
         let ptr = NonNull::new(Box::into_raw(b).cast::<u8>());
         Packed {
@@ -944,5 +1003,67 @@ mod tests {
                 assert_eq!(&p[1..len - cut], &bytes[len.min(4)..]);
             }
         }
+    }
+
+    /// [`FirstByte`] buffers with three bytes in front for their holder.
+    struct Led;
+
+    impl Head for Led {
+        const LEAD: usize = 3;
+
+        unsafe fn head_len(bytes: *const u8) -> usize {
+            unsafe { FirstByte::head_len(bytes) }
+        }
+    }
+
+    fn lead_of(p: &Packed<Led>) -> Vec<u8> {
+        let lead = p.lead().expect("an allocation");
+        lead.iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+
+    #[test]
+    fn a_lead_is_kept_through_changes_and_emptying_but_never_copied_or_compared() {
+        let bytes = [2u8, 7, 8, 9];
+        let mut p: Packed<Led> = Packed::copy_of(&bytes);
+        assert_eq!(lead_of(&p), [0, 0, 0], "a copy's lead is blank");
+        assert_eq!(p.allocation_len(), 3 + 1 + 4);
+        for (b, v) in p.lead().unwrap().iter().zip([1, 2, 3]) {
+            b.store(v, std::sync::atomic::Ordering::Relaxed);
+        }
+        assert_eq!(&p[..], &bytes);
+        // Grown past a prefix boundary and shrunk: the lead stays in front.
+        let mut b = p.into_bytes();
+        b.resize(300, 5);
+        p = b.finish();
+        assert_eq!(
+            (lead_of(&p), p.len(), p[0], p[299]),
+            (vec![1, 2, 3], 300, 2, 5)
+        );
+        let mut b = p.into_bytes();
+        b.truncate(3);
+        p = b.finish();
+        assert_eq!((lead_of(&p), &p[..]), (vec![1, 2, 3], &bytes[..3]));
+        // Clones and equality see the bytes only.
+        let q = p.clone();
+        assert_eq!(lead_of(&q), [0, 0, 0]);
+        assert!(p == q);
+        // Emptied, the buffer keeps an allocation for its lead, and reads as empty.
+        let mut b = p.into_bytes();
+        b.truncate(0);
+        p = b.finish();
+        assert_eq!((lead_of(&p), p.len()), (vec![1, 2, 3], 0));
+        assert_eq!(p.allocation_len(), 3 + EMPTY_WITH_LEAD.len());
+        assert!(p == Packed::default());
+        let mut b = p.into_bytes();
+        b.extend_from_slice(&[0, 4]);
+        p = b.finish();
+        assert_eq!((lead_of(&p), &p[..]), (vec![1, 2, 3], &[0u8, 4][..]));
+        // A buffer that never had one is given a blank lead on demand.
+        let mut e: Packed<Led> = Packed::default();
+        assert!(e.lead().is_none());
+        e.keep_lead();
+        assert_eq!((lead_of(&e), e.len()), (vec![0, 0, 0], 0));
     }
 }

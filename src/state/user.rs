@@ -1017,11 +1017,20 @@ pub struct UserState {
     buf: Packed<UserBytes>,
 }
 
+/// Bytes in front of a user's buffer that the map keeps for itself: when the user was last
+/// used, which data dimensions rankings relied on, and whether they changed since a snapshot
+/// wrote them out (kept there rather than in the map's slot, which holds the key and the
+/// pointer only).
+pub(super) const LEAD: usize = 4;
+
 /// A user's buffer, as [`Packed`] holds it: what follows the tables (the cold part) is what
 /// does not describe its own length.
 pub(super) struct UserBytes;
 
 impl Head for UserBytes {
+    /// The map's own record of the user ([`UserState::lead`]).
+    const LEAD: usize = LEAD;
+
     unsafe fn head_len(bytes: *const u8) -> usize {
         // SAFETY: the caller's word: a whole, well-formed buffer, so the fixed fields and
         // every table header it names are there.
@@ -1141,12 +1150,12 @@ impl UserState {
             rebase(&mut buf, s);
         }
         let out = f(&mut buf);
-        // Every growth was exact, so this reallocates only after something was removed.
-        self.buf = if blank(&buf) {
-            Packed::default()
-        } else {
-            buf.finish::<UserBytes>()
-        };
+        // Every growth was exact, so this reallocates only after something was removed. A
+        // buffer with nothing in it is emptied (its lead, if it had one, is kept).
+        if blank(&buf) {
+            buf.truncate(0);
+        }
+        self.buf = buf.finish::<UserBytes>();
         out
     }
 
@@ -1382,6 +1391,17 @@ impl UserState {
             && buf[at::PRESENT] == 0
             && get_fixed(buf, fixed::SESSION_IMPRESSIONS) == 0
             && get_fixed(buf, fixed::SESSION_ENGAGEMENTS) == 0
+    }
+
+    /// The bytes the map keeps in front of the buffer ([`LEAD`]), as atomics: `None` until
+    /// [`UserState::keep_lead`] made room for them in an empty state.
+    pub(super) fn lead(&self) -> Option<&[std::sync::atomic::AtomicU8]> {
+        self.buf.lead()
+    }
+
+    /// Makes room for the lead even while the state is empty.
+    pub(super) fn keep_lead(&mut self) {
+        self.buf.keep_lead();
     }
 
     /// Bytes this state holds on the heap: its one allocation, as the allocator sizes it, so
@@ -2518,13 +2538,13 @@ mod tests {
     #[test]
     fn a_typical_user_fits_an_allocation_of_224_bytes() {
         // Whether or not the impressions straddle a second (10 impression times or 20), with
-        // ids of 3 bytes.
-        for (now, most) in [(1_796_000_000_000, 210), (1_796_000_000_990, 220)] {
+        // ids of 3 bytes, and with the map's 4 bytes in front.
+        for (now, most) in [(1_796_000_000_000, 214), (1_796_000_000_990, 224)] {
             let state = typical_user(1_000_000, now);
             let len = state.buf.allocation_len();
             assert!(
                 len <= most,
-                "{len} bytes (with the length in front): {state:?}"
+                "{len} bytes (with the lead and the length in front): {state:?}"
             );
             assert_eq!(state.heap_bytes(), 224);
             let row = state.to_row().unwrap();
