@@ -397,14 +397,23 @@ impl Search<'_> {
             .map_or(0.0, |r| r.term(pool.groups[pos], pool.score[pos]))
     }
 
-    fn ranked<G: Greedy>(&self, g: &G, pool: &Pool, pos: usize) -> Ranked {
+    /// What calibration and repetition add to `pos`'s key, in the method's own units: neither
+    /// depends on the method's state, so a key brought up to date reuses it.
+    fn adjusted<G: Greedy>(&self, g: &G, pool: &Pool, pos: usize) -> f64 {
         let repetition = self.repetition(pool, pos);
-        let adjustment = if repetition == 0.0 {
+        if repetition == 0.0 {
             self.adjustment(pool, pos)
         } else {
             // Like calibration, a term on the relevance scale, in the method's own units.
             g.adjustment(self.calibration(pool, pos) + repetition)
-        };
+        }
+    }
+
+    fn ranked<G: Greedy>(&self, g: &G, pool: &Pool, pos: usize) -> Ranked {
+        self.ranked_with(g, pool, pos, self.adjusted(g, pool, pos))
+    }
+
+    fn ranked_with<G: Greedy>(&self, g: &G, pool: &Pool, pos: usize, adjustment: f64) -> Ranked {
         Ranked {
             key: g.key(pos, pool.score[pos], adjustment),
             index: pool.index[pos],
@@ -473,13 +482,15 @@ impl Search<'_> {
             if !self.allowed(pool, pos) {
                 continue;
             }
-            if found.is_some_and(|f| !self.ranked(g, pool, pos).beats(&f)) {
+            let adjustment = self.adjusted(g, pool, pos);
+            // A stale key is an upper bound: one that cannot win is not brought up to date.
+            if found.is_some_and(|f| !self.ranked_with(g, pool, pos, adjustment).beats(&f)) {
                 continue;
             }
             if !g.is_current(pos) {
                 g.refresh(pos);
             }
-            let r = self.ranked(g, pool, pos);
+            let r = self.ranked_with(g, pool, pos, adjustment);
             if found.is_none_or(|f| r.beats(&f)) {
                 found = Some(r);
             }
