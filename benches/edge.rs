@@ -1,7 +1,7 @@
 //! What the gRPC edge does to a Rank request before the engine sees it, without the
-//! transport: the protobuf message decoded from its bytes (as tonic's codec hands them over,
-//! one contiguous buffer) and converted into the engine's call (every field checked, the
-//! embeddings written into one matrix). N = 100 candidates × 64 dimensions, in the `repeated
+//! transport: the protobuf message decoded from its bytes as the server's codec decodes it
+//! (one contiguous buffer, `RankRequest::decode_rows`: the embeddings straight into one
+//! matrix) and converted into the engine's call (every field checked). N = 100 candidates × 64 dimensions, in the `repeated
 //! float` form and in the bytes form (`embedding_f32le`). Run: `cargo bench --bench edge`.
 //!
 //! Instructions per request, exactly: `valgrind --tool=callgrind
@@ -11,7 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use prost::Message;
+use prost::Message as _;
 use tactful::config::Limits;
 use tactful::grpc::convert;
 use tactful::pb;
@@ -39,7 +39,7 @@ fn encoded(bytes_form: bool) -> Vec<u8> {
 /// One request through the edge: decoded and converted, then dropped as a call would drop it.
 #[inline(never)]
 fn decode_and_convert(bytes: &[u8], limits: &Limits) -> usize {
-    let req = pb::RankRequest::decode(bytes).expect("a well-formed request");
+    let req = pb::RankRequest::decode_rows(bytes).expect("a well-formed request");
     let call = convert::rank_call(req, limits, 1_700_000_000_000, None).expect("a valid request");
     call.input.candidates.len()
 }

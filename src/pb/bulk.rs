@@ -2,8 +2,12 @@
 //! `RankRequest` that holds candidates, written out by hand so that their vectors decode in
 //! bulk. prost's generated decoder reads a packed `repeated float` one value at a time into a
 //! vector it never reserves: for a Rank request of 100 candidates × 64 dimensions that was 57%
-//! of the server's instructions per call. Here a packed run is reserved once and converted straight from the buffer's chunks, and the
-//! `embedding_f32le` bytes form (the same vector as little-endian float32) is one copy.
+//! of the server's instructions per call. Here a packed run is reserved once and converted
+//! straight from the buffer's chunks, and the `embedding_f32le` bytes form (the same vector as
+//! little-endian float32) is one copy. The server decodes a Rank request with
+//! [`RankRequest::decode_rows`], which goes one step further: while every candidate has one
+//! packed embedding of one length, the rows go straight into one buffer that becomes the
+//! ranking's matrix ([`DecodedRows`]), with no vector per candidate and no second copy.
 //!
 //! Everything else is what prost would generate: the same fields, tags and encoding (proto3:
 //! zero values are not written), so clients, the reflection descriptors and the JSON mapping
@@ -89,19 +93,35 @@ const MAX_GUESSED_CANDIDATES: usize = 1024;
 /// The little-endian float32 values of `bytes` (a multiple of 4 long), in a vector of their
 /// exact size.
 fn floats_of(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    let mut values = Vec::with_capacity(bytes.len() / 4);
+    extend_f32le(&mut values, bytes);
+    values
 }
 
-/// Appends the little-endian float32 values of `bytes` (a multiple of 4 long) to `values`.
+/// Appends the little-endian float32 values of `bytes` (a multiple of 4 long) to `values`:
+/// on a little-endian machine one copy of the bytes (every bit pattern is an `f32`), which
+/// the iterator form below becomes only where the compiler sees it so.
+#[inline(always)]
 pub fn extend_f32le(values: &mut Vec<f32>, bytes: &[u8]) {
-    values.extend(
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
+    debug_assert!(bytes.len().is_multiple_of(4));
+    let n = bytes.len() / 4;
+    if cfg!(target_endian = "little") {
+        values.reserve(n);
+        let spare = &mut values.spare_capacity_mut()[..n];
+        // SAFETY: `spare` has room for `n` floats, that is `4 n` bytes, which `bytes` holds,
+        // and the two do not overlap (one is borrowed shared, the other is `values`' own
+        // spare capacity); any 4 bytes are a valid `f32`, in this machine's byte order.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), spare.as_mut_ptr().cast::<u8>(), n * 4);
+            values.set_len(values.len() + n);
+        }
+    } else {
+        values.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
 }
 
 #[allow(deprecated)] // the constructor prost's own generated code uses for a message's errors
@@ -495,7 +515,7 @@ impl Message for CatalogItem {
 /// decoded from a plain byte slice of the received message, where prost's generated code
 /// reads every field and varint through tonic's buffer wrapper (a bounds check and an
 /// indirection per byte read: about 15% of a call's instructions at 100 candidates).
-#[derive(Clone, PartialEq, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RankRequest {
     pub user_id: String,
     pub request_id: String,
@@ -510,6 +530,201 @@ pub struct RankRequest {
     pub diversity: Option<super::DiversityOptions>,
     pub shown: u32,
     pub all_shown: bool,
+    /// Not a field of the message: where [`RankRequest::decode_rows`] put the candidates'
+    /// embeddings. Empty in every request made or decoded otherwise; readers that are not the
+    /// Rank service's conversion never see it set.
+    #[doc(hidden)]
+    pub decoded_rows: DecodedRows,
+}
+
+/// The embeddings of a decoded Rank request's candidates, written straight from the wire
+/// into one row-major buffer of `rows` × `width` values, in candidate order, instead of one
+/// vector per candidate: the ranking's matrix itself, so the rows are neither allocated one by
+/// one nor copied again. Only while every candidate so far has one embedding of the same
+/// length in the same form (a packed `embedding`, or `embedding_f32le`); anything else (a
+/// missing embedding, another length or form, a second run, unpacked values, bytes that are
+/// not whole values) puts the rows back into their candidates when the request is decoded, and
+/// it is decoded as any request is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecodedRows {
+    flat: Vec<f32>,
+    width: usize,
+    /// The first `rows` candidates have their embedding here (and none of their own).
+    rows: usize,
+    /// The rows came as `embedding_f32le` (else as packed `embedding`).
+    bytes_form: bool,
+    /// Set while a request is decoded for the Rank service.
+    active: bool,
+    /// Pooling gave up for this request.
+    broken: bool,
+}
+
+/// The embedding rows of a request, taken from its [`DecodedRows`].
+#[derive(Debug)]
+pub struct Matrix {
+    /// `n` rows of `width` values, one per candidate in order.
+    pub flat: Vec<f32>,
+    pub width: usize,
+    /// The field the candidates sent them in: `embedding` or `embedding_f32le`.
+    pub field: &'static str,
+}
+
+impl DecodedRows {
+    /// Takes candidate `index`'s embedding, `values` (little-endian float32, from a packed
+    /// `embedding` or from `embedding_f32le` as `bytes_form` says), into the buffer if it can;
+    /// false when the caller is to decode it into the candidate as usual (after its row, if it
+    /// had one here, was given back: a second run of the last candidate taken).
+    #[inline]
+    fn take_row(
+        &mut self,
+        index: usize,
+        c: &mut Candidate,
+        values: &[u8],
+        bytes_form: bool,
+        hint: usize,
+    ) -> bool {
+        if !self.active || self.broken {
+            return false;
+        }
+        if index < self.rows {
+            debug_assert_eq!(index + 1, self.rows);
+            let row = self.flat.split_off(index * self.width);
+            self.rows -= 1;
+            give_back(c, &row, self.bytes_form);
+            self.broken = true;
+            return false;
+        }
+        let d = values.len() / 4;
+        let fits = index == self.rows
+            && c.embedding.is_empty()
+            && c.embedding_f32le.is_empty()
+            && d > 0
+            && values.len().is_multiple_of(4)
+            && (self.rows == 0 || (d == self.width && bytes_form == self.bytes_form));
+        if !fits {
+            self.broken = true;
+            return false;
+        }
+        if self.rows == 0 {
+            self.width = d;
+            self.bytes_form = bytes_form;
+            self.flat.reserve_exact(hint.max(1) * d);
+        }
+        extend_f32le(&mut self.flat, values);
+        self.rows += 1;
+        true
+    }
+
+    /// The rows, if the request's embeddings are here (every candidate has its row here); the
+    /// request keeps none.
+    pub fn take(&mut self) -> Option<Matrix> {
+        if self.rows == 0 {
+            return None;
+        }
+        let rows = std::mem::take(self);
+        Some(Matrix {
+            flat: rows.flat,
+            width: rows.width,
+            field: if rows.bytes_form {
+                "embedding_f32le"
+            } else {
+                "embedding"
+            },
+        })
+    }
+
+    fn is_set(&self) -> bool {
+        self.rows > 0
+    }
+}
+
+/// Puts a row back into its candidate, in the form it came in, in front of whatever the
+/// candidate got after it.
+fn give_back(c: &mut Candidate, row: &[f32], bytes_form: bool) {
+    if bytes_form {
+        let mut own = Vec::with_capacity(row.len() * 4 + c.embedding_f32le.len());
+        own.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+        own.extend_from_slice(&c.embedding_f32le);
+        c.embedding_f32le = own;
+    } else {
+        let mut own = Vec::with_capacity(row.len() + c.embedding.len());
+        own.extend_from_slice(row);
+        own.extend_from_slice(&c.embedding);
+        c.embedding = own;
+    }
+}
+
+impl RankRequest {
+    /// Decodes a request for the Rank service: as [`Message::decode`] does, except that the
+    /// candidates' embeddings go into [`RankRequest::decoded_rows`] when they all can (see
+    /// [`DecodedRows`]); a request that cannot is decoded exactly as `decode` would.
+    pub fn decode_rows(buf: impl Buf) -> Result<Self, DecodeError> {
+        let mut req = RankRequest {
+            decoded_rows: DecodedRows {
+                active: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        req.merge(buf)?;
+        req.decoded_rows.active = false;
+        let whole = !req.decoded_rows.broken
+            && req.decoded_rows.rows == req.candidates.len()
+            && req
+                .candidates
+                .iter()
+                .all(|c| c.embedding.is_empty() && c.embedding_f32le.is_empty());
+        if !whole {
+            req.give_back_rows();
+        }
+        Ok(req)
+    }
+
+    /// Puts rows held in [`RankRequest::decoded_rows`] back into their candidates.
+    fn give_back_rows(&mut self) {
+        let rows = std::mem::take(&mut self.decoded_rows);
+        if rows.rows == 0 {
+            return;
+        }
+        for (c, row) in self
+            .candidates
+            .iter_mut()
+            .zip(rows.flat.chunks_exact(rows.width))
+            .take(rows.rows)
+        {
+            give_back(c, row, rows.bytes_form);
+        }
+    }
+
+    /// The request with every embedding in its candidate.
+    fn with_rows_given_back(&self) -> Self {
+        let mut req = self.clone();
+        req.give_back_rows();
+        req
+    }
+}
+
+/// Field by field, embeddings compared where they are: a request whose rows were decoded into
+/// one buffer equals the same request decoded the usual way.
+impl PartialEq for RankRequest {
+    fn eq(&self, other: &Self) -> bool {
+        if self.decoded_rows.is_set() || other.decoded_rows.is_set() {
+            return self.with_rows_given_back() == other.with_rows_given_back();
+        }
+        self.user_id == other.user_id
+            && self.request_id == other.request_id
+            && self.surface == other.surface
+            && self.context == other.context
+            && self.candidates == other.candidates
+            && self.k == other.k
+            && self.policy == other.policy
+            && self.explain == other.explain
+            && self.strict == other.strict
+            && self.consent == other.consent
+            && self.diversity == other.diversity
+            && self.shown == other.shown
+            && self.all_shown == other.all_shown
+    }
 }
 
 /// Merges one length-delimited candidate: from the buffer's current chunk as a slice when it
@@ -517,6 +732,7 @@ pub struct RankRequest {
 fn merge_candidate(
     wire_type: WireType,
     candidates: &mut Vec<Candidate>,
+    rows: &mut DecodedRows,
     buf: &mut impl Buf,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
@@ -535,9 +751,14 @@ fn merge_candidate(
     let chunk = buf.chunk();
     if chunk.len() >= len {
         // Decoded where it will stay, rather than moved into the list (200 bytes each).
+        let index = candidates.len();
+        let hint = candidates.capacity();
         candidates.push(Candidate::default());
         let candidate = candidates.last_mut().expect("just pushed");
-        if let Err(e) = decode_candidate(candidate, &chunk[..len], ctx) {
+        let mut row = |c: &mut Candidate, values: &[u8], bytes_form: bool| {
+            rows.take_row(index, c, values, bytes_form, hint)
+        };
+        if let Err(e) = decode_candidate(candidate, &chunk[..len], &mut row, ctx) {
             candidates.pop();
             return Err(e);
         }
@@ -596,6 +817,7 @@ pub(super) fn read_f32(s: &[u8]) -> Option<(f32, &[u8])> {
 fn decode_candidate(
     c: &mut Candidate,
     mut s: &[u8],
+    row: &mut impl FnMut(&mut Candidate, &[u8], bool) -> bool,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     while let Some((&key, rest)) = s.split_first() {
@@ -631,7 +853,9 @@ fn decode_candidate(
             0x42 => read_len(rest)
                 .filter(|(packed, _)| packed.len().is_multiple_of(4))
                 .map(|(packed, r)| {
-                    if c.embedding.is_empty() {
+                    if row(c, packed, false) {
+                        // Written into the request's rows (`DecodedRows`).
+                    } else if c.embedding.is_empty() {
                         // Allocated once at its size: the common case, one run per candidate.
                         c.embedding = floats_of(packed);
                     } else {
@@ -675,8 +899,10 @@ fn decode_candidate(
                 r
             }),
             0x7a => read_len(rest).map(|(bytes, r)| {
-                c.embedding_f32le.clear();
-                c.embedding_f32le.extend_from_slice(bytes);
+                if !row(c, bytes, true) {
+                    c.embedding_f32le.clear();
+                    c.embedding_f32le.extend_from_slice(bytes);
+                }
                 r
             }),
             _ => None,
@@ -717,6 +943,9 @@ impl Message for RankRequest {
 
     fn encode_raw(&self, buf: &mut impl BufMut) {
         use encoding::*;
+        if self.decoded_rows.is_set() {
+            return self.with_rows_given_back().encode_raw(buf);
+        }
         if !self.user_id.is_empty() {
             string::encode(1, &self.user_id, buf);
         }
@@ -796,7 +1025,13 @@ impl Message for RankRequest {
             5 => field(
                 M,
                 "candidates",
-                merge_candidate(wire_type, &mut self.candidates, buf, ctx),
+                merge_candidate(
+                    wire_type,
+                    &mut self.candidates,
+                    &mut self.decoded_rows,
+                    buf,
+                    ctx,
+                ),
             ),
             6 => field(M, "k", uint32::merge(wire_type, &mut self.k, buf, ctx)),
             7 => field(
@@ -850,6 +1085,9 @@ impl Message for RankRequest {
 
     fn encoded_len(&self) -> usize {
         use encoding::*;
+        if self.decoded_rows.is_set() {
+            return self.with_rows_given_back().encoded_len();
+        }
         let mut n = 0;
         if !self.user_id.is_empty() {
             n += string::encoded_len(1, &self.user_id);
@@ -1010,6 +1248,179 @@ mod tests {
         );
     }
 
+    /// A request of `n` candidates whose embeddings `shape` chooses (None: no embedding).
+    fn request_of(n: usize, shape: impl Fn(usize) -> Option<Vec<f32>>) -> RankRequest {
+        RankRequest {
+            user_id: "u".into(),
+            candidates: (0..n)
+                .map(|i| Candidate {
+                    item_id: i as u64 + 1,
+                    score: 1.0 - i as f32 * 0.01,
+                    evidence: vec![1],
+                    embedding: shape(i).unwrap_or_default(),
+                    ..Default::default()
+                })
+                .collect(),
+            k: 3,
+            ..Default::default()
+        }
+    }
+
+    fn row(i: usize, d: usize) -> Vec<f32> {
+        (0..d).map(|j| (i * d + j) as f32 * 0.5).collect()
+    }
+
+    #[test]
+    fn rows_decode_into_one_buffer_when_every_candidate_has_one_of_one_length() {
+        let req = request_of(5, |i| Some(row(i, 4)));
+        let bytes = req.encode_to_vec();
+        let mut got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
+        assert!(got.candidates.iter().all(|c| c.embedding.is_empty()));
+        assert_eq!(got, req, "equal to the request, rows and all");
+        assert_eq!(got.encode_to_vec(), bytes, "and encoded as it was");
+        let m = got.decoded_rows.take().unwrap();
+        assert_eq!((m.width, m.field), (4, "embedding"));
+        assert_eq!(m.flat, (0..5).flat_map(|i| row(i, 4)).collect::<Vec<_>>());
+        assert!(got.decoded_rows.take().is_none(), "taken once");
+        // The bytes form too.
+        let mut req = req;
+        for c in &mut req.candidates {
+            c.embedding_f32le = c
+                .embedding
+                .drain(..)
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+        }
+        let bytes = req.encode_to_vec();
+        let mut got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
+        assert!(got.candidates.iter().all(|c| c.embedding_f32le.is_empty()));
+        assert_eq!(got, req);
+        assert_eq!(got.encode_to_vec(), bytes);
+        let m = got.decoded_rows.take().unwrap();
+        assert_eq!((m.width, m.field), (4, "embedding_f32le"));
+        assert_eq!(m.flat, (0..5).flat_map(|i| row(i, 4)).collect::<Vec<_>>());
+        // Decoded the usual way, nothing is pooled.
+        let plain = RankRequest::decode(bytes.as_slice()).unwrap();
+        assert!(!plain.decoded_rows.is_set());
+    }
+
+    #[test]
+    fn any_other_request_decodes_as_it_always_did() {
+        let packed = |v: &[f32]| {
+            let mut b = Vec::new();
+            encoding::float::encode_packed(8, v, &mut b);
+            b
+        };
+        let unpacked = |v: &[f32]| {
+            let mut b = Vec::new();
+            for x in v {
+                encoding::float::encode(8, x, &mut b);
+            }
+            b
+        };
+        // Candidate bytes with extra embedding fields appended after their own.
+        let with_extra = |req: &RankRequest, at: usize, extra: Vec<u8>| {
+            let mut out = Vec::new();
+            for (i, c) in req.candidates.iter().enumerate() {
+                let mut body = c.encode_to_vec();
+                if i == at {
+                    body.extend_from_slice(&extra);
+                }
+                encoding::bytes::encode(5, &body, &mut out);
+            }
+            encoding::string::encode(1, &req.user_id, &mut out);
+            out
+        };
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "a candidate without",
+                request_of(4, |i| (i != 2).then(|| row(i, 4))).encode_to_vec(),
+            ),
+            (
+                "the first without",
+                request_of(4, |i| (i != 0).then(|| row(i, 4))).encode_to_vec(),
+            ),
+            (
+                "the last without",
+                request_of(4, |i| (i != 3).then(|| row(i, 4))).encode_to_vec(),
+            ),
+            (
+                "two lengths",
+                request_of(4, |i| Some(row(i, if i == 3 { 5 } else { 4 }))).encode_to_vec(),
+            ),
+            ("none at all", request_of(4, |_| None).encode_to_vec()),
+            ("no candidates", request_of(0, |_| None).encode_to_vec()),
+            (
+                "empty runs",
+                request_of(3, |_| Some(Vec::new())).encode_to_vec(),
+            ),
+        ];
+        let base = request_of(4, |i| Some(row(i, 4)));
+        cases.push((
+            "a second packed run, last",
+            with_extra(&base, 3, packed(&[9.0, 8.0])),
+        ));
+        cases.push((
+            "a second packed run, first",
+            with_extra(&base, 0, packed(&[9.0])),
+        ));
+        cases.push((
+            "unpacked values after the run",
+            with_extra(&base, 1, unpacked(&[7.0, 6.0])),
+        ));
+        let mut bytes_form = base.clone();
+        bytes_form.candidates[2].embedding_f32le = vec![0, 0, 128, 63];
+        cases.push(("the bytes form beside", bytes_form.encode_to_vec()));
+        let mut as_bytes = base.clone();
+        for c in &mut as_bytes.candidates {
+            c.embedding_f32le = c
+                .embedding
+                .drain(..)
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+        }
+        let mut mixed = as_bytes.clone();
+        mixed.candidates[1].embedding = row(1, 4);
+        mixed.candidates[1].embedding_f32le.clear();
+        cases.push(("the two forms in turn", mixed.encode_to_vec()));
+        let mut torn = as_bytes.clone();
+        torn.candidates[2].embedding_f32le.pop();
+        cases.push(("bytes not whole values", torn.encode_to_vec()));
+        let mut both_forms = as_bytes.clone();
+        both_forms.candidates[3].embedding = row(3, 4);
+        cases.push(("both forms in one candidate", both_forms.encode_to_vec()));
+        let mut bytes = Vec::new();
+        encoding::bytes::encode(15, &vec![1u8; 8], &mut bytes);
+        cases.push((
+            "a second bytes field, last",
+            with_extra(&as_bytes, 3, bytes.clone()),
+        ));
+        cases.push((
+            "a second bytes field, first",
+            with_extra(&as_bytes, 0, bytes),
+        ));
+        cases.push((
+            "floats after the bytes",
+            with_extra(&as_bytes, 2, packed(&[1.0])),
+        ));
+        for (name, bytes) in cases {
+            let want = RankRequest::decode(bytes.as_slice()).unwrap();
+            let got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
+            assert!(!got.decoded_rows.is_set(), "{name}: rows given back");
+            assert_eq!(got.candidates, want.candidates, "{name}");
+            assert_eq!(got.encode_to_vec(), want.encode_to_vec(), "{name}");
+        }
+        // Malformed bytes fail alike.
+        let mut bad = base.encode_to_vec();
+        bad.truncate(bad.len() - 3);
+        assert_eq!(
+            RankRequest::decode_rows(bad.as_slice())
+                .unwrap_err()
+                .to_string(),
+            RankRequest::decode(bad.as_slice()).unwrap_err().to_string()
+        );
+    }
+
     /// The generic decoder: prost's loop over `merge_field`, which the slice path must match.
     fn generic(bytes: &[u8]) -> Result<Candidate, DecodeError> {
         let mut c = Candidate::default();
@@ -1023,7 +1434,13 @@ mod tests {
 
     fn sliced(bytes: &[u8]) -> Result<Candidate, DecodeError> {
         let mut c = Candidate::default();
-        decode_candidate(&mut c, bytes, DecodeContext::default()).map(|()| c)
+        decode_candidate(
+            &mut c,
+            bytes,
+            &mut |_, _, _| false,
+            DecodeContext::default(),
+        )
+        .map(|()| c)
     }
 
     #[test]

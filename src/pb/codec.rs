@@ -5,13 +5,21 @@
 //! arrive, copying what it holds at each step: for a Rank request of 100 candidates × 64
 //! dimensions (31 KB) those copies were 7% of the server's instructions per call. Starting at
 //! 64 KiB, a typical request lands once; the buffer lives only while the call's message is
-//! read. Encoding keeps tonic's defaults. Nothing else differs from `tonic_prost::ProstCodec`.
+//! read. Encoding keeps tonic's defaults.
+//!
+//! A received Rank request is decoded by [`RankRequest::decode_rows`], which writes the
+//! candidates' embeddings straight into the ranking's matrix; every other message as
+//! `tonic_prost` decodes it, with the same errors.
 
+use std::any::Any;
 use std::marker::PhantomData;
 
 use prost::Message;
-use tonic::codec::{BufferSettings, Codec};
-use tonic_prost::{ProstDecoder, ProstEncoder};
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic_prost::ProstEncoder;
+
+use super::bulk::RankRequest;
 
 /// Where a received message is gathered, in bytes, before it is decoded.
 pub const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
@@ -35,16 +43,41 @@ where
     type Encode = T;
     type Decode = U;
     type Encoder = ProstEncoder<T>;
-    type Decoder = ProstDecoder<U>;
+    type Decoder = MessageDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
         tonic_prost::ProstCodec::<T, U>::raw_encoder(BufferSettings::default())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstCodec::<T, U>::raw_decoder(BufferSettings::new(
-            RECEIVE_BUFFER_BYTES,
-            YIELD_THRESHOLD_BYTES,
-        ))
+        MessageDecoder(PhantomData)
     }
+}
+
+/// Decodes a received message of type `U`.
+#[derive(Debug)]
+pub struct MessageDecoder<U>(PhantomData<U>);
+
+impl<U: Message + Default + 'static> Decoder for MessageDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        let mut item: Option<U> = None;
+        match (&mut item as &mut dyn Any).downcast_mut::<Option<RankRequest>>() {
+            Some(rank) => *rank = Some(RankRequest::decode_rows(buf).map_err(undecodable)?),
+            None => item = Some(U::decode(buf).map_err(undecodable)?),
+        }
+        Ok(item)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(RECEIVE_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
+    }
+}
+
+/// A message that does not decode, as `tonic_prost` reports it (INTERNAL, with prost's
+/// words): `grpc::wire` answers it as the client's fault.
+fn undecodable(error: prost::DecodeError) -> Status {
+    Status::internal(error.to_string())
 }

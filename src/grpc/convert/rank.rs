@@ -144,12 +144,19 @@ pub fn rank_call_with_catalog(
 
     // Lookups are skipped while the catalog is empty: a server without one pays nothing.
     let catalog = catalog.filter(|c| !c.is_empty());
+    let decoded = req.decoded_rows.take();
     let mut rows = Rows::new(
         n,
         catalog.is_some_and(Catalog::supplies_embeddings),
-        req.candidates.first().map_or(0, embedding_len),
+        match &decoded {
+            Some(m) => m.width,
+            None => req.candidates.first().map_or(0, embedding_len),
+        },
         limits.max_embedding_dim,
     );
+    if let Some(m) = decoded {
+        rows.decoded(m);
+    }
     let (mut hits, mut misses) = (0, 0);
     let mut candidates = Vec::with_capacity(n);
     for (i, c) in req.candidates.iter_mut().enumerate() {
@@ -360,6 +367,10 @@ struct Rows {
     cached: bool,
     first_len: usize,
     max_dim: usize,
+    /// Every candidate's own row is already in `flat`, as the request was decoded
+    /// ([`pb::bulk::DecodedRows`]), sent in this field: rows are checked where they are, not
+    /// copied.
+    in_place: Option<&'static str>,
 }
 
 impl Rows {
@@ -372,12 +383,47 @@ impl Rows {
             cached,
             first_len,
             max_dim,
+            in_place: None,
         }
+    }
+
+    /// The candidates' rows as the request was decoded: `n` rows of `width` values.
+    fn decoded(&mut self, m: pb::bulk::Matrix) {
+        debug_assert_eq!(m.flat.len(), self.n * m.width);
+        self.flat = m.flat;
+        self.in_place = Some(m.field);
+    }
+
+    /// [`Rows::add`] for a row already in place: every candidate has its own, of one length,
+    /// so only the length's limit and the values' bound are left to check.
+    fn check_in_place(&mut self, i: usize, field: &str) -> Result<(), ApiError> {
+        let len = self.first_len;
+        if len > self.max_dim {
+            return Err(ApiError::invalid(
+                format!("candidates[{i}].{field}"),
+                format!("has {len} values, the maximum is {}", self.max_dim),
+            ));
+        }
+        self.width.get_or_insert(Width {
+            len,
+            index: i,
+            from_catalog: false,
+        });
+        let row = &self.flat[i * len..(i + 1) * len];
+        if !all_in_bound(row) {
+            let j = row.iter().position(|x| !in_bound(*x)).unwrap_or(0);
+            return Err(out_of_bound(i, field, j));
+        }
+        self.rows += 1;
+        Ok(())
     }
 
     /// Checks candidate `i`'s embedding (its own, else the catalog's `item`'s) and writes its
     /// row while the rows so far are complete.
     fn add(&mut self, i: usize, c: &pb::Candidate, item: Option<&Item>) -> Result<(), ApiError> {
+        if let Some(field) = self.in_place {
+            return self.check_in_place(i, field);
+        }
         let own = match (c.embedding.is_empty(), c.embedding_f32le.is_empty()) {
             (true, true) => Own::None,
             (false, true) => Own::Floats(&c.embedding),
@@ -473,10 +519,7 @@ impl Rows {
             }
             .unwrap_or(0);
             self.flat.truncate(start);
-            return Err(ApiError::invalid(
-                format!("candidates[{i}].{}[{j}]", own.field()),
-                format!("must be a finite number within ±{MAX_EMBEDDING_VALUE:e}"),
-            ));
+            return Err(out_of_bound(i, own.field(), j));
         }
         if copy {
             self.rows += 1;
@@ -498,6 +541,14 @@ impl Rows {
             _ => Ok(None),
         }
     }
+}
+
+/// Value `j` of candidate `i`'s embedding (in `field`) is not a finite number within the bound.
+fn out_of_bound(i: usize, field: &str, j: usize) -> ApiError {
+    ApiError::invalid(
+        format!("candidates[{i}].{field}[{j}]"),
+        format!("must be a finite number within ±{MAX_EMBEDDING_VALUE:e}"),
+    )
 }
 
 /// Within the bound (which no NaN or infinity is).
@@ -675,6 +726,80 @@ mod tests {
         match rank_call(req, &Limits::default(), 1, None) {
             Err(ApiError::InvalidArgument { field, .. }) => field,
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_decoded_in_place_convert_as_rows_decoded_per_candidate() {
+        use prost::Message;
+        let mut req = request(
+            (0..6)
+                .map(|i| pb::Candidate {
+                    embedding: (0..8).map(|j| (i * 8 + j) as f32 / 100.0).collect(),
+                    ..candidate(i as u64 + 1, 1.0 - i as f32 / 10.0)
+                })
+                .collect(),
+        );
+        // Each request as floats and in the bytes form, each decoded both ways.
+        let both = |req: &pb::RankRequest, limits: &Limits| {
+            let mut as_bytes = req.clone();
+            for c in &mut as_bytes.candidates {
+                c.embedding_f32le = c
+                    .embedding
+                    .drain(..)
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+            }
+            [req.encode_to_vec(), as_bytes.encode_to_vec()].map(|bytes| {
+                let per_candidate = pb::RankRequest::decode(bytes.as_slice()).unwrap();
+                let in_place = pb::RankRequest::decode_rows(bytes.as_slice()).unwrap();
+                assert!(
+                    in_place
+                        .candidates
+                        .iter()
+                        .all(|c| c.embedding.is_empty() && c.embedding_f32le.is_empty())
+                );
+                [per_candidate, in_place].map(|r| rank_call(r, limits, 1, None))
+            })
+        };
+        let [[a, b], [c, d]] = both(&req, &Limits::default());
+        let a = a.unwrap().input;
+        assert!(a.embeddings.is_some());
+        for other in [b, c, d] {
+            let other = other.unwrap().input;
+            assert_eq!(a.candidates, other.candidates);
+            assert_eq!(a.embeddings, other.embeddings);
+        }
+        // The same rule, naming the same field.
+        req.candidates[3].embedding[5] = f32::NAN;
+        let small = Limits {
+            max_embedding_dim: 4,
+            ..Limits::default()
+        };
+        for (limits, field) in [
+            (Limits::default(), "candidates[3].{}[5]"),
+            (small, "candidates[0].{}"),
+        ] {
+            for (got, form) in both(&req, &limits)
+                .into_iter()
+                .zip(["embedding", "embedding_f32le"])
+            {
+                for got in got {
+                    match got {
+                        Err(ApiError::InvalidArgument { field: f, .. }) => {
+                            assert_eq!(f, field.replace("{}", form))
+                        }
+                        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+                    }
+                }
+            }
+        }
+        // A rule of a candidate before the bad row still comes first.
+        req.candidates[1].score = f32::INFINITY;
+        for got in both(&req, &Limits::default()).into_iter().flatten() {
+            assert!(
+                matches!(got, Err(ApiError::InvalidArgument { field, .. }) if field == "candidates[1].score")
+            );
         }
     }
 
