@@ -447,8 +447,9 @@ pub(super) struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    /// Changes the user's state; if `f` succeeds, the memory it took or freed is accounted
-    /// and the user is marked changed.
+    /// Changes the user's state: the memory it took or freed is accounted whatever `f`
+    /// returns (a failed change may have moved the buffer), and if it succeeds the user is
+    /// marked changed.
     pub(super) fn change<E>(
         &mut self,
         f: impl FnOnce(&mut UserState) -> Result<(), E>,
