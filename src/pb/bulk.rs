@@ -6,7 +6,7 @@
 //! straight from the buffer's chunks, and the `embedding_f32le` bytes form (the same vector as
 //! little-endian float32) is one copy. The server decodes a Rank request with
 //! [`RankRequest::decode_rows`], which goes one step further: while every candidate has one
-//! packed embedding of one length, the rows go straight into one buffer that becomes the
+//! embedding of one length in one form, the rows go straight into one buffer that becomes the
 //! ranking's matrix ([`DecodedRows`]), with no vector per candidate and no second copy.
 //!
 //! Everything else is what prost would generate: the same fields, tags and encoding (proto3:
@@ -615,9 +615,8 @@ impl DecodedRows {
         true
     }
 
-    /// The rows, if the request's embeddings are here (every candidate has its row here); the
-    /// request keeps none.
-    pub fn take(&mut self) -> Option<Matrix> {
+    /// The rows (the request keeps none).
+    fn take(&mut self) -> Option<Matrix> {
         if self.rows == 0 {
             return None;
         }
@@ -654,6 +653,21 @@ fn give_back(c: &mut Candidate, row: &[f32], bytes_form: bool) {
     }
 }
 
+/// Puts every row held in `rows` back into its candidate.
+fn give_back_all(rows: &mut DecodedRows, candidates: &mut [Candidate]) {
+    let rows = std::mem::take(rows);
+    if rows.rows == 0 {
+        return;
+    }
+    for (c, row) in candidates
+        .iter_mut()
+        .zip(rows.flat.chunks_exact(rows.width))
+        .take(rows.rows)
+    {
+        give_back(c, row, rows.bytes_form);
+    }
+}
+
 impl RankRequest {
     /// Decodes a request for the Rank service: as [`Message::decode`] does, except that the
     /// candidates' embeddings go into [`RankRequest::decoded_rows`] when they all can (see
@@ -680,20 +694,19 @@ impl RankRequest {
         Ok(req)
     }
 
+    /// The candidates' embeddings as one matrix, if the request was decoded so (see
+    /// [`DecodedRows`]) and still has one row per candidate; otherwise `None`, every
+    /// embedding being in its candidate.
+    pub fn take_rows(&mut self) -> Option<Matrix> {
+        if self.decoded_rows.rows != self.candidates.len() {
+            self.give_back_rows();
+        }
+        self.decoded_rows.take()
+    }
+
     /// Puts rows held in [`RankRequest::decoded_rows`] back into their candidates.
     fn give_back_rows(&mut self) {
-        let rows = std::mem::take(&mut self.decoded_rows);
-        if rows.rows == 0 {
-            return;
-        }
-        for (c, row) in self
-            .candidates
-            .iter_mut()
-            .zip(rows.flat.chunks_exact(rows.width))
-            .take(rows.rows)
-        {
-            give_back(c, row, rows.bytes_form);
-        }
+        give_back_all(&mut self.decoded_rows, &mut self.candidates);
     }
 
     /// The request with every embedding in its candidate.
@@ -747,6 +760,10 @@ fn merge_candidate(
         // candidates copied) seven times on the way to 100; bounded, since the guess trusts
         // the client.
         candidates.reserve((buf.remaining() / (len + 2)).clamp(1, MAX_GUESSED_CANDIDATES));
+    }
+    if rows.is_set() && !rows.active {
+        // More merged into a request whose rows were decoded apart: they go back first.
+        give_back_all(rows, candidates);
     }
     let chunk = buf.chunk();
     if chunk.len() >= len {
@@ -1278,10 +1295,26 @@ mod tests {
         assert!(got.candidates.iter().all(|c| c.embedding.is_empty()));
         assert_eq!(got, req, "equal to the request, rows and all");
         assert_eq!(got.encode_to_vec(), bytes, "and encoded as it was");
-        let m = got.decoded_rows.take().unwrap();
+        // Merged with more, the rows go back to their candidates first.
+        let mut more = got.clone();
+        more.merge(
+            request_of(1, |_| Some(row(9, 4)))
+                .encode_to_vec()
+                .as_slice(),
+        )
+        .unwrap();
+        assert!(!more.decoded_rows.is_set());
+        assert_eq!(more.candidates[0].embedding, row(0, 4));
+        assert_eq!(more.candidates[5].embedding, row(9, 4));
+        // A list changed after decoding gets its rows back, not a matrix.
+        let mut fewer = got.clone();
+        fewer.candidates.pop();
+        assert!(fewer.take_rows().is_none());
+        assert_eq!(fewer.candidates[3].embedding, row(3, 4));
+        let m = got.take_rows().unwrap();
         assert_eq!((m.width, m.field), (4, "embedding"));
         assert_eq!(m.flat, (0..5).flat_map(|i| row(i, 4)).collect::<Vec<_>>());
-        assert!(got.decoded_rows.take().is_none(), "taken once");
+        assert!(got.take_rows().is_none(), "taken once");
         // The bytes form too.
         let mut req = req;
         for c in &mut req.candidates {
@@ -1296,7 +1329,7 @@ mod tests {
         assert!(got.candidates.iter().all(|c| c.embedding_f32le.is_empty()));
         assert_eq!(got, req);
         assert_eq!(got.encode_to_vec(), bytes);
-        let m = got.decoded_rows.take().unwrap();
+        let m = got.take_rows().unwrap();
         assert_eq!((m.width, m.field), (4, "embedding_f32le"));
         assert_eq!(m.flat, (0..5).flat_map(|i| row(i, 4)).collect::<Vec<_>>());
         // Decoded the usual way, nothing is pooled.

@@ -144,7 +144,7 @@ pub fn rank_call_with_catalog(
 
     // Lookups are skipped while the catalog is empty: a server without one pays nothing.
     let catalog = catalog.filter(|c| !c.is_empty());
-    let decoded = req.decoded_rows.take();
+    let decoded = req.take_rows();
     let mut rows = Rows::new(
         n,
         catalog.is_some_and(Catalog::supplies_embeddings),
