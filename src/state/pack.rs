@@ -322,6 +322,13 @@ impl Table {
         self.data
     }
 
+    /// The same table, `delta` bytes further on in its buffer: what a table before it grew
+    /// or shrank by.
+    pub fn moved(&mut self, delta: isize) {
+        self.start = self.start.wrapping_add_signed(delta);
+        self.data = self.data.wrapping_add_signed(delta);
+    }
+
     /// Offset just past the table.
     pub fn end(&self) -> usize {
         self.data() + self.rows * self.row_len()
