@@ -83,6 +83,29 @@ fn decode_count(c: u64) -> f32 {
     }
 }
 
+/// `encode_count(decode_count(c) + amount)`, looked up for the amounts nearly every event adds
+/// (0 and 1, in the second the counter was last brought up to date): the same values without
+/// a power of two and a logarithm per counter.
+fn add_count(c: u64, amount: f32) -> u64 {
+    static PLUS: std::sync::LazyLock<Box<[[u16; 2]]>> = std::sync::LazyLock::new(|| {
+        (0..4096)
+            .map(|c| [0.0, 1.0].map(|a| encode_count(decode_count(c) + a) as u16))
+            .collect()
+    });
+    let computed = || encode_count(decode_count(c) + amount);
+    let col = if amount == 0.0 {
+        0
+    } else if amount == 1.0 {
+        1
+    } else {
+        return computed();
+    };
+    usize::try_from(c)
+        .ok()
+        .and_then(|c| PLUS.get(c))
+        .map_or_else(computed, |p| u64::from(p[col]))
+}
+
 /// A count as of `elapsed_ms` after it was brought up to date: one power of two for the
 /// logarithm and the decay together.
 fn decayed(c: u64, elapsed_ms: i64, half_life_ms: i64) -> f32 {
@@ -428,9 +451,14 @@ fn bump(
     }
     for &(col, amount) in adds {
         let hl = decays.iter().find(|d| d.0 == col).map_or(1, |d| d.1);
-        let v = decode_count(t.get(buf, row, col))
-            + amount * factor(i64::from(at.saturating_sub(s)) * 1000, hl);
-        t.set(buf, row, col, encode_count(v));
+        let f = factor(i64::from(at.saturating_sub(s)) * 1000, hl);
+        let c = t.get(buf, row, col);
+        let v = if f == 1.0 {
+            add_count(c, amount)
+        } else {
+            encode_count(decode_count(c) + amount * f)
+        };
+        t.set(buf, row, col, v);
     }
 }
 
@@ -451,21 +479,32 @@ fn session(buf: &[u8], now_s: u32, hl: i64) -> (f32, f32) {
 fn add_session(buf: &mut Bytes, s: u32, impressions: f32, engagements: f32, hl: i64) {
     let mut f = fixed_table(buf);
     let at = second(buf, f.get(buf, 0, fixed::SESSION_AT));
-    let (mut i, mut e) = (
-        decode_count(f.get(buf, 0, fixed::SESSION_IMPRESSIONS)),
-        decode_count(f.get(buf, 0, fixed::SESSION_ENGAGEMENTS)),
+    let (ci, ce) = (
+        f.get(buf, 0, fixed::SESSION_IMPRESSIONS),
+        f.get(buf, 0, fixed::SESSION_ENGAGEMENTS),
     );
-    if s >= at {
+    let (i, e) = (decode_count(ci), decode_count(ce));
+    let (i, e) = if s >= at {
         let decay = factor(i64::from(s - at) * 1000, hl);
-        (i, e) = (i * decay + impressions, e * decay + engagements);
         let o = offset(buf, s);
         f.set(buf, 0, fixed::SESSION_AT, o);
+        if decay == 1.0 {
+            (add_count(ci, impressions), add_count(ce, engagements))
+        } else {
+            (
+                encode_count(i * decay + impressions),
+                encode_count(e * decay + engagements),
+            )
+        }
     } else {
         let decay = factor(i64::from(at - s) * 1000, hl);
-        (i, e) = (i + impressions * decay, e + engagements * decay);
-    }
-    f.set(buf, 0, fixed::SESSION_IMPRESSIONS, encode_count(i));
-    f.set(buf, 0, fixed::SESSION_ENGAGEMENTS, encode_count(e));
+        (
+            encode_count(i + impressions * decay),
+            encode_count(e + engagements * decay),
+        )
+    };
+    f.set(buf, 0, fixed::SESSION_IMPRESSIONS, i);
+    f.set(buf, 0, fixed::SESSION_ENGAGEMENTS, e);
 }
 
 /// An item's latest engagement (a unix second), if any: its `ENGAGED` counts back from its
@@ -2613,6 +2652,19 @@ mod tests {
             state.apply(&e, &cfg).unwrap();
         }
         state
+    }
+
+    #[test]
+    fn counts_added_by_lookup_are_the_counts_computed() {
+        for c in 0..4200u64 {
+            for a in [0.0f32, 1.0, 2.0, 0.5] {
+                assert_eq!(
+                    add_count(c, a),
+                    encode_count(decode_count(c) + a),
+                    "{c} + {a}"
+                );
+            }
+        }
     }
 
     #[test]
