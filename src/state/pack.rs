@@ -322,6 +322,13 @@ impl Table {
         self.data
     }
 
+    /// The same table, `delta` bytes further on in its buffer: what a table before it grew
+    /// or shrank by.
+    pub fn moved(&mut self, delta: isize) {
+        self.start = self.start.wrapping_add_signed(delta);
+        self.data = self.data.wrapping_add_signed(delta);
+    }
+
     /// Offset just past the table.
     pub fn end(&self) -> usize {
         self.data() + self.rows * self.row_len()
@@ -373,6 +380,29 @@ impl Table {
         }
         let grow = self.rows * (self.row_len() - old.row_len());
         open_gap(buf, old.end(), grow);
+        let (old_len, new_len) = (old.row_len(), self.row_len());
+        if new_len <= 8 {
+            // Rows that fit a word: each is read whole, its values are moved to their new
+            // places in a register (the nibbles no column covers left 0), and it is written
+            // whole. From the last row backwards, so that nothing unread is overwritten.
+            for row in (0..self.rows).rev() {
+                let from = old.data() + row * old_len;
+                let mut b = [0u8; 8];
+                b[..old_len].copy_from_slice(&buf[from..from + old_len]);
+                let v = u64::from_le_bytes(b);
+                let mut w = 0u64;
+                for c in 0..self.cols() {
+                    if old.widths[c] > 0 {
+                        let x = (v >> (4 * old.offsets[c])) & mask(4 * u32::from(old.widths[c]));
+                        w |= x << (4 * self.offsets[c]);
+                    }
+                }
+                let to = self.data() + row * new_len;
+                buf[to..to + new_len].copy_from_slice(&w.to_le_bytes()[..new_len]);
+            }
+            self.write_widths(buf);
+            return;
+        }
         // From the last row backwards, and in a row from its last column: every value moves
         // to where it was or later, so nothing unread is overwritten.
         let padded = self.widths[..self.cols()]
@@ -408,10 +438,12 @@ impl Table {
         for (w, v) in widths.iter_mut().zip(values) {
             *w = (*w).max(width_of(*v));
         }
-        // One reallocation for the wider rows and the new one.
+        // One reallocation for the wider rows, the new one and a longer row count, if it
+        // grows: no more, or closing the buffer would reallocate it again to give it back.
         let nibbles: usize = widths[..self.cols()].iter().map(|w| usize::from(*w)).sum();
         let new_len = nibbles.div_ceil(2);
-        buf.reserve_exact(self.rows * (new_len - self.row_len()) + new_len + 1);
+        let count = count_len(self.rows + 1) - count_len(self.rows);
+        buf.reserve_exact(self.rows * (new_len - self.row_len()) + new_len + count);
         if widths != self.widths {
             self.widen_to(buf, widths);
         }
@@ -638,6 +670,36 @@ impl<H: Head> Default for Packed<H> {
     }
 }
 
+/// Bytes from the start of an allocation asked for at once when it is first read
+/// ([`prefetch`]): a typical user's whole buffer, and some more.
+const PREFETCH: usize = 512;
+/// Bytes of a larger allocation asked for when it is opened for a change: the rest of a
+/// heavy user's buffer.
+const PREFETCH_MAX: usize = 4096;
+
+/// Asks for the cache lines that hold bytes `from..=to` after `p`, without waiting for them.
+/// Reading a buffer's length walks its table headers, each found from the one before, and a
+/// search halves through a table: from memory, that is one miss after another, where these
+/// requests overlap. Lines past the allocation are read, never used.
+#[inline(always)]
+fn prefetch(p: *const u8, from: usize, to: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let base = p as usize;
+        let (first, last) = ((base + from) & !63, (base + to) & !63);
+        for line in (first..=last).step_by(64) {
+            // A prefetch is a hint: it reads nothing the program sees, and never faults.
+            #[allow(unused_unsafe)]
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line - base).cast::<i8>());
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, from, to);
+}
+
 /// What follows the lead of a buffer that was emptied: a length of 0 in two bytes, which
 /// [`write_prefix`] never writes (it writes 0 in one).
 const EMPTY_WITH_LEAD: [u8; 2] = [0x80, 0x00];
@@ -649,6 +711,7 @@ impl<H: Head> Packed<H> {
         let Some(ptr) = self.ptr else {
             return (0, 0);
         };
+        prefetch(ptr.as_ptr(), 64, PREFETCH - 1);
         // SAFETY: the allocation starts with the lead, then a whole prefix (its last byte has
         // the high bit clear), then the bytes it describes (`finish`).
         let at = unsafe { ptr.as_ptr().add(H::LEAD) };
@@ -690,6 +753,9 @@ impl<H: Head> Packed<H> {
         let Some(ptr) = std::mem::ManuallyDrop::new(self).ptr else {
             return Bytes::default();
         };
+        if off + len > PREFETCH {
+            prefetch(ptr.as_ptr(), PREFETCH, (off + len).min(PREFETCH_MAX) - 1);
+        }
         let slice = std::ptr::slice_from_raw_parts_mut(ptr.as_ptr(), off + len);
         // SAFETY: made by `Bytes::finish` from a boxed slice of exactly `off + len` bytes.
         let b = unsafe { Box::from_raw(slice) };
@@ -939,6 +1005,34 @@ mod tests {
             }
         }
         assert_eq!(width_of(1 << 56), 16, "no width code says 15 nibbles");
+    }
+
+    #[test]
+    fn a_widened_table_has_the_bytes_of_one_written_at_its_new_widths() {
+        let rows: Vec<[u64; 3]> = (0..40u64).map(|r| [r * 3, r % 5, r * 7 % 16]).collect();
+        // Rows of up to 8 bytes after widening, and wider ones; odd and even nibble counts.
+        for (col, v) in [
+            (0, 0xfff),
+            (1, 0x1_0000),
+            (2, 0xf),
+            (2, 1 << 40),
+            (0, u64::MAX),
+        ] {
+            let (mut a, mut b) = (Bytes::from(vec![3u8]), Bytes::from(vec![3u8]));
+            let mut ta = Table::create(&mut a, 1, 3);
+            let mut tb = Table::create(&mut b, 1, 3);
+            tb.fit(&mut b, col, v);
+            for (r, row) in rows.iter().enumerate() {
+                ta.insert_row(&mut a, r, row);
+                tb.insert_row(&mut b, r, row);
+            }
+            ta.fit(&mut a, col, v);
+            assert_eq!(
+                (&a[..], ta),
+                (&b[..], tb),
+                "column {col} widened for {v:#x}"
+            );
+        }
     }
 
     #[test]

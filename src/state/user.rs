@@ -83,6 +83,29 @@ fn decode_count(c: u64) -> f32 {
     }
 }
 
+/// `encode_count(decode_count(c) + amount)`, looked up for the amounts nearly every event adds
+/// (0 and 1, in the second the counter was last brought up to date): the same values without
+/// a power of two and a logarithm per counter.
+fn add_count(c: u64, amount: f32) -> u64 {
+    static PLUS: std::sync::LazyLock<Box<[[u16; 2]]>> = std::sync::LazyLock::new(|| {
+        (0..4096)
+            .map(|c| [0.0, 1.0].map(|a| encode_count(decode_count(c) + a) as u16))
+            .collect()
+    });
+    let computed = || encode_count(decode_count(c) + amount);
+    let col = if amount == 0.0 {
+        0
+    } else if amount == 1.0 {
+        1
+    } else {
+        return computed();
+    };
+    usize::try_from(c)
+        .ok()
+        .and_then(|c| PLUS.get(c))
+        .map_or_else(computed, |p| u64::from(p[col]))
+}
+
 /// A count as of `elapsed_ms` after it was brought up to date: one power of two for the
 /// logarithm and the decay together.
 fn decayed(c: u64, elapsed_ms: i64, half_life_ms: i64) -> f32 {
@@ -304,10 +327,14 @@ fn rebase(buf: &mut Bytes, s: u32) {
 
 /// The table, made if absent.
 fn table(buf: &mut Bytes, k: usize) -> Table {
-    let at = match find(buf, k) {
-        Ok(t) => return t,
-        Err(at) => at,
-    };
+    match find(buf, k) {
+        Ok(t) => t,
+        Err(at) => create(buf, k, at),
+    }
+}
+
+/// Makes table `k`, absent until now, at `at`.
+fn create(buf: &mut Bytes, k: usize, at: usize) -> Table {
     buf[at::PRESENT] |= 1 << k;
     let mut t = Table::create(buf, at, COLS[k]);
     // A counter takes 3 nibbles as soon as it holds anything, which it soon does: room for it
@@ -322,6 +349,63 @@ fn table(buf: &mut Bytes, k: usize) -> Table {
         _ => {}
     }
     t
+}
+
+/// A buffer's tables, found once for a change: a step that changes one of them moves the
+/// ones after it by what it added or removed ([`Tables::with`]), instead of each step finding
+/// its table again by walking the headers from the fixed fields. Good until the fixed fields
+/// change (they come before every table).
+struct Tables {
+    t: [Option<Table>; 4],
+    /// Where the tables end (the cold part starts).
+    end: usize,
+}
+
+impl Tables {
+    fn of(buf: &[u8]) -> Self {
+        let l = layout(buf);
+        Tables {
+            t: l.tables,
+            end: l.cold,
+        }
+    }
+
+    fn get(&self, k: usize) -> Option<Table> {
+        self.t[k]
+    }
+
+    /// Runs `f` on table `k` (made if absent), then moves the tables after it by what the
+    /// buffer grew or shrank.
+    fn with<R>(
+        &mut self,
+        buf: &mut Bytes,
+        k: usize,
+        f: impl FnOnce(&mut Bytes, &mut Table) -> R,
+    ) -> R {
+        let before = buf.len();
+        let mut t = match self.t[k] {
+            Some(t) => t,
+            None => {
+                // Where the next table present starts: the tables are contiguous.
+                let at = self.t[k + 1..]
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map_or(self.end, |t| t.start);
+                create(buf, k, at)
+            }
+        };
+        let out = f(buf, &mut t);
+        self.t[k] = Some(t);
+        let delta = buf.len() as isize - before as isize;
+        if delta != 0 {
+            for t in self.t[k + 1..].iter_mut().flatten() {
+                t.moved(delta);
+            }
+            self.end = self.end.wrapping_add_signed(delta);
+        }
+        out
+    }
 }
 
 fn drop_empty_tables(buf: &mut Bytes) {
@@ -367,9 +451,14 @@ fn bump(
     }
     for &(col, amount) in adds {
         let hl = decays.iter().find(|d| d.0 == col).map_or(1, |d| d.1);
-        let v = decode_count(t.get(buf, row, col))
-            + amount * factor(i64::from(at.saturating_sub(s)) * 1000, hl);
-        t.set(buf, row, col, encode_count(v));
+        let f = factor(i64::from(at.saturating_sub(s)) * 1000, hl);
+        let c = t.get(buf, row, col);
+        let v = if f == 1.0 {
+            add_count(c, amount)
+        } else {
+            encode_count(decode_count(c) + amount * f)
+        };
+        t.set(buf, row, col, v);
     }
 }
 
@@ -390,21 +479,32 @@ fn session(buf: &[u8], now_s: u32, hl: i64) -> (f32, f32) {
 fn add_session(buf: &mut Bytes, s: u32, impressions: f32, engagements: f32, hl: i64) {
     let mut f = fixed_table(buf);
     let at = second(buf, f.get(buf, 0, fixed::SESSION_AT));
-    let (mut i, mut e) = (
-        decode_count(f.get(buf, 0, fixed::SESSION_IMPRESSIONS)),
-        decode_count(f.get(buf, 0, fixed::SESSION_ENGAGEMENTS)),
+    let (ci, ce) = (
+        f.get(buf, 0, fixed::SESSION_IMPRESSIONS),
+        f.get(buf, 0, fixed::SESSION_ENGAGEMENTS),
     );
-    if s >= at {
+    let (i, e) = (decode_count(ci), decode_count(ce));
+    let (i, e) = if s >= at {
         let decay = factor(i64::from(s - at) * 1000, hl);
-        (i, e) = (i * decay + impressions, e * decay + engagements);
         let o = offset(buf, s);
         f.set(buf, 0, fixed::SESSION_AT, o);
+        if decay == 1.0 {
+            (add_count(ci, impressions), add_count(ce, engagements))
+        } else {
+            (
+                encode_count(i * decay + impressions),
+                encode_count(e * decay + engagements),
+            )
+        }
     } else {
         let decay = factor(i64::from(at - s) * 1000, hl);
-        (i, e) = (i + impressions * decay, e + engagements * decay);
-    }
-    f.set(buf, 0, fixed::SESSION_IMPRESSIONS, encode_count(i));
-    f.set(buf, 0, fixed::SESSION_ENGAGEMENTS, encode_count(e));
+        (
+            encode_count(i + impressions * decay),
+            encode_count(e + engagements * decay),
+        )
+    };
+    f.set(buf, 0, fixed::SESSION_IMPRESSIONS, i);
+    f.set(buf, 0, fixed::SESSION_ENGAGEMENTS, e);
 }
 
 /// An item's latest engagement (a unix second), if any: its `ENGAGED` counts back from its
@@ -1625,7 +1725,7 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
     let s = shown_second(e.at_ms);
     match e.kind {
         K::Impression => {
-            if impression(buf, e, cfg) {
+            if impression(buf, &mut Tables::of(buf), e, cfg) {
                 add_session(buf, s, 1.0, 0.0, cfg.session_half_life_ms);
             }
         }
@@ -1647,19 +1747,22 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
             // Engagement with the item ends its fatigue, and is remembered: restraint learned
             // from logs treats an item the user came back to apart from one they never
             // touched.
+            let mut tables = Tables::of(buf);
             if e.item_id != 0 {
-                let (mut items, row) = item_row(buf, e.item_id, s, cfg);
-                if engaged_at(buf, &items, row).is_none_or(|e| s >= e) {
-                    items.set(buf, row, IGNORED, 0);
-                    if s > second(buf, items.get(buf, row, AT)) {
-                        let o = offset(buf, s);
-                        items.set(buf, row, AT, o);
+                let row = item_row(buf, &mut tables, e.item_id, s, cfg);
+                tables.with(buf, ITEMS, |buf, items| {
+                    if engaged_at(buf, items, row).is_none_or(|e| s >= e) {
+                        items.set(buf, row, IGNORED, 0);
+                        if s > second(buf, items.get(buf, row, AT)) {
+                            let o = offset(buf, s);
+                            items.set(buf, row, AT, o);
+                        }
+                        set_engaged_at(buf, items, row, s);
                     }
-                    set_engaged_at(buf, &mut items, row, s);
-                }
+                });
             }
             if let Some((amount, source)) = engagement(e.kind) {
-                engage(buf, e, s, amount, source, cfg);
+                engage(buf, &mut tables, e, s, amount, source, cfg);
             }
             add_session(buf, s, 0.0, 1.0, cfg.session_half_life_ms);
         }
@@ -1677,106 +1780,123 @@ fn apply(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> Result<(), EventError
     Ok(())
 }
 
-/// The items' table and the item's row, made room for if new. Past the per-user cap the least recently touched
+/// The item's row, made room for if new. Past the per-user cap the least recently touched
 /// sixteenth of the items is forgotten at once, with their impression times: a heavy user's
 /// every new item would otherwise pay a pass over all items and all impression times.
-fn item_row(buf: &mut Bytes, id: u64, s: u32, cfg: &StateConfig) -> (Table, usize) {
-    let mut items = table(buf, ITEMS);
-    let mut at = match items.search(buf, id) {
-        Ok(r) => return (items, r),
-        Err(at) => at,
-    };
-    // Sorted rows of the items forgotten.
-    let mut evicted: Vec<u64> = Vec::new();
-    if items.rows >= cfg.max_items_per_user && items.rows > 0 {
-        let n = (cfg.max_items_per_user / 16).clamp(1, items.rows);
-        let mut ages: Vec<(u64, usize)> = (0..items.rows)
-            .map(|r| (items.get(buf, r, AT), r))
-            .collect();
-        ages.select_nth_unstable(n - 1);
-        evicted = ages[..n].iter().map(|(_, r)| *r as u64).collect();
-        evicted.sort_unstable();
-        for r in evicted.iter().rev() {
-            items.remove(buf, *r as usize);
+fn item_row(buf: &mut Bytes, tables: &mut Tables, id: u64, s: u32, cfg: &StateConfig) -> usize {
+    let added = tables.with(buf, ITEMS, |buf, items| {
+        let mut at = match items.search(buf, id) {
+            Ok(r) => return Err(r),
+            Err(at) => at,
+        };
+        // Sorted rows of the items forgotten.
+        let mut evicted: Vec<u64> = Vec::new();
+        if items.rows >= cfg.max_items_per_user && items.rows > 0 {
+            let n = (cfg.max_items_per_user / 16).clamp(1, items.rows);
+            let mut ages: Vec<(u64, usize)> = (0..items.rows)
+                .map(|r| (items.get(buf, r, AT), r))
+                .collect();
+            ages.select_nth_unstable(n - 1);
+            evicted = ages[..n].iter().map(|(_, r)| *r as u64).collect();
+            evicted.sort_unstable();
+            for r in evicted.iter().rev() {
+                items.remove(buf, *r as usize);
+            }
+            at -= evicted.partition_point(|r| *r < at as u64);
         }
-        at -= evicted.partition_point(|r| *r < at as u64);
-    }
-    let o = offset(buf, s);
-    items.insert_row(buf, at, &[id, o, 0, 0]);
+        let o = offset(buf, s);
+        items.insert_row(buf, at, &[id, o, 0, 0]);
+        Ok((at, evicted))
+    });
+    let (at, evicted) = match added {
+        Ok(added) => added,
+        Err(row) => return row,
+    };
     // The impression times follow their items' rows.
     // (They come after the items: changing them moves no item.)
-    let Some(mut shown) = get_table(buf, SHOWN) else {
-        return (items, at);
-    };
-    if evicted.is_empty() {
-        // Only the rows of the items after the new one move up, and they are the table's
-        // tail (its rows are in item order): the rest is not even read.
-        let from = shown.lower_bound(buf, at as u64);
-        if from < shown.rows {
-            let last = shown.get(buf, shown.rows - 1, ROW);
-            shown.fit(buf, ROW, last + 1);
-            shown.add_from(buf, ROW, from, 1);
+    if tables.get(SHOWN).is_none() {
+        return at;
+    }
+    tables.with(buf, SHOWN, |buf, shown| {
+        if evicted.is_empty() {
+            // Only the rows of the items after the new one move up, and they are the
+            // table's tail (its rows are in item order): the rest is not even read.
+            let from = shown.lower_bound(buf, at as u64);
+            if from < shown.rows {
+                let last = shown.get(buf, shown.rows - 1, ROW);
+                shown.fit(buf, ROW, last + 1);
+                shown.add_from(buf, ROW, from, 1);
+            }
+            return;
         }
-        return (items, at);
-    }
-    // After an eviction, in one pass: the forgotten items' go.
-    let renumber = |row: u64| {
-        let below = match evicted.binary_search(&row) {
-            Ok(_) => return None,
-            Err(below) => below as u64,
+        // After an eviction, in one pass: the forgotten items' go.
+        let renumber = |row: u64| {
+            let below = match evicted.binary_search(&row) {
+                Ok(_) => return None,
+                Err(below) => below as u64,
+            };
+            let row = row - below;
+            Some(if row >= at as u64 { row + 1 } else { row })
         };
-        let row = row - below;
-        Some(if row >= at as u64 { row + 1 } else { row })
-    };
-    if shown.rows > 0
-        && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
-    {
-        shown.fit(buf, ROW, last);
-    }
-    shown.retain_map(buf, ROW, renumber);
-    (items, at)
+        if shown.rows > 0
+            && let Some(last) = renumber(shown.get(buf, shown.rows - 1, ROW))
+        {
+            shown.fit(buf, ROW, last);
+        }
+        shown.retain_map(buf, ROW, renumber);
+    });
+    at
 }
 
 /// Records an impression; false when the item was already recorded as shown in the same
 /// second (a host that reports impressions and also asks Rank to record its answer must not
 /// count one showing twice).
-fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
+fn impression(buf: &mut Bytes, tables: &mut Tables, e: &Event, cfg: &StateConfig) -> bool {
     let hl = cfg.exposure_half_life_ms;
     let s = shown_second(e.at_ms);
-    let (mut items, row) = item_row(buf, e.item_id, s, cfg);
-    let mut shown = table(buf, SHOWN);
-    let (first, n) = shown_rows(buf, &shown, row);
-    let mut newer = 0;
-    for r in first..first + n {
-        let t = second(buf, shown.get(buf, r, SECOND));
-        if t == s {
-            return false;
+    let row = item_row(buf, tables, e.item_id, s, cfg);
+    let recorded = tables.with(buf, SHOWN, |buf, shown| {
+        let (first, n) = shown_rows(buf, shown, row);
+        let mut newer = 0;
+        for r in first..first + n {
+            let t = second(buf, shown.get(buf, r, SECOND));
+            if t == s {
+                return false;
+            }
+            if t > s {
+                newer += 1;
+            }
         }
-        if t > s {
-            newer += 1;
+        // Kept newest first; a late impression goes to its place in time, and one older
+        // than the item's latest few is not kept.
+        if newer < SHOWN_TIMES {
+            if n >= SHOWN_TIMES {
+                shown.remove(buf, first + n - 1);
+            }
+            let o = offset(buf, s);
+            shown.insert_row(buf, first + newer, &[row as u64, o]);
         }
+        true
+    });
+    if !recorded {
+        return false;
     }
-    // Kept newest first; a late impression goes to its place in time, and one older than
-    // the item's latest few is not kept.
-    if newer < SHOWN_TIMES {
-        if n >= SHOWN_TIMES {
-            shown.remove(buf, first + n - 1);
+    tables.with(buf, ITEMS, |buf, items| {
+        let engaged = engaged_at(buf, items, row);
+        let counted = engaged.is_none_or(|e| s > e);
+        let adds: &[(usize, f32)] = if counted { &[(IGNORED, 1.0)] } else { &[] };
+        bump(buf, items, row, s, &[(IGNORED, hl)], adds);
+        if let Some(e) = engaged {
+            // The touch may have moved: the engagement keeps its time.
+            set_engaged_at(buf, items, row, e);
         }
-        let o = offset(buf, s);
-        shown.insert_row(buf, first + newer, &[row as u64, o]);
-    }
-    let engaged = engaged_at(buf, &items, row);
-    let counted = engaged.is_none_or(|e| s > e);
-    let adds: &[(usize, f32)] = if counted { &[(IGNORED, 1.0)] } else { &[] };
-    bump(buf, &mut items, row, s, &[(IGNORED, hl)], adds);
-    if let Some(e) = engaged {
-        // The touch may have moved: the engagement keeps its time.
-        set_engaged_at(buf, &mut items, row, e);
-    }
+    });
     for (k, id) in [(CATEGORIES, e.category_id), (BRANDS, e.brand_id)] {
-        if let Some((mut t, r)) = group_row(buf, k, id, s) {
+        if let Some(r) = group_row(buf, tables, k, id, s) {
             let decays = [(IGNORED, hl), (ENGAGED, cfg.interest_half_life_ms)];
-            bump(buf, &mut t, r, s, &decays, &[(IGNORED, 1.0)]);
+            tables.with(buf, k, |buf, t| {
+                bump(buf, t, r, s, &decays, &[(IGNORED, 1.0)]);
+            });
         }
     }
     true
@@ -1784,6 +1904,7 @@ fn impression(buf: &mut Bytes, e: &Event, cfg: &StateConfig) -> bool {
 
 fn engage(
     buf: &mut Bytes,
+    tables: &mut Tables,
     e: &Event,
     s: u32,
     amount: f32,
@@ -1791,43 +1912,43 @@ fn engage(
     cfg: &StateConfig,
 ) {
     for (k, id) in [(CATEGORIES, e.category_id), (BRANDS, e.brand_id)] {
-        if let Some((mut t, r)) = group_row(buf, k, id, s) {
-            // The group's latest event: its ignored impressions end here.
-            let latest = s >= second(buf, t.get(buf, r, AT));
-            let decays = [
-                (IGNORED, cfg.exposure_half_life_ms),
-                (ENGAGED, cfg.interest_half_life_ms),
-            ];
-            bump(buf, &mut t, r, s, &decays, &[(ENGAGED, amount)]);
-            if latest {
-                t.set(buf, r, IGNORED, 0);
-            }
-            let mut sources = DimensionSet::from_bits(t.get(buf, r, SOURCES) as u16);
-            sources.insert(source);
-            t.set(buf, r, SOURCES, u64::from(sources.bits()));
+        if let Some(r) = group_row(buf, tables, k, id, s) {
+            tables.with(buf, k, |buf, t| {
+                // The group's latest event: its ignored impressions end here.
+                let latest = s >= second(buf, t.get(buf, r, AT));
+                let decays = [
+                    (IGNORED, cfg.exposure_half_life_ms),
+                    (ENGAGED, cfg.interest_half_life_ms),
+                ];
+                bump(buf, t, r, s, &decays, &[(ENGAGED, amount)]);
+                if latest {
+                    t.set(buf, r, IGNORED, 0);
+                }
+                let mut sources = DimensionSet::from_bits(t.get(buf, r, SOURCES) as u16);
+                sources.insert(source);
+                t.set(buf, r, SOURCES, u64::from(sources.bits()));
+            });
         }
     }
 }
 
 /// The row of a category or brand, made room for if new (0 = unknown: none). Past
 /// [`MAX_GROUPS`] of both kinds, the least recently touched of either is forgotten.
-fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize)> {
+fn group_row(buf: &mut Bytes, tables: &mut Tables, k: usize, id: u64, s: u32) -> Option<usize> {
     if id == 0 {
         return None;
     }
-    let mut t = table(buf, k);
-    let mut at = match t.search(buf, id) {
-        Ok(r) => return Some((t, r)),
+    let mut at = match tables.with(buf, k, |buf, t| t.search(buf, id)) {
+        Ok(r) => return Some(r),
         Err(at) => at,
     };
     let other = if k == CATEGORIES { BRANDS } else { CATEGORIES };
-    let held = t.rows + get_table(buf, other).map_or(0, |o| o.rows);
-    if held >= MAX_GROUPS {
-        let l = layout(buf);
+    let rows = |k: usize| tables.get(k).map_or(0, |t| t.rows);
+    if rows(k) + rows(other) >= MAX_GROUPS {
         let stalest = [CATEGORIES, BRANDS]
             .into_iter()
             .filter_map(|g| {
-                let t = l.tables[g]?;
+                let t = tables.get(g)?;
                 (t.rows > 0).then(|| {
                     let r = t.min_row(buf, AT);
                     (t.get(buf, r, AT), g, r)
@@ -1835,16 +1956,14 @@ fn group_row(buf: &mut Bytes, k: usize, id: u64, s: u32) -> Option<(Table, usize
             })
             .min()?;
         let (_, g, r) = stalest;
-        let mut from = l.tables[g].expect("present");
-        from.remove(buf, r);
+        tables.with(buf, g, |buf, t| t.remove(buf, r));
         if g == k && r < at {
             at -= 1;
         }
-        t = table(buf, k);
     }
     let o = offset(buf, s);
-    t.insert_row(buf, at, &[id, o, 0, 0, 0]);
-    Some((t, at))
+    tables.with(buf, k, |buf, t| t.insert_row(buf, at, &[id, o, 0, 0, 0]));
+    Some(at)
 }
 
 fn expire(buf: &mut Bytes, now_ms: i64, cfg: &StateConfig) {
@@ -2533,6 +2652,19 @@ mod tests {
             state.apply(&e, &cfg).unwrap();
         }
         state
+    }
+
+    #[test]
+    fn counts_added_by_lookup_are_the_counts_computed() {
+        for c in 0..4200u64 {
+            for a in [0.0f32, 1.0, 2.0, 0.5] {
+                assert_eq!(
+                    add_count(c, a),
+                    encode_count(decode_count(c) + a),
+                    "{c} + {a}"
+                );
+            }
+        }
     }
 
     #[test]
