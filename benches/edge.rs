@@ -28,10 +28,9 @@ const DIM: usize = 64;
 fn encoded(bytes_form: bool) -> Vec<u8> {
     let mut req = rank_request("edge-bench", N, DIM, 20, 42);
     if bytes_form {
-        for c in &mut req.candidates {
-            c.embedding_f32le = c.embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
-            c.embedding.clear();
-        }
+        req.candidates
+            .iter_mut()
+            .for_each(pb::Candidate::use_embedding_bytes);
     }
     req.encode_to_vec()
 }

@@ -584,12 +584,9 @@ fn requests(args: &BenchArgs) -> Result<Vec<pb::RankRequest>, Failure> {
 
 /// Moves every candidate's embedding into the bytes form (`--embedding-bytes`).
 fn to_embedding_bytes(r: &mut pb::RankRequest) {
-    for c in &mut r.candidates {
-        if c.embedding_f32le.is_empty() {
-            c.embedding_f32le = c.embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
-            c.embedding.clear();
-        }
-    }
+    r.candidates
+        .iter_mut()
+        .for_each(pb::Candidate::use_embedding_bytes);
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), Failure> {

@@ -164,6 +164,22 @@ pub struct Candidate {
     pub embedding_f32le: Vec<u8>,
 }
 
+impl Candidate {
+    /// Moves the candidate's `embedding` into its bytes form, `embedding_f32le` (the same
+    /// values as little-endian float32), as a client sending that form sets it; a candidate
+    /// that already has the bytes form, or no embedding, is left as it is.
+    pub fn use_embedding_bytes(&mut self) {
+        if self.embedding_f32le.is_empty() && !self.embedding.is_empty() {
+            self.embedding_f32le = self
+                .embedding
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            self.embedding = Vec::new();
+        }
+    }
+}
+
 impl Message for Candidate {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         use encoding::*;
@@ -1317,13 +1333,9 @@ mod tests {
         assert!(got.take_rows().is_none(), "taken once");
         // The bytes form too.
         let mut req = req;
-        for c in &mut req.candidates {
-            c.embedding_f32le = c
-                .embedding
-                .drain(..)
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-        }
+        req.candidates
+            .iter_mut()
+            .for_each(Candidate::use_embedding_bytes);
         let bytes = req.encode_to_vec();
         let mut got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
         assert!(got.candidates.iter().all(|c| c.embedding_f32le.is_empty()));
@@ -1405,13 +1417,10 @@ mod tests {
         bytes_form.candidates[2].embedding_f32le = vec![0, 0, 128, 63];
         cases.push(("the bytes form beside", bytes_form.encode_to_vec()));
         let mut as_bytes = base.clone();
-        for c in &mut as_bytes.candidates {
-            c.embedding_f32le = c
-                .embedding
-                .drain(..)
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-        }
+        as_bytes
+            .candidates
+            .iter_mut()
+            .for_each(Candidate::use_embedding_bytes);
         let mut mixed = as_bytes.clone();
         mixed.candidates[1].embedding = row(1, 4);
         mixed.candidates[1].embedding_f32le.clear();

@@ -743,13 +743,10 @@ mod tests {
         // Each request as floats and in the bytes form, each decoded both ways.
         let both = |req: &pb::RankRequest, limits: &Limits| {
             let mut as_bytes = req.clone();
-            for c in &mut as_bytes.candidates {
-                c.embedding_f32le = c
-                    .embedding
-                    .drain(..)
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-            }
+            as_bytes
+                .candidates
+                .iter_mut()
+                .for_each(pb::Candidate::use_embedding_bytes);
             [req.encode_to_vec(), as_bytes.encode_to_vec()].map(|bytes| {
                 let per_candidate = pb::RankRequest::decode(bytes.as_slice()).unwrap();
                 let in_place = pb::RankRequest::decode_rows(bytes.as_slice()).unwrap();
