@@ -21,11 +21,10 @@
 //! ([`DiversityRequest`](crate::rank::types::DiversityRequest)); overload and lifecycle rules
 //! scale the weight for the user.
 
-use std::collections::BinaryHeap;
-
 pub mod calibration;
 pub mod dpp;
 pub mod exploration;
+mod lazy;
 pub mod list_caps;
 pub mod mmr;
 pub mod repetition;
@@ -33,6 +32,7 @@ pub mod repetition;
 use self::calibration::{CalibrationParams, Calibrator};
 use self::dpp::DppState;
 use self::exploration::{ExplorationParams, Slots};
+use self::lazy::Lazy;
 use self::list_caps::{ListCapParams, ListCapTracker, number_groups};
 use self::mmr::{DiversityParams, MmrState};
 use self::repetition::Repetition;
@@ -57,8 +57,8 @@ pub trait Greedy {
     /// Whether this method updates keys lazily. A lazy method may leave a key stale after
     /// `take`, as long as the stale key is an upper bound of the exact one (keys only fall as
     /// items are placed), and no key ever exceeds [`ceiling`](Greedy::ceiling) of its score.
-    /// The loop then walks the pool in score order and brings up to date only the candidates
-    /// that could still win the place.
+    /// The loop then brings up to date only the candidates that could still win the place
+    /// (`lazy.rs`).
     fn is_lazy(&self) -> bool {
         false
     }
@@ -149,6 +149,9 @@ struct Rules {
     /// Positions chosen greedily.
     depth: usize,
     take: usize,
+    /// Whether a key may rise from one place to the next (calibration): a lazy method then
+    /// searches down the score order rather than its old keys (`lazy.rs`).
+    keys_rise: bool,
 }
 
 impl Stage for Select {
@@ -229,6 +232,7 @@ impl Stage for Select {
             slot,
         };
         let positional = slots.is_some() || calibrator.is_some();
+        let keys_rise = calibrator.is_some();
         let mut rules = Rules {
             caps,
             repetition,
@@ -236,6 +240,7 @@ impl Stage for Select {
             calibrator,
             depth: take.min(self.diversity.depth),
             take,
+            keys_rise,
         };
         let name = self.name();
         slate.picks = match method {
@@ -280,80 +285,6 @@ struct Ranked {
 impl Ranked {
     fn beats(&self, other: &Ranked) -> bool {
         self.key > other.key || (self.key == other.key && self.index < other.index)
-    }
-}
-
-/// The pool in descending score order (ties by upstream position), for lazy methods: no key
-/// exceeds its score's ceiling, so a walk down this order can stop as soon as the ceiling
-/// falls below the best exact key found. The order is drawn from a heap only as far as walks
-/// reach, so a list whose head is settled quickly never pays for a full sort.
-struct ScoreOrder {
-    /// Request indices, best score first, as far as walks have reached; placed ones are
-    /// skipped.
-    order: Vec<usize>,
-    /// The rest, by (score, earlier position first), packed in one integer: the score's
-    /// ordered bits above the complement of the request index (a heap of pairs compared
-    /// field by field cost a third more).
-    rest: BinaryHeap<u64>,
-    /// Pool position of each request index, `usize::MAX` once placed.
-    pos_of: Vec<usize>,
-    /// Everything in `order` before it is placed.
-    start: usize,
-}
-
-/// Maps a score to an integer with the same order as `f32::total_cmp`.
-fn ordered_bits(score: f32) -> u32 {
-    let bits = score.to_bits();
-    if bits >> 31 == 1 {
-        !bits
-    } else {
-        bits | 1 << 31
-    }
-}
-
-impl ScoreOrder {
-    fn new(pool: &Pool, n: usize) -> Self {
-        let mut pos_of = vec![usize::MAX; n];
-        for (pos, &i) in pool.index.iter().enumerate() {
-            pos_of[i] = pos;
-        }
-        let rest = pool
-            .index
-            .iter()
-            .zip(&pool.score)
-            .map(|(&i, &s)| (u64::from(ordered_bits(s)) << 32) | u64::from(!(i as u32)))
-            .collect();
-        Self {
-            order: Vec::new(),
-            rest,
-            pos_of,
-            start: 0,
-        }
-    }
-
-    /// The `j`-th request index in score order, if there are that many.
-    fn at(&mut self, j: usize) -> Option<usize> {
-        while self.order.len() <= j {
-            let i = !(self.rest.pop()? as u32) as usize;
-            self.order.push(i);
-        }
-        Some(self.order[j])
-    }
-
-    /// Pool position `pos` (request index `index`) is placed; `moved` is the request index
-    /// that `swap_remove` moved into `pos`, if any.
-    fn placed(&mut self, index: usize, pos: usize, moved: Option<usize>) {
-        self.pos_of[index] = usize::MAX;
-        if let Some(m) = moved {
-            self.pos_of[m] = pos;
-        }
-        while self
-            .order
-            .get(self.start)
-            .is_some_and(|&i| self.pos_of[i] == usize::MAX)
-        {
-            self.start += 1;
-        }
     }
 }
 
@@ -421,19 +352,6 @@ impl Search<'_> {
         }
     }
 
-    /// The best allowed pool position for the next place, and the best plain score left.
-    fn best<G: Greedy>(
-        &self,
-        g: &mut G,
-        pool: &Pool,
-        order: Option<&mut ScoreOrder>,
-    ) -> (Option<usize>, f32) {
-        match order {
-            Some(order) => self.walk(g, pool, order),
-            None => self.scan(g, pool),
-        }
-    }
-
     /// Every key is current: one scan.
     fn scan<G: Greedy>(&self, g: &G, pool: &Pool) -> (Option<usize>, f32) {
         let mut found: Option<Ranked> = None;
@@ -451,51 +369,17 @@ impl Search<'_> {
         (found.map(|f| f.pos), top)
     }
 
-    /// Keys may be stale upper bounds: walk down the score order, skip a candidate whose stale
-    /// key cannot beat the best found, bring the others up to date, and stop where even the
-    /// ceiling of a score falls below the best exact key.
-    fn walk<G: Greedy>(
+    /// The best allowed pool position for the next place, and the best plain score left.
+    fn best<G: Greedy>(
         &self,
         g: &mut G,
         pool: &Pool,
-        order: &mut ScoreOrder,
+        lazy: Option<&mut Lazy>,
     ) -> (Option<usize>, f32) {
-        let most = self
-            .adjustments
-            .iter()
-            .copied()
-            .fold(self.neutral, f64::max);
-        let mut found: Option<Ranked> = None;
-        let mut top = None;
-        let mut j = order.start;
-        while let Some(index) = order.at(j) {
-            j += 1;
-            let pos = order.pos_of[index];
-            if pos == usize::MAX {
-                continue;
-            }
-            let score = pool.score[pos];
-            top.get_or_insert(score);
-            if found.is_some_and(|f| g.ceiling(score, most) < f.key) {
-                break;
-            }
-            if !self.allowed(pool, pos) {
-                continue;
-            }
-            let adjustment = self.adjusted(g, pool, pos);
-            // A stale key is an upper bound: one that cannot win is not brought up to date.
-            if found.is_some_and(|f| !self.ranked_with(g, pool, pos, adjustment).beats(&f)) {
-                continue;
-            }
-            if !g.is_current(pos) {
-                g.refresh(pos);
-            }
-            let r = self.ranked_with(g, pool, pos, adjustment);
-            if found.is_none_or(|f| r.beats(&f)) {
-                found = Some(r);
-            }
+        match lazy {
+            Some(lazy) => self.lazily(g, pool, lazy),
+            None => self.scan(g, pool),
         }
-        (found.map(|f| f.pos), top.unwrap_or(f32::NEG_INFINITY))
     }
 }
 
@@ -510,9 +394,7 @@ fn select<G: Greedy>(
     let neutral = g.adjustment(0.0);
     let (mut terms, mut adjustments) = (Vec::new(), Vec::new());
     let mut ended = false;
-    let mut order = g
-        .is_lazy()
-        .then(|| ScoreOrder::new(&pool, pool.index.iter().max().map_or(0, |m| m + 1)));
+    let mut lazy = g.is_lazy().then(|| Lazy::new(&pool, rules.keys_rise));
     while picks.len() < rules.depth {
         deadline.check(name)?;
         if let Some(c) = &rules.calibrator {
@@ -529,11 +411,11 @@ fn select<G: Greedy>(
             neutral,
             repetition: rules.repetition.as_ref(),
         };
-        let (mut pos, top) = search.best(&mut g, &pool, order.as_mut());
+        let (mut pos, top) = search.best(&mut g, &pool, lazy.as_mut());
         let explored = slot && pos.is_some();
         if slot && pos.is_none() {
             search.explore_only = false;
-            pos = search.best(&mut g, &pool, order.as_mut()).0;
+            pos = search.best(&mut g, &pool, lazy.as_mut()).0;
         }
         let Some(pos) = pos else {
             // Every candidate left would break a cap here, so at every later place too.
@@ -561,10 +443,10 @@ fn select<G: Greedy>(
             r.place(pool.groups[pos]);
         }
         g.take(pos);
-        let index = pool.index[pos];
+        let (index, score) = (pool.index[pos], pool.score[pos]);
         pool.swap_remove(pos);
-        if let Some(o) = &mut order {
-            o.placed(index, pos, pool.index.get(pos).copied());
+        if let Some(l) = &mut lazy {
+            l.placed(index, pos, pool.index.get(pos).copied(), score);
         }
     }
     if !ended && picks.len() < rules.take {
@@ -658,5 +540,102 @@ fn keep_scores_non_increasing(picks: &mut [Pick]) {
             picks[i].placement = above - picks[i].score;
             picks[i].score = above;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::list_caps::GroupCap;
+    use super::*;
+    use crate::rank::kernel::Parallelism;
+    use crate::rank::types::{Candidate, RankInput};
+
+    /// Both lazy searches (by old keys, by score) are exact: on lists with repeats, caps and
+    /// exploration slots they place the same candidates with the same scores, bit for bit.
+    #[test]
+    fn the_search_by_bound_places_what_the_walk_by_score_places() {
+        let mut state = 0x9e37_79b9_u64;
+        let mut next = move |m: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % m
+        };
+        let mut compared = 0;
+        for case in 0..60 {
+            let n = 20 + next(80) as usize;
+            let d = [0, 3, 8][case % 3];
+            let candidates: Vec<Candidate> = (0..n)
+                .map(|i| Candidate {
+                    item_id: i as u64 + 1,
+                    category_id: next(5),
+                    brand_id: next(4),
+                    shop_id: next(3),
+                    ..Default::default()
+                })
+                .collect();
+            let embeddings =
+                (d > 0).then(|| Array2::from_shape_fn((n, d), |_| next(1000) as f32 / 500.0 - 1.0));
+            // Coarse scores: ties between keys happen and must break the same way.
+            let score: Vec<f32> = (0..n).map(|_| next(40) as f32 / 40.0).collect();
+            let input = RankInput {
+                candidates,
+                embeddings,
+                k: 5 + next(40) as usize,
+                ..Default::default()
+            };
+            let index: Vec<usize> = (0..n).collect();
+            let take = input.limit().min(n);
+            let params = DiversityParams::default();
+            let list_caps = ListCapParams {
+                category: GroupCap {
+                    max: if case % 2 == 0 { 0 } else { 6 },
+                    window: 4,
+                    max_in_window: 2,
+                },
+                ..Default::default()
+            };
+            let slots = Slots::new([0.0, 0.2][case % 2], 2);
+            let run = |keys_rise: bool| {
+                let (groups, counts) = number_groups(&input, &index, Parallelism::SEQUENTIAL);
+                let explorable = match slots {
+                    Some(_) => groups.iter().map(|g| g[0] % 2 == 1).collect(),
+                    None => Vec::new(),
+                };
+                let pool = Pool {
+                    index: index.clone(),
+                    score: score.clone(),
+                    groups,
+                    explorable,
+                    slot: Vec::new(),
+                };
+                let mut rules = Rules {
+                    caps: Some(list_caps.tracker(counts)),
+                    repetition: Repetition::new(&params, counts),
+                    slots,
+                    calibrator: None,
+                    depth: take,
+                    take,
+                    keys_rise,
+                };
+                let m = MmrState::new(&input, &pool.index, &params, params.weight);
+                select(m, pool, &mut rules, &Deadline::none(), "mmr").unwrap()
+            };
+            let (by_bound, by_score) = (run(false), run(true));
+            let bits = |picks: &[Pick]| -> Vec<_> {
+                picks
+                    .iter()
+                    .map(|p| {
+                        let f = [p.score, p.diversity, p.placement].map(f32::to_bits);
+                        (p.index, f, p.promoted, p.explored)
+                    })
+                    .collect()
+            };
+            assert_eq!(bits(&by_bound), bits(&by_score), "case {case}");
+            compared += by_bound.len();
+        }
+        assert!(compared > 600, "{compared}");
     }
 }
