@@ -5,10 +5,12 @@
 //! as a scan of exact keys):
 //!
 //! - **By bound** ([`Bounds`]), when no key can rise between places (no calibration): a heap
-//!   of the keys as last computed. The highest is taken; if it is exact it wins, else its
+//!   of the keys as last computed, fed in score order by candidates not yet looked at (whose
+//!   key is still their score's). The highest is taken; if it is exact it wins, else its
 //!   repetition term is brought up to date (cheap), then its similarity (a dot product per
 //!   newer pick) only if it is still the highest, and it goes back. Each place costs the few
-//!   candidates whose old keys are above the winner's.
+//!   candidates whose old keys are above the winner's, and a long list never computes the
+//!   keys of candidates that no place came near.
 //! - **By score** ([`ScoreOrder`]), when calibration is on: a calibration term may rise from
 //!   one place to the next, so an old key is no bound; the walk goes down the score order,
 //!   whose ceiling (score plus the largest calibration adjustment) bounds every key, and stops
@@ -47,20 +49,23 @@ impl Lazy {
     }
 }
 
-/// Every candidate's key as last computed, for a method whose keys only fall: a max-heap of
-/// packed entries (the key's ordered bits, then the complement of the request index, so the
-/// earlier position wins a tie, then the place the key was computed at), so a pop is a compare
-/// of integers.
+/// The keys of a method whose keys only fall. A candidate's key before anything is placed is
+/// its score's ceiling, so candidates wait in score order (`untouched`) until that key could be
+/// the highest; then their key, as last computed, is kept in a max-heap of packed entries (the
+/// key's ordered bits, then the complement of the request index, so the earlier position wins
+/// a tie, then the place the key was computed at): a pop is a compare of integers, and a long
+/// list whose head settles quickly never computes most of its keys.
 pub(super) struct Bounds {
     heap: BinaryHeap<u128>,
+    /// Candidates never taken from, by (score, earlier position first) packed as in
+    /// [`ScoreOrder`].
+    untouched: BinaryHeap<u64>,
     /// Entries not allowed at this place (a cap, an exploration slot), back after the search.
     aside: Vec<u128>,
     /// Pool position of each request index, `usize::MAX` once placed.
     pos_of: Vec<usize>,
     /// How many are placed: an entry computed at an earlier place has a stale repetition term.
     place: u32,
-    /// Whether the heap holds the pool yet (filled by the first search, with its keys).
-    filled: bool,
     /// The best plain score left, `None` once its candidate is placed until the next search.
     top: Option<f32>,
 }
@@ -86,16 +91,12 @@ fn rank_of(entry: u128) -> u128 {
 
 impl Bounds {
     fn new(pool: &Pool, n: usize) -> Self {
-        let mut pos_of = vec![usize::MAX; n];
-        for (pos, &i) in pool.index.iter().enumerate() {
-            pos_of[i] = pos;
-        }
         Self {
-            heap: BinaryHeap::with_capacity(pool.len()),
+            heap: BinaryHeap::new(),
+            untouched: by_score(pool),
             aside: Vec::new(),
-            pos_of,
+            pos_of: positions(pool, n),
             place: 0,
-            filled: false,
             top: None,
         }
     }
@@ -146,22 +147,31 @@ fn ordered_bits(score: f32) -> u32 {
     }
 }
 
+/// Pool position of each request index below `n` (`usize::MAX` if not in the pool).
+fn positions(pool: &Pool, n: usize) -> Vec<usize> {
+    let mut pos_of = vec![usize::MAX; n];
+    for (pos, &i) in pool.index.iter().enumerate() {
+        pos_of[i] = pos;
+    }
+    pos_of
+}
+
+/// The pool as a max-heap by (score, earlier position first): the score's ordered bits above
+/// the complement of the request index.
+fn by_score(pool: &Pool) -> BinaryHeap<u64> {
+    pool.index
+        .iter()
+        .zip(&pool.score)
+        .map(|(&i, &s)| (u64::from(ordered_bits(s)) << 32) | u64::from(!(i as u32)))
+        .collect()
+}
+
 impl ScoreOrder {
     fn new(pool: &Pool, n: usize) -> Self {
-        let mut pos_of = vec![usize::MAX; n];
-        for (pos, &i) in pool.index.iter().enumerate() {
-            pos_of[i] = pos;
-        }
-        let rest = pool
-            .index
-            .iter()
-            .zip(&pool.score)
-            .map(|(&i, &s)| (u64::from(ordered_bits(s)) << 32) | u64::from(!(i as u32)))
-            .collect();
         Self {
             order: Vec::new(),
-            rest,
-            pos_of,
+            rest: by_score(pool),
+            pos_of: positions(pool, n),
             start: 0,
         }
     }
@@ -212,18 +222,22 @@ impl Search<'_> {
         bounds: &mut Bounds,
     ) -> (Option<usize>, f32) {
         let place = bounds.place;
-        if !bounds.filled {
-            // The first search, before anything is placed: no repetition term yet.
-            debug_assert_eq!(place, 0);
-            bounds.filled = true;
-            let keys = (0..pool.len()).map(|pos| {
-                let adjustment = self.adjustment(pool, pos);
-                entry(&self.ranked_with(g, pool, pos, adjustment), place)
-            });
-            bounds.heap.extend(keys);
-        }
         let mut found = None;
-        while let Some(top) = bounds.heap.pop() {
+        // The best untouched candidate's first key: it changes only when that one is taken.
+        let mut first = self.first_key(g, pool, bounds);
+        loop {
+            // The highest of the heap and the best untouched candidate.
+            let top = match first {
+                Some(e) if bounds.heap.peek().is_none_or(|&t| rank_of(e) > rank_of(t)) => {
+                    bounds.untouched.pop();
+                    first = self.first_key(g, pool, bounds);
+                    e
+                }
+                _ => match bounds.heap.pop() {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
             let pos = bounds.pos_of[!(rank_of(top) as u32) as usize];
             if !self.allowed(pool, pos) {
                 bounds.aside.push(top);
@@ -234,7 +248,7 @@ impl Search<'_> {
                 found = Some(pos);
                 break;
             }
-            let next = bounds.heap.peek().copied().map(rank_of);
+            let next = bounds.heap.peek().copied().max(first).map(rank_of);
             let highest = |e: u128| next.is_none_or(|n| rank_of(e) > n);
             let adjustment = self.adjusted(g, pool, pos);
             let mut e = entry(&self.ranked_with(g, pool, pos, adjustment), place);
@@ -251,6 +265,17 @@ impl Search<'_> {
         }
         bounds.heap.extend(bounds.aside.drain(..));
         (found, bounds.top(pool))
+    }
+
+    /// The entry of the best untouched candidate: its key before anything was placed (no
+    /// similarity, no repeats), tagged as computed at the first place.
+    fn first_key<G: Greedy>(&self, g: &G, pool: &Pool, bounds: &Bounds) -> Option<u128> {
+        let index = !(*bounds.untouched.peek()? as u32) as usize;
+        let pos = bounds.pos_of[index];
+        Some(entry(
+            &self.ranked_with(g, pool, pos, self.adjustment(pool, pos)),
+            0,
+        ))
     }
 
     /// Keys may be stale upper bounds: walk down the score order, skip a candidate whose stale
