@@ -115,6 +115,30 @@ pub fn dot_rows(flat: &[f32], d: usize, v: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The largest of `floor` and the dot products of `v` with each row of `flat` (row-major, `d`
+/// values per row): what [`dot_rows`] would write, folded as it goes, with no output buffer.
+/// Each product is computed exactly as `dot_rows` computes it. With `d = 0`, `floor`.
+pub fn max_dot(flat: &[f32], d: usize, v: &[f32], floor: f32) -> f32 {
+    debug_assert_eq!(v.len(), d);
+    if d == 0 {
+        return floor;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has just been checked for the features `max_dot_avx2` needs.
+        return unsafe { max_dot_avx2(flat, d, v, floor) };
+    }
+    flat.chunks_exact(d)
+        .fold(floor, |m, row| m.max(dot_lanes::<8>(row, v)))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn max_dot_avx2(flat: &[f32], d: usize, v: &[f32], floor: f32) -> f32 {
+    flat.chunks_exact(d)
+        .fold(floor, |m, row| m.max(dot_avx2(row, v)))
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn dot_rows_avx2(flat: &[f32], d: usize, v: &[f32], out: &mut [f32]) {
@@ -194,6 +218,27 @@ mod tests {
             dot_rows(&a, len, &b, &mut out);
             assert!(close(out[0]), "{len}");
             assert!(close(dot_lanes::<8>(&a, &b)), "{len}");
+        }
+    }
+
+    /// The fused maximum is the maximum of what `dot_rows` writes, bit for bit, never below
+    /// the floor.
+    #[test]
+    fn max_dot_is_the_largest_row_product_or_the_floor() {
+        for d in [1, 7, 8, 33, 64, 130] {
+            for n in [0, 1, 5] {
+                let rows: Vec<f32> = (0..n * d)
+                    .map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5)
+                    .collect();
+                let v: Vec<f32> = (0..d).map(|j| 0.5 - (j % 5) as f32 * 0.2).collect();
+                let mut out = vec![0.0; n];
+                dot_rows(&rows, d, &v, &mut out);
+                for floor in [0.0, f32::NEG_INFINITY] {
+                    let want = out.iter().fold(floor, |m, x| m.max(*x));
+                    let got = max_dot(&rows, d, &v, floor);
+                    assert_eq!(got.to_bits(), want.to_bits(), "d {d}, n {n}, floor {floor}");
+                }
+            }
         }
     }
 

@@ -11,11 +11,12 @@
 //! calibration, the tail past `depth`) is `select/mod.rs`'s; this file holds only the similarity
 //! and MMR's objective.
 
-use ndarray::{CowArray, Ix2};
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use super::Greedy;
-use crate::rank::kernel::dot_rows;
+use crate::rank::kernel::{dot_rows, max_dot};
 use crate::rank::types::{Candidate, RankInput};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -117,14 +118,16 @@ enum Similarity<'a> {
     /// its similarity is first needed, and a dot product with a unit-length pick, divided by
     /// that norm, is a cosine.
     Embeddings {
-        matrix: CowArray<'a, f32, Ix2>,
+        /// The rows, row-major (borrowed from the request unless its matrix is not laid out
+        /// that way), `d` values each.
+        rows: Cow<'a, [f32]>,
+        d: usize,
         /// Request index of each pool position.
         index: Vec<usize>,
         /// `1 / ‖row‖` of each pool position (0 for a zero row), NaN until first needed.
         inv_norm: Vec<f32>,
         /// The picks' rows scaled to unit length, in order.
         picked: Vec<f32>,
-        scratch: Vec<f32>,
     },
     /// Attributes per remaining candidate.
     Attributes {
@@ -139,11 +142,14 @@ impl<'a> Similarity<'a> {
     fn new(input: &'a RankInput, pool: &[usize], params: &'a DiversityParams) -> Self {
         match &input.embeddings {
             Some(e) if e.ncols() > 0 => Similarity::Embeddings {
-                matrix: e.as_standard_layout(),
+                rows: match e.as_slice() {
+                    Some(rows) => Cow::Borrowed(rows),
+                    None => Cow::Owned(e.iter().copied().collect()),
+                },
+                d: e.ncols(),
                 index: pool.to_vec(),
                 inv_norm: vec![f32::NAN; pool.len()],
                 picked: Vec::new(),
-                scratch: Vec::new(),
             },
             _ => Similarity::Attributes {
                 attrs: pool
@@ -156,26 +162,18 @@ impl<'a> Similarity<'a> {
         }
     }
 
-    /// How many items are placed.
-    fn picks(&self) -> usize {
-        match self {
-            Similarity::Embeddings { picked, matrix, .. } => picked.len() / matrix.ncols(),
-            Similarity::Attributes { picked, .. } => picked.len(),
-        }
-    }
-
     /// Takes pool position `pos` out (the last one moves into its place) and remembers it as
     /// the newest pick.
     fn swap_remove(&mut self, pos: usize) {
         match self {
             Similarity::Embeddings {
-                matrix,
+                rows,
+                d,
                 index,
                 inv_norm,
                 picked,
-                ..
             } => {
-                let row = row(matrix, index[pos]);
+                let row = row(rows, *d, index[pos]);
                 let scale = norm_inverse(row, &mut inv_norm[pos]);
                 picked.extend(row.iter().map(|x| x * scale));
                 index.swap_remove(pos);
@@ -189,20 +187,15 @@ impl<'a> Similarity<'a> {
     fn max_since(&mut self, pos: usize, from: usize) -> f32 {
         match self {
             Similarity::Embeddings {
-                matrix,
+                rows,
+                d,
                 index,
                 inv_norm,
                 picked,
-                scratch,
-                ..
             } => {
-                let d = matrix.ncols();
-                let row = row(matrix, index[pos]);
+                let row = row(rows, *d, index[pos]);
                 let scale = norm_inverse(row, &mut inv_norm[pos]);
-                let newer = &picked[from * d..];
-                scratch.resize(newer.len() / d, 0.0);
-                dot_rows(newer, d, row, scratch);
-                scratch.iter().fold(0.0_f32, |m, s| m.max(*s)) * scale
+                max_dot(&picked[from * *d..], *d, row, 0.0) * scale
             }
             Similarity::Attributes {
                 attrs,
@@ -216,13 +209,9 @@ impl<'a> Similarity<'a> {
     }
 }
 
-/// Row `i` of a standard-layout matrix.
-fn row<'m>(matrix: &'m CowArray<'_, f32, Ix2>, i: usize) -> &'m [f32] {
-    let d = matrix.ncols();
-    let all = matrix
-        .as_slice()
-        .expect("as_standard_layout gives a contiguous matrix");
-    &all[i * d..(i + 1) * d]
+/// Row `i` of row-major rows of `d` values.
+fn row(rows: &[f32], d: usize, i: usize) -> &[f32] {
+    &rows[i * d..(i + 1) * d]
 }
 
 /// `1 / ‖row‖` (0 for a zero row), computed once into `cache`.
@@ -241,14 +230,16 @@ fn norm_inverse(row: &[f32], cache: &mut f32) -> f32 {
 /// Lazy: a pick does not touch the other candidates. Each `max_sim` only ever rises as items
 /// are placed, so a key computed against fewer picks is an upper bound of the exact one, and
 /// the greedy loop brings up to date only the candidates whose bound could still win
-/// (Minoux's lazy greedy): no key exceeds its score, so a walk in score order stops early. Each candidate meets each pick at most once, as in the eager
-/// update, but a list whose best candidates are not much like what is placed costs a few
-/// similarities per place instead of a pass over the pool.
+/// (Minoux's lazy greedy; `lazy.rs`). Each candidate meets each pick at most once, as in the
+/// eager update, but a list whose best candidates are not much like what is placed costs a
+/// few similarities per place instead of a pass over the pool.
 pub struct MmrState<'a> {
     similarity: Similarity<'a>,
     max_sim: Vec<f32>,
     /// How many picks each `max_sim` accounts for.
     seen: Vec<usize>,
+    /// How many items are placed.
+    picks: usize,
     weight: f32,
 }
 
@@ -263,6 +254,7 @@ impl<'a> MmrState<'a> {
             similarity: Similarity::new(input, pool, params),
             max_sim: vec![0.0; pool.len()],
             seen: vec![0; pool.len()],
+            picks: 0,
             weight,
         }
     }
@@ -286,6 +278,7 @@ impl Greedy for MmrState<'_> {
         self.max_sim.swap_remove(pos);
         self.seen.swap_remove(pos);
         self.similarity.swap_remove(pos);
+        self.picks += 1;
     }
 
     fn is_lazy(&self) -> bool {
@@ -298,14 +291,13 @@ impl Greedy for MmrState<'_> {
 
     #[inline]
     fn is_current(&self, pos: usize) -> bool {
-        self.seen[pos] == self.similarity.picks()
+        self.seen[pos] == self.picks
     }
 
     fn refresh(&mut self, pos: usize) {
-        let picks = self.similarity.picks();
         let newer = self.similarity.max_since(pos, self.seen[pos]);
         self.max_sim[pos] = self.max_sim[pos].max(newer);
-        self.seen[pos] = picks;
+        self.seen[pos] = self.picks;
     }
 
     fn settle(&mut self) {
