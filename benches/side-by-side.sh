@@ -4,6 +4,9 @@
 # (closed loop, 4 clients, REQUESTS calls after WARMUP), RUNS rounds alternating the two
 # servers; prints one table row per run and server, and the medians. Loopback only, bounded.
 #   cargo build --release && ./benches/side-by-side.sh      # N=, D=, REQUESTS=, RUNS= to change
+# GENERATOR=h2load sends the same request with h2load (Debian's nghttp2-client) instead, 4
+# connections: a lighter generator leaves more of a small machine's cores to the servers
+# (the request is written once by `tactful bench --write-frame`; CPU per call from /proc).
 # The virtual environment (grpcio, grpcio-tools, numpy from PyPI) and the stubs generated from
 # proto/ go to target/python-baseline/, made on the first run.
 set -euo pipefail
@@ -52,9 +55,42 @@ for port in "$TACTFUL_PORT" "$PYTHON_PORT"; do
     done
 done
 
-bench() {
-    "$BIN" bench --addr "http://127.0.0.1:$1" --candidates "$N" --dim "$D" --k 20 \
-        --requests "$REQUESTS" --warmup "$WARMUP" --concurrency 4 --max-seconds 120 --json
+GENERATOR=${GENERATOR:-tactful}
+if [ "$GENERATOR" = h2load ]; then
+    command -v h2load >/dev/null || { echo "side-by-side.sh: needs h2load (apt-get install nghttp2-client)" >&2; exit 2; }
+    "$BIN" bench --candidates "$N" --dim "$D" --k 20 --write-frame "$data/rank.bin"
+fi
+# The server process behind each port, for its CPU time.
+declare -A server_pid=(["$TACTFUL_PORT"]=${pids[0]} ["$PYTHON_PORT"]=${pids[1]})
+
+h2load_run() { # port, calls
+    h2load -n "$2" -c 4 -m 1 -d "$data/rank.bin" -H 'content-type: application/grpc' \
+        -H 'te: trailers' --log-file "$data/log.tsv" "http://127.0.0.1:$1/tactful.v1.Ranker/Rank" \
+        >"$data/h2load.out"
+    grep -q " 0 failed, 0 errored" "$data/h2load.out" || { cat "$data/h2load.out" >&2; exit 1; }
+}
+
+bench() { # port: prints a report in the shape `tactful bench --json` gives
+    if [ "$GENERATOR" != h2load ]; then
+        "$BIN" bench --addr "http://127.0.0.1:$1" --candidates "$N" --dim "$D" --k 20 \
+            --requests "$REQUESTS" --warmup "$WARMUP" --concurrency 4 --max-seconds 120 --json
+        return
+    fi
+    local pid=${server_pid[$1]} before after
+    h2load_run "$1" "$WARMUP"
+    before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    h2load_run "$1" "$REQUESTS"
+    after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    python3 - "$data/log.tsv" "$data/h2load.out" "$before" "$after" "$REQUESTS" "$(getconf CLK_TCK)" <<'EOF'
+import json, re, sys
+log, out, before, after, n, hz = sys.argv[1:]
+ms = sorted(int(line.split("\t")[2]) / 1000 for line in open(log))
+q = lambda p: ms[min(len(ms) - 1, int(p * len(ms)))]
+rps = float(re.search(r"([\d.]+) req/s", open(out).read()).group(1))
+cpu = (int(after) - int(before)) / int(hz) / int(n) * 1e6
+print(json.dumps({"rps": rps, "latency": {"p50_ms": q(0.5), "p99_ms": q(0.99)},
+                  "server": {"cpu_us_per_unit": cpu}, "errors": {}}))
+EOF
 }
 row() {
     python3 -c '
@@ -68,7 +104,7 @@ print("%-8s %9.0f %8.2f %8.2f %10.0f %6d" % (sys.argv[1], r["rps"], lat["p50_ms"
 ' "$1"
 }
 
-echo "N=$N D=$D k=20, $REQUESTS requests per run, 4 clients, one connection each side"
+echo "N=$N D=$D k=20, $REQUESTS requests per run, 4 clients ($GENERATOR), one connection each"
 printf '%-8s %9s %8s %8s %10s %6s\n' server "req/s" "p50 ms" "p99 ms" "CPU µs/call" errors
 results=()
 for run in $(seq 1 "$RUNS"); do
