@@ -550,6 +550,32 @@ mod tests {
         }
     }
 
+    /// Rows laid out column by column (a matrix built in Fortran order) are copied once into
+    /// row order: the same picks, scores and terms as the same matrix in row order.
+    #[test]
+    fn a_matrix_in_column_order_ranks_as_in_row_order() {
+        use ndarray::ShapeBuilder;
+        let (n, d) = (12, 5);
+        let rows = Array2::from_shape_fn((n, d), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        let mut columns = Array2::zeros((n, d).f());
+        columns.assign(&rows);
+        assert!(columns.as_slice().is_none(), "not in row order");
+        let score: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.03).collect();
+        let ranked = |embeddings: Array2<f32>| {
+            let input = RankInput {
+                candidates: candidates(&[1, 1, 2, 2, 3, 3, 1, 2, 3, 1, 2, 3]),
+                embeddings: Some(embeddings),
+                k: 8,
+                ..Default::default()
+            };
+            run(&input, &score, DiversityParams::default())
+                .iter()
+                .map(|p| (p.index, p.score.to_bits(), p.diversity.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ranked(columns), ranked(rows));
+    }
+
     #[test]
     fn opposite_embeddings_get_no_boost() {
         let input = RankInput {
