@@ -57,7 +57,7 @@ impl Lazy {
 /// list whose head settles quickly never computes most of its keys.
 pub(super) struct Bounds {
     heap: BinaryHeap<u128>,
-    /// Candidates never taken from, by (score, earlier position first) packed as in
+    /// Candidates not yet looked at, by (score, earlier position first) packed as in
     /// [`ScoreOrder`].
     untouched: BinaryHeap<u64>,
     /// Entries not allowed at this place (a cap, an exploration slot), back after the search.
