@@ -109,6 +109,23 @@ pub fn find_listener(port: u16, target: Option<IpAddr>) -> Option<u32> {
         return None;
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    // A process that forks holds every descriptor in the child until the child's exec closes
+    // them: seen in that moment, the listener has two owners. Such a window passes in
+    // microseconds, so a second owner is looked for again a few times before giving up.
+    for _ in 0..5 {
+        match owners_of(&wanted)?.as_slice() {
+            [one] => return Some(*one),
+            [] => return None,
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    // Two processes on the port (SO_REUSEPORT, a socket inherited by a child): whose CPU
+    // would be a guess, so none.
+    None
+}
+
+/// The processes holding one of these sockets (`socket:[inode]`) open.
+fn owners_of(wanted: &[String]) -> Option<Vec<u32>> {
     let mut owners = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
@@ -130,12 +147,7 @@ pub fn find_listener(port: u16, target: Option<IpAddr>) -> Option<u32> {
             owners.push(pid);
         }
     }
-    // Two processes on the port (SO_REUSEPORT, a socket inherited by a child): whose CPU
-    // would be a guess, so none.
-    match owners.as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    }
+    Some(owners)
 }
 
 /// The port and, if it is an address rather than a name, the host of a target like
