@@ -52,15 +52,7 @@ measure() {
     before=$(cpu_ticks)
     load "$1" "$2" "$REQUESTS"
     after=$(cpu_ticks)
-    python3 - "$dir/log.tsv" "$dir/h2load.out" "$before" "$after" "$REQUESTS" "$(getconf CLK_TCK)" <<'EOF'
-import re, sys
-log, out, before, after, n, hz = sys.argv[1:]
-ms = sorted(int(line.split("\t")[2]) / 1000 for line in open(log))
-q = lambda p: ms[min(len(ms) - 1, int(p * len(ms)))]
-rps = float(re.search(r"([\d.]+) req/s", open(out).read()).group(1))
-cpu = (int(after) - int(before)) / int(hz) / int(n) * 1e6
-print(f"{rps:.0f} {q(.5):.3f} {q(.9):.3f} {q(.99):.3f} {cpu:.1f}")
-EOF
+    python3 benches/h2load_report.py "$dir/log.tsv" "$dir/h2load.out" "$before" "$after" "$REQUESTS"
 }
 
 mode="closed loop"

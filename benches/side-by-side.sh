@@ -48,11 +48,14 @@ pids+=($!)
 "$WORK/venv/bin/python" benches/python/mmr_server.py --port "$PYTHON_PORT" --stubs "$WORK/stubs" \
     >"$data/python.log" 2>&1 &
 pids+=($!)
+# Python's imports can take many seconds on a busy machine: wait up to a minute for each.
 for port in "$TACTFUL_PORT" "$PYTHON_PORT"; do
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    up=
+    for _ in $(seq 1 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && up=1 && break
         sleep 0.1
     done
+    [ -n "$up" ] || { echo "side-by-side.sh: nothing listens on $port:" >&2; cat "$data"/*.log >&2; exit 1; }
 done
 
 GENERATOR=${GENERATOR:-tactful}
@@ -81,16 +84,8 @@ bench() { # port: prints a report in the shape `tactful bench --json` gives
     before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     h2load_run "$1" "$REQUESTS"
     after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    python3 - "$data/log.tsv" "$data/h2load.out" "$before" "$after" "$REQUESTS" "$(getconf CLK_TCK)" <<'EOF'
-import json, re, sys
-log, out, before, after, n, hz = sys.argv[1:]
-ms = sorted(int(line.split("\t")[2]) / 1000 for line in open(log))
-q = lambda p: ms[min(len(ms) - 1, int(p * len(ms)))]
-rps = float(re.search(r"([\d.]+) req/s", open(out).read()).group(1))
-cpu = (int(after) - int(before)) / int(hz) / int(n) * 1e6
-print(json.dumps({"rps": rps, "latency": {"p50_ms": q(0.5), "p99_ms": q(0.99)},
-                  "server": {"cpu_us_per_unit": cpu}, "errors": {}}))
-EOF
+    python3 benches/h2load_report.py "$data/log.tsv" "$data/h2load.out" "$before" "$after" \
+        "$REQUESTS" --json
 }
 row() {
     python3 -c '
