@@ -1,8 +1,9 @@
 //! What the gRPC edge does to a Rank request before the engine sees it, without the
 //! transport: the protobuf message decoded from its bytes as the server's codec decodes it
 //! (one contiguous buffer, `RankRequest::decode_rows`: the embeddings straight into one
-//! matrix) and converted into the engine's call (every field checked). N = 100 candidates × 64 dimensions, in the `repeated
-//! float` form and in the bytes form (`embedding_f32le`). Run: `cargo bench --bench edge`.
+//! matrix) and converted into the engine's call (every field checked). N = 100 candidates ×
+//! 64 dimensions, in the `repeated float` form and in the bytes form (`embedding_f32le`).
+//! Run: `cargo bench --bench edge`.
 //!
 //! Instructions per request, exactly: `valgrind --tool=callgrind
 //! --toggle-collect='edge::decode_and_convert' target/release/deps/edge-* --bench

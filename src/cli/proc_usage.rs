@@ -111,7 +111,7 @@ pub fn find_listener(port: u16, target: Option<IpAddr>) -> Option<u32> {
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     // A process that forks holds every descriptor in the child until the child's exec closes
     // them: seen in that moment, the listener has two owners. Such a window passes in
-    // microseconds, so a second owner is looked for again a few times before giving up.
+    // microseconds, so /proc is scanned again a few times before two owners are believed.
     for _ in 0..5 {
         match owners_of(&wanted)?.as_slice() {
             [one] => return Some(*one),
