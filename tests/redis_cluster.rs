@@ -47,6 +47,11 @@ const INVALIDATION_BOUND: Duration = Duration::from_secs(1);
 /// needs its node timeout (1 s) and an election; the backend then finds the new master.
 const RESUME_BOUND: Duration = Duration::from_secs(30);
 
+/// The failover test runs alone: its cluster's elections are timed against a 1 s node
+/// timeout, and the other tests of this file (one starts a cluster of six TLS nodes) would
+/// share its two cores. They take this lock to read, the failover test to write.
+static FAILOVER_ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 async fn open_with(url: &str, namespace: &str, config: StateConfig) -> UserStore {
     UserStore::open_redis(config, url, namespace).await.unwrap()
 }
@@ -177,6 +182,7 @@ async fn keys_per_master(url: &str, namespace: &str) -> HashMap<String, Vec<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_backend_works_on_a_cluster_across_every_master() {
+    let _shared = FAILOVER_ALONE.read().await;
     let Some(url) = test_redis_cluster("cluster backend") else {
         return;
     };
@@ -644,6 +650,7 @@ impl Words {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_words_survive_a_failover_of_their_users_slot() {
+    let _alone = FAILOVER_ALONE.write().await;
     if test_redis_cluster("cluster failover").is_none() {
         return;
     }
@@ -822,6 +829,7 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_checks_and_serves_a_cluster_backend() {
+    let _shared = FAILOVER_ALONE.read().await;
     let Some(url) = test_redis_cluster("cluster binary") else {
         return;
     };
@@ -925,6 +933,7 @@ async fn the_binary_checks_and_serves_a_cluster_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_backend_speaks_tls_to_a_cluster() {
+    let _shared = FAILOVER_ALONE.read().await;
     if test_redis_cluster("cluster over TLS").is_none() {
         return;
     }
