@@ -116,7 +116,7 @@ impl Pipeline {
         input: &RankInput,
         user: &UserView,
         deadline: &Deadline,
-        mut observe: Option<&mut dyn FnMut(&'static str, Duration)>,
+        observe: Option<&mut dyn FnMut(&'static str, Duration)>,
     ) -> Result<Ranking, Interrupted> {
         let explicit_only;
         let user = if user.consent.personalization {
@@ -126,13 +126,22 @@ impl Pipeline {
             &explicit_only
         };
         let mut slate = Slate::new(input, user, self.parallelism);
-        for stage in &self.stages {
-            deadline.check(stage.name())?;
-            let started = observe.is_some().then(Instant::now);
-            stage.apply(&mut slate, deadline)?;
-            if let (Some(observe), Some(started)) = (observe.as_mut(), started) {
-                observe(stage.name(), started.elapsed());
+        let Some(observe) = observe else {
+            for stage in &self.stages {
+                deadline.check(stage.name())?;
+                stage.apply(&mut slate, deadline)?;
             }
+            return Ok(self.finish(slate));
+        };
+        // One clock read per boundary between stages: the end of one stage's time is the
+        // start of the next one's, and the deadline is checked against it.
+        let mut started = Instant::now();
+        for stage in &self.stages {
+            deadline.check_at(stage.name(), started)?;
+            stage.apply(&mut slate, deadline)?;
+            let ended = Instant::now();
+            observe(stage.name(), ended - started);
+            started = ended;
         }
         Ok(self.finish(slate))
     }
@@ -150,15 +159,16 @@ impl Pipeline {
         self.finish(slate)
     }
 
-    fn finish(&self, slate: Slate<'_>) -> Ranking {
+    fn finish(&self, mut slate: Slate<'_>) -> Ranking {
         let input = slate.input;
+        // The reasons move into the items (one per pick, in order), not copied.
+        let mut reasons = std::mem::take(&mut slate.reasons).into_iter();
         let items = slate
             .picks
             .iter()
-            .enumerate()
-            .map(|(n, pick)| {
+            .map(|pick| {
                 let candidate = &input.candidates[pick.index];
-                let reason = slate.reasons.get(n).cloned().unwrap_or(Reason {
+                let reason = reasons.next().unwrap_or(Reason {
                     code: ReasonCode::Relevant,
                     text: String::new(),
                     dimensions: Default::default(),

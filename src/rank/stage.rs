@@ -80,7 +80,16 @@ impl Deadline {
 
     /// `Err` once the deadline has passed, naming the stage that noticed.
     pub fn check(&self, stage: &'static str) -> Result<(), Interrupted> {
-        if self.expired() {
+        if self.at.is_none() {
+            return Ok(());
+        }
+        self.check_at(stage, Instant::now())
+    }
+
+    /// [`Deadline::check`] against a time the caller has just read (one clock read serves
+    /// the stage's timing and its deadline check).
+    pub fn check_at(&self, stage: &'static str, now: Instant) -> Result<(), Interrupted> {
+        if self.at.is_some_and(|at| now >= at) {
             Err(Interrupted {
                 limit: self.limit,
                 stage,
@@ -316,6 +325,14 @@ impl<'a> Slate<'a> {
     /// Indices of the candidates no hard rule removed, in upstream order.
     pub fn survivors(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.len()).filter(|&i| self.dropped[i].is_none())
+    }
+
+    /// [`Slate::survivors`] collected, in one allocation of the slate's length (a filter's
+    /// `collect` grows from nothing, reallocating as it goes).
+    pub fn survivor_list(&self) -> Vec<usize> {
+        let mut list = Vec::with_capacity(self.len());
+        list.extend(self.survivors());
+        list
     }
 }
 

@@ -45,11 +45,13 @@ impl Stage for LongTail {
         // Most popular first, as one integer per candidate: a positive float's bits order as
         // the float does (`total_cmp`), so the complement of its bits, above the index,
         // sorts descending with plain integer compares.
-        let mut known: Vec<u64> = slate
-            .survivors()
-            .filter(|&i| input.candidates[i].popularity > 0.0)
-            .map(|i| key(input.candidates[i].popularity, i))
-            .collect();
+        let mut known = Vec::with_capacity(slate.len());
+        known.extend(
+            slate
+                .survivors()
+                .filter(|&i| input.candidates[i].popularity > 0.0)
+                .map(|i| key(input.candidates[i].popularity, i)),
+        );
         if known.len() < 2 {
             return Ok(());
         }

@@ -15,7 +15,7 @@ impl Stage for ByScore {
 
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
         let score = &slate.score;
-        let mut order: Vec<usize> = slate.survivors().collect();
+        let mut order = slate.survivor_list();
         let take = slate.input.limit().min(order.len());
         let by_score = |a: &usize, b: &usize| score[*b].total_cmp(&score[*a]).then(a.cmp(b));
         if take > 0 && take < order.len() {
@@ -41,11 +41,14 @@ impl Stage for Upstream {
 
     fn apply(&self, slate: &mut Slate<'_>, _: &Deadline) -> Result<(), Interrupted> {
         let input = slate.input;
-        slate.picks = slate
-            .survivors()
-            .take(input.limit())
-            .map(|index| Pick::plain(index, input.candidates[index].score))
-            .collect();
+        let mut picks = Vec::with_capacity(input.limit().min(slate.len()));
+        picks.extend(
+            slate
+                .survivors()
+                .take(input.limit())
+                .map(|index| Pick::plain(index, input.candidates[index].score)),
+        );
+        slate.picks = picks;
         let reason = explain::upstream_reason(input.locale);
         slate.reasons = vec![reason; slate.picks.len()];
         Ok(())

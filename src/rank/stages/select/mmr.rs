@@ -139,7 +139,14 @@ enum Similarity<'a> {
 }
 
 impl<'a> Similarity<'a> {
-    fn new(input: &'a RankInput, pool: &[usize], params: &'a DiversityParams) -> Self {
+    /// `depth`: how many picks there will be at most (their rows are reserved once).
+    fn new(
+        input: &'a RankInput,
+        pool: &[usize],
+        params: &'a DiversityParams,
+        depth: usize,
+    ) -> Self {
+        let depth = depth.min(pool.len());
         match &input.embeddings {
             Some(e) if e.ncols() > 0 => Similarity::Embeddings {
                 rows: match e.as_slice() {
@@ -149,14 +156,14 @@ impl<'a> Similarity<'a> {
                 d: e.ncols(),
                 index: pool.to_vec(),
                 inv_norm: vec![f32::NAN; pool.len()],
-                picked: Vec::new(),
+                picked: Vec::with_capacity(depth * e.ncols()),
             },
             _ => Similarity::Attributes {
                 attrs: pool
                     .iter()
                     .map(|&i| attributes(&input.candidates[i]))
                     .collect(),
-                picked: Vec::new(),
+                picked: Vec::with_capacity(depth),
                 params,
             },
         }
@@ -244,14 +251,16 @@ pub struct MmrState<'a> {
 }
 
 impl<'a> MmrState<'a> {
+    /// `depth`: how many items will be placed at most.
     pub fn new(
         input: &'a RankInput,
         pool: &[usize],
         params: &'a DiversityParams,
         weight: f32,
+        depth: usize,
     ) -> Self {
         Self {
-            similarity: Similarity::new(input, pool, params),
+            similarity: Similarity::new(input, pool, params, depth),
             max_sim: vec![0.0; pool.len()],
             seen: vec![0; pool.len()],
             picks: 0,

@@ -168,7 +168,7 @@ impl Stage for Select {
         let ask = input.diversity;
         let method = ask.method.unwrap_or(self.method);
         let weight = ask.weight.unwrap_or(self.diversity.weight) * slate.diversity_scale;
-        let index: Vec<usize> = slate.survivors().collect();
+        let index = slate.survivor_list();
         let score: Vec<f32> = index.iter().map(|&i| slate.score[i]).collect();
         let take = input.limit().min(index.len());
 
@@ -245,7 +245,7 @@ impl Stage for Select {
         let name = self.name();
         slate.picks = match method {
             Method::Mmr if weight > 0.0 => {
-                let m = MmrState::new(input, &pool.index, &self.diversity, weight);
+                let m = MmrState::new(input, &pool.index, &self.diversity, weight, rules.depth);
                 select(m, pool, &mut rules, deadline, name)?
             }
             Method::Dpp if weight >= dpp::MIN_WEIGHT => {
@@ -620,7 +620,7 @@ mod tests {
                     take,
                     keys_rise,
                 };
-                let m = MmrState::new(&input, &pool.index, &params, params.weight);
+                let m = MmrState::new(&input, &pool.index, &params, params.weight, take);
                 select(m, pool, &mut rules, &Deadline::none(), "mmr").unwrap()
             };
             let (by_bound, by_score) = (run(false), run(true));
