@@ -11,6 +11,7 @@
 //! | `tactful_grpc_request_duration_seconds` | histogram | `method`, `outcome` | time from the request's headers to the response's |
 //! | `tactful_rank_candidates` | histogram | | candidates per Rank |
 //! | `tactful_rank_queue_seconds` | histogram | | wait for a ranking thread (rankings sent to the pool only) |
+//! | `tactful_rank_decoded_in_place_total` | counter | | Rank requests decoded where they arrived, their message whole in one HTTP/2 DATA frame (the others are gathered by tonic first: a copy) |
 //! | `tactful_rank_stage_duration_seconds` | histogram | `stage` | time in each pipeline stage |
 //! | `tactful_rank_degraded_total` | counter | `reason` | fail-open answers: `deadline`, `budget`, `overload`, `internal`, `state` |
 //! | `tactful_rank_inflight` | gauge | | rankings admitted and not finished |
@@ -122,6 +123,7 @@ pub struct Metrics {
     request_seconds: HistogramVec,
     rank_candidates: Histogram,
     rank_queue_seconds: Histogram,
+    rank_in_place: IntCounter,
     stage_seconds: HistogramVec,
     degraded: IntCounterVec,
     inflight: IntGauge,
@@ -246,6 +248,11 @@ impl Metrics {
                 "tactful_rank_queue_seconds",
                 "Time a ranking waited for a ranking thread",
                 &STAGE_BUCKETS,
+            ),
+            rank_in_place: counter(
+                &r,
+                "tactful_rank_decoded_in_place_total",
+                "Rank requests decoded where they arrived (the message whole in one DATA frame)",
             ),
             stage_seconds: histogram_vec(
                 &r,
@@ -449,6 +456,11 @@ impl Metrics {
 
     /// The counter [`Metrics::event`] adds to, for a caller that counts so many events that
     /// it keeps the handle (looking the labels up costs more than the count).
+    /// Counts Rank requests decoded in place (`grpc::in_place`).
+    pub fn rank_in_place_counter(&self) -> IntCounter {
+        self.rank_in_place.clone()
+    }
+
     pub fn event_counter(&self, kind: &str, outcome: &str) -> IntCounter {
         self.events.with_label_values(&[kind, outcome])
     }

@@ -14,6 +14,7 @@ pub mod connections;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod in_place;
 pub mod observe;
 pub mod profile;
 pub mod ranker;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 use tonic::{Request, Response, Status};
 
+use super::in_place::InPlace;
 use super::{convert, timeout};
 use crate::catalog::Catalog;
 use crate::config::Limits;
@@ -26,6 +27,8 @@ pub struct RankerService {
     limits: Limits,
     /// Where the impressions of answers the host reports as shown go.
     shown: Arc<ShownRecorder>,
+    /// Requests decoded where they arrived.
+    in_place: IntCounter,
 }
 
 /// Records answers' shown items as impressions, counted in `tactful_events_total` as
@@ -72,6 +75,7 @@ impl RankerService {
             catalog,
             pseudonyms,
             limits,
+            in_place: metrics.rank_in_place_counter(),
             shown: Arc::new(ShownRecorder {
                 store,
                 applied: counter("applied"),
@@ -90,7 +94,15 @@ impl pb::ranker_server::Ranker for RankerService {
     ) -> Result<Response<pb::RankResponse>, Status> {
         let caller_timeout = timeout::caller_timeout(request.metadata());
         let arrived = request.extensions().get::<timeout::Arrived>().copied();
-        let mut req = request.into_inner();
+        // Decoded where it arrived (`in_place`), else by tonic.
+        let in_place = request
+            .extensions()
+            .get::<InPlace>()
+            .and_then(InPlace::take);
+        if in_place.is_some() {
+            self.in_place.inc();
+        }
+        let mut req = in_place.unwrap_or_else(|| request.into_inner());
         super::note_user(&self.pseudonyms, &req.user_id);
         let request_id = std::mem::take(&mut req.request_id);
         convert::request_id(&request_id)?;

@@ -200,7 +200,7 @@ pub async fn serve(
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .layer(ObserveLayer::new(metrics.clone()))
         .layer(AuthLayer::new(tokens, config.auth.rank_open))
-        .layer(WireLayer::new(metrics))
+        .layer(WireLayer::new(metrics, max))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

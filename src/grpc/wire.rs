@@ -31,7 +31,12 @@
 //!   its response body is done, which is what the idle limit of
 //!   [`super::connections`] measures.
 //!
-//! Must not: buffer or copy message bytes (it only reads the 5-byte headers).
+//! - A Rank request whose message arrives whole in one DATA frame is decoded right there, and
+//!   tonic gets an empty message in its place ([`super::in_place`]): tonic would copy it into a
+//!   buffer of its own first.
+//!
+//! Must not: buffer or copy message bytes (it reads the 5-byte headers, and decodes a whole
+//! Rank message where it lies).
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -47,6 +52,7 @@ use tonic::transport::server::TlsConnectInfo;
 use tower::{Layer, Service};
 
 use super::connections::{CallGuard, ConnInfo};
+use super::in_place::InPlace;
 use crate::engine::fail_open_reserve;
 use crate::metrics::Metrics;
 
@@ -73,12 +79,18 @@ fn is_grpc_content_type(value: Option<&http::HeaderValue>) -> bool {
 #[derive(Clone)]
 pub struct WireLayer {
     metrics: Arc<Metrics>,
+    max_message_bytes: usize,
 }
 
 impl WireLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// `max_message_bytes`: the Ranker's limit on a received message; a larger one is left
+    /// for tonic to refuse.
+    pub fn new(metrics: Arc<Metrics>, max_message_bytes: usize) -> Self {
         client_streaming_methods();
-        Self { metrics }
+        Self {
+            metrics,
+            max_message_bytes,
+        }
     }
 }
 
@@ -89,6 +101,7 @@ impl<S> Layer<S> for WireLayer {
         Wire {
             inner,
             metrics: self.metrics.clone(),
+            max_message_bytes: self.max_message_bytes,
         }
     }
 }
@@ -97,6 +110,7 @@ impl<S> Layer<S> for WireLayer {
 pub struct Wire<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    max_message_bytes: usize,
 }
 
 /// When a call with the caller's `timeout`, arrived at `arrived`, is answered
@@ -154,11 +168,17 @@ where
         let metrics = self.metrics.clone();
         let unary = !client_streaming_methods().contains(request.uri().path());
         let encoded = request.headers().contains_key("grpc-encoding");
+        let in_place = (rank && !encoded).then(|| {
+            let slot = InPlace::default();
+            request.extensions_mut().insert(slot.clone());
+            (slot, self.max_message_bytes)
+        });
         let request = request.map(|body| {
             TonicBody::new(Framed {
                 inner: body,
                 unary,
                 encoded,
+                in_place,
                 header: [0; 5],
                 have: 0,
                 remaining: 0,
@@ -265,6 +285,8 @@ struct Framed {
     remaining: u64,
     /// Messages begun.
     messages: u64,
+    /// A Rank call's slot for its message decoded in place, and the size limit.
+    in_place: Option<(InPlace, usize)>,
 }
 
 impl Framed {
@@ -354,7 +376,14 @@ impl Body for Framed {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => Poll::Ready(this.finish().err().and_then(body_error)),
-            Poll::Ready(Some(Ok(frame))) => {
+            Poll::Ready(Some(Ok(mut frame))) => {
+                if let (Some((slot, max)), Some(data)) = (&this.in_place, frame.data_ref())
+                    && this.messages == 0
+                    && this.have == 0
+                    && let Some(stand_in) = slot.decode(data, *max)
+                {
+                    frame = Frame::data(stand_in);
+                }
                 if let Some(data) = frame.data_ref()
                     && let Err(status) = this.follow(data)
                 {
@@ -402,6 +431,7 @@ mod tests {
             have: 0,
             remaining: 0,
             messages: 0,
+            in_place: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! A cut-off Catalog.Upsert changes nothing (3), a tight caller deadline fails open (4),
-//! unreadable messages are the client's fault (5): through a raw HTTP/2 client, which sends
-//! what gRPC clients never do.
+//! unreadable messages are the client's fault (5), a Rank message whole in one DATA frame
+//! (decoded where it arrived) and one split over several (gathered by tonic) are answered
+//! alike (6): through a raw HTTP/2 client, which sends what gRPC clients never do.
 
 use std::time::Duration;
 
@@ -71,6 +72,32 @@ async fn status(response: h2::client::ResponseFuture) -> (i32, String) {
     }
     let trailers = body.trailers().await.unwrap().unwrap_or_default();
     read(&trailers).expect("a grpc-status")
+}
+
+/// A successful call's one response message.
+async fn answer(response: h2::client::ResponseFuture) -> pb::RankResponse {
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("grpc-status").is_none(),
+        "{response:?}"
+    );
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+        bytes.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0", "{trailers:?}");
+    let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+    assert_eq!(
+        (bytes[0], bytes.len()),
+        (0, 5 + len),
+        "one uncompressed message"
+    );
+    pb::RankResponse::decode(&bytes[5..]).unwrap()
 }
 
 fn catalog_items(server: &Server) -> f64 {
@@ -203,6 +230,85 @@ fn unreadable_messages_are_the_clients_fault() {
         r#"tactful_grpc_requests_total{method="tactful.v1.Ranker/Rank",outcome="invalid_argument"}"#,
     );
     assert_eq!(invalid, Some(6.0));
+}
+
+#[test]
+fn a_rank_message_whole_or_split_over_frames_is_answered_alike() {
+    let server = Server::start(&[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let message = pb::RankRequest {
+        user_id: "u-frames".into(),
+        k: 10,
+        explain: true,
+        candidates: (1..=60u64)
+            .map(|i| pb::Candidate {
+                item_id: i,
+                score: 1.0 - i as f32 / 100.0,
+                category_id: 1 + i % 4,
+                brand_id: 10 + i % 7,
+                popularity: (i * 37 % 101) as f32,
+                evidence: vec![pb::DataDimension::Browsing as i32],
+                embedding: (0..16).map(|j| ((i * 16 + j) % 13) as f32 / 13.0).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let whole = frame(&message);
+    let in_place = || {
+        server
+            .metric("tactful_rank_decoded_in_place_total")
+            .unwrap()
+    };
+    let split_at = [0, 3, 5, 6, 700, whole.len() / 2, whole.len() - 1];
+    let answers = runtime.block_on(async {
+        let mut answers = Vec::new();
+        // Whole, then split in two at every kind of place (inside the header, right after it,
+        // inside the message), then in three, then whole again.
+        let mut sends: Vec<Vec<Bytes>> = vec![vec![whole.clone()]];
+        for at in split_at {
+            sends.push(vec![whole.slice(..at), whole.slice(at..)]);
+        }
+        sends.push(vec![
+            whole.slice(..9),
+            whole.slice(9..800),
+            whole.slice(800..),
+        ]);
+        sends.push(vec![whole.clone()]);
+        for (n, chunks) in sends.into_iter().enumerate() {
+            let before = in_place();
+            let mut client = connect(&server).await;
+            let (response, mut stream) = client
+                .send_request(request(&server, "/tactful.v1.Ranker/Rank", &[]), false)
+                .unwrap();
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                stream.send_data(chunk, i == last).unwrap();
+            }
+            answers.push((n, answer(response).await, in_place() - before));
+        }
+        answers
+    });
+    let (_, first, _) = &answers[0];
+    assert_eq!(first.items.len(), 10);
+    assert!(
+        first
+            .items
+            .iter()
+            .all(|i| i.reason.as_ref().is_some_and(|r| !r.text.is_empty()))
+    );
+    for (n, answer, decoded_in_place) in &answers {
+        assert_eq!(answer, first, "send {n}");
+        // The whole message is decoded where it arrived; a split one is gathered by tonic
+        // (an empty first part makes no DATA frame of its own: the rest is whole).
+        let whole_frame = *n == 0 || *n == answers.len() - 1 || split_at.get(n - 1) == Some(&0);
+        assert_eq!(
+            *decoded_in_place,
+            f64::from(u8::from(whole_frame)),
+            "send {n}"
+        );
+    }
 }
 
 /// The answer to a Rank sent with `grpc-timeout` and no timer of the client's own: the status
