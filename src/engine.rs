@@ -365,9 +365,7 @@ impl Engine {
             let (result, stages) = run_ranking(&pipeline, &call, &user, &deadline);
             drop(permit);
             let outcome = self.settle(&pipeline, &call, &user, &deadline, Some(Ok(result)));
-            for (stage, took) in stages {
-                self.metrics.stage(stage, took);
-            }
+            self.metrics.stages(&stages);
             return outcome;
         }
 
@@ -386,9 +384,7 @@ impl Engine {
             let _ = tx.send(result);
             // After the answer has left: metrics never delay it.
             metrics.rank_queued(queued);
-            for (stage, took) in stages {
-                metrics.stage(stage, took);
-            }
+            metrics.stages(&stages);
         });
 
         let outcome = match deadline.instant() {

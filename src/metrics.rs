@@ -125,6 +125,8 @@ pub struct Metrics {
     rank_queue_seconds: Histogram,
     rank_in_place: IntCounter,
     stage_seconds: HistogramVec,
+    /// The stages' histograms, by the stage's name (see [`Metrics::stages`]).
+    stage_handles: Mutex<Vec<(&'static str, Histogram)>>,
     degraded: IntCounterVec,
     inflight: IntGauge,
     max_inflight: IntGauge,
@@ -261,6 +263,7 @@ impl Metrics {
                 &["stage"],
                 &STAGE_BUCKETS,
             ),
+            stage_handles: Mutex::new(Vec::new()),
             degraded: counter_vec(
                 &r,
                 "tactful_rank_degraded_total",
@@ -439,10 +442,24 @@ impl Metrics {
         self.rank_queue_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn stage(&self, stage: &str, took: Duration) {
-        self.stage_seconds
-            .with_label_values(&[stage])
-            .observe(took.as_secs_f64());
+    /// Each stage's time of one ranking. A stage's histogram is looked up by its label once
+    /// and kept, found again by the name's address (a label lookup hashes the name: 16 per
+    /// ranking were 2,000 instructions).
+    pub fn stages(&self, stages: &[(&'static str, Duration)]) {
+        let mut known = self.stage_handles.lock().unwrap_or_else(|e| e.into_inner());
+        for &(stage, took) in stages {
+            let at = match known
+                .iter()
+                .position(|(name, _)| std::ptr::eq(*name, stage))
+            {
+                Some(at) => at,
+                None => {
+                    known.push((stage, self.stage_seconds.with_label_values(&[stage])));
+                    known.len() - 1
+                }
+            };
+            known[at].1.observe(took.as_secs_f64());
+        }
     }
 
     pub fn degraded(&self, reason: &str) {
