@@ -471,13 +471,13 @@ impl Metrics {
         self.events.with_label_values(&[kind, outcome]).inc();
     }
 
-    /// The counter [`Metrics::event`] adds to, for a caller that counts so many events that
-    /// it keeps the handle (looking the labels up costs more than the count).
     /// Counts Rank requests decoded in place (`grpc::in_place`).
     pub fn rank_in_place_counter(&self) -> IntCounter {
         self.rank_in_place.clone()
     }
 
+    /// The counter [`Metrics::event`] adds to, for a caller that counts so many events that
+    /// it keeps the handle (looking the labels up costs more than the count).
     pub fn event_counter(&self, kind: &str, outcome: &str) -> IntCounter {
         self.events.with_label_values(&[kind, outcome])
     }

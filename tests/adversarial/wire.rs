@@ -301,7 +301,7 @@ fn a_rank_message_whole_or_split_over_frames_is_answered_alike() {
     for (n, answer, decoded_in_place) in &answers {
         assert_eq!(answer, first, "send {n}");
         // The whole message is decoded where it arrived; a split one is gathered by tonic
-        // (an empty first part makes no DATA frame of its own: the rest is whole).
+        // (after an empty first part, the whole message is in the next frame).
         let whole_frame = *n == 0 || *n == answers.len() - 1 || split_at.get(n - 1) == Some(&0);
         assert_eq!(
             *decoded_in_place,
