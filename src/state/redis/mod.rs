@@ -238,6 +238,9 @@ impl Failed {
     }
 }
 
+/// An append's user has no data key in the cache (evicted since it was resolved).
+struct KeyMissing;
+
 /// What a write pipeline came to: the length of each list after its write, or why not.
 type Sent = Result<Vec<i64>, Failed>;
 
@@ -1071,8 +1074,28 @@ impl Redis {
             missing.dedup();
             self.resolve_keys(&missing).await.map_err(Failed::down)?;
             let mut pipe = redis::pipe();
+            // A user evicted from memory meanwhile takes their cached key with them (`evict`):
+            // their writes, this one and every later one of theirs (they stay in order), wait
+            // for the next attempt, which fetches the key again.
+            let (mut sent, mut again) = (Vec::with_capacity(todo.len()), Vec::new());
+            let mut deferred: Vec<UserKey> = Vec::new();
             for &i in &todo {
-                self.add_write(&mut pipe, &batch[i]).map_err(Failed::down)?;
+                let user = batch[i].key();
+                if deferred.contains(&user) {
+                    again.push(i);
+                    continue;
+                }
+                match self.add_write(&mut pipe, &batch[i]) {
+                    Ok(()) => sent.push(i),
+                    Err(KeyMissing) => {
+                        deferred.push(user);
+                        again.push(i);
+                    }
+                }
+            }
+            if sent.is_empty() {
+                todo = again;
+                continue;
             }
             if self.wait_replicas > 0 {
                 pipe.cmd("WAIT")
@@ -1126,8 +1149,7 @@ impl Redis {
                     .await
                     .map_err(|e| Failed::down(format!("announcing a write: {e}")))?;
             }
-            let mut again = Vec::new();
-            for (&i, answer) in todo.iter().zip(answers) {
+            for (&i, answer) in sent.iter().zip(answers) {
                 if answer < 0 {
                     self.keys.remove(&batch[i].key());
                     again.push(i);
@@ -1138,6 +1160,8 @@ impl Redis {
             if again.is_empty() {
                 return Ok(lengths);
             }
+            // In the batch's order, whatever sent each of them back.
+            again.sort_unstable();
             todo = again;
         }
         Err(Failed::down(
@@ -1146,15 +1170,12 @@ impl Redis {
     }
 
     /// Adds one write to a pipeline: the append (sealed under the user's key, only while it
-    /// is theirs) or the erasure.
-    fn add_write(&self, pipe: &mut redis::Pipeline, write: &Write) -> Result<(), String> {
+    /// is theirs) or the erasure. An append whose user's key is no longer cached (evicted
+    /// since it was resolved) is not added.
+    fn add_write(&self, pipe: &mut redis::Pipeline, write: &Write) -> Result<(), KeyMissing> {
         match write {
             Write::Append { key, op, .. } => {
-                let stored = self
-                    .keys
-                    .get(key)
-                    .map(|k| k.clone())
-                    .ok_or("a data key went missing")?;
+                let stored = self.keys.get(key).map(|k| k.clone()).ok_or(KeyMissing)?;
                 pipe.cmd("EVAL")
                     .arg(&self.append_script)
                     .arg(2)
