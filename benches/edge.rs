@@ -20,7 +20,7 @@ use tactful::workload::rank_request;
 
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tactful::alloc::Mimalloc = tactful::alloc::Mimalloc;
 
 const N: usize = 100;
 const DIM: usize = 64;

@@ -28,7 +28,7 @@ use tactful::workload::{EventMix, users};
 
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tactful::alloc::Mimalloc = tactful::alloc::Mimalloc;
 
 /// Events per measured iteration: one acknowledgement each on disk.
 const BATCH: usize = 4096;

@@ -24,13 +24,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mimalloc::MiMalloc;
 use tactful::rank::DimensionSet;
 use tactful::state::{Event, EventKind, StateBackend, StateConfig, UserStore};
 use tactful::time::now_ms;
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: tactful::alloc::Mimalloc = tactful::alloc::Mimalloc;
 
 #[derive(Parser)]
 struct Cli {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 // README's Performance section).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tactful::alloc::Mimalloc = tactful::alloc::Mimalloc;
 
 fn main() -> ExitCode {
     tactful::alloc::return_freed_memory_promptly();
