@@ -5,7 +5,14 @@
 //! arrive, copying what it holds at each step: for a Rank request of 100 candidates × 64
 //! dimensions (31 KB) those copies were 7% of the server's instructions per call. Starting at
 //! 64 KiB, a typical request lands once; the buffer lives only while the call's message is
-//! read. Encoding keeps tonic's defaults.
+//! read.
+//!
+//! Messages are encoded as `tonic_prost` encodes them, less one walk: its encoder calls
+//! `Message::encode`, which first measures the whole message to check that the buffer has
+//! room, but tonic's buffer grows as it is written, so the check cannot fail; measuring a Rank
+//! answer walks every item and its reason (prost measures each nested message again as it
+//! writes it), 2,000 instructions per call. [`MessageEncoder`] writes the message straight
+//! away (`encode_raw`, the same bytes).
 //!
 //! A received Rank request is decoded by [`RankRequest::decode_rows`], which writes the
 //! candidates' embeddings straight into the ranking's matrix; every other message as
@@ -16,8 +23,7 @@ use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
-use tonic_prost::ProstEncoder;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::bulk::RankRequest;
 
@@ -42,15 +48,33 @@ where
 {
     type Encode = T;
     type Decode = U;
-    type Encoder = ProstEncoder<T>;
+    type Encoder = MessageEncoder<T>;
     type Decoder = MessageDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstCodec::<T, U>::raw_encoder(BufferSettings::default())
+        MessageEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
         MessageDecoder(PhantomData)
+    }
+}
+
+/// Encodes a message of type `T` to send.
+#[derive(Debug)]
+pub struct MessageEncoder<T>(PhantomData<T>);
+
+impl<T: Message> Encoder for MessageEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode_raw(buf);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
     }
 }
 
