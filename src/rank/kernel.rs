@@ -132,6 +132,30 @@ pub fn max_dot(flat: &[f32], d: usize, v: &[f32], floor: f32) -> f32 {
         .fold(floor, |m, row| m.max(dot_lanes::<8>(row, v)))
 }
 
+/// Whether every value's magnitude is at most `bound` (no NaN is). Checked without an early
+/// exit, so the loop is vector compares and `and`s; on x86-64 CPUs with AVX2 (detected at run
+/// time) a copy compiled for them compares 8 values at a time instead of 4, which halves the
+/// check of a Rank request's embeddings (6,400 values: 11,000 instructions).
+pub fn all_within(values: &[f32], bound: f32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has just been checked for the feature `all_within_avx2` needs.
+        return unsafe { all_within_avx2(values, bound) };
+    }
+    all_within_portable(values, bound)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn all_within_avx2(values: &[f32], bound: f32) -> bool {
+    all_within_portable(values, bound)
+}
+
+#[inline(always)]
+fn all_within_portable(values: &[f32], bound: f32) -> bool {
+    values.iter().fold(true, |ok, &x| ok & (x.abs() <= bound))
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn max_dot_avx2(flat: &[f32], d: usize, v: &[f32], floor: f32) -> f32 {
@@ -237,6 +261,27 @@ mod tests {
                     let want = out.iter().fold(floor, |m, x| m.max(*x));
                     let got = max_dot(&rows, d, &v, floor);
                     assert_eq!(got.to_bits(), want.to_bits(), "d {d}, n {n}, floor {floor}");
+                }
+            }
+        }
+    }
+
+    /// Every value out of bound is found, wherever it is in the slice and whatever it is
+    /// (over the bound either way, infinite, NaN), by the dispatched check and the portable
+    /// one alike.
+    #[test]
+    fn a_value_out_of_bound_is_found_at_every_position() {
+        let bound = 10.0;
+        for len in [0, 1, 7, 8, 9, 31, 32, 33, 64, 130] {
+            let inside: Vec<f32> = (0..len).map(|i| (i % 21) as f32 - 10.0).collect();
+            assert!(all_within(&inside, bound), "{len}");
+            assert!(all_within_portable(&inside, bound), "{len}");
+            for at in 0..len {
+                for bad in [10.5, -10.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                    let mut v = inside.clone();
+                    v[at] = bad;
+                    assert!(!all_within(&v, bound), "{len}, {bad} at {at}");
+                    assert!(!all_within_portable(&v, bound), "{len}, {bad} at {at}");
                 }
             }
         }

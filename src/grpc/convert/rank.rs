@@ -17,6 +17,7 @@ use crate::grpc::error::ApiError;
 use crate::pb;
 use crate::rank::{
     Candidate, DimensionSet, DiversityRequest, DropRule, Locale, Method, RankInput, ReasonCode,
+    kernel,
 };
 
 /// Bytes of a request's `request_id`, echoed in the answer: an id, not a payload.
@@ -563,9 +564,9 @@ fn f32le(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Every value within the bound: no early exit, so the loop is a vector compare and an `and`.
+/// Every value within the bound ([`kernel::all_within`]: vector compares, no early exit).
 fn all_in_bound(values: &[f32]) -> bool {
-    values.iter().fold(true, |ok, &x| ok & in_bound(x))
+    kernel::all_within(values, MAX_EMBEDDING_VALUE)
 }
 
 /// How many of the answer's items a Rank request asks to record as shown (0: none).
