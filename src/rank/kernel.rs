@@ -134,8 +134,8 @@ pub fn max_dot(flat: &[f32], d: usize, v: &[f32], floor: f32) -> f32 {
 
 /// Whether every value's magnitude is at most `bound` (no NaN is). Checked without an early
 /// exit, so the loop is vector compares and `and`s; on x86-64 CPUs with AVX2 (detected at run
-/// time) a copy compiled for them compares 8 values at a time instead of 4, which halves the
-/// check of a Rank request's embeddings (6,400 values: 11,000 instructions).
+/// time) a copy compiled for them compares 8 values at a time instead of 4 (2,000 fewer
+/// instructions for a Rank request's 6,400 embedding values, checked row by row).
 pub fn all_within(values: &[f32], bound: f32) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
