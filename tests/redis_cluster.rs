@@ -406,21 +406,36 @@ impl OwnCluster {
         if !redis_server_installed() {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let tls = tls.then(|| ClusterTls::new(dir.path()));
-        let mut ports = Vec::new();
-        for _ in 0..6 {
-            ports.push(free_cluster_port(&ports));
-        }
-        let mut cluster = Self {
-            dir,
-            nodes: ports.iter().map(|&p| (p, None)).collect(),
-            tls,
+        // A port found free can be taken before its node binds it (another test's server
+        // listening on port 0 gets the same ephemeral port): the node then exits at once, and
+        // the cluster is started again on other ports.
+        let mut attempts = 0;
+        let (cluster, ports) = 'start: loop {
+            attempts += 1;
+            let dir = tempfile::tempdir().unwrap();
+            let tls = tls.then(|| ClusterTls::new(dir.path()));
+            let mut ports = Vec::new();
+            for _ in 0..6 {
+                ports.push(free_cluster_port(&ports));
+            }
+            let mut cluster = Self {
+                dir,
+                nodes: ports.iter().map(|&p| (p, None)).collect(),
+                tls,
+            };
+            for &port in &ports {
+                std::fs::create_dir(cluster.dir.path().join(port.to_string())).unwrap();
+                if !cluster.run(port).await {
+                    assert!(
+                        attempts < 3,
+                        "node {port} exited at start, {attempts} times"
+                    );
+                    eprintln!("node {port} exited at start (its port taken?): starting again");
+                    continue 'start;
+                }
+            }
+            break (cluster, ports);
         };
-        for &port in &ports {
-            std::fs::create_dir(cluster.dir.path().join(port.to_string())).unwrap();
-            cluster.run(port).await;
-        }
         let mut cli = Command::new("redis-cli");
         if let Some(tls) = &cluster.tls {
             cli.arg("--tls")
@@ -448,8 +463,8 @@ impl OwnCluster {
     }
 
     /// Starts the node on `port` (on its data and cluster state, if it ran before) and waits
-    /// until it answers.
-    async fn run(&mut self, port: u16) {
+    /// until it answers; false if it exited first (its port was taken).
+    async fn run(&mut self, port: u16) -> bool {
         let node_dir = self.dir.path().join(port.to_string());
         let mut server = Command::new("redis-server");
         match &self.tls {
@@ -496,9 +511,14 @@ impl OwnCluster {
             .await
             .is_err()
         {
+            let slot = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
+            if let Some(Ok(Some(_))) = slot.1.as_mut().map(Child::try_wait) {
+                return false;
+            }
             assert!(start.elapsed() < Duration::from_secs(10), "node {port}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        true
     }
 
     fn url(&self) -> String {
@@ -748,7 +768,7 @@ async fn acknowledged_words_survive_a_failover_of_their_users_slot() {
     assert_eq!(refusal.code(), Code::Unavailable, "{refusal:?}");
     eprintln!("with no replica: {}", refusal.message());
     // The dead node comes back (as a replica of the promoted one): writes resume.
-    cluster.run(port).await;
+    assert!(cluster.run(port).await, "{dead} could not start again");
     let (resumed, refused) = words.until_accepted(&a, &touched, since).await;
     eprintln!(
         "master {dead} killed: {promoted} serves its slots after {promotion:?}; with the dead \
