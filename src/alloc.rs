@@ -2,7 +2,7 @@
 //! `system-allocator` feature ([`NAME`] says which).
 //!
 //! [`Mimalloc`] is mimalloc with the entry points C programs use for what needs no more than
-//! the alignment every block has (16 bytes, or the size for smaller ones), as Rust's own
+//! the alignment every block has (16 bytes; for a smaller block, up to its size), as Rust's own
 //! system allocator does with `malloc`: the `mimalloc` crate's allocator asks for every block
 //! through mimalloc's aligned entry points, 20 instructions more per allocation, some 270 of
 //! them per Rank call.
@@ -35,7 +35,9 @@ pub fn return_freed_memory_promptly() {
 }
 
 /// The alignment mimalloc gives every block of at least that size (`MI_MAX_ALIGN_SIZE` on
-/// 64-bit targets); a smaller block is aligned to the largest power of two dividing its size.
+/// 64-bit targets: its size classes are multiples of two words, except the one-word class,
+/// whose blocks are word-aligned). So a block of `size` bytes is aligned to any power of two
+/// up to 16 that is at most `size`.
 #[cfg(not(feature = "system-allocator"))]
 const MI_MAX_ALIGN_SIZE: usize = 16;
 
