@@ -126,6 +126,23 @@ mod tests {
         p
     }
 
+    /// Layouts whose size is not a multiple of their alignment (a hash table's buckets and
+    /// control bytes ask for such blocks) take the plain entry points too.
+    #[test]
+    fn blocks_of_sizes_between_alignments_are_aligned() {
+        let a = Mimalloc;
+        for (size, align) in [(9, 8), (12, 8), (17, 16), (24, 16), (52, 16), (1000, 16)] {
+            let blocks: Vec<*mut u8> = (0..64)
+                // SAFETY: non-zero sizes; every block is freed below with its layout.
+                .map(|_| unsafe { filled(&a, size, align, 1) })
+                .collect();
+            for p in blocks {
+                // SAFETY: made above with this layout.
+                unsafe { a.dealloc(p, Layout::from_size_align(size, align).unwrap()) };
+            }
+        }
+    }
+
     #[test]
     fn every_block_has_the_alignment_asked_for_and_keeps_its_bytes() {
         let a = Mimalloc;
