@@ -771,30 +771,10 @@ fn merge_candidate(
         return Err(malformed("buffer underflow"));
     }
     let len = len as usize;
-    if candidates.is_empty() {
-        // Guessed from the first candidate's size, so the list is not regrown (and its
-        // candidates copied) seven times on the way to 100; bounded, since the guess trusts
-        // the client.
-        candidates.reserve((buf.remaining() / (len + 2)).clamp(1, MAX_GUESSED_CANDIDATES));
-    }
-    if rows.is_set() && !rows.active {
-        // More merged into a request whose rows were decoded apart: they go back first.
-        give_back_all(rows, candidates);
-    }
+    before_candidate(candidates, rows, len, buf.remaining());
     let chunk = buf.chunk();
     if chunk.len() >= len {
-        // Decoded where it will stay, rather than moved into the list (200 bytes each).
-        let index = candidates.len();
-        let hint = candidates.capacity();
-        candidates.push(Candidate::default());
-        let candidate = candidates.last_mut().expect("just pushed");
-        let mut row = |c: &mut Candidate, values: &[u8], bytes_form: bool| {
-            rows.take_row(index, c, values, bytes_form, hint)
-        };
-        if let Err(e) = decode_candidate(candidate, &chunk[..len], &mut row, ctx) {
-            candidates.pop();
-            return Err(e);
-        }
+        push_candidate(candidates, rows, &chunk[..len], ctx)?;
         buf.advance(len);
         return Ok(());
     }
@@ -808,14 +788,68 @@ fn merge_candidate(
     Ok(())
 }
 
+/// What comes before a candidate of `len` bytes is merged, `remaining` bytes (its own
+/// included) being left in the message.
+#[inline(always)]
+fn before_candidate(
+    candidates: &mut Vec<Candidate>,
+    rows: &mut DecodedRows,
+    len: usize,
+    remaining: usize,
+) {
+    if candidates.is_empty() {
+        // Guessed from the first candidate's size, so the list is not regrown (and its
+        // candidates copied) seven times on the way to 100; bounded, since the guess trusts
+        // the client.
+        candidates.reserve((remaining / (len + 2)).clamp(1, MAX_GUESSED_CANDIDATES));
+    }
+    if rows.is_set() && !rows.active {
+        // More merged into a request whose rows were decoded apart: they go back first.
+        give_back_all(rows, candidates);
+    }
+}
+
+/// Appends the candidate whose bytes are `s` (all of them), decoded where it will stay rather
+/// than moved into the list (200 bytes each).
+#[inline(always)]
+fn push_candidate(
+    candidates: &mut Vec<Candidate>,
+    rows: &mut DecodedRows,
+    s: &[u8],
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    let index = candidates.len();
+    let hint = candidates.capacity();
+    candidates.push(Candidate::default());
+    let candidate = candidates.last_mut().expect("just pushed");
+    let mut row = |c: &mut Candidate, values: &[u8], bytes_form: bool| {
+        rows.take_row(index, c, values, bytes_form, hint)
+    };
+    if let Err(e) = decode_candidate(candidate, s, &mut row, ctx) {
+        candidates.pop();
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// A varint at the start of `s`, and what follows it; `None` when `s` does not start with a
-/// well-formed one (the caller then lets prost's own decoder say why).
+/// well-formed one (the caller then lets prost's own decoder say why). Values below 2^14 (ids
+/// of most catalogs, lengths, enums) take one or two bytes and are read without a loop.
 #[inline(always)]
 pub(super) fn read_varint(s: &[u8]) -> Option<(u64, &[u8])> {
-    let (&first, rest) = s.split_first()?;
-    if first < 0x80 {
-        return Some((u64::from(first), rest));
+    match *s {
+        [b0, ref rest @ ..] if b0 < 0x80 => Some((u64::from(b0), rest)),
+        [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+            Some((u64::from(b0 & 0x7f) | u64::from(b1) << 7, rest))
+        }
+        _ => read_long_varint(s),
     }
+}
+
+/// [`read_varint`] for a varint of three bytes or more (or a malformed one).
+#[inline(never)]
+fn read_long_varint(s: &[u8]) -> Option<(u64, &[u8])> {
+    let (&first, rest) = s.split_first()?;
     let mut value = u64::from(first & 0x7f);
     for (i, &b) in rest.iter().enumerate().take(9) {
         value |= u64::from(b & 0x7f) << (7 * (i + 1));
@@ -960,7 +994,31 @@ impl Message for RankRequest {
         let whole = buf.remaining();
         if buf.chunk().len() == whole {
             let mut s = buf.chunk();
-            while !s.is_empty() {
+            while let Some((&key, rest)) = s.split_first() {
+                // A candidate (field 5, length-delimited) read without the generic key and
+                // field dispatch; anything else, or a malformed length, goes the usual way.
+                if key == 0x2a
+                    && let Some((candidate, after)) = read_len(rest)
+                {
+                    before_candidate(
+                        &mut self.candidates,
+                        &mut self.decoded_rows,
+                        candidate.len(),
+                        candidate.len() + after.len(),
+                    );
+                    field(
+                        "RankRequest",
+                        "candidates",
+                        push_candidate(
+                            &mut self.candidates,
+                            &mut self.decoded_rows,
+                            candidate,
+                            ctx.clone(),
+                        ),
+                    )?;
+                    s = after;
+                    continue;
+                }
                 let (tag, wire_type) = encoding::decode_key(&mut s)?;
                 self.merge_field(tag, wire_type, &mut s, ctx.clone())?;
             }
@@ -1519,6 +1577,47 @@ mod tests {
                 (Ok(a), Ok(g)) => assert_eq!(format!("{a:?}"), format!("{g:?}"), "{b:?}"),
                 (Err(a), Err(g)) => assert_eq!(a.to_string(), g.to_string(), "{b:?}"),
                 (a, g) => panic!("{b:?}: slice path {a:?}, prost {g:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_request_slice_path_decodes_as_the_generic_loop_even_when_malformed() {
+        let mut req = request_of(3, |i| Some(row(i, 4)));
+        req.candidates[1].evidence = vec![2, 3];
+        req.k = 2;
+        let full = req.encode_to_vec();
+        // The same bytes in two chunks take prost's loop over `merge_field` (and the
+        // candidates' copying path), which the whole-slice path must match.
+        let chunked = |b: &[u8]| {
+            let (a, z) = b.split_at(b.len() / 2);
+            let mut req = RankRequest {
+                decoded_rows: DecodedRows {
+                    active: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            req.merge(a.chain(z)).map(|()| {
+                req.decoded_rows.active = false;
+                req.with_rows_given_back()
+            })
+        };
+        let sliced = |b: &[u8]| RankRequest::decode_rows(b).map(|r| r.with_rows_given_back());
+        assert_eq!(sliced(&full).unwrap(), req);
+        let mut cases: Vec<Vec<u8>> = (0..full.len()).map(|n| full[..n].to_vec()).collect();
+        for i in 0..full.len() {
+            for x in [0x00, 0x01, 0x2a, 0x7f, 0x80, 0xff, full[i] ^ 0x08] {
+                let mut b = full.clone();
+                b[i] = x;
+                cases.push(b);
+            }
+        }
+        for b in &cases {
+            match (sliced(b), chunked(b)) {
+                (Ok(a), Ok(g)) => assert_eq!(format!("{a:?}"), format!("{g:?}"), "{b:?}"),
+                (Err(a), Err(g)) => assert_eq!(a.to_string(), g.to_string(), "{b:?}"),
+                (a, g) => panic!("{b:?}: slice path {a:?}, generic {g:?}"),
             }
         }
     }

@@ -61,7 +61,9 @@ impl DataDimension {
     }
 
     pub fn from_number(n: i32) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.number() == n)
+        // `ALL` holds the dimensions in the order of their numbers, 1 to 10.
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        Self::ALL.get(i).copied()
     }
 
     /// The snake_case name used in files, flags and logs.
@@ -656,7 +658,9 @@ mod tests {
             DataDimension::from_name("Cross-Platform"),
             Some(DataDimension::CrossPlatform)
         );
-        assert_eq!(DataDimension::from_number(0), None);
+        for n in [0, -1, 11, i32::MIN, i32::MAX] {
+            assert_eq!(DataDimension::from_number(n), None, "{n}");
+        }
     }
 
     #[test]

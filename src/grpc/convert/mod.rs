@@ -58,8 +58,9 @@ fn dimension(n: i32, field: impl FnOnce() -> String) -> Result<DataDimension, Ap
     })
 }
 
+/// Finite and not negative: two compares (NaN fails both).
 fn finite_non_negative(v: f32) -> bool {
-    v.is_finite() && v >= 0.0
+    (0.0..f32::INFINITY).contains(&v)
 }
 
 fn max_bytes(value: &str, max: usize, field: impl FnOnce() -> String) -> Result<(), ApiError> {
