@@ -364,6 +364,7 @@ async fn rank(args: RankArgs) -> Result<(), Failure> {
         shown: args.shown,
         all_shown: args.all_shown,
         decoded_rows: Default::default(),
+        decoded_evidence: Default::default(),
         consent: Some(pb::ConsentOverride {
             denied: args.deny.iter().map(|d| d.number()).collect(),
             personalization_off: false,

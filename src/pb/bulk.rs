@@ -551,6 +551,103 @@ pub struct RankRequest {
     /// Rank service's conversion never see it set.
     #[doc(hidden)]
     pub decoded_rows: DecodedRows,
+    /// Not a field of the message: where [`RankRequest::decode_rows`] put the candidates'
+    /// packed `evidence` (see [`DecodedEvidence`]); as `decoded_rows`, only the Rank service's
+    /// conversion sees it set.
+    #[doc(hidden)]
+    pub decoded_evidence: DecodedEvidence,
+}
+
+/// The packed `evidence` runs of a decoded Rank request's candidates, one after the other in
+/// one buffer, instead of a vector per candidate (an allocation and a free each: 6% of the
+/// decoding of 100 candidates). A candidate's evidence is what is here for it followed by its
+/// own `evidence`, in the order they came: a run is taken here only while the candidate has
+/// none of its own (an unpacked value before it keeps every later run in the candidate).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecodedEvidence {
+    values: Vec<i32>,
+    /// `ends[j]`: where candidate `j`'s values end (they start where `j - 1`'s end);
+    /// candidates from `ends.len()` on have none here.
+    ends: Vec<usize>,
+    /// Set while a request is decoded for the Rank service.
+    active: bool,
+}
+
+impl DecodedEvidence {
+    /// Takes candidate `index`'s packed run `packed` if it can: `Some(true)` when it did,
+    /// `Some(false)` when the caller is to decode it into the candidate as usual, `None` when
+    /// the run is malformed (nothing is kept; the caller's decoder says why).
+    #[inline]
+    fn take_run(
+        &mut self,
+        index: usize,
+        c: &Candidate,
+        packed: &[u8],
+        hint: usize,
+    ) -> Option<bool> {
+        if !self.active || !c.evidence.is_empty() || index + 1 < self.ends.len() {
+            return Some(false);
+        }
+        if self.ends.is_empty() {
+            self.ends.reserve(hint.max(1));
+            self.values
+                .reserve((hint.max(1) * packed.len()).min(MAX_GUESSED_CANDIDATES * 16));
+        }
+        push_packed_int32(&mut self.values, packed)?;
+        let end = self.values.len();
+        // Candidates between the last one here and this one have none here.
+        let last = self.ends.last().copied().unwrap_or(0);
+        self.ends.resize(index, last);
+        if self.ends.len() == index {
+            self.ends.push(end);
+        } else {
+            self.ends[index] = end;
+        }
+        Some(true)
+    }
+
+    /// Candidate `index`'s values held here (before its own).
+    pub fn of(&self, index: usize) -> &[i32] {
+        match self.ends.get(index) {
+            Some(&end) => &self.values[index.checked_sub(1).map_or(0, |j| self.ends[j])..end],
+            None => &[],
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        !self.ends.is_empty()
+    }
+}
+
+/// Appends the int32 values of a packed run (varints, the low 32 bits of each, as prost reads
+/// them); `None`, with nothing appended, when a varint is malformed.
+#[inline(always)]
+fn push_packed_int32(out: &mut Vec<i32>, mut packed: &[u8]) -> Option<()> {
+    let before = out.len();
+    while !packed.is_empty() {
+        match read_varint(packed) {
+            Some((v, more)) => {
+                out.push(v as i32);
+                packed = more;
+            }
+            None => {
+                out.truncate(before);
+                return None;
+            }
+        }
+    }
+    Some(())
+}
+
+/// Puts every candidate's evidence held in `pool` back into the candidate, in front of its own.
+fn give_back_evidence(pool: &mut DecodedEvidence, candidates: &mut [Candidate]) {
+    let pool = std::mem::take(pool);
+    for (j, c) in candidates.iter_mut().enumerate().take(pool.ends.len()) {
+        let held = pool.of(j);
+        if !held.is_empty() {
+            c.evidence.splice(0..0, held.iter().copied());
+        }
+    }
 }
 
 /// The embeddings of a decoded Rank request's candidates, written straight from the wire
@@ -590,7 +687,7 @@ impl DecodedRows {
     /// `embedding` or from `embedding_f32le` as `bytes_form` says), into the buffer if it can;
     /// false when the caller is to decode it into the candidate as usual (after its row, if it
     /// had one here, was given back: a second run of the last candidate taken).
-    #[inline]
+    #[inline(always)]
     fn take_row(
         &mut self,
         index: usize,
@@ -694,10 +791,15 @@ impl RankRequest {
                 active: true,
                 ..Default::default()
             },
+            decoded_evidence: DecodedEvidence {
+                active: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
         req.merge(buf)?;
         req.decoded_rows.active = false;
+        req.decoded_evidence.active = false;
         let whole = !req.decoded_rows.broken
             && req.decoded_rows.rows == req.candidates.len()
             && req
@@ -705,7 +807,7 @@ impl RankRequest {
                 .iter()
                 .all(|c| c.embedding.is_empty() && c.embedding_f32le.is_empty());
         if !whole {
-            req.give_back_rows();
+            give_back_all(&mut req.decoded_rows, &mut req.candidates);
         }
         Ok(req)
     }
@@ -715,14 +817,27 @@ impl RankRequest {
     /// embedding being in its candidate.
     pub fn take_rows(&mut self) -> Option<Matrix> {
         if self.decoded_rows.rows != self.candidates.len() {
-            self.give_back_rows();
+            give_back_all(&mut self.decoded_rows, &mut self.candidates);
         }
         self.decoded_rows.take()
     }
 
-    /// Puts rows held in [`RankRequest::decoded_rows`] back into their candidates.
+    /// The candidates' evidence held apart as the request was decoded (see
+    /// [`DecodedEvidence`]): candidate `i`'s evidence is `of(i)` followed by its own.
+    pub fn take_evidence(&mut self) -> DecodedEvidence {
+        std::mem::take(&mut self.decoded_evidence)
+    }
+
+    /// Whether anything of the candidates is held apart from them.
+    fn holds_apart(&self) -> bool {
+        self.decoded_rows.is_set() || self.decoded_evidence.is_set()
+    }
+
+    /// Puts everything held in [`RankRequest::decoded_rows`] and
+    /// [`RankRequest::decoded_evidence`] back into the candidates.
     fn give_back_rows(&mut self) {
         give_back_all(&mut self.decoded_rows, &mut self.candidates);
+        give_back_evidence(&mut self.decoded_evidence, &mut self.candidates);
     }
 
     /// The request with every embedding in its candidate.
@@ -737,7 +852,7 @@ impl RankRequest {
 /// one buffer equals the same request decoded the usual way.
 impl PartialEq for RankRequest {
     fn eq(&self, other: &Self) -> bool {
-        if self.decoded_rows.is_set() || other.decoded_rows.is_set() {
+        if self.holds_apart() || other.holds_apart() {
             return self.with_rows_given_back() == other.with_rows_given_back();
         }
         self.user_id == other.user_id
@@ -762,6 +877,7 @@ fn merge_candidate(
     wire_type: WireType,
     candidates: &mut Vec<Candidate>,
     rows: &mut DecodedRows,
+    evidence: &mut DecodedEvidence,
     buf: &mut impl Buf,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
@@ -774,7 +890,7 @@ fn merge_candidate(
     before_candidate(candidates, rows, len, buf.remaining());
     let chunk = buf.chunk();
     if chunk.len() >= len {
-        push_candidate(candidates, rows, &chunk[..len], ctx)?;
+        push_candidate(candidates, rows, evidence, &chunk[..len], ctx)?;
         buf.advance(len);
         return Ok(());
     }
@@ -815,6 +931,7 @@ fn before_candidate(
 fn push_candidate(
     candidates: &mut Vec<Candidate>,
     rows: &mut DecodedRows,
+    evidence: &mut DecodedEvidence,
     s: &[u8],
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
@@ -822,10 +939,13 @@ fn push_candidate(
     let hint = candidates.capacity();
     candidates.push(Candidate::default());
     let candidate = candidates.last_mut().expect("just pushed");
-    let mut row = |c: &mut Candidate, values: &[u8], bytes_form: bool| {
-        rows.take_row(index, c, values, bytes_form, hint)
+    let mut apart = InRequest {
+        rows,
+        evidence,
+        index,
+        hint,
     };
-    if let Err(e) = decode_candidate(candidate, s, &mut row, ctx) {
+    if let Err(e) = decode_candidate(candidate, s, &mut apart, ctx) {
         candidates.pop();
         return Err(e);
     }
@@ -875,6 +995,40 @@ pub(super) fn read_f32(s: &[u8]) -> Option<(f32, &[u8])> {
     Some((f32::from_le_bytes(*bytes), rest))
 }
 
+/// Where [`decode_candidate`] may put a candidate's vectors rather than in the candidate.
+trait Apart {
+    /// Takes the candidate's embedding `values` (little-endian float32, from a packed
+    /// `embedding` or from `embedding_f32le` as `bytes_form` says); false when it is to go
+    /// into the candidate.
+    fn row(&mut self, c: &mut Candidate, values: &[u8], bytes_form: bool) -> bool;
+    /// Takes a packed `evidence` run: `Some(false)` when it is to go into the candidate,
+    /// `None` when it is malformed.
+    fn evidence(&mut self, c: &Candidate, packed: &[u8]) -> Option<bool>;
+}
+
+/// Candidate `index` of a request decoded for the Rank service: its embedding row and its
+/// evidence go into the request's [`DecodedRows`] and [`DecodedEvidence`] when they can.
+struct InRequest<'a> {
+    rows: &'a mut DecodedRows,
+    evidence: &'a mut DecodedEvidence,
+    index: usize,
+    /// How many candidates the request's list has room for.
+    hint: usize,
+}
+
+impl Apart for InRequest<'_> {
+    #[inline(always)]
+    fn row(&mut self, c: &mut Candidate, values: &[u8], bytes_form: bool) -> bool {
+        self.rows
+            .take_row(self.index, c, values, bytes_form, self.hint)
+    }
+
+    #[inline(always)]
+    fn evidence(&mut self, c: &Candidate, packed: &[u8]) -> Option<bool> {
+        self.evidence.take_run(self.index, c, packed, self.hint)
+    }
+}
+
 /// Decodes one candidate from `s`, which holds exactly its bytes. The fields clients send
 /// (each with a one-byte key) are read straight from the slice: no buffer trait, no per-field
 /// error wrapping, the packed vectors reserved once. Anything else (strings, an unknown or
@@ -884,7 +1038,7 @@ pub(super) fn read_f32(s: &[u8]) -> Option<(f32, &[u8])> {
 fn decode_candidate(
     c: &mut Candidate,
     mut s: &[u8],
-    row: &mut impl FnMut(&mut Candidate, &[u8], bool) -> bool,
+    apart: &mut impl Apart,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     while let Some((&key, rest)) = s.split_first() {
@@ -920,7 +1074,7 @@ fn decode_candidate(
             0x42 => read_len(rest)
                 .filter(|(packed, _)| packed.len().is_multiple_of(4))
                 .map(|(packed, r)| {
-                    if row(c, packed, false) {
+                    if apart.row(c, packed, false) {
                         // Written into the request's rows (`DecodedRows`).
                     } else if c.embedding.is_empty() {
                         // Allocated once at its size: the common case, one run per candidate.
@@ -931,25 +1085,12 @@ fn decode_candidate(
                     }
                     r
                 }),
-            0x4a => read_len(rest).and_then(|(mut packed, r)| {
-                let before = c.evidence.len();
-                if c.evidence.capacity() == 0 {
-                    c.evidence = Vec::with_capacity(packed.len().min(16));
-                } else {
-                    c.evidence.reserve(packed.len().min(16));
-                }
-                while !packed.is_empty() {
-                    match read_varint(packed) {
-                        // int32 on the wire: the low 32 bits, as prost reads it.
-                        Some((v, more)) => {
-                            c.evidence.push(v as i32);
-                            packed = more;
-                        }
-                        None => {
-                            c.evidence.truncate(before);
-                            return None;
-                        }
+            0x4a => read_len(rest).and_then(|(packed, r)| {
+                if !apart.evidence(c, packed)? {
+                    if c.evidence.capacity() == 0 {
+                        c.evidence = Vec::with_capacity(packed.len().min(16));
                     }
+                    push_packed_int32(&mut c.evidence, packed)?;
                 }
                 Some(r)
             }),
@@ -966,7 +1107,7 @@ fn decode_candidate(
                 r
             }),
             0x7a => read_len(rest).map(|(bytes, r)| {
-                if !row(c, bytes, true) {
+                if !apart.row(c, bytes, true) {
                     c.embedding_f32le.clear();
                     c.embedding_f32le.extend_from_slice(bytes);
                 }
@@ -1012,6 +1153,7 @@ impl Message for RankRequest {
                         push_candidate(
                             &mut self.candidates,
                             &mut self.decoded_rows,
+                            &mut self.decoded_evidence,
                             candidate,
                             ctx.clone(),
                         ),
@@ -1034,7 +1176,7 @@ impl Message for RankRequest {
 
     fn encode_raw(&self, buf: &mut impl BufMut) {
         use encoding::*;
-        if self.decoded_rows.is_set() {
+        if self.holds_apart() {
             return self.with_rows_given_back().encode_raw(buf);
         }
         if !self.user_id.is_empty() {
@@ -1120,6 +1262,7 @@ impl Message for RankRequest {
                     wire_type,
                     &mut self.candidates,
                     &mut self.decoded_rows,
+                    &mut self.decoded_evidence,
                     buf,
                     ctx,
                 ),
@@ -1176,7 +1319,7 @@ impl Message for RankRequest {
 
     fn encoded_len(&self) -> usize {
         use encoding::*;
-        if self.decoded_rows.is_set() {
+        if self.holds_apart() {
             return self.with_rows_given_back().encoded_len();
         }
         let mut n = 0;
@@ -1507,7 +1650,12 @@ mod tests {
             let want = RankRequest::decode(bytes.as_slice()).unwrap();
             let got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
             assert!(!got.decoded_rows.is_set(), "{name}: rows given back");
-            assert_eq!(got.candidates, want.candidates, "{name}");
+            // (Evidence stays held apart whatever the rows do.)
+            assert_eq!(
+                got.with_rows_given_back().candidates,
+                want.candidates,
+                "{name}"
+            );
             assert_eq!(got.encode_to_vec(), want.encode_to_vec(), "{name}");
         }
         // Malformed bytes fail alike.
@@ -1519,6 +1667,19 @@ mod tests {
                 .to_string(),
             RankRequest::decode(bad.as_slice()).unwrap_err().to_string()
         );
+    }
+
+    /// Everything stays in the candidate (as outside a request decoded for the Rank service).
+    struct InCandidate;
+
+    impl Apart for InCandidate {
+        fn row(&mut self, _: &mut Candidate, _: &[u8], _: bool) -> bool {
+            false
+        }
+
+        fn evidence(&mut self, _: &Candidate, _: &[u8]) -> Option<bool> {
+            Some(false)
+        }
     }
 
     /// The generic decoder: prost's loop over `merge_field`, which the slice path must match.
@@ -1534,13 +1695,7 @@ mod tests {
 
     fn sliced(bytes: &[u8]) -> Result<Candidate, DecodeError> {
         let mut c = Candidate::default();
-        decode_candidate(
-            &mut c,
-            bytes,
-            &mut |_, _, _| false,
-            DecodeContext::default(),
-        )
-        .map(|()| c)
+        decode_candidate(&mut c, bytes, &mut InCandidate, DecodeContext::default()).map(|()| c)
     }
 
     #[test]
@@ -1620,6 +1775,57 @@ mod tests {
                 (a, g) => panic!("{b:?}: slice path {a:?}, generic {g:?}"),
             }
         }
+    }
+
+    #[test]
+    fn evidence_runs_are_held_apart_in_order_and_given_back_in_front() {
+        let mut req = request_of(4, |i| Some(row(i, 2)));
+        req.candidates[0].evidence = vec![2, 3];
+        req.candidates[1].evidence = vec![];
+        req.candidates[3].evidence = vec![-1, 9, 300];
+        let bytes = req.encode_to_vec();
+        let mut got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
+        assert!(got.candidates.iter().all(|c| c.evidence.is_empty()));
+        assert_eq!(got, req, "equal to the request, evidence and all");
+        assert_eq!(got.encode_to_vec(), bytes, "and encoded as it was");
+        let held = got.take_evidence();
+        assert_eq!(held.of(0), [2, 3]);
+        assert_eq!(held.of(1), [] as [i32; 0]);
+        assert_eq!(held.of(2), [1]);
+        assert_eq!(held.of(3), [-1, 9, 300]);
+        assert_eq!(held.of(4), [] as [i32; 0]);
+
+        // A second packed run appends; an unpacked value keeps every later run in the
+        // candidate, after what is held: the order on the wire is kept.
+        let mut body = Candidate {
+            item_id: 1,
+            evidence: vec![2],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        body.extend_from_slice(&[0x4a, 1, 3, 0x48, 4, 0x4a, 2, 5, 6]);
+        let mut bytes = Vec::new();
+        encoding::bytes::encode(5, &body, &mut bytes);
+        let generic = RankRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(generic.candidates[0].evidence, [2, 3, 4, 5, 6]);
+        let mut got = RankRequest::decode_rows(bytes.as_slice()).unwrap();
+        assert_eq!(
+            got.candidates[0].evidence,
+            [4, 5, 6],
+            "its own, after the held"
+        );
+        assert_eq!(got, generic);
+        assert_eq!(got.take_evidence().of(0), [2, 3]);
+
+        // A malformed run is refused as prost refuses it.
+        let mut bad = Vec::new();
+        encoding::bytes::encode(5, &vec![0x4a, 2, 0x80, 0x80], &mut bad);
+        assert_eq!(
+            RankRequest::decode_rows(bad.as_slice())
+                .unwrap_err()
+                .to_string(),
+            RankRequest::decode(bad.as_slice()).unwrap_err().to_string()
+        );
     }
 
     #[test]

@@ -45,17 +45,25 @@ pub fn user_id(id: &str, field: &str, limits: &Limits) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[inline]
 fn dimension(n: i32, field: impl FnOnce() -> String) -> Result<DataDimension, ApiError> {
-    DataDimension::from_number(n).ok_or_else(|| {
-        ApiError::invalid(
-            field(),
-            if n == 0 {
-                "DATA_DIMENSION_UNSPECIFIED is not a data dimension".to_owned()
-            } else {
-                format!("{n} is not a known data dimension")
-            },
-        )
-    })
+    match DataDimension::from_number(n) {
+        Some(d) => Ok(d),
+        None => Err(not_a_dimension(n, field())),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_dimension(n: i32, field: String) -> ApiError {
+    ApiError::invalid(
+        field,
+        if n == 0 {
+            "DATA_DIMENSION_UNSPECIFIED is not a data dimension".to_owned()
+        } else {
+            format!("{n} is not a known data dimension")
+        },
+    )
 }
 
 /// Finite and not negative: two compares (NaN fails both).

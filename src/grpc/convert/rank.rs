@@ -146,6 +146,7 @@ pub fn rank_call_with_catalog(
     // Lookups are skipped while the catalog is empty: a server without one pays nothing.
     let catalog = catalog.filter(|c| !c.is_empty());
     let decoded = req.take_rows();
+    let evidence = req.take_evidence();
     let mut rows = Rows::new(
         n,
         catalog.is_some_and(Catalog::supplies_embeddings),
@@ -161,7 +162,7 @@ pub fn rank_call_with_catalog(
     let (mut hits, mut misses) = (0, 0);
     let mut candidates = Vec::with_capacity(n);
     for (i, c) in req.candidates.iter_mut().enumerate() {
-        let mut candidate = candidate(i, c)?;
+        let mut candidate = candidate(i, c, evidence.of(i))?;
         {
             // Holds the item's shard for reading until the end of this block: no other
             // lookup may happen inside it.
@@ -244,8 +245,9 @@ fn check_context(context: &pb::Context) -> Result<(), ApiError> {
 }
 
 /// Candidate `i`'s own fields, checked, as the core's candidate (its titles moved, not
-/// copied). Its embedding is [`Rows::add`]'s.
-fn candidate(i: usize, c: &mut pb::Candidate) -> Result<Candidate, ApiError> {
+/// copied); its evidence is `held` (what decoding held apart, [`pb::bulk::DecodedEvidence`])
+/// followed by its own. Its embedding is [`Rows::add`]'s.
+fn candidate(i: usize, c: &mut pb::Candidate, held: &[i32]) -> Result<Candidate, ApiError> {
     let field = |name: &str| format!("candidates[{i}].{name}");
     if c.item_id == 0 {
         return Err(ApiError::invalid(
@@ -271,9 +273,8 @@ fn candidate(i: usize, c: &mut pb::Candidate) -> Result<Candidate, ApiError> {
     max_bytes(&c.title, MAX_TITLE_BYTES, || field("title"))?;
     max_bytes(&c.anchor_title, MAX_TITLE_BYTES, || field("anchor_title"))?;
     let mut evidence = DimensionSet::EMPTY;
-    for (j, &d) in c.evidence.iter().enumerate() {
-        evidence.insert(dimension(d, || format!("candidates[{i}].evidence[{j}]"))?);
-    }
+    add_evidence(&mut evidence, i, 0, held)?;
+    add_evidence(&mut evidence, i, held.len(), &c.evidence)?;
     Ok(Candidate {
         item_id: c.item_id,
         score: c.score,
@@ -289,6 +290,22 @@ fn candidate(i: usize, c: &mut pb::Candidate) -> Result<Candidate, ApiError> {
         anchor_title: mem::take(&mut c.anchor_title),
         cross_platform_seen_ms: c.cross_platform_seen_ms,
     })
+}
+
+/// Adds candidate `i`'s evidence `values` to `set`, the first being its `evidence[first]`.
+#[inline(always)]
+fn add_evidence(
+    set: &mut DimensionSet,
+    i: usize,
+    first: usize,
+    values: &[i32],
+) -> Result<(), ApiError> {
+    for (j, &d) in values.iter().enumerate() {
+        set.insert(dimension(d, || {
+            format!("candidates[{i}].evidence[{}]", first + j)
+        })?);
+    }
+    Ok(())
 }
 
 #[cold]
@@ -736,6 +753,53 @@ mod tests {
         match rank_call(req, &Limits::default(), 1, None) {
             Err(ApiError::InvalidArgument { field, .. }) => field,
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn evidence_held_apart_converts_and_is_refused_as_evidence_in_the_candidate() {
+        use prost::Message;
+        let mut req = request(
+            (1..=4)
+                .map(|i| pb::Candidate {
+                    evidence: (1..=i as i32).collect(),
+                    ..candidate(i, 1.0 / i as f32)
+                })
+                .collect(),
+        );
+        let both = |req: &pb::RankRequest| {
+            let bytes = req.encode_to_vec();
+            [
+                pb::RankRequest::decode(bytes.as_slice()).unwrap(),
+                pb::RankRequest::decode_rows(bytes.as_slice()).unwrap(),
+            ]
+            .map(|r| rank_call(r, &Limits::default(), 1, None))
+        };
+        let [a, b] = both(&req);
+        let (a, b) = (a.unwrap().input, b.unwrap().input);
+        assert_eq!(a.candidates, b.candidates);
+        assert_eq!(b.candidates[3].evidence.len(), 4);
+        // The first value at fault is named, in a run held apart or in one that is not.
+        req.candidates[2].evidence[1] = 11;
+        for got in both(&req) {
+            match got {
+                Err(ApiError::InvalidArgument { field, .. }) => {
+                    assert_eq!(field, "candidates[2].evidence[1]")
+                }
+                other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+            }
+        }
+        // Held apart [1], then the candidate's own unpacked value 0: index 1 either way.
+        let mut body = candidate(9, 0.5).encode_to_vec();
+        body.extend_from_slice(&[0x4a, 1, 1, 0x48, 0]);
+        let mut bytes = Vec::new();
+        prost::encoding::bytes::encode(5, &body, &mut bytes);
+        prost::encoding::string::encode(1, &"u".to_owned(), &mut bytes);
+        for r in [
+            pb::RankRequest::decode(bytes.as_slice()).unwrap(),
+            pb::RankRequest::decode_rows(bytes.as_slice()).unwrap(),
+        ] {
+            assert_eq!(field_of(r), "candidates[0].evidence[1]");
         }
     }
 
