@@ -338,6 +338,7 @@ impl App {
             tls,
             auth,
             allocator = crate::alloc::NAME,
+            io_threads = tokio::runtime::Handle::current().metrics().num_workers(),
             "tactful listening on {addr}"
         );
         let served = grpc::serve(

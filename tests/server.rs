@@ -11,6 +11,7 @@
 //! 6. The binary's admin server answers `/ready` and counts its calls in `/metrics`.
 //! 7. A message above `limits.max_message_bytes` is refused (OUT_OF_RANGE) before any work;
 //!    with `grpc.max_connection_age_s`, connections are aged out without failing a call.
+//! 8. `grpc.io_threads` sets the threads serving connections (by default one on two cores).
 
 mod common;
 
@@ -271,6 +272,40 @@ fn a_bad_configuration_exits_64_naming_the_setting() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TACTFUL_BUDGET_MS"));
+}
+
+/// The threads serving connections are the ones configured (`grpc.io_threads`), or by default
+/// one on two cores or fewer: the start-up line reports the runtime's own count of workers.
+#[test]
+fn the_server_runs_the_configured_number_of_io_threads() {
+    use std::io::BufRead;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let auto = tactful::config::GrpcSettings::default().io_threads_for(cores);
+    for (setting, want) in [(None, auto), (Some("3"), 3)] {
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = tactful();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .env("TACTFUL_LOG", "info")
+            .env_remove("TACTFUL_IO_THREADS")
+            .stderr(std::process::Stdio::piped());
+        if let Some(n) = setting {
+            cmd.env("TACTFUL_IO_THREADS", n);
+        }
+        let mut child = KillOnDrop(cmd.spawn().unwrap());
+        let stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
+        let line = stderr
+            .lines()
+            .map(Result::unwrap)
+            .find(|l| l.contains("listening on"))
+            .expect("the server logs that it listens");
+        assert!(
+            line.contains(&format!("io_threads={want}")),
+            "{setting:?}: {line}"
+        );
+    }
+    assert!(cores > 2 || auto == 1, "one thread on {cores} core(s)");
 }
 
 #[test]

@@ -84,7 +84,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.grpc.io_threads_for(cores))
         .enable_all()
         .thread_name("tactful-io")
         .build()
