@@ -577,7 +577,7 @@ impl DecodedEvidence {
     /// Takes candidate `index`'s packed run `packed` if it can: `Some(true)` when it did,
     /// `Some(false)` when the caller is to decode it into the candidate as usual, `None` when
     /// the run is malformed (nothing is kept; the caller's decoder says why).
-    #[inline]
+    #[inline(always)]
     fn take_run(
         &mut self,
         index: usize,
@@ -1041,81 +1041,9 @@ fn decode_candidate(
     apart: &mut impl Apart,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
+    s = fields_in_order(c, s, apart);
     while let Some((&key, rest)) = s.split_first() {
-        let fast = match key {
-            0x08 => read_varint(rest).map(|(v, r)| {
-                c.item_id = v;
-                r
-            }),
-            0x15 => read_f32(rest).map(|(v, r)| {
-                c.score = v;
-                r
-            }),
-            0x18 => read_varint(rest).map(|(v, r)| {
-                c.category_id = v;
-                r
-            }),
-            0x20 => read_varint(rest).map(|(v, r)| {
-                c.brand_id = v;
-                r
-            }),
-            0x28 => read_varint(rest).map(|(v, r)| {
-                c.shop_id = v;
-                r
-            }),
-            0x35 => read_f32(rest).map(|(v, r)| {
-                c.price = v;
-                r
-            }),
-            0x3d => read_f32(rest).map(|(v, r)| {
-                c.popularity = v;
-                r
-            }),
-            0x42 => read_len(rest)
-                .filter(|(packed, _)| packed.len().is_multiple_of(4))
-                .map(|(packed, r)| {
-                    if apart.row(c, packed, false) {
-                        // Written into the request's rows (`DecodedRows`).
-                    } else if c.embedding.is_empty() {
-                        // Allocated once at its size: the common case, one run per candidate.
-                        c.embedding = floats_of(packed);
-                    } else {
-                        c.embedding.reserve_exact(packed.len() / 4);
-                        extend_f32le(&mut c.embedding, packed);
-                    }
-                    r
-                }),
-            0x4a => read_len(rest).and_then(|(packed, r)| {
-                if !apart.evidence(c, packed)? {
-                    if c.evidence.capacity() == 0 {
-                        c.evidence = Vec::with_capacity(packed.len().min(16));
-                    }
-                    push_packed_int32(&mut c.evidence, packed)?;
-                }
-                Some(r)
-            }),
-            0x50 => read_varint(rest).map(|(v, r)| {
-                c.sponsored = v != 0;
-                r
-            }),
-            0x60 => read_varint(rest).map(|(v, r)| {
-                c.anchor_item_id = v;
-                r
-            }),
-            0x70 => read_varint(rest).map(|(v, r)| {
-                c.cross_platform_seen_ms = v as i64;
-                r
-            }),
-            0x7a => read_len(rest).map(|(bytes, r)| {
-                if !apart.row(c, bytes, true) {
-                    c.embedding_f32le.clear();
-                    c.embedding_f32le.extend_from_slice(bytes);
-                }
-                r
-            }),
-            _ => None,
-        };
-        match fast {
+        match read_field(key, rest, c, apart) {
             Some(r) => s = r,
             None => {
                 let (tag, wire_type) = encoding::decode_key(&mut s)?;
@@ -1124,6 +1052,119 @@ fn decode_candidate(
         }
     }
     Ok(())
+}
+
+/// The fields clients send, in the order every protobuf encoder writes them (by number), each
+/// read if it is the one that comes next: a straight run with no dispatch per field (a field
+/// left out, as proto3 leaves out zeros, costs one compare). It stops at the first field out
+/// of that order or malformed and returns what is left, which [`decode_candidate`]'s loop then
+/// reads; that loop would have read each field taken here the same way, in the same order.
+#[inline(always)]
+fn fields_in_order<'a>(c: &mut Candidate, mut s: &'a [u8], apart: &mut impl Apart) -> &'a [u8] {
+    macro_rules! in_order {
+        ($($key:literal),*) => {$(
+            if let Some((&$key, rest)) = s.split_first() {
+                match read_field($key, rest, c, apart) {
+                    Some(r) => s = r,
+                    None => return s,
+                }
+            }
+        )*};
+    }
+    in_order!(
+        0x08, 0x15, 0x18, 0x20, 0x28, 0x35, 0x3d, 0x42, 0x4a, 0x50, 0x60, 0x70, 0x7a
+    );
+    s
+}
+
+/// Reads the field whose one-byte key is `key` from `rest` (what follows the key) into the
+/// candidate, if it is one clients send and well-formed; returns what follows it. `None` for
+/// any other key, or a malformed value: [`Candidate::merge_field`] decodes it, or refuses it
+/// with prost's error.
+#[inline(always)]
+fn read_field<'a>(
+    key: u8,
+    rest: &'a [u8],
+    c: &mut Candidate,
+    apart: &mut impl Apart,
+) -> Option<&'a [u8]> {
+    match key {
+        0x08 => read_varint(rest).map(|(v, r)| {
+            c.item_id = v;
+            r
+        }),
+        0x15 => read_f32(rest).map(|(v, r)| {
+            c.score = v;
+            r
+        }),
+        0x18 => read_varint(rest).map(|(v, r)| {
+            c.category_id = v;
+            r
+        }),
+        0x20 => read_varint(rest).map(|(v, r)| {
+            c.brand_id = v;
+            r
+        }),
+        0x28 => read_varint(rest).map(|(v, r)| {
+            c.shop_id = v;
+            r
+        }),
+        0x35 => read_f32(rest).map(|(v, r)| {
+            c.price = v;
+            r
+        }),
+        0x3d => read_f32(rest).map(|(v, r)| {
+            c.popularity = v;
+            r
+        }),
+        // Written as statements rather than closures, which the compiler left out of line.
+        0x42 => {
+            let (packed, r) = read_len(rest)?;
+            if !packed.len().is_multiple_of(4) {
+                return None;
+            }
+            if apart.row(c, packed, false) {
+                // Written into the request's rows (`DecodedRows`).
+            } else if c.embedding.is_empty() {
+                // Allocated once at its size: the common case, one run per candidate.
+                c.embedding = floats_of(packed);
+            } else {
+                c.embedding.reserve_exact(packed.len() / 4);
+                extend_f32le(&mut c.embedding, packed);
+            }
+            Some(r)
+        }
+        0x4a => {
+            let (packed, r) = read_len(rest)?;
+            if !apart.evidence(c, packed)? {
+                if c.evidence.capacity() == 0 {
+                    c.evidence = Vec::with_capacity(packed.len().min(16));
+                }
+                push_packed_int32(&mut c.evidence, packed)?;
+            }
+            Some(r)
+        }
+        0x50 => read_varint(rest).map(|(v, r)| {
+            c.sponsored = v != 0;
+            r
+        }),
+        0x60 => read_varint(rest).map(|(v, r)| {
+            c.anchor_item_id = v;
+            r
+        }),
+        0x70 => read_varint(rest).map(|(v, r)| {
+            c.cross_platform_seen_ms = v as i64;
+            r
+        }),
+        0x7a => read_len(rest).map(|(bytes, r)| {
+            if !apart.row(c, bytes, true) {
+                c.embedding_f32le.clear();
+                c.embedding_f32le.extend_from_slice(bytes);
+            }
+            r
+        }),
+        _ => None,
+    }
 }
 
 impl Message for RankRequest {
@@ -1710,6 +1751,15 @@ mod tests {
         full.extend_from_slice(&[0xff, 0xff, 0xff, 0x01]);
         assert!(sliced(&full).is_ok());
         assert_eq!(sliced(&full).unwrap(), generic(&full).unwrap());
+        // Fields out of number order, and one taken in order then repeated: the straight run
+        // stops at the first out of order and the loop reads the rest.
+        let shuffled = [
+            0x3d, 0, 0, 128, 63, 0x08, 5, 0x4a, 1, 2, 0x42, 4, 0, 0, 0, 64, 0x15, 0, 0, 0, 63,
+            0x08, 6, 0x4a, 1, 3,
+        ];
+        let c = sliced(&shuffled).unwrap();
+        assert_eq!(c, generic(&shuffled).unwrap());
+        assert_eq!((c.item_id, c.evidence.as_slice()), (6, &[2, 3][..]));
         // Every prefix (truncated values), and every byte changed in a few ways.
         let mut cases: Vec<Vec<u8>> = (0..full.len()).map(|n| full[..n].to_vec()).collect();
         for i in 0..full.len() {
