@@ -7,7 +7,10 @@
 //! little-endian float32) is one copy. The server decodes a Rank request with
 //! [`RankRequest::decode_rows`], which goes one step further: while every candidate has one
 //! embedding of one length in one form, the rows go straight into one buffer that becomes the
-//! ranking's matrix ([`DecodedRows`]), with no vector per candidate and no second copy.
+//! ranking's matrix ([`DecodedRows`]), with no vector per candidate and no second copy, and the
+//! candidates' evidence goes into one buffer for the request ([`DecodedEvidence`]). A
+//! candidate's fields are read from its bytes in number order as a straight run while they
+//! come in that order (as every encoder writes them), then by a loop over whatever is left.
 //!
 //! Everything else is what prost would generate: the same fields, tags and encoding (proto3:
 //! zero values are not written), so clients, the reflection descriptors and the JSON mapping
