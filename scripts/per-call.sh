@@ -4,7 +4,8 @@
 # a time). After a warm-up the counters are zeroed (callgrind_control -z), CALLS calls are
 # made, and the counts dumped (callgrind_control -d): every user-space instruction of the
 # server's process, all threads, divided by the calls. Once per case: the default policy and
-# identity with `repeated float` embeddings, then both with the bytes form (embedding_f32le).
+# identity with `repeated float` embeddings, then both with the bytes form (embedding_f32le);
+# last a grpc.health.v1 check, the transport's floor.
 #   cargo build --release && ./scripts/per-call.sh            # N=, D=, CALLS=, WARMUP= to change
 # Needs valgrind (apt-get install valgrind). Loopback only; about a minute.
 #
@@ -120,3 +121,11 @@ for form in $FORMS; do
             "$(python3 -c "print(f'{$total / $CALLS:,.0f}')")" "$degraded"
     done
 done
+# The transport's floor: a grpc.health.v1 check on the same server, counted the same way.
+bench default --health --requests "$WARMUP" >/dev/null
+callgrind_control -z "$server" >/dev/null 2>&1
+bench default --health --requests "$CALLS" >/dev/null
+callgrind_control -d "$server" >/dev/null 2>&1
+part=$((part + 1))
+total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dir/callgrind.out.$part")
+printf '%-10s %-16s %14s\n' health "check (the floor)" "$(python3 -c "print(f'{$total / $CALLS:,.0f}')")"
