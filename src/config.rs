@@ -220,8 +220,8 @@ impl GrpcSettings {
     /// Threads serving connections on a machine (or CPU quota) of `cores` cores: the setting,
     /// or when it is 0, one thread up to two cores and one per core above. On two cores a
     /// sidecar shares with its host, and a second thread mostly adds hand-offs between the
-    /// two: one thread served a Rank of 100 candidates with 25% less CPU per call and 9–35%
-    /// more calls per second at saturation (docs/performance.md, "Eighth round").
+    /// two: one thread served a Rank of 100 candidates at saturation with a quarter to a third
+    /// less CPU per call and 9–35% more calls per second (docs/performance.md, "Eighth round").
     pub fn io_threads_for(&self, cores: usize) -> usize {
         match self.io_threads {
             0 if cores <= 2 => 1,
