@@ -791,7 +791,7 @@ fn give_back(c: &mut Candidate, row: &[f32], bytes_form: bool) {
 }
 
 /// Puts every row held in `rows` back into its candidate.
-fn give_back_all(rows: &mut DecodedRows, candidates: &mut [Candidate]) {
+fn give_back_each_row(rows: &mut DecodedRows, candidates: &mut [Candidate]) {
     let rows = std::mem::take(rows);
     if rows.rows == 0 {
         return;
@@ -831,7 +831,7 @@ impl RankRequest {
                 .iter()
                 .all(|c| c.embedding.is_empty() && c.embedding_f32le.is_empty());
         if !whole {
-            give_back_all(&mut req.decoded_rows, &mut req.candidates);
+            give_back_each_row(&mut req.decoded_rows, &mut req.candidates);
         }
         Ok(req)
     }
@@ -841,7 +841,7 @@ impl RankRequest {
     /// embedding being in its candidate.
     pub fn take_rows(&mut self) -> Option<Matrix> {
         if self.decoded_rows.rows != self.candidates.len() {
-            give_back_all(&mut self.decoded_rows, &mut self.candidates);
+            give_back_each_row(&mut self.decoded_rows, &mut self.candidates);
         }
         self.decoded_rows.take()
     }
@@ -859,15 +859,15 @@ impl RankRequest {
 
     /// Puts everything held in [`RankRequest::decoded_rows`] and
     /// [`RankRequest::decoded_evidence`] back into the candidates.
-    fn give_back_rows(&mut self) {
-        give_back_all(&mut self.decoded_rows, &mut self.candidates);
+    fn give_back_held(&mut self) {
+        give_back_each_row(&mut self.decoded_rows, &mut self.candidates);
         give_back_evidence(&mut self.decoded_evidence, &mut self.candidates);
     }
 
-    /// The request with every embedding in its candidate.
-    fn with_rows_given_back(&self) -> Self {
+    /// The request with every embedding and all evidence in its candidate.
+    fn with_held_given_back(&self) -> Self {
         let mut req = self.clone();
-        req.give_back_rows();
+        req.give_back_held();
         req
     }
 }
@@ -877,7 +877,7 @@ impl RankRequest {
 impl PartialEq for RankRequest {
     fn eq(&self, other: &Self) -> bool {
         if self.holds_apart() || other.holds_apart() {
-            return self.with_rows_given_back() == other.with_rows_given_back();
+            return self.with_held_given_back() == other.with_held_given_back();
         }
         self.user_id == other.user_id
             && self.request_id == other.request_id
@@ -945,7 +945,7 @@ fn before_candidate(
     }
     if rows.is_set() && !rows.active {
         // More merged into a request whose rows were decoded apart: they go back first.
-        give_back_all(rows, candidates);
+        give_back_each_row(rows, candidates);
     }
 }
 
@@ -1242,7 +1242,7 @@ impl Message for RankRequest {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         use encoding::*;
         if self.holds_apart() {
-            return self.with_rows_given_back().encode_raw(buf);
+            return self.with_held_given_back().encode_raw(buf);
         }
         if !self.user_id.is_empty() {
             string::encode(1, &self.user_id, buf);
@@ -1385,7 +1385,7 @@ impl Message for RankRequest {
     fn encoded_len(&self) -> usize {
         use encoding::*;
         if self.holds_apart() {
-            return self.with_rows_given_back().encoded_len();
+            return self.with_held_given_back().encoded_len();
         }
         let mut n = 0;
         if !self.user_id.is_empty() {
@@ -1718,7 +1718,7 @@ mod tests {
             assert!(!got.decoded_rows.is_set(), "{name}: rows given back");
             // (Evidence stays held apart whatever the rows do.)
             assert_eq!(
-                got.with_rows_given_back().candidates,
+                got.with_held_given_back().candidates,
                 want.candidates,
                 "{name}"
             );
@@ -1830,10 +1830,10 @@ mod tests {
             };
             req.merge(a.chain(z)).map(|()| {
                 req.decoded_rows.active = false;
-                req.with_rows_given_back()
+                req.with_held_given_back()
             })
         };
-        let sliced = |b: &[u8]| RankRequest::decode_rows(b).map(|r| r.with_rows_given_back());
+        let sliced = |b: &[u8]| RankRequest::decode_rows(b).map(|r| r.with_held_given_back());
         assert_eq!(sliced(&full).unwrap(), req);
         let mut cases: Vec<Vec<u8>> = (0..full.len()).map(|n| full[..n].to_vec()).collect();
         for i in 0..full.len() {
